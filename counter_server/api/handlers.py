@@ -1,0 +1,93 @@
+"""Thin handlers: parse, call the TokenService, shape the answer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import SETTINGS, TOKENS
+from ..queueing import Action
+from ..store import Applied
+from .errors import ApiError
+from .requests import actor_of, idempotency_of, parse_body
+from .schemas import IssueToken, NoBody, Transfer
+from .shapes import substation_json, token_json
+
+TOKEN_ACTIONS = [a.value for a in Action if a is not Action.CALL]
+
+
+def _token_answer(request: web.Request, applied: Applied, status: int = 200) -> web.Response:
+    scenario = request.app[SETTINGS].scenario
+    token = token_json(applied.token, scenario) if applied.token is not None else None
+    headers = {"Idempotent-Replayed": "true"} if applied.replayed else None
+    return web.json_response({"token": token}, status=status, headers=headers)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def list_substations(request: web.Request) -> web.Response:
+    scenario = request.app[SETTINGS].scenario
+    counts = await request.app[TOKENS].waiting_counts()
+    return web.json_response({
+        "substations": [
+            substation_json(s, scenario, counts.get(s.id, 0)) for s in scenario.substations.values()
+        ]
+    })
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    body = await parse_body(request, IssueToken)
+    applied = await request.app[TOKENS].issue(
+        actor_of(request),
+        request.match_info["sid"],
+        body.service,
+        body.priority,
+        idem=await idempotency_of(request),
+    )
+    return _token_answer(request, applied, status=201)
+
+
+async def substation_queue(request: web.Request) -> web.Response:
+    scenario = request.app[SETTINGS].scenario
+    view = await request.app[TOKENS].queue(request.match_info["sid"])
+    return web.json_response({
+        "substation": view.substation.id,
+        "tokens": [token_json(t, scenario) for t in view.at_counters + view.waiting],
+        "waiting": len(view.waiting),
+    })
+
+
+async def call_next(request: web.Request) -> web.Response:
+    await parse_body(request, NoBody)
+    applied = await request.app[TOKENS].call_next(
+        actor_of(request), request.match_info["cid"], idem=await idempotency_of(request)
+    )
+    return _token_answer(request, applied)
+
+
+async def token_action(request: web.Request) -> web.Response:
+    name = request.match_info["action"]
+    if name not in TOKEN_ACTIONS:
+        raise ApiError(404, "unknown_action", f"No token action {name!r}.", actions=TOKEN_ACTIONS)
+    action = Action(name)
+    to_service = to_counter = None
+    if action is Action.TRANSFER:
+        body = await parse_body(request, Transfer)
+        to_service, to_counter = body.service, body.counter
+    else:
+        await parse_body(request, NoBody)
+    applied = await request.app[TOKENS].act(
+        actor_of(request),
+        request.match_info["tid"],
+        action,
+        to_service=to_service,
+        to_counter=to_counter,
+        idem=await idempotency_of(request),
+    )
+    return _token_answer(request, applied)
+
+
+async def get_token(request: web.Request) -> web.Response:
+    token = await request.app[TOKENS].get(request.match_info["tid"])
+    return web.json_response({"token": token_json(token, request.app[SETTINGS].scenario)})

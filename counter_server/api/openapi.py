@@ -1,0 +1,122 @@
+"""The OpenAPI 3 document of the REST API, built once from the route table and body models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from .handlers import TOKEN_ACTIONS
+from .schemas import IssueToken, Transfer
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+TOKEN_ANSWER = {"$ref": "#/components/schemas/TokenAnswer"}
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed request (bad JSON, bad Idempotency-Key)",
+        401: "No key, or an unknown or revoked key",
+        403: "The key's role may not do this",
+        404: "Unknown id",
+        409: "Illegal move for the token's state; lists the allowed moves",
+        413: "Body too large",
+        415: "Body is not JSON",
+        422: "A field is wrong; names the field",
+    }
+    return {str(s): _answer(text[s], ERROR) for s in statuses}
+
+
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    "description": "A retry with the same key returns the first answer and changes nothing.",
+}
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def build_openapi() -> dict[str, Any]:
+    mutating = _errors(400, 401, 403, 404, 409, 413, 415, 422)
+    paths: dict[str, Any] = {
+        "/healthz": {"get": {
+            "summary": "Liveness", "security": [],
+            "responses": {"200": _answer("Up", {"type": "object"})},
+        }},
+        "/api/v1/substations": {"get": {
+            "summary": "Substations with their services, counters and waiting count",
+            "responses": {"200": _answer("Substations", {"type": "object"}), **_errors(401)},
+        }},
+        "/api/v1/substations/{sid}/tokens": {"post": {
+            "summary": "Issue a token",
+            "parameters": [_path("sid"), IDEMPOTENCY],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/IssueToken"}}}},
+            "responses": {"201": _answer("The new token", TOKEN_ANSWER), **mutating},
+        }},
+        "/api/v1/substations/{sid}/queue": {"get": {
+            "summary": "Tokens at counters, then waiting tokens in call order",
+            "parameters": [_path("sid")],
+            "responses": {"200": _answer("Queue", {"type": "object"}), **_errors(401, 404)},
+        }},
+        "/api/v1/counters/{cid}/next": {"post": {
+            "summary": "Call the next token for this counter (token null when nobody waits)",
+            "parameters": [_path("cid"), IDEMPOTENCY],
+            "responses": {"200": _answer("Called token or null", TOKEN_ANSWER), **mutating},
+        }},
+        "/api/v1/tokens/{tid}": {"get": {
+            "summary": "One token",
+            "parameters": [_path("tid")],
+            "responses": {"200": _answer("Token", TOKEN_ANSWER), **_errors(401, 404)},
+        }},
+        "/api/v1/tokens/{tid}/{action}": {"post": {
+            "summary": "Move a token through its lifecycle",
+            "parameters": [
+                _path("tid"),
+                {"name": "action", "in": "path", "required": True,
+                 "schema": {"type": "string", "enum": TOKEN_ACTIONS}},
+                IDEMPOTENCY,
+            ],
+            "requestBody": {"required": False, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Transfer"}}},
+                "description": "Only for transfer: the service and/or counter to transfer to."},
+            "responses": {"200": _answer("The token after the move", TOKEN_ANSWER), **mutating},
+        }},
+    }
+    token_props = {name: {"type": ["string", "null"]} for name in (
+        "id", "number", "substation", "service", "priority", "status", "counter",
+        "target_counter", "issued_at", "called_at", "started_at", "finished_at", "day")}
+    token_props.update({n: {"type": "integer"} for n in ("recalls", "requeues", "transfers")})
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Cash counter queue service", "version": __version__},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "IssueToken": IssueToken.model_json_schema(),
+                "Transfer": Transfer.model_json_schema(),
+                "Token": {"type": "object", "properties": token_props},
+                "TokenAnswer": {"type": "object", "properties": {
+                    "token": {"anyOf": [{"$ref": "#/components/schemas/Token"}, {"type": "null"}]}}},
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                }}},
+            },
+        },
+    }
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(build_openapi())

@@ -1,0 +1,96 @@
+"""Reading a request: who sent it, its JSON body, its Idempotency-Key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..appkeys import KEYS
+from ..services import Actor
+from ..store import IdempotencyKey
+from .errors import ApiError, Handler
+
+ACTOR = web.RequestKey("actor", Actor)
+BODY = web.RequestKey("body", bytes)
+
+M = TypeVar("M", bound=BaseModel)
+
+PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json"})
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every /api/ route but the public ones needs ``Authorization: Bearer KEY``."""
+    if request.path.startswith("/api/") and request.path not in PUBLIC_PATHS:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if not header:
+            raise ApiError(401, "missing_key", "Send an API key as 'Authorization: Bearer KEY'.",
+                           {"WWW-Authenticate": "Bearer"})
+        if scheme.lower() != "bearer" or not key.strip() or len(key) > 200:
+            raise ApiError(401, "malformed_key", "The Authorization header must be 'Bearer KEY'.",
+                           {"WWW-Authenticate": "Bearer"})
+        actor = await request.app[KEYS].authenticate(key.strip())
+        if actor is None:
+            raise ApiError(401, "invalid_key", "The API key is unknown or revoked.",
+                           {"WWW-Authenticate": "Bearer"})
+        request[ACTOR] = actor
+    return await handler(request)
+
+
+def actor_of(request: web.Request) -> Actor:
+    return request[ACTOR]
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, read once (aiohttp answers 413 past the app's size limit)."""
+    if BODY not in request:
+        request[BODY] = await request.read()
+    return request[BODY]
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The JSON body validated against ``model``; errors name the field at fault."""
+    raw = await read_body(request)
+    if not raw.strip():
+        data: object = {}
+    else:
+        if request.content_type not in ("application/json", "application/octet-stream") and \
+                request.headers.get("Content-Type"):
+            raise ApiError(415, "unsupported_media_type",
+                           f"Send the body as application/json, not {request.content_type}.")
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_body", "The body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        first = problems[0]
+        raise ApiError(422, "invalid_field", f"{first['field']}: {first['message']}.",
+                       field=first["field"], problems=problems) from None
+
+
+async def idempotency_of(request: web.Request) -> IdempotencyKey | None:
+    """The request's Idempotency-Key scoped to its API key, with a digest of the request."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.")
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.path}\n".encode())
+    digest.update(await read_body(request))
+    return IdempotencyKey(principal=actor_of(request).key_id, key=key, fingerprint=digest.hexdigest())

@@ -1,0 +1,17 @@
+"""The route table."""
+
+from aiohttp import web
+
+from . import handlers
+from .openapi import openapi_document
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/api/v1/openapi.json", openapi_document)
+    app.router.add_get("/api/v1/substations", handlers.list_substations)
+    app.router.add_post("/api/v1/substations/{sid}/tokens", handlers.issue_token)
+    app.router.add_get("/api/v1/substations/{sid}/queue", handlers.substation_queue)
+    app.router.add_post("/api/v1/counters/{cid}/next", handlers.call_next)
+    app.router.add_get("/api/v1/tokens/{tid}", handlers.get_token)
+    app.router.add_post("/api/v1/tokens/{tid}/{action}", handlers.token_action)

@@ -1,0 +1,39 @@
+"""Request bodies, validated with pydantic; their JSON Schemas feed the OpenAPI document."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..queueing import Priority
+
+ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+
+class IssueToken(BaseModel):
+    """Body of POST /api/v1/substations/{sid}/tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(pattern=ID_PATTERN, description="Service id, e.g. bill_payment.")
+    priority: Priority = Field(default=Priority.NORMAL, description="normal, senior or disabled.")
+
+
+class Transfer(BaseModel):
+    """Body of POST /api/v1/tokens/{id}/transfer: another service, a counter, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str | None = Field(default=None, pattern=ID_PATTERN)
+    counter: str | None = Field(default=None, pattern=ID_PATTERN)
+
+    @model_validator(mode="after")
+    def names_a_target(self) -> "Transfer":
+        if self.service is None and self.counter is None:
+            raise ValueError("name the service or the counter to transfer to")
+        return self
+
+
+class NoBody(BaseModel):
+    """Actions without parameters accept an empty body or {}."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -1,0 +1,57 @@
+"""The one app factory: ``create_app(settings)`` builds a whole server, with no globals."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .api import setup_routes
+from .api.errors import error_middleware
+from .api.requests import auth_middleware
+from .appkeys import KEYS, SETTINGS, STORE, TOKENS
+from .config import Settings
+from .services import KeyService, Role, TokenService
+from .store import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_storage)
+    setup_routes(app)
+    return app
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = SQLiteStore(settings.database_path, settings.scenario.policy)
+    await store.open()
+    app[STORE] = store
+    app[TOKENS] = TokenService(settings.scenario, store)
+    app[KEYS] = KeyService(store, settings.scenario)
+    if settings.write_admin_key:
+        await _first_admin_key(app[KEYS], settings)
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+async def _first_admin_key(keys: KeyService, settings: Settings) -> None:
+    """On a data dir's first start, write an admin key (mode 0600) and say where it is."""
+    if await keys.has_admin():
+        return
+    plain, _ = await keys.create(Role.ADMIN, label="first start")
+    path = settings.admin_key_path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(plain + "\n")
+    log.warning("First start: an admin key was written to %s (readable by you only).", path.resolve())

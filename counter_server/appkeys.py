@@ -1,0 +1,12 @@
+"""Typed keys for what the app factory puts on the aiohttp Application."""
+
+from aiohttp import web
+
+from .config import Settings
+from .services import KeyService, TokenService
+from .store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+TOKENS = web.AppKey("tokens", TokenService)
+KEYS = web.AppKey("keys", KeyService)

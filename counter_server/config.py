@@ -1,0 +1,230 @@
+"""Configuration: the scenario (substations, counters, services, hours, demand) and run settings.
+
+The scenario is one TOML file read with tomllib; the package ships a default one so the server
+runs with no file at all. Run settings come from the command line with ``COUNTER_SERVER_*``
+environment variables as overrides of the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .queueing import Priority, QueuePolicy
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    name: str
+    letter: str
+    mean_service_s: float
+    name_hi: str = ""
+    min_service_s: float | None = None
+    max_service_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Counter:
+    id: str
+    substation: str
+    services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Substation:
+    id: str
+    name: str
+    services: tuple[str, ...]
+    counters: tuple[Counter, ...]
+    opens: time
+    closes: time
+    name_hi: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    timezone: ZoneInfo
+    services: Mapping[str, Service]
+    substations: Mapping[str, Substation]
+    policy: QueuePolicy
+    demand: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def counters(self) -> dict[str, Counter]:
+        return {c.id: c for s in self.substations.values() for c in s.counters}
+
+
+DEFAULT_SCENARIO = "default.toml"
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Read a scenario TOML file, or the built-in one when ``path`` is None."""
+    if path is None:
+        text = resources.files("counter_server.scenario").joinpath(DEFAULT_SCENARIO).read_text("utf-8")
+        source = "built-in scenario"
+    else:
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from exc
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return parse_scenario(data)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{source}: {exc}") from exc
+
+
+def parse_scenario(data: Mapping[str, Any]) -> Scenario:
+    """Build a Scenario from parsed TOML, naming the first field that is wrong."""
+    tz_name = _get(data, "timezone", str, "timezone")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ScenarioError(f"timezone: unknown time zone {tz_name!r}") from exc
+    hours = data.get("hours", {})
+    default_opens = _clock(hours.get("opens", "09:30"), "hours.opens")
+    default_closes = _clock(hours.get("closes", "17:30"), "hours.closes")
+
+    services: dict[str, Service] = {}
+    letters: set[str] = set()
+    for i, raw in enumerate(_get(data, "services", list, "services")):
+        where = f"services[{i}]"
+        sid = _get(raw, "id", str, f"{where}.id")
+        letter = _get(raw, "letter", str, f"{where}.letter")
+        if len(letter) != 1 or not letter.isalpha() or letter in letters:
+            raise ScenarioError(f"{where}.letter: must be one letter, unique per scenario")
+        letters.add(letter)
+        services[sid] = Service(
+            id=sid,
+            name=_get(raw, "name", str, f"{where}.name"),
+            name_hi=raw.get("name_hi", ""),
+            letter=letter,
+            mean_service_s=float(_get(raw, "mean_service_s", (int, float), f"{where}.mean_service_s")),
+            min_service_s=raw.get("min_service_s"),
+            max_service_s=raw.get("max_service_s"),
+        )
+
+    substations: dict[str, Substation] = {}
+    seen_counters: set[str] = set()
+    for i, raw in enumerate(_get(data, "substations", list, "substations")):
+        where = f"substations[{i}]"
+        sub_id = _get(raw, "id", str, f"{where}.id")
+        if sub_id in substations:
+            raise ScenarioError(f"{where}.id: {sub_id!r} appears twice")
+        offered = tuple(raw.get("services", list(services)))
+        for name in offered:
+            if name not in services:
+                raise ScenarioError(f"{where}.services: unknown service {name!r}")
+        counters = []
+        for j, craw in enumerate(_get(raw, "counters", list, f"{where}.counters")):
+            cwhere = f"{where}.counters[{j}]"
+            cid = _get(craw, "id", str, f"{cwhere}.id")
+            if cid in seen_counters:
+                raise ScenarioError(f"{cwhere}.id: {cid!r} appears twice")
+            seen_counters.add(cid)
+            cservices = tuple(_get(craw, "services", list, f"{cwhere}.services"))
+            for name in cservices:
+                if name not in offered:
+                    raise ScenarioError(f"{cwhere}.services: {name!r} is not offered at {sub_id}")
+            counters.append(Counter(id=cid, substation=sub_id, services=cservices))
+        opens = _clock(raw["opens"], f"{where}.opens") if "opens" in raw else default_opens
+        closes = _clock(raw["closes"], f"{where}.closes") if "closes" in raw else default_closes
+        if closes <= opens:
+            raise ScenarioError(f"{where}: closes must be after opens")
+        substations[sub_id] = Substation(
+            id=sub_id,
+            name=_get(raw, "name", str, f"{where}.name"),
+            name_hi=raw.get("name_hi", ""),
+            services=offered,
+            counters=tuple(counters),
+            opens=opens,
+            closes=closes,
+            latitude=raw.get("latitude"),
+            longitude=raw.get("longitude"),
+        )
+    if not substations:
+        raise ScenarioError("substations: at least one substation is needed")
+
+    queue = data.get("queue", {})
+    head_start = {Priority.NORMAL: 0.0, Priority.SENIOR: 600.0, Priority.DISABLED: 900.0}
+    for name, minutes in queue.get("head_start_minutes", {}).items():
+        try:
+            head_start[Priority(name)] = float(minutes) * 60.0
+        except ValueError as exc:
+            raise ScenarioError(f"queue.head_start_minutes: unknown priority {name!r}") from exc
+    policy = QueuePolicy(
+        head_start_s=head_start,
+        recalls_before_no_show=int(queue.get("recalls_before_no_show", 1)),
+        max_requeues=int(queue.get("max_requeues", 1)),
+    )
+    return Scenario(
+        name=data.get("name", "unnamed scenario"),
+        timezone=tz,
+        services=services,
+        substations=substations,
+        policy=policy,
+        demand=dict(data.get("demand", {})),
+    )
+
+
+def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(data, Mapping) or key not in data:
+        raise ScenarioError(f"{where}: missing")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ScenarioError(f"{where}: wrong type {type(value).__name__}")
+    return value
+
+
+def _clock(value: Any, where: str) -> time:
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: expected HH:MM, got {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one server process needs; ``create_app(settings)`` builds from it alone."""
+
+    data_dir: Path = Path("counter-data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    scenario: Scenario = field(default_factory=load_scenario)
+    max_body_bytes: int = 64 * 1024
+    write_admin_key: bool = True
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "counter.db"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"
+
+
+ENV_PREFIX = "COUNTER_SERVER_"
+
+
+def env_default(name: str, default: str | None) -> str | None:
+    """A run setting's default, overridden by ``COUNTER_SERVER_<NAME>`` when set."""
+    return os.environ.get(ENV_PREFIX + name.upper(), default)

@@ -1,0 +1,27 @@
+"""The pure queue domain: tokens, their lifecycle, numbering and call order.
+
+Nothing here does I/O or imports aiohttp, redis or sqlite: every function takes the time and
+ids it needs as arguments, so the rules are tested without a server or a database.
+"""
+
+from .errors import CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
+from .lifecycle import Action, allowed_actions
+from .model import Event, Priority, QueuePolicy, Status, Token, format_number
+from .queue import SubstationQueue
+
+__all__ = [
+    "Action",
+    "CounterBusy",
+    "DomainError",
+    "Event",
+    "IllegalMove",
+    "Priority",
+    "QueuePolicy",
+    "Status",
+    "SubstationQueue",
+    "Token",
+    "TransferRejected",
+    "UnknownToken",
+    "allowed_actions",
+    "format_number",
+]

@@ -1,0 +1,68 @@
+"""Errors of the queue domain. Each carries a stable snake_case ``code`` for API answers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import Token
+
+
+class DomainError(Exception):
+    code = "domain_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> dict[str, object]:
+        return {}
+
+
+class UnknownToken(DomainError):
+    code = "token_not_found"
+
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"No token has the id {token_id!r}.")
+        self.token_id = token_id
+
+
+class IllegalMove(DomainError):
+    """A move the token's state does not allow; names the moves that are allowed."""
+
+    code = "illegal_transition"
+
+    def __init__(self, token: Token, action: str, allowed: list[str], reason: str = "") -> None:
+        allowed_text = ", ".join(allowed) if allowed else "none (the token is finished)"
+        why = f" {reason}" if reason else ""
+        super().__init__(
+            f"Token {token.number} is {token.status.value}; {action!r} is not allowed.{why} "
+            f"Allowed: {allowed_text}."
+        )
+        self.token = token
+        self.action = action
+        self.allowed = allowed
+
+    def details(self) -> dict[str, object]:
+        return {"token": self.token.id, "status": self.token.status.value, "allowed": self.allowed}
+
+
+class CounterBusy(DomainError):
+    """A counter asked for the next token while it still has one called or being served."""
+
+    code = "counter_busy"
+
+    def __init__(self, counter: str, token: Token) -> None:
+        super().__init__(
+            f"Counter {counter} still has token {token.number} ({token.status.value}); "
+            "finish, mark no-show, transfer or cancel it before calling the next one."
+        )
+        self.counter = counter
+        self.token = token
+
+    def details(self) -> dict[str, object]:
+        return {"counter": self.counter, "token": self.token.id, "status": self.token.status.value}
+
+
+class TransferRejected(DomainError):
+    code = "transfer_rejected"

@@ -1,0 +1,78 @@
+"""The token lifecycle: which action moves a token from which status to which.
+
+waiting -> called -> serving -> done, with recall and no-show from called, one requeue from
+no-show, transfer to another service or counter, and cancel. Anything else is an IllegalMove
+that names what is allowed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .model import QueuePolicy, Status, Token
+
+
+class Action(StrEnum):
+    """Moves a cashier makes on a token; values are the words used in the API's URLs."""
+
+    CALL = "call"
+    RECALL = "recall"
+    START = "start"
+    COMPLETE = "complete"
+    NO_SHOW = "no-show"
+    REQUEUE = "requeue"
+    TRANSFER = "transfer"
+    CANCEL = "cancel"
+
+
+TRANSITIONS: dict[Status, dict[Action, Status]] = {
+    Status.WAITING: {
+        Action.CALL: Status.CALLED,
+        Action.TRANSFER: Status.WAITING,
+        Action.CANCEL: Status.CANCELLED,
+    },
+    Status.CALLED: {
+        Action.RECALL: Status.CALLED,
+        Action.START: Status.SERVING,
+        Action.NO_SHOW: Status.NO_SHOW,
+        Action.TRANSFER: Status.WAITING,
+        Action.CANCEL: Status.CANCELLED,
+    },
+    Status.SERVING: {
+        Action.COMPLETE: Status.DONE,
+        Action.TRANSFER: Status.WAITING,
+    },
+    Status.NO_SHOW: {Action.REQUEUE: Status.WAITING},
+    Status.DONE: {},
+    Status.CANCELLED: {},
+}
+
+EVENT_KIND: dict[Action, str] = {
+    Action.CALL: "called",
+    Action.RECALL: "recalled",
+    Action.START: "started",
+    Action.COMPLETE: "completed",
+    Action.NO_SHOW: "no_show",
+    Action.REQUEUE: "requeued",
+    Action.TRANSFER: "transferred",
+    Action.CANCEL: "cancelled",
+}
+
+
+def guard(token: Token, action: Action, policy: QueuePolicy) -> str | None:
+    """Why ``action`` is refused on ``token``, or None when the lifecycle allows it."""
+    if action not in TRANSITIONS[token.status]:
+        return f"A {token.status.value} token cannot take {action.value!r}."
+    if action is Action.NO_SHOW and token.recalls < policy.recalls_before_no_show:
+        return (
+            f"Recall the token {policy.recalls_before_no_show} time(s) before marking a no-show "
+            f"(recalled {token.recalls} so far)."
+        )
+    if action is Action.REQUEUE and token.requeues >= policy.max_requeues:
+        return f"A token returns to the queue at most {policy.max_requeues} time(s)."
+    return None
+
+
+def allowed_actions(token: Token, policy: QueuePolicy) -> list[str]:
+    """The actions the token's current state allows, in lifecycle order."""
+    return [a.value for a in TRANSITIONS[token.status] if guard(token, a, policy) is None]

@@ -1,0 +1,93 @@
+"""Value types of the queue domain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Priority(StrEnum):
+    NORMAL = "normal"
+    SENIOR = "senior"
+    DISABLED = "disabled"
+
+
+class Status(StrEnum):
+    WAITING = "waiting"
+    CALLED = "called"
+    SERVING = "serving"
+    DONE = "done"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One consumer's place in a substation's queue for one day.
+
+    ``issued_at`` never changes, so a token that is requeued or transferred keeps its place in
+    the call order. ``target_counter`` is set when a token is transferred to one counter: then
+    only that counter may call it.
+    """
+
+    id: str
+    substation: str
+    day: str
+    service: str
+    number: str
+    seq: int
+    priority: Priority
+    status: Status
+    issued_at: float
+    counter: str | None = None
+    target_counter: str | None = None
+    called_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    recalls: int = 0
+    requeues: int = 0
+    transfers: int = 0
+
+    @property
+    def at_counter(self) -> bool:
+        return self.status in (Status.CALLED, Status.SERVING)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An appended record of one change: what happened to which token, when and by whom."""
+
+    kind: str
+    token: Token
+    at: float
+    actor: str | None = None
+    counter: str | None = None
+
+
+def _default_head_start() -> dict[Priority, float]:
+    return {Priority.NORMAL: 0.0, Priority.SENIOR: 600.0, Priority.DISABLED: 900.0}
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """The rules a utility may tune per scenario.
+
+    ``head_start_s`` is the ageing rule: a priority token is ordered as if it had been issued
+    that many seconds earlier. Priority tokens go ahead of normal ones that arrived shortly
+    before them, yet no normal token ever waits more than the largest head start extra, so
+    nobody is starved.
+    """
+
+    head_start_s: Mapping[Priority, float] = field(default_factory=_default_head_start)
+    recalls_before_no_show: int = 1
+    max_requeues: int = 1
+
+    def call_key(self, token: Token) -> tuple[float, int, str]:
+        """Sort key of the call order: earliest effective arrival first, then issue order."""
+        return (token.issued_at - self.head_start_s.get(token.priority, 0.0), token.seq, token.id)
+
+
+def format_number(letter: str, seq: int) -> str:
+    """The number printed on a slip: the service letter and the day's sequence, e.g. ``B-042``."""
+    return f"{letter}-{seq:03d}"

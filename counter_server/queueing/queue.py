@@ -1,0 +1,193 @@
+"""One substation's queue for one day: the aggregate every change goes through."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from .errors import CounterBusy, IllegalMove, TransferRejected, UnknownToken
+from .lifecycle import EVENT_KIND, TRANSITIONS, Action, allowed_actions, guard
+from .model import Event, Priority, QueuePolicy, Status, Token, format_number
+
+
+class SubstationQueue:
+    """All of one substation's tokens for one day, with the waiting ones in call order.
+
+    Methods check everything first and change state only when the move is allowed, then
+    record an Event in ``pending``; a store persists the pending events and the tokens they
+    carry in one transaction, then calls ``drain()``. ``version`` counts applied changes so a
+    store can tell whether a failed job left this object changed.
+    """
+
+    def __init__(
+        self,
+        substation: str,
+        day: str,
+        policy: QueuePolicy,
+        tokens: Iterable[Token] = (),
+        last_seq: Mapping[str, int] | None = None,
+    ) -> None:
+        self.substation = substation
+        self.day = day
+        self.policy = policy
+        self.tokens: dict[str, Token] = {}
+        self._waiting: list[tuple[tuple[float, int, str], str]] = []
+        self.last_seq: dict[str, int] = dict(last_seq or {})
+        self.pending: list[Event] = []
+        self.version = 0
+        for token in tokens:
+            self._put(token)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def waiting(self) -> list[Token]:
+        """Waiting tokens in the order counters will call them."""
+        return [self.tokens[token_id] for _, token_id in self._waiting]
+
+    def at_counters(self) -> list[Token]:
+        """Called and serving tokens, earliest called first."""
+        found = [t for t in self.tokens.values() if t.at_counter]
+        return sorted(found, key=lambda t: (t.called_at or 0.0, t.id))
+
+    def current_at(self, counter: str) -> Token | None:
+        for token in self.tokens.values():
+            if token.counter == counter and token.at_counter:
+                return token
+        return None
+
+    def get(self, token_id: str) -> Token:
+        try:
+            return self.tokens[token_id]
+        except KeyError:
+            raise UnknownToken(token_id) from None
+
+    def allowed(self, token: Token) -> list[str]:
+        return allowed_actions(token, self.policy)
+
+    # -- changing ------------------------------------------------------------------------
+
+    def issue(
+        self,
+        token_id: str,
+        service: str,
+        letter: str,
+        priority: Priority,
+        now: float,
+        actor: str | None = None,
+    ) -> Token:
+        """A new waiting token numbered with the next sequence of its service today."""
+        if token_id in self.tokens:
+            raise ValueError(f"token id {token_id!r} is already used")
+        seq = self.last_seq.get(service, 0) + 1
+        token = Token(
+            id=token_id,
+            substation=self.substation,
+            day=self.day,
+            service=service,
+            number=format_number(letter, seq),
+            seq=seq,
+            priority=Priority(priority),
+            status=Status.WAITING,
+            issued_at=now,
+        )
+        self.last_seq[service] = seq
+        return self._record("issued", token, now, actor, None)
+
+    def call_next(
+        self, counter: str, services: Iterable[str], now: float, actor: str | None = None
+    ) -> Token | None:
+        """Call the first waiting token this counter may serve, or None when nobody waits."""
+        busy = self.current_at(counter)
+        if busy is not None:
+            raise CounterBusy(counter, busy)
+        offered = frozenset(services)
+        for _, token_id in self._waiting:
+            token = self.tokens[token_id]
+            if token.target_counter == counter or (
+                token.target_counter is None and token.service in offered
+            ):
+                called = replace(
+                    token, status=Status.CALLED, counter=counter, target_counter=None, called_at=now
+                )
+                return self._record(EVENT_KIND[Action.CALL], called, now, actor, counter)
+        return None
+
+    def act(
+        self,
+        token_id: str,
+        action: Action,
+        now: float,
+        actor: str | None = None,
+        *,
+        to_service: str | None = None,
+        to_counter: str | None = None,
+    ) -> Token:
+        """Apply a cashier's action (anything but call) to a token."""
+        action = Action(action)
+        if action is Action.CALL:
+            raise ValueError("tokens are called through call_next")
+        token = self.get(token_id)
+        refusal = guard(token, action, self.policy)
+        if refusal is not None:
+            raise IllegalMove(token, action.value, self.allowed(token), refusal)
+        new_status = TRANSITIONS[token.status][action]
+        acting_counter = token.counter
+        if action is Action.RECALL:
+            changed = replace(token, recalls=token.recalls + 1)
+        elif action is Action.START:
+            changed = replace(token, status=new_status, started_at=now)
+        elif action in (Action.COMPLETE, Action.NO_SHOW, Action.CANCEL):
+            changed = replace(token, status=new_status, finished_at=now)
+        elif action is Action.REQUEUE:
+            changed = replace(
+                token, status=new_status, counter=None, finished_at=None, called_at=None,
+                recalls=0, requeues=token.requeues + 1,
+            )
+        else:  # transfer
+            changed = self._transferred(token, to_service, to_counter)
+        return self._record(EVENT_KIND[action], changed, now, actor, acting_counter)
+
+    def drain(self) -> list[Event]:
+        """Hand over the recorded events once they are persisted."""
+        events, self.pending = self.pending, []
+        return events
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _transferred(self, token: Token, to_service: str | None, to_counter: str | None) -> Token:
+        service = to_service or token.service
+        if service == token.service and to_counter in (None, token.counter, token.target_counter):
+            raise TransferRejected(
+                f"Transfer of {token.number} names no other service or counter."
+            )
+        return replace(
+            token,
+            status=Status.WAITING,
+            service=service,
+            counter=None,
+            target_counter=to_counter,
+            called_at=None,
+            started_at=None,
+            recalls=0,
+            transfers=token.transfers + 1,
+        )
+
+    def _record(
+        self, kind: str, token: Token, now: float, actor: str | None, counter: str | None
+    ) -> Token:
+        self._put(token)
+        self.pending.append(Event(kind=kind, token=token, at=now, actor=actor, counter=counter))
+        self.version += 1
+        return token
+
+    def _put(self, token: Token) -> None:
+        old = self.tokens.get(token.id)
+        if old is not None and old.status is Status.WAITING:
+            entry = (self.policy.call_key(old), old.id)
+            index = bisect.bisect_left(self._waiting, entry)
+            if index < len(self._waiting) and self._waiting[index] == entry:
+                del self._waiting[index]
+        self.tokens[token.id] = token
+        if token.status is Status.WAITING:
+            bisect.insort(self._waiting, (self.policy.call_key(token), token.id))

@@ -1,0 +1,1 @@
+"""The built-in scenario shipped with the package (see default.toml)."""

@@ -1,0 +1,146 @@
+"""Token use cases: issue, call next, act on a token, read queues.
+
+Each one checks the request against the scenario and the caller's role, then hands the store
+a pure change on the domain's SubstationQueue to run atomically.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..config import Counter, Scenario, Substation
+from ..queueing import Action, Priority, SubstationQueue, Token
+from ..store import Applied, IdempotencyKey, Store
+from .access import Actor
+from .errors import InvalidField, NotFound
+
+
+def new_token_id() -> str:
+    """Unguessable, so a token's URL can be handed to a consumer without exposing others."""
+    return "t_" + secrets.token_urlsafe(12)
+
+
+@dataclass(frozen=True)
+class QueueView:
+    substation: Substation
+    at_counters: list[Token]
+    waiting: list[Token]
+
+
+class TokenService:
+    def __init__(
+        self,
+        scenario: Scenario,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = new_token_id,
+    ) -> None:
+        self.scenario = scenario
+        self.store = store
+        self.clock = clock
+        self.new_id = new_id
+
+    def today(self, now: float | None = None) -> str:
+        """The business day in the scenario's time zone; numbering restarts with it."""
+        moment = self.clock() if now is None else now
+        return datetime.fromtimestamp(moment, self.scenario.timezone).date().isoformat()
+
+    def substation(self, substation_id: str) -> Substation:
+        try:
+            return self.scenario.substations[substation_id]
+        except KeyError:
+            raise NotFound("substation", substation_id) from None
+
+    def counter(self, counter_id: str) -> Counter:
+        try:
+            return self.scenario.counters[counter_id]
+        except KeyError:
+            raise NotFound("counter", counter_id) from None
+
+    async def issue(
+        self,
+        actor: Actor,
+        substation_id: str,
+        service_id: str,
+        priority: Priority = Priority.NORMAL,
+        idem: IdempotencyKey | None = None,
+    ) -> Applied:
+        substation = self.substation(substation_id)
+        actor.require_substation(substation.id)
+        if service_id not in substation.services:
+            raise InvalidField(
+                "service",
+                f"Substation {substation.id} offers {', '.join(substation.services)}, "
+                f"not {service_id!r}.",
+            )
+        letter = self.scenario.services[service_id].letter
+        now = self.clock()
+        token_id = self.new_id()
+
+        def change(q: SubstationQueue) -> Token:
+            return q.issue(token_id, service_id, letter, priority, now, actor.label)
+
+        return await self.store.mutate_queue(substation.id, self.today(now), change, idem)
+
+    async def call_next(self, actor: Actor, counter_id: str, idem: IdempotencyKey | None = None) -> Applied:
+        counter = self.counter(counter_id)
+        actor.require_counter(counter.id)
+        now = self.clock()
+
+        def change(q: SubstationQueue) -> Token | None:
+            return q.call_next(counter.id, counter.services, now, actor.label)
+
+        return await self.store.mutate_queue(counter.substation, self.today(now), change, idem)
+
+    async def act(
+        self,
+        actor: Actor,
+        token_id: str,
+        action: Action,
+        *,
+        to_service: str | None = None,
+        to_counter: str | None = None,
+        idem: IdempotencyKey | None = None,
+    ) -> Applied:
+        actor.require_writer()
+        now = self.clock()
+
+        def change(q: SubstationQueue, token: Token) -> Token:
+            actor.require_token(token)
+            if action is Action.TRANSFER:
+                self._check_transfer(q.substation, token, to_service, to_counter)
+            return q.act(token.id, action, now, actor.label, to_service=to_service, to_counter=to_counter)
+
+        return await self.store.mutate_token(token_id, change, idem)
+
+    def _check_transfer(
+        self, substation_id: str, token: Token, to_service: str | None, to_counter: str | None
+    ) -> None:
+        substation = self.scenario.substations[substation_id]
+        service = to_service or token.service
+        if service not in substation.services:
+            raise InvalidField("service", f"Substation {substation_id} does not offer {service!r}.")
+        if to_counter is not None:
+            counter = self.scenario.counters.get(to_counter)
+            if counter is None or counter.substation != substation_id:
+                raise InvalidField("counter", f"Substation {substation_id} has no counter {to_counter!r}.")
+            if service not in counter.services:
+                raise InvalidField("counter", f"Counter {to_counter} does not serve {service!r}.")
+
+    async def get(self, token_id: str) -> Token:
+        token = await self.store.get_token(token_id)
+        if token is None:
+            raise NotFound("token", token_id)
+        return token
+
+    async def queue(self, substation_id: str) -> QueueView:
+        substation = self.substation(substation_id)
+        at_counters, waiting = await self.store.queue_view(substation.id, self.today())
+        return QueueView(substation, at_counters, waiting)
+
+    async def waiting_counts(self) -> dict[str, int]:
+        return await self.store.waiting_counts(self.today())

@@ -1,0 +1,457 @@
+"""The SQLite engine: one file in WAL mode, one writer thread with group commit.
+
+Every change runs on the writer thread, which owns the in-memory queues (loaded from the file on
+first use, so a restart resumes exactly). The thread takes all jobs waiting at that moment, runs
+each inside its own SAVEPOINT and commits them in one transaction (group commit: one fsync for
+many acknowledged writes, durability unchanged). Futures are settled only after COMMIT returns.
+Plain reads use a second thread with its own connection, so they never wait behind writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import secrets
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from ..queueing import Event, Priority, QueuePolicy, Status, SubstationQueue, Token, UnknownToken
+from .base import Applied, IdempotencyConflict, IdempotencyKey, KeyRecord, QueueChange, TokenChange
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[sqlite_utils.Database], Any]
+
+TOKEN_COLUMNS = [f.name for f in fields(Token)]
+_STOP = object()
+
+
+def token_to_row(token: Token) -> dict[str, Any]:
+    row = asdict(token)
+    row["priority"] = token.priority.value
+    row["status"] = token.status.value
+    return row
+
+
+def token_from_row(row: dict[str, Any]) -> Token:
+    values = {name: row[name] for name in TOKEN_COLUMNS}
+    values["priority"] = Priority(values["priority"])
+    values["status"] = Status(values["status"])
+    return Token(**values)
+
+
+def connect(path: Path) -> sqlite_utils.Database:
+    """A connection in autocommit mode (transactions are explicit) with WAL and full sync."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+    db = sqlite_utils.Database(conn)
+    db.execute("PRAGMA busy_timeout = 10000")
+    db.execute("PRAGMA synchronous = FULL")
+    return db
+
+
+def create_schema(db: sqlite_utils.Database) -> None:
+    db.enable_wal()
+    db["tokens"].create(
+        {
+            "id": str, "substation": str, "day": str, "service": str, "number": str, "seq": int,
+            "priority": str, "status": str, "issued_at": float, "counter": str,
+            "target_counter": str, "called_at": float, "started_at": float,
+            "finished_at": float, "recalls": int, "requeues": int, "transfers": int,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["tokens"].create_index(["substation", "day"], if_not_exists=True)
+    db["sequences"].create(
+        {"substation": str, "day": str, "service": str, "last": int},
+        pk=("substation", "day", "service"),
+        if_not_exists=True,
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS events ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, substation TEXT NOT NULL,"
+        " day TEXT NOT NULL, token_id TEXT, kind TEXT NOT NULL, actor TEXT, counter TEXT,"
+        " data TEXT NOT NULL)"
+    )
+    db["idempotency"].create(
+        {"principal": str, "key": str, "fingerprint": str, "event_seq": int, "created_at": float},
+        pk=("principal", "key"),
+        if_not_exists=True,
+    )
+    db["api_keys"].create(
+        {"id": str, "hash": str, "role": str, "counter": str, "label": str,
+         "created_at": float, "revoked_at": float},
+        pk="id",
+        if_not_exists=True,
+    )
+    db["api_keys"].create_index(["hash"], unique=True, if_not_exists=True)
+
+
+_UPSERT_TOKEN = (
+    f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in TOKEN_COLUMNS)}) "
+    f"ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in TOKEN_COLUMNS if c != "id")
+)
+
+
+class SQLiteStore:
+    """The default engine: embedded, one file, survives ``kill -9`` with nothing acknowledged lost."""
+
+    def __init__(self, path: str | Path, policy: QueuePolicy, *, cache_size: int = 64,
+                 batch_limit: int = 512) -> None:
+        self.path = Path(path)
+        self.policy = policy
+        self._cache_size = cache_size
+        self._batch_limit = batch_limit
+        self._queues: OrderedDict[tuple[str, str], SubstationQueue] = OrderedDict()
+        self._token_home: dict[str, tuple[str, str]] = {}
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(ready,), name="sqlite-writer", daemon=True
+        )
+        self._writer.start()
+        await ready
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._jobs.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._reader is not None:
+            self._reader.submit(self._close_reader).result()
+            self._reader.shutdown(wait=True)
+            self._reader = None
+
+    # -- changes ---------------------------------------------------------------------------
+
+    async def mutate_queue(
+        self, substation: str, day: str, change: QueueChange, idem: IdempotencyKey | None = None
+    ) -> Applied:
+        def job(db: sqlite_utils.Database) -> Applied:
+            replay = self._replay(db, idem)
+            if replay is not None:
+                return replay
+            return self._apply(db, self._queue(db, substation, day), change, idem)
+
+        return await self._write(job)
+
+    async def mutate_token(
+        self, token_id: str, change: TokenChange, idem: IdempotencyKey | None = None
+    ) -> Applied:
+        def job(db: sqlite_utils.Database) -> Applied:
+            replay = self._replay(db, idem)
+            if replay is not None:
+                return replay
+            home = self._token_home.get(token_id)
+            if home is None:
+                row = db.execute(
+                    "SELECT substation, day FROM tokens WHERE id = ?", [token_id]
+                ).fetchone()
+                if row is None:
+                    raise UnknownToken(token_id)
+                home = (row[0], row[1])
+            q = self._queue(db, *home)
+            return self._apply(db, q, lambda q: change(q, q.get(token_id)), idem)
+
+        return await self._write(job)
+
+    async def queue_view(self, substation: str, day: str) -> tuple[list[Token], list[Token]]:
+        def job(db: sqlite_utils.Database) -> tuple[list[Token], list[Token]]:
+            q = self._queue(db, substation, day)
+            return q.at_counters(), q.waiting()
+
+        return await self._write(job)
+
+    async def waiting_counts(self, day: str) -> dict[str, int]:
+        def read(db: sqlite_utils.Database) -> dict[str, int]:
+            rows = db.execute(
+                "SELECT substation, count(*) FROM tokens WHERE day = ? AND status = 'waiting'"
+                " GROUP BY substation",
+                [day],
+            ).fetchall()
+            return {sub: n for sub, n in rows}
+
+        return await self._read(read)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get_token(self, token_id: str) -> Token | None:
+        def read(db: sqlite_utils.Database) -> Token | None:
+            rows = list(db.query("SELECT * FROM tokens WHERE id = ?", [token_id]))
+            return token_from_row(rows[0]) if rows else None
+
+        return await self._read(read)
+
+    async def events(self, after: int = 0, limit: int = 1000) -> list[dict]:
+        def read(db: sqlite_utils.Database) -> list[dict]:
+            rows = db.query(
+                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit]
+            )
+            return [{**row, "data": json.loads(row["data"])} for row in rows]
+
+        return await self._read(read)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    async def add_key(
+        self, key_hash: str, role: str, counter: str | None, label: str, now: float
+    ) -> KeyRecord:
+        def job(db: sqlite_utils.Database) -> KeyRecord:
+            record = KeyRecord(id="k" + secrets.token_hex(4), role=role, counter=counter, label=label,
+                               created_at=now)
+            db.execute(
+                "INSERT INTO api_keys (id, hash, role, counter, label, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [record.id, key_hash, role, counter, label, now],
+            )
+            return record
+
+        return await self._write(job)
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None:
+        def read(db: sqlite_utils.Database) -> KeyRecord | None:
+            rows = list(db.query(
+                "SELECT id, role, counter, label, created_at, revoked_at FROM api_keys"
+                " WHERE hash = ? AND revoked_at IS NULL",
+                [key_hash],
+            ))
+            return KeyRecord(**rows[0]) if rows else None
+
+        return await self._read(read)
+
+    async def revoke_key(self, key_id: str, now: float) -> bool:
+        def job(db: sqlite_utils.Database) -> bool:
+            cur = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                [now, key_id],
+            )
+            return cur.rowcount > 0
+
+        return await self._write(job)
+
+    async def list_keys(self) -> list[KeyRecord]:
+        def read(db: sqlite_utils.Database) -> list[KeyRecord]:
+            rows = db.query(
+                "SELECT id, role, counter, label, created_at, revoked_at FROM api_keys"
+                " ORDER BY created_at"
+            )
+            return [KeyRecord(**row) for row in rows]
+
+        return await self._read(read)
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _write(self, job: Callable[[sqlite_utils.Database], T]) -> asyncio.Future[T]:
+        if self._writer is None or self._loop is None:
+            raise RuntimeError("the store is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((job, future))
+        return future
+
+    def _write_loop(self, ready: asyncio.Future[None]) -> None:
+        assert self._loop is not None
+        try:
+            db = connect(self.path)
+            create_schema(db)
+        except Exception as exc:  # noqa: BLE001 - handed to the opener
+            self._loop.call_soon_threadsafe(ready.set_exception, exc)
+            return
+        self._loop.call_soon_threadsafe(ready.set_result, None)
+        stopping = False
+        while not stopping:
+            batch = [self._jobs.get()]
+            while len(batch) < self._batch_limit:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in batch:
+                stopping = True
+                batch = [item for item in batch if item is not _STOP]
+            if batch:
+                self._run_batch(db, batch)
+        db.conn.close()
+
+    def _run_batch(self, db: sqlite_utils.Database, batch: list[tuple[Job, asyncio.Future]]) -> None:
+        outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._settle([(future, None, exc) for _, future in batch])
+            return
+        for job, future in batch:
+            db.execute("SAVEPOINT job")
+            try:
+                result = job(db)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back to its caller
+                if db.conn.in_transaction:
+                    db.execute("ROLLBACK TO job")
+                    db.execute("RELEASE job")
+                outcomes.append((future, None, exc))
+            else:
+                db.execute("RELEASE job")
+                outcomes.append((future, result, None))
+        try:
+            db.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            log.error("commit failed, %d job(s) refused: %s", len(batch), exc)
+            if db.conn.in_transaction:
+                db.execute("ROLLBACK")
+            self._queues.clear()
+            self._token_home.clear()
+            outcomes = [(future, None, exc) for future, _, _ in outcomes]
+        self._settle(outcomes)
+
+    def _settle(self, outcomes: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+        assert self._loop is not None
+
+        def settle() -> None:
+            for future, result, exc in outcomes:
+                if future.done():
+                    continue
+                if exc is not None:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+
+        try:
+            self._loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _queue(self, db: sqlite_utils.Database, substation: str, day: str) -> SubstationQueue:
+        key = (substation, day)
+        q = self._queues.get(key)
+        if q is not None:
+            self._queues.move_to_end(key)
+            return q
+        tokens = [token_from_row(r) for r in db.query(
+            "SELECT * FROM tokens WHERE substation = ? AND day = ?", [substation, day]
+        )]
+        last_seq = dict(db.execute(
+            "SELECT service, last FROM sequences WHERE substation = ? AND day = ?",
+            [substation, day],
+        ).fetchall())
+        q = SubstationQueue(substation, day, self.policy, tokens, last_seq)
+        self._queues[key] = q
+        self._token_home.update((t.id, key) for t in tokens)
+        while len(self._queues) > self._cache_size:
+            (old_key, old) = self._queues.popitem(last=False)
+            for token_id in old.tokens:
+                self._token_home.pop(token_id, None)
+        return q
+
+    def _evict(self, q: SubstationQueue) -> None:
+        self._queues.pop((q.substation, q.day), None)
+        for token_id in q.tokens:
+            self._token_home.pop(token_id, None)
+
+    def _apply(
+        self,
+        db: sqlite_utils.Database,
+        q: SubstationQueue,
+        change: Callable[[SubstationQueue], Token | None],
+        idem: IdempotencyKey | None,
+    ) -> Applied:
+        version = q.version
+        try:
+            result = change(q)
+            last_seq = self._persist(db, q, q.pending)
+            if idem is not None:
+                db.execute(
+                    "INSERT INTO idempotency (principal, key, fingerprint, event_seq, created_at)"
+                    " VALUES (?, ?, ?, ?, CAST(strftime('%s', 'now') AS REAL))",
+                    [idem.principal, idem.key, idem.fingerprint,
+                     last_seq if result is not None else None],
+                )
+        except BaseException:
+            if q.version != version:
+                self._evict(q)  # the savepoint is rolled back; reload from the file next time
+            raise
+        q.drain()
+        return Applied(result)
+
+    def _persist(self, db: sqlite_utils.Database, q: SubstationQueue, events: list[Event]) -> int | None:
+        last = None
+        for event in events:
+            token = event.token
+            db.execute(_UPSERT_TOKEN, token_to_row(token))
+            self._token_home[token.id] = (q.substation, q.day)
+            if event.kind == "issued":
+                db.execute(
+                    "INSERT INTO sequences (substation, day, service, last) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET last = excluded.last",
+                    [q.substation, q.day, token.service, q.last_seq[token.service]],
+                )
+            cur = db.execute(
+                "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [event.at, q.substation, q.day, token.id, event.kind, event.actor,
+                 event.counter, json.dumps(token_to_row(token))],
+            )
+            last = cur.lastrowid
+        return last
+
+    def _replay(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Applied | None:
+        if idem is None:
+            return None
+        row = db.execute(
+            "SELECT fingerprint, event_seq FROM idempotency WHERE principal = ? AND key = ?",
+            [idem.principal, idem.key],
+        ).fetchone()
+        if row is None:
+            return None
+        fingerprint, event_seq = row
+        if fingerprint != idem.fingerprint:
+            raise IdempotencyConflict(idem.key)
+        if event_seq is None:
+            return Applied(None, replayed=True)
+        (data,) = db.execute("SELECT data FROM events WHERE seq = ?", [event_seq]).fetchone()
+        return Applied(token_from_row(json.loads(data)), replayed=True)
+
+    # -- the reader thread -----------------------------------------------------------------
+
+    async def _read(self, read: Callable[[sqlite_utils.Database], T]) -> T:
+        if self._reader is None:
+            raise RuntimeError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._run_read, read)
+
+    def _run_read(self, read: Callable[[sqlite_utils.Database], T]) -> T:
+        db = getattr(self._reader_local, "db", None)
+        if db is None:
+            db = connect(self.path)
+            self._reader_local.db = db
+        return read(db)
+
+    def _close_reader(self) -> None:
+        db = getattr(self._reader_local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._reader_local.db = None

@@ -1,0 +1,1 @@
+"""Hall screens: the browser board and the terminal board."""

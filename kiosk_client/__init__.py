@@ -1,0 +1,1 @@
+"""The cashiers' thin client (client library, terminal app, offline journal)."""

@@ -1,0 +1,1 @@
+"""Load tests (locust) and the peak-load simulations."""

@@ -1,0 +1,238 @@
+"""The pure queue domain, without I/O: numbering, call order, ageing, the lifecycle."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from counter_server.queueing import (
+    Action,
+    CounterBusy,
+    IllegalMove,
+    Priority,
+    QueuePolicy,
+    Status,
+    SubstationQueue,
+    TransferRejected,
+    UnknownToken,
+    allowed_actions,
+    format_number,
+)
+
+POLICY = QueuePolicy(
+    head_start_s={Priority.NORMAL: 0, Priority.SENIOR: 600, Priority.DISABLED: 900},
+    recalls_before_no_show=1,
+    max_requeues=1,
+)
+BILL = ("bill_payment", "B")
+COMPLAINT = ("complaint", "C")
+
+
+def make_queue(policy: QueuePolicy = POLICY) -> SubstationQueue:
+    return SubstationQueue("S01", "2026-11-25", policy)
+
+
+def issue(q: SubstationQueue, at: float, priority: Priority = Priority.NORMAL, service=BILL, ident=None):
+    ident = ident or f"t{len(q.tokens) + 1}"
+    return q.issue(ident, service[0], service[1], priority, at)
+
+
+def test_numbers_are_letter_and_daily_sequence_per_service():
+    q = make_queue()
+    numbers = [issue(q, i, service=BILL if i % 3 else COMPLAINT).number for i in range(7)]
+    assert numbers == ["C-001", "B-001", "B-002", "C-002", "B-003", "B-004", "C-003"]
+    assert format_number("B", 1234) == "B-1234"
+
+
+def test_numbering_continues_from_loaded_sequences_and_never_reuses_after_cancel():
+    q = make_queue()
+    first = issue(q, 0)
+    q.act(first.id, Action.CANCEL, 1)
+    assert issue(q, 2).number == "B-002"
+    reloaded = SubstationQueue("S01", "2026-11-25", POLICY, q.tokens.values(), q.last_seq)
+    assert issue(reloaded, 3, ident="t9").number == "B-003"
+
+
+def test_call_order_is_fifo_within_a_class():
+    q = make_queue()
+    tokens = [issue(q, t) for t in (0, 10, 20)]
+    assert [t.id for t in q.waiting()] == [t.id for t in tokens]
+
+
+def test_priority_goes_ahead_of_recent_normal_tokens_but_ageing_bounds_the_delay():
+    q = make_queue()
+    old_normal = issue(q, 0)                              # issued 20 min before the senior
+    recent_normal = issue(q, 1000)
+    senior = issue(q, 1200, Priority.SENIOR)              # effective 600: after old, before recent
+    disabled = issue(q, 1250, Priority.DISABLED)          # effective 350: also after old
+    order = [t.id for t in q.waiting()]
+    assert order == [old_normal.id, disabled.id, senior.id, recent_normal.id]
+
+
+def test_call_next_takes_the_first_token_the_counter_serves():
+    q = make_queue()
+    complaint = issue(q, 0, service=COMPLAINT)
+    bill = issue(q, 5)
+    called = q.call_next("S01-C1", ["bill_payment"], 10)
+    assert called.id == bill.id and called.status is Status.CALLED and called.counter == "S01-C1"
+    assert q.call_next("S01-C2", ["bill_payment"], 11) is None
+    assert q.call_next("S01-C4", ["bill_payment", "complaint"], 12).id == complaint.id
+
+
+def test_a_counter_with_a_token_cannot_call_another():
+    q = make_queue()
+    issue(q, 0)
+    issue(q, 1)
+    first = q.call_next("S01-C1", ["bill_payment"], 2)
+    with pytest.raises(CounterBusy) as err:
+        q.call_next("S01-C1", ["bill_payment"], 3)
+    assert err.value.token.id == first.id
+
+
+def test_full_lifecycle_and_event_log():
+    q = make_queue()
+    token = issue(q, 0)
+    q.call_next("S01-C1", ["bill_payment"], 10)
+    q.act(token.id, Action.RECALL, 20)
+    q.act(token.id, Action.START, 30)
+    done = q.act(token.id, Action.COMPLETE, 120)
+    assert done.status is Status.DONE
+    assert (done.called_at, done.started_at, done.finished_at, done.recalls) == (10, 30, 120, 1)
+    assert [e.kind for e in q.drain()] == ["issued", "called", "recalled", "started", "completed"]
+    assert q.drain() == []
+
+
+def test_no_show_needs_a_recall_then_requeue_once_keeps_the_place():
+    q = make_queue()
+    token = issue(q, 0)
+    later = issue(q, 50)
+    q.call_next("S01-C1", ["bill_payment"], 60)
+    with pytest.raises(IllegalMove) as err:
+        q.act(token.id, Action.NO_SHOW, 61)
+    assert "no-show" not in err.value.allowed and "recall" in err.value.allowed
+    q.act(token.id, Action.RECALL, 62)
+    q.act(token.id, Action.NO_SHOW, 63)
+    back = q.act(token.id, Action.REQUEUE, 64)
+    assert back.status is Status.WAITING and back.requeues == 1 and back.counter is None
+    assert [t.id for t in q.waiting()] == [token.id, later.id]      # back at its old place
+    q.call_next("S01-C1", ["bill_payment"], 65)
+    q.act(token.id, Action.RECALL, 66)
+    q.act(token.id, Action.NO_SHOW, 67)
+    with pytest.raises(IllegalMove) as err:
+        q.act(token.id, Action.REQUEUE, 68)
+    assert err.value.allowed == []
+
+
+def test_transfer_to_another_service_and_to_one_counter():
+    q = make_queue()
+    token = issue(q, 0)
+    q.call_next("S01-C1", ["bill_payment"], 1)
+    q.act(token.id, Action.START, 2)
+    moved = q.act(token.id, Action.TRANSFER, 3, to_service="complaint")
+    assert (moved.status, moved.service, moved.number, moved.counter) == (
+        Status.WAITING, "complaint", "B-001", None)
+    assert q.call_next("S01-C1", ["bill_payment"], 4) is None
+    moved = q.call_next("S01-C4", ["bill_payment", "complaint"], 5)
+    pinned = q.act(moved.id, Action.TRANSFER, 6, to_counter="S01-C3")
+    assert pinned.target_counter == "S01-C3"
+    assert q.call_next("S01-C2", ["complaint"], 7) is None       # pinned to C3 only
+    assert q.call_next("S01-C3", ["bill_payment"], 8).id == token.id
+    with pytest.raises(TransferRejected):
+        q.act(token.id, Action.TRANSFER, 9)
+
+
+def test_illegal_moves_name_the_allowed_ones_and_change_nothing():
+    q = make_queue()
+    token = issue(q, 0)
+    q.drain()
+    for action in (Action.START, Action.COMPLETE, Action.RECALL, Action.NO_SHOW, Action.REQUEUE):
+        version = q.version
+        with pytest.raises(IllegalMove) as err:
+            q.act(token.id, action, 1)
+        assert err.value.allowed == ["call", "transfer", "cancel"]
+        assert "waiting" in err.value.message and action.value in err.value.message
+        assert q.version == version and q.pending == []
+    with pytest.raises(UnknownToken):
+        q.act("nope", Action.CANCEL, 1)
+
+
+def test_allowed_actions_table():
+    q = make_queue()
+    token = issue(q, 0)
+    assert allowed_actions(token, POLICY) == ["call", "transfer", "cancel"]
+    called = q.call_next("S01-C1", ["bill_payment"], 1)
+    assert allowed_actions(called, POLICY) == ["recall", "start", "transfer", "cancel"]
+    serving = q.act(token.id, Action.START, 2)
+    assert allowed_actions(serving, POLICY) == ["complete", "transfer"]
+    done = q.act(token.id, Action.COMPLETE, 3)
+    assert allowed_actions(done, POLICY) == []
+
+
+class QueueMachine(RuleBasedStateMachine):
+    """Random sequences of every operation keep the queue's invariants."""
+
+    counters = {"C1": ("bill_payment",), "C2": ("bill_payment",), "C4": ("bill_payment", "complaint")}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = make_queue()
+        self.clock = itertools.count(1)
+        self.issued: list[str] = []
+        self.numbers: set[tuple[str, str]] = set()
+
+    @rule(priority=st.sampled_from(list(Priority)), complaint=st.booleans())
+    def issue(self, priority, complaint):
+        service = COMPLAINT if complaint else BILL
+        token = issue(self.q, next(self.clock), priority, service, ident=f"t{len(self.issued)}")
+        assert (token.service, token.number) not in self.numbers
+        self.numbers.add((token.service, token.number))
+        self.issued.append(token.id)
+
+    @rule(counter=st.sampled_from(sorted(counters)))
+    def call_next(self, counter):
+        try:
+            self.q.call_next(counter, self.counters[counter], next(self.clock))
+        except CounterBusy as err:
+            assert self.q.current_at(counter).id == err.token.id
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data(), action=st.sampled_from([a for a in Action if a is not Action.CALL]))
+    def act(self, data, action):
+        token_id = data.draw(st.sampled_from(self.issued))
+        before = self.q.tokens[token_id]
+        version = self.q.version
+        kwargs = {"to_service": "complaint"} if action is Action.TRANSFER else {}
+        try:
+            after = self.q.act(token_id, action, next(self.clock), **kwargs)
+        except (IllegalMove, TransferRejected):
+            assert self.q.version == version and self.q.tokens[token_id] == before
+            if action.value in allowed_actions(before, POLICY):
+                assert action is Action.TRANSFER and before.service == "complaint"
+        else:
+            assert action.value in allowed_actions(before, POLICY)
+            assert after.number == before.number and after.issued_at == before.issued_at
+
+    @invariant()
+    def waiting_list_is_exactly_the_waiting_tokens_in_call_order(self):
+        waiting = self.q.waiting()
+        assert {t.id for t in waiting} == {
+            t.id for t in self.q.tokens.values() if t.status is Status.WAITING}
+        keys = [POLICY.call_key(t) for t in waiting]
+        assert keys == sorted(keys)
+
+    @invariant()
+    def a_counter_holds_at_most_one_token(self):
+        holders = [t.counter for t in self.q.tokens.values() if t.at_counter]
+        assert len(holders) == len(set(holders))
+
+    @invariant()
+    def every_change_is_one_event(self):
+        assert len(self.q.pending) == self.q.version
+
+
+TestQueueMachine = QueueMachine.TestCase
+TestQueueMachine.settings = hyp_settings(max_examples=150, stateful_step_count=40, deadline=None)
