@@ -11,8 +11,9 @@ from aiohttp import web
 from .api import setup_routes
 from .api.errors import error_middleware
 from .api.requests import auth_middleware
-from .appkeys import KEYS, SETTINGS, STORE, TOKENS
+from .appkeys import HUB, KEYS, SETTINGS, STORE, TOKENS
 from .config import Settings
+from .live import LiveHub
 from .services import KeyService, Role, TokenService
 from .store import SQLiteStore
 
@@ -26,17 +27,24 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_storage)
+    app.on_shutdown.append(_hang_up_boards)
     setup_routes(app)
     return app
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = SQLiteStore(settings.database_path, settings.scenario.policy)
+    scenario = settings.scenario
+    store = SQLiteStore(settings.database_path, scenario.policy, scenario.layouts())
     await store.open()
     app[STORE] = store
-    app[TOKENS] = TokenService(settings.scenario, store)
-    app[KEYS] = KeyService(store, settings.scenario)
+    app[TOKENS] = tokens = TokenService(scenario, store, settings.clock)
+    app[KEYS] = KeyService(store, scenario, settings.clock)
+    hub = LiveHub(scenario, backlog=settings.live_backlog, client_buffer=settings.live_client_buffer,
+                  heartbeat_s=settings.live_heartbeat_s, clock=settings.clock)
+    hub.prime(await tokens.halls(), await store.last_seq())
+    store.add_listener(hub.publish)
+    app[HUB] = hub
     if settings.write_admin_key:
         await _first_admin_key(app[KEYS], settings)
     try:
@@ -55,3 +63,8 @@ async def _first_admin_key(keys: KeyService, settings: Settings) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(plain + "\n")
     log.warning("First start: an admin key was written to %s (readable by you only).", path.resolve())
+
+
+async def _hang_up_boards(app: web.Application) -> None:
+    """On shutdown, tell every board to reconnect elsewhere rather than wait for a timeout."""
+    app[HUB].close_all()

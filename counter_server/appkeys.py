@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from .config import Settings
+from .live import LiveHub
 from .services import KeyService, TokenService
 from .store import Store
 
@@ -10,3 +11,4 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", TokenService)
 KEYS = web.AppKey("keys", KeyService)
+HUB = web.AppKey("hub", LiveHub)

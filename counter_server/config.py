@@ -8,16 +8,18 @@ environment variables as overrides of the defaults.
 from __future__ import annotations
 
 import os
+import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import time as clock_time
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .queueing import Priority, QueuePolicy
+from .queueing import Priority, QueuePolicy, ServiceTimeSeed
 
 
 class ScenarioError(ValueError):
@@ -48,11 +50,20 @@ class Substation:
     name: str
     services: tuple[str, ...]
     counters: tuple[Counter, ...]
-    opens: time
-    closes: time
+    opens: clock_time
+    closes: clock_time
     name_hi: str = ""
     latitude: float | None = None
     longitude: float | None = None
+
+
+@dataclass(frozen=True)
+class OnlinePayment:
+    """The hint boards show when the wait is long: pay online instead of queueing."""
+
+    hint_after_s: float = 1800.0
+    text: str = "Long wait? Pay online with net banking, UPI or an e-wallet: no queue, receipt at once."
+    text_hi: str = "लंबा इंतज़ार? नेट बैंकिंग, UPI या ई-वॉलेट से ऑनलाइन भुगतान करें: कोई लाइन नहीं, तुरंत रसीद।"
 
 
 @dataclass(frozen=True)
@@ -63,10 +74,15 @@ class Scenario:
     substations: Mapping[str, Substation]
     policy: QueuePolicy
     demand: Mapping[str, float] = field(default_factory=dict)
+    online: OnlinePayment = field(default_factory=lambda: OnlinePayment())
 
-    @property
+    @cached_property
     def counters(self) -> dict[str, Counter]:
         return {c.id: c for s in self.substations.values() for c in s.counters}
+
+    def layouts(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Per substation, each counter's services: what a queue needs to estimate waits."""
+        return {s.id: {c.id: c.services for c in s.counters} for s in self.substations.values()}
 
 
 DEFAULT_SCENARIO = "default.toml"
@@ -175,6 +191,8 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         head_start_s=head_start,
         recalls_before_no_show=int(queue.get("recalls_before_no_show", 1)),
         max_requeues=int(queue.get("max_requeues", 1)),
+        service_seeds={s.id: _seed(s) for s in services.values()},
+        ewma_alpha=float(queue.get("ewma_alpha", 0.1)),
     )
     return Scenario(
         name=data.get("name", "unnamed scenario"),
@@ -183,7 +201,27 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         substations=substations,
         policy=policy,
         demand=dict(data.get("demand", {})),
+        online=_online(data.get("online", {})),
     )
+
+
+def _online(raw: Mapping[str, Any]) -> OnlinePayment:
+    default = OnlinePayment()
+    minutes = raw.get("hint_after_minutes", default.hint_after_s / 60)
+    if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or minutes < 0:
+        raise ScenarioError("online.hint_after_minutes: must be a number of minutes, 0 or more")
+    return OnlinePayment(
+        hint_after_s=float(minutes) * 60.0,
+        text=raw.get("text", default.text),
+        text_hi=raw.get("text_hi", default.text_hi),
+    )
+
+
+def _seed(service: Service) -> ServiceTimeSeed:
+    """Seed of the wait estimator: the scenario's mean, and the spread of a uniform min..max."""
+    low, high = service.min_service_s, service.max_service_s
+    spread = (high - low) / 12 ** 0.5 if low is not None and high is not None else service.mean_service_s / 3
+    return ServiceTimeSeed(mean_s=service.mean_service_s, sd_s=spread)
 
 
 def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -195,9 +233,9 @@ def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     return value
 
 
-def _clock(value: Any, where: str) -> time:
+def _clock(value: Any, where: str) -> clock_time:
     try:
-        return time.fromisoformat(str(value))
+        return clock_time.fromisoformat(str(value))
     except ValueError as exc:
         raise ScenarioError(f"{where}: expected HH:MM, got {value!r}") from exc
 
@@ -212,6 +250,10 @@ class Settings:
     scenario: Scenario = field(default_factory=load_scenario)
     max_body_bytes: int = 64 * 1024
     write_admin_key: bool = True
+    live_heartbeat_s: float = 5.0
+    live_client_buffer: int = 256
+    live_backlog: int = 1000
+    clock: Callable[[], float] = time.time
 
     @property
     def database_path(self) -> Path:

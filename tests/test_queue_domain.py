@@ -15,11 +15,14 @@ from counter_server.queueing import (
     IllegalMove,
     Priority,
     QueuePolicy,
+    ServiceTimes,
+    ServiceTimeSeed,
     Status,
     SubstationQueue,
     TransferRejected,
     UnknownToken,
     allowed_actions,
+    estimate_wait,
     format_number,
 )
 
@@ -236,3 +239,78 @@ class QueueMachine(RuleBasedStateMachine):
 
 TestQueueMachine = QueueMachine.TestCase
 TestQueueMachine.settings = hyp_settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+# -- wait estimates ------------------------------------------------------------------------
+
+SEEDED = QueuePolicy(
+    head_start_s=POLICY.head_start_s,
+    service_seeds={"bill_payment": ServiceTimeSeed(90.0, 20.0), "complaint": ServiceTimeSeed(300.0, 60.0)},
+    ewma_alpha=0.5,
+)
+LAYOUT = {"C1": ("bill_payment",), "C2": ("bill_payment",), "C4": ("bill_payment", "complaint")}
+
+
+def test_estimate_formula_by_hand():
+    # 8 ahead, 4 counters, mean 90 s, sd 20 s:
+    # p50 = 8*90/4 = 180; p90 = (720 + 1.2816*sqrt(9)*20)/4 = (720 + 76.896)/4 = 199.2
+    e = estimate_wait(8, 4, 90.0, 20.0)
+    assert (e.p50_s, e.p90_s, e.ahead, e.counters) == (180.0, 199.2, 8, 4)
+    assert estimate_wait(0, 2, 90.0, 20.0).p50_s == 0.0
+    assert estimate_wait(0, 2, 90.0, 20.0).p90_s == round(1.2816 * 20 / 2, 1)
+    nobody = estimate_wait(5, 0, 90.0, 20.0)
+    assert (nobody.p50_s, nobody.p90_s) == (None, None)
+
+
+def test_queue_estimates_count_same_service_tokens_ahead_and_open_counters():
+    q = SubstationQueue("S01", "d", SEEDED, counters=LAYOUT)
+    bills = [issue(q, i) for i in range(6)]
+    complaint = issue(q, 10, service=COMPLAINT)
+    estimates = q.estimates()
+    assert [estimates[t.id].p50_s for t in bills] == [0.0, 30.0, 60.0, 90.0, 120.0, 150.0]  # k*90/3
+    assert estimates[complaint.id].p50_s == 0.0 and estimates[complaint.id].counters == 1
+    assert q.estimate_new("bill_payment").p50_s == 180.0                                  # 6*90/3
+    q.close_counter("C2", 20)
+    assert q.estimate_new("bill_payment").p50_s == 270.0                                  # 6*90/2
+    q.close_counter("C4", 21)
+    assert q.estimate_new("complaint").p50_s is None                                      # nobody serves it
+    assert [e.kind for e in q.drain()][-2:] == ["counter_closed", "counter_closed"]
+
+
+def test_service_time_is_learned_from_completions_and_rebuilt_on_reload():
+    q = SubstationQueue("S01", "d", SEEDED, counters=LAYOUT)
+    token = issue(q, 0)
+    q.call_next("C1", ["bill_payment"], 100)
+    q.act(token.id, Action.START, 110)
+    q.act(token.id, Action.COMPLETE, 250)               # 150 s at the counter, alpha 0.5
+    assert q.service_times.mean("bill_payment") == 120.0
+    reloaded = SubstationQueue("S01", "d", SEEDED, q.tokens.values(), q.last_seq, LAYOUT)
+    assert reloaded.service_times.mean("bill_payment") == 120.0
+    times = ServiceTimes({"b": ServiceTimeSeed(100.0, 0.0)}, alpha=0.5)
+    times.observe("b", 200.0)
+    assert times.mean("b") == 150.0 and times.sd("b") == 50.0    # var = 0.5*(0 + 0.5*100^2)
+
+
+def test_calling_at_a_closed_counter_opens_it_and_closing_a_busy_one_is_refused():
+    q = SubstationQueue("S01", "d", SEEDED, counters=LAYOUT, closed=["C1"])
+    issue(q, 0)
+    q.call_next("C1", ["bill_payment"], 1)
+    assert q.is_open("C1")
+    assert [e.kind for e in q.drain()] == ["issued", "counter_opened", "called"]
+    with pytest.raises(CounterBusy):
+        q.close_counter("C1", 2)
+    assert not q.open_counter("C2", 3) and q.pending == []     # already open: no event
+
+
+def test_hall_view_shows_counters_services_and_the_head_of_the_line():
+    q = SubstationQueue("S01", "d", SEEDED, counters=LAYOUT)
+    for i in range(15):
+        issue(q, i)
+    called = q.call_next("C1", ["bill_payment"], 20)
+    hall = q.hall_view(head=5)
+    assert [c.id for c in hall.counters] == ["C1", "C2", "C4"]
+    assert hall.counters[0].token.id == called.id and hall.counters[1].token is None
+    assert hall.waiting_total == 14 and len(hall.waiting_head) == 5
+    assert [e.p50_s for _, e in hall.waiting_head] == [0.0, 30.0, 60.0, 90.0, 120.0]
+    bill = next(s for s in hall.services if s.id == "bill_payment")
+    assert (bill.waiting, bill.open_counters, bill.estimate.p50_s) == (14, 3, 420.0)

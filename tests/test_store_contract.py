@@ -51,7 +51,8 @@ async def test_changes_survive_a_restart_and_numbering_continues(make_store):
     second = make_store()
     await second.open()
     try:
-        at_counters, waiting = await second.queue_view("S01", DAY)
+        snapshot = await second.queue_snapshot("S01", DAY)
+        at_counters, waiting = snapshot.at_counters, snapshot.waiting
         assert [t.id for t in at_counters] == ["t0"] and at_counters[0].status is Status.CALLED
         assert [t.id for t in waiting] == ["t1", "t2"]
         applied = await second.mutate_queue("S01", DAY, issuing("t3", 6))
@@ -79,7 +80,8 @@ async def test_a_failing_change_leaves_nothing_behind(store: Store):
     with pytest.raises(RuntimeError):
         await store.mutate_queue("S01", DAY, issue_then_fail)
     assert await store.get_token("t1") is None
-    assert await store.queue_view("S01", DAY) == ([], [])
+    snapshot = await store.queue_snapshot("S01", DAY)
+    assert (snapshot.at_counters, snapshot.waiting) == ([], [])
     applied = await store.mutate_queue("S01", DAY, issuing("t2"))
     assert applied.token.number == "B-001"           # the failed change used no number
 
@@ -116,7 +118,7 @@ async def test_concurrent_changes_are_serialised(store: Store):
         store.mutate_queue("S01", DAY, lambda q, c=c: q.call_next(c, ["bill_payment"], 200))
         for c in ("S01-C1", "S01-C2", "S01-C3", "S01-C4")])
     assert len({a.token.id for a in calls}) == 4
-    _, waiting = await store.queue_view("S01", DAY)
+    waiting = (await store.queue_snapshot("S01", DAY)).waiting
     assert len(waiting) == 96
     assert sorted(int(t.number[2:]) for t in waiting + [a.token for a in calls]) == list(range(1, 101))
 
@@ -139,6 +141,6 @@ async def test_sqlite_commits_concurrent_writes_together(tmp_path: Path):
         before = store.commits
         await asyncio.gather(*[store.mutate_queue("S01", DAY, issuing(f"t{i}", i)) for i in range(200)])
         assert store.commits - before < 200
-        assert len((await store.queue_view("S01", DAY))[1]) == 200
+        assert len((await store.queue_snapshot("S01", DAY)).waiting) == 200
     finally:
         await store.close()

@@ -7,21 +7,22 @@ from aiohttp import web
 from ..appkeys import SETTINGS, TOKENS
 from ..queueing import Action
 from ..store import Applied
+from ..shapes import hall_json, substation_json, token_json
 from .errors import ApiError
-from .requests import actor_of, idempotency_of, parse_body
+from .requests import actor_of, idempotency_of, parse_body, public
 from .schemas import IssueToken, NoBody, Transfer
-from .shapes import substation_json, token_json
 
 TOKEN_ACTIONS = [a.value for a in Action if a is not Action.CALL]
 
 
 def _token_answer(request: web.Request, applied: Applied, status: int = 200) -> web.Response:
     scenario = request.app[SETTINGS].scenario
-    token = token_json(applied.token, scenario) if applied.token is not None else None
+    token = token_json(applied.token, scenario, applied.estimate) if applied.token is not None else None
     headers = {"Idempotent-Replayed": "true"} if applied.replayed else None
     return web.json_response({"token": token}, status=status, headers=headers)
 
 
+@public
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -50,11 +51,14 @@ async def issue_token(request: web.Request) -> web.Response:
 
 async def substation_queue(request: web.Request) -> web.Response:
     scenario = request.app[SETTINGS].scenario
-    view = await request.app[TOKENS].queue(request.match_info["sid"])
+    sid = request.match_info["sid"]
+    snapshot = await request.app[TOKENS].queue(sid)
     return web.json_response({
-        "substation": view.substation.id,
-        "tokens": [token_json(t, scenario) for t in view.at_counters + view.waiting],
-        "waiting": len(view.waiting),
+        "substation": sid,
+        "tokens": [token_json(t, scenario, snapshot.estimates.get(t.id))
+                   for t in snapshot.at_counters + snapshot.waiting],
+        "waiting": len(snapshot.waiting),
+        "hall": hall_json(snapshot.hall, scenario),
     })
 
 
@@ -89,5 +93,15 @@ async def token_action(request: web.Request) -> web.Response:
 
 
 async def get_token(request: web.Request) -> web.Response:
-    token = await request.app[TOKENS].get(request.match_info["tid"])
-    return web.json_response({"token": token_json(token, request.app[SETTINGS].scenario)})
+    token, estimate = await request.app[TOKENS].get(request.match_info["tid"])
+    return web.json_response({"token": token_json(token, request.app[SETTINGS].scenario, estimate)})
+
+
+async def counter_open_state(request: web.Request) -> web.Response:
+    """POST /counters/{cid}/open or /close: a cashier for its own counter, or an admin."""
+    open_ = request.match_info["state"] == "open"
+    await parse_body(request, NoBody)
+    cid = request.match_info["cid"]
+    await request.app[TOKENS].set_counter_open(
+        actor_of(request), cid, open_, idem=await idempotency_of(request))
+    return web.json_response({"counter": {"id": cid, "open": open_}})

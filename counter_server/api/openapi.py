@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .. import __version__
 from .handlers import TOKEN_ACTIONS
+from .requests import public
 from .schemas import IssueToken, Transfer
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -118,5 +119,6 @@ def build_openapi() -> dict[str, Any]:
     }
 
 
+@public
 async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(build_openapi())

@@ -19,14 +19,20 @@ BODY = web.RequestKey("body", bytes)
 
 M = TypeVar("M", bound=BaseModel)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json"})
 MAX_IDEMPOTENCY_KEY = 200
+
+
+def public(handler: Handler) -> Handler:
+    """Mark a handler as open to anyone (hall boards, health checks, the API description)."""
+    handler.public = True  # type: ignore[attr-defined]
+    return handler
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every /api/ route but the public ones needs ``Authorization: Bearer KEY``."""
-    if request.path.startswith("/api/") and request.path not in PUBLIC_PATHS:
+    route_handler = request.match_info.handler
+    if request.path.startswith("/api/") and not getattr(route_handler, "public", False):
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
         if not header:

@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from ..live.handlers import ops_live, substation_live
 from . import handlers
 from .openapi import openapi_document
 
@@ -13,5 +14,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/substations/{sid}/tokens", handlers.issue_token)
     app.router.add_get("/api/v1/substations/{sid}/queue", handlers.substation_queue)
     app.router.add_post("/api/v1/counters/{cid}/next", handlers.call_next)
+    app.router.add_post("/api/v1/counters/{cid}/{state:open|close}", handlers.counter_open_state)
+    app.router.add_get("/api/v1/substations/{sid}/live", substation_live)
+    app.router.add_get("/api/v1/live", ops_live)
     app.router.add_get("/api/v1/tokens/{tid}", handlers.get_token)
     app.router.add_post("/api/v1/tokens/{tid}/{action}", handlers.token_action)

@@ -5,13 +5,21 @@ ids it needs as arguments, so the rules are tested without a server or a databas
 """
 
 from .errors import CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
+from .estimate import Estimate, ServiceTimes, ServiceTimeSeed, estimate_wait
 from .lifecycle import Action, allowed_actions
 from .model import Event, Priority, QueuePolicy, Status, Token, format_number
-from .queue import SubstationQueue
+from .queue import CounterView, HallView, ServiceView, SubstationQueue
 
 __all__ = [
     "Action",
     "CounterBusy",
+    "CounterView",
+    "Estimate",
+    "HallView",
+    "ServiceTimeSeed",
+    "ServiceTimes",
+    "ServiceView",
+    "estimate_wait",
     "DomainError",
     "Event",
     "IllegalMove",

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .estimate import ServiceTimeSeed
+
 
 class Priority(StrEnum):
     NORMAL = "normal"
@@ -56,10 +58,10 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An appended record of one change: what happened to which token, when and by whom."""
+    """An appended record of one change: what happened to which token or counter, when, by whom."""
 
     kind: str
-    token: Token
+    token: Token | None
     at: float
     actor: str | None = None
     counter: str | None = None
@@ -82,6 +84,8 @@ class QueuePolicy:
     head_start_s: Mapping[Priority, float] = field(default_factory=_default_head_start)
     recalls_before_no_show: int = 1
     max_requeues: int = 1
+    service_seeds: Mapping[str, ServiceTimeSeed] = field(default_factory=dict)
+    ewma_alpha: float = 0.1
 
     def call_key(self, token: Token) -> tuple[float, int, str]:
         """Sort key of the call order: earliest effective arrival first, then issue order."""

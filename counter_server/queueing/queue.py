@@ -4,11 +4,43 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .errors import CounterBusy, IllegalMove, TransferRejected, UnknownToken
+from .estimate import Estimate, ServiceTimes, estimate_wait
 from .lifecycle import EVENT_KIND, TRANSITIONS, Action, allowed_actions, guard
 from .model import Event, Priority, QueuePolicy, Status, Token, format_number
+
+
+@dataclass(frozen=True, slots=True)
+class CounterView:
+    id: str
+    open: bool
+    services: tuple[str, ...]
+    token: Token | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    """What a hall needs per service: how many wait, and the wait for a token issued now."""
+
+    id: str
+    waiting: int
+    open_counters: int
+    mean_service_s: float
+    estimate: Estimate
+
+
+@dataclass(frozen=True, slots=True)
+class HallView:
+    """A substation's state as a hall board shows it, after a given change."""
+
+    substation: str
+    day: str
+    counters: tuple[CounterView, ...]
+    services: tuple[ServiceView, ...]
+    waiting_total: int
+    waiting_head: tuple[tuple[Token, Estimate], ...]
 
 
 class SubstationQueue:
@@ -27,6 +59,8 @@ class SubstationQueue:
         policy: QueuePolicy,
         tokens: Iterable[Token] = (),
         last_seq: Mapping[str, int] | None = None,
+        counters: Mapping[str, Iterable[str]] | None = None,
+        closed: Iterable[str] = (),
     ) -> None:
         self.substation = substation
         self.day = day
@@ -34,10 +68,17 @@ class SubstationQueue:
         self.tokens: dict[str, Token] = {}
         self._waiting: list[tuple[tuple[float, int, str], str]] = []
         self.last_seq: dict[str, int] = dict(last_seq or {})
+        self.counters: dict[str, tuple[str, ...]] = {c: tuple(s) for c, s in (counters or {}).items()}
+        self.closed: set[str] = set(closed)
+        self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
         self.pending: list[Event] = []
         self.version = 0
         for token in tokens:
             self._put(token)
+        finished = sorted((t for t in self.tokens.values() if t.status is Status.DONE),
+                          key=lambda t: (t.finished_at or 0.0, t.id))
+        for token in finished:
+            self._learn(token)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -64,6 +105,67 @@ class SubstationQueue:
 
     def allowed(self, token: Token) -> list[str]:
         return allowed_actions(token, self.policy)
+
+    def is_open(self, counter: str) -> bool:
+        return counter not in self.closed
+
+    def open_counters_for(self, service: str) -> int:
+        return sum(1 for c, s in self.counters.items() if service in s and c not in self.closed)
+
+    def _estimate(self, service: str, ahead: int) -> Estimate:
+        return estimate_wait(ahead, self.open_counters_for(service),
+                             self.service_times.mean(service), self.service_times.sd(service))
+
+    def estimate_new(self, service: str) -> Estimate:
+        """The wait for a token of ``service`` issued now (normal priority, last in line)."""
+        ahead = sum(1 for t in self.waiting() if t.service == service)
+        return self._estimate(service, ahead)
+
+    def estimates(self) -> dict[str, Estimate]:
+        """The wait of every waiting token, counting only same-service tokens ahead of it."""
+        seen: dict[str, int] = {}
+        found = {}
+        for token in self.waiting():
+            ahead = seen.get(token.service, 0)
+            found[token.id] = self._estimate(token.service, ahead)
+            seen[token.service] = ahead + 1
+        return found
+
+    def estimate_for(self, token: Token) -> Estimate | None:
+        current = self.tokens.get(token.id)
+        if current is None or current.status is not Status.WAITING:
+            return None
+        return self.estimates()[token.id]
+
+    def hall_view(self, head: int = 12) -> HallView:
+        """Counters, per-service waits and the next ``head`` tokens, in one pass over the line."""
+        counts: dict[str, int] = {s: 0 for served in self.counters.values() for s in served}
+        head_tokens: list[tuple[Token, Estimate]] = []
+        for _, token_id in self._waiting:
+            token = self.tokens[token_id]
+            ahead = counts.get(token.service, 0)
+            if len(head_tokens) < head:
+                head_tokens.append((token, self._estimate(token.service, ahead)))
+            counts[token.service] = ahead + 1
+        at = {t.counter: t for t in self.at_counters()}
+        return HallView(
+            substation=self.substation,
+            day=self.day,
+            counters=tuple(CounterView(c, self.is_open(c), s, at.get(c))
+                           for c, s in sorted(self.counters.items())),
+            services=tuple(
+                ServiceView(
+                    id=name,
+                    waiting=waiting,
+                    open_counters=self.open_counters_for(name),
+                    mean_service_s=round(self.service_times.mean(name), 1),
+                    estimate=self._estimate(name, waiting),
+                )
+                for name, waiting in sorted(counts.items())
+            ),
+            waiting_total=len(self._waiting),
+            waiting_head=tuple(head_tokens),
+        )
 
     # -- changing ------------------------------------------------------------------------
 
@@ -101,6 +203,8 @@ class SubstationQueue:
         busy = self.current_at(counter)
         if busy is not None:
             raise CounterBusy(counter, busy)
+        if counter in self.closed:  # a cashier calling is plainly at work: open the counter
+            self.open_counter(counter, now, actor)
         offered = frozenset(services)
         for _, token_id in self._waiting:
             token = self.tokens[token_id]
@@ -148,6 +252,25 @@ class SubstationQueue:
             changed = self._transferred(token, to_service, to_counter)
         return self._record(EVENT_KIND[action], changed, now, actor, acting_counter)
 
+    def open_counter(self, counter: str, now: float, actor: str | None = None) -> bool:
+        """Open a counter; False (and no event) when it already was."""
+        if counter not in self.closed:
+            return False
+        self.closed.discard(counter)
+        self._event(Event("counter_opened", None, now, actor, counter))
+        return True
+
+    def close_counter(self, counter: str, now: float, actor: str | None = None) -> bool:
+        """Close a counter that holds no token; False (and no event) when it already was."""
+        busy = self.current_at(counter)
+        if busy is not None:
+            raise CounterBusy(counter, busy)
+        if counter in self.closed:
+            return False
+        self.closed.add(counter)
+        self._event(Event("counter_closed", None, now, actor, counter))
+        return True
+
     def drain(self) -> list[Event]:
         """Hand over the recorded events once they are persisted."""
         events, self.pending = self.pending, []
@@ -177,9 +300,18 @@ class SubstationQueue:
         self, kind: str, token: Token, now: float, actor: str | None, counter: str | None
     ) -> Token:
         self._put(token)
-        self.pending.append(Event(kind=kind, token=token, at=now, actor=actor, counter=counter))
-        self.version += 1
+        if kind == EVENT_KIND[Action.COMPLETE]:
+            self._learn(token)
+        self._event(Event(kind=kind, token=token, at=now, actor=actor, counter=counter))
         return token
+
+    def _event(self, event: Event) -> None:
+        self.pending.append(event)
+        self.version += 1
+
+    def _learn(self, token: Token) -> None:
+        if token.called_at is not None and token.finished_at is not None:
+            self.service_times.observe(token.service, token.finished_at - token.called_at)
 
     def _put(self, token: Token) -> None:
         old = self.tokens.get(token.id)

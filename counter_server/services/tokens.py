@@ -9,12 +9,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from ..config import Counter, Scenario, Substation
-from ..queueing import Action, Priority, SubstationQueue, Token
-from ..store import Applied, IdempotencyKey, Store
+from ..queueing import Action, Estimate, HallView, Priority, SubstationQueue, Token
+from ..store import Applied, IdempotencyKey, QueueSnapshot, Store
 from .access import Actor
 from .errors import InvalidField, NotFound
 
@@ -22,13 +21,6 @@ from .errors import InvalidField, NotFound
 def new_token_id() -> str:
     """Unguessable, so a token's URL can be handed to a consumer without exposing others."""
     return "t_" + secrets.token_urlsafe(12)
-
-
-@dataclass(frozen=True)
-class QueueView:
-    substation: Substation
-    at_counters: list[Token]
-    waiting: list[Token]
 
 
 class TokenService:
@@ -131,16 +123,37 @@ class TokenService:
             if service not in counter.services:
                 raise InvalidField("counter", f"Counter {to_counter} does not serve {service!r}.")
 
-    async def get(self, token_id: str) -> Token:
-        token = await self.store.get_token(token_id)
-        if token is None:
-            raise NotFound("token", token_id)
-        return token
+    async def set_counter_open(
+        self, actor: Actor, counter_id: str, open_: bool, idem: IdempotencyKey | None = None
+    ) -> None:
+        """Open or close a counter (closing one that holds a token is refused)."""
+        counter = self.counter(counter_id)
+        actor.require_counter(counter.id)
+        now = self.clock()
 
-    async def queue(self, substation_id: str) -> QueueView:
+        def change(q: SubstationQueue) -> None:
+            if open_:
+                q.open_counter(counter.id, now, actor.label)
+            else:
+                q.close_counter(counter.id, now, actor.label)
+
+        await self.store.mutate_queue(counter.substation, self.today(now), change, idem)
+
+    async def get(self, token_id: str) -> tuple[Token, Estimate | None]:
+        """A token and its wait estimate while it waits."""
+        found = await self.store.token_view(token_id)
+        if found is None:
+            raise NotFound("token", token_id)
+        return found
+
+    async def queue(self, substation_id: str) -> QueueSnapshot:
         substation = self.substation(substation_id)
-        at_counters, waiting = await self.store.queue_view(substation.id, self.today())
-        return QueueView(substation, at_counters, waiting)
+        return await self.store.queue_snapshot(substation.id, self.today())
+
+    async def halls(self) -> list[HallView]:
+        """Every substation's hall view today, for the ops channel's snapshot."""
+        day = self.today()
+        return [(await self.store.queue_snapshot(sid, day)).hall for sid in self.scenario.substations]
 
     async def waiting_counts(self) -> dict[str, int]:
         return await self.store.waiting_counts(self.today())

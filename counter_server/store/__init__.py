@@ -2,10 +2,13 @@
 
 from .base import (
     Applied,
+    CommitListener,
+    Committed,
     IdempotencyConflict,
     IdempotencyKey,
     KeyRecord,
     QueueChange,
+    QueueSnapshot,
     Store,
     TokenChange,
 )
@@ -13,6 +16,9 @@ from .sqlite import SQLiteStore
 
 __all__ = [
     "Applied",
+    "CommitListener",
+    "Committed",
+    "QueueSnapshot",
     "IdempotencyConflict",
     "IdempotencyKey",
     "KeyRecord",

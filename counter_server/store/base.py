@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..queueing import SubstationQueue, Token
+from ..queueing import Estimate, Event, HallView, SubstationQueue, Token
 
 QueueChange = Callable[[SubstationQueue], Token | None]
 TokenChange = Callable[[SubstationQueue, Token], Token | None]
@@ -33,10 +33,38 @@ class IdempotencyKey:
 
 @dataclass(frozen=True)
 class Applied:
-    """The outcome of a change: the token it returned, and whether it is a replayed answer."""
+    """The outcome of a change: the token it returned, its wait estimate when it waits, and
+    whether this is a replayed answer to a retried request."""
 
     token: Token | None
     replayed: bool = False
+    estimate: Estimate | None = None
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """A substation's queue as committed: tokens at counters, the waiting line in call order
+    with each token's estimate, and the hall view boards show."""
+
+    at_counters: list[Token]
+    waiting: list[Token]
+    estimates: dict[str, Estimate]
+    hall: HallView
+
+
+@dataclass(frozen=True)
+class Committed:
+    """Events a committed change appended (with their sequence numbers), and the hall after it.
+
+    Stores hand these to listeners only after the transaction commits, in commit order."""
+
+    substation: str
+    day: str
+    events: list[tuple[int, Event]]
+    hall: HallView
+
+
+CommitListener = Callable[[Committed], None]
 
 
 class IdempotencyConflict(Exception):
@@ -75,8 +103,16 @@ class Store(Protocol):
 
     async def get_token(self, token_id: str) -> Token | None: ...
 
-    async def queue_view(self, substation: str, day: str) -> tuple[list[Token], list[Token]]:
-        """(tokens at counters, waiting tokens in call order) as committed."""
+    async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot: ...
+
+    async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
+        """A token and, while it waits, its estimate."""
+
+    def add_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` on the event loop with every Committed change."""
+
+    async def last_seq(self) -> int:
+        """The sequence number of the newest event."""
 
     async def waiting_counts(self, day: str) -> dict[str, int]: ...
 

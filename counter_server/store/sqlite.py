@@ -17,7 +17,7 @@ import secrets
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -25,8 +25,27 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from ..queueing import Event, Priority, QueuePolicy, Status, SubstationQueue, Token, UnknownToken
-from .base import Applied, IdempotencyConflict, IdempotencyKey, KeyRecord, QueueChange, TokenChange
+from ..queueing import (
+    Estimate,
+    Event,
+    Priority,
+    QueuePolicy,
+    Status,
+    SubstationQueue,
+    Token,
+    UnknownToken,
+)
+from .base import (
+    Applied,
+    CommitListener,
+    Committed,
+    IdempotencyConflict,
+    IdempotencyKey,
+    KeyRecord,
+    QueueChange,
+    QueueSnapshot,
+    TokenChange,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +115,11 @@ def create_schema(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     db["api_keys"].create_index(["hash"], unique=True, if_not_exists=True)
+    db["counter_state"].create(
+        {"substation": str, "day": str, "counter": str, "open": int},
+        pk=("substation", "day", "counter"),
+        if_not_exists=True,
+    )
 
 
 _UPSERT_TOKEN = (
@@ -109,10 +133,22 @@ _UPSERT_TOKEN = (
 class SQLiteStore:
     """The default engine: embedded, one file, survives ``kill -9`` with nothing acknowledged lost."""
 
-    def __init__(self, path: str | Path, policy: QueuePolicy, *, cache_size: int = 64,
-                 batch_limit: int = 512) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        policy: QueuePolicy,
+        layouts: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
+        *,
+        hall_head: int = 12,
+        cache_size: int = 64,
+        batch_limit: int = 512,
+    ) -> None:
         self.path = Path(path)
         self.policy = policy
+        self.layouts = layouts or {}
+        self.hall_head = hall_head
+        self._listeners: list[CommitListener] = []
+        self._committed: list[Committed] = []
         self._cache_size = cache_size
         self._batch_limit = batch_limit
         self._queues: OrderedDict[tuple[str, str], SubstationQueue] = OrderedDict()
@@ -167,25 +203,39 @@ class SQLiteStore:
             replay = self._replay(db, idem)
             if replay is not None:
                 return replay
-            home = self._token_home.get(token_id)
-            if home is None:
-                row = db.execute(
-                    "SELECT substation, day FROM tokens WHERE id = ?", [token_id]
-                ).fetchone()
-                if row is None:
-                    raise UnknownToken(token_id)
-                home = (row[0], row[1])
-            q = self._queue(db, *home)
+            q = self._home_queue(db, token_id)
+            if q is None:
+                raise UnknownToken(token_id)
             return self._apply(db, q, lambda q: change(q, q.get(token_id)), idem)
 
         return await self._write(job)
 
-    async def queue_view(self, substation: str, day: str) -> tuple[list[Token], list[Token]]:
-        def job(db: sqlite_utils.Database) -> tuple[list[Token], list[Token]]:
+    async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
+        def job(db: sqlite_utils.Database) -> QueueSnapshot:
             q = self._queue(db, substation, day)
-            return q.at_counters(), q.waiting()
+            return QueueSnapshot(q.at_counters(), q.waiting(), q.estimates(), q.hall_view(self.hall_head))
 
         return await self._write(job)
+
+    async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
+        def job(db: sqlite_utils.Database) -> tuple[Token, Estimate | None] | None:
+            q = self._home_queue(db, token_id)
+            if q is None:
+                return None
+            token = q.get(token_id)
+            return token, q.estimate_for(token)
+
+        return await self._write(job)
+
+    def add_listener(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    async def last_seq(self) -> int:
+        def read(db: sqlite_utils.Database) -> int:
+            (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            return seq
+
+        return await self._read(read)
 
     async def waiting_counts(self, day: str) -> dict[str, int]:
         def read(db: sqlite_utils.Database) -> dict[str, int]:
@@ -299,6 +349,7 @@ class SQLiteStore:
 
     def _run_batch(self, db: sqlite_utils.Database, batch: list[tuple[Job, asyncio.Future]]) -> None:
         outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
+        self._committed = []
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -326,12 +377,20 @@ class SQLiteStore:
             self._queues.clear()
             self._token_home.clear()
             outcomes = [(future, None, exc) for future, _, _ in outcomes]
-        self._settle(outcomes)
+            self._committed = []
+        self._settle(outcomes, self._committed)
 
-    def _settle(self, outcomes: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    def _settle(self, outcomes: list[tuple[asyncio.Future, Any, BaseException | None]],
+                committed: list[Committed] = ()) -> None:
         assert self._loop is not None
 
         def settle() -> None:
+            for change in committed:
+                for listener in self._listeners:
+                    try:
+                        listener(change)
+                    except Exception:  # noqa: BLE001 - a listener must not lose others' answers
+                        log.exception("commit listener failed")
             for future, result, exc in outcomes:
                 if future.done():
                     continue
@@ -358,7 +417,12 @@ class SQLiteStore:
             "SELECT service, last FROM sequences WHERE substation = ? AND day = ?",
             [substation, day],
         ).fetchall())
-        q = SubstationQueue(substation, day, self.policy, tokens, last_seq)
+        closed = [row[0] for row in db.execute(
+            "SELECT counter FROM counter_state WHERE substation = ? AND day = ? AND open = 0",
+            [substation, day],
+        ).fetchall()]
+        q = SubstationQueue(substation, day, self.policy, tokens, last_seq,
+                            self.layouts.get(substation, {}), closed)
         self._queues[key] = q
         self._token_home.update((t.id, key) for t in tokens)
         while len(self._queues) > self._cache_size:
@@ -366,6 +430,15 @@ class SQLiteStore:
             for token_id in old.tokens:
                 self._token_home.pop(token_id, None)
         return q
+
+    def _home_queue(self, db: sqlite_utils.Database, token_id: str) -> SubstationQueue | None:
+        home = self._token_home.get(token_id)
+        if home is None:
+            row = db.execute("SELECT substation, day FROM tokens WHERE id = ?", [token_id]).fetchone()
+            if row is None:
+                return None
+            home = (row[0], row[1])
+        return self._queue(db, *home)
 
     def _evict(self, q: SubstationQueue) -> None:
         self._queues.pop((q.substation, q.day), None)
@@ -382,27 +455,40 @@ class SQLiteStore:
         version = q.version
         try:
             result = change(q)
-            last_seq = self._persist(db, q, q.pending)
+            appended = self._persist(db, q, q.pending)
             if idem is not None:
                 db.execute(
                     "INSERT INTO idempotency (principal, key, fingerprint, event_seq, created_at)"
                     " VALUES (?, ?, ?, ?, CAST(strftime('%s', 'now') AS REAL))",
                     [idem.principal, idem.key, idem.fingerprint,
-                     last_seq if result is not None else None],
+                     appended[-1][0] if result is not None and appended else None],
                 )
         except BaseException:
             if q.version != version:
                 self._evict(q)  # the savepoint is rolled back; reload from the file next time
             raise
         q.drain()
-        return Applied(result)
+        if appended and self._listeners:
+            self._committed.append(Committed(q.substation, q.day, appended, q.hall_view(self.hall_head)))
+        return Applied(result, estimate=q.estimate_for(result) if result is not None else None)
 
-    def _persist(self, db: sqlite_utils.Database, q: SubstationQueue, events: list[Event]) -> int | None:
-        last = None
+    def _persist(
+        self, db: sqlite_utils.Database, q: SubstationQueue, events: list[Event]
+    ) -> list[tuple[int, Event]]:
+        appended = []
         for event in events:
             token = event.token
-            db.execute(_UPSERT_TOKEN, token_to_row(token))
-            self._token_home[token.id] = (q.substation, q.day)
+            if token is not None:
+                db.execute(_UPSERT_TOKEN, token_to_row(token))
+                self._token_home[token.id] = (q.substation, q.day)
+                data = token_to_row(token)
+            else:
+                data = {"counter": event.counter, "open": event.kind == "counter_opened"}
+                db.execute(
+                    "INSERT INTO counter_state (substation, day, counter, open) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET open = excluded.open",
+                    [q.substation, q.day, event.counter, int(data["open"])],
+                )
             if event.kind == "issued":
                 db.execute(
                     "INSERT INTO sequences (substation, day, service, last) VALUES (?, ?, ?, ?)"
@@ -412,11 +498,11 @@ class SQLiteStore:
             cur = db.execute(
                 "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [event.at, q.substation, q.day, token.id, event.kind, event.actor,
-                 event.counter, json.dumps(token_to_row(token))],
+                [event.at, q.substation, q.day, token.id if token else None, event.kind,
+                 event.actor, event.counter, json.dumps(data)],
             )
-            last = cur.lastrowid
-        return last
+            appended.append((cur.lastrowid, event))
+        return appended
 
     def _replay(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Applied | None:
         if idem is None:
@@ -433,7 +519,9 @@ class SQLiteStore:
         if event_seq is None:
             return Applied(None, replayed=True)
         (data,) = db.execute("SELECT data FROM events WHERE seq = ?", [event_seq]).fetchone()
-        return Applied(token_from_row(json.loads(data)), replayed=True)
+        token = token_from_row(json.loads(data))
+        q = self._home_queue(db, token.id)
+        return Applied(token, replayed=True, estimate=q.estimate_for(token) if q else None)
 
     # -- the reader thread -----------------------------------------------------------------
 

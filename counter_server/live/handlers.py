@@ -1,0 +1,88 @@
+"""WebSocket endpoints: one hall's channel (public) and the ops channel of all substations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import WSMsgType, web
+
+from ..api.errors import ApiError
+from ..api.requests import actor_of, public
+from ..appkeys import HUB, SETTINGS, TOKENS
+from .hub import OPS_CHANNEL, LiveHub
+
+log = logging.getLogger(__name__)
+
+CLOSE_TOO_SLOW = 4001
+CLOSE_GOING_AWAY = 1001
+
+
+def _since(request: web.Request) -> int | None:
+    raw = request.query.get("since")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(400, "invalid_since", "since must be a sequence number (0 or more).",
+                       field="since")
+    return int(raw)
+
+
+@public
+async def substation_live(request: web.Request) -> web.WebSocketResponse:
+    """A hall board's feed: snapshot, then every change at that substation."""
+    sid = request.match_info["sid"]
+    tokens = request.app[TOKENS]
+    tokens.substation(sid)  # 404 before the upgrade
+    since = _since(request)
+    hub = request.app[HUB]
+    hall = hub.hall(sid)
+    if hall is None or hall.day != tokens.today():
+        hub.update_hall((await tokens.queue(sid)).hall)
+    return await _serve(request, hub, sid, since)
+
+
+async def ops_live(request: web.Request) -> web.WebSocketResponse:
+    """All substations at once, for ops staff (admin or board key)."""
+    actor_of(request)  # the auth middleware has checked the key
+    return await _serve(request, request.app[HUB], OPS_CHANNEL, _since(request))
+
+
+async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | None) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=4096)
+    await ws.prepare(request)
+    initial, subscriber = hub.subscribe(channel, since)
+    reader = asyncio.create_task(_read_until_closed(ws, subscriber))
+    try:
+        for text in initial:
+            await ws.send_str(text)
+        while not ws.closed:
+            try:
+                async with asyncio.timeout(hub.heartbeat_s):
+                    text = await subscriber.queue.get()
+            except TimeoutError:
+                text = hub.heartbeat(channel)
+            if text is None:
+                if subscriber.dropped:
+                    await ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect with since")
+                else:
+                    await ws.close(code=CLOSE_GOING_AWAY, message=b"server going away")
+                break
+            await ws.send_str(text)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.unsubscribe(subscriber)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    return ws
+
+
+async def _read_until_closed(ws: web.WebSocketResponse, subscriber) -> None:
+    """Boards send nothing we need; reading keeps pings, pongs and close frames flowing."""
+    async for msg in ws:
+        if msg.type == WSMsgType.ERROR:
+            break
+    subscriber.end()

@@ -1,0 +1,100 @@
+"""How domain objects look in JSON answers."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+from .config import Scenario, Substation
+from .queueing import Estimate, HallView, Token
+
+
+def iso(moment: float | None, tz: tzinfo) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, tz).isoformat(timespec="seconds")
+
+
+def estimate_json(estimate: Estimate | None) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    return {"p50_s": estimate.p50_s, "p90_s": estimate.p90_s, "ahead": estimate.ahead,
+            "counters": estimate.counters}
+
+
+def token_json(token: Token, scenario: Scenario, estimate: Estimate | None = None) -> dict[str, Any]:
+    """A token as the API shows it; ``estimate`` is the wait range while it waits."""
+    tz = scenario.timezone
+    return {
+        "id": token.id,
+        "number": token.number,
+        "substation": token.substation,
+        "service": token.service,
+        "priority": token.priority.value,
+        "status": token.status.value,
+        "counter": token.counter,
+        "target_counter": token.target_counter,
+        "issued_at": iso(token.issued_at, tz),
+        "called_at": iso(token.called_at, tz),
+        "started_at": iso(token.started_at, tz),
+        "finished_at": iso(token.finished_at, tz),
+        "recalls": token.recalls,
+        "requeues": token.requeues,
+        "transfers": token.transfers,
+        "day": token.day,
+        "estimate": estimate_json(estimate),
+    }
+
+
+def public_token_json(token: Token) -> dict[str, Any]:
+    """What a hall board may show of a token: never its id, which is the consumer's to keep."""
+    return {"number": token.number, "service": token.service, "priority": token.priority.value,
+            "status": token.status.value, "counter": token.counter}
+
+
+def hall_json(hall: HallView, scenario: Scenario) -> dict[str, Any]:
+    """A substation as its hall board shows it."""
+    substation = scenario.substations[hall.substation]
+    services = scenario.services
+    return {
+        "substation": hall.substation,
+        "name": substation.name,
+        "name_hi": substation.name_hi,
+        "day": hall.day,
+        "opens": substation.opens.isoformat("minutes"),
+        "closes": substation.closes.isoformat("minutes"),
+        "counters": [
+            {"id": c.id, "open": c.open, "services": list(c.services),
+             "token": public_token_json(c.token) if c.token else None}
+            for c in hall.counters
+        ],
+        "services": [
+            {"id": s.id, "name": services[s.id].name, "name_hi": services[s.id].name_hi,
+             "letter": services[s.id].letter, "waiting": s.waiting, "open_counters": s.open_counters,
+             "mean_service_s": s.mean_service_s, "estimate": estimate_json(s.estimate)}
+            for s in hall.services
+        ],
+        "waiting": hall.waiting_total,
+        "next": [{**public_token_json(t), "estimate": estimate_json(e)} for t, e in hall.waiting_head],
+    }
+
+
+def substation_json(substation: Substation, scenario: Scenario, waiting: int) -> dict[str, Any]:
+    return {
+        "id": substation.id,
+        "name": substation.name,
+        "name_hi": substation.name_hi,
+        "opens": substation.opens.isoformat("minutes"),
+        "closes": substation.closes.isoformat("minutes"),
+        "services": [
+            {
+                "id": sid,
+                "name": scenario.services[sid].name,
+                "name_hi": scenario.services[sid].name_hi,
+                "letter": scenario.services[sid].letter,
+            }
+            for sid in substation.services
+        ],
+        "counters": [{"id": c.id, "services": list(c.services)} for c in substation.counters],
+        "waiting": waiting,
+    }
