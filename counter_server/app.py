@@ -14,6 +14,7 @@ from .api.requests import auth_middleware
 from .appkeys import HUB, KEYS, SETTINGS, STORE, TOKENS
 from .config import Settings
 from .live import LiveHub
+from .pages import page_headers, setup_pages
 from .services import KeyService, Role, TokenService
 from .store import SQLiteStore
 
@@ -23,12 +24,13 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[error_middleware, page_headers, auth_middleware],
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_storage)
     app.on_shutdown.append(_hang_up_boards)
     setup_routes(app)
+    setup_pages(app)
     return app
 
 

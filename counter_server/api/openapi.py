@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..live.hub import SCHEMA_VERSION
 from .handlers import TOKEN_ACTIONS
 from .requests import public
 from .schemas import IssueToken, Transfer
@@ -42,6 +43,12 @@ IDEMPOTENCY = {
 }
 
 
+SINCE = {
+    "name": "since", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+    "description": "The last seq the board saw: missed deltas follow, or a fresh snapshot.",
+}
+
+
 def _path(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -74,6 +81,25 @@ def build_openapi() -> dict[str, Any]:
             "parameters": [_path("cid"), IDEMPOTENCY],
             "responses": {"200": _answer("Called token or null", TOKEN_ANSWER), **mutating},
         }},
+        "/api/v1/counters/{cid}/{state}": {"post": {
+            "summary": "Open or close a counter (closing one that holds a token is refused)",
+            "parameters": [_path("cid"),
+                           {"name": "state", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": ["open", "close"]}},
+                           IDEMPOTENCY],
+            "responses": {"200": _answer("The counter's state", {"type": "object"}), **mutating},
+        }},
+        "/api/v1/substations/{sid}/live": {"get": {
+            "summary": "WebSocket: one hall's snapshot, then deltas (see x-live-messages)",
+            "security": [],
+            "parameters": [_path("sid"), SINCE],
+            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 404)},
+        }},
+        "/api/v1/live": {"get": {
+            "summary": "WebSocket: every hall, for ops (see x-live-messages)",
+            "parameters": [SINCE],
+            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 401)},
+        }},
         "/api/v1/tokens/{tid}": {"get": {
             "summary": "One token",
             "parameters": [_path("tid")],
@@ -97,9 +123,14 @@ def build_openapi() -> dict[str, Any]:
         "id", "number", "substation", "service", "priority", "status", "counter",
         "target_counter", "issued_at", "called_at", "started_at", "finished_at", "day")}
     token_props.update({n: {"type": "integer"} for n in ("recalls", "requeues", "transfers")})
+    token_props["estimate"] = {"anyOf": [{"$ref": "#/components/schemas/Estimate"}, {"type": "null"}]}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Cash counter queue service", "version": __version__},
+        "info": {"title": "Cash counter queue service", "version": __version__,
+                 "description": "Live board messages are described in docs/live-messages.md."},
+        "x-live-messages": {"schema_version": SCHEMA_VERSION,
+                            "types": ["snapshot", "delta", "heartbeat"],
+                            "document": "docs/live-messages.md"},
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
@@ -108,6 +139,9 @@ def build_openapi() -> dict[str, Any]:
                 "IssueToken": IssueToken.model_json_schema(),
                 "Transfer": Transfer.model_json_schema(),
                 "Token": {"type": "object", "properties": token_props},
+                "Estimate": {"type": "object", "properties": {
+                    "p50_s": {"type": ["number", "null"]}, "p90_s": {"type": ["number", "null"]},
+                    "ahead": {"type": "integer"}, "counters": {"type": "integer"}}},
                 "TokenAnswer": {"type": "object", "properties": {
                     "token": {"anyOf": [{"$ref": "#/components/schemas/Token"}, {"type": "null"}]}}},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {

@@ -50,7 +50,10 @@ async def ops_live(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | None) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=4096)
+    # No per-message deflate: one delta goes to thousands of boards, and compressing it once
+    # per board would cost more CPU than the hall's network saves.
+    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=4096,
+                               compress=False)
     await ws.prepare(request)
     initial, subscriber = hub.subscribe(channel, since)
     reader = asyncio.create_task(_read_until_closed(ws, subscriber))

@@ -1,0 +1,233 @@
+"""Live boards over real WebSockets: snapshot, ordered deltas, resume, slow-client isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from dataclasses import replace
+
+import aiohttp
+import pytest
+
+from counter_server.app import create_app
+from counter_server.appkeys import HUB, KEYS, STORE
+from counter_server.config import Settings
+from counter_server.store import Committed
+
+from .conftest import Api
+
+
+class Clock:
+    def __init__(self, start: float = 1_764_050_000.0) -> None:  # a weekday morning in Kanpur
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def receive(ws, timeout: float = 2.0) -> dict:
+    msg = await asyncio.wait_for(ws.receive(), timeout)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return json.loads(msg.data)
+
+
+async def receive_type(ws, kind: str, timeout: float = 2.0) -> dict:
+    while True:
+        message = await receive(ws, timeout)
+        if message["type"] == kind:
+            return message
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def live(aiohttp_client, settings: Settings, clock: Clock) -> Api:
+    app = create_app(replace(settings, write_admin_key=False, clock=clock, live_backlog=5,
+                             live_heartbeat_s=30.0))
+    client = await aiohttp_client(app)
+    admin, _ = await client.app[KEYS].create("admin")
+    board, _ = await client.app[KEYS].create("board")
+    return Api(client=client, admin=admin, board=board)
+
+
+async def test_snapshot_then_ordered_deltas(live: Api):
+    ws = await live.client.ws_connect("/api/v1/substations/S01/live")
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "snapshot" and snapshot["v"] == 1
+    assert snapshot["hall"]["substation"] == "S01" and snapshot["hall"]["waiting"] == 0
+    assert [n["substation"] for n in snapshot["nearby"]] and snapshot["online"]["hint_after_s"] == 1800
+    seq = snapshot["seq"]
+
+    token = await live.issue("S01")
+    await live.issue("S02")                        # another hall: not on this channel
+    await live.next("S01-C1")
+    await live.act({**token, "counter": "S01-C1"}, "start")
+    kinds = []
+    for _ in range(3):
+        delta = await receive(ws)
+        assert delta["type"] == "delta" and delta["v"] == 1 and delta["substation"] == "S01"
+        assert delta["prev"] == seq and delta["seq"] > seq
+        seq = delta["seq"]
+        kinds += [e["kind"] for e in delta["events"]]
+    assert kinds == ["issued", "called", "started"]
+    assert delta["hall"]["counters"][0]["token"] == {
+        "number": "B-001", "service": "bill_payment", "priority": "normal", "status": "serving",
+        "counter": "S01-C1"}
+    assert "id" not in json.dumps(delta["events"])   # boards never see token ids
+    await ws.close()
+
+
+async def test_reconnect_with_since_gets_missed_deltas_or_a_fresh_snapshot(live: Api):
+    ws = await live.client.ws_connect("/api/v1/substations/S01/live")
+    seq = (await receive(ws))["seq"]
+    await ws.close()
+    for _ in range(3):
+        await live.issue("S01")
+
+    ws = await live.client.ws_connect(f"/api/v1/substations/S01/live?since={seq}")
+    missed = [await receive(ws) for _ in range(3)]
+    assert [m["type"] for m in missed] == ["delta"] * 3
+    assert missed[0]["prev"] == seq and [m["hall"]["waiting"] for m in missed] == [1, 2, 3]
+    last = missed[-1]["seq"]
+    await ws.close()
+
+    ws = await live.client.ws_connect(f"/api/v1/substations/S01/live?since={last}")
+    await live.issue("S01")
+    delta = await receive(ws)                         # up to date: straight to the next delta
+    assert delta["type"] == "delta" and delta["prev"] == last
+    await ws.close()
+
+    for _ in range(8):                                # more than the backlog of 5 holds
+        await live.issue("S01")
+    ws = await live.client.ws_connect(f"/api/v1/substations/S01/live?since={last}")
+    fresh = await receive(ws)
+    assert fresh["type"] == "snapshot" and fresh["hall"]["waiting"] == 12
+    await ws.close()
+
+
+async def test_counter_close_and_estimates_reach_the_board(live: Api, clock: Clock):
+    ws = await live.client.ws_connect("/api/v1/substations/S01/live")
+    await receive(ws)
+    for _ in range(8):
+        await live.issue("S01")
+    for _ in range(8):
+        hall = (await receive_type(ws, "delta"))["hall"]
+    bill = next(s for s in hall["services"] if s["id"] == "bill_payment")
+    # 8 waiting, 4 open counters, seeded mean 90 s: p50 = 8*90/4 = 180 s
+    assert (bill["waiting"], bill["open_counters"], bill["estimate"]["p50_s"]) == (8, 4, 180.0)
+    assert [t["number"] for t in hall["next"][:3]] == ["B-001", "B-002", "B-003"]
+    assert [t["estimate"]["p50_s"] for t in hall["next"][:3]] == [0.0, 22.5, 45.0]
+
+    status, body = await live.post("/api/v1/counters/S01-C2/close", await live.cashier("S01-C2"))
+    assert status == 200 and body == {"counter": {"id": "S01-C2", "open": False}}
+    delta = await receive(ws)
+    assert [e["kind"] for e in delta["events"]] == ["counter_closed"]
+    bill = next(s for s in delta["hall"]["services"] if s["id"] == "bill_payment")
+    assert (bill["open_counters"], bill["estimate"]["p50_s"]) == (3, 240.0)
+    assert next(c for c in delta["hall"]["counters"] if c["id"] == "S01-C2")["open"] is False
+
+    token = await live.next("S01-C1")
+    assert (await live.act(token, "start"))[0] == 200
+    clock.now += 190                                   # 190 s at the counter
+    assert (await live.act(token, "complete"))[0] == 200
+    for kind in ("called", "started", "completed"):
+        delta = await receive(ws)
+        assert delta["events"][-1]["kind"] == kind
+    bill = next(s for s in delta["hall"]["services"] if s["id"] == "bill_payment")
+    assert bill["mean_service_s"] == 100.0             # EWMA: 90 + 0.1 * (190 - 90)
+    await ws.close()
+
+
+async def test_token_answers_carry_the_estimate(live: Api):
+    for _ in range(4):
+        await live.issue("S01")
+    token = await live.issue("S01")
+    assert token["estimate"]["ahead"] == 4 and token["estimate"]["p50_s"] == 90.0   # 4*90/4
+    status, body = await live.get(f"/api/v1/tokens/{token['id']}")
+    assert body["token"]["estimate"]["p50_s"] == 90.0
+    status, queue = await live.get("/api/v1/substations/S01/queue")
+    assert [t["estimate"]["p50_s"] for t in queue["tokens"]] == [0.0, 22.5, 45.0, 67.5, 90.0]
+    called = await live.next("S01-C1")
+    assert called["estimate"] is None
+
+
+async def test_ops_channel_needs_a_key_and_sees_every_hall(live: Api):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await live.client.ws_connect("/api/v1/live")
+    assert err.value.status == 401
+    ws = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.board}"})
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "snapshot" and len(snapshot["halls"]) == 10
+    await live.issue("S07")
+    delta = await receive(ws)
+    assert delta["substation"] == "S07" and delta["prev"] == snapshot["seq"]
+    await ws.close()
+
+
+async def test_bad_live_requests_are_json_errors(live: Api):
+    for path, status, code in (("/api/v1/substations/S99/live", 404, "substation_not_found"),
+                               ("/api/v1/substations/S01/live?since=-3", 400, "invalid_since")):
+        async with live.client.get(path) as resp:
+            assert resp.status == status and (await resp.json())["error"]["code"] == code
+
+
+async def test_heartbeats_flow_when_nothing_changes(aiohttp_client, settings: Settings):
+    client = await aiohttp_client(create_app(replace(settings, write_admin_key=False,
+                                                     live_heartbeat_s=0.2)))
+    ws = await client.ws_connect("/api/v1/substations/S03/live")
+    snapshot = await receive(ws)
+    beat = await receive(ws, timeout=1.0)
+    assert beat["type"] == "heartbeat" and beat["seq"] == snapshot["seq"] and beat["interval_s"] == 0.2
+    assert len(beat["nearby"]) == 3
+    await ws.close()
+
+
+async def test_a_board_that_stops_reading_is_dropped_without_holding_up_others(aiohttp_client, settings):
+    client = await aiohttp_client(create_app(replace(settings, write_admin_key=False,
+                                                     live_client_buffer=32, live_heartbeat_s=60)))
+    hub = client.app[HUB]
+    path = "/api/v1/substations/S01/live"
+    # The stalled board: a raw socket with a tiny receive buffer that completes the handshake
+    # and then never reads again.
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", client.port))
+    stalled.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                     ).encode())
+    healthy = await client.ws_connect(path)
+    await receive(healthy)
+    while hub.connections() < 2:
+        await asyncio.sleep(0.01)
+
+    hall = (await client.app[STORE].queue_snapshot("S01", "2026-11-25")).hall
+    base = hub._channels["S01"].last_seq
+    received = 0
+
+    async def read_all() -> None:
+        nonlocal received
+        while received < 3000:
+            message = await receive(healthy, timeout=5)
+            if message["type"] == "delta":
+                assert message["seq"] == base + received + 1     # in order, none missing
+                received += 1
+
+    reader = asyncio.create_task(read_all())
+    for i in range(3000):
+        event_seq = base + i + 1
+        hub.publish(Committed("S01", hall.day, [(event_seq, _counter_event(i))], hall))
+        if i % 10 == 0:
+            await asyncio.sleep(0)
+    await asyncio.wait_for(reader, 20)
+    assert received == 3000 and hub.dropped == 1 and hub.connections() == 1
+    stalled.close()
+    await healthy.close()
+
+
+def _counter_event(i: int):
+    from counter_server.queueing import Event
+    return Event("counter_opened" if i % 2 else "counter_closed", None, 0.0, "test", "S01-C4")
