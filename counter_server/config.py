@@ -103,10 +103,32 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: not valid TOML: {exc}") from exc
+    if data.get("extends") == "builtin" and path is not None:
+        data = merge(tomllib.loads(
+            resources.files("counter_server.scenario").joinpath(DEFAULT_SCENARIO).read_text("utf-8")
+        ), data)
+    elif "extends" in data:
+        raise ScenarioError(f"{source}: extends: only \"builtin\" can be extended")
     try:
         return parse_scenario(data)
     except ScenarioError as exc:
         raise ScenarioError(f"{source}: {exc}") from exc
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``base``: tables merge key by key, anything else is replaced.
+
+    Lets a small file (``extends = "builtin"``) change a few figures of the built-in scenario.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        if key == "extends":
+            continue
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def parse_scenario(data: Mapping[str, Any]) -> Scenario:

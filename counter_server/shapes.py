@@ -75,6 +75,8 @@ def hall_json(hall: HallView, scenario: Scenario) -> dict[str, Any]:
             for s in hall.services
         ],
         "waiting": hall.waiting_total,
+        "issued_today": hall.issued_today,
+        "admission": {"enabled": hall.admission, "daily_cap": hall.daily_cap},
         "next": [{**public_token_json(t), "estimate": estimate_json(e)} for t, e in hall.waiting_head],
     }
 

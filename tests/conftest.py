@@ -32,9 +32,27 @@ def scenario() -> Scenario:
     return load_scenario()
 
 
+OPEN_ALL_DAY = ROOT / "tests" / "scenarios" / "open-all-day.toml"
+
+
+class Clock:
+    """A clock tests move by hand. Starts on a weekday at 11:23 in Kanpur, in opening hours."""
+
+    def __init__(self, start: float = 1_764_050_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def settings(tmp_path: Path, scenario: Scenario) -> Settings:
-    return Settings(data_dir=tmp_path / "data", scenario=scenario)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, scenario: Scenario, clock: Clock) -> Settings:
+    return Settings(data_dir=tmp_path / "data", scenario=scenario, clock=clock)
 
 
 @dataclass
@@ -109,6 +127,7 @@ class ServerProcess:
 
     data_dir: Path
     port: int = field(default_factory=free_port)
+    config: Path | None = OPEN_ALL_DAY
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -123,9 +142,10 @@ class ServerProcess:
     def start(self, timeout: float = 15.0) -> None:
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = open(self.log_path, "ab")
+        config = ["--config", str(self.config)] if self.config else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "counter_server", "serve", "--data-dir", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", str(self.port)],
+             "--host", "127.0.0.1", "--port", str(self.port), *config],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
         deadline = time.monotonic() + timeout
@@ -171,4 +191,4 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-__all__ = ["Api", "ServerProcess", "aiohttp", "bearer", "run_cli"]
+__all__ = ["Api", "Clock", "ServerProcess", "aiohttp", "bearer", "run_cli"]

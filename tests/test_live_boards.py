@@ -15,15 +15,7 @@ from counter_server.appkeys import HUB, KEYS, STORE
 from counter_server.config import Settings
 from counter_server.store import Committed
 
-from .conftest import Api
-
-
-class Clock:
-    def __init__(self, start: float = 1_764_050_000.0) -> None:  # a weekday morning in Kanpur
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
+from .conftest import Api, Clock
 
 
 async def receive(ws, timeout: float = 2.0) -> dict:
@@ -40,13 +32,8 @@ async def receive_type(ws, kind: str, timeout: float = 2.0) -> dict:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 async def live(aiohttp_client, settings: Settings, clock: Clock) -> Api:
-    app = create_app(replace(settings, write_admin_key=False, clock=clock, live_backlog=5,
+    app = create_app(replace(settings, write_admin_key=False, live_backlog=5,
                              live_heartbeat_s=30.0))
     client = await aiohttp_client(app)
     admin, _ = await client.app[KEYS].create("admin")

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..appkeys import SETTINGS
-from ..queueing import CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
+from ..queueing import CannotServeToday, CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
 from ..services import Forbidden, InvalidField, NotFound, ServiceError
 from ..store import IdempotencyConflict
 
@@ -43,6 +43,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     UnknownToken: 404,
     IllegalMove: 409,
     CounterBusy: 409,
+    CannotServeToday: 409,
     TransferRejected: 422,
 }
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SETTINGS, TOKENS
+from ..appkeys import SETTINGS, STORE, TOKENS
 from ..queueing import Action
 from ..store import Applied
 from ..shapes import hall_json, substation_json, token_json
 from .errors import ApiError
 from .requests import actor_of, idempotency_of, parse_body, public
-from .schemas import IssueToken, NoBody, Transfer
+from .schemas import AdmissionSettings, IssueToken, NoBody, Transfer
 
 TOKEN_ACTIONS = [a.value for a in Action if a is not Action.CALL]
 
@@ -105,3 +105,21 @@ async def counter_open_state(request: web.Request) -> web.Response:
     await request.app[TOKENS].set_counter_open(
         actor_of(request), cid, open_, idem=await idempotency_of(request))
     return web.json_response({"counter": {"id": cid, "open": open_}})
+
+
+async def put_admission(request: web.Request) -> web.Response:
+    """Ops: switch admission at the door and set the daily cap of one substation."""
+    body = await parse_body(request, AdmissionSettings)
+    sid = request.match_info["sid"]
+    await request.app[TOKENS].set_admission(actor_of(request), sid, body.admission, body.daily_cap)
+    return await get_admission(request)
+
+
+async def get_admission(request: web.Request) -> web.Response:
+    sid = request.match_info["sid"]
+    tokens = request.app[TOKENS]
+    hall = (await tokens.queue(sid)).hall
+    turned_away = await request.app[STORE].turned_away_count(sid, hall.day)
+    return web.json_response({"substation": sid, "admission": hall.admission,
+                              "daily_cap": hall.daily_cap, "issued_today": hall.issued_today,
+                              "turned_away_today": turned_away})

@@ -17,5 +17,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/counters/{cid}/{state:open|close}", handlers.counter_open_state)
     app.router.add_get("/api/v1/substations/{sid}/live", substation_live)
     app.router.add_get("/api/v1/live", ops_live)
+    app.router.add_get("/api/v1/ops/substations/{sid}/admission", handlers.get_admission)
+    app.router.add_put("/api/v1/ops/substations/{sid}/admission", handlers.put_admission)
     app.router.add_get("/api/v1/tokens/{tid}", handlers.get_token)
     app.router.add_post("/api/v1/tokens/{tid}/{action}", handlers.token_action)

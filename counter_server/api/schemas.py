@@ -37,3 +37,13 @@ class NoBody(BaseModel):
     """Actions without parameters accept an empty body or {}."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class AdmissionSettings(BaseModel):
+    """Body of PUT /api/v1/ops/substations/{sid}/admission."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    admission: bool = Field(description="Refuse tokens that cannot be served before closing.")
+    daily_cap: int | None = Field(default=None, ge=1, le=100_000,
+                                  description="Most tokens a day at this substation; null for none.")

@@ -4,7 +4,7 @@ Nothing here does I/O or imports aiohttp, redis or sqlite: every function takes 
 ids it needs as arguments, so the rules are tested without a server or a database.
 """
 
-from .errors import CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
+from .errors import CannotServeToday, CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
 from .estimate import Estimate, ServiceTimes, ServiceTimeSeed, estimate_wait
 from .lifecycle import Action, allowed_actions
 from .model import Event, Priority, QueuePolicy, Status, Token, format_number
@@ -12,6 +12,7 @@ from .queue import CounterView, HallView, ServiceView, SubstationQueue
 
 __all__ = [
     "Action",
+    "CannotServeToday",
     "CounterBusy",
     "CounterView",
     "Estimate",

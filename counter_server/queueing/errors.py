@@ -66,3 +66,17 @@ class CounterBusy(DomainError):
 
 class TransferRejected(DomainError):
     code = "transfer_rejected"
+
+
+class CannotServeToday(DomainError):
+    """Admission at the door: a token issued now would not be served before closing."""
+
+    code = "cannot_serve_today"
+
+    def __init__(self, reason: str, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.extra = details
+
+    def details(self) -> dict[str, object]:
+        return {"reason": self.reason, **self.extra}

@@ -30,7 +30,8 @@ class Token:
 
     ``issued_at`` never changes, so a token that is requeued or transferred keeps its place in
     the call order. ``target_counter`` is set when a token is transferred to one counter: then
-    only that counter may call it.
+    only that counter may call it. ``ordinal`` is the token's place in the day's issue order
+    at its substation, which breaks ties in the call order.
     """
 
     id: str
@@ -50,6 +51,7 @@ class Token:
     recalls: int = 0
     requeues: int = 0
     transfers: int = 0
+    ordinal: int = 0
 
     @property
     def at_counter(self) -> bool:
@@ -65,6 +67,7 @@ class Event:
     at: float
     actor: str | None = None
     counter: str | None = None
+    detail: Mapping[str, object] | None = None
 
 
 def _default_head_start() -> dict[Priority, float]:
@@ -89,7 +92,7 @@ class QueuePolicy:
 
     def call_key(self, token: Token) -> tuple[float, int, str]:
         """Sort key of the call order: earliest effective arrival first, then issue order."""
-        return (token.issued_at - self.head_start_s.get(token.priority, 0.0), token.seq, token.id)
+        return (token.issued_at - self.head_start_s.get(token.priority, 0.0), token.ordinal, token.id)
 
 
 def format_number(letter: str, seq: int) -> str:

@@ -6,7 +6,7 @@ import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from .errors import CounterBusy, IllegalMove, TransferRejected, UnknownToken
+from .errors import CannotServeToday, CounterBusy, IllegalMove, TransferRejected, UnknownToken
 from .estimate import Estimate, ServiceTimes, estimate_wait
 from .lifecycle import EVENT_KIND, TRANSITIONS, Action, allowed_actions, guard
 from .model import Event, Priority, QueuePolicy, Status, Token, format_number
@@ -41,6 +41,9 @@ class HallView:
     services: tuple[ServiceView, ...]
     waiting_total: int
     waiting_head: tuple[tuple[Token, Estimate], ...]
+    issued_today: int = 0
+    admission: bool = True
+    daily_cap: int | None = None
 
 
 class SubstationQueue:
@@ -61,6 +64,8 @@ class SubstationQueue:
         last_seq: Mapping[str, int] | None = None,
         counters: Mapping[str, Iterable[str]] | None = None,
         closed: Iterable[str] = (),
+        admission: bool = True,
+        daily_cap: int | None = None,
     ) -> None:
         self.substation = substation
         self.day = day
@@ -70,6 +75,8 @@ class SubstationQueue:
         self.last_seq: dict[str, int] = dict(last_seq or {})
         self.counters: dict[str, tuple[str, ...]] = {c: tuple(s) for c, s in (counters or {}).items()}
         self.closed: set[str] = set(closed)
+        self.admission = admission
+        self.daily_cap = daily_cap
         self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
         self.pending: list[Event] = []
         self.version = 0
@@ -165,6 +172,9 @@ class SubstationQueue:
             ),
             waiting_total=len(self._waiting),
             waiting_head=tuple(head_tokens),
+            issued_today=len(self.tokens),
+            admission=self.admission,
+            daily_cap=self.daily_cap,
         )
 
     # -- changing ------------------------------------------------------------------------
@@ -177,10 +187,17 @@ class SubstationQueue:
         priority: Priority,
         now: float,
         actor: str | None = None,
+        closes_at: float | None = None,
     ) -> Token:
-        """A new waiting token numbered with the next sequence of its service today."""
+        """A new waiting token numbered with the next sequence of its service today.
+
+        With ``closes_at`` (when the counters close today) and admission switched on, a token
+        whose p90 wait would end after closing is refused rather than issued to be turned away
+        at the end of a long line; so is any token past the ops' daily cap.
+        """
         if token_id in self.tokens:
             raise ValueError(f"token id {token_id!r} is already used")
+        self._admit(service, now, closes_at)
         seq = self.last_seq.get(service, 0) + 1
         token = Token(
             id=token_id,
@@ -192,6 +209,7 @@ class SubstationQueue:
             priority=Priority(priority),
             status=Status.WAITING,
             issued_at=now,
+            ordinal=len(self.tokens),
         )
         self.last_seq[service] = seq
         return self._record("issued", token, now, actor, None)
@@ -252,12 +270,41 @@ class SubstationQueue:
             changed = self._transferred(token, to_service, to_counter)
         return self._record(EVENT_KIND[action], changed, now, actor, acting_counter)
 
+    def _admit(self, service: str, now: float, closes_at: float | None) -> None:
+        if self.daily_cap is not None and len(self.tokens) >= self.daily_cap:
+            raise CannotServeToday(
+                "daily_cap",
+                f"Substation {self.substation} has issued its {self.daily_cap} tokens for today.",
+                daily_cap=self.daily_cap,
+            )
+        if not self.admission or closes_at is None:
+            return
+        if now >= closes_at:
+            raise CannotServeToday("closed", f"Substation {self.substation} is closed for today.")
+        estimate = self.estimate_new(service)
+        if estimate.p90_s is not None and now + estimate.p90_s > closes_at:
+            raise CannotServeToday(
+                "after_closing",
+                f"The wait at {self.substation} (up to {estimate.p90_s / 60:.0f} min) would run "
+                "past closing time.",
+                estimate={"p50_s": estimate.p50_s, "p90_s": estimate.p90_s},
+                minutes_to_closing=round((closes_at - now) / 60, 1),
+            )
+
+    def set_admission(self, enabled: bool, daily_cap: int | None, now: float,
+                      actor: str | None = None) -> None:
+        """Ops switch the door rule and the daily cap for this substation."""
+        self.admission = enabled
+        self.daily_cap = daily_cap
+        self._event(Event("admission_changed", None, now, actor, None,
+                          {"admission": enabled, "daily_cap": daily_cap}))
+
     def open_counter(self, counter: str, now: float, actor: str | None = None) -> bool:
         """Open a counter; False (and no event) when it already was."""
         if counter not in self.closed:
             return False
         self.closed.discard(counter)
-        self._event(Event("counter_opened", None, now, actor, counter))
+        self._event(Event("counter_opened", None, now, actor, counter, {"open": True}))
         return True
 
     def close_counter(self, counter: str, now: float, actor: str | None = None) -> bool:
@@ -268,7 +315,7 @@ class SubstationQueue:
         if counter in self.closed:
             return False
         self.closed.add(counter)
-        self._event(Event("counter_closed", None, now, actor, counter))
+        self._event(Event("counter_closed", None, now, actor, counter, {"open": False}))
         return True
 
     def drain(self) -> list[Event]:

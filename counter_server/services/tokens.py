@@ -9,13 +9,22 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 
 from ..config import Counter, Scenario, Substation
-from ..queueing import Action, Estimate, HallView, Priority, SubstationQueue, Token
+from ..queueing import (
+    Action,
+    CannotServeToday,
+    Estimate,
+    HallView,
+    Priority,
+    SubstationQueue,
+    Token,
+)
 from ..store import Applied, IdempotencyKey, QueueSnapshot, Store
 from .access import Actor
 from .errors import InvalidField, NotFound
+from .nearby import nearest
 
 
 def new_token_id() -> str:
@@ -72,11 +81,57 @@ class TokenService:
         letter = self.scenario.services[service_id].letter
         now = self.clock()
         token_id = self.new_id()
+        day = self.today(now)
+        closes_at = self.closes_at(substation, day)
 
         def change(q: SubstationQueue) -> Token:
-            return q.issue(token_id, service_id, letter, priority, now, actor.label)
+            return q.issue(token_id, service_id, letter, priority, now, actor.label, closes_at)
 
-        return await self.store.mutate_queue(substation.id, self.today(now), change, idem)
+        try:
+            return await self.store.mutate_queue(substation.id, day, change, idem)
+        except CannotServeToday as refusal:
+            await self.store.record_turned_away(substation.id, day, service_id, refusal.reason, now, idem)
+            refusal.extra["alternatives"] = await self.alternatives(substation, service_id, now)
+            online = self.scenario.online
+            refusal.extra["online"] = {"text": online.text, "text_hi": online.text_hi}
+            raise
+
+    def closes_at(self, substation: Substation, day: str) -> float:
+        """When the substation's counters close on ``day``, as a timestamp."""
+        moment = datetime.combine(date.fromisoformat(day), substation.closes, self.scenario.timezone)
+        return moment.timestamp()
+
+    async def alternatives(self, substation: Substation, service_id: str, now: float,
+                           count: int = 3) -> list[dict]:
+        """Nearby substations that could still serve ``service_id`` today, nearest first."""
+        day = self.today(now)
+        found = []
+        for other, km in nearest(self.scenario, substation.id, count=len(self.scenario.substations)):
+            if service_id not in other.services:
+                continue
+            hall = (await self.store.queue_snapshot(other.id, day)).hall
+            view = next((s for s in hall.services if s.id == service_id), None)
+            if view is None or view.estimate.p90_s is None:
+                continue
+            capped = hall.daily_cap is not None and hall.issued_today >= hall.daily_cap
+            if capped or now + view.estimate.p90_s > self.closes_at(other, day):
+                continue
+            found.append({"substation": other.id, "name": other.name, "name_hi": other.name_hi,
+                          "distance_km": round(km, 1),
+                          "estimate": {"p50_s": view.estimate.p50_s, "p90_s": view.estimate.p90_s}})
+            if len(found) == count:
+                break
+        return found
+
+    async def set_admission(self, actor: Actor, substation_id: str, enabled: bool,
+                            daily_cap: int | None) -> None:
+        """Ops switch admission at the door and the daily cap of one substation."""
+        actor.require_admin()
+        substation = self.substation(substation_id)
+        now = self.clock()
+        await self.store.mutate_queue(
+            substation.id, self.today(now),
+            lambda q: q.set_admission(enabled, daily_cap, now, actor.label))
 
     async def call_next(self, actor: Actor, counter_id: str, idem: IdempotencyKey | None = None) -> Applied:
         counter = self.counter(counter_id)

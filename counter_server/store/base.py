@@ -108,6 +108,12 @@ class Store(Protocol):
     async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
         """A token and, while it waits, its estimate."""
 
+    async def record_turned_away(self, substation: str, day: str, service: str, reason: str,
+                                 at: float, idem: IdempotencyKey | None = None) -> None:
+        """Count a consumer refused at the door (once per idempotency key)."""
+
+    async def turned_away_count(self, substation: str, day: str) -> int: ...
+
     def add_listener(self, listener: CommitListener) -> None:
         """Call ``listener`` on the event loop with every Committed change."""
 

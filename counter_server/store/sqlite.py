@@ -87,6 +87,7 @@ def create_schema(db: sqlite_utils.Database) -> None:
             "priority": str, "status": str, "issued_at": float, "counter": str,
             "target_counter": str, "called_at": float, "started_at": float,
             "finished_at": float, "recalls": int, "requeues": int, "transfers": int,
+            "ordinal": int,
         },
         pk="id",
         if_not_exists=True,
@@ -115,6 +116,16 @@ def create_schema(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     db["api_keys"].create_index(["hash"], unique=True, if_not_exists=True)
+    db["substation_settings"].create(
+        {"substation": str, "admission": int, "daily_cap": int}, pk="substation", if_not_exists=True
+    )
+    db["turned_away"].create(
+        {"id": int, "substation": str, "day": str, "service": str, "reason": str, "at": float,
+         "principal": str, "idempotency_key": str},
+        pk="id",
+        if_not_exists=True,
+    )
+    db["turned_away"].create_index(["principal", "idempotency_key"], unique=True, if_not_exists=True)
     db["counter_state"].create(
         {"substation": str, "day": str, "counter": str, "open": int},
         pk=("substation", "day", "counter"),
@@ -226,6 +237,27 @@ class SQLiteStore:
             return token, q.estimate_for(token)
 
         return await self._write(job)
+
+    async def record_turned_away(self, substation: str, day: str, service: str, reason: str,
+                                 at: float, idem: IdempotencyKey | None = None) -> None:
+        def job(db: sqlite_utils.Database) -> None:
+            db.execute(
+                "INSERT OR IGNORE INTO turned_away"
+                " (substation, day, service, reason, at, principal, idempotency_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [substation, day, service, reason, at, idem.principal if idem else None,
+                 idem.key if idem else None],
+            )
+
+        await self._write(job)
+
+    async def turned_away_count(self, substation: str, day: str) -> int:
+        def read(db: sqlite_utils.Database) -> int:
+            (n,) = db.execute("SELECT count(*) FROM turned_away WHERE substation = ? AND day = ?",
+                              [substation, day]).fetchone()
+            return n
+
+        return await self._read(read)
 
     def add_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
@@ -421,8 +453,12 @@ class SQLiteStore:
             "SELECT counter FROM counter_state WHERE substation = ? AND day = ? AND open = 0",
             [substation, day],
         ).fetchall()]
+        settings = db.execute(
+            "SELECT admission, daily_cap FROM substation_settings WHERE substation = ?", [substation]
+        ).fetchone() or (1, None)
         q = SubstationQueue(substation, day, self.policy, tokens, last_seq,
-                            self.layouts.get(substation, {}), closed)
+                            self.layouts.get(substation, {}), closed,
+                            admission=bool(settings[0]), daily_cap=settings[1])
         self._queues[key] = q
         self._token_home.update((t.id, key) for t in tokens)
         while len(self._queues) > self._cache_size:
@@ -483,12 +519,20 @@ class SQLiteStore:
                 self._token_home[token.id] = (q.substation, q.day)
                 data = token_to_row(token)
             else:
-                data = {"counter": event.counter, "open": event.kind == "counter_opened"}
-                db.execute(
-                    "INSERT INTO counter_state (substation, day, counter, open) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET open = excluded.open",
-                    [q.substation, q.day, event.counter, int(data["open"])],
-                )
+                data = {"counter": event.counter, **(event.detail or {})}
+                if event.kind in ("counter_opened", "counter_closed"):
+                    db.execute(
+                        "INSERT INTO counter_state (substation, day, counter, open)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET open = excluded.open",
+                        [q.substation, q.day, event.counter, int(data["open"])],
+                    )
+                elif event.kind == "admission_changed":
+                    db.execute(
+                        "INSERT INTO substation_settings (substation, admission, daily_cap)"
+                        " VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET"
+                        " admission = excluded.admission, daily_cap = excluded.daily_cap",
+                        [q.substation, int(data["admission"]), data["daily_cap"]],
+                    )
             if event.kind == "issued":
                 db.execute(
                     "INSERT INTO sequences (substation, day, service, last) VALUES (?, ?, ?, ?)"
