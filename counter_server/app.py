@@ -11,11 +11,12 @@ from aiohttp import web
 from .api import setup_routes
 from .api.errors import error_middleware
 from .api.requests import auth_middleware
-from .appkeys import HUB, KEYS, SETTINGS, STORE, TOKENS
+from .appkeys import HUB, KEYS, PAYMENTS, SETTINGS, STORE, TOKENS
 from .config import Settings
 from .live import LiveHub
 from .pages import page_headers, setup_pages
 from .services import KeyService, Role, TokenService
+from .services.payments import PaymentService
 from .store import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     app[TOKENS] = tokens = TokenService(scenario, store, settings.clock)
     app[KEYS] = KeyService(store, scenario, settings.clock)
+    app[PAYMENTS] = PaymentService(tokens, store, settings.clock)
     hub = LiveHub(scenario, backlog=settings.live_backlog, client_buffer=settings.live_client_buffer,
                   heartbeat_s=settings.live_heartbeat_s, clock=settings.clock)
     hub.prime(await tokens.halls(), await store.last_seq())

@@ -5,6 +5,7 @@ from aiohttp import web
 from .config import Settings
 from .live import LiveHub
 from .services import KeyService, TokenService
+from .services.payments import PaymentService
 from .store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -12,3 +13,4 @@ STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", TokenService)
 KEYS = web.AppKey("keys", KeyService)
 HUB = web.AppKey("hub", LiveHub)
+PAYMENTS = web.AppKey("payments", PaymentService)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
+from .billing.outbox import Payment
 from .config import Scenario, Substation
 from .queueing import Estimate, HallView, Token
 
@@ -99,4 +100,25 @@ def substation_json(substation: Substation, scenario: Scenario, waiting: int) ->
         ],
         "counters": [{"id": c.id, "services": list(c.services)} for c in substation.counters],
         "waiting": waiting,
+    }
+
+
+def payment_json(payment: Payment, scenario: Scenario) -> dict[str, Any]:
+    """A payment as the API shows it; ``status`` is queued until billing has it."""
+    tz = scenario.timezone
+    return {
+        "id": payment.id,
+        "token_id": payment.token_id,
+        "substation": payment.substation,
+        "counter": payment.counter,
+        "account": payment.account,
+        "amount_paise": payment.amount_paise,
+        "mode": payment.mode.value,
+        "status": payment.status.value,
+        "reason": payment.reason,
+        "attempts": payment.attempts,
+        "billing_ref": payment.billing_ref,
+        "created_at": iso(payment.created_at, tz),
+        "updated_at": iso(payment.updated_at, tz),
+        "receipt": f"PROV-{payment.substation}-{payment.ordinal:06d}",
     }

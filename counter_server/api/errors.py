@@ -10,6 +10,7 @@ from aiohttp import web
 from ..appkeys import SETTINGS
 from ..queueing import CannotServeToday, CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
 from ..services import Forbidden, InvalidField, NotFound, ServiceError
+from ..services.payments import TokenNotAtCounter
 from ..store import IdempotencyConflict
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
 }
 
 _SERVICE_STATUS: dict[type[ServiceError], int] = {
+    TokenNotAtCounter: 409,
     NotFound: 404,
     Forbidden: 403,
     InvalidField: 422,

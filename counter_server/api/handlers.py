@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SETTINGS, STORE, TOKENS
+from ..appkeys import PAYMENTS, SETTINGS, STORE, TOKENS
 from ..queueing import Action
 from ..store import Applied
-from ..shapes import hall_json, substation_json, token_json
+from ..shapes import hall_json, payment_json, substation_json, token_json
 from .errors import ApiError
 from .requests import actor_of, idempotency_of, parse_body, public
-from .schemas import AdmissionSettings, IssueToken, NoBody, Transfer
+from .schemas import AdmissionSettings, IssueToken, NoBody, RecordPayment, Transfer
 
 TOKEN_ACTIONS = [a.value for a in Action if a is not Action.CALL]
 
@@ -123,3 +123,19 @@ async def get_admission(request: web.Request) -> web.Response:
     return web.json_response({"substation": sid, "admission": hall.admission,
                               "daily_cap": hall.daily_cap, "issued_today": hall.issued_today,
                               "turned_away_today": turned_away})
+
+
+async def post_payment(request: web.Request) -> web.Response:
+    """Record a payment: durable at once (202 with a provisional receipt), posted later."""
+    body = await parse_body(request, RecordPayment)
+    payment, replayed = await request.app[PAYMENTS].record(
+        actor_of(request), body.token_id, body.account, body.amount_paise, body.mode,
+        idem=await idempotency_of(request))
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return web.json_response({"payment": payment_json(payment, request.app[SETTINGS].scenario)},
+                             status=202, headers=headers)
+
+
+async def get_payment(request: web.Request) -> web.Response:
+    payment = await request.app[PAYMENTS].get(actor_of(request), request.match_info["pid"])
+    return web.json_response({"payment": payment_json(payment, request.app[SETTINGS].scenario)})

@@ -17,6 +17,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/counters/{cid}/{state:open|close}", handlers.counter_open_state)
     app.router.add_get("/api/v1/substations/{sid}/live", substation_live)
     app.router.add_get("/api/v1/live", ops_live)
+    app.router.add_post("/api/v1/payments", handlers.post_payment)
+    app.router.add_get("/api/v1/payments/{pid}", handlers.get_payment)
     app.router.add_get("/api/v1/ops/substations/{sid}/admission", handlers.get_admission)
     app.router.add_put("/api/v1/ops/substations/{sid}/admission", handlers.put_admission)
     app.router.add_get("/api/v1/tokens/{tid}", handlers.get_token)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from ..billing.outbox import PaymentMode
 from ..queueing import Priority
 
 ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
@@ -47,3 +48,17 @@ class AdmissionSettings(BaseModel):
     admission: bool = Field(description="Refuse tokens that cannot be served before closing.")
     daily_cap: int | None = Field(default=None, ge=1, le=100_000,
                                   description="Most tokens a day at this substation; null for none.")
+
+
+ACCOUNT_PATTERN = r"^[0-9A-Za-z\-]{4,24}$"
+
+
+class RecordPayment(BaseModel):
+    """Body of POST /api/v1/payments: a payment taken at the counter for a token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_id: str = Field(pattern=ID_PATTERN)
+    account: str = Field(pattern=ACCOUNT_PATTERN, description="The consumer's account number.")
+    amount_paise: StrictInt = Field(ge=1, le=10_000_000_00, description="Amount in paise (1 rupee = 100).")
+    mode: PaymentMode = Field(default=PaymentMode.CASH)

@@ -19,12 +19,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
 
+from ..billing.outbox import OutboxStats, Payment, PaymentMode, PaymentStatus
 from ..queueing import (
     Estimate,
     Event,
@@ -53,7 +54,9 @@ T = TypeVar("T")
 Job = Callable[[sqlite_utils.Database], Any]
 
 TOKEN_COLUMNS = [f.name for f in fields(Token)]
+PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
 _STOP = object()
+NO_RESULT = object()
 
 
 def token_to_row(token: Token) -> dict[str, Any]:
@@ -68,6 +71,20 @@ def token_from_row(row: dict[str, Any]) -> Token:
     values["priority"] = Priority(values["priority"])
     values["status"] = Status(values["status"])
     return Token(**values)
+
+
+def payment_to_row(payment: Payment) -> dict[str, Any]:
+    row = asdict(payment)
+    row["mode"] = payment.mode.value
+    row["status"] = payment.status.value
+    return row
+
+
+def payment_from_row(row: dict[str, Any]) -> Payment:
+    values = {name: row[name] for name in PAYMENT_COLUMNS}
+    values["mode"] = PaymentMode(values["mode"])
+    values["status"] = PaymentStatus(values["status"])
+    return Payment(**values)
 
 
 def connect(path: Path) -> sqlite_utils.Database:
@@ -126,6 +143,17 @@ def create_schema(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     db["turned_away"].create_index(["principal", "idempotency_key"], unique=True, if_not_exists=True)
+    db["payments"].create(
+        {"ordinal": int, "id": str, "token_id": str, "substation": str, "counter": str,
+         "account": str, "amount_paise": int, "mode": str, "status": str, "day": str,
+         "created_at": float,
+         "updated_at": float, "attempts": int, "reason": str, "billing_ref": str,
+         "claimed_by": str, "not_before": float},
+        pk="ordinal",
+        if_not_exists=True,
+    )
+    db["payments"].create_index(["id"], unique=True, if_not_exists=True)
+    db["payments"].create_index(["status", "account", "ordinal"], if_not_exists=True)
     db["counter_state"].create(
         {"substation": str, "day": str, "counter": str, "open": int},
         pk=("substation", "day", "counter"),
@@ -258,6 +286,98 @@ class SQLiteStore:
             return n
 
         return await self._read(read)
+
+    # -- payments outbox --------------------------------------------------------------------
+
+    async def add_payment(self, payment: Payment, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
+        """Write a queued payment and its event; (payment, replayed)."""
+
+        def job(db: sqlite_utils.Database) -> tuple[Payment, bool]:
+            replay = self._replay_data(db, idem)
+            if replay is not None:
+                return payment_from_row(replay), True
+            row = payment_to_row(payment)
+            row.pop("ordinal")
+            cur = db.execute(
+                f"INSERT INTO payments ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+            stored = replace(payment, ordinal=cur.lastrowid)
+            seq = self._payment_event(db, stored, "payment_queued", None)
+            if idem is not None:
+                self._remember(db, idem, seq)
+            return stored, False
+
+        return await self._write(job)
+
+    async def get_payment(self, payment_id: str) -> Payment | None:
+        def read(db: sqlite_utils.Database) -> Payment | None:
+            rows = list(db.query("SELECT * FROM payments WHERE id = ?", [payment_id]))
+            return payment_from_row(rows[0]) if rows else None
+
+        return await self._read(read)
+
+    async def claim_payments(self, worker: str, now: float, lease_s: float, limit: int) -> list[Payment]:
+        """Queued payments free to forward: the oldest of each account, not leased by another
+        worker and not waiting for a retry. Claims them for ``lease_s`` seconds."""
+
+        def job(db: sqlite_utils.Database) -> list[Payment]:
+            rows = list(db.query(
+                "SELECT p.* FROM payments p WHERE p.status = 'queued'"
+                " AND (p.not_before IS NULL OR p.not_before <= :now)"
+                " AND NOT EXISTS (SELECT 1 FROM payments e WHERE e.status = 'queued'"
+                "   AND e.account = p.account AND e.ordinal < p.ordinal)"
+                " ORDER BY p.ordinal LIMIT :limit",
+                {"now": now, "limit": limit},
+            ))
+            for row in rows:
+                db.execute("UPDATE payments SET claimed_by = ?, not_before = ? WHERE ordinal = ?",
+                           [worker, now + lease_s, row["ordinal"]])
+            return [payment_from_row(row) for row in rows]
+
+        return await self._write(job)
+
+    async def settle_payment(self, payment_id: str, status: PaymentStatus, now: float, *,
+                             reason: str | None = None, billing_ref: str | None = None,
+                             retry_at: float | None = None) -> Payment:
+        """Record the outcome of one forwarding attempt: posted, failed for good, or (queued
+        with ``retry_at``) to be tried again later."""
+
+        def job(db: sqlite_utils.Database) -> Payment:
+            db.execute(
+                "UPDATE payments SET status = ?, reason = ?, billing_ref = coalesce(?, billing_ref),"
+                " attempts = attempts + 1, updated_at = ?, claimed_by = NULL, not_before = ?"
+                " WHERE id = ?",
+                [status.value, reason, billing_ref, now, retry_at, payment_id],
+            )
+            (row,) = db.query("SELECT * FROM payments WHERE id = ?", [payment_id])
+            payment = payment_from_row(row)
+            if status is not PaymentStatus.QUEUED:
+                self._payment_event(db, payment, f"payment_{status.value}", None)
+            return payment
+
+        return await self._write(job)
+
+    async def outbox_stats(self, now: float) -> OutboxStats:
+        def read(db: sqlite_utils.Database) -> OutboxStats:
+            counts = dict(db.execute("SELECT status, count(*) FROM payments GROUP BY status").fetchall())
+            (oldest,) = db.execute(
+                "SELECT min(created_at) FROM payments WHERE status = 'queued'").fetchone()
+            return OutboxStats(counts.get("queued", 0), counts.get("posted", 0),
+                               counts.get("failed", 0), now - oldest if oldest is not None else None)
+
+        return await self._read(read)
+
+    def _payment_event(self, db: sqlite_utils.Database, payment: Payment, kind: str,
+                       actor: str | None) -> int:
+        row = payment_to_row(payment)
+        cur = db.execute(
+            "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [payment.updated_at, payment.substation, payment.day, payment.token_id, kind, actor,
+             payment.counter, json.dumps(row)],
+        )
+        return cur.lastrowid
 
     def add_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
@@ -493,12 +613,7 @@ class SQLiteStore:
             result = change(q)
             appended = self._persist(db, q, q.pending)
             if idem is not None:
-                db.execute(
-                    "INSERT INTO idempotency (principal, key, fingerprint, event_seq, created_at)"
-                    " VALUES (?, ?, ?, ?, CAST(strftime('%s', 'now') AS REAL))",
-                    [idem.principal, idem.key, idem.fingerprint,
-                     appended[-1][0] if result is not None and appended else None],
-                )
+                self._remember(db, idem, appended[-1][0] if result is not None and appended else None)
         except BaseException:
             if q.version != version:
                 self._evict(q)  # the savepoint is rolled back; reload from the file next time
@@ -549,6 +664,18 @@ class SQLiteStore:
         return appended
 
     def _replay(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Applied | None:
+        data = self._replay_data(db, idem)
+        if data is None:
+            return None
+        if data is NO_RESULT:
+            return Applied(None, replayed=True)
+        token = token_from_row(data)
+        q = self._home_queue(db, token.id)
+        return Applied(token, replayed=True, estimate=q.estimate_for(token) if q else None)
+
+    def _replay_data(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Any:
+        """The data of the event a key's first request produced, NO_RESULT when it produced
+        none, or None when the key is new. A key reused for another request is refused."""
         if idem is None:
             return None
         row = db.execute(
@@ -561,11 +688,16 @@ class SQLiteStore:
         if fingerprint != idem.fingerprint:
             raise IdempotencyConflict(idem.key)
         if event_seq is None:
-            return Applied(None, replayed=True)
+            return NO_RESULT
         (data,) = db.execute("SELECT data FROM events WHERE seq = ?", [event_seq]).fetchone()
-        token = token_from_row(json.loads(data))
-        q = self._home_queue(db, token.id)
-        return Applied(token, replayed=True, estimate=q.estimate_for(token) if q else None)
+        return json.loads(data)
+
+    def _remember(self, db: sqlite_utils.Database, idem: IdempotencyKey, event_seq: int | None) -> None:
+        db.execute(
+            "INSERT INTO idempotency (principal, key, fingerprint, event_seq, created_at)"
+            " VALUES (?, ?, ?, ?, CAST(strftime('%s', 'now') AS REAL))",
+            [idem.principal, idem.key, idem.fingerprint, event_seq],
+        )
 
     # -- the reader thread -----------------------------------------------------------------
 
