@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .api import setup_routes
 from .api.errors import error_middleware
+from .api.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from .api.requests import auth_middleware
 from .appkeys import HUB, KEYS, PAYMENTS, SETTINGS, STORE, TOKENS
 from .config import Settings
@@ -23,11 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
+    limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, page_headers, auth_middleware],
+        middlewares=[error_middleware, rate_limit_middleware(limiter), page_headers, auth_middleware],
     )
     app[SETTINGS] = settings
+    app[RATE_LIMITER] = limiter
     app.cleanup_ctx.append(_storage)
     app.on_shutdown.append(_hang_up_boards)
     setup_routes(app)

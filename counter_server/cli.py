@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", default=env_default("host", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(env_default("port", "8080") or 8080))
+    serve.add_argument("--rate-limit", type=float, default=float(env_default("rate_limit", "20") or 20),
+                       help="requests a second per API key (0: no limit; an address gets 10x)")
+    serve.add_argument("--rate-burst", type=float, default=float(env_default("rate_burst", "40") or 40),
+                       help="requests per API key at once before the rate applies")
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="key_command", required=True)
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, scenario) -> int:
-    settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, scenario=scenario)
+    settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, scenario=scenario,
+                        rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst)
     counters = len(scenario.counters)
     print(
         f"counter-server: {scenario.name} ({len(scenario.substations)} substations, "

@@ -275,6 +275,8 @@ class Settings:
     live_heartbeat_s: float = 5.0
     live_client_buffer: int = 256
     live_backlog: int = 1000
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: float = 40.0
     clock: Callable[[], float] = time.time
 
     @property

@@ -52,7 +52,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def settings(tmp_path: Path, scenario: Scenario, clock: Clock) -> Settings:
-    return Settings(data_dir=tmp_path / "data", scenario=scenario, clock=clock)
+    # No rate limit by default: tests make bursts on purpose; test_rate_limits turns it on.
+    return Settings(data_dir=tmp_path / "data", scenario=scenario, clock=clock, rate_limit_per_s=0)
 
 
 @dataclass
@@ -128,6 +129,7 @@ class ServerProcess:
     data_dir: Path
     port: int = field(default_factory=free_port)
     config: Path | None = OPEN_ALL_DAY
+    extra_args: list[str] = field(default_factory=lambda: ["--rate-limit", "0"])
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -145,7 +147,7 @@ class ServerProcess:
         config = ["--config", str(self.config)] if self.config else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "counter_server", "serve", "--data-dir", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", str(self.port), *config],
+             "--host", "127.0.0.1", "--port", str(self.port), *config, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
         deadline = time.monotonic() + timeout

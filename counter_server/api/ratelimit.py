@@ -1,0 +1,94 @@
+"""Per-client rate limits: one misbehaving kiosk cannot flood the server.
+
+Token buckets: each client may make ``burst`` requests at once and ``rate`` a second after that.
+A client is its API key (the raw header, so even unknown keys are limited before any lookup),
+and separately its address with a larger bucket, since a substation's kiosks may share one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .errors import ApiError, Handler
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    updated: float
+
+
+class TokenBuckets:
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
+                 max_clients: int = 50_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.max_clients = max_clients
+        self._buckets: dict[str, Bucket] = {}
+        self.refused = 0
+
+    def take(self, client: str) -> float:
+        """0 when the request may go ahead, else the seconds until it could."""
+        now = self.clock()
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            if len(self._buckets) >= self.max_clients:
+                self._forget_full(now)
+            bucket = self._buckets[client] = Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        self.refused += 1
+        return (1 - bucket.tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled: they hold nothing a new bucket would not."""
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate >= self.burst]
+        for key in full:
+            del self._buckets[key]
+
+
+class RateLimiter:
+    def __init__(self, per_key_rate: float, per_key_burst: float, address_factor: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.enabled = per_key_rate > 0
+        self.keys = TokenBuckets(per_key_rate, per_key_burst, clock)
+        self.addresses = TokenBuckets(per_key_rate * address_factor, per_key_burst * address_factor, clock)
+
+    def check(self, request: web.Request) -> None:
+        if not self.enabled:
+            return
+        header = request.headers.get("Authorization")
+        wait = self.addresses.take(request.remote or "unknown")
+        if header:
+            wait = max(wait, self.keys.take(hashlib.sha256(header.encode()).hexdigest()))
+        if wait > 0:
+            raise ApiError(429, "rate_limited",
+                           f"Too many requests from this client; retry in {wait:.1f} s.",
+                           {"Retry-After": str(max(1, math.ceil(wait)))}, retry_after_s=round(wait, 2))
+
+    @property
+    def refused(self) -> int:
+        return self.keys.refused + self.addresses.refused
+
+
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+
+def rate_limit_middleware(limiter: RateLimiter):
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/healthz":
+            limiter.check(request)
+        return await handler(request)
+
+    return middleware
