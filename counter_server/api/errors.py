@@ -8,7 +8,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..appkeys import SETTINGS
-from ..queueing import CannotServeToday, CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
+from ..queueing import (
+    CannotServeToday,
+    CounterBusy,
+    DomainError,
+    IllegalMove,
+    LeaseRefused,
+    TransferRejected,
+    UnknownToken,
+)
 from ..services import Forbidden, InvalidField, NotFound, ServiceError
 from ..services.payments import TokenNotAtCounter
 from ..store import IdempotencyConflict
@@ -45,6 +53,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     IllegalMove: 409,
     CounterBusy: 409,
     CannotServeToday: 409,
+    LeaseRefused: 409,
     TransferRejected: 422,
 }
 

@@ -10,7 +10,15 @@ from ..store import Applied
 from ..shapes import hall_json, payment_json, substation_json, token_json
 from .errors import ApiError
 from .requests import actor_of, idempotency_of, parse_body, public
-from .schemas import AdmissionSettings, IssueToken, NoBody, RecordPayment, Transfer
+from .schemas import (
+    AdmissionSettings,
+    IssueToken,
+    LeaseRequest,
+    NoBody,
+    OfflineToken,
+    RecordPayment,
+    Transfer,
+)
 
 TOKEN_ACTIONS = [a.value for a in Action if a is not Action.CALL]
 
@@ -139,3 +147,28 @@ async def post_payment(request: web.Request) -> web.Response:
 async def get_payment(request: web.Request) -> web.Response:
     payment = await request.app[PAYMENTS].get(actor_of(request), request.match_info["pid"])
     return web.json_response({"payment": payment_json(payment, request.app[SETTINGS].scenario)})
+
+
+async def me(request: web.Request) -> web.Response:
+    """Who this key belongs to: a kiosk learns its counter from it."""
+    actor = actor_of(request)
+    return web.json_response({"key": actor.key_id, "role": actor.role.value, "counter": actor.counter,
+                              "substation": actor.substation})
+
+
+async def post_lease(request: web.Request) -> web.Response:
+    body = await parse_body(request, LeaseRequest)
+    cid = request.match_info["cid"]
+    lease = await request.app[TOKENS].lease_numbers(actor_of(request), cid, body.service, body.size,
+                                                    idem=await idempotency_of(request))
+    return web.json_response({"lease": {
+        "id": lease.id, "counter": lease.counter, "service": lease.service,
+        "day": request.app[TOKENS].today(), "numbers": lease.numbers()}}, status=201)
+
+
+async def post_offline_token(request: web.Request) -> web.Response:
+    body = await parse_body(request, OfflineToken)
+    applied = await request.app[TOKENS].issue_offline(
+        actor_of(request), request.match_info["cid"], body.lease_id, body.number, body.priority,
+        body.issued_at.timestamp(), idem=await idempotency_of(request))
+    return _token_answer(request, applied, status=201)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from ..billing.outbox import PaymentMode
 from ..queueing import Priority
@@ -62,3 +62,23 @@ class RecordPayment(BaseModel):
     account: str = Field(pattern=ACCOUNT_PATTERN, description="The consumer's account number.")
     amount_paise: StrictInt = Field(ge=1, le=10_000_000_00, description="Amount in paise (1 rupee = 100).")
     mode: PaymentMode = Field(default=PaymentMode.CASH)
+
+
+class LeaseRequest(BaseModel):
+    """Body of POST /api/v1/counters/{cid}/leases."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(pattern=ID_PATTERN)
+    size: StrictInt = Field(default=10, ge=1, le=100)
+
+
+class OfflineToken(BaseModel):
+    """Body of POST /api/v1/counters/{cid}/offline-tokens: a token issued from a lease."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lease_id: str = Field(pattern=ID_PATTERN)
+    number: str = Field(pattern=r"^[A-Z]-[0-9]{3,6}$")
+    priority: Priority = Priority.NORMAL
+    issued_at: AwareDatetime

@@ -4,10 +4,18 @@ Nothing here does I/O or imports aiohttp, redis or sqlite: every function takes 
 ids it needs as arguments, so the rules are tested without a server or a database.
 """
 
-from .errors import CannotServeToday, CounterBusy, DomainError, IllegalMove, TransferRejected, UnknownToken
+from .errors import (
+    CannotServeToday,
+    CounterBusy,
+    DomainError,
+    IllegalMove,
+    LeaseRefused,
+    TransferRejected,
+    UnknownToken,
+)
 from .estimate import Estimate, ServiceTimes, ServiceTimeSeed, estimate_wait
 from .lifecycle import Action, allowed_actions
-from .model import Event, Priority, QueuePolicy, Status, Token, format_number
+from .model import Event, Lease, Priority, QueuePolicy, Status, Token, format_number
 from .queue import CounterView, HallView, ServiceView, SubstationQueue
 
 __all__ = [
@@ -24,6 +32,8 @@ __all__ = [
     "DomainError",
     "Event",
     "IllegalMove",
+    "Lease",
+    "LeaseRefused",
     "Priority",
     "QueuePolicy",
     "Status",

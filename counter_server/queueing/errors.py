@@ -80,3 +80,9 @@ class CannotServeToday(DomainError):
 
     def details(self) -> dict[str, object]:
         return {"reason": self.reason, **self.extra}
+
+
+class LeaseRefused(DomainError):
+    """An offline token that does not fit its lease (wrong counter, number, or already used)."""
+
+    code = "lease_refused"

@@ -98,3 +98,27 @@ class QueuePolicy:
 def format_number(letter: str, seq: int) -> str:
     """The number printed on a slip: the service letter and the day's sequence, e.g. ``B-042``."""
     return f"{letter}-{seq:03d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A block of numbers set aside for one counter, to issue while the server is unreachable.
+
+    Nobody else gets these numbers today; tokens issued from them are reconciled later.
+    """
+
+    id: str
+    counter: str
+    service: str
+    letter: str
+    first_seq: int
+    last_seq: int
+
+    def numbers(self) -> list[str]:
+        return [format_number(self.letter, seq) for seq in range(self.first_seq, self.last_seq + 1)]
+
+    def seq_of(self, number: str) -> int | None:
+        for seq in range(self.first_seq, self.last_seq + 1):
+            if format_number(self.letter, seq) == number:
+                return seq
+        return None

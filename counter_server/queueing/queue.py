@@ -6,10 +6,17 @@ import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from .errors import CannotServeToday, CounterBusy, IllegalMove, TransferRejected, UnknownToken
+from .errors import (
+    CannotServeToday,
+    CounterBusy,
+    IllegalMove,
+    LeaseRefused,
+    TransferRejected,
+    UnknownToken,
+)
 from .estimate import Estimate, ServiceTimes, estimate_wait
 from .lifecycle import EVENT_KIND, TRANSITIONS, Action, allowed_actions, guard
-from .model import Event, Priority, QueuePolicy, Status, Token, format_number
+from .model import Event, Lease, Priority, QueuePolicy, Status, Token, format_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,7 @@ class SubstationQueue:
         closed: Iterable[str] = (),
         admission: bool = True,
         daily_cap: int | None = None,
+        leases: Iterable[Lease] = (),
     ) -> None:
         self.substation = substation
         self.day = day
@@ -77,6 +85,7 @@ class SubstationQueue:
         self.closed: set[str] = set(closed)
         self.admission = admission
         self.daily_cap = daily_cap
+        self.leases: dict[str, Lease] = {lease.id: lease for lease in leases}
         self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
         self.pending: list[Event] = []
         self.version = 0
@@ -269,6 +278,45 @@ class SubstationQueue:
         else:  # transfer
             changed = self._transferred(token, to_service, to_counter)
         return self._record(EVENT_KIND[action], changed, now, actor, acting_counter)
+
+    def lease_numbers(self, lease_id: str, counter: str, service: str, letter: str, size: int,
+                      now: float, actor: str | None = None) -> Lease:
+        """Set aside the next ``size`` numbers of ``service`` for ``counter``'s offline use."""
+        if not 1 <= size <= 100:
+            raise ValueError("a lease holds 1 to 100 numbers")
+        first = self.last_seq.get(service, 0) + 1
+        lease = Lease(lease_id, counter, service, letter, first, first + size - 1)
+        self.last_seq[service] = lease.last_seq
+        self.leases[lease.id] = lease
+        self._event(Event("numbers_leased", None, now, actor, counter,
+                          {"lease": lease.id, "service": service, "first_seq": lease.first_seq,
+                           "last_seq": lease.last_seq}))
+        return lease
+
+    def issue_offline(self, token_id: str, lease_id: str, counter: str, number: str,
+                      priority: Priority, issued_at: float, now: float,
+                      actor: str | None = None) -> Token:
+        """Reconcile a token a counter issued from its lease while the server was away.
+
+        It keeps its number and takes its place in line by the time it was really issued.
+        """
+        lease = self.leases.get(lease_id)
+        if lease is None or lease.counter != counter:
+            raise LeaseRefused(f"Counter {counter} holds no lease {lease_id!r} today.")
+        seq = lease.seq_of(number)
+        if seq is None:
+            raise LeaseRefused(f"Number {number} is not in lease {lease_id} "
+                               f"({lease.numbers()[0]} to {lease.numbers()[-1]}).")
+        if any(t.number == number for t in self.tokens.values()):
+            raise LeaseRefused(f"Number {number} is already in use today.")
+        if issued_at > now:
+            raise LeaseRefused("issued_at lies in the future.")
+        token = Token(
+            id=token_id, substation=self.substation, day=self.day, service=lease.service,
+            number=number, seq=seq, priority=Priority(priority), status=Status.WAITING,
+            issued_at=issued_at, ordinal=len(self.tokens),
+        )
+        return self._record("issued", token, now, actor, counter)
 
     def _admit(self, service: str, now: float, closes_at: float | None) -> None:
         if self.daily_cap is not None and len(self.tokens) >= self.daily_cap:

@@ -17,6 +17,7 @@ from ..queueing import (
     CannotServeToday,
     Estimate,
     HallView,
+    Lease,
     Priority,
     SubstationQueue,
     Token,
@@ -132,6 +133,46 @@ class TokenService:
         await self.store.mutate_queue(
             substation.id, self.today(now),
             lambda q: q.set_admission(enabled, daily_cap, now, actor.label))
+
+    async def lease_numbers(self, actor: Actor, counter_id: str, service_id: str, size: int,
+                            idem: IdempotencyKey | None = None) -> Lease:
+        """Set aside numbers for the counter to issue from while the server is unreachable."""
+        counter = self.counter(counter_id)
+        actor.require_counter(counter.id)
+        if service_id not in counter.services:
+            raise InvalidField("service", f"Counter {counter.id} does not serve {service_id!r}.")
+        letter = self.scenario.services[service_id].letter
+        now = self.clock()
+        lease_id = "l_" + secrets.token_urlsafe(9)
+        leased: list[Lease] = []
+
+        def change(q: SubstationQueue) -> None:
+            leased.append(q.lease_numbers(lease_id, counter.id, service_id, letter, size, now, actor.label))
+
+        applied = await self.store.mutate_queue(counter.substation, self.today(now), change, idem)
+        if leased:
+            return leased[0]
+        detail = applied.detail or {}  # a retried request: answer with the lease it made
+        return Lease(str(detail["lease"]), counter.id, service_id, letter,
+                     int(detail["first_seq"]), int(detail["last_seq"]))
+
+    async def issue_offline(self, actor: Actor, counter_id: str, lease_id: str, number: str,
+                            priority: Priority, issued_at: float,
+                            idem: IdempotencyKey | None = None) -> Applied:
+        """Reconcile a token the counter issued from its lease while offline."""
+        counter = self.counter(counter_id)
+        actor.require_counter(counter.id)
+        now = self.clock()
+        day = self.today(issued_at)
+        if day != self.today(now):
+            raise InvalidField("issued_at", f"Offline tokens are reconciled the same day; {day} is over.")
+        token_id = self.new_id()
+
+        def change(q: SubstationQueue) -> Token:
+            return q.issue_offline(token_id, lease_id, counter.id, number, priority, issued_at, now,
+                                   actor.label)
+
+        return await self.store.mutate_queue(counter.substation, day, change, idem)
 
     async def call_next(self, actor: Actor, counter_id: str, idem: IdempotencyKey | None = None) -> Applied:
         counter = self.counter(counter_id)

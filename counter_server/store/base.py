@@ -8,7 +8,7 @@ commits does the caller get an answer, so whatever was acknowledged survives a c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +39,7 @@ class Applied:
     token: Token | None
     replayed: bool = False
     estimate: Estimate | None = None
+    detail: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ..billing.outbox import OutboxStats, Payment, PaymentMode, PaymentStatus
 from ..queueing import (
     Estimate,
     Event,
+    Lease,
     Priority,
     QueuePolicy,
     Status,
@@ -154,6 +155,13 @@ def create_schema(db: sqlite_utils.Database) -> None:
     )
     db["payments"].create_index(["id"], unique=True, if_not_exists=True)
     db["payments"].create_index(["status", "account", "ordinal"], if_not_exists=True)
+    db["leases"].create(
+        {"id": str, "substation": str, "day": str, "counter": str, "service": str, "letter": str,
+         "first_seq": int, "last_seq": int},
+        pk="id",
+        if_not_exists=True,
+    )
+    db["leases"].create_index(["substation", "day"], if_not_exists=True)
     db["counter_state"].create(
         {"substation": str, "day": str, "counter": str, "open": int},
         pk=("substation", "day", "counter"),
@@ -576,9 +584,12 @@ class SQLiteStore:
         settings = db.execute(
             "SELECT admission, daily_cap FROM substation_settings WHERE substation = ?", [substation]
         ).fetchone() or (1, None)
+        leases = [Lease(r["id"], r["counter"], r["service"], r["letter"], r["first_seq"], r["last_seq"])
+                  for r in db.query("SELECT * FROM leases WHERE substation = ? AND day = ?",
+                                    [substation, day])]
         q = SubstationQueue(substation, day, self.policy, tokens, last_seq,
                             self.layouts.get(substation, {}), closed,
-                            admission=bool(settings[0]), daily_cap=settings[1])
+                            admission=bool(settings[0]), daily_cap=settings[1], leases=leases)
         self._queues[key] = q
         self._token_home.update((t.id, key) for t in tokens)
         while len(self._queues) > self._cache_size:
@@ -613,7 +624,7 @@ class SQLiteStore:
             result = change(q)
             appended = self._persist(db, q, q.pending)
             if idem is not None:
-                self._remember(db, idem, appended[-1][0] if result is not None and appended else None)
+                self._remember(db, idem, appended[-1][0] if appended else None)
         except BaseException:
             if q.version != version:
                 self._evict(q)  # the savepoint is rolled back; reload from the file next time
@@ -641,6 +652,15 @@ class SQLiteStore:
                         " VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET open = excluded.open",
                         [q.substation, q.day, event.counter, int(data["open"])],
                     )
+                elif event.kind == "numbers_leased":
+                    lease = q.leases[data["lease"]]
+                    db.execute(
+                        "INSERT INTO leases (id, substation, day, counter, service, letter,"
+                        " first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [lease.id, q.substation, q.day, lease.counter, lease.service, lease.letter,
+                         lease.first_seq, lease.last_seq],
+                    )
+                    self._save_sequence(db, q, lease.service)
                 elif event.kind == "admission_changed":
                     db.execute(
                         "INSERT INTO substation_settings (substation, admission, daily_cap)"
@@ -649,11 +669,7 @@ class SQLiteStore:
                         [q.substation, int(data["admission"]), data["daily_cap"]],
                     )
             if event.kind == "issued":
-                db.execute(
-                    "INSERT INTO sequences (substation, day, service, last) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET last = excluded.last",
-                    [q.substation, q.day, token.service, q.last_seq[token.service]],
-                )
+                self._save_sequence(db, q, token.service)
             cur = db.execute(
                 "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -663,12 +679,21 @@ class SQLiteStore:
             appended.append((cur.lastrowid, event))
         return appended
 
+    def _save_sequence(self, db: sqlite_utils.Database, q: SubstationQueue, service: str) -> None:
+        db.execute(
+            "INSERT INTO sequences (substation, day, service, last) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET last = max(last, excluded.last)",
+            [q.substation, q.day, service, q.last_seq.get(service, 0)],
+        )
+
     def _replay(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Applied | None:
         data = self._replay_data(db, idem)
         if data is None:
             return None
         if data is NO_RESULT:
             return Applied(None, replayed=True)
+        if "number" not in data:  # a change that made no token (a lease, a counter opened)
+            return Applied(None, replayed=True, detail=data)
         token = token_from_row(data)
         q = self._home_queue(db, token.id)
         return Applied(token, replayed=True, estimate=q.estimate_for(token) if q else None)
