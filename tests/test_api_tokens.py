@@ -218,3 +218,16 @@ async def test_concurrent_issues_get_distinct_consecutive_numbers(api: Api):
     results = await asyncio.gather(*[api.issue() for _ in range(60)])
     numbers = sorted(int(t["number"].split("-")[1]) for t in results)
     assert numbers == list(range(1, 61))
+
+
+async def test_openapi_documents_every_api_route_and_its_references_resolve(api: Api):
+    import re
+    _, doc = await api.request("GET", "/api/v1/openapi.json")
+    documented = {re.sub(r"\{(\w+)\}", "{}", path) for path in doc["paths"]}
+    for resource in api.client.app.router.resources():
+        path = resource.canonical
+        if path.startswith("/api/"):
+            assert re.sub(r"\{(\w+)(:[^}]*)?\}", "{}", path) in documented, path
+    text = str(doc)
+    missing = set(re.findall(r"#/components/schemas/(\w+)", text)) - set(doc["components"]["schemas"])
+    assert not missing

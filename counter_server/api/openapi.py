@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from .. import __version__
 from ..live.hub import SCHEMA_VERSION
 from .handlers import TOKEN_ACTIONS
 from .requests import public
-from .schemas import IssueToken, Transfer
+from .schemas import AdmissionSettings, IssueToken, LeaseRequest, OfflineToken, RecordPayment, Transfer
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 TOKEN_ANSWER = {"$ref": "#/components/schemas/TokenAnswer"}
@@ -51,6 +52,21 @@ SINCE = {
 
 def _path(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _body_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """JSON Schemas of request bodies, their shared definitions lifted into components."""
+    found: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        found.update(schema.pop("$defs", {}))
+        found[model.__name__] = schema
+    return found
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
 def build_openapi() -> dict[str, Any]:
@@ -100,6 +116,47 @@ def build_openapi() -> dict[str, Any]:
             "parameters": [SINCE],
             "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 401)},
         }},
+        "/api/v1/me": {"get": {
+            "summary": "The calling key's role, counter and substation",
+            "responses": {"200": _answer("Who", {"type": "object"}), **_errors(401)},
+        }},
+        "/api/v1/counters/{cid}/leases": {"post": {
+            "summary": "Set aside numbers for the counter to issue while offline",
+            "parameters": [_path("cid"), IDEMPOTENCY],
+            "requestBody": _body("LeaseRequest"),
+            "responses": {"201": _answer("The lease and its numbers", {"type": "object"}), **mutating},
+        }},
+        "/api/v1/counters/{cid}/offline-tokens": {"post": {
+            "summary": "Reconcile a token issued from a lease while offline",
+            "parameters": [_path("cid"), IDEMPOTENCY],
+            "requestBody": _body("OfflineToken"),
+            "responses": {"201": _answer("The token", TOKEN_ANSWER), **mutating},
+        }},
+        "/api/v1/payments": {"post": {
+            "summary": "Record a payment: durable at once, forwarded to billing later",
+            "parameters": [IDEMPOTENCY],
+            "requestBody": _body("RecordPayment"),
+            "responses": {"202": _answer("Queued payment with a provisional receipt", {"type": "object"}),
+                          **mutating},
+        }},
+        "/api/v1/payments/{pid}": {"get": {
+            "summary": "A payment: queued, posted or failed (with the reason)",
+            "parameters": [_path("pid")],
+            "responses": {"200": _answer("Payment", {"type": "object"}), **_errors(401, 403, 404)},
+        }},
+        "/api/v1/ops/substations/{sid}/admission": {
+            "get": {
+                "summary": "Admission at the door: switch, daily cap, issued and turned away today",
+                "parameters": [_path("sid")],
+                "responses": {"200": _answer("Settings", {"type": "object"}), **_errors(401, 404)},
+            },
+            "put": {
+                "summary": "Ops: switch admission and set the daily cap (admin)",
+                "parameters": [_path("sid")],
+                "requestBody": _body("AdmissionSettings"),
+                "responses": {"200": _answer("Settings", {"type": "object"}), **mutating},
+            },
+        },
         "/api/v1/tokens/{tid}": {"get": {
             "summary": "One token",
             "parameters": [_path("tid")],
@@ -136,8 +193,8 @@ def build_openapi() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "IssueToken": IssueToken.model_json_schema(),
-                "Transfer": Transfer.model_json_schema(),
+                **_body_schemas(IssueToken, Transfer, RecordPayment, LeaseRequest, OfflineToken,
+                                AdmissionSettings),
                 "Token": {"type": "object", "properties": token_props},
                 "Estimate": {"type": "object", "properties": {
                     "p50_s": {"type": ["number", "null"]}, "p90_s": {"type": ["number", "null"]},
