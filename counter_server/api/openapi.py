@@ -76,6 +76,10 @@ def build_openapi() -> dict[str, Any]:
             "summary": "Liveness", "security": [],
             "responses": {"200": _answer("Up", {"type": "object"})},
         }},
+        "/api/v1/openapi.json": {"get": {
+            "summary": "This document", "security": [],
+            "responses": {"200": _answer("OpenAPI 3 document", {"type": "object"})},
+        }},
         "/api/v1/substations": {"get": {
             "summary": "Substations with their services, counters and waiting count",
             "responses": {"200": _answer("Substations", {"type": "object"}), **_errors(401)},
