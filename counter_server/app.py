@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -12,9 +14,11 @@ from .api import setup_routes
 from .api.errors import error_middleware
 from .api.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from .api.requests import auth_middleware
-from .appkeys import HUB, KEYS, PAYMENTS, SETTINGS, STORE, TOKENS
+from .appkeys import GATEWAY, HUB, KEYS, PAYMENTS, SETTINGS, STORE, TOKENS
+from .billing.gateway import BillingGateway
+from .billing.simulator import create_sim_app
 from .config import Settings
-from .live import LiveHub
+from .live import OPS_CHANNEL, LiveHub
 from .pages import page_headers, setup_pages
 from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
@@ -31,33 +35,77 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[RATE_LIMITER] = limiter
-    app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_hang_up_boards)
     setup_routes(app)
     setup_pages(app)
     return app
 
 
-async def _storage(app: web.Application) -> AsyncIterator[None]:
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """Open the store, build the services, the live hub and the billing gateway; close all after."""
     settings = app[SETTINGS]
     scenario = settings.scenario
     store = SQLiteStore(settings.database_path, scenario.policy, scenario.layouts())
     await store.open()
-    app[STORE] = store
-    app[TOKENS] = tokens = TokenService(scenario, store, settings.clock)
-    app[KEYS] = KeyService(store, scenario, settings.clock)
-    app[PAYMENTS] = PaymentService(tokens, store, settings.clock)
-    hub = LiveHub(scenario, backlog=settings.live_backlog, client_buffer=settings.live_client_buffer,
-                  heartbeat_s=settings.live_heartbeat_s, clock=settings.clock)
-    hub.prime(await tokens.halls(), await store.last_seq())
-    store.add_listener(hub.publish)
-    app[HUB] = hub
-    if settings.write_admin_key:
-        await _first_admin_key(app[KEYS], settings)
     try:
-        yield
+        app[STORE] = store
+        app[TOKENS] = tokens = TokenService(scenario, store, settings.clock)
+        app[KEYS] = KeyService(store, scenario, settings.clock)
+        if settings.write_admin_key:
+            await _first_admin_key(app[KEYS], settings)
+        hub = LiveHub(scenario, backlog=settings.live_backlog, client_buffer=settings.live_client_buffer,
+                      heartbeat_s=settings.live_heartbeat_s, clock=settings.clock)
+        hub.prime(await tokens.halls(), await store.last_seq())
+        store.add_listener(hub.publish)
+        app[HUB] = hub
+        async with _billing_gateway(app, store) as gateway:
+            app[GATEWAY] = gateway
+            app[PAYMENTS] = PaymentService(tokens, store, settings.clock, on_queued=gateway.wake)
+            ops_push = asyncio.create_task(_push_billing_to_ops(gateway, hub))
+            try:
+                yield
+            finally:
+                ops_push.cancel()
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _billing_gateway(app: web.Application, store) -> AsyncIterator[BillingGateway]:
+    """The gateway to the configured billing server, or to a simulated one run in-process."""
+    settings = app[SETTINGS]
+    billing = settings.scenario.billing
+    url = settings.billing_url or billing.url
+    runner = None
+    if url is None:
+        runner = web.AppRunner(create_sim_app(billing.simulator), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}"
+        log.warning("No billing server configured: payments go to a SIMULATED billing server at %s. "
+                    "Give --billing-url (or [billing] url) to reach the real one.", url)
+    gateway = BillingGateway(store, url, billing.gateway, simulated=runner is not None,
+                             clock=settings.clock)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def _push_billing_to_ops(gateway: BillingGateway, hub: LiveHub, every_s: float = 1.0) -> None:
+    """Ops watch the gateway live: its state goes out on the ops channel every second."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            hub.notify(OPS_CHANNEL, {"type": "billing", "billing": await gateway.snapshot()})
+        except Exception:  # noqa: BLE001 - a failed snapshot must not stop the next one
+            log.exception("billing snapshot for ops failed")
 
 
 async def _first_admin_key(keys: KeyService, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from .billing.gateway import BillingGateway
 from .config import Settings
 from .live import LiveHub
 from .services import KeyService, TokenService
@@ -14,3 +15,4 @@ TOKENS = web.AppKey("tokens", TokenService)
 KEYS = web.AppKey("keys", KeyService)
 HUB = web.AppKey("hub", LiveHub)
 PAYMENTS = web.AppKey("payments", PaymentService)
+GATEWAY = web.AppKey("gateway", BillingGateway)

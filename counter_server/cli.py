@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", default=env_default("host", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(env_default("port", "8080") or 8080))
+    serve.add_argument("--billing-url", default=env_default("billing_url", None),
+                       help="the billing server (default: the scenario's, else a simulated one)")
     serve.add_argument("--rate-limit", type=float, default=float(env_default("rate_limit", "20") or 20),
                        help="requests a second per API key (0: no limit; an address gets 10x)")
     serve.add_argument("--rate-burst", type=float, default=float(env_default("rate_burst", "40") or 40),
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, scenario) -> int:
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, scenario=scenario,
-                        rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst)
+                        rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
+                        billing_url=args.billing_url)
     counters = len(scenario.counters)
     print(
         f"counter-server: {scenario.name} ({len(scenario.substations)} substations, "

@@ -11,7 +11,7 @@ import os
 import time
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import time as clock_time
 from functools import cached_property
 from importlib import resources
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .billing.gateway import GatewaySettings
+from .billing.simulator import SimSettings
 from .queueing import Priority, QueuePolicy, ServiceTimeSeed
 
 
@@ -67,6 +69,16 @@ class OnlinePayment:
 
 
 @dataclass(frozen=True)
+class BillingConfig:
+    """Where the billing server is and how gently to treat it. With no url, the server runs a
+    simulated billing server in-process (and says so), so the defaults work on their own."""
+
+    url: str | None = None
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    simulator: SimSettings = field(default_factory=SimSettings)
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     timezone: ZoneInfo
@@ -75,6 +87,7 @@ class Scenario:
     policy: QueuePolicy
     demand: Mapping[str, float] = field(default_factory=dict)
     online: OnlinePayment = field(default_factory=lambda: OnlinePayment())
+    billing: BillingConfig = field(default_factory=lambda: BillingConfig())
 
     @cached_property
     def counters(self) -> dict[str, Counter]:
@@ -224,7 +237,33 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         policy=policy,
         demand=dict(data.get("demand", {})),
         online=_online(data.get("online", {})),
+        billing=_billing(data.get("billing", {})),
     )
+
+
+def _billing(raw: Mapping[str, Any]) -> BillingConfig:
+    url = raw.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        raise ScenarioError("billing.url: must be an http:// or https:// address")
+    return BillingConfig(
+        url=url,
+        gateway=_knobs(GatewaySettings, {k: v for k, v in raw.items() if k not in ("url", "simulator")},
+                       "billing"),
+        simulator=_knobs(SimSettings, raw.get("simulator", {}), "billing.simulator"),
+    )
+
+
+def _knobs(kind: type, raw: Mapping[str, Any], where: str) -> Any:
+    """A settings dataclass from a TOML table, naming any unknown or non-numeric key."""
+    known = {f.name: f for f in fields(kind)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ScenarioError(f"{where}.{key}: unknown setting; known: {', '.join(known)}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ScenarioError(f"{where}.{key}: must be a number, 0 or more")
+        values[key] = value
+    return kind(**values)
 
 
 def _online(raw: Mapping[str, Any]) -> OnlinePayment:
@@ -277,6 +316,7 @@ class Settings:
     live_backlog: int = 1000
     rate_limit_per_s: float = 20.0
     rate_limit_burst: float = 40.0
+    billing_url: str | None = None   # overrides the scenario's [billing] url
     clock: Callable[[], float] = time.time
 
     @property

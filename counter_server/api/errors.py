@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from ..appkeys import SETTINGS
+from ..billing.gateway import BillingUnavailable, BillNotFound
 from ..queueing import (
     CannotServeToday,
     CounterBusy,
@@ -88,6 +90,12 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return ApiError(status, exc.code, exc.message, **exc.details)
     if isinstance(exc, IdempotencyConflict):
         return ApiError(422, "idempotency_key_reused", str(exc))
+    if isinstance(exc, BillNotFound):
+        return ApiError(404, "bill_not_found", str(exc), account=exc.account)
+    if isinstance(exc, BillingUnavailable):
+        retry = max(1, math.ceil(exc.retry_after_s))
+        return ApiError(503, "billing_unavailable", f"The billing server cannot answer now ({exc}).",
+                        {"Retry-After": str(retry)}, retry_after_s=retry)
     return None
 
 

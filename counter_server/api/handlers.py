@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import PAYMENTS, SETTINGS, STORE, TOKENS
+from ..appkeys import GATEWAY, PAYMENTS, SETTINGS, STORE, TOKENS
 from ..queueing import Action
 from ..store import Applied
 from ..shapes import hall_json, payment_json, substation_json, token_json
 from .errors import ApiError
 from .requests import actor_of, idempotency_of, parse_body, public
 from .schemas import (
+    ACCOUNT,
     AdmissionSettings,
     IssueToken,
     LeaseRequest,
@@ -32,7 +33,12 @@ def _token_answer(request: web.Request, applied: Applied, status: int = 200) -> 
 
 @public
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Liveness, and the billing server's state as the gateway sees it."""
+    gateway = request.app[GATEWAY]
+    billing = {"state": gateway.health(), "simulated": gateway.simulated}
+    if gateway.simulated:
+        billing["warning"] = "SIMULATED billing server: payments do not reach the real one."
+    return web.json_response({"status": "ok", "billing": billing})
 
 
 async def list_substations(request: web.Request) -> web.Response:
@@ -172,3 +178,30 @@ async def post_offline_token(request: web.Request) -> web.Response:
         actor_of(request), request.match_info["cid"], body.lease_id, body.number, body.priority,
         body.issued_at.timestamp(), idem=await idempotency_of(request))
     return _token_answer(request, applied, status=201)
+
+
+async def get_bill(request: web.Request) -> web.Response:
+    """A consumer's bill, through the gateway's cache (stale while billing is down)."""
+    actor_of(request).require_writer()
+    account = request.match_info["account"]
+    if not ACCOUNT.match(account):
+        raise ApiError(422, "invalid_field", "account: 4-24 letters, digits or dashes.", field="account")
+    cached = await request.app[GATEWAY].bill(account)
+    return web.json_response({"bill": cached.value, "stale": cached.stale,
+                              "age_s": round(cached.age_s, 1)})
+
+
+async def ops_billing(request: web.Request) -> web.Response:
+    """Ops: the gateway's limit, in flight, breaker, shed counts and outbox."""
+    actor_of(request).require_admin()
+    return web.json_response({"billing": await request.app[GATEWAY].snapshot()})
+
+
+async def ops_billing_pause(request: web.Request) -> web.Response:
+    """Ops: pause or resume forwarding payments (they keep queueing durably meanwhile)."""
+    actor_of(request).require_admin()
+    await parse_body(request, NoBody)
+    request.app[GATEWAY].paused = request.match_info["state"] == "pause"
+    if not request.app[GATEWAY].paused:
+        request.app[GATEWAY].wake()
+    return await ops_billing(request)

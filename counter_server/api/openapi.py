@@ -148,6 +148,23 @@ def build_openapi() -> dict[str, Any]:
             "parameters": [_path("pid")],
             "responses": {"200": _answer("Payment", {"type": "object"}), **_errors(401, 403, 404)},
         }},
+        "/api/v1/bills/{account}": {"get": {
+            "summary": "A consumer's bill through the gateway's cache (stale while billing is down)",
+            "parameters": [_path("account")],
+            "responses": {"200": _answer("Bill, stale flag and age", {"type": "object"}),
+                          "503": _answer("Billing cannot answer and nothing is cached", ERROR),
+                          **_errors(401, 403, 404, 422)},
+        }},
+        "/api/v1/ops/billing": {"get": {
+            "summary": "Ops: gateway limit, in flight, breaker, shed counts, outbox (admin)",
+            "responses": {"200": _answer("Gateway state", {"type": "object"}), **_errors(401, 403)},
+        }},
+        "/api/v1/ops/billing/{state}": {"post": {
+            "summary": "Ops: pause or resume forwarding payments (admin)",
+            "parameters": [{"name": "state", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": ["pause", "resume"]}}],
+            "responses": {"200": _answer("Gateway state", {"type": "object"}), **_errors(401, 403)},
+        }},
         "/api/v1/ops/substations/{sid}/admission": {
             "get": {
                 "summary": "Admission at the door: switch, daily cap, issued and turned away today",

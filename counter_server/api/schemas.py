@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from ..billing.outbox import PaymentMode
@@ -51,6 +53,7 @@ class AdmissionSettings(BaseModel):
 
 
 ACCOUNT_PATTERN = r"^[0-9A-Za-z\-]{4,24}$"
+ACCOUNT = re.compile(ACCOUNT_PATTERN)
 
 
 class RecordPayment(BaseModel):

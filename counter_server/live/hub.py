@@ -130,6 +130,13 @@ class LiveHub:
                     self.dropped += 1
         self.published += 1
 
+    def notify(self, name: str, body: dict[str, Any]) -> None:
+        """An unsequenced message (e.g. the billing gateway's state) to one channel's boards."""
+        channel = self._channels[name]
+        text = json.dumps({"v": SCHEMA_VERSION, **body}, ensure_ascii=False)
+        for subscriber in list(channel.subscribers):
+            subscriber.offer(text)
+
     def _event_json(self, seq: int, event: Event) -> dict[str, Any]:
         return {
             "seq": seq,

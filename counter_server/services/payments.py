@@ -24,11 +24,13 @@ def new_payment_id() -> str:
 
 class PaymentService:
     def __init__(self, tokens: TokenService, store: Store, clock: Callable[[], float] = time.time,
-                 new_id: Callable[[], str] = new_payment_id) -> None:
+                 new_id: Callable[[], str] = new_payment_id,
+                 on_queued: Callable[[], None] = lambda: None) -> None:
         self.tokens = tokens
         self.store = store
         self.clock = clock
         self.new_id = new_id
+        self.on_queued = on_queued
 
     async def record(self, actor: Actor, token_id: str, account: str, amount_paise: int,
                      mode: PaymentMode, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
@@ -49,7 +51,9 @@ class PaymentService:
             account=account, amount_paise=amount_paise, mode=PaymentMode(mode),
             status=PaymentStatus.QUEUED, day=token.day, created_at=now, updated_at=now,
         )
-        return await self.store.add_payment(payment, idem)
+        stored, replayed = await self.store.add_payment(payment, idem)
+        self.on_queued()
+        return stored, replayed
 
     async def get(self, actor: Actor, payment_id: str) -> Payment:
         payment = await self.store.get_payment(payment_id)

@@ -1,0 +1,275 @@
+"""The billing gateway: counters never call the billing server; this does, gently.
+
+Payments wait in the durable outbox (the store) and a worker forwards them under an adaptive
+concurrency limit, behind a circuit breaker, with jittered backoff and a retry budget. Before
+re-posting a payment whose earlier attempt ended in doubt (timeout, crash), it asks the
+billing server whether the payment landed, so each one is posted exactly once in effect.
+Bill look-ups share one call per account (single flight) and fall back to a stale answer
+while billing is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ..store import Store
+from .outbox import Payment, PaymentStatus
+from .resilience import (
+    AIMDLimit,
+    BreakerOpen,
+    BreakerState,
+    Cached,
+    CircuitBreaker,
+    ConcurrencyLimiter,
+    LimitExceeded,
+    Outcome,
+    Priority,
+    RetryBudget,
+    SingleFlightCache,
+    backoff_s,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    max_concurrency: int = 16      # the ceiling the adaptive limit never passes
+    initial_limit: int = 4
+    timeout_s: float = 2.0
+    lease_s: float = 30.0
+    poll_s: float = 0.25
+    bill_ttl_s: float = 60.0
+    breaker_failures: int = 5
+    breaker_open_s: float = 1.0
+    retry_base_s: float = 0.2
+    retry_cap_s: float = 10.0
+
+
+class BillNotFound(Exception):
+    def __init__(self, account: str) -> None:
+        super().__init__(f"The billing server knows no account {account!r}.")
+        self.account = account
+
+
+class BillingUnavailable(Exception):
+    """Billing cannot answer now and no earlier answer is on hand."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class _Permanent(Exception):
+    """The billing server refused the payment itself (not a load problem): do not retry."""
+
+
+class _Transient(Exception):
+    pass
+
+
+class BillingGateway:
+    def __init__(self, store: Store, billing_url: str, settings: GatewaySettings = GatewaySettings(),
+                 *, simulated: bool = False, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.billing_url = billing_url.rstrip("/")
+        self.settings = settings
+        self.simulated = simulated
+        self.clock = clock
+        self.limiter = ConcurrencyLimiter(
+            AIMDLimit(settings.initial_limit, 1, settings.max_concurrency), monotonic)
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_open_s, clock=monotonic)
+        self.budget = RetryBudget(clock=monotonic)
+        self.bills: SingleFlightCache[dict] = SingleFlightCache(ttl_s=settings.bill_ttl_s, clock=monotonic)
+        self.worker_id = "w_" + secrets.token_hex(4)
+        self.paused = False
+        self.counts = {"posted": 0, "failed": 0, "retries": 0, "checked_before_retry": 0}
+        self._session: aiohttp.ClientSession | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._forwarding: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        connector = aiohttp.TCPConnector(limit=self.settings.max_concurrency + 8)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        self._worker = asyncio.create_task(self._forward_outbox(), name="billing-outbox")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._worker, *self._forwarding) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    def wake(self) -> None:
+        """A payment was queued: look at the outbox now rather than at the next poll."""
+        self._room.set()
+
+    # -- bill look-ups -----------------------------------------------------------------------
+
+    async def bill(self, account: str) -> Cached[dict]:
+        """The account's bill: one billing call however many counters ask at once."""
+
+        async def load() -> dict:
+            try:
+                self.breaker.before_call()
+            except BreakerOpen as exc:
+                raise BillingUnavailable(str(exc), exc.retry_after_s) from None
+            try:
+                permit = self.limiter.try_acquire(Priority.LOOKUP)
+            except LimitExceeded as exc:
+                raise BillingUnavailable(str(exc), 1.0) from None
+            outcome = Outcome.DROPPED
+            try:
+                async with self._session.get(f"{self.billing_url}/bills/{account}") as resp:
+                    if resp.status == 404:
+                        outcome = Outcome.IGNORE
+                        self.breaker.on_success()
+                        raise BillNotFound(account)
+                    if resp.status != 200:
+                        raise BillingUnavailable(f"billing answered {resp.status}", 1.0)
+                    bill = await resp.json()
+                outcome = Outcome.SUCCESS
+                self.breaker.on_success()
+                return bill
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise BillingUnavailable(f"billing did not answer: {exc.__class__.__name__}", 1.0) from None
+            finally:
+                if outcome is Outcome.DROPPED:
+                    self.breaker.on_failure()
+                permit.release(outcome)
+
+        return await self.bills.get(account, load)
+
+    # -- the outbox worker -------------------------------------------------------------------
+
+    def _capacity(self) -> int:
+        if self.paused:
+            return 0
+        if self.breaker.state is BreakerState.OPEN:
+            waited = self.limiter.clock() - self.breaker.opened_at
+            return 1 if waited >= self.breaker.open_s else 0
+        if self.breaker.state is BreakerState.HALF_OPEN:
+            return 0 if self.breaker.probing else 1
+        return self.limiter.available(Priority.PAYMENT)
+
+    async def _forward_outbox(self) -> None:
+        while True:
+            room = self._capacity()
+            claimed: list[Payment] = []
+            if room > 0:
+                try:
+                    claimed = await self.store.claim_payments(
+                        self.worker_id, self.clock(), self.settings.lease_s, room)
+                except Exception:  # noqa: BLE001 - the store may be closing; try again shortly
+                    log.exception("claiming payments failed")
+            for payment in claimed:
+                task = asyncio.create_task(self._forward(payment))
+                self._forwarding.add(task)
+                task.add_done_callback(self._forwarding.discard)
+            if not claimed:
+                self._room.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), self.settings.poll_s)
+
+    async def _forward(self, payment: Payment) -> None:
+        try:
+            self.breaker.before_call()
+        except BreakerOpen as exc:
+            await self._retry_later(payment, str(exc), exc.retry_after_s)
+            return
+        try:
+            permit = self.limiter.try_acquire(Priority.PAYMENT)
+        except LimitExceeded as exc:
+            self.breaker.cancel_probe()
+            await self._retry_later(payment, str(exc), 0.0)
+            return
+        self.budget.record_call()
+        outcome = Outcome.DROPPED
+        try:
+            ref = await self._post(payment)
+            outcome = Outcome.SUCCESS
+            self.breaker.on_success()
+            self.counts["posted"] += 1
+            await self.store.settle_payment(payment.id, PaymentStatus.POSTED, self.clock(), billing_ref=ref)
+        except _Permanent as exc:
+            outcome = Outcome.IGNORE
+            self.breaker.on_success()
+            self.counts["failed"] += 1
+            await self.store.settle_payment(payment.id, PaymentStatus.FAILED, self.clock(), reason=str(exc))
+        except (_Transient, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self.breaker.on_failure()
+            wait = backoff_s(payment.attempts, self.settings.retry_base_s, self.settings.retry_cap_s)
+            if not self.budget.try_retry():
+                wait = max(wait, self.settings.retry_cap_s)
+            await self._retry_later(payment, f"billing: {exc or exc.__class__.__name__}", wait)
+        finally:
+            permit.release(outcome)
+            self._room.set()
+
+    async def _post(self, payment: Payment) -> str:
+        """Post one payment; returns the billing reference."""
+        assert self._session is not None
+        if payment.attempts > 0:  # an earlier attempt may have landed: ask before posting again
+            self.counts["checked_before_retry"] += 1
+            async with self._session.get(f"{self.billing_url}/payments/{payment.id}") as resp:
+                if resp.status == 200:
+                    return (await resp.json())["billing_ref"]
+                if resp.status != 404:
+                    raise _Transient(f"status check answered {resp.status}")
+        body = {"payment_id": payment.id, "account": payment.account,
+                "amount_paise": payment.amount_paise, "mode": payment.mode.value}
+        async with self._session.post(f"{self.billing_url}/payments", json=body) as resp:
+            if resp.status in (200, 201):
+                return (await resp.json())["billing_ref"]
+            if resp.status in (400, 404, 409, 422):
+                raise _Permanent(f"billing refused the payment ({resp.status}): {await resp.text()}")
+            raise _Transient(f"billing answered {resp.status}")
+
+    async def _retry_later(self, payment: Payment, reason: str, wait_s: float) -> None:
+        self.counts["retries"] += 1
+        await self.store.settle_payment(payment.id, PaymentStatus.QUEUED, self.clock(),
+                                        reason=reason, retry_at=self.clock() + wait_s)
+
+    # -- what ops see ------------------------------------------------------------------------
+
+    def health(self) -> str:
+        """up, slow (the limit has fallen below where it started) or down (breaker not closed)."""
+        if self.breaker.state is not BreakerState.CLOSED:
+            return "down"
+        if self.limiter.limit < self.settings.initial_limit:
+            return "slow"
+        return "up"
+
+    async def snapshot(self) -> dict[str, Any]:
+        stats = await self.store.outbox_stats(self.clock())
+        return {
+            "billing_url": self.billing_url,
+            "simulated": self.simulated,
+            "state": self.health(),
+            "paused": self.paused,
+            **self.limiter.snapshot(),
+            "breaker": self.breaker.snapshot(),
+            "outbox": {"queued": stats.queued, "posted": stats.posted, "failed": stats.failed,
+                       "oldest_queued_s": round(stats.oldest_queued_s, 1)
+                       if stats.oldest_queued_s is not None else None},
+            "forwarded": dict(self.counts),
+            "retry_budget_refused": self.budget.refused,
+            "bill_cache": {"calls": self.bills.calls, "coalesced": self.bills.coalesced},
+        }

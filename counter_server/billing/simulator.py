@@ -1,0 +1,253 @@
+"""``billing-sim``: a stand-in for the utility's fragile legacy billing server.
+
+It has a fixed capacity of concurrent requests; latency grows with concurrency past a knee;
+held above capacity for ``overload_s`` seconds it crashes: it answers 503 to everything for
+``recovery_s`` seconds (requests in flight are lost), then comes back. Payments are idempotent
+on their id; a repeated post is answered with the first result and counted in
+``duplicate_payments``, so a test can tell whether anybody posted twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+ACCOUNT = re.compile(r"^[0-9A-Za-z\-]{4,24}$")
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    capacity: int = 8
+    knee: int = 4
+    base_latency_ms: float = 40.0
+    overload_s: float = 2.0
+    recovery_s: float = 5.0
+
+
+@dataclass
+class SimState:
+    settings: SimSettings
+    clock: Callable[[], float] = time.monotonic
+    in_flight: int = 0
+    max_in_flight: int = 0
+    requests: int = 0
+    rejected: int = 0
+    crashes: int = 0
+    down_until: float = 0.0
+    overloaded_since: float | None = None
+    payments: dict[str, dict] = field(default_factory=dict)
+    duplicate_payments: int = 0
+    crash_epoch: int = 0
+    extra_latency_ms: float = 0.0
+    journal: Path | None = None
+
+    def load(self) -> None:
+        """A real billing server keeps what it posted: reload the journal after a restart."""
+        if self.journal is not None and self.journal.exists():
+            for line in self.journal.read_text().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    self.payments[record["payment_id"]] = record
+
+    def record(self, payment: dict) -> None:
+        self.payments[payment["payment_id"]] = payment
+        if self.journal is not None:
+            with self.journal.open("a") as handle:
+                handle.write(json.dumps(payment) + "\n")
+
+    @property
+    def up(self) -> bool:
+        return self.clock() >= self.down_until
+
+    def latency_s(self) -> float:
+        """Base latency, growing linearly with every request in flight past the knee."""
+        s = self.settings
+        extra = max(0, self.in_flight - s.knee) / max(1, s.knee)
+        return (s.base_latency_ms + self.extra_latency_ms) / 1000 * (1 + extra)
+
+    def check_overload(self) -> None:
+        now = self.clock()
+        if self.in_flight > self.settings.capacity and self.up:
+            if self.overloaded_since is None:
+                self.overloaded_since = now
+            elif now - self.overloaded_since >= self.settings.overload_s:
+                self.crash()
+        else:
+            self.overloaded_since = None
+
+    def crash(self) -> None:
+        self.crashes += 1
+        self.crash_epoch += 1
+        self.down_until = self.clock() + self.settings.recovery_s
+        self.overloaded_since = None
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "up": self.up, "capacity": self.settings.capacity, "knee": self.settings.knee,
+            "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
+            "requests": self.requests, "rejected": self.rejected, "crashes": self.crashes,
+            "payments_posted": len(self.payments), "duplicate_payments": self.duplicate_payments,
+            "capacity_per_s": round(self.settings.capacity / (self.settings.base_latency_ms / 1000), 1),
+            "extra_latency_ms": self.extra_latency_ms,
+        }
+
+
+SIM = web.AppKey("sim", SimState)
+
+
+def _unavailable(state: SimState) -> web.Response:
+    state.rejected += 1
+    return web.json_response({"error": "billing server unavailable"}, status=503)
+
+
+@web.middleware
+async def legacy_behaviour(request: web.Request, handler) -> web.StreamResponse:
+    state = request.app[SIM]
+    if request.path == "/stats" or request.path.startswith("/admin/"):
+        return await handler(request)
+    state.requests += 1
+    if not state.up:
+        return _unavailable(state)
+    state.in_flight += 1
+    state.max_in_flight = max(state.max_in_flight, state.in_flight)
+    epoch = state.crash_epoch
+    try:
+        state.check_overload()
+        await asyncio.sleep(state.latency_s())
+        if state.crash_epoch != epoch or not state.up:
+            return _unavailable(state)          # crashed while this request waited: lost
+        return await handler(request)
+    finally:
+        state.in_flight -= 1
+
+
+async def get_bill(request: web.Request) -> web.Response:
+    account = request.match_info["account"]
+    if not ACCOUNT.match(account):
+        return web.json_response({"error": "no such account"}, status=404)
+    digest = int(hashlib.sha256(account.encode()).hexdigest()[:8], 16)
+    due = (date.today().replace(day=1) + timedelta(days=40)).replace(day=10)
+    return web.json_response({
+        "account": account, "consumer": f"Consumer {account[-4:]}",
+        "amount_paise": 10_000 + digest % 500_000, "due_date": due.isoformat(),
+    })
+
+
+async def post_payment(request: web.Request) -> web.Response:
+    state = request.app[SIM]
+    try:
+        body = await request.json()
+        payment_id, account, amount = body["payment_id"], body["account"], int(body["amount_paise"])
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"error": "payment_id, account and amount_paise are required"}, status=422)
+    if not ACCOUNT.match(str(account)) or amount <= 0:
+        return web.json_response({"error": "invalid account or amount"}, status=422)
+    first = state.payments.get(payment_id)
+    if first is not None:
+        state.duplicate_payments += 1
+        return web.json_response({**first, "duplicate": True})
+    record = {"payment_id": payment_id, "account": account, "amount_paise": amount,
+              "billing_ref": f"BILL-{len(state.payments) + 1:07d}"}
+    state.record(record)
+    return web.json_response(record, status=201)
+
+
+async def get_payment(request: web.Request) -> web.Response:
+    record = request.app[SIM].payments.get(request.match_info["payment_id"])
+    if record is None:
+        return web.json_response({"error": "no such payment"}, status=404)
+    return web.json_response(record)
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIM].stats())
+
+
+async def admin_crash(request: web.Request) -> web.Response:
+    request.app[SIM].crash()
+    return web.json_response(request.app[SIM].stats())
+
+
+async def admin_recover(request: web.Request) -> web.Response:
+    state = request.app[SIM]
+    state.down_until = 0.0
+    return web.json_response(state.stats())
+
+
+async def admin_latency(request: web.Request) -> web.Response:
+    """Make the billing server slower (or normal again): {"extra_latency_ms": N}."""
+    state = request.app[SIM]
+    state.extra_latency_ms = float((await request.json())["extra_latency_ms"])
+    return web.json_response(state.stats())
+
+
+async def _overload_watch(app: web.Application) -> AsyncIterator[None]:
+    """Overload is judged continuously, not only when a request arrives."""
+    state = app[SIM]
+
+    async def watch() -> None:
+        while True:
+            state.check_overload()
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(watch())
+    yield
+    task.cancel()
+
+
+def create_sim_app(settings: SimSettings, clock: Callable[[], float] = time.monotonic,
+                   journal: Path | None = None) -> web.Application:
+    app = web.Application(middlewares=[legacy_behaviour])
+    app[SIM] = SimState(settings, clock, journal=journal)
+    app[SIM].load()
+    app.cleanup_ctx.append(_overload_watch)
+    app.router.add_get("/bills/{account}", get_bill)
+    app.router.add_post("/payments", post_payment)
+    app.router.add_get("/payments/{payment_id}", get_payment)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/admin/crash", admin_crash)
+    app.router.add_post("/admin/recover", admin_recover)
+    app.router.add_post("/admin/latency", admin_latency)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = SimSettings()
+    parser = argparse.ArgumentParser(prog="billing-sim", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--capacity", type=int, default=defaults.capacity,
+                        help="concurrent requests it can hold before overload")
+    parser.add_argument("--knee", type=int, default=defaults.knee,
+                        help="concurrency past which latency grows")
+    parser.add_argument("--base-latency-ms", type=float, default=defaults.base_latency_ms)
+    parser.add_argument("--overload-seconds", type=float, default=defaults.overload_s,
+                        help="how long above capacity before it crashes")
+    parser.add_argument("--recovery-seconds", type=float, default=defaults.recovery_s,
+                        help="how long a crash lasts")
+    parser.add_argument("--journal", type=Path,
+                        help="file that keeps posted payments across restarts (default: memory only)")
+    args = parser.parse_args(argv)
+    settings = SimSettings(args.capacity, args.knee, args.base_latency_ms, args.overload_seconds,
+                           args.recovery_seconds)
+    print(f"billing-sim: capacity {settings.capacity}, knee {settings.knee}, "
+          f"{settings.base_latency_ms:.0f} ms base latency, crashes after "
+          f"{settings.overload_s:g} s overloaded for {settings.recovery_s:g} s", flush=True)
+    web.run_app(create_sim_app(settings, journal=args.journal), host=args.host, port=args.port, access_log=None,
+                print=lambda text: print(text, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
