@@ -10,7 +10,9 @@ from .conftest import Api
 
 
 async def test_healthz_and_openapi_are_public(api: Api):
-    assert await api.request("GET", "/healthz") == (200, {"status": "ok"})
+    status, health = await api.request("GET", "/healthz")
+    assert status == 200 and health["status"] == "ok"
+    assert health["billing"]["simulated"] is True and "SIMULATED" in health["billing"]["warning"]
     status, doc = await api.request("GET", "/api/v1/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.")
     assert {"/api/v1/substations/{sid}/tokens", "/api/v1/counters/{cid}/next",
