@@ -176,6 +176,50 @@ class ServerProcess:
                 self.kill()
 
 
+@dataclass
+class BillingSimProcess:
+    """``billing-sim`` in its own process; its journal keeps posted payments across restarts."""
+
+    journal: Path
+    port: int = field(default_factory=free_port)
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "counter_server.billing.simulator", "--port", str(self.port),
+             "--journal", str(self.journal), *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("billing-sim did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
+@pytest.fixture
+def billing_sim(tmp_path: Path) -> Iterator[BillingSimProcess]:
+    sim = BillingSimProcess(journal=tmp_path / "billing-journal.jsonl")
+    yield sim
+    sim.stop()
+
+
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     server = ServerProcess(data_dir=tmp_path / "data")
@@ -193,4 +237,4 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-__all__ = ["Api", "Clock", "ServerProcess", "aiohttp", "bearer", "run_cli"]
+__all__ = ["Api", "BillingSimProcess", "Clock", "ServerProcess", "aiohttp", "bearer", "run_cli"]

@@ -77,7 +77,7 @@ class ConcurrencyLimiter:
     """
 
     def __init__(self, limit: AIMDLimit, clock: Clock = time.monotonic,
-                 latency_tolerance: float = 2.5, min_rtt_decay: float = 0.01) -> None:
+                 latency_tolerance: float = 2.5, min_rtt_decay: float = 0.002) -> None:
         self.algorithm = limit
         self.clock = clock
         self.latency_tolerance = latency_tolerance
