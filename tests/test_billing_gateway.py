@@ -168,14 +168,14 @@ async def test_limit_falls_when_billing_slows_and_rises_after(tmp_path, billing_
             grown, _ = await peak_limit(3.0)
             async with session.post(f"{billing_sim.url}/admin/latency", json={"extra_latency_ms": 400}):
                 pass
-            _, slowed = await peak_limit(2.0)
+            _, slowed = await peak_limit(4.0)     # about one cut per (slow) round trip
             async with session.post(f"{billing_sim.url}/admin/latency", json={"extra_latency_ms": 0}):
                 pass
             recovered, _ = await peak_limit(3.0)
             stop.set()
             await loader
             assert grown > 4                     # grew from its start while billing was quick
-            assert slowed < grown / 2            # fell when billing slowed
+            assert slowed < grown * 0.6          # fell when billing slowed
             assert recovered > slowed            # and rose again after
             await counters.drained()
             assert (await sim_stats(session, billing_sim))["crashes"] == 0

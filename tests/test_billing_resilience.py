@@ -34,7 +34,10 @@ def test_aimd_grows_only_while_used_cuts_on_drops_and_respects_the_ceiling():
     limit = AIMDLimit(initial=10, max_limit=12)
     limit.on_sample(in_flight=2, dropped=False)            # 2*2 < 10: not using the limit
     assert limit.limit == 10
-    for _ in range(5):
+    for _ in range(10):
+        limit.on_sample(in_flight=6, dropped=False)
+    assert limit.limit == pytest.approx(11, abs=0.05)      # about one per limit's worth of samples
+    for _ in range(50):
         limit.on_sample(in_flight=6, dropped=False)
     assert limit.limit == 12                               # ceiling
     limit.on_sample(in_flight=6, dropped=True)
@@ -75,13 +78,33 @@ def test_limit_falls_when_latency_rises_far_above_the_minimum_and_recovers_after
         wave(0.040, 40)
     grown = limiter.limit
     assert grown > 10
-    for _ in range(3):
+    for _ in range(10):
         wave(0.400, 40)                                    # ten times slower: drops
     slowed = limiter.limit
-    assert slowed < grown / 4
+    assert slowed < grown / 2
     for _ in range(10):
         wave(0.045, 40)
     assert limiter.limit > slowed
+
+
+def test_no_load_round_trip_is_re_measured_with_concurrency_pinned_low():
+    clock = Clock()
+    limiter = ConcurrencyLimiter(AIMDLimit(initial=10, max_limit=10), clock, min_rtt_interval_s=30,
+                                 probe_samples=3)
+    permit = limiter.try_acquire()
+    clock.now += 0.040
+    permit.release(Outcome.SUCCESS)
+    assert limiter.min_rtt == pytest.approx(0.040) and limiter.available() == 10
+    clock.now = 31.0                                       # time to re-measure
+    assert limiter.available() == 1 and limiter.measuring
+    for _ in range(3):
+        permit = limiter.try_acquire()
+        with pytest.raises(LimitExceeded):
+            limiter.try_acquire()                          # pinned to one in flight
+        clock.now += 0.060                                 # billing got slower for good
+        permit.release(Outcome.SUCCESS)
+    assert not limiter.measuring and limiter.min_rtt == pytest.approx(0.060)
+    assert limiter.available() == 10
 
 
 def test_breaker_opens_probes_once_and_closes_or_reopens_for_longer():

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from .resilience import (
     ConcurrencyLimiter,
     LimitExceeded,
     Outcome,
+    Permit,
     Priority,
     RetryBudget,
     SingleFlightCache,
@@ -93,7 +95,7 @@ class BillingGateway:
         self.bills: SingleFlightCache[dict] = SingleFlightCache(ttl_s=settings.bill_ttl_s, clock=monotonic)
         self.worker_id = "w_" + secrets.token_hex(4)
         self.paused = False
-        self.counts = {"posted": 0, "failed": 0, "retries": 0, "checked_before_retry": 0}
+        self.counts = {"posted": 0, "failed": 0, "retries": 0, "deferred": 0, "checked_before_retry": 0}
         self._session: aiohttp.ClientSession | None = None
         self._worker: asyncio.Task[None] | None = None
         self._forwarding: set[asyncio.Task[None]] = set()
@@ -170,58 +172,84 @@ class BillingGateway:
         return self.limiter.available(Priority.PAYMENT)
 
     async def _forward_outbox(self) -> None:
+        """Keep up to twice the limit of payments claimed and ready, so a slot that frees is
+        filled at once instead of after another trip to the store; send one per free slot."""
+        ready: deque[Payment] = deque()
+        held: set[str] = set()
         while True:
-            room = self._capacity()
-            claimed: list[Payment] = []
-            if room > 0:
+            wanted = 2 * max(1, self.limiter.limit) - len(ready)
+            if self.breaker.state is not BreakerState.CLOSED:
+                wanted = min(wanted, self._capacity())   # just the probe, when it is due
+            if wanted > 0 and not self.paused:
                 try:
                     claimed = await self.store.claim_payments(
-                        self.worker_id, self.clock(), self.settings.lease_s, room)
+                        self.worker_id, self.clock(), self.settings.lease_s, wanted)
                 except Exception:  # noqa: BLE001 - the store may be closing; try again shortly
                     log.exception("claiming payments failed")
-            for payment in claimed:
-                task = asyncio.create_task(self._forward(payment))
+                    claimed = []
+                for payment in claimed:
+                    if payment.id not in held:
+                        held.add(payment.id)
+                        ready.append(payment)
+            sent = 0
+            while ready and self._capacity() > 0:
+                payment = ready.popleft()
+                task = asyncio.create_task(self._forward(payment, self._admit()))
                 self._forwarding.add(task)
                 task.add_done_callback(self._forwarding.discard)
-            if not claimed:
+                task.add_done_callback(lambda _, pid=payment.id: held.discard(pid))
+                sent += 1
+            if not sent:
                 self._room.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._room.wait(), self.settings.poll_s)
 
-    async def _forward(self, payment: Payment) -> None:
+    def _admit(self) -> Permit | Exception:
+        """Take the breaker's and the limiter's permission at once, before anything awaits, so
+        the claim loop never hands out more payments than may be in flight."""
         try:
             self.breaker.before_call()
         except BreakerOpen as exc:
-            await self._retry_later(payment, str(exc), exc.retry_after_s)
-            return
+            return exc
         try:
-            permit = self.limiter.try_acquire(Priority.PAYMENT)
+            return self.limiter.try_acquire(Priority.PAYMENT)
         except LimitExceeded as exc:
             self.breaker.cancel_probe()
-            await self._retry_later(payment, str(exc), 0.0)
+            return exc
+
+    async def _forward(self, payment: Payment, permit: Permit | Exception) -> None:
+        if isinstance(permit, Exception):  # not tried: back to the queue, no attempt counted
+            wait = permit.retry_after_s if isinstance(permit, BreakerOpen) else 0.0
+            await self._retry_later(payment, str(permit), wait, attempted=False)
             return
         self.budget.record_call()
         outcome = Outcome.DROPPED
         try:
             ref = await self._post(payment)
             outcome = Outcome.SUCCESS
+        except _Permanent as exc:
+            outcome = Outcome.IGNORE
+            refusal: Exception = exc
+        except (_Transient, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            refusal = exc
+        finally:
+            permit.release(outcome)   # the round trip to billing only, not our own bookkeeping
+            self._room.set()
+        if outcome is Outcome.SUCCESS:
             self.breaker.on_success()
             self.counts["posted"] += 1
             await self.store.settle_payment(payment.id, PaymentStatus.POSTED, self.clock(), billing_ref=ref)
-        except _Permanent as exc:
-            outcome = Outcome.IGNORE
+        elif outcome is Outcome.IGNORE:
             self.breaker.on_success()
             self.counts["failed"] += 1
-            await self.store.settle_payment(payment.id, PaymentStatus.FAILED, self.clock(), reason=str(exc))
-        except (_Transient, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            await self.store.settle_payment(payment.id, PaymentStatus.FAILED, self.clock(),
+                                            reason=str(refusal))
+        else:
             self.breaker.on_failure()
             wait = backoff_s(payment.attempts, self.settings.retry_base_s, self.settings.retry_cap_s)
             if not self.budget.try_retry():
                 wait = max(wait, self.settings.retry_cap_s)
-            await self._retry_later(payment, f"billing: {exc or exc.__class__.__name__}", wait)
-        finally:
-            permit.release(outcome)
-            self._room.set()
+            await self._retry_later(payment, f"billing: {refusal or refusal.__class__.__name__}", wait)
 
     async def _post(self, payment: Payment) -> str:
         """Post one payment; returns the billing reference."""
@@ -242,10 +270,11 @@ class BillingGateway:
                 raise _Permanent(f"billing refused the payment ({resp.status}): {await resp.text()}")
             raise _Transient(f"billing answered {resp.status}")
 
-    async def _retry_later(self, payment: Payment, reason: str, wait_s: float) -> None:
-        self.counts["retries"] += 1
-        await self.store.settle_payment(payment.id, PaymentStatus.QUEUED, self.clock(),
-                                        reason=reason, retry_at=self.clock() + wait_s)
+    async def _retry_later(self, payment: Payment, reason: str, wait_s: float,
+                           attempted: bool = True) -> None:
+        self.counts["retries" if attempted else "deferred"] += 1
+        await self.store.settle_payment(payment.id, PaymentStatus.QUEUED, self.clock(), reason=reason,
+                                        retry_at=self.clock() + wait_s, attempted=attempted)
 
     # -- what ops see ------------------------------------------------------------------------
 

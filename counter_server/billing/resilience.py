@@ -22,9 +22,12 @@ Clock = Callable[[], float]
 # -- adaptive concurrency limit -------------------------------------------------------------
 
 class AIMDLimit:
-    """Netflix concurrency-limits' AIMDLimit: grow by one while the limit is in use and calls
-    go well; on a drop (timeout, error, or latency far above the no-load minimum) cut it by
-    ``backoff_ratio``. Never below ``min_limit`` nor above the configured ceiling.
+    """Netflix concurrency-limits' AIMDLimit: on a drop (timeout, error, or latency far above
+    the no-load minimum) ``limit = max(min, min(limit - 1, limit * backoff_ratio))``; otherwise
+    grow while the limit is in use (``in_flight * 2 >= limit``). Netflix grows by one per
+    sample; we grow by one per limit's worth of samples (one per round trip, as TCP's
+    congestion avoidance does), which keeps the sawtooth well under the billing server's
+    crash point. Never below ``min_limit`` nor above the configured ceiling.
     """
 
     def __init__(self, initial: int = 10, min_limit: int = 1, max_limit: int = 200,
@@ -38,7 +41,7 @@ class AIMDLimit:
         if dropped:
             self.limit = max(self.min_limit, min(self.limit - 1, self.limit * self.backoff_ratio))
         elif in_flight * 2 >= self.limit:
-            self.limit = min(self.max_limit, self.limit + 1)
+            self.limit = min(self.max_limit, self.limit + 1 / self.limit)
 
 
 class Priority(IntEnum):
@@ -71,27 +74,45 @@ class Outcome(StrEnum):
 class ConcurrencyLimiter:
     """Admits calls while in flight < limit (scaled by priority share) and learns the limit.
 
-    A call whose round trip exceeds ``latency_tolerance`` x the smallest recent round trip
-    counts as a drop, so the limit falls as the billing server slows past its knee, before it
-    fails; the minimum is re-learned slowly (``min_rtt_decay``) as conditions change.
+    A call whose round trip exceeds ``latency_tolerance`` x the no-load round trip counts as a
+    drop, so the limit falls as the billing server slows past its knee, before it fails. Drops
+    cut the limit at most once per round trip. The no-load round trip is re-measured every
+    ``min_rtt_interval_s`` with concurrency pinned to ``probe_concurrency`` for a few calls,
+    as Envoy's adaptive concurrency does: measured under load it would creep up and let the
+    limit creep past the billing server's crash point.
     """
 
     def __init__(self, limit: AIMDLimit, clock: Clock = time.monotonic,
-                 latency_tolerance: float = 2.5, min_rtt_decay: float = 0.002) -> None:
+                 latency_tolerance: float = 1.5, min_rtt_interval_s: float = 30.0,
+                 probe_concurrency: int = 1, probe_samples: int = 5) -> None:
         self.algorithm = limit
         self.clock = clock
         self.latency_tolerance = latency_tolerance
-        self.min_rtt_decay = min_rtt_decay
+        self.min_rtt_interval_s = min_rtt_interval_s
+        self.probe_concurrency = probe_concurrency
+        self.probe_samples = probe_samples
         self.in_flight = 0
         self.min_rtt: float | None = None
         self.shed = {p: 0 for p in Priority}
         self.samples = 0
+        self._last_cut = float("-inf")
+        self._next_probe = clock() + min_rtt_interval_s
+        self._probe: list[float] | None = None
 
     @property
     def limit(self) -> int:
         return int(self.algorithm.limit)
 
+    @property
+    def measuring(self) -> bool:
+        """True while the no-load round trip is being re-measured."""
+        return self._probe is not None
+
     def available(self, priority: Priority = Priority.PAYMENT) -> int:
+        if self._probe is None and self.min_rtt is not None and self.clock() >= self._next_probe:
+            self._probe = []
+        if self._probe is not None:
+            return max(0, self.probe_concurrency - self.in_flight)
         return max(0, int(self.algorithm.limit * PRIORITY_SHARE[priority]) - self.in_flight)
 
     def try_acquire(self, priority: Priority = Priority.PAYMENT) -> Permit:
@@ -102,24 +123,38 @@ class ConcurrencyLimiter:
         return Permit(self, self.clock())
 
     def _release(self, started: float, outcome: Outcome) -> None:
-        rtt = self.clock() - started
+        now = self.clock()
+        rtt = now - started
         in_flight = self.in_flight
         self.in_flight -= 1
         if outcome is Outcome.IGNORE:
+            return
+        self.samples += 1
+        if self._probe is not None:
+            if outcome is Outcome.SUCCESS:
+                self._probe.append(rtt)
+            if len(self._probe) >= self.probe_samples:
+                self.min_rtt = min(self._probe)
+                self._probe = None
+                self._next_probe = now + self.min_rtt_interval_s
             return
         dropped = outcome is Outcome.DROPPED
         if not dropped:
             if self.min_rtt is None or rtt < self.min_rtt:
                 self.min_rtt = rtt
-            else:
-                self.min_rtt += (rtt - self.min_rtt) * self.min_rtt_decay
             dropped = rtt > self.latency_tolerance * max(self.min_rtt, 1e-3)
+        if dropped:
+            # All the calls in flight when billing slowed come back slow together: that is one
+            # congestion signal, so cut once per round trip, not once per call.
+            if now - self._last_cut < rtt:
+                return
+            self._last_cut = now
         self.algorithm.on_sample(in_flight, dropped)
-        self.samples += 1
 
     def snapshot(self) -> dict[str, object]:
         return {"limit": self.limit, "in_flight": self.in_flight,
                 "min_rtt_ms": round(self.min_rtt * 1000, 1) if self.min_rtt is not None else None,
+                "measuring_min_rtt": self.measuring,
                 "max_limit": self.algorithm.max_limit,
                 "shed": {p.name.lower(): n for p, n in self.shed.items()}}
 

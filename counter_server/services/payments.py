@@ -39,7 +39,9 @@ class PaymentService:
         Only the cashier of the counter holding the token (or an admin) may take its payment.
         """
         actor.require_writer()
-        token, _ = await self.tokens.get(token_id)
+        token = await self.store.get_token(token_id)  # as committed; read off the writer's path
+        if token is None:
+            raise NotFound("token", token_id)
         actor.require_token(token)
         if token.status not in (Status.CALLED, Status.SERVING, Status.DONE):
             raise TokenNotAtCounter(

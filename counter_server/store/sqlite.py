@@ -347,16 +347,17 @@ class SQLiteStore:
 
     async def settle_payment(self, payment_id: str, status: PaymentStatus, now: float, *,
                              reason: str | None = None, billing_ref: str | None = None,
-                             retry_at: float | None = None) -> Payment:
+                             retry_at: float | None = None, attempted: bool = True) -> Payment:
         """Record the outcome of one forwarding attempt: posted, failed for good, or (queued
-        with ``retry_at``) to be tried again later."""
+        with ``retry_at``) to be tried again later. ``attempted`` is False when the payment was
+        handed back without being sent (limit reached, breaker open)."""
 
         def job(db: sqlite_utils.Database) -> Payment:
             db.execute(
                 "UPDATE payments SET status = ?, reason = ?, billing_ref = coalesce(?, billing_ref),"
-                " attempts = attempts + 1, updated_at = ?, claimed_by = NULL, not_before = ?"
+                " attempts = attempts + ?, updated_at = ?, claimed_by = NULL, not_before = ?"
                 " WHERE id = ?",
-                [status.value, reason, billing_ref, now, retry_at, payment_id],
+                [status.value, reason, billing_ref, int(attempted), now, retry_at, payment_id],
             )
             (row,) = db.query("SELECT * FROM payments WHERE id = ?", [payment_id])
             payment = payment_from_row(row)
