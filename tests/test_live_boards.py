@@ -218,3 +218,12 @@ async def test_a_board_that_stops_reading_is_dropped_without_holding_up_others(a
 def _counter_event(i: int):
     from counter_server.queueing import Event
     return Event("counter_opened" if i % 2 else "counter_closed", None, 0.0, "test", "S01-C4")
+
+
+async def test_ops_channel_carries_the_billing_gateway_state(live: Api):
+    ws = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.admin}"})
+    message = await receive_type(ws, "billing", timeout=3.0)
+    billing = message["billing"]
+    assert message["v"] == 1 and billing["simulated"] is True
+    assert {"limit", "in_flight", "breaker", "shed", "outbox"} <= set(billing)
+    await ws.close()
