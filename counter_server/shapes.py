@@ -10,10 +10,10 @@ from .config import Scenario, Substation
 from .queueing import Estimate, HallView, Token
 
 
-def iso(moment: float | None, tz: tzinfo) -> str | None:
+def iso(moment: float | None, tz: tzinfo, timespec: str = "seconds") -> str | None:
     if moment is None:
         return None
-    return datetime.fromtimestamp(moment, tz).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(moment, tz).isoformat(timespec=timespec)
 
 
 def estimate_json(estimate: Estimate | None) -> dict[str, Any] | None:

@@ -141,7 +141,7 @@ class LiveHub:
         return {
             "seq": seq,
             "kind": event.kind,
-            "at": iso(event.at, self.scenario.timezone),
+            "at": iso(event.at, self.scenario.timezone, "milliseconds"),
             "counter": event.counter,
             "token": public_token_json(event.token) if event.token else None,
         }
