@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from .conftest import BillingSimProcess, ServerProcess, bearer
 
@@ -27,11 +29,15 @@ retry_cap_s = 1.0
 """
 
 
-def gateway_server(tmp_path: Path, sim: BillingSimProcess) -> ServerProcess:
+@pytest.fixture
+def gateway_server(tmp_path: Path, billing_sim: BillingSimProcess) -> Iterator[ServerProcess]:
+    """A server process whose gateway talks to ``billing_sim``; start the sim first."""
     config = tmp_path / "gateway.toml"
     config.write_text(GATEWAY_SCENARIO)
-    return ServerProcess(data_dir=tmp_path / "data", config=config,
-                         extra_args=["--rate-limit", "0", "--billing-url", sim.url])
+    server = ServerProcess(data_dir=tmp_path / "data", config=config,
+                           extra_args=["--rate-limit", "0", "--billing-url", billing_sim.url])
+    yield server
+    server.stop()
 
 
 class Counters:
@@ -79,130 +85,118 @@ async def sim_stats(session: aiohttp.ClientSession, sim: BillingSimProcess) -> d
         return await resp.json()
 
 
-async def test_billing_killed_and_restarted_mid_load_loses_and_doubles_nothing(tmp_path, billing_sim):
+async def test_billing_killed_and_restarted_mid_load_loses_and_doubles_nothing(billing_sim, gateway_server):
     billing_sim.start()
-    server = gateway_server(tmp_path, billing_sim)
+    server = gateway_server
     server.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            counters = Counters(session, server)
-            await counters.open()
-            first = await asyncio.gather(*[counters.pay(i) for i in range(100)])
-            await asyncio.sleep(0.3)
-            billing_sim.kill()                              # mid-load: some posted, some not
-            during = await asyncio.gather(*[counters.pay(i) for i in range(100, 200)])
-            await asyncio.sleep(1.5)
-            assert (await counters.billing())["outbox"]["queued"] > 0
-            billing_sim.start()                             # back, with what it had posted
-            state = await counters.drained()
-            for payment_id in first + during:
-                status, body = await counters.call("GET", f"/api/v1/payments/{payment_id}")
-                assert body["payment"]["status"] == "posted", body
-            stats = await sim_stats(session, billing_sim)
-            assert stats["payments_posted"] == 200 and stats["duplicate_payments"] == 0
-            assert state["outbox"] == {"queued": 0, "posted": 200, "failed": 0, "oldest_queued_s": None}
-            assert state["breaker"]["times_opened"] >= 1
-    finally:
-        server.stop()
+    async with aiohttp.ClientSession() as session:
+        counters = Counters(session, server)
+        await counters.open()
+        first = await asyncio.gather(*[counters.pay(i) for i in range(100)])
+        await asyncio.sleep(0.3)
+        billing_sim.kill()                              # mid-load: some posted, some not
+        during = await asyncio.gather(*[counters.pay(i) for i in range(100, 200)])
+        await asyncio.sleep(1.5)
+        assert (await counters.billing())["outbox"]["queued"] > 0
+        billing_sim.start()                             # back, with what it had posted
+        state = await counters.drained()
+        for payment_id in first + during:
+            status, body = await counters.call("GET", f"/api/v1/payments/{payment_id}")
+            assert body["payment"]["status"] == "posted", body
+        stats = await sim_stats(session, billing_sim)
+        assert stats["payments_posted"] == 200 and stats["duplicate_payments"] == 0
+        assert state["outbox"] == {"queued": 0, "posted": 200, "failed": 0, "oldest_queued_s": None}
+        assert state["breaker"]["times_opened"] >= 1
 
 
-async def test_breaker_opens_while_billing_is_down_and_closes_when_it_is_back(tmp_path, billing_sim):
+async def test_breaker_opens_while_billing_is_down_and_closes_when_it_is_back(billing_sim, gateway_server):
     billing_sim.args = ["--recovery-seconds", "2"]
     billing_sim.start()
-    server = gateway_server(tmp_path, billing_sim)
+    server = gateway_server
     server.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            counters = Counters(session, server)
-            await counters.open(2)
-            async with session.post(f"{billing_sim.url}/admin/crash") as resp:
-                assert resp.status == 200
-            ids = [await counters.pay(i) for i in range(20)]
-            states = []
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                state = await counters.billing()
-                states.append(state["breaker"]["state"])
-                if state["outbox"]["queued"] == 0 and state["breaker"]["state"] == "closed":
-                    break
-                await asyncio.sleep(0.05)
-            assert "open" in states and states[-1] == "closed"
-            assert (await counters.call("GET", "/healthz"))[1]["billing"]["state"] in ("up", "slow")
-            stats = await sim_stats(session, billing_sim)
-            rejected_while_down = stats["rejected"]
-            # While open, the breaker kept calls away: a handful of probes, not a stream of retries.
-            assert rejected_while_down < 40
-            for payment_id in ids:
-                assert (await counters.call("GET", f"/api/v1/payments/{payment_id}"))[1]["payment"]["status"] == "posted"
-    finally:
-        server.stop()
+    async with aiohttp.ClientSession() as session:
+        counters = Counters(session, server)
+        await counters.open(2)
+        async with session.post(f"{billing_sim.url}/admin/crash") as resp:
+            assert resp.status == 200
+        ids = [await counters.pay(i) for i in range(20)]
+        states = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            state = await counters.billing()
+            states.append(state["breaker"]["state"])
+            if state["outbox"]["queued"] == 0 and state["breaker"]["state"] == "closed":
+                break
+            await asyncio.sleep(0.05)
+        assert "open" in states and states[-1] == "closed"
+        assert (await counters.call("GET", "/healthz"))[1]["billing"]["state"] in ("up", "slow")
+        stats = await sim_stats(session, billing_sim)
+        rejected_while_down = stats["rejected"]
+        # While open, the breaker kept calls away: a handful of probes, not a stream of retries.
+        assert rejected_while_down < 40
+        for payment_id in ids:
+            assert (await counters.call("GET", f"/api/v1/payments/{payment_id}"))[1]["payment"]["status"] == "posted"
 
 
-async def test_limit_falls_when_billing_slows_and_rises_after(tmp_path, billing_sim):
+async def test_limit_falls_when_billing_slows_and_rises_after(billing_sim, gateway_server):
     billing_sim.args = ["--capacity", "100", "--knee", "50", "--base-latency-ms", "20"]
     billing_sim.start()
-    server = gateway_server(tmp_path, billing_sim)
+    server = gateway_server
     server.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            counters = Counters(session, server)
-            await counters.open()
-            stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        counters = Counters(session, server)
+        await counters.open()
+        stop = asyncio.Event()
 
-            async def load() -> None:
-                i = 0
-                while not stop.is_set():
-                    await asyncio.gather(*[counters.pay(i + k) for k in range(20)])
-                    i += 20
-                    await asyncio.sleep(0.02)
+        async def load() -> None:
+            i = 0
+            while not stop.is_set():
+                await asyncio.gather(*[counters.pay(i + k) for k in range(20)])
+                i += 20
+                await asyncio.sleep(0.02)
 
-            async def peak_limit(seconds: float) -> tuple[int, int]:
-                seen = []
-                deadline = time.monotonic() + seconds
-                while time.monotonic() < deadline:
-                    seen.append((await counters.billing())["limit"])
-                    await asyncio.sleep(0.05)
-                return max(seen), seen[-1]
+        async def peak_limit(seconds: float) -> tuple[int, int]:
+            seen = []
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                seen.append((await counters.billing())["limit"])
+                await asyncio.sleep(0.05)
+            return max(seen), seen[-1]
 
-            loader = asyncio.create_task(load())
-            grown, _ = await peak_limit(3.0)
-            async with session.post(f"{billing_sim.url}/admin/latency", json={"extra_latency_ms": 400}):
-                pass
-            _, slowed = await peak_limit(4.0)     # about one cut per (slow) round trip
-            async with session.post(f"{billing_sim.url}/admin/latency", json={"extra_latency_ms": 0}):
-                pass
-            recovered, _ = await peak_limit(3.0)
-            stop.set()
-            await loader
-            assert grown > 4                     # grew from its start while billing was quick
-            assert slowed < grown * 0.6          # fell when billing slowed
-            assert recovered > slowed            # and rose again after
-            await counters.drained()
-            assert (await sim_stats(session, billing_sim))["crashes"] == 0
-    finally:
-        server.stop()
+        loader = asyncio.create_task(load())
+        grown, _ = await peak_limit(3.0)
+        async with session.post(f"{billing_sim.url}/admin/latency", json={"extra_latency_ms": 400}):
+            pass
+        _, slowed = await peak_limit(4.0)     # about one cut per (slow) round trip
+        async with session.post(f"{billing_sim.url}/admin/latency", json={"extra_latency_ms": 0}):
+            pass
+        recovered, _ = await peak_limit(3.0)
+        stop.set()
+        await loader
+        assert grown > 4                     # grew from its start while billing was quick
+        assert slowed < grown * 0.6          # fell when billing slowed
+        assert recovered > slowed            # and rose again after
+        await counters.drained()
+        assert (await sim_stats(session, billing_sim))["crashes"] == 0
 
 
-async def test_bill_lookups_coalesce_and_go_stale_while_billing_is_down(tmp_path, billing_sim):
+async def test_bill_lookups_coalesce_and_go_stale_while_billing_is_down(billing_sim, gateway_server):
     billing_sim.start()
-    server = gateway_server(tmp_path, billing_sim)
+    server = gateway_server
     server.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            counters = Counters(session, server)
-            before = (await sim_stats(session, billing_sim))["requests"]
-            answers = await asyncio.gather(*[counters.call("GET", "/api/v1/bills/2140012345")
-                                             for _ in range(40)])
-            assert {status for status, _ in answers} == {200}
-            assert (await sim_stats(session, billing_sim))["requests"] - before == 1
-            bill = answers[0][1]["bill"]
-            billing_sim.kill()
-            await asyncio.sleep(0.6)                 # past the cache's freshness (0.5 s)
-            status, body = await counters.call("GET", "/api/v1/bills/2140012345")
-            assert status == 200 and body["stale"] is True and body["bill"] == bill
-            status, body = await counters.call("GET", "/api/v1/bills/9999000011")
-            assert status == 503 and body["error"]["code"] == "billing_unavailable"
-            status, body = await counters.call("GET", "/api/v1/bills/bad!")
-            assert status in (404, 422)
-    finally:
-        server.stop()
+    async with aiohttp.ClientSession() as session:
+        counters = Counters(session, server)
+        before = (await sim_stats(session, billing_sim))["requests"]
+        answers = await asyncio.gather(*[counters.call("GET", "/api/v1/bills/2140012345")
+                                         for _ in range(40)])
+        assert {status for status, _ in answers} == {200}
+        assert (await sim_stats(session, billing_sim))["requests"] - before == 1
+        bill = answers[0][1]["bill"]
+        billing_sim.kill()
+        await asyncio.sleep(0.6)                 # past the cache's freshness (0.5 s)
+        status, body = await counters.call("GET", "/api/v1/bills/2140012345")
+        assert status == 200 and body["stale"] is True and body["bill"] == bill
+        status, body = await counters.call("GET", "/api/v1/bills/9999000011")
+        assert status == 503 and body["error"]["code"] == "billing_unavailable"
+        status, body = await counters.call("GET", "/api/v1/bills/bad!")
+        assert status in (404, 422)

@@ -256,6 +256,13 @@ def backoff_s(attempt: int, base_s: float = 0.2, cap_s: float = 30.0,
     return rng() * min(cap_s, base_s * 2 ** max(0, attempt))
 
 
+def _forget_before(cutoff: float, *windows: deque[float]) -> None:
+    """Drop the times older than ``cutoff`` from sliding windows of event times."""
+    for times in windows:
+        while times and times[0] < cutoff:
+            times.popleft()
+
+
 class RetryBudget:
     """Retries allowed up to ``ratio`` of recent calls, plus ``min_per_s`` (Google SRE's
     retry budget), so retries cannot multiply the load on a struggling billing server."""
@@ -270,17 +277,12 @@ class RetryBudget:
         self._retries: deque[float] = deque()
         self.refused = 0
 
-    def _trim(self, now: float) -> None:
-        for times in (self._calls, self._retries):
-            while times and times[0] < now - self.window_s:
-                times.popleft()
-
     def record_call(self) -> None:
         self._calls.append(self.clock())
 
     def try_retry(self) -> bool:
         now = self.clock()
-        self._trim(now)
+        _forget_before(now - self.window_s, self._calls, self._retries)
         allowed = self.ratio * len(self._calls) + self.min_per_s * self.window_s
         if len(self._retries) >= allowed:
             self.refused += 1
@@ -303,10 +305,7 @@ class ClientThrottle:
         self._accepts: deque[float] = deque()
 
     def reject_probability(self) -> float:
-        now = self.clock()
-        for times in (self._requests, self._accepts):
-            while times and times[0] < now - self.window_s:
-                times.popleft()
+        _forget_before(self.clock() - self.window_s, self._requests, self._accepts)
         requests, accepts = len(self._requests), len(self._accepts)
         return max(0.0, (requests - self.k * accepts) / (requests + 1))
 

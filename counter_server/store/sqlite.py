@@ -20,19 +20,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields, replace
+from enum import Enum
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import sqlite_utils
 
-from ..billing.outbox import OutboxStats, Payment, PaymentMode, PaymentStatus
+from ..billing.outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import (
     Estimate,
     Event,
     Lease,
-    Priority,
     QueuePolicy,
-    Status,
     SubstationQueue,
     Token,
     UnknownToken,
@@ -55,37 +55,30 @@ T = TypeVar("T")
 Job = Callable[[sqlite_utils.Database], Any]
 
 TOKEN_COLUMNS = [f.name for f in fields(Token)]
-PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
 _STOP = object()
 NO_RESULT = object()
+R = TypeVar("R")
 
 
-def token_to_row(token: Token) -> dict[str, Any]:
-    row = asdict(token)
-    row["priority"] = token.priority.value
-    row["status"] = token.status.value
-    return row
+def to_row(record: Any) -> dict[str, Any]:
+    """A dataclass as a table row: enums stored by their value."""
+    return {k: v.value if isinstance(v, Enum) else v for k, v in asdict(record).items()}
 
 
-def token_from_row(row: dict[str, Any]) -> Token:
-    values = {name: row[name] for name in TOKEN_COLUMNS}
-    values["priority"] = Priority(values["priority"])
-    values["status"] = Status(values["status"])
-    return Token(**values)
+@cache
+def _enum_fields(kind: type) -> dict[str, type[Enum]]:
+    hints = get_type_hints(kind)
+    return {f.name: hints[f.name] for f in fields(kind)
+            if isinstance(hints[f.name], type) and issubclass(hints[f.name], Enum)}
 
 
-def payment_to_row(payment: Payment) -> dict[str, Any]:
-    row = asdict(payment)
-    row["mode"] = payment.mode.value
-    row["status"] = payment.status.value
-    return row
-
-
-def payment_from_row(row: dict[str, Any]) -> Payment:
-    values = {name: row[name] for name in PAYMENT_COLUMNS}
-    values["mode"] = PaymentMode(values["mode"])
-    values["status"] = PaymentStatus(values["status"])
-    return Payment(**values)
+def from_row(kind: type[R], row: Mapping[str, Any]) -> R:
+    """A dataclass back from a row (extra columns ignored), enums rebuilt from their value."""
+    enums = _enum_fields(kind)
+    values = {f.name: row[f.name] for f in fields(kind)}
+    for name, enum in enums.items():
+        values[name] = enum(values[name])
+    return kind(**values)
 
 
 def connect(path: Path) -> sqlite_utils.Database:
@@ -303,8 +296,8 @@ class SQLiteStore:
         def job(db: sqlite_utils.Database) -> tuple[Payment, bool]:
             replay = self._replay_data(db, idem)
             if replay is not None:
-                return payment_from_row(replay), True
-            row = payment_to_row(payment)
+                return from_row(Payment, replay), True
+            row = to_row(payment)
             row.pop("ordinal")
             cur = db.execute(
                 f"INSERT INTO payments ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -321,7 +314,7 @@ class SQLiteStore:
     async def get_payment(self, payment_id: str) -> Payment | None:
         def read(db: sqlite_utils.Database) -> Payment | None:
             rows = list(db.query("SELECT * FROM payments WHERE id = ?", [payment_id]))
-            return payment_from_row(rows[0]) if rows else None
+            return from_row(Payment, rows[0]) if rows else None
 
         return await self._read(read)
 
@@ -341,7 +334,7 @@ class SQLiteStore:
             for row in rows:
                 db.execute("UPDATE payments SET claimed_by = ?, not_before = ? WHERE ordinal = ?",
                            [worker, now + lease_s, row["ordinal"]])
-            return [payment_from_row(row) for row in rows]
+            return [from_row(Payment, row) for row in rows]
 
         return await self._write(job)
 
@@ -360,7 +353,7 @@ class SQLiteStore:
                 [status.value, reason, billing_ref, int(attempted), now, retry_at, payment_id],
             )
             (row,) = db.query("SELECT * FROM payments WHERE id = ?", [payment_id])
-            payment = payment_from_row(row)
+            payment = from_row(Payment, row)
             if status is not PaymentStatus.QUEUED:
                 self._payment_event(db, payment, f"payment_{status.value}", None)
             return payment
@@ -379,7 +372,7 @@ class SQLiteStore:
 
     def _payment_event(self, db: sqlite_utils.Database, payment: Payment, kind: str,
                        actor: str | None) -> int:
-        row = payment_to_row(payment)
+        row = to_row(payment)
         cur = db.execute(
             "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -414,7 +407,7 @@ class SQLiteStore:
     async def get_token(self, token_id: str) -> Token | None:
         def read(db: sqlite_utils.Database) -> Token | None:
             rows = list(db.query("SELECT * FROM tokens WHERE id = ?", [token_id]))
-            return token_from_row(rows[0]) if rows else None
+            return from_row(Token, rows[0]) if rows else None
 
         return await self._read(read)
 
@@ -571,7 +564,7 @@ class SQLiteStore:
         if q is not None:
             self._queues.move_to_end(key)
             return q
-        tokens = [token_from_row(r) for r in db.query(
+        tokens = [from_row(Token, r) for r in db.query(
             "SELECT * FROM tokens WHERE substation = ? AND day = ?", [substation, day]
         )]
         last_seq = dict(db.execute(
@@ -642,9 +635,9 @@ class SQLiteStore:
         for event in events:
             token = event.token
             if token is not None:
-                db.execute(_UPSERT_TOKEN, token_to_row(token))
+                db.execute(_UPSERT_TOKEN, to_row(token))
                 self._token_home[token.id] = (q.substation, q.day)
-                data = token_to_row(token)
+                data = to_row(token)
             else:
                 data = {"counter": event.counter, **(event.detail or {})}
                 if event.kind in ("counter_opened", "counter_closed"):
@@ -695,7 +688,7 @@ class SQLiteStore:
             return Applied(None, replayed=True)
         if "number" not in data:  # a change that made no token (a lease, a counter opened)
             return Applied(None, replayed=True, detail=data)
-        token = token_from_row(data)
+        token = from_row(Token, data)
         q = self._home_queue(db, token.id)
         return Applied(token, replayed=True, estimate=q.estimate_for(token) if q else None)
 
