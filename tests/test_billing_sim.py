@@ -71,3 +71,36 @@ async def test_payments_are_idempotent_and_kept_across_a_restart(billing_sim: Bi
         async with session.get(f"{billing_sim.url}/stats") as resp:
             stats = await resp.json()
         assert stats["payments_posted"] == 1 and stats["duplicate_payments"] == 1
+
+
+async def test_bills_are_deterministic_and_a_forced_crash_refuses_all_but_stats(billing_sim: BillingSimProcess):
+    billing_sim.args = ["--recovery-seconds", "60"]        # only /admin/recover brings it back
+    billing_sim.start()
+    async with aiohttp.ClientSession() as session:
+        async def call(method: str, path: str, **kw) -> tuple[int, dict]:
+            async with session.request(method, f"{billing_sim.url}{path}", **kw) as resp:
+                return resp.status, await resp.json()
+
+        status, bill = await call("GET", "/bills/2140012345")
+        assert status == 200 and bill["account"] == "2140012345"
+        assert bill["consumer"].endswith("2345") and bill["amount_paise"] > 0 and bill["due_date"]
+        assert await call("GET", "/bills/2140012345") == (200, bill)           # same bill every time
+        assert (await call("GET", "/bills/2140099999"))[1]["amount_paise"] != bill["amount_paise"]
+        assert (await call("GET", "/bills/bad!"))[0] == 404
+
+        payment = {"payment_id": "p_9", "account": "2140012345", "amount_paise": 481649}
+        status, first = await call("POST", "/payments", json=payment)
+        assert status == 201
+        status, again = await call("POST", "/payments", json=payment)
+        assert status == 200 and again == {**first, "duplicate": True}
+
+        assert (await call("POST", "/admin/crash"))[1]["up"] is False
+        assert (await call("GET", "/bills/2140012345"))[0] == 503
+        assert (await call("POST", "/payments", json={**payment, "payment_id": "p_10"}))[0] == 503
+        status, stats = await call("GET", "/stats")
+        assert status == 200 and stats["up"] is False and stats["crashes"] == 1
+        assert stats["rejected"] == 2 and stats["payments_posted"] == 1
+        assert stats["duplicate_payments"] == 1
+
+        assert (await call("POST", "/admin/recover"))[1]["up"] is True
+        assert await call("GET", "/bills/2140012345") == (200, bill)
