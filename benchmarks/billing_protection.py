@@ -1,7 +1,8 @@
 """The headline: the same end-of-month peak, without and with the billing gateway.
 
 Forty simulated counters take payments as fast as a frantic last week allows (each one every
-``--think-ms``), against a billing-sim whose capacity is a tenth of that concurrency.
+``--think-ms`` on average, not in lockstep), against a billing-sim whose capacity is a tenth of
+that concurrency.
 
   * without the gateway, each counter posts straight to billing and, like a kiosk that must
     print a receipt, retries twice before giving up (a lost payment);
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import tempfile
 import time
@@ -110,7 +112,7 @@ async def without_gateway(sim: BillingSimProcess, counters: int, duration: float
                 else:
                     run.lost += 1
                 run.latencies_ms.append((time.perf_counter() - t0) * 1000)
-                await asyncio.sleep(think)
+                await asyncio.sleep(think * random.uniform(0.5, 1.5))
 
         await asyncio.gather(*[counter(n) for n in range(counters)])
         run.busy_s = time.monotonic() - started
@@ -149,7 +151,7 @@ async def with_gateway(sim: BillingSimProcess, server: ServerProcess, counters: 
                 run.latencies_ms.append((time.perf_counter() - t0) * 1000)
                 if resp.status == 202:
                     run.acknowledged.append(body["payment"]["id"])
-                await asyncio.sleep(think)
+                await asyncio.sleep(think * random.uniform(0.5, 1.5))
 
         await asyncio.gather(*[counter(n) for n in range(counters)])
         log(f"  with gateway: {len(run.acknowledged)} acknowledged; draining the outbox ...", quiet)
