@@ -190,6 +190,7 @@ class LiveHub:
             body["hall"] = hall_json(self._halls[name], self.scenario) if name in self._halls else None
             body["nearby"] = self.nearby(name)
             body["online"] = self._online()
+            body["timezone"] = self.scenario.timezone.key
         return json.dumps(body, ensure_ascii=False)
 
     def heartbeat(self, name: str) -> str:
