@@ -1,0 +1,13 @@
+"""Month capacity simulator (``peak-sim``): replay a month of counter arrivals from the scenario.
+
+Ops run it before month-end to see how long the last week's lines get, how many people are turned
+away, and what more counters or more online payment would change. Layers, pure first:
+
+* ``demand``   the scenario's ``[demand]`` figures (with flag overrides) and the arrivals they make;
+* ``policies`` what happens at the door: nothing, admission (refuse early), or the online hint;
+* ``model``    the discrete-event simulation of one substation for one day;
+* ``month``    a month of days, consumers sent home coming back the next working day;
+* ``whatif``   the same month with other counter numbers or online shares;
+* ``report``   the per-day table, the PNG plots and the Markdown summary;
+* ``cli``      ``peak-sim``.
+"""

@@ -1,0 +1,306 @@
+"""``peak-sim``: simulate a month at the cash counters under each policy, before month-end.
+
+    peak-sim [--config F] [--days N] [--out DIR] [--seed S] [figures and policy flags]
+
+Prints a per-day table for each policy (arrivals, served, turned away at closing and refused at
+the door, wait p50/p90, longest line), writes PNG plots and summary.md to --out, and answers how
+many counters per substation, or what online share, keep the last week's p90 wait under the
+target. Every figure comes from the scenario's [demand] table or a flag; see --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from counter_server.config import ScenarioError, load_scenario
+
+from . import report
+from .demand import DEFAULTS, REQUIRED, DemandError, DemandParams, demand_from_scenario
+from .month import MonthResult, make_plan
+from .policies import DOOR_ESTIMATES, POLICY_NAMES, Policy, make_policy
+from .whatif import Task, WhatIfPoint, refine_online, run_tasks, whatif_tasks
+
+# Flag -> [demand] key it overrides.
+DEMAND_FLAGS = {
+    "connections": "connections",
+    "paying_share": "paying_share",
+    "online_share": "online_share",
+    "working_days": "working_days_per_month",
+    "last_week_days": "last_week_working_days",
+    "last_week_share": "last_week_share_of_counter_payments",
+    "profile": "intraday_profile",
+    "come_back": "come_back_share",
+    "door_online_accept": "door_online_accept",
+    "hint_uptake": "online_hint_uptake",
+    "service_dist": "service_time_distribution",
+    "substation_weights": "substation_weights",
+    "visits": "visits_per_day",
+    "payment_service": "payment_service",
+}
+
+
+def _floats(text: str) -> list[float]:
+    """``a,b,c`` or ``start:stop:step`` (stop included)."""
+    if ":" in text:
+        start, stop, step = (float(x) for x in text.split(":"))
+        if step <= 0:
+            raise argparse.ArgumentTypeError("step must be above 0")
+        count = int(round((stop - start) / step)) + 1
+        return [round(start + i * step, 10) for i in range(max(count, 0))]
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    """``a,b,c`` or ``first-last``."""
+    if "-" in text and "," not in text:
+        first, last = (int(x) for x in text.split("-"))
+        return list(range(first, last + 1))
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _named(text: str) -> dict[str, float]:
+    """``S01=2,S02=0.5``."""
+    table = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if not value:
+            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {part!r}")
+        table[name.strip()] = float(value)
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="peak-sim",
+        description="Simulate a month at the cash counters under each policy, before month-end: "
+        "per-day table, PNG plots and summary.md, and the counters or online share that keep "
+        "the last week's p90 wait under the target.")
+    run = p.add_argument_group("run")
+    run.add_argument("--config", type=Path, default=None, help="scenario TOML (default: built-in)")
+    run.add_argument("--days", type=int, default=None,
+                     help="simulate the month's last N working days (default: the whole month)")
+    run.add_argument("--out", type=Path, default=Path("peak-sim-out"),
+                     help="where plots and summary.md go (default: %(default)s)")
+    run.add_argument("--seed", type=int, default=1,
+                     help="random seed: same seed, same results (default: %(default)s)")
+    run.add_argument("--counters", type=int, default=None,
+                     help="counters per substation (default: the scenario's)")
+    run.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                     help="processes to run in (default: the number of cores, %(default)s)")
+    run.add_argument("--sample-min", type=float, default=5.0,
+                     help="minutes between line samples (default: %(default)s)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    d = p.add_argument_group("demand (default: the scenario's [demand], else the simulator's default)")
+    d.add_argument("--connections", type=float)
+    d.add_argument("--paying-share", type=float, help="share of connections paying each month")
+    d.add_argument("--online-share", type=float,
+                   help="share of payments made online (default: online_payments_per_month / payments)")
+    d.add_argument("--working-days", type=int, help="working days per month")
+    d.add_argument("--last-week-days", type=int, help="working days in the last week")
+    d.add_argument("--last-week-share", type=float, help="share of counter payments in the last week")
+    d.add_argument("--profile", type=_floats, help="intra-day arrival weights over equal slices of the "
+                   "opening hours, e.g. 0.9,1.4,1.3,1,0.6,1.1,1.2,0.7")
+    d.add_argument("--come-back", type=float,
+                   help="share of those sent home who come back the next working day")
+    d.add_argument("--substation-weights", type=_named, help="e.g. S01=2,S02=0.5 (others: 1)")
+    d.add_argument("--visits", type=_named,
+                   help="other services' visits per working day, city-wide, e.g. complaint=200")
+    d.add_argument("--payment-service", help="the service paid online (default: the first listed)")
+    d.add_argument("--service-dist", choices=["bounded", "exponential"],
+                   help="service times within min..max with the mean, or exponential")
+
+    pol = p.add_argument_group("policies")
+    pol.add_argument("--policies", default="none,door,hint",
+                     help=f"comma-separated, from: {', '.join(POLICY_NAMES)} (default: %(default)s)")
+    pol.add_argument("--door-estimate", choices=DOOR_ESTIMATES, default="p90",
+                     help="wait the door compares with closing: the server's p50 or p90 "
+                     "estimate, or the max bound (never admits anyone who cannot be served; "
+                     "default: %(default)s)")
+    pol.add_argument("--door-online-accept", type=float,
+                   help="share of those refused at the door who pay online instead")
+    pol.add_argument("--hint-after-min", type=float, default=None,
+                     help="wait (p50) above which boards show the online hint "
+                     "(default: the scenario's [online] hint_after_minutes)")
+    pol.add_argument("--hint-uptake", type=float, help="share who pay online when shown the hint")
+
+    w = p.add_argument_group("what-if")
+    w.add_argument("--whatif-days", type=int, default=None,
+                   help="last working days each what-if run covers (default: the last week; 0: none)")
+    w.add_argument("--whatif-counters", type=_ints, default=None,
+                   help="counters per substation to try, e.g. 4-12 (default: today's to twice that)")
+    w.add_argument("--whatif-online", type=_floats, default=None,
+                   help="online shares to try, e.g. 0.3:0.9:0.05 (default: today's, then 0.3 to 0.9 by 0.1)")
+    w.add_argument("--whatif-online-step", type=float, default=0.05,
+                   help="with the default shares, try shares this far apart where the p90 "
+                   "target is first met (0: no second round; default: %(default)s)")
+    w.add_argument("--target-min", type=float, default=None,
+                   help="p90 wait target in minutes (default: the scenario's hint_after_minutes)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ScenarioError, DemandError, ValueError) as exc:
+        print(f"peak-sim: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    scenario = load_scenario(args.config)
+    flags = {key: getattr(args, flag) for flag, key in DEMAND_FLAGS.items()}
+    demand = demand_from_scenario(scenario, flags)
+    hint_after_min = (args.hint_after_min if args.hint_after_min is not None
+                      else scenario.online.hint_after_s / 60)
+    target_min = args.target_min if args.target_min is not None else scenario.online.hint_after_s / 60
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    policies = [make_policy(n, door_estimate=args.door_estimate,
+                            door_online_accept=demand.door_online_accept,
+                            hint_after_s=hint_after_min * 60, hint_uptake=demand.online_hint_uptake)
+                for n in names]
+    if not policies:
+        raise ValueError("--policies: name at least one policy")
+    plan = make_plan(scenario, demand, args.days, args.counters, args.sample_min * 60)
+    now_counters = max(len(lay.counters) for lay in plan.layouts)
+    whatif_days = demand.last_week_days if args.whatif_days is None else args.whatif_days
+    if not 0 <= whatif_days <= demand.working_days:
+        raise ValueError(f"--whatif-days: must be between 0 and {demand.working_days}")
+    counters = args.whatif_counters or list(range(max(1, now_counters), 2 * now_counters + 1))
+    shares = args.whatif_online if args.whatif_online is not None else _shares_from(demand.online_share)
+    if any(n < 1 for n in counters) or any(not 0 <= s <= 1 for s in shares):
+        raise ValueError("--whatif-counters must be 1 or more and --whatif-online between 0 and 1")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    target_s = target_min * 60
+    tasks = [Task(plan, policy, args.seed) for policy in policies]
+    if whatif_days > 0:
+        tasks += whatif_tasks(scenario, demand, policies, args.seed, whatif_days, counters, shares,
+                              args.counters)
+    bar = tqdm(total=len(tasks), desc="peak-sim runs", unit="run", disable=args.no_progress,
+               file=sys.stderr)
+    main_runs: dict[int, MonthResult] = {}
+    plots: list[Path] = []
+
+    def done(index: int, result: MonthResult | list[WhatIfPoint]) -> None:
+        bar.update()
+        if isinstance(result, MonthResult):
+            main_runs[index] = result
+            if len(main_runs) == len(policies):  # plot them while the what-if runs go on
+                plots.extend(_main_plots([main_runs[i] for i in sorted(main_runs)], plan.sample_times,
+                                         target_s, args.out))
+
+    outputs = run_tasks(tasks, args.jobs, on_done=done)
+    if args.whatif_online is None:  # a second round, between the grid's last miss and first hit
+        finer = refine_online(_points(outputs), target_s, args.whatif_online_step)
+        by_name = {p.name: p for p in policies}
+        extra = [task for name, more in finer.items()
+                 for task in whatif_tasks(scenario, demand, [by_name[name]], args.seed, whatif_days,
+                                          [], more, args.counters)]
+        bar.total += len(extra)
+        bar.refresh()
+        tasks += extra
+        outputs += run_tasks(extra, args.jobs, on_done=done)
+    bar.close()
+    simulated = time.perf_counter() - started
+    results = [o for o in outputs if isinstance(o, MonthResult)]
+    points = _points(outputs)
+
+    for result in results:
+        print(report.format_table(result))
+        print()
+    labels = {p.name: p.label for p in policies}
+    answer = report.answer_lines(report.answers(points, target_s), labels, target_s) if points else []
+    for line in answer:
+        print(line)
+    if points:
+        plots.append(report.plot_counters(points, labels, target_s, now_counters,
+                                          args.out / report.PLOTS["counters"]))
+        plots.append(report.plot_online(points, labels, target_s, demand.online_share,
+                                        whatif_days, args.out / report.PLOTS["online"]))
+    notes = _notes(demand, whatif_days, plan.days, now_counters)
+    summary = report.write_summary(
+        args.out / report.SUMMARY, scenario_name=scenario.name,
+        figures=_figures(scenario.demand, flags, demand, policies, hint_after_min, target_min,
+                         args.seed),
+        results=results, answer_text=answer, plots=plots, notes=notes)
+    print(f"\nwrote {', '.join(str(p) for p in [*plots, summary])}")
+    processes = f"{args.jobs} process{'es' if args.jobs != 1 else ''}"
+    print(f"{len(tasks)} runs in {simulated:.1f} s, all written {time.perf_counter() - started:.1f} s "
+          f"after start-up ({processes})")
+    return 0
+
+
+def _points(outputs: list[MonthResult | list[WhatIfPoint]]) -> list[WhatIfPoint]:
+    return [p for o in outputs if isinstance(o, list) for p in o]
+
+
+def _main_plots(results: list[MonthResult], sample_times: list[float], target_s: float,
+                out: Path) -> list[Path]:
+    plots = [report.plot_queues(results, sample_times, out / report.PLOTS["queue"])]
+    if any(r.last_week() for r in results):
+        plots.append(report.plot_waits(results, target_s, out / report.PLOTS["waits"]))
+    return plots
+
+
+def _shares_from(now: float) -> list[float]:
+    """Online shares for the what-if: today's, then every 10 points up to 90 %."""
+    steps = [round(x / 10, 2) for x in range(int(now * 10) + 1, 10)]
+    return [now] + [s for s in steps if s > now]
+
+
+def _figures(raw: dict[str, Any], flags: dict[str, Any], demand: DemandParams,
+             policies: Sequence[Policy], hint_after_min: float, target_min: float,
+             seed: int) -> list[tuple[str, str, str]]:
+    """(figure, value, where it came from) for the summary."""
+    def source(key: str) -> str:
+        if flags.get(key) is not None:
+            return "flag"
+        return "scenario [demand]" if key in raw else "simulator default (not in the scenario)"
+
+    rows = []
+    for key in [*REQUIRED, "online_payments_per_month", *DEFAULTS]:
+        if key == "online_payments_per_month" and key not in raw:
+            continue
+        value = flags.get(key) if flags.get(key) is not None else raw.get(key, DEFAULTS.get(key))
+        rows.append((key, f"{value}", source(key)))
+    online_src = ("flag" if flags.get("online_share") is not None
+                  else "scenario [demand]" if "online_share" in raw
+                  else "online_payments_per_month / (connections x paying_share)")
+    rows.append(("online_share", f"{demand.online_share:.4f}", online_src))
+    rows.append(("counter payments per month", f"{demand.counter_payments_per_month:,.0f}",
+                 "connections x paying_share x (1 - online_share)"))
+    rows.append(("payment service", demand.payment_service,
+                 "flag" if flags.get("payment_service") else "scenario [demand]"
+                 if "payment_service" in raw else "the scenario's first service"))
+    rows.append(("hint after (min)", f"{hint_after_min:g}", "scenario [online] unless --hint-after-min"))
+    rows.append(("p90 wait target (min)", f"{target_min:g}", "scenario [online] unless --target-min"))
+    rows.append(("door estimate", policies[0].door_estimate, "--door-estimate"))
+    rows.append(("seed", str(seed), "--seed"))
+    return rows
+
+
+def _notes(demand: DemandParams, whatif_days: int, days: Sequence[int], counters: int) -> list[str]:
+    notes = [
+        "Turned away and refused consumers who do not pay online come back the next working day "
+        f"(come_back_share = {demand.come_back_share:g}), so a day's arrivals include them and "
+        "one person may be turned away on several days.",
+        "Waits are of served consumers only: those turned away at closing waited too, and the "
+        "table's turned-away count is the measure of that.",
+        f"The month starts with nobody coming back from the month before (day {days[0]}).",
+    ]
+    if whatif_days:
+        notes.append(f"What-if runs replay the month's last {whatif_days} working days only, "
+                     "starting with nobody coming back from earlier days; at the scenario's "
+                     f"{counters} counters the days before hardly send anyone home.")
+    return notes

@@ -1,0 +1,442 @@
+"""The discrete-event simulation of one substation for one day: pure, no I/O, no clock.
+
+Events are arrivals (already sorted, so they are read in order rather than pushed) and counters
+finishing (a heap as small as the number of counters). Each service has a FIFO line; a counter
+that frees takes whoever came first among the services it serves, as the server's call order
+does for normal-priority tokens. Whoever is in service at closing is finished; whoever still
+waits is turned away. Priority classes, no-shows and recalls are left out: they shift who waits,
+not how many the counters can serve.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from counter_server.config import Scenario, Service, Substation
+
+from .demand import ArrivalBatch
+from .policies import Policy, door_wait_s
+
+
+@dataclass(frozen=True)
+class ServiceTime:
+    """A service's time at the counter: ``mean_s`` exactly, within ``min_s``..``max_s``.
+
+    ``bounded`` draws a triangular distribution with that mean when its mode falls within the
+    bounds; otherwise a power-law beta with that mean (the same family: Beta(2, 1) and Beta(1, 2)
+    are the triangular ones with the mode at an end), so any mean inside the bounds works.
+    ``exponential`` uses the mean alone (the M/M/c case), as does a service without min and max.
+    ``sd_s`` is the spread the door's p90 uses: the server's seed, that of a uniform min..max.
+    """
+
+    id: str
+    mean_s: float
+    sd_s: float
+    min_s: float | None = None
+    max_s: float | None = None
+    distribution: str = "bounded"
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.distribution == "exponential" or self.min_s is None or self.max_s is None:
+            return rng.exponential(self.mean_s, n)
+        low, high, mean = self.min_s, self.max_s, self.mean_s
+        if high <= low:
+            return np.full(n, mean)
+        f = (mean - low) / (high - low)
+        if 1 / 3 <= f <= 2 / 3:
+            return rng.triangular(low, min(high, max(low, 3 * mean - low - high)), high, n)
+        shape = rng.beta(f / (1 - f), 1.0, n) if f > 2 / 3 else rng.beta(1.0, (1 - f) / f, n)
+        return low + (high - low) * shape
+
+    @property
+    def bound_s(self) -> float:
+        """The longest a service can take (infinite when its times are unbounded)."""
+        if self.distribution == "exponential" or self.max_s is None:
+            return math.inf
+        return self.max_s
+
+
+def service_times(scenario: Scenario, distribution: str) -> tuple[ServiceTime, ...]:
+    """Each scenario service's time at the counter, in the scenario's order of services."""
+    seeds = scenario.policy.service_seeds
+
+    def one(s: Service) -> ServiceTime:
+        if s.min_service_s is not None and s.max_service_s is not None and not (
+                s.min_service_s <= s.mean_service_s <= s.max_service_s):
+            raise ValueError(f"services.{s.id}: mean_service_s must lie within min..max")
+        return ServiceTime(s.id, s.mean_service_s, seeds[s.id].sd_s, s.min_service_s,
+                           s.max_service_s, distribution)
+
+    return tuple(one(s) for s in scenario.services.values())
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A substation as the simulation sees it: opening hours and, per counter, service indices."""
+
+    substation: str
+    opens_s: float
+    closes_s: float
+    counters: tuple[tuple[int, ...], ...]
+
+
+def layouts(scenario: Scenario, counters_per_substation: int | None = None) -> tuple[Layout, ...]:
+    """The scenario's substations; with ``counters_per_substation``, that many counters each.
+
+    More counters repeat the substation's own counter list in order (a fifth counter serves what
+    the first does), fewer keep the first ones, so the what-if keeps the scenario's service mix.
+    """
+    index = {sid: i for i, sid in enumerate(scenario.services)}
+
+    def one(sub: Substation) -> Layout:
+        own = [tuple(index[s] for s in c.services) for c in sub.counters]
+        n = len(own) if counters_per_substation is None else counters_per_substation
+        counters = tuple(own[k % len(own)] for k in range(n)) if own else ()
+        return Layout(sub.id, _seconds(sub.opens), _seconds(sub.closes), counters)
+
+    return tuple(one(sub) for sub in scenario.substations.values())
+
+
+def _seconds(t) -> float:
+    return t.hour * 3600.0 + t.minute * 60.0 + t.second
+
+
+@dataclass
+class DayOutcome:
+    """What happened at one substation on one day."""
+
+    arrivals: int = 0
+    returning: int = 0
+    served: int = 0
+    turned_away_closing: int = 0
+    refused_at_door: int = 0
+    online_hint: int = 0
+    online_door: int = 0
+    max_queue: int = 0
+    lost_s: float = 0.0           # time in line of those turned away at closing
+    waits: list[float] = field(default_factory=list)
+    sent_home: dict[int, int] = field(default_factory=dict)   # service index -> people
+    queue_samples: list[int] = field(default_factory=list)
+    last_wait_end_s: float = 0.0  # when the last served consumer's wait ended
+
+
+def run_day(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
+            payment: int, sample_times: Sequence[float] = (), events: bool = False) -> DayOutcome:
+    """Simulate one substation's day; ``sample_times`` are clock times to record the line at.
+
+    ``payment`` is the index of the service that can be paid online instead (the hint and the
+    door's online offer apply to it only). When the day's consumers all want one service (the
+    usual case: bill payment only) the shortcut ``one_line`` gives the same outcome several times
+    faster; ``events=True`` forces the event loop (the tests compare the two).
+    """
+    kinds = np.unique(np.asarray(batch.services, dtype=int))
+    if len(kinds) == 1 and not events:
+        return one_line(layout, services, batch, policy, payment, sample_times, int(kinds[0]))
+    return event_loop(layout, services, batch, policy, payment, sample_times)
+
+
+def _per_service(layout: Layout, services: Sequence[ServiceTime],
+                 present: set[int]) -> tuple[list, list, list]:
+    """Per service: the counters serving it, every service those counters serve, and the longest
+    service any of them can give today (what the door's ``max`` bound needs: only services
+    someone came for today count)."""
+    n_services = len(services)
+    counters_for = [[k for k, served in enumerate(layout.counters) if s in served]
+                    for s in range(n_services)]
+    shared = [sorted({x for k in counters_for[s] for x in layout.counters[k]}) for s in range(n_services)]
+    bound = [max((services[x].bound_s for x in shared[s] if x in present), default=math.inf)
+             for s in range(n_services)]
+    return counters_for, shared, bound
+
+
+def _check_bound(policy: Policy, bound: Sequence[float], present: set[int]) -> None:
+    if policy.door and policy.door_estimate == "max" and any(math.isinf(bound[s]) for s in present):
+        raise ValueError("door estimate 'max' needs bounded service times (min/max in the scenario)")
+
+
+def one_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
+             payment: int, sample_times: Sequence[float], s: int) -> DayOutcome:
+    """The day when everyone wants service ``s``: one FIFO line before the counters serving it.
+
+    Then a consumer starts at max(arrival, the earliest time a counter frees), and the line at
+    any moment is those who joined and have not started: the same events as ``event_loop``,
+    walked consumer by consumer instead of event by event.
+    """
+    closes = layout.closes_s
+    counters_for, shared, bound = _per_service(layout, services, {s})
+    _check_bound(policy, bound, {s})
+    c = len(counters_for[s])
+    out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
+    times = _as_list(batch.times)
+    n = len(times)
+    if c == 0:
+        out.turned_away_closing = n
+        out.sent_home[s] = n
+        out.queue_samples = [0] * len(sample_times)
+        return out
+    hint = policy.hint and s == payment
+    lengths = _as_list(batch.service_s)
+    u_hint = _as_list(batch.u_hint) if hint else []
+    u_door = _as_list(batch.u_door) if policy.door else []
+    door, kind = policy.door, policy.door_estimate
+    offer_online = s == payment
+    hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
+    mean, sd, top = services[s].mean_s, services[s].sd_s, bound[s]
+    door_table: list[float] = []           # the door's estimate by people ahead, as needed
+    hint_from = _hint_from(hint_after, mean, c, n) if hint else n + 1
+    frees = [0.0] * c                      # when each counter is next free (a heap)
+    line: deque = deque()                  # start times of those waiting, in order
+    joined: list[float] = []               # arrival times of those who joined the line
+    waits = out.waits                      # of the first len(waits) of them: the rest are
+    lost = 0.0                             # turned away (starts never decrease, so once one
+    max_queue = 0                          # starts after closing, so does everyone after)
+    sent_home = 0
+    inf = math.inf
+    heapreplace = heapq.heapreplace
+    plain = not hint and not door
+    tail_from = n
+    if plain:
+        tail_from, max_queue = _plain_line(times, lengths, frees, closes, joined, waits, line)
+        n = 0  # done: the loop below is for the policies
+    online_hint = refused = online_door = 0
+    for j in range(n):
+        t = times[j]
+        while line and line[0] <= t:
+            line.popleft()
+        ahead = len(line)
+        if ahead >= hint_from and u_hint[j] < uptake:
+            online_hint += 1
+            continue
+        first_free = frees[0]
+        if door and (ahead or first_free > t):
+            while ahead >= len(door_table):
+                a = len(door_table)
+                door_table.append(door_wait_s(kind, a, a, c, mean, sd, top))
+            if t + door_table[ahead] > closes:
+                refused += 1
+                if offer_online and u_door[j] < accept:
+                    online_door += 1
+                else:
+                    sent_home += 1
+                continue
+        if first_free > t:
+            if first_free > closes:
+                lost += closes - t
+                line.append(inf)
+            else:
+                heapreplace(frees, first_free + lengths[j])
+                waits.append(first_free - t)
+                line.append(first_free)
+            if ahead >= max_queue:
+                max_queue = ahead + 1
+        else:
+            heapreplace(frees, t + lengths[j])
+            waits.append(0.0)
+        joined.append(t)
+    if tail_from < len(times):
+        rest = np.asarray(times[tail_from:])
+        pending = np.asarray(line, dtype=float)  # all of them start before closing, in order
+        ahead_then = len(pending) - np.searchsorted(pending, rest, side="right") + np.arange(len(rest))
+        max_queue = max(max_queue, int(ahead_then.max()) + 1)
+        lost += float((closes - rest).sum())
+        joined.extend(rest.tolist())
+    served = len(waits)
+    turned_away = len(joined) - served
+    out.online_hint, out.refused_at_door, out.online_door = online_hint, refused, online_door
+    out.served = served
+    out.turned_away_closing = turned_away
+    out.lost_s = lost
+    out.max_queue = max_queue
+    if served:
+        out.last_wait_end_s = joined[served - 1] + waits[-1]
+    if turned_away + sent_home:
+        out.sent_home[s] = turned_away + sent_home
+    if len(sample_times):
+        at = np.asarray(sample_times)
+        came = np.asarray(joined)
+        starts = came[:served] + np.asarray(waits)
+        waiting = np.searchsorted(came, at, side="right") - np.searchsorted(starts, at, side="right")
+        out.queue_samples = np.where(at <= closes, waiting, 0).tolist()
+    return out
+
+
+def _hint_from(hint_after: float, mean: float, counters: int, most: int) -> int:
+    """The fewest people ahead whose p50 wait (ahead x mean / counters) passes ``hint_after``.
+
+    Found with the very expression the event loop tests, so both loops agree to the last bit.
+    """
+    low, high = 0, most + 1
+    while low < high:
+        mid = (low + high) // 2
+        if mid * mean / counters > hint_after:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def _plain_line(times: Sequence[float], lengths: Sequence[float], frees: list[float], closes: float,
+                joined: list[float], waits: list[float], line: deque) -> tuple[int, int]:
+    """``one_line`` with no policy, until every counter is busy past closing (the hot path).
+
+    Returns where it stopped and the longest line; ``line`` is left holding the start times of
+    those still waiting then. The longest line is counted afterwards: after consumer j joins,
+    j + 1 have joined and those whose start is not after t_j have left the line.
+    """
+    heapreplace = heapq.heapreplace
+    stop = len(times)
+    for j, t in enumerate(times):
+        first_free = frees[0]
+        if first_free > t:
+            if first_free > closes:
+                stop = j
+                break
+            heapreplace(frees, first_free + lengths[j])
+            waits.append(first_free - t)
+        else:
+            heapreplace(frees, t + lengths[j])
+            waits.append(0.0)
+    if not waits:
+        return stop, 0
+    came = np.asarray(times[:stop])
+    starts = came + np.asarray(waits)
+    in_line = np.arange(1, stop + 1) - np.searchsorted(starts, came, side="right")
+    line.extend(starts[starts > came[-1]].tolist())
+    joined.extend(came.tolist())
+    return stop, int(in_line.max())
+
+
+def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
+               payment: int, sample_times: Sequence[float]) -> DayOutcome:
+    """The general day: several services, counters serving different sets of them."""
+    closes = layout.closes_s
+    counters = layout.counters
+    n_services = len(services)
+    kinds = _as_list(batch.services)
+    counters_for, shared, bound = _per_service(layout, services, set(kinds))
+    _check_bound(policy, bound, set(kinds))
+    n_for = [len(c) for c in counters_for]
+    mean = [sv.mean_s for sv in services]
+    sd = [sv.sd_s for sv in services]
+
+    lines: list[deque] = [deque() for _ in range(n_services)]
+    free = [True] * len(counters)
+    finishing: list[tuple[float, int]] = []
+    out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
+    waits = out.waits
+    samples = out.queue_samples
+    sent_home = out.sent_home
+    times, lengths = _as_list(batch.times), _as_list(batch.service_s)
+    u_hint, u_door = _as_list(batch.u_hint), _as_list(batch.u_door)
+    hint, door, kind = policy.hint, policy.door, policy.door_estimate
+    hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
+    n = len(times)
+    n_samples = len(sample_times)
+    next_sample = sample_times[0] if n_samples else math.inf
+    si = 0
+    i = 0
+    waiting = 0
+    max_queue = 0
+    last_start = 0.0
+    inf = math.inf
+    heappush, heappop = heapq.heappush, heapq.heappop
+
+    while True:
+        ta = times[i] if i < n else inf
+        td = finishing[0][0] if finishing else inf
+        t = ta if ta <= td else td
+        if t > closes:
+            break
+        while next_sample <= t:
+            samples.append(waiting)
+            si += 1
+            next_sample = sample_times[si] if si < n_samples else inf
+        if ta <= td:
+            s = kinds[i]
+            length = lengths[i]
+            j = i
+            i += 1
+            c = n_for[s]
+            line = lines[s]
+            ahead = len(line)
+            if c == 0:  # nobody here serves it: sent home, as at closing
+                out.turned_away_closing += 1
+                sent_home[s] = sent_home.get(s, 0) + 1
+                continue
+            if hint and s == payment and ahead * mean[s] / c > hint_after and u_hint[j] < uptake:
+                out.online_hint += 1
+                continue
+            if ahead == 0:  # nobody of this service waits: maybe one of its counters is free
+                k = next((k for k in counters_for[s] if free[k]), -1)
+                if k >= 0:
+                    free[k] = False
+                    heappush(finishing, (t + length, k))
+                    waits.append(0.0)
+                    last_start = t
+                    continue
+            if door:
+                shared_ahead = sum(len(lines[x]) for x in shared[s]) if kind == "max" else ahead
+                if t + door_wait_s(kind, ahead, shared_ahead, c, mean[s], sd[s], bound[s]) > closes:
+                    out.refused_at_door += 1
+                    if s == payment and u_door[j] < accept:
+                        out.online_door += 1
+                    else:
+                        sent_home[s] = sent_home.get(s, 0) + 1
+                    continue
+            line.append((t, length))
+            waiting += 1
+            if waiting > max_queue:
+                max_queue = waiting
+        else:
+            _, k = heappop(finishing)
+            served = counters[k]
+            if len(served) == 1:
+                line = lines[served[0]]
+                if not line:
+                    free[k] = True
+                    continue
+            else:
+                line = None
+                first = inf
+                for x in served:
+                    candidate = lines[x]
+                    if candidate and candidate[0][0] < first:
+                        first = candidate[0][0]
+                        line = candidate
+                if line is None:
+                    free[k] = True
+                    continue
+            came, length = line.popleft()
+            waiting -= 1
+            waits.append(t - came)
+            last_start = t
+            heappush(finishing, (t + length, k))
+
+    while si < n_samples:
+        samples.append(waiting if sample_times[si] <= closes else 0)
+        si += 1
+    for s, line in enumerate(lines):
+        if line:
+            out.turned_away_closing += len(line)
+            sent_home[s] = sent_home.get(s, 0) + len(line)
+            out.lost_s += sum(closes - came for came, _ in line)
+    out.served = len(waits)
+    out.max_queue = max_queue
+    out.last_wait_end_s = last_start
+    return out
+
+
+def _as_list(values: Sequence) -> list:
+    """Python lists: the loops read them element by element, much faster than numpy arrays."""
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+def index_of(services: Sequence[ServiceTime]) -> Mapping[str, int]:
+    """Service id -> index in the simulation's lists."""
+    return {sv.id: i for i, sv in enumerate(services)}

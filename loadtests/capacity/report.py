@@ -1,0 +1,316 @@
+"""What ops read: the per-day table, four PNG plots and a Markdown summary with the answer.
+
+Plots are drawn on ``matplotlib.figure.Figure`` objects (the Agg renderer, no pyplot), so making
+them touches no global state and needs no display. matplotlib is imported by the first plot, not
+with this module: ``peak-sim`` draws while its simulations still run, so the import costs no
+waiting. Margins are set by hand: matplotlib's automatic layouts draw each figure twice, which
+``peak-sim`` cannot afford within its 10 s budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .month import DayStats, MonthResult
+from .whatif import COUNTERS, ONLINE, WhatIfPoint
+
+PLOTS = {
+    "queue": "queue-last-week.png",
+    "waits": "wait-distribution.png",
+    "counters": "whatif-counters.png",
+    "online": "whatif-online-share.png",
+}
+SUMMARY = "summary.md"
+DPI = 110
+PNG_OPTIONS = {"compress_level": 3}   # zlib's default 6 takes longer than drawing the plot
+
+COLUMNS = ("day", "", "arrivals", "back", "served", "away@close", "refused", "online",
+           "p50 min", "p90 min", "longest")
+LEGEND = ("  *: last week; back: arrivals sent home on an earlier day; away@close: still waiting "
+          "at closing;\n  refused: at the door; online: paid online instead (hint or door); "
+          "p50/p90: wait of the served;\n  longest: longest line at one substation")
+
+
+def _row(d: DayStats | None, label: str, rows: Sequence[DayStats]) -> list[str]:
+    """One table row: a day, or a total over ``rows`` (waits of a total: pooled over its days)."""
+    if d is not None:
+        return [str(d.day), "*" if d.last_week else "", f"{d.arrivals:,}", f"{d.returning:,}",
+                f"{d.served:,}", f"{d.turned_away_closing:,}", f"{d.refused_at_door:,}",
+                f"{d.online_hint + d.online_door:,}", f"{d.wait_p50_s / 60:.1f}",
+                f"{d.wait_p90_s / 60:.1f}", f"{d.longest_queue:,}"]
+    total = {k: sum(getattr(r, k) for r in rows) for k in
+             ("arrivals", "returning", "served", "turned_away_closing", "refused_at_door",
+              "online_hint", "online_door")}
+    return [label, "", f"{total['arrivals']:,}", f"{total['returning']:,}", f"{total['served']:,}",
+            f"{total['turned_away_closing']:,}", f"{total['refused_at_door']:,}",
+            f"{total['online_hint'] + total['online_door']:,}", "", "",
+            f"{max((r.longest_queue for r in rows), default=0):,}"]
+
+
+def table_rows(result: MonthResult, last_week_only: bool = False) -> list[list[str]]:
+    """The rows of a policy's table, with totals for the last week and the whole run."""
+    days = result.last_week() if last_week_only else result.days
+    rows = [_row(d, "", []) for d in days]
+    lw = result.last_week()
+    if lw:
+        waits = result.last_week_waits()
+        row = _row(None, "last wk", lw)
+        row[8], row[9] = _minutes(waits, 50), _minutes(waits, 90)
+        rows.append(row)
+    if not last_week_only and len(result.days) > len(lw):
+        waits = np.concatenate([result.waits[d.day] for d in result.days])
+        row = _row(None, "all", result.days)
+        row[8], row[9] = _minutes(waits, 50), _minutes(waits, 90)
+        rows.append(row)
+    return rows
+
+
+def _minutes(waits: np.ndarray, q: float) -> str:
+    return f"{np.percentile(waits, q) / 60:.1f}" if len(waits) else "-"
+
+
+def format_table(result: MonthResult, last_week_only: bool = False) -> str:
+    """A policy's per-day table as fixed-width text (``*`` marks the last week's days)."""
+    rows = [list(COLUMNS)] + table_rows(result, last_week_only)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = [f"Policy: {result.policy.label}"]
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append(LEGEND)
+    lines.append(f"  {_afterword(result)}")
+    return "\n".join(lines)
+
+
+def _afterword(result: MonthResult) -> str:
+    return (f"Still unpaid after the last day (sent home, coming back): "
+            f"{result.unpaid_at_month_end:,}; hours spent in line by those then turned away at "
+            f"closing: {result.total('lost_hours'):,.0f}.")
+
+
+def markdown_table(result: MonthResult, last_week_only: bool = False) -> str:
+    """The same table in Markdown."""
+    header = ["day", "last week", "arrivals", "coming back", "served", "turned away at closing",
+              "refused at the door", "paid online instead", "wait p50 (min)", "wait p90 (min)",
+              "longest line"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in table_rows(result, last_week_only):
+        r = list(r)
+        r[1] = "yes" if r[1] == "*" else ""
+        lines.append("| " + " | ".join(r) + " |")
+    return "\n".join(lines)
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # here, not at the top: see the module docstring
+
+    return Figure(figsize=(width, height))
+
+
+def _clock_hours(seconds: Sequence[float]) -> np.ndarray:
+    return np.asarray(seconds, dtype=float) / 3600.0
+
+
+def _clock_ticks(ax, start_h: float, end_h: float) -> None:
+    ticks = np.arange(np.floor(start_h), np.ceil(end_h) + 1)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{int(h):02d}:00" for h in ticks], rotation=45, fontsize=8)
+
+
+def plot_queues(results: Sequence[MonthResult], sample_times: Sequence[float], path: Path) -> Path:
+    """Line length through each day of the last week, one panel per policy."""
+    hours = _clock_hours(sample_times)
+    fig = _figure(5.2 * len(results), 4.8)
+    fig.subplots_adjust(left=0.75 / (5.2 * len(results)), right=0.99, bottom=0.2, top=0.86, wspace=0.08)
+    axes = fig.subplots(1, len(results), sharey=True, squeeze=False)[0]
+    for ax, result in zip(axes, results, strict=True):
+        for d in result.last_week():
+            per_sub = result.queues[d.day]
+            ax.plot(hours, per_sub.mean(axis=0), label=f"day {d.day}")
+        ax.set_title(result.policy.label, fontsize=10)
+        ax.set_xlabel("time of day (hh:mm)")
+        _clock_ticks(ax, hours[0], hours[-1])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("people waiting per substation (mean of substations)")
+    axes[0].legend(title="working day", fontsize=8)
+    fig.suptitle("Line length through each day of the last week")
+    fig.savefig(path, dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    return path
+
+
+def plot_waits(results: Sequence[MonthResult], target_s: float, path: Path) -> Path:
+    """Waits of served consumers in the last week: histogram and share served within x minutes."""
+    fig = _figure(12, 5)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.86, wspace=0.22)
+    hist_ax, cdf_ax = fig.subplots(1, 2)
+    top = max((float(r.last_week_waits().max()) for r in results if len(r.last_week_waits())),
+              default=target_s) / 60
+    bins = np.linspace(0, max(top, target_s / 60) * 1.02, 60)
+    for result in results:
+        waits = result.last_week_waits() / 60
+        if not len(waits):
+            continue
+        weights = np.full(len(waits), 100.0 / len(waits))
+        hist_ax.hist(waits, bins=bins, weights=weights, histtype="step", linewidth=1.6,
+                     label=result.policy.label)
+        shares = np.linspace(0, 100, 401)  # the curve at every quarter percent is smooth enough
+        line = cdf_ax.plot(np.percentile(waits, shares), shares,
+                           label=f"{result.policy.label}: p90 {np.percentile(waits, 90):.0f} min")
+        cdf_ax.plot([np.percentile(waits, 90)], [90], "o", color=line[0].get_color())
+    for ax in (hist_ax, cdf_ax):
+        ax.axvline(target_s / 60, color="black", linestyle="--", linewidth=1,
+                   label=f"target {target_s / 60:.0f} min")
+        ax.set_xlabel("wait before service starts (minutes)")
+        ax.grid(alpha=0.3)
+    hist_ax.set_ylabel("share of served consumers per bin (%)")
+    hist_ax.set_title("Distribution of waits")
+    cdf_ax.set_ylabel("served within that wait (%)")
+    cdf_ax.set_title("Share served within x minutes (dot: p90)")
+    hist_ax.legend(fontsize=8)
+    cdf_ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Waits of served consumers in the last week (turned-away consumers not included)")
+    fig.savefig(path, dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    return path
+
+
+def _by_policy(points: Sequence[WhatIfPoint], axis: str) -> dict[str, list[WhatIfPoint]]:
+    found: dict[str, list[WhatIfPoint]] = {}
+    for p in points:
+        if p.axis == axis:
+            found.setdefault(p.policy, []).append(p)
+    return {k: sorted(v, key=lambda p: p.x) for k, v in found.items()}
+
+
+def plot_counters(points: Sequence[WhatIfPoint], labels: dict[str, str], target_s: float,
+                  current: float, path: Path) -> Path:
+    """What-if: counters open per substation against the last week's p90 wait."""
+    fig = _figure(8, 5)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)
+    ax = fig.subplots()
+    for name, pts in _by_policy(points, COUNTERS).items():
+        ax.plot([p.x for p in pts], [p.p90_wait_s / 60 for p in pts], "o-", label=labels.get(name, name))
+    ax.axhline(target_s / 60, color="black", linestyle="--", linewidth=1,
+               label=f"target: p90 under {target_s / 60:.0f} min")
+    ax.axvline(current, color="grey", linestyle=":", linewidth=1, label=f"scenario now: {current:g}")
+    ax.set_xlabel("counters open per substation")
+    ax.set_ylabel("last-week p90 wait (minutes)")
+    ax.set_title("What if each substation opened more counters?")
+    ax.set_xticks(sorted({p.x for p in points if p.axis == COUNTERS}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    return path
+
+
+def plot_online(points: Sequence[WhatIfPoint], labels: dict[str, str], target_s: float,
+                current: float, last_week_days: int, path: Path) -> Path:
+    """What-if: the online share against turned away and against the p90 wait, last week."""
+    fig = _figure(12, 5)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.82, wspace=0.22)
+    away_ax, wait_ax = fig.subplots(1, 2)
+    for name, pts in _by_policy(points, ONLINE).items():
+        xs = [p.x * 100 for p in pts]
+        label = labels.get(name, name)
+        away_ax.plot(xs, [p.turned_away / last_week_days for p in pts], "o-", label=label)
+        wait_ax.plot(xs, [p.p90_wait_s / 60 for p in pts], "o-", label=label)
+    for ax in (away_ax, wait_ax):
+        ax.axvline(current * 100, color="grey", linestyle=":", linewidth=1,
+                   label=f"scenario now: {current * 100:.0f} %")
+        ax.set_xlabel("share of paying consumers who pay online (%)")
+        ax.grid(alpha=0.3)
+    wait_ax.axhline(target_s / 60, color="black", linestyle="--", linewidth=1,
+                    label=f"target: p90 under {target_s / 60:.0f} min")
+    away_ax.set_ylabel("turned away per last-week day (people)")
+    away_ax.set_title("Turned away: at closing + refused at the door\n(whoever comes back counts again)",
+                      fontsize=11)
+    wait_ax.set_ylabel("last-week p90 wait (minutes)")
+    wait_ax.set_title("Last-week p90 wait of served consumers", fontsize=11)
+    away_ax.legend(fontsize=8)
+    wait_ax.legend(fontsize=8)
+    fig.suptitle("What if more consumers paid online?")
+    fig.savefig(path, dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    return path
+
+
+# -- the answer and the summary -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One policy, one what-if axis: the smallest value meeting the target, and the one below."""
+
+    policy: str
+    axis: str
+    met: WhatIfPoint | None        # the smallest value tried whose p90 is under the target
+    below: WhatIfPoint | None      # the largest value tried under that one (not enough)
+    tried: tuple[float, ...]
+
+
+def answers(points: Sequence[WhatIfPoint], target_s: float) -> list[Answer]:
+    """Per policy and axis, where the last-week p90 wait first drops under the target."""
+    found = []
+    for name in dict.fromkeys(p.policy for p in points):
+        for axis in (COUNTERS, ONLINE):
+            pts = sorted((p for p in points if p.policy == name and p.axis == axis), key=lambda p: p.x)
+            if not pts:
+                continue
+            ok = [k for k, p in enumerate(pts) if p.p90_wait_s < target_s]
+            met = pts[ok[0]] if ok else None
+            below = pts[ok[0] - 1] if ok and ok[0] > 0 else (None if ok else pts[-1])
+            found.append(Answer(name, axis, met, below, tuple(p.x for p in pts)))
+    return found
+
+
+def _value(axis: str, x: float) -> str:
+    return f"{x:g} counters per substation" if axis == COUNTERS else f"an online share of {x * 100:.0f} %"
+
+
+def answer_lines(found: Sequence[Answer], labels: dict[str, str], target_s: float) -> list[str]:
+    """The answer in sentences, one per policy and what-if axis."""
+    lines = []
+    for a in found:
+        label = labels.get(a.policy, a.policy)
+        goal = f"{label}: last-week p90 wait under {target_s / 60:.0f} min"
+        if a.met is None:
+            tried = _value(a.axis, max(a.tried))
+            lines.append(f"{goal}: not reached with up to {tried} (p90 there: "
+                         f"{a.below.p90_wait_s / 60:.1f} min); try larger values.")
+            continue
+        today = "today's online share" if a.axis == COUNTERS else "today's counters"
+        text = f"{goal} with {_value(a.axis, a.met.x)} at {today} (p90 {a.met.p90_wait_s / 60:.1f} min"
+        if a.below is not None:
+            text += f"; {_value(a.axis, a.below.x)} gives {a.below.p90_wait_s / 60:.1f} min"
+        else:
+            text += "; already the smallest value tried"
+        lines.append(text + ").")
+    return lines
+
+
+def write_summary(path: Path, *, scenario_name: str, figures: Sequence[tuple[str, str, str]],
+                  results: Sequence[MonthResult], answer_text: Sequence[str], plots: Sequence[Path],
+                  notes: Sequence[str]) -> Path:
+    """The Markdown summary: figures used, per-policy tables, the answer, the plots."""
+    days = results[0].days if results else []
+    first, last = (days[0].day, days[-1].day) if days else (0, 0)
+    out = [f"# Month capacity simulation: {scenario_name}", "",
+           f"Working days {first} to {last} of the month; `*`/yes marks the last week.", "",
+           "## The answer", ""]
+    out += [f"- {line}" for line in answer_text] or ["- (no what-if runs)"]
+    out += ["", "## Figures used", "", "| figure | value | from |", "|---|---|---|"]
+    out += [f"| {name} | {value} | {source} |" for name, value, source in figures]
+    for result in results:
+        out += ["", f"## {result.policy.label}", "", markdown_table(result), "", _afterword(result)]
+    out += ["", "## Plots", ""]
+    out += [f"![{p.stem}]({p.name})" for p in plots]
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return path

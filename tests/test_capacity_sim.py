@@ -1,0 +1,361 @@
+"""The month capacity simulator (peak-sim): a known answer, seeds, the door rule, the report, the CLI."""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from counter_server.config import load_scenario
+from counter_server.queueing.estimate import estimate_wait
+from loadtests.capacity import report
+from loadtests.capacity.cli import main
+from loadtests.capacity.demand import ArrivalBatch, DemandError, arrival_times, demand_from_scenario
+from loadtests.capacity.model import Layout, ServiceTime, run_day
+from loadtests.capacity.month import fresh_means, make_batch, make_plan, simulate_month
+from loadtests.capacity.policies import Policy, door_wait_s, make_policy
+from loadtests.capacity.whatif import COUNTERS, ONLINE, WhatIfPoint, refine_online
+
+
+@pytest.fixture(scope="module")
+def kanpur():
+    return load_scenario()
+
+
+def policy(name: str, estimate: str = "p90") -> Policy:
+    return make_policy(name, door_estimate=estimate, door_online_accept=0.5, hint_after_s=1800,
+                       hint_uptake=0.25)
+
+
+# -- a case with a known answer: M/M/c -----------------------------------------------------------
+
+
+def erlang_c(arrival_rate: float, mean_s: float, c: int) -> tuple[float, float]:
+    """P(wait > 0) and the decay rate of P(wait > x) = C exp(-rate x) in an M/M/c queue."""
+    a = arrival_rate * mean_s
+    below = sum(a ** k / math.factorial(k) for k in range(c))
+    top = a ** c / math.factorial(c) / (1 - a / c)
+    return top / (below + top), c / mean_s - arrival_rate
+
+
+@pytest.mark.parametrize("services", [1, 2], ids=["one line", "two services, event loop"])
+def test_mm_c_waits_match_erlang_c(services: int) -> None:
+    """Poisson arrivals, exponential service, 4 counters at 75 % load, half a million consumers,
+    counters open far past the last arrival: the mean wait, the share who wait at all and the
+    tail P(wait > 2 x mean) match Erlang C. With two services (all counters serve both, same
+    mean) it is still M/M/c, but runs through the general event loop."""
+    c, mean, load, horizon = 4, 60.0, 0.75, 1e7
+    rate = load * c / mean
+    rng = np.random.default_rng(2024)
+    n = int(rng.poisson(rate * horizon))
+    times = arrival_times(rng, n, 0.0, horizon, [1.0])
+    batch = ArrivalBatch(times, rng.integers(0, services, n), rng.exponential(mean, n),
+                         rng.random(n), rng.random(n))
+    layout = Layout("X", 0.0, 1e15, tuple(tuple(range(services)) for _ in range(c)))
+    kinds = tuple(ServiceTime(f"s{i}", mean, mean, None, None, "exponential") for i in range(services))
+
+    out = run_day(layout, kinds, batch, policy("none"), 0)
+
+    assert out.served == n and out.turned_away_closing == 0
+    waits = np.asarray(out.waits)
+    p_wait, decay = erlang_c(rate, mean, c)
+    mean_wait = p_wait / decay                                    # 30.6 s
+    assert waits.mean() == pytest.approx(mean_wait, rel=0.05)
+    assert (waits > 0).mean() == pytest.approx(p_wait, rel=0.05)  # 0.509
+    x = 2 * mean_wait
+    assert (waits > x).mean() == pytest.approx(p_wait * math.exp(-decay * x), rel=0.06)
+
+
+def test_shortcut_and_event_loop_agree(kanpur) -> None:
+    """The one-line shortcut must give the event loop's outcome, for every policy and door rule."""
+    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=1)
+    batch = make_batch(plan, 0, plan.days[0], 11, fresh_means(plan, plan.days[0])[0], {0: 800})
+    for name in ("none", "door", "hint", "door+hint"):
+        for estimate in ("p50", "p90", "max"):
+            p = policy(name, estimate)
+            fast = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times)
+            slow = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times, events=True)
+            for key in ("served", "turned_away_closing", "refused_at_door", "online_hint",
+                        "online_door", "max_queue", "sent_home", "queue_samples"):
+                assert getattr(fast, key) == getattr(slow, key), (name, estimate, key)
+            assert sorted(fast.waits) == pytest.approx(sorted(slow.waits))
+            assert fast.lost_s == pytest.approx(slow.lost_s)
+
+
+def test_door_estimates_are_the_servers() -> None:
+    """p50/p90 at the door are the server's own wait estimate, so the simulation judges the rule
+    the server runs."""
+    for ahead, counters in ((0, 4), (7, 4), (120, 3)):
+        server = estimate_wait(ahead, counters, 90.0, 17.3)
+        for kind, expected in (("p50", server.p50_s), ("p90", server.p90_s)):
+            door = door_wait_s(kind, ahead, ahead, counters, 90.0, 17.3, 120.0)
+            assert door == pytest.approx(expected, abs=0.06)
+    assert door_wait_s("max", 8, 8, 4, 90.0, 17.3, 120.0) == 3 * 120.0
+
+
+# -- demand figures -------------------------------------------------------------------------------
+
+
+def test_demand_comes_from_the_scenario_and_flags(kanpur) -> None:
+    demand = demand_from_scenario(kanpur)
+    assert demand.online_share == pytest.approx(106884 / (625000 * 0.75))
+    assert demand.counter_payments_per_month == pytest.approx(625000 * 0.75 - 106884)
+    assert demand.counter_payments_on(26) == pytest.approx(demand.counter_payments_per_month * 0.4 / 6)
+    assert demand.counter_payments_on(1) == pytest.approx(demand.counter_payments_per_month * 0.6 / 20)
+    flagged = demand_from_scenario(kanpur, {"online_share": 0.5, "come_back_share": 0.0,
+                                            "intraday_profile": [1, 2]})
+    assert flagged.counter_payments_per_month == pytest.approx(625000 * 0.75 * 0.5)
+    assert (flagged.come_back_share, flagged.intraday_profile) == (0.0, (1.0, 2.0))
+    scenario = replace(kanpur, demand={**kanpur.demand, "connections": 1000, "online_share": 0.1,
+                                       "door_online_accept": 0.9})
+    assert demand_from_scenario(scenario).door_online_accept == 0.9
+    assert demand_from_scenario(scenario).counter_payments_per_month == pytest.approx(750 * 0.9)
+    with pytest.raises(DemandError, match="online_payments_per_month: 106884 is more than"):
+        demand_from_scenario(replace(kanpur, demand={**kanpur.demand, "connections": 1000}))
+    bare = {k: v for k, v in kanpur.demand.items() if k != "last_week_working_days"}
+    with pytest.raises(DemandError, match="demand.last_week_working_days: missing"):
+        demand_from_scenario(replace(kanpur, demand=bare))
+    flagged = demand_from_scenario(replace(kanpur, demand=bare), {"last_week_working_days": 5})
+    assert flagged.last_week_days == 5
+    with pytest.raises(DemandError, match="paying_share"):
+        demand_from_scenario(kanpur, {"paying_share": 1.5})
+    with pytest.raises(DemandError, match="substation_weights.S99"):
+        demand_from_scenario(kanpur, {"substation_weights": {"S99": 2.0}})
+
+
+def test_arrivals_follow_the_profile() -> None:
+    rng = np.random.default_rng(3)
+    times = arrival_times(rng, 40_000, 0.0, 400.0, [1, 3])
+    assert np.all(np.diff(times) >= 0) and times.min() >= 0 and times.max() <= 400
+    assert (times >= 200).mean() == pytest.approx(0.75, abs=0.01)
+
+
+def test_service_times_keep_mean_and_bounds() -> None:
+    rng = np.random.default_rng(4)
+    for low, mean, high in ((60, 90, 120), (120, 300, 600), (60, 70, 120), (60, 115, 120)):
+        draws = ServiceTime("x", mean, 1.0, low, high).draw(rng, 100_000)
+        assert draws.min() >= low and draws.max() <= high
+        assert draws.mean() == pytest.approx(mean, rel=0.01)
+
+
+# -- seeds ------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_month_other_seed_other_month(kanpur) -> None:
+    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=3)
+    first = simulate_month(plan, policy("door+hint"), seed=5)
+    again = simulate_month(plan, policy("door+hint"), seed=5)
+    other = simulate_month(plan, policy("door+hint"), seed=6)
+    assert first.days == again.days
+    assert all(np.array_equal(first.waits[d], again.waits[d]) for d in plan.days)
+    assert all(np.array_equal(first.queues[d], again.queues[d]) for d in plan.days)
+    assert first.days != other.days
+
+
+def test_policies_face_the_same_fresh_consumers(kanpur) -> None:
+    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=2)
+    none = simulate_month(plan, policy("none"), seed=9)
+    door = simulate_month(plan, policy("door"), seed=9)
+    assert [d.arrivals - d.returning for d in none.days] == [d.arrivals - d.returning for d in door.days]
+
+
+# -- the door rule ----------------------------------------------------------------------------------
+
+
+def test_those_sent_home_come_back_the_next_day(kanpur) -> None:
+    for share, door in ((1.0, "door"), (0.0, "none"), (0.5, "none")):
+        demand = demand_from_scenario(kanpur, {"come_back_share": share})
+        month = simulate_month(make_plan(kanpur, demand, days=3), policy(door), seed=4)
+        for before, after in zip(month.days, month.days[1:], strict=False):
+            home = before.turned_away_closing + before.refused_at_door - before.online_door
+            assert home > 1_000
+            assert after.returning == pytest.approx(share * home, rel=0.05, abs=0)
+        last = month.days[-1]
+        home = last.turned_away_closing + last.refused_at_door - last.online_door
+        assert month.unpaid_at_month_end == pytest.approx(share * home, rel=0.05, abs=0)
+
+
+def test_the_line_at_closing_is_who_is_turned_away(kanpur) -> None:
+    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=1)
+    day, at_close = plan.days[0], plan.sample_times.index(plan.layouts[0].closes_s)
+    batch = make_batch(plan, 0, day, 1, fresh_means(plan, day)[0], {0: 500})
+    for events in (False, True):
+        out = run_day(plan.layouts[0], plan.services, batch, policy("none"), 0, plan.sample_times, events)
+        assert out.queue_samples[0] == 0 and out.turned_away_closing > 500
+        assert out.queue_samples[at_close] == out.turned_away_closing
+        assert max(out.queue_samples) <= out.max_queue
+
+
+def test_admission_never_lets_anyone_wait_past_closing(kanpur) -> None:
+    """On the month's last (overloaded) day: with no policy thousands are still waiting at
+    closing; with the door's bound nobody is, nobody starts after closing, and the door did refuse
+    people; the server's p90 rule lets only a handful through to be turned away."""
+    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=1)
+    day = plan.days[0]
+    none = simulate_month(plan, policy("none"), seed=1).days[0]
+    bound = simulate_month(plan, policy("door", "max"), seed=1).days[0]
+    p90 = simulate_month(plan, policy("door", "p90"), seed=1).days[0]
+    assert none.turned_away_closing > 5_000
+    assert bound.turned_away_closing == 0
+    assert bound.refused_at_door > 5_000 and bound.online_door > 0
+    # The bound counts bill payments' 120 s only: counters that could also take a 900 s new
+    # connection take none when nobody comes for one, so lines may grow past 4 x 8 h / 900 s.
+    assert bound.longest_queue > 4 * 8 * 3600 / 900
+    assert p90.turned_away_closing < none.turned_away_closing / 100
+    for where, layout in enumerate(plan.layouts):
+        batch = make_batch(plan, where, day, 1, fresh_means(plan, day)[where], {})
+        out = run_day(layout, plan.services, batch, policy("door", "max"), plan.payment, plan.sample_times)
+        assert out.turned_away_closing == 0 and out.last_wait_end_s <= layout.closes_s
+        assert out.served + out.refused_at_door == out.arrivals
+
+
+def test_admission_bound_holds_with_mixed_services(kanpur) -> None:
+    """Counters serving different sets of services (the event loop): the bound still holds."""
+    demand = demand_from_scenario(kanpur, {"visits_per_day": {"new_connection": 400, "complaint": 1500}})
+    plan = make_plan(kanpur, demand, days=1)
+    none = simulate_month(plan, policy("none"), seed=2).days[0]
+    bound = simulate_month(plan, policy("door", "max"), seed=2).days[0]
+    assert none.turned_away_closing > 1_000
+    assert bound.turned_away_closing == 0 and bound.refused_at_door > 1_000
+
+
+def test_admission_bound_counts_other_services_at_shared_counters() -> None:
+    """One counter serving two services: a newcomer for B with nobody of B ahead still waits for
+    every A who came first, and the door must count them."""
+    layout = Layout("X", 0.0, 350.0, ((0, 1),))
+    kinds = tuple(ServiceTime(name, 100.0, 0.0, 100.0, 100.0) for name in "AB")
+    times = [0.0, 1.0, 2.0, 3.0, 10.0]
+    batch = ArrivalBatch(times, [0, 0, 0, 0, 1], [100.0] * 5, [0.9] * 5, [0.9] * 5)
+    none = run_day(layout, kinds, batch, policy("none"), 0)
+    door = run_day(layout, kinds, batch, policy("door", "max"), 0)
+    assert none.turned_away_closing == 1 and none.sent_home == {1: 1}  # the As end at 400
+    assert door.turned_away_closing == 0
+    assert door.refused_at_door == 1 and door.sent_home == {1: 1} and door.served == 4
+
+
+def test_online_hint_moves_people_online(kanpur) -> None:
+    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=1)
+    none = simulate_month(plan, policy("none"), seed=1).days[0]
+    hint = simulate_month(plan, policy("hint"), seed=1).days[0]
+    assert hint.online_hint > 1_000
+    assert hint.turned_away_closing < none.turned_away_closing
+    assert hint.wait_p90_s < none.wait_p90_s
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_writes_table_markdown_and_pngs(kanpur, tmp_path: Path) -> None:
+    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=2)
+    results = [simulate_month(plan, policy(n), seed=1) for n in ("none", "door")]
+    points = [WhatIfPoint(COUNTERS, x, n, p90 * 60, 10, 5, 3, 100)
+              for n in ("none", "door") for x, p90 in ((4, 200), (6, 45), (8, 12))]
+    points += [WhatIfPoint(ONLINE, x, n, p90 * 60, 10, 5, 3, 100)
+               for n in ("none", "door") for x, p90 in ((0.2, 200), (0.5, 25))]
+
+    text = report.format_table(results[0])
+    lines = text.splitlines()
+    assert lines[0] == "Policy: no policy" and "away@close" in lines[1] and "p90 min" in lines[1]
+    day_rows = [line for line in lines if line.split() and line.split()[0] in {"25", "26"}]
+    assert len(day_rows) == 2 and all("*" in line for line in day_rows)
+    assert f"{results[0].days[-1].turned_away_closing:,}" in day_rows[-1]
+    md = report.markdown_table(results[0])
+    assert md.count("\n") == 2 + 2  # header, rule, two days, last-week total
+
+    labels = {"none": "no policy", "door": "door"}
+    found = report.answers(points, 1800)
+    answer = report.answer_lines(found, labels, 1800)
+    assert "8 counters per substation" in answer[0] and "6 counters per substation gives 45.0" in answer[0]
+    assert "online share of 50 %" in answer[1]
+    never = [WhatIfPoint(COUNTERS, x, "hint", 3600, 0, 0, 0, 0) for x in (4, 5)]
+    assert report.answer_lines(report.answers(never, 1800), {}, 1800) == [
+        "hint: last-week p90 wait under 30 min: not reached with up to 5 counters per substation "
+        "(p90 there: 60.0 min); try larger values."]
+    plots = [report.plot_queues(results, plan.sample_times, tmp_path / "q.png"),
+             report.plot_waits(results, 1800, tmp_path / "w.png"),
+             report.plot_counters(points, labels, 1800, 4, tmp_path / "c.png"),
+             report.plot_online(points, labels, 1800, 0.23, 6, tmp_path / "o.png")]
+    for path in plots:
+        width, height = png_size(path)
+        assert width >= 800 and height >= 400 and path.stat().st_size > 20_000
+    summary = report.write_summary(tmp_path / "summary.md", scenario_name="test", figures=[("a", "1", "b")],
+                                   results=results, answer_text=answer, plots=plots, notes=["n"])
+    body = summary.read_text()
+    assert "## The answer" in body and answer[0] in body and "![q](q.png)" in body and md in body
+
+
+def test_refinement_looks_between_miss_and_hit() -> None:
+    points = [WhatIfPoint(ONLINE, x, "none", p * 60, 0, 0, 0, 0) for x, p in ((0.2, 90), (0.6, 40), (0.7, 5))]
+    assert refine_online(points, 1800, 0.02) == {"none": [0.62, 0.64, 0.66, 0.68]}
+    assert refine_online(points, 1800, 0) == {}
+
+
+# -- the CLI ----------------------------------------------------------------------------------------
+
+
+SMALL = """
+extends = "builtin"
+
+[demand]
+connections = 60000
+online_payments_per_month = 10000
+
+[[substations]]
+id = "A"
+name = "A"
+counters = [{ id = "A-1", services = ["bill_payment"] }, { id = "A-2", services = ["bill_payment"] }]
+
+[[substations]]
+id = "B"
+name = "B"
+opens = "10:00"
+closes = "16:00"
+counters = [
+  { id = "B-1", services = ["bill_payment", "complaint"] },
+  { id = "B-2", services = ["bill_payment"] },
+]
+"""
+
+
+def test_cli_runs_end_to_end(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL)
+    common = ["--config", str(config), "--days", "3", "--seed", "3", "--whatif-days", "2",
+              "--whatif-counters", "2-5", "--whatif-online", "0.3,0.6,0.9", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "one"), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    for label in ("no policy", "admission at the door (p90)", "online hint"):
+        assert f"Policy: {label}" in printed
+    rows = [line.split() for line in printed.splitlines() if re.match(r"\s+\d+\s+\*\s", line)]
+    assert [r[0] for r in rows] == ["24", "25", "26"] * 3
+    assert "last-week p90 wait under 30 min" in printed
+    out = tmp_path / "one"
+    for name in [*report.PLOTS.values()]:
+        assert png_size(out / name)[0] >= 800
+    summary = (out / "summary.md").read_text()
+    assert "## The answer" in summary and "| connections | 60000.0 | flag |" not in summary
+    assert "| connections | 60000 | scenario [demand] |" in summary
+
+    # Two processes, same seed: the very same summary.
+    assert main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    assert (tmp_path / "two" / "summary.md").read_text() == summary
+
+
+def test_cli_refuses_bad_input(tmp_path: Path, capsys) -> None:
+    assert main(["--days", "0", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "days" in capsys.readouterr().err
+    assert main(["--policies", "magic", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "unknown policy" in capsys.readouterr().err
+    assert main(["--config", str(tmp_path / "missing.toml"), "--out", str(tmp_path)]) == 2
+    assert "cannot read" in capsys.readouterr().err
