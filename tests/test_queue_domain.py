@@ -226,6 +226,9 @@ class QueueMachine(RuleBasedStateMachine):
             t.id for t in self.q.tokens.values() if t.status is Status.WAITING}
         keys = [POLICY.call_key(t) for t in waiting]
         assert keys == sorted(keys)
+        for service in ("bill_payment", "complaint"):     # the kept counts behind the estimates
+            expected = sum(1 for t in waiting if t.service == service)
+            assert self.q.estimate_new(service).ahead == expected
 
     @invariant()
     def a_counter_holds_at_most_one_token(self):
@@ -314,3 +317,20 @@ def test_hall_view_shows_counters_services_and_the_head_of_the_line():
     assert [e.p50_s for _, e in hall.waiting_head] == [0.0, 30.0, 60.0, 90.0, 120.0]
     bill = next(s for s in hall.services if s.id == "bill_payment")
     assert (bill.waiting, bill.open_counters, bill.estimate.p50_s) == (14, 3, 420.0)
+
+
+def test_counter_index_follows_every_move():
+    q = make_queue()
+    a, b = issue(q, 0), issue(q, 1)
+    q.call_next("C1", ["bill_payment"], 2)
+    assert q.current_at("C1").id == a.id and [t.id for t in q.at_counters()] == [a.id]
+    q.act(a.id, Action.TRANSFER, 3, to_counter="C2")
+    assert q.current_at("C1") is None and q.at_counters() == []
+    q.call_next("C1", ["bill_payment"], 4)                     # b: a is pinned to C2
+    q.call_next("C2", ["bill_payment"], 5)
+    assert {t.id for t in q.at_counters()} == {a.id, b.id}
+    q.act(b.id, Action.START, 6)
+    q.act(b.id, Action.COMPLETE, 7)
+    assert q.current_at("C1") is None and q.current_at("C2").id == a.id
+    reloaded = SubstationQueue("S01", "d", POLICY, q.tokens.values(), q.last_seq)
+    assert reloaded.current_at("C2").id == a.id

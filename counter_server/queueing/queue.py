@@ -80,6 +80,8 @@ class SubstationQueue:
         self.policy = policy
         self.tokens: dict[str, Token] = {}
         self._waiting: list[tuple[tuple[float, int, str], str]] = []
+        self._at_counter: dict[str, str] = {}   # counter -> id of its called or serving token
+        self._waiting_per_service: dict[str, int] = {}
         self.last_seq: dict[str, int] = dict(last_seq or {})
         self.counters: dict[str, tuple[str, ...]] = {c: tuple(s) for c, s in (counters or {}).items()}
         self.closed: set[str] = set(closed)
@@ -104,14 +106,12 @@ class SubstationQueue:
 
     def at_counters(self) -> list[Token]:
         """Called and serving tokens, earliest called first."""
-        found = [t for t in self.tokens.values() if t.at_counter]
+        found = [self.tokens[token_id] for token_id in self._at_counter.values()]
         return sorted(found, key=lambda t: (t.called_at or 0.0, t.id))
 
     def current_at(self, counter: str) -> Token | None:
-        for token in self.tokens.values():
-            if token.counter == counter and token.at_counter:
-                return token
-        return None
+        token_id = self._at_counter.get(counter)
+        return self.tokens[token_id] if token_id is not None else None
 
     def get(self, token_id: str) -> Token:
         try:
@@ -134,8 +134,7 @@ class SubstationQueue:
 
     def estimate_new(self, service: str) -> Estimate:
         """The wait for a token of ``service`` issued now (normal priority, last in line)."""
-        ahead = sum(1 for t in self.waiting() if t.service == service)
-        return self._estimate(service, ahead)
+        return self._estimate(service, self._waiting_per_service.get(service, 0))
 
     def estimates(self) -> dict[str, Estimate]:
         """The wait of every waiting token, counting only same-service tokens ahead of it."""
@@ -148,21 +147,29 @@ class SubstationQueue:
         return found
 
     def estimate_for(self, token: Token) -> Estimate | None:
+        """One waiting token's estimate: counts the same-service tokens ahead of it only."""
         current = self.tokens.get(token.id)
         if current is None or current.status is not Status.WAITING:
             return None
-        return self.estimates()[token.id]
+        ahead = 0
+        for _, token_id in self._waiting:
+            if token_id == token.id:
+                break
+            if self.tokens[token_id].service == token.service:
+                ahead += 1
+        return self._estimate(token.service, ahead)
 
     def hall_view(self, head: int = 12) -> HallView:
-        """Counters, per-service waits and the next ``head`` tokens, in one pass over the line."""
+        """Counters, per-service waits and the next ``head`` tokens (only the head is walked)."""
         counts: dict[str, int] = {s: 0 for served in self.counters.values() for s in served}
+        counts.update(self._waiting_per_service)
         head_tokens: list[tuple[Token, Estimate]] = []
-        for _, token_id in self._waiting:
+        ahead: dict[str, int] = {}
+        for _, token_id in self._waiting[:head]:
             token = self.tokens[token_id]
-            ahead = counts.get(token.service, 0)
-            if len(head_tokens) < head:
-                head_tokens.append((token, self._estimate(token.service, ahead)))
-            counts[token.service] = ahead + 1
+            before = ahead.get(token.service, 0)
+            head_tokens.append((token, self._estimate(token.service, before)))
+            ahead[token.service] = before + 1
         at = {t.counter: t for t in self.at_counters()}
         return HallView(
             substation=self.substation,
@@ -409,12 +416,19 @@ class SubstationQueue:
             self.service_times.observe(token.service, token.finished_at - token.called_at)
 
     def _put(self, token: Token) -> None:
+        """Store a token's new state and keep the waiting line and the counters' index in step."""
         old = self.tokens.get(token.id)
+        if old is not None and old.at_counter and self._at_counter.get(old.counter) == old.id:
+            del self._at_counter[old.counter]
+        if token.at_counter and token.counter is not None:
+            self._at_counter[token.counter] = token.id
         if old is not None and old.status is Status.WAITING:
+            self._waiting_per_service[old.service] -= 1
             entry = (self.policy.call_key(old), old.id)
             index = bisect.bisect_left(self._waiting, entry)
             if index < len(self._waiting) and self._waiting[index] == entry:
                 del self._waiting[index]
         self.tokens[token.id] = token
         if token.status is Status.WAITING:
+            self._waiting_per_service[token.service] = self._waiting_per_service.get(token.service, 0) + 1
             bisect.insort(self._waiting, (self.policy.call_key(token), token.id))
