@@ -19,6 +19,9 @@ from .lifecycle import EVENT_KIND, TRANSITIONS, Action, allowed_actions, guard
 from .model import Event, Lease, Priority, QueuePolicy, Status, Token, format_number
 
 
+CLOCK_SKEW_S = 120.0   # how far ahead a kiosk's clock may run when it reconciles offline tokens
+
+
 @dataclass(frozen=True, slots=True)
 class CounterView:
     id: str
@@ -316,8 +319,9 @@ class SubstationQueue:
                                f"({lease.numbers()[0]} to {lease.numbers()[-1]}).")
         if any(t.number == number for t in self.tokens.values()):
             raise LeaseRefused(f"Number {number} is already in use today.")
-        if issued_at > now:
+        if issued_at > now + CLOCK_SKEW_S:
             raise LeaseRefused("issued_at lies in the future.")
+        issued_at = min(issued_at, now)   # a kiosk clock a little fast is not an error
         token = Token(
             id=token_id, substation=self.substation, day=self.day, service=lease.service,
             number=number, seq=seq, priority=Priority(priority), status=Status.WAITING,

@@ -1,0 +1,294 @@
+"""The cashier's client against a real server process: the library, the command line, the
+offline journal (server stopped and started again), typed errors and Retry-After."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from counter_server.config import load_scenario
+from counter_server.services.keys import KeyService
+from counter_server.store.sqlite import SQLiteStore
+from kiosk_client import cli
+from kiosk_client.client import Call, KioskClient, Retry, ServerError, Unreachable
+from kiosk_client.desk import Desk, NeedsServer
+from kiosk_client.journal import Journal
+from kiosk_client.slip import CUT, INIT
+
+from .conftest import ROOT, ServerProcess, free_port
+
+ACCOUNT = "2140012345"
+
+
+async def cashier_key(server: ServerProcess, counter: str) -> str:
+    """A cashier key bound to ``counter``, written into the running server's data by its own
+    KeyService, as ``counter-server keys create`` does (without paying for a process start)."""
+    scenario = load_scenario(server.config)
+    store = SQLiteStore(server.data_dir / "counter.db", scenario.policy)
+    await store.open()
+    try:
+        plain, _ = await KeyService(store, scenario).create("cashier", counter)
+    finally:
+        await store.close()
+    return plain
+
+
+def kiosk_env(server: ServerProcess, key: str, journal: Path) -> dict[str, str]:
+    return {**os.environ, "KIOSK_SERVER": server.url, "KIOSK_KEY": key, "KIOSK_JOURNAL": str(journal),
+            "PYTHONUNBUFFERED": "1"}
+
+
+def kiosk(env: dict[str, str], *args: str, rc: int = 0) -> subprocess.CompletedProcess:
+    """``python -m kiosk_client.cli ARGS`` in its own process, as a cashier's shell runs it."""
+    proc = subprocess.run([sys.executable, "-m", "kiosk_client.cli", "--timeout", "2", "--retries", "1", *args],
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == rc, (args, proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+def kiosk_json(env: dict[str, str], *args: str, rc: int = 0) -> Any:
+    return json.loads(kiosk(env, "--json", *args, rc=rc).stdout)
+
+
+def in_process(server: ServerProcess, key: str, journal: Path) -> Callable[..., Awaitable[Any]]:
+    """``kiosk --json ARGS`` through ``cli.run`` in this process: the same code, no start-up cost."""
+    base = ["--server", server.url, "--key", key, "--journal", str(journal), "--timeout", "2",
+            "--retries", "1", "--json"]
+
+    async def kiosk_here(*args: str, rc: int = 0) -> Any:
+        out, err = io.StringIO(), io.StringIO()
+        code = await cli.run([*base, *args], out, err)
+        assert code == rc, (args, code, out.getvalue(), err.getvalue())
+        return json.loads(out.getvalue())
+
+    return kiosk_here
+
+
+async def _admin(server: ServerProcess, path: str) -> Any:
+    """A GET with the admin key: what the server holds, not what the kiosk believes."""
+    async with KioskClient(server.url, server.admin_key, retries=3) as admin:
+        return await admin.send(Call("GET", path))
+
+
+async def test_cashier_flow_through_the_client(server_process: ServerProcess):
+    server_process.start()
+    key = await cashier_key(server_process, "S01-C1")
+    async with KioskClient(server_process.url, key, timeout=5, retries=2) as client:
+        me = await client.me()
+        assert (me["role"], me["counter"], me["substation"]) == ("cashier", "S01-C1", "S01")
+        assert (await client.health())["billing"]["state"] in ("up", "slow", "down")
+
+        first = await client.issue("S01", "bill_payment", idem="slip-0001")
+        assert (await client.issue("S01", "bill_payment", idem="slip-0001"))["id"] == first["id"]   # a retry
+        senior = await client.issue("S01", "bill_payment", "senior")
+        assert (first["number"], senior["number"]) == ("B-001", "B-002")
+        assert first["estimate"]["ahead"] == 0 and first["estimate"]["p90_s"] >= first["estimate"]["p50_s"]
+        queue = await client.queue("S01")
+        assert [t["number"] for t in queue["tokens"]] == ["B-002", "B-001"]   # the senior goes first
+        assert queue["waiting"] == 2 and all(t["estimate"] for t in queue["tokens"])
+
+        called = await client.call_next("S01-C1")
+        assert (called["number"], called["status"], called["counter"]) == ("B-002", "called", "S01-C1")
+        with pytest.raises(ServerError) as busy:
+            await client.call_next("S01-C1")
+        assert (busy.value.status, busy.value.code) == (409, "counter_busy")
+        assert busy.value.details["token"] == called["id"] and "B-002" in busy.value.message
+        with pytest.raises(ServerError) as early:
+            await client.no_show(called["id"])
+        assert early.value.code == "illegal_transition" and "recall" in early.value.details["allowed"]
+        assert (await client.recall(called["id"]))["recalls"] == 1
+        assert (await client.start(called["id"]))["status"] == "serving"
+
+        bill = await client.bill(ACCOUNT)
+        amount = bill["bill"]["amount_paise"]
+        payment = await client.pay(called["id"], ACCOUNT, amount, "cash", idem="pay-0001")
+        assert payment["status"] == "queued" and payment["receipt"].startswith("PROV-S01-")
+        assert (await client.pay(called["id"], ACCOUNT, amount, "cash", idem="pay-0001"))["id"] == payment["id"]
+        with pytest.raises(ServerError) as reused:
+            await client.pay(called["id"], ACCOUNT, amount + 1, "cash", idem="pay-0001")
+        assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
+        assert (await client.complete(called["id"]))["status"] == "done"
+        assert (await client.token(called["id"]))["status"] == "done"
+        assert (await client.payment(payment["id"]))["amount_paise"] == amount
+
+        nxt = await client.call_next("S01-C1")
+        moved = await client.transfer(nxt["id"], service="complaint")
+        assert (moved["number"], moved["service"], moved["status"]) == ("B-001", "complaint", "waiting")
+        assert await client.call_next("S01-C1") is None        # C1 does not serve complaints
+
+
+async def test_errors_are_typed_with_the_servers_code_and_message(server_process: ServerProcess):
+    server_process.start()
+    key = await cashier_key(server_process, "S01-C1")
+    async with KioskClient(server_process.url, "not-a-key") as stranger:
+        with pytest.raises(ServerError) as unknown:
+            await stranger.me()
+    assert (unknown.value.status, unknown.value.code) == (401, "invalid_key")
+    assert "unknown or revoked" in unknown.value.message and not unknown.value.transient
+    async with KioskClient(server_process.url, key) as client:
+        with pytest.raises(ServerError) as missing:
+            await client.token("t_nope")
+        assert missing.value.status == 404 and missing.value.code.endswith("not_found")
+        with pytest.raises(ServerError) as invalid:
+            await client.issue("S01", "no such service!")
+        assert (invalid.value.status, invalid.value.code, invalid.value.details["field"]) == (
+            422, "invalid_field", "service")
+        with pytest.raises(ServerError) as other:
+            await client.call_next("S01-C2")
+        assert (other.value.status, other.value.code) == (403, "forbidden")
+
+    retries: list[Retry] = []
+    async with KioskClient(f"http://127.0.0.1:{free_port()}", key, retries=2, on_retry=retries.append) as lost:
+        with pytest.raises(Unreachable) as away:
+            await lost.issue("S01", "bill_payment")
+    assert away.value.transient and len(retries) == 2
+    assert all(r.call.path == "/api/v1/substations/S01/tokens" for r in retries)
+
+
+async def test_retry_honours_retry_after_on_429(tmp_path: Path):
+    server = ServerProcess(data_dir=tmp_path / "data", extra_args=["--rate-limit", "1", "--rate-burst", "2"])
+    server.start()
+    try:
+        key = await cashier_key(server, "S01-C1")
+        async with KioskClient(server.url, key, retries=0) as impatient:
+            await impatient.me()
+            await impatient.me()
+            with pytest.raises(ServerError) as limited:
+                await impatient.me()
+        assert (limited.value.status, limited.value.code) == (429, "rate_limited")
+        assert limited.value.retry_after is not None and limited.value.retry_after >= 1
+        assert limited.value.transient
+
+        waits: list[Retry] = []
+        async with KioskClient(server.url, key, retries=3, on_retry=waits.append) as patient:
+            began = time.monotonic()
+            tokens = [await patient.issue("S01", "bill_payment") for _ in range(2)]
+            took = time.monotonic() - began
+        assert waits and all(w.reason == "429 rate_limited" and w.delay_s >= 1.0 for w in waits)
+        assert took >= sum(w.delay_s for w in waits) >= 1.0
+        queue = await _admin(server, "/api/v1/substations/S01/queue")
+        assert sorted(t["id"] for t in queue["tokens"]) == sorted(t["id"] for t in tokens)  # once each
+    finally:
+        server.stop()
+
+
+async def test_cashier_flow_through_the_cli(server_process: ServerProcess, tmp_path: Path):
+    server_process.start()
+    env = kiosk_env(server_process, await cashier_key(server_process, "S01-C1"), tmp_path / "journal.sqlite")
+    slip = tmp_path / "slip.bin"
+    issued = kiosk_json(env, "issue", "--priority", "senior", "--slip", str(slip))
+    assert (issued["number"], issued["priority"], issued["status"]) == ("B-001", "senior", "waiting")
+    printed = slip.read_bytes()
+    assert printed.startswith(INIT) and b"B-001" in printed and printed.endswith(CUT)
+
+    assert kiosk(env, "next").stdout.strip() == "B-001 called, Bill payment (senior citizen) at S01-C1"
+    assert kiosk_json(env, "start")["status"] == "serving"
+    busy = kiosk_json(env, "next", rc=1)["error"]
+    assert (busy["http_status"], busy["code"], busy["status"]) == (409, "counter_busy", "serving")
+    payment = kiosk_json(env, "pay", "--account", ACCOUNT, "--amount", "1,234.50")
+    assert (payment["amount_paise"], payment["status"], payment["token_id"]) == (123450, "queued", issued["id"])
+    assert kiosk(env, "complete").stdout.startswith("B-001 done")
+    status = kiosk_json(env, "status")
+    assert status["online"] is True and status["current"] is None and status["pending"] == 0
+    assert "no token at counter s01-c1" in kiosk(env, "finish", rc=1).stderr.lower()
+
+
+async def test_offline_actions_wait_in_the_journal_and_replay_once(server_process: ServerProcess,
+                                                                    tmp_path: Path):
+    server_process.start()
+    journal = tmp_path / "journal.sqlite"
+    kiosk_json = in_process(server_process, await cashier_key(server_process, "S01-C1"), journal)
+    first = await kiosk_json("issue")
+    lease = await kiosk_json("lease", "--size", "3")
+    assert lease["numbers"] == ["B-002", "B-003", "B-004"]
+    later = await kiosk_json("issue")
+    assert (first["number"], later["number"]) == ("B-001", "B-005")    # others skip the lease
+    assert (await kiosk_json("next"))["number"] == "B-001"
+
+    server_process.stop()
+    assert (await kiosk_json("start"))["journal"]["status"] == "pending"
+    payment = await kiosk_json("pay", "--account", ACCOUNT, "--paise", "50000")
+    assert payment["status"] == "journaled" and payment["receipt"].startswith("OFFLINE-S01-C1-")
+    assert (await kiosk_json("complete"))["status"] == "done"
+    status = await kiosk_json("status")
+    assert (status["online"], status["pending"], status["current"]) == (False, 3, None)
+    offline = await kiosk_json("issue", "--slip", str(tmp_path / "slip.txt"), "--slip-format", "text")
+    assert (offline["number"], offline["offline"]) == ("B-002", True)
+    assert "Issued offline" in (tmp_path / "slip.txt").read_text()
+    assert (await kiosk_json("next", rc=3))["error"]["code"] == "unreachable"   # calling needs the server
+    assert (await kiosk_json("status"))["pending"] == 4
+
+    server_process.start()
+    report = await kiosk_json("sync")
+    assert (len(report["done"]), report["failed"], report["pending"]) == (4, [], 0)
+    answers = [e["answer"] for e in report["done"]]
+    assert [e["kind"] for e in report["done"]] == ["start", "payment", "complete", "offline_token"]
+    paid = answers[1]["payment"]
+    reconciled = answers[3]["token"]
+    assert (reconciled["number"], reconciled["status"]) == ("B-002", "waiting")
+    assert reconciled["issued_at"] == offline["issued_at"]
+
+    async def server_state() -> tuple[Any, ...]:
+        token = await _admin(server_process, f"/api/v1/tokens/{first['id']}")
+        queue = await _admin(server_process, "/api/v1/substations/S01/queue")
+        outbox = (await _admin(server_process, "/api/v1/ops/billing"))["billing"]["outbox"]
+        stored = await _admin(server_process, f"/api/v1/payments/{paid['id']}")
+        waiting = sorted((t["issued_at"], t["number"]) for t in queue["tokens"])
+        assert [t["number"] for t in queue["tokens"]] == [n for _, n in waiting]   # in issue order
+        return (token["token"]["status"], sorted(n for _, n in waiting),
+                outbox["queued"] + outbox["posted"] + outbox["failed"], stored["payment"]["amount_paise"])
+
+    state = await server_state()
+    assert state == ("done", ["B-002", "B-005"], 1, 50000)
+
+    assert (await kiosk_json("sync"))["done"] == []                  # nothing left to send
+    with sqlite3.connect(journal) as db:                          # as if the kiosk died before noting them
+        db.execute("UPDATE entries SET status = 'pending'")
+    again = await kiosk_json("sync")
+    assert [e["answer"] for e in again["done"]] == answers        # the server's first answers, again
+    assert await server_state() == state                          # and nothing applied twice
+
+
+async def test_a_replay_refused_for_good_is_kept_as_failed(server_process: ServerProcess, tmp_path: Path):
+    server_process.start()
+    key = await cashier_key(server_process, "S01-C1")
+    async with KioskClient(server_process.url, key, timeout=2, retries=1) as client:
+        desk = Desk(client, Journal(tmp_path / "journal.sqlite"), lease_size=0)
+        await desk.connect()
+        assert (desk.counter, desk.substation, desk.counter_services) == ("S01-C1", "S01", ["bill_payment"])
+        await desk.issue()
+        called = (await desk.call_next()).token
+        assert called is not None and desk.current()["id"] == called["id"]
+
+        server_process.stop()
+        no_show = await desk.no_show()                 # no recall first: the server will refuse it
+        assert no_show.journaled and desk.pending_count() == 1 and desk.current() is None
+        with pytest.raises(NeedsServer):
+            await desk.call_next()
+        assert (await desk.refresh()).server_text() == "OFFLINE, 1 pending"
+
+        server_process.start()
+        report = await desk.sync()
+        assert report.done == [] and len(report.failed) == 1
+        failed = report.failed[0]
+        assert failed.error_code == "illegal_transition" and "Recall" in (failed.error_message or "")
+        assert (desk.pending_count(), desk.failed_count()) == (0, 1)
+        attempts = desk.journal.entries(status="failed")[0].attempts
+        assert (await desk.sync()).failed == []        # kept for a person, not retried
+        assert desk.journal.entries(status="failed")[0].attempts == attempts
+
+        view = await desk.refresh()
+        assert view.online and view.current is not None and view.current["id"] == called["id"]
+        await desk.recall()
+        assert (await desk.no_show()).token["status"] == "no_show"
+        desk.journal.close()

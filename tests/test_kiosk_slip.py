@@ -1,0 +1,87 @@
+"""The token slip: plain text and the ESC/POS byte stream for 58 and 80 mm thermal printers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk_client.slip import Slip, print_slip, size, slip_escpos, slip_text
+from kiosk_client.text import parse_rupees, wait_text
+
+TOKEN = {
+    "id": "t_abc", "number": "B-042", "substation": "S01", "service": "bill_payment",
+    "priority": "senior", "status": "waiting", "issued_at": "2026-11-25T11:55:56+05:30",
+    "estimate": {"p50_s": 300.0, "p90_s": 530.0, "ahead": 3, "counters": 4},
+}
+
+
+def slip_of(token: dict = TOKEN, name: str = "Kidwai Nagar") -> Slip:
+    return Slip.from_token(token, service_name="Bill payment", substation_name=name)
+
+
+def test_escpos_stream_initialises_centres_prints_the_number_big_and_cuts():
+    data = slip_escpos(slip_of(), paper_mm=58)
+    assert data.startswith(b"\x1b@\x1ba\x01")                          # ESC @ init, ESC a 1 centre
+    number = b"\x1d!\x33" + b"\x1bE\x01" + b"B-042" + b"\x1bE\x00" + b"\x1d!\x00"
+    assert number in data                                              # GS ! 4x4, bold, back to normal
+    assert data.endswith(b"\x1ba\x00" + b"\x1dV\x42\x03")              # left again, feed 3 and cut
+    assert data.count(b"\x1d!\x33") == 1 and data.count(b"\x1dV") == 1
+    assert b"\x1bE\x01Kidwai Nagar (S01)\x1bE\x00\n" in data                  # the hall, in bold
+    for line in (b"Bill payment", b"Priority: senior citizen",
+                 b"Issued 25 Nov 2026 11:55", b"People ahead: 3", b"Wait: about 5-9 min"):
+        assert line + b"\n" in data, line
+    assert max(data) < 0x80                                            # nothing the code page lacks
+
+
+def test_the_number_is_as_large_as_the_paper_allows():
+    long = {**TOKEN, "number": "B-0001234"}                             # 9 characters
+    assert b"\x1d!\x22B-0001234" in slip_escpos(slip_of(long), 58).replace(b"\x1bE\x01", b"")   # 3x on 32
+    assert b"\x1d!\x33B-0001234" in slip_escpos(slip_of(long), 80).replace(b"\x1bE\x01", b"")   # 4x on 48
+    assert b"-" * 48 + b"\n" in slip_escpos(slip_of(), 80)
+    with pytest.raises(ValueError):
+        size(9, 1)
+
+
+def test_hindi_names_print_as_question_marks_not_as_broken_bytes():
+    data = slip_escpos(slip_of(name="किदवई नगर"), 58)
+    assert b"????? ??? (S01)" in data and max(data) < 0x80
+
+
+def test_plain_text_fits_the_paper_and_says_the_same():
+    text = slip_text(slip_of(), paper_mm=58)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 32
+    assert [line.strip() for line in lines if line.strip()] == [
+        "Kidwai Nagar (S01)", "-" * 32, "TOKEN B-042", "Bill payment", "Priority: senior citizen",
+        "Issued 25 Nov 2026 11:55", "People ahead: 3", "Wait: about 5-9 min", "-" * 32,
+        "Please wait for your number", "on the hall board.",
+    ]
+    assert lines[2] == "TOKEN B-042".center(32).rstrip()
+    assert max(len(line) for line in slip_text(slip_of(), paper_mm=80).splitlines()) == 48
+
+
+def test_an_offline_slip_makes_no_promise_about_the_wait():
+    offline = {**TOKEN, "priority": "normal", "estimate": None, "offline": True}
+    text = slip_text(slip_of(offline))
+    assert "Issued offline: wait not known yet" in text and "People ahead" not in text
+    assert "Priority" not in text
+
+
+def test_slips_append_to_a_file_like_paper_on_a_roll(tmp_path: Path):
+    roll = tmp_path / "roll.bin"
+    one = slip_escpos(slip_of(), 58)
+    print_slip(one, roll)
+    print_slip(slip_text(slip_of()), roll)
+    assert roll.read_bytes() == one + slip_text(slip_of()).encode()
+
+
+def test_wait_and_money_in_words():
+    assert wait_text(None) == "wait unknown"
+    assert wait_text({"p50_s": 0.0, "p90_s": 30.0}) == "under 1 min"
+    assert wait_text({"p50_s": 300.0, "p90_s": 530.0}) == "about 5-9 min"
+    assert wait_text({"p50_s": 600.0, "p90_s": 600.0}) == "about 10 min"
+    assert parse_rupees("1,234.50") == 123450 and parse_rupees("Rs 5") == 500
+    for bad in ("", "0", "-3", "1.234", "abc", "nan"):
+        with pytest.raises(ValueError):
+            parse_rupees(bad)
