@@ -68,6 +68,29 @@ async def test_snapshot_then_ordered_deltas(live: Api):
     await ws.close()
 
 
+async def test_concurrent_changes_arrive_once_each_in_an_unbroken_chain(live: Api):
+    """Changes committed together may share a delta; none is lost, repeated or out of order."""
+    board = await live.client.ws_connect("/api/v1/substations/S01/live")
+    ops = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.admin}"})
+    last = {"board": (await receive(board))["seq"], "ops": (await receive_type(ops, "snapshot"))["seq"]}
+    issued = await asyncio.gather(*[live.issue("S01" if i % 3 else "S02") for i in range(30)])
+    expected = {"board": sorted(t["number"] for i, t in enumerate(issued) if i % 3),
+                "ops": sorted(t["number"] + t["substation"] for t in issued)}
+    for name, ws in (("board", board), ("ops", ops)):
+        seen: list[tuple[int, str]] = []
+        while len(seen) < len(expected[name]):
+            delta = await receive_type(ws, "delta")
+            assert delta["prev"] == last[name] and delta["seq"] > last[name]
+            assert delta["events"][-1]["seq"] == delta["seq"]
+            last[name] = delta["seq"]
+            seen += [(e["seq"], e["token"]["number"] + ("" if name == "board" else delta["substation"]))
+                     for e in delta["events"]]
+        if name == "board":                        # one hall's events come in commit order
+            assert [s for s, _ in seen] == sorted(s for s, _ in seen)
+        assert sorted(n for _, n in seen) == expected[name]
+        await ws.close()
+
+
 async def test_reconnect_with_since_gets_missed_deltas_or_a_fresh_snapshot(live: Api):
     ws = await live.client.ws_connect("/api/v1/substations/S01/live")
     seq = (await receive(ws))["seq"]

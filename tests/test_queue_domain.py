@@ -229,6 +229,8 @@ class QueueMachine(RuleBasedStateMachine):
         for service in ("bill_payment", "complaint"):     # the kept counts behind the estimates
             expected = sum(1 for t in waiting if t.service == service)
             assert self.q.estimate_new(service).ahead == expected
+        estimates = self.q.estimates()                     # one token's shortcut agrees with all
+        assert {t.id: self.q.estimate_for(t) for t in waiting} == estimates
 
     @invariant()
     def a_counter_holds_at_most_one_token(self):

@@ -60,10 +60,27 @@ class Subscriber:
         self.queue.put_nowait(None)
 
 
+class _Delta:
+    """A delta's JSON, encoded on first use and then kept: a channel nobody watches (the ops
+    channel with no ops page open) costs no encoding, and the substation and ops channels share
+    one encoding, since only their ``prev`` differs."""
+
+    __slots__ = ("_encode", "_text")
+
+    def __init__(self, encode: Callable[[], str]) -> None:
+        self._encode: Callable[[], str] | None = encode
+        self._text = ""
+
+    def text(self, prev: int) -> str:
+        if self._encode is not None:
+            self._text, self._encode = self._encode()[:-1], None
+        return f'{self._text},"prev":{prev}}}'
+
+
 @dataclass
 class Channel:
     name: str
-    backlog: deque[tuple[int, int, str]]
+    backlog: deque[tuple[int, int, _Delta]]
     last_seq: int = 0
     subscribers: set[Subscriber] = field(default_factory=set)
 
@@ -108,27 +125,32 @@ class LiveHub:
         """Turn a committed change into a delta on its substation's channel and the ops one."""
         self._halls[committed.substation] = committed.hall
         seq = committed.events[-1][0]
-        body = {
-            "type": "delta",
-            "v": SCHEMA_VERSION,
-            "seq": seq,
-            "substation": committed.substation,
-            "events": [self._event_json(s, e) for s, e in committed.events],
-            "hall": hall_json(committed.hall, self.scenario),
-        }
+        delta = _Delta(lambda: self._delta_json(committed))
         for name in (committed.substation, OPS_CHANNEL):
             channel = self._channels.get(name)
             if channel is None:
                 continue
-            text = json.dumps({**body, "prev": channel.last_seq}, ensure_ascii=False)
-            channel.backlog.append((seq, channel.last_seq, text))
+            prev = channel.last_seq
+            channel.backlog.append((seq, prev, delta))
             channel.last_seq = seq
-            for subscriber in list(channel.subscribers):
-                subscriber.offer(text)
-                if subscriber.dropped:
-                    channel.subscribers.discard(subscriber)
-                    self.dropped += 1
+            if channel.subscribers:
+                text = delta.text(prev)
+                for subscriber in list(channel.subscribers):
+                    subscriber.offer(text)
+                    if subscriber.dropped:
+                        channel.subscribers.discard(subscriber)
+                        self.dropped += 1
         self.published += 1
+
+    def _delta_json(self, committed: Committed) -> str:
+        return json.dumps({
+            "type": "delta",
+            "v": SCHEMA_VERSION,
+            "seq": committed.events[-1][0],
+            "substation": committed.substation,
+            "events": [self._event_json(s, e) for s, e in committed.events],
+            "hall": hall_json(committed.hall, self.scenario),
+        }, ensure_ascii=False)
 
     def notify(self, name: str, body: dict[str, Any]) -> None:
         """An unsequenced message (e.g. the billing gateway's state) to one channel's boards."""
@@ -175,7 +197,7 @@ class LiveHub:
             if since == channel.last_seq:
                 return []
             if channel.backlog and channel.backlog[0][1] <= since < channel.last_seq:
-                return [text for seq, _, text in channel.backlog if seq > since]
+                return [delta.text(prev) for seq, prev, delta in channel.backlog if seq > since]
         return [self.snapshot(channel.name)]
 
     # -- messages ----------------------------------------------------------------------

@@ -154,12 +154,14 @@ class SubstationQueue:
         current = self.tokens.get(token.id)
         if current is None or current.status is not Status.WAITING:
             return None
-        ahead = 0
-        for _, token_id in self._waiting:
-            if token_id == token.id:
-                break
-            if self.tokens[token_id].service == token.service:
-                ahead += 1
+        # Count from whichever end of the line is nearer: a token just issued is last, so
+        # answering its estimate costs a step or two, not a walk through the whole line.
+        index = bisect.bisect_left(self._waiting, (self.policy.call_key(current), current.id))
+        if index <= len(self._waiting) // 2:
+            ahead = sum(1 for _, tid in self._waiting[:index] if self.tokens[tid].service == token.service)
+        else:
+            behind = sum(1 for _, tid in self._waiting[index + 1:] if self.tokens[tid].service == token.service)
+            ahead = self._waiting_per_service[token.service] - 1 - behind
         return self._estimate(token.service, ahead)
 
     def hall_view(self, head: int = 12) -> HallView:

@@ -55,9 +55,11 @@ class QueueSnapshot:
 
 @dataclass(frozen=True)
 class Committed:
-    """Events a committed change appended (with their sequence numbers), and the hall after it.
+    """Events committed changes appended to one queue (with their sequence numbers), and the
+    hall after them. Changes committed in one transaction may come as one Committed.
 
-    Stores hand these to listeners only after the transaction commits, in commit order."""
+    Stores hand these to listeners only after the transaction commits, ordered by the sequence
+    number of their last event."""
 
     substation: str
     day: str

@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -61,8 +61,20 @@ R = TypeVar("R")
 
 
 def to_row(record: Any) -> dict[str, Any]:
-    """A dataclass as a table row: enums stored by their value."""
-    return {k: v.value if isinstance(v, Enum) else v for k, v in asdict(record).items()}
+    """A flat dataclass as a table row: enums stored by their value.
+
+    Reads the fields directly: ``dataclasses.asdict`` deep-copies and was a visible share of
+    the writer's time per token."""
+    row = {}
+    for name in _field_names(type(record)):
+        value = getattr(record, name)
+        row[name] = value.value if isinstance(value, Enum) else value
+    return row
+
+
+@cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(kind))
 
 
 @cache
@@ -188,7 +200,7 @@ class SQLiteStore:
         self.layouts = layouts or {}
         self.hall_head = hall_head
         self._listeners: list[CommitListener] = []
-        self._committed: list[Committed] = []
+        self._touched: dict[tuple[str, str], list[tuple[int, Event]]] = {}
         self._cache_size = cache_size
         self._batch_limit = batch_limit
         self._queues: OrderedDict[tuple[str, str], SubstationQueue] = OrderedDict()
@@ -197,6 +209,7 @@ class SQLiteStore:
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
+        self._point_db: sqlite_utils.Database | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0
 
@@ -212,8 +225,13 @@ class SQLiteStore:
         self._writer.start()
         await ready
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        self._point_db = connect(self.path)
+        self._point_db.execute("PRAGMA busy_timeout = 50")  # never hold the event loop for long
 
     async def close(self) -> None:
+        if self._point_db is not None:
+            self._point_db.conn.close()
+            self._point_db = None
         if self._writer is not None:
             self._jobs.put(_STOP)
             await asyncio.to_thread(self._writer.join)
@@ -438,14 +456,24 @@ class SQLiteStore:
         return await self._write(job)
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
+        """Every request asks this, so it is answered on the event loop's own connection: a
+        point read of a small indexed table takes microseconds in WAL mode, where readers never
+        wait for the writer, far less than a hop to the reader thread and back. It reads the file
+        each time, so a key revoked by ``counter-server keys revoke`` is refused at once."""
+
         def read(db: sqlite_utils.Database) -> KeyRecord | None:
-            rows = list(db.query(
+            row = db.execute(
                 "SELECT id, role, counter, label, created_at, revoked_at FROM api_keys"
                 " WHERE hash = ? AND revoked_at IS NULL",
                 [key_hash],
-            ))
-            return KeyRecord(**rows[0]) if rows else None
+            ).fetchone()
+            return KeyRecord(*row) if row else None
 
+        if self._point_db is not None:
+            try:
+                return read(self._point_db)
+            except sqlite3.OperationalError:  # busy past its short timeout: wait on the reader
+                pass
         return await self._read(read)
 
     async def revoke_key(self, key_id: str, now: float) -> bool:
@@ -503,7 +531,7 @@ class SQLiteStore:
 
     def _run_batch(self, db: sqlite_utils.Database, batch: list[tuple[Job, asyncio.Future]]) -> None:
         outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
-        self._committed = []
+        self._touched = {}
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -531,8 +559,24 @@ class SQLiteStore:
             self._queues.clear()
             self._token_home.clear()
             outcomes = [(future, None, exc) for future, _, _ in outcomes]
-            self._committed = []
-        self._settle(outcomes, self._committed)
+            self._touched = {}
+        self._settle(outcomes, self._committed_changes(db))
+
+    def _committed_changes(self, db: sqlite_utils.Database) -> list[Committed]:
+        """One Committed per queue the batch changed, with all its events and the hall after them.
+
+        Under load a batch holds many changes to one substation; working out its hall once per
+        batch, not once per change, keeps the writer's cost per token flat as the line grows."""
+        changes = []
+        for (substation, day), events in self._touched.items():
+            try:
+                hall = self._queue(db, substation, day).hall_view(self.hall_head)
+            except Exception:  # noqa: BLE001 - the answers are committed; the boards resync
+                log.exception("hall of %s on %s could not be built", substation, day)
+                continue
+            changes.append(Committed(substation, day, events, hall))
+        self._touched = {}
+        return sorted(changes, key=lambda c: c.events[-1][0])  # deltas' seqs rise on every channel
 
     def _settle(self, outcomes: list[tuple[asyncio.Future, Any, BaseException | None]],
                 committed: list[Committed] = ()) -> None:
@@ -625,7 +669,7 @@ class SQLiteStore:
             raise
         q.drain()
         if appended and self._listeners:
-            self._committed.append(Committed(q.substation, q.day, appended, q.hall_view(self.hall_head)))
+            self._touched.setdefault((q.substation, q.day), []).extend(appended)
         return Applied(result, estimate=q.estimate_for(result) if result is not None else None)
 
     def _persist(
@@ -635,9 +679,9 @@ class SQLiteStore:
         for event in events:
             token = event.token
             if token is not None:
-                db.execute(_UPSERT_TOKEN, to_row(token))
-                self._token_home[token.id] = (q.substation, q.day)
                 data = to_row(token)
+                db.execute(_UPSERT_TOKEN, data)
+                self._token_home[token.id] = (q.substation, q.day)
             else:
                 data = {"counter": event.counter, **(event.detail or {})}
                 if event.kind in ("counter_opened", "counter_closed"):
