@@ -1,8 +1,9 @@
 """The headline: the same end-of-month peak, without and with the billing gateway.
 
 Forty simulated counters take payments as fast as a frantic last week allows (each one every
-``--think-ms`` on average, not in lockstep), against a billing-sim whose capacity is a tenth of
-that concurrency.
+``--think-ms`` on average, not in lockstep: each counter starts at a random moment of the first
+think time, as counters do, instead of all forty opening a connection in the same millisecond),
+against a billing-sim whose capacity is a tenth of that concurrency.
 
   * without the gateway, each counter posts straight to billing and, like a kiosk that must
     print a receipt, retries twice before giving up (a lost payment);
@@ -97,6 +98,7 @@ async def without_gateway(sim: BillingSimProcess, counters: int, duration: float
         sampler = asyncio.create_task(sample(session, run, sim, None, started, stop))
 
         async def counter(n: int) -> None:
+            await asyncio.sleep(think * random.random())   # counters open at their own moment
             while time.monotonic() - started < duration:
                 body = {"payment_id": str(uuid.uuid4()), "account": f"21400{n:05d}", "amount_paise": 5000}
                 t0 = time.perf_counter()
@@ -143,6 +145,7 @@ async def with_gateway(sim: BillingSimProcess, server: ServerProcess, counters: 
         sampler = asyncio.create_task(sample(session, run, sim, server, started, stop))
 
         async def counter(n: int) -> None:
+            await asyncio.sleep(think * random.random())   # counters open at their own moment
             while time.monotonic() - started < duration:
                 t0 = time.perf_counter()
                 async with session.post(f"{server.url}/api/v1/payments", json={

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from counter_server.billing.outbox import Payment, PaymentMode, PaymentStatus
+from counter_server.queueing import Priority, Status
 from counter_server.store import IdempotencyConflict, IdempotencyKey
 
 from .conftest import Api
@@ -47,6 +48,26 @@ async def test_payment_idempotency(store):
     assert await store.get_payment("p9") is None
     with pytest.raises(IdempotencyConflict):
         await store.add_payment(payment("p8", "A"), IdempotencyKey("k1", "pay-1", "other"))
+
+
+async def test_take_payment_reads_the_committed_token_and_writes_in_one_step(store):
+    issued = await store.mutate_queue("S01", "2026-11-25", lambda q: q.issue(
+        "t1", "bill_payment", "B", Priority.NORMAL, 1.0, "tester"))
+    seen: list = []
+
+    def build(token):
+        seen.append(token)
+        if token is None or token.status is not Status.WAITING:
+            raise LookupError("no such waiting token")
+        return payment("p1", "A")
+
+    taken, replayed = await store.take_payment("t1", build)
+    assert seen == [issued.token] and taken.id == "p1" and not replayed
+    with pytest.raises(LookupError):                              # refused: nothing written
+        await store.take_payment("t404", build)
+    assert seen[-1] is None
+    kinds = [e["kind"] for e in await store.events()]
+    assert kinds == ["issued", "payment_queued"]
 
 
 async def test_payments_survive_a_restart(make_store):  # noqa: F811

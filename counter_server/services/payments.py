@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from ..billing.outbox import Payment, PaymentMode, PaymentStatus
-from ..queueing import Status
+from ..queueing import Status, Token
 from ..store import IdempotencyKey, Store
 from .access import Actor, Forbidden, Role
 from .errors import NotFound, ServiceError
@@ -39,21 +39,23 @@ class PaymentService:
         Only the cashier of the counter holding the token (or an admin) may take its payment.
         """
         actor.require_writer()
-        token = await self.store.get_token(token_id)  # as committed; read off the writer's path
-        if token is None:
-            raise NotFound("token", token_id)
-        actor.require_token(token)
-        if token.status not in (Status.CALLED, Status.SERVING, Status.DONE):
-            raise TokenNotAtCounter(
-                f"Token {token.number} is {token.status.value}; take a payment for a token "
-                "that is called, being served or done.", token=token.id, status=token.status.value)
-        now = self.clock()
-        payment = Payment(
-            id=self.new_id(), token_id=token.id, substation=token.substation, counter=token.counter,
-            account=account, amount_paise=amount_paise, mode=PaymentMode(mode),
-            status=PaymentStatus.QUEUED, day=token.day, created_at=now, updated_at=now,
-        )
-        stored, replayed = await self.store.add_payment(payment, idem)
+
+        def payment_for(token: Token | None) -> Payment:
+            if token is None:
+                raise NotFound("token", token_id)
+            actor.require_token(token)
+            if token.status not in (Status.CALLED, Status.SERVING, Status.DONE):
+                raise TokenNotAtCounter(
+                    f"Token {token.number} is {token.status.value}; take a payment for a token "
+                    "that is called, being served or done.", token=token.id, status=token.status.value)
+            now = self.clock()
+            return Payment(
+                id=self.new_id(), token_id=token.id, substation=token.substation, counter=token.counter,
+                account=account, amount_paise=amount_paise, mode=PaymentMode(mode),
+                status=PaymentStatus.QUEUED, day=token.day, created_at=now, updated_at=now,
+            )
+
+        stored, replayed = await self.store.take_payment(token_id, payment_for, idem)
         self.on_queued()
         return stored, replayed
 

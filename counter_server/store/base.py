@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..billing.outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import Estimate, Event, HallView, SubstationQueue, Token
 
 QueueChange = Callable[[SubstationQueue], Token | None]
@@ -136,3 +137,24 @@ class Store(Protocol):
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[dict]:
         """Appended events with ``seq`` greater than ``after``, oldest first."""
+
+    # -- the payments outbox ---------------------------------------------------------------
+
+    async def add_payment(self, payment: Payment, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
+        """Write a queued payment and its event; (payment, replayed)."""
+
+    async def take_payment(self, token_id: str, build: Callable[[Token | None], Payment],
+                           idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
+        """Write the payment ``build`` makes of the token as committed (None when there is no
+        such token), atomically with that read; what ``build`` raises goes to the caller."""
+
+    async def get_payment(self, payment_id: str) -> Payment | None: ...
+
+    async def claim_payments(self, worker: str, now: float, lease_s: float, limit: int) -> list[Payment]:
+        """Lease up to ``limit`` queued payments, the oldest of each account only, to ``worker``."""
+
+    async def settle_payment(self, payment_id: str, status: PaymentStatus, now: float, *,
+                             reason: str | None = None, billing_ref: str | None = None,
+                             retry_at: float | None = None, attempted: bool = True) -> Payment: ...
+
+    async def outbox_stats(self, now: float) -> OutboxStats: ...
