@@ -34,6 +34,10 @@ import aiohttp
 
 from tests.conftest import BillingSimProcess, ServerProcess
 
+from .common import Figure, memory_mb
+
+NAME = "billing protection"
+
 CAPACITY, KNEE, BASE_S = 4, 2, 0.040
 SIM_ARGS = ["--capacity", str(CAPACITY), "--knee", str(KNEE), "--base-latency-ms", str(BASE_S * 1000),
             "--overload-seconds", "2", "--recovery-seconds", "5"]
@@ -208,24 +212,18 @@ def plot(runs: list[Run], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--counters", type=int, default=40)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of peak load")
-    parser.add_argument("--think-ms", type=float, default=100.0)
-    parser.add_argument("--plot", type=Path, default=Path("billing-protection.png"))
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    think = args.think_ms / 1000
+async def compare(counters: int = 40, duration: float = 5.0, think: float = 0.1,
+                  quiet: bool = False) -> tuple[list[Run], float]:
+    """The same peak without and then with the gateway; the runs and the server's peak RSS."""
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        log(f"peak: {args.counters} counters, one payment each per {args.think_ms:.0f} ms, "
-            f"{args.duration:g} s; billing capacity {CAPACITY} concurrent, at most {CAPACITY_PER_S:.0f}/s",
-            args.json)
+        log(f"peak: {counters} counters, one payment each per {think * 1000:.0f} ms, "
+            f"{duration:g} s; billing capacity {CAPACITY} concurrent, at most {CAPACITY_PER_S:.0f}/s",
+            quiet)
         sim = BillingSimProcess(journal=Path(tmp) / "a.jsonl", args=SIM_ARGS)
         sim.start()
         try:
-            runs.append(await without_gateway(sim, args.counters, args.duration, think, args.json))
+            runs.append(await without_gateway(sim, counters, duration, think, quiet))
         finally:
             sim.stop()
         sim = BillingSimProcess(journal=Path(tmp) / "b.jsonl", args=SIM_ARGS)
@@ -234,10 +232,41 @@ async def main() -> None:
                                extra_args=["--rate-limit", "0", "--billing-url", sim.url])
         server.start()
         try:
-            runs.append(await with_gateway(sim, server, args.counters, args.duration, think, args.json))
+            runs.append(await with_gateway(sim, server, counters, duration, think, quiet))
+            _, peak_mb = memory_mb(server.proc.pid)
         finally:
             server.stop()
             sim.stop()
+    return runs, peak_mb
+
+
+async def measure(duration: float = 5.0, plot_path: Path | None = None) -> list[Figure]:
+    runs, peak = await compare(duration=duration)
+    if plot_path is not None:
+        plot(runs, plot_path)
+    without, with_ = (r.figures() for r in runs)
+    return [
+        Figure(NAME, "billing crashes, with gateway", with_["crashes"],
+               f"(without: {without['crashes']})", "0", with_["crashes"] == 0, peak),
+        Figure(NAME, "billing goodput / capacity, with gateway", with_["goodput_ratio"],
+               f"(without: {without['goodput_ratio']:.2f})", "", None, peak),
+        Figure(NAME, "payments lost, with gateway", with_["lost"], f"(without: {without['lost']})",
+               "0", with_["lost"] == 0, peak),
+        Figure(NAME, "cashier p99, payment call", with_["cashier_p99_ms"],
+               f"ms (without: {without['cashier_p99_ms']:,.0f} ms)", "< 50 ms",
+               with_["cashier_p99_ms"] < 50, peak),
+    ]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--counters", type=int, default=40)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of peak load")
+    parser.add_argument("--think-ms", type=float, default=100.0)
+    parser.add_argument("--plot", type=Path, default=Path("billing-protection.png"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    runs, _ = await compare(args.counters, args.duration, args.think_ms / 1000, args.json)
     plot(runs, args.plot)
     without, with_ = (r.figures() for r in runs)
     if args.json:

@@ -22,22 +22,12 @@ import aiohttp
 
 from tests.conftest import ServerProcess
 
+from .common import Figure, memory_mb, percentile, print_table, progress
+
+NAME = "live fan-out"
+
 
 SEQ = re.compile(r'"seq": (\d+)')
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
 
 
 async def run(server: ServerProcess, boards: int, deltas: int) -> dict[str, float]:
@@ -90,29 +80,39 @@ async def run(server: ServerProcess, boards: int, deltas: int) -> dict[str, floa
             "missing": missing, "rss_mb": rss, "peak_rss_mb": peak}
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--boards", type=int, nargs="+", default=[100, 500, 2000])
-    parser.add_argument("--deltas", type=int, default=20)
-    args = parser.parse_args()
+async def measure(board_counts: list[int], deltas: int = 20) -> list[Figure]:
+    """Delta latency to every board and the server's memory, one fresh server per board count."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * max(args.boards) + 256)), hard))
-    rows = []
-    for boards in args.boards:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * max(board_counts) + 256)), hard))
+    figures = []
+    for boards in board_counts:
         with tempfile.TemporaryDirectory() as tmp:
             server = ServerProcess(data_dir=Path(tmp) / "data")
             server.start()
             try:
-                print(f"{boards} boards, {args.deltas} deltas ...", flush=True)
-                rows.append(await run(server, boards, args.deltas))
+                progress(f"{NAME}: {boards} boards, {deltas} deltas ...")
+                r = await run(server, boards, deltas)
             finally:
                 server.stop()
-    print()
-    print(f"{'boards':>8}{'p50 ms':>10}{'p99 ms':>10}{'missing':>9}{'RSS MB':>9}{'peak MB':>9}")
-    for r in rows:
-        print(f"{r['boards']:>8}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['missing']:>9}"
-              f"{r['rss_mb']:>9.0f}{r['peak_rss_mb']:>9.0f}")
+        peak = r["peak_rss_mb"]
+        figures += [
+            Figure(NAME, f"{boards} boards, delta p50", r["p50_ms"], "ms", peak_rss_mb=peak),
+            Figure(NAME, f"{boards} boards, delta p99", r["p99_ms"], "ms", peak_rss_mb=peak),
+            Figure(NAME, f"{boards} boards, deltas missing", r["missing"], "", "0", r["missing"] == 0, peak),
+        ]
+        if boards >= 2000:
+            figures.append(Figure(NAME, f"{boards} boards, server RSS", r["rss_mb"], "MB", "< 256 MB",
+                                  r["rss_mb"] < 256, peak))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--boards", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument("--deltas", type=int, default=20)
+    args = parser.parse_args()
+    print_table(asyncio.run(measure(args.boards, args.deltas)))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,0 +1,48 @@
+"""Every benchmark in one run, one table: token issue, live fan-out, billing protection.
+
+Each figure sits beside its target (where the issues set one) and the server's peak RSS in
+the run that measured it. Progress goes to stderr; the table to stdout. Everything runs on
+loopback and stops by itself (about three minutes; ``--quick`` takes about one).
+
+    python -m benchmarks [--quick] [--plot billing-protection.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+
+from . import billing_protection, live_fanout, token_latency
+from .common import Figure, print_table, progress
+
+
+async def run_all(quick: bool, plot: Path | None) -> list[Figure]:
+    figures: list[Figure] = []
+    figures += await token_latency.measure(requests=500 if quick else 2000,
+                                           rounds=1 if quick else 3,
+                                           rate_seconds=3 if quick else 10)
+    figures += await live_fanout.measure([100, 2000] if quick else [100, 500, 2000],
+                                         deltas=5 if quick else 20)
+    figures += await billing_protection.measure(duration=2 if quick else 5, plot_path=plot)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
+    parser.add_argument("--plot", type=Path, default=Path("billing-protection.png"),
+                        help="where to write the billing protection plot")
+    args = parser.parse_args()
+    started = time.monotonic()
+    figures = asyncio.run(run_all(args.quick, args.plot))
+    progress(f"all benchmarks done in {time.monotonic() - started:.0f} s; plot: {args.plot.resolve()}")
+    print_table(figures)
+    missed = [f for f in figures if f.met is False]
+    if missed:
+        print(f"\n{len(missed)} target(s) missed: " + "; ".join(f"{f.benchmark}: {f.name}" for f in missed))
+
+
+if __name__ == "__main__":
+    main()
