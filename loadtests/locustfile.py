@@ -124,6 +124,8 @@ class BoardUser(User):
                 text = self.ws.recv()
             except Exception:  # noqa: BLE001 - the run is over or the server went away
                 return
+            if not text:                         # the server closed the socket: the run is over
+                return
             received = time.time()
             message = json.loads(text)
             if message.get("type") != "delta":
