@@ -58,6 +58,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                       heartbeat_s=settings.live_heartbeat_s, clock=settings.clock)
         hub.prime(await tokens.halls(), await store.last_seq())
         store.add_listener(hub.publish)
+        tokens.cached_hall = hub.hall
         app[HUB] = hub
         async with _billing_gateway(app, store) as gateway:
             app[GATEWAY] = gateway

@@ -45,6 +45,9 @@ class TokenService:
         self.store = store
         self.clock = clock
         self.new_id = new_id
+        # The halls as last committed, kept by whoever listens to the store (the live hub):
+        # refusals at the door read nearby halls from here instead of the store.
+        self.cached_hall: Callable[[str], HallView | None] = lambda substation_id: None
 
     def today(self, now: float | None = None) -> str:
         """The business day in the scenario's time zone; numbering restarts with it."""
@@ -110,7 +113,7 @@ class TokenService:
         for other, km in nearest(self.scenario, substation.id, count=len(self.scenario.substations)):
             if service_id not in other.services:
                 continue
-            hall = (await self.store.queue_snapshot(other.id, day)).hall
+            hall = await self.hall(other.id, day)
             view = next((s for s in hall.services if s.id == service_id), None)
             if view is None or view.estimate.p90_s is None:
                 continue
@@ -123,6 +126,15 @@ class TokenService:
             if len(found) == count:
                 break
         return found
+
+    async def hall(self, substation_id: str, day: str) -> HallView:
+        """A substation's hall as last committed. The cached copy when it is of ``day``: a
+        refusal at the month-end peak looks at up to nine nearby halls, and a store snapshot
+        walks each one's whole line on the writer."""
+        cached = self.cached_hall(substation_id)
+        if cached is not None and cached.day == day:
+            return cached
+        return (await self.store.queue_snapshot(substation_id, day)).hall
 
     async def set_admission(self, actor: Actor, substation_id: str, enabled: bool,
                             daily_cap: int | None) -> None:
