@@ -19,19 +19,23 @@ from .billing.gateway import BillingGateway
 from .billing.simulator import create_sim_app
 from .config import Settings
 from .live import OPS_CHANNEL, LiveHub
+from .ops.handlers import setup_ops
+from .ops.metrics import Metrics
 from .pages import page_headers, setup_pages
 from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
-from .store import SQLiteStore
+from .store import open_store
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    metrics = Metrics()  # this app's own Prometheus registry
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, rate_limit_middleware(limiter), page_headers, auth_middleware],
+        middlewares=[error_middleware, metrics.middleware, rate_limit_middleware(limiter), page_headers,
+                     auth_middleware],
     )
     app[SETTINGS] = settings
     app[RATE_LIMITER] = limiter
@@ -39,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_hang_up_boards)
     setup_routes(app)
     setup_pages(app)
+    setup_ops(app, metrics)
     return app
 
 
@@ -46,8 +51,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     """Open the store, build the services, the live hub and the billing gateway; close all after."""
     settings = app[SETTINGS]
     scenario = settings.scenario
-    store = SQLiteStore(settings.database_path, scenario.policy, scenario.layouts())
-    await store.open()
+    store = await open_store(settings)   # SQLite file, or the Redis several replicas share
     try:
         app[STORE] = store
         app[TOKENS] = tokens = TokenService(scenario, store, settings.clock)
@@ -115,6 +119,7 @@ async def _first_admin_key(keys: KeyService, settings: Settings) -> None:
         return
     plain, _ = await keys.create(Role.ADMIN, label="first start")
     path = settings.admin_key_path
+    path.parent.mkdir(parents=True, exist_ok=True)   # with Redis, nothing else makes the data dir
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(plain + "\n")

@@ -4,6 +4,8 @@
     counter-server serve --data-dir DIR --host H --port P [--config FILE]
     counter-server keys create --data-dir DIR --role ROLE [--counter ID] [--label TEXT]
     counter-server keys list|revoke ...
+    counter-server serve --store redis --redis-url redis://HOST:6379/0   (one of several replicas)
+    counter-server report --data-dir DIR [--date D | --month M] [--substation S] [--format F] [--chart PNG]
 
 Defaults can be overridden with COUNTER_SERVER_DATA_DIR, _HOST, _PORT and _CONFIG.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -19,9 +22,17 @@ from pathlib import Path
 from aiohttp import web
 
 from .app import create_app
-from .config import ScenarioError, Settings, env_default, load_scenario
+from .ops.chart import ChartUnavailable, daily_chart, monthly_chart
+from .ops.logs import FORMATS, configure_logging
+from .ops.reports import daily_csv, daily_json, daily_text, monthly_csv, monthly_json, monthly_text
+from .ops.service import OpsService
+from .config import STORE_ENGINES, ScenarioError, Settings, env_default, load_scenario
 from .services import KeyService, ServiceError
-from .store import SQLiteStore
+from .store import SQLiteStore, StoreUnavailable, open_store
+from .store.redis import redacted
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -31,12 +42,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="scenario TOML file (default: the built-in scenario)")
 
 
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", choices=STORE_ENGINES, default=env_default("store", None),
+                        help="sqlite: one file in --data-dir (one server process); redis: state in "
+                             "Redis, shared by several replicas (default: the config's [store], "
+                             "else sqlite)")
+    parser.add_argument("--redis-url", default=env_default("redis_url", None),
+                        help="the Redis server of --store redis (default: the config's "
+                             "[store] redis_url, else redis://127.0.0.1:6379/0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="counter-server", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", help="run the API server")
     _common(serve)
+    _store_options(serve)
     serve.add_argument("--host", default=env_default("host", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(env_default("port", "8080") or 8080))
     serve.add_argument("--billing-url", default=env_default("billing_url", None),
@@ -48,28 +70,49 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true",
                        help="log a line per HTTP request (off by default: formatting it takes "
                             "about an eighth of the server's time per request)")
+    serve.add_argument("--log-format", choices=FORMATS, default=env_default("log_format", None),
+                       help="json: one object a line (request id, counter, token); text: for a "
+                            "terminal (default: text when stderr is a terminal, else json)")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default=env_default("log_level", "info"),
+                       help="info logs one line per change request (issue, call, payment...); "
+                            "warning keeps only problems")
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="key_command", required=True)
     create = key_commands.add_parser("create", help="create a key and print it alone on one line")
     _common(create)
+    _store_options(create)
     create.add_argument("--role", required=True, choices=["admin", "cashier", "board"])
     create.add_argument("--counter", help="the counter a cashier key belongs to, e.g. S01-C1")
     create.add_argument("--label", default="", help="a note to tell keys apart")
     listing = key_commands.add_parser("list", help="list keys (never the keys themselves)")
     _common(listing)
+    _store_options(listing)
     revoke = key_commands.add_parser("revoke", help="revoke a key by its id (see keys list)")
     _common(revoke)
+    _store_options(revoke)
     revoke.add_argument("key_id")
+
+    report = commands.add_parser("report", help="daily or monthly report from the store's events")
+    _common(report)
+    _store_options(report)
+    when = report.add_mutually_exclusive_group()
+    when.add_argument("--date", help="the day, YYYY-MM-DD (default: today)")
+    when.add_argument("--month", help="a month, YYYY-MM: one line per day and the month's figures")
+    report.add_argument("--substation", help="one substation (default: all)")
+    report.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    report.add_argument("--chart", type=Path, metavar="PNG",
+                        help="also draw waits by hour (of a day) or by day (of a month); needs matplotlib")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("serve", "keys", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "keys", "report", "-h", "--help"):
         argv = ["serve", *argv]  # plain `counter-server [options]` serves
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = getattr(args, "log_level", "info")
+    configure_logging(getattr(args, "log_format", None), getattr(logging, level.upper(), logging.INFO))
     try:
         scenario = load_scenario(args.config)
     except ScenarioError as exc:
@@ -77,28 +120,41 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(args, scenario)
+    if args.command == "report":
+        return asyncio.run(_report(args, scenario))
     return asyncio.run(_keys(args, scenario))
 
 
 def _serve(args: argparse.Namespace, scenario) -> int:
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, scenario=scenario,
                         rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
-                        billing_url=args.billing_url)
+                        billing_url=args.billing_url, store_engine=args.store, redis_url=args.redis_url)
     counters = len(scenario.counters)
+    where = (f"state in Redis at {redacted(settings.store.redis_url)}"
+             if settings.store.engine == "redis" else f"data in {settings.data_dir.resolve()}")
     print(
         f"counter-server: {scenario.name} ({len(scenario.substations)} substations, "
-        f"{counters} counters); data in {settings.data_dir.resolve()}",
+        f"{counters} counters); {where}",
         flush=True,
     )
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
-    web.run_app(create_app(settings), host=args.host, port=args.port, access_log=access_log,
-                print=lambda text: print(text, flush=True))
+    try:
+        web.run_app(create_app(settings), host=args.host, port=args.port, access_log=access_log,
+                    print=lambda text: print(text, flush=True))
+    except StoreUnavailable as exc:
+        print(f"counter-server: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 async def _keys(args: argparse.Namespace, scenario) -> int:
-    store = SQLiteStore(args.data_dir / "counter.db", scenario.policy)
-    await store.open()
+    settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
+                        redis_url=args.redis_url)
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"counter-server: {exc}", file=sys.stderr)
+        return 1
     try:
         keys = KeyService(store, scenario)
         if args.key_command == "create":
@@ -121,6 +177,46 @@ async def _keys(args: argparse.Namespace, scenario) -> int:
             print(f"revoked {args.key_id}")
     finally:
         await store.close()
+    return 0
+
+
+async def _report(args: argparse.Namespace, scenario) -> int:
+    """Reports read the store directly (the data dir's file, or Redis): no server needs to run."""
+    settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
+                        redis_url=args.redis_url)
+    if settings.store.engine == "sqlite" and not settings.database_path.exists():
+        print(f"counter-server: no data in {args.data_dir} (give --data-dir)", file=sys.stderr)
+        return 2
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"counter-server: {exc}", file=sys.stderr)
+        return 1
+    try:
+        ops = OpsService(scenario, store)
+        try:
+            substation = ops.parse_substation(args.substation)
+            if args.month is not None:
+                found = await ops.monthly(ops.parse_month(args.month), substation)
+                text = {"text": monthly_text, "csv": monthly_csv,
+                        "json": lambda r: json.dumps(monthly_json(r), indent=1)}[args.format](found)
+            else:
+                found = await ops.daily(ops.parse_day(args.date), substation)
+                text = {"text": daily_text, "csv": daily_csv,
+                        "json": lambda r: json.dumps(daily_json(r), indent=1)}[args.format](found)
+        except ServiceError as exc:
+            print(f"counter-server: {exc.message}", file=sys.stderr)
+            return 2
+    finally:
+        await store.close()
+    print(text, end="" if text.endswith("\n") else "\n")
+    if args.chart is not None:
+        try:
+            drawn = (monthly_chart if args.month is not None else daily_chart)(found, args.chart)
+        except ChartUnavailable as exc:
+            print(f"counter-server: {exc}", file=sys.stderr)
+            return 3
+        print(f"chart: {drawn}", file=sys.stderr)
     return 0
 
 

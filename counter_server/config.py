@@ -78,6 +78,19 @@ class BillingConfig:
     simulator: SimSettings = field(default_factory=SimSettings)
 
 
+STORE_ENGINES = ("sqlite", "redis")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Which engine keeps the state: the embedded SQLite file (one server process) or a Redis
+    server shared by several replicas behind a load balancer (``[store]`` in the TOML)."""
+
+    engine: str = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "ccq:"
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -88,6 +101,7 @@ class Scenario:
     demand: Mapping[str, float] = field(default_factory=dict)
     online: OnlinePayment = field(default_factory=lambda: OnlinePayment())
     billing: BillingConfig = field(default_factory=lambda: BillingConfig())
+    store: StoreConfig = field(default_factory=lambda: StoreConfig())
 
     @cached_property
     def counters(self) -> dict[str, Counter]:
@@ -238,7 +252,28 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         demand=dict(data.get("demand", {})),
         online=_online(data.get("online", {})),
         billing=_billing(data.get("billing", {})),
+        store=_store(data.get("store", {})),
     )
+
+
+def _store(raw: Mapping[str, Any]) -> StoreConfig:
+    if not isinstance(raw, Mapping):
+        raise ScenarioError("store: must be a table")
+    default = StoreConfig()
+    known = ("engine", "redis_url", "redis_prefix")
+    for key in raw:
+        if key not in known:
+            raise ScenarioError(f"store.{key}: unknown setting; known: {', '.join(known)}")
+    engine = raw.get("engine", default.engine)
+    if engine not in STORE_ENGINES:
+        raise ScenarioError(f"store.engine: must be one of {', '.join(STORE_ENGINES)}, not {engine!r}")
+    url = raw.get("redis_url", default.redis_url)
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ScenarioError("store.redis_url: must be a redis://, rediss:// or unix:// address")
+    prefix = raw.get("redis_prefix", default.redis_prefix)
+    if not isinstance(prefix, str) or not prefix:
+        raise ScenarioError("store.redis_prefix: must be a non-empty string")
+    return StoreConfig(engine=engine, redis_url=url, redis_prefix=prefix)
 
 
 def _billing(raw: Mapping[str, Any]) -> BillingConfig:
@@ -318,6 +353,17 @@ class Settings:
     rate_limit_burst: float = 40.0
     billing_url: str | None = None   # overrides the scenario's [billing] url
     clock: Callable[[], float] = time.time
+    store_engine: str | None = None  # overrides the scenario's [store] engine ("sqlite", "redis")
+    redis_url: str | None = None     # overrides the scenario's [store] redis_url
+    redis_prefix: str | None = None  # overrides the scenario's [store] redis_prefix
+
+    @property
+    def store(self) -> StoreConfig:
+        """The store to open: the scenario's ``[store]`` with this run's overrides laid over it."""
+        base = self.scenario.store
+        return StoreConfig(engine=self.store_engine or base.engine,
+                           redis_url=self.redis_url or base.redis_url,
+                           redis_prefix=self.redis_prefix or base.redis_prefix)
 
     @property
     def database_path(self) -> Path:

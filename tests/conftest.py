@@ -213,6 +213,50 @@ class BillingSimProcess:
             self.kill()
 
 
+@dataclass
+class RedisProcess:
+    """A ``redis-server`` of the test's own on a free loopback port, to stop and restart.
+
+    In memory by default; with ``appendonly`` it keeps an AOF (fsync on every write) in
+    ``dir``, so a restart brings the data back. Missing redis-server makes the test fail."""
+
+    dir: Path
+    port: int = field(default_factory=free_port)
+    appendonly: bool = False
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+             "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
 @pytest.fixture
 def billing_sim(tmp_path: Path) -> Iterator[BillingSimProcess]:
     sim = BillingSimProcess(journal=tmp_path / "billing-journal.jsonl")
@@ -237,4 +281,5 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-__all__ = ["Api", "BillingSimProcess", "Clock", "ServerProcess", "aiohttp", "bearer", "run_cli"]
+__all__ = ["Api", "BillingSimProcess", "Clock", "RedisProcess", "ServerProcess", "aiohttp", "bearer",
+           "run_cli"]

@@ -32,6 +32,7 @@ async def test_outbox_claims_the_oldest_payment_of_each_account_only(store):
     assert [p.id for p in second] == ["p2"]                      # p3 waits for its retry, p4 leased
     third = await store.claim_payments("w2", now=42, lease_s=30, limit=10)
     assert [p.id for p in third] == ["p3", "p4"]     # w1's lease on p4 lapsed: taken over; p2 still leased
+    assert {p.id: p.attempts for p in third} == {"p3": 1, "p4": 1}   # p4 may have reached billing
     posted = await store.get_payment("p1")
     assert (posted.status, posted.billing_ref, posted.attempts) == (PaymentStatus.POSTED, "BILL-1", 1)
     stats = await store.outbox_stats(now=50)

@@ -1,31 +1,84 @@
-"""The Store contract, run against every engine (SQLite now; Redis joins the parameter list)."""
+"""The Store contract, run against every engine: SQLite, and Redis on a real Redis server.
+
+The Redis runs use their own database number and a key prefix unique to the test, removed after
+it. Without a Redis server answering they fail (``.ci/run`` starts one when none answers).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
+from counter_server.billing.outbox import PaymentStatus
 from counter_server.queueing import Action, Priority, QueuePolicy, Status, SubstationQueue, UnknownToken
-from counter_server.store import IdempotencyConflict, IdempotencyKey, SQLiteStore, Store
+from counter_server.store import (
+    Committed,
+    IdempotencyConflict,
+    IdempotencyKey,
+    RedisStore,
+    SQLiteStore,
+    Store,
+)
 
 DAY = "2026-11-25"
 POLICY = QueuePolicy()
+TEST_REDIS_URL = os.environ.get("COUNTER_SERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
 def sqlite_engine(tmp_path: Path) -> Callable[[], Store]:
     return lambda: SQLiteStore(tmp_path / "store.db", POLICY)
 
 
-ENGINES = {"sqlite": sqlite_engine}
+class RedisEngine:
+    """Instances over one key prefix of their own: a restart, or another replica."""
+
+    def __init__(self, url: str = TEST_REDIS_URL) -> None:
+        self.url = url
+        self.prefix = f"test-{uuid.uuid4().hex[:12]}:"
+
+    def __call__(self) -> RedisStore:
+        return RedisStore(self.url, POLICY, prefix=self.prefix)
+
+    async def cleanup(self) -> None:
+        client = Redis.from_url(self.url)
+        try:
+            keys = [k async for k in client.scan_iter(match=self.prefix + "*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+def redis_engine(tmp_path: Path) -> RedisEngine:
+    return RedisEngine()
+
+
+ENGINES = {"sqlite": sqlite_engine, "redis": redis_engine}
 
 
 @pytest.fixture(params=sorted(ENGINES))
-def make_store(request, tmp_path: Path) -> Callable[[], Store]:
+async def make_store(request, tmp_path: Path) -> AsyncIterator[Callable[[], Store]]:
     """A factory: each call opens another instance over the same data, as a restart would."""
-    return ENGINES[request.param](tmp_path)
+    engine = ENGINES[request.param](tmp_path)
+    yield engine
+    cleanup = getattr(engine, "cleanup", None)
+    if cleanup is not None:
+        await cleanup()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for what a store hands its listeners (Redis: after the event stream brings it)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -144,3 +197,132 @@ async def test_sqlite_commits_concurrent_writes_together(tmp_path: Path):
         assert len((await store.queue_snapshot("S01", DAY)).waiting) == 200
     finally:
         await store.close()
+
+
+async def test_listeners_get_committed_changes_in_sequence_order(store: Store):
+    seen: list[Committed] = []
+    store.add_listener(seen.append)
+    start = await store.last_seq()
+    await store.mutate_queue("S01", DAY, issuing("t1", 1))
+    await store.mutate_queue("S02", DAY, issuing("t2", 2))
+    await store.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 3))
+    await until(lambda: sum(len(c.events) for c in seen) == 3)
+    seqs = [seq for change in seen for seq, _ in change.events]
+    assert seqs == sorted(seqs) and seqs[0] > start and len(set(seqs)) == 3
+    assert [(c.substation, [e.kind for _, e in c.events]) for c in seen] in (
+        [("S01", ["issued"]), ("S02", ["issued"]), ("S01", ["called"])],)
+    assert seen[-1].hall.counters == () or seen[-1].hall.waiting_total == 0
+    assert seen[0].events[0][1].token.number == "B-001"
+    assert await store.last_seq() == seqs[-1]
+    assert [e["seq"] for e in await store.events(after=start)] == seqs
+
+
+# -- Redis: several replicas over one Redis ------------------------------------------------------
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[list[RedisStore]]:
+    """Two Redis stores over one prefix, as two server processes behind a load balancer."""
+    engine = RedisEngine()
+    stores = [engine(), engine()]
+    for s in stores:
+        await s.open()
+    yield stores
+    for s in stores:
+        await s.close()
+    await engine.cleanup()
+
+
+async def test_two_replicas_never_reuse_a_number_or_hand_one_token_to_two_counters(replicas):
+    a, b = replicas
+    await asyncio.gather(*[(a, b)[i % 2].mutate_queue("S01", DAY, issuing(f"t{i}", i)) for i in range(120)])
+    numbers = sorted(int(t.number[2:]) for t in (await b.queue_snapshot("S01", DAY)).waiting)
+    assert numbers == list(range(1, 121))
+    counters = [f"S01-C{c}" for c in range(1, 5)]
+    served: dict[str, str] = {}
+
+    async def counter_works(counter: str, replica_order: int) -> None:
+        for round_ in range(200):
+            store = (a, b)[(round_ + replica_order) % 2]
+            applied = await store.mutate_queue(
+                "S01", DAY, lambda q: q.call_next(counter, ["bill_payment"], 500 + round_))
+            if applied.token is None:
+                return
+            assert applied.token.id not in served, f"{applied.token.number} handed out twice"
+            served[applied.token.id] = counter
+            other = (b, a)[(round_ + replica_order) % 2]
+            await other.mutate_token(applied.token.id,
+                                     lambda q, t: q.act(t.id, Action.CANCEL, 501 + round_, "tester"))
+
+    await asyncio.gather(*[counter_works(c, i) for i, c in enumerate(counters)])
+    assert len(served) == 120 and len(set(served.values())) == 4
+    assert a.conflicts + b.conflicts > 0          # they really did race
+
+
+async def test_a_replica_hears_the_other_replicas_changes_in_order(replicas):
+    a, b = replicas
+    heard: dict[str, list[int]] = {"a": [], "b": []}
+    a.add_listener(lambda c: heard["a"].extend(seq for seq, _ in c.events))
+    b.add_listener(lambda c: heard["b"].extend(seq for seq, _ in c.events))
+    for i in range(20):
+        await (a, b)[i % 2].mutate_queue(f"S0{i % 3 + 1}", DAY, issuing(f"t{i}", i))
+    await until(lambda: len(heard["a"]) == 20 and len(heard["b"]) == 20)
+    assert heard["a"] == heard["b"] == sorted(heard["a"])
+    assert heard["a"] == [e["seq"] for e in await a.events()]
+
+
+async def test_an_idempotent_retry_on_the_other_replica_replays(replicas):
+    a, b = replicas
+    key = IdempotencyKey("k1", "slip-9", "fp")
+    first = await a.mutate_queue("S01", DAY, issuing("t1"), key)
+    again = await b.mutate_queue("S01", DAY, issuing("t2"), key)
+    assert again.replayed and again.token == first.token and again.estimate is not None
+    assert await b.get_token("t2") is None
+    called = IdempotencyKey("k2", "call-1", "fp")
+    one = await a.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 5), called)
+    two = await b.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 6), called)
+    assert one.token.id == "t1" and two.replayed and two.token == one.token
+
+
+async def test_redis_outbox_claims_are_shared_and_a_lapsed_claim_is_taken_over(replicas):
+    from .test_payments_outbox import payment
+
+    a, b = replicas
+    for i in range(6):
+        await (a, b)[i % 2].add_payment(payment(f"p{i}", f"A{i % 3}"))
+    first = await a.claim_payments("wa", now=10, lease_s=5, limit=10)
+    second = await b.claim_payments("wb", now=10, lease_s=5, limit=10)
+    assert [p.id for p in first] == ["p0", "p1", "p2"] and second == []
+    assert all(p.attempts == 0 for p in first)
+    await a.settle_payment("p0", PaymentStatus.POSTED, 11, billing_ref="BILL-1")
+    assert [p.id for p in await b.claim_payments("wb", now=12, lease_s=5, limit=10)] == ["p3"]
+    # wa dies with p1 and p2 claimed: once their lease lapses, wb takes them, marked as tried
+    # (so the gateway asks billing whether they landed before posting them again).
+    taken = await b.claim_payments("wb", now=16, lease_s=5, limit=10)
+    assert [p.id for p in taken] == ["p1", "p2"] and all(p.attempts == 1 for p in taken)
+    stats = await b.outbox_stats(now=20)
+    assert (stats.queued, stats.posted) == (5, 1)
+
+
+async def test_what_ops_read_a_days_events_and_token_counts(store: Store):
+    from .test_payments_outbox import payment
+
+    await store.mutate_queue("S01", DAY, issuing("t1", 1))
+    await store.mutate_queue("S01", DAY, issuing("t2", 2))
+    await store.mutate_queue("S02", DAY, issuing("t3", 3))
+    await store.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 4))
+    await store.record_turned_away("S01", DAY, "bill_payment", "daily_cap", 5,
+                                   IdempotencyKey("k1", "door-1", "fp"))
+    await store.record_turned_away("S01", DAY, "bill_payment", "daily_cap", 5,
+                                   IdempotencyKey("k1", "door-1", "fp"))      # a retry: counted once
+    await store.add_payment(payment("p1", "A", at=6))
+    await store.mutate_queue("S01", "2026-11-26", issuing("t4", 7))           # another day
+
+    found = await store.day_events(DAY, "S01")
+    assert [(e["kind"], e["at"]) for e in found] == [
+        ("issued", 1), ("issued", 2), ("called", 4), ("turned_away", 5), ("payment_queued", 6)]
+    assert found[3]["seq"] is None and found[3]["data"] == {"service": "bill_payment", "reason": "daily_cap"}
+    assert len(await store.day_events(DAY)) == 6
+    assert await store.turned_away_count("S01", DAY) == 1
+    assert sorted(await store.token_counts(DAY, ["S01", "S02"]), key=str) == sorted(
+        [("S01", None, "waiting", 1), ("S01", "S01-C1", "called", 1), ("S02", None, "waiting", 1)], key=str)

@@ -21,7 +21,7 @@ from ..queueing import (
 )
 from ..services import Forbidden, InvalidField, NotFound, ServiceError
 from ..services.payments import TokenNotAtCounter
-from ..store import IdempotencyConflict
+from ..store import STORE_UNAVAILABLE, IdempotencyConflict
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,12 @@ def as_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, BillingUnavailable):
         retry = max(1, math.ceil(exc.retry_after_s))
         return ApiError(503, "billing_unavailable", f"The billing server cannot answer now ({exc}).",
+                        {"Retry-After": str(retry)}, retry_after_s=retry)
+    if isinstance(exc, STORE_UNAVAILABLE):
+        retry = max(1, math.ceil(getattr(exc, "retry_after_s", 1.0)))
+        return ApiError(503, "store_unavailable",
+                        f"The queue's store cannot answer now ({exc}); nothing was acknowledged. "
+                        "Retry with the same Idempotency-Key.",
                         {"Retry-After": str(retry)}, retry_after_s=retry)
     return None
 

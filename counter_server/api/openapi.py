@@ -50,6 +50,12 @@ SINCE = {
 }
 
 
+REPORT_FORMAT = {
+    "name": "format", "in": "query", "required": False,
+    "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+}
+
+
 def _path(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -178,6 +184,43 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {"200": _answer("Settings", {"type": "object"}), **mutating},
             },
         },
+        "/api/v1/reports/daily": {"get": {
+            "summary": "Daily report per substation and counter: issued, served, no-shows, cancelled, "
+                       "turned away, waits, service times, busiest hour, served within 15/30 min, "
+                       "payments (admin or board key)",
+            "parameters": [
+                {"name": "date", "in": "query", "required": False,
+                 "schema": {"type": "string", "format": "date"}, "description": "YYYY-MM-DD; default today"},
+                {"name": "substation", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "One substation; default all"},
+                REPORT_FORMAT,
+            ],
+            "responses": {"200": {"description": "The report", "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}}}}, **_errors(401, 403, 404, 422)},
+        }},
+        "/api/v1/reports/monthly": {"get": {
+            "summary": "Monthly report: each day's totals and the month's pooled figures (admin or board key)",
+            "parameters": [
+                {"name": "month", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "YYYY-MM; default this month"},
+                {"name": "substation", "in": "query", "required": False, "schema": {"type": "string"}},
+                REPORT_FORMAT,
+            ],
+            "responses": {"200": {"description": "The report", "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}}}}, **_errors(401, 403, 404, 422)},
+        }},
+        "/api/v1/ops/overview": {"get": {
+            "summary": "Ops: today's tokens by status per substation, served and no-shows per counter, "
+                       "turned away (admin or board key)",
+            "responses": {"200": _answer("Overview", {"type": "object"}), **_errors(401, 403)},
+        }},
+        "/api/v1/ops/live-ticket": {"post": {
+            "summary": "Ops: a one-time ticket (30 s) to open the ops channel from a browser at "
+                       "/ops/live?ticket=T, since a browser WebSocket cannot send Authorization (admin)",
+            "responses": {"201": _answer("Ticket", {"type": "object"}), **_errors(401, 403)},
+        }},
         "/api/v1/tokens/{tid}": {"get": {
             "summary": "One token",
             "parameters": [_path("tid")],

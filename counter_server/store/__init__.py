@@ -10,9 +10,32 @@ from .base import (
     QueueChange,
     QueueSnapshot,
     Store,
+    StoreUnavailable,
     TokenChange,
 )
+from .redis import RedisStore
 from .sqlite import SQLiteStore
+
+import redis.exceptions as _redis_errors
+
+# What "the store cannot answer now" looks like, whichever engine: the API answers 503 with
+# Retry-After for these, not 500.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    StoreUnavailable, _redis_errors.ConnectionError, _redis_errors.TimeoutError)
+
+
+async def open_store(settings: "Settings") -> Store:  # noqa: F821 - config imports this package
+    """Open the engine the settings name: the SQLite file in the data dir (one process), or
+    the Redis server that several replicas share."""
+    chosen = settings.store
+    layouts = settings.scenario.layouts()
+    if chosen.engine == "redis":
+        store: Store = RedisStore(chosen.redis_url, settings.scenario.policy, layouts,
+                                  prefix=chosen.redis_prefix)
+    else:
+        store = SQLiteStore(settings.database_path, settings.scenario.policy, layouts)
+    await store.open()
+    return store
 
 __all__ = [
     "Applied",
@@ -23,7 +46,11 @@ __all__ = [
     "IdempotencyKey",
     "KeyRecord",
     "QueueChange",
+    "RedisStore",
+    "STORE_UNAVAILABLE",
     "SQLiteStore",
     "Store",
+    "StoreUnavailable",
     "TokenChange",
+    "open_store",
 ]

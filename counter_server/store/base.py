@@ -8,7 +8,7 @@ commits does the caller get an answer, so whatever was acknowledged survives a c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -79,6 +79,15 @@ class IdempotencyConflict(Exception):
         self.key = key
 
 
+class StoreUnavailable(Exception):
+    """The store cannot answer now (its server is away or too busy); nothing was acknowledged,
+    and a retry with the same Idempotency-Key learns whether the change was made."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     id: str
@@ -137,6 +146,13 @@ class Store(Protocol):
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[dict]:
         """Appended events with ``seq`` greater than ``after``, oldest first."""
+
+    async def day_events(self, day: str, substation: str | None = None) -> list[dict]:
+        """One day's events (as ``events`` gives them, payments included) and its refusals at
+        the door (kind ``turned_away``, ``seq`` None, data: service and reason), in time order."""
+
+    async def token_counts(self, day: str, substations: Iterable[str]) -> list[tuple[str, str | None, str, int]]:
+        """(substation, counter, status, how many) of the day's tokens, for metrics and ops."""
 
     # -- the payments outbox ---------------------------------------------------------------
 

@@ -10,6 +10,7 @@ Plain reads use a second thread with its own connection, so they never wait behi
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import queue
@@ -127,6 +128,8 @@ def create_schema(db: sqlite_utils.Database) -> None:
         " day TEXT NOT NULL, token_id TEXT, kind TEXT NOT NULL, actor TEXT, counter TEXT,"
         " data TEXT NOT NULL)"
     )
+    # Daily reports read one day's events; without this they scanned every event ever kept.
+    db.execute("CREATE INDEX IF NOT EXISTS idx_events_day ON events (day, substation)")
     db["idempotency"].create(
         {"principal": str, "key": str, "fingerprint": str, "event_seq": int, "created_at": float},
         pk=("principal", "key"),
@@ -362,8 +365,12 @@ class SQLiteStore:
                 {"now": now, "limit": limit},
             ))
             for row in rows:
-                db.execute("UPDATE payments SET claimed_by = ?, not_before = ? WHERE ordinal = ?",
-                           [worker, now + lease_s, row["ordinal"]])
+                # A claim that lapsed unsettled (its worker died mid-post) may have reached
+                # billing: count it as an attempt, so the gateway asks billing before posting.
+                if row["claimed_by"] is not None:
+                    row["attempts"] += 1
+                db.execute("UPDATE payments SET claimed_by = ?, not_before = ?, attempts = ?"
+                           " WHERE ordinal = ?", [worker, now + lease_s, row["attempts"], row["ordinal"]])
             return [from_row(Payment, row) for row in rows]
 
         return await self._write(job)
@@ -448,6 +455,38 @@ class SQLiteStore:
             )
             return [{**row, "data": json.loads(row["data"])} for row in rows]
 
+        return await self._read(read)
+
+    async def day_events(self, day: str, substation: str | None = None) -> list[dict]:
+        """One day's events (as ``events`` gives them, payments included) and its refusals at
+        the door (kind ``turned_away``, no seq), in time order: what daily reports are made of."""
+
+        def read(db: sqlite_utils.Database) -> list[dict]:
+            where, args = "day = ?", [day]
+            if substation is not None:
+                where, args = "day = ? AND substation = ?", [day, substation]
+            events = [{**row, "data": json.loads(row["data"])}
+                      for row in db.query(f"SELECT * FROM events WHERE {where} ORDER BY seq", args)]
+            refused = [{"seq": None, "at": row["at"], "substation": row["substation"], "day": day,
+                        "token_id": None, "kind": "turned_away", "actor": None, "counter": None,
+                        "data": {"service": row["service"], "reason": row["reason"]}}
+                       for row in db.query(f"SELECT * FROM turned_away WHERE {where} ORDER BY id", args)]
+            return list(heapq.merge(events, refused, key=lambda e: e["at"]))
+
+        return await self._read(read)
+
+    async def token_counts(self, day: str, substations: Iterable[str]) -> list[tuple[str, str | None, str, int]]:
+        """How many of the day's tokens are in each status, per substation and counter."""
+
+        def read(db: sqlite_utils.Database) -> list[tuple[str, str | None, str, int]]:
+            rows = []
+            for sid in names:
+                rows += [tuple(row) for row in db.execute(
+                    "SELECT substation, counter, status, count(*) FROM tokens"
+                    " WHERE substation = ? AND day = ? GROUP BY counter, status", [sid, day])]
+            return rows
+
+        names = list(substations)
         return await self._read(read)
 
     # -- keys ------------------------------------------------------------------------------

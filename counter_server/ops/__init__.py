@@ -1,0 +1,1 @@
+"""Ops: the live page of all counters, daily and monthly reports, Prometheus metrics, logs."""

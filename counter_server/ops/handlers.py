@@ -1,0 +1,166 @@
+"""Thin handlers for ops: the /ops page, reports, today's overview, /metrics, the page's live link."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from ..api.errors import ApiError
+from ..api.ratelimit import RATE_LIMITER
+from ..api.requests import ACTOR, actor_of, parse_body
+from ..api.schemas import NoBody
+from ..appkeys import GATEWAY, HUB, KEYS, SETTINGS, STORE, TOKENS
+from ..live.handlers import ops_live
+from ..pages import SECURITY_HEADERS
+from ..services import Actor, Forbidden, Role
+from .metrics import REQUEST_ID_HEADER, REQUEST_ID_KEY, Metrics, Reading
+from .reports import daily_csv, daily_json, monthly_csv, monthly_json
+from .service import OpsService
+
+OPS_WEB = Path(__file__).resolve().parent / "web"
+METRICS = web.AppKey("metrics", Metrics)
+OPS = web.AppKey("ops", OpsService)
+FORMATS = ("json", "csv")
+
+
+def _reader(request: web.Request) -> Actor:
+    """Reports and metrics are for ops: an admin key, or a read-only board key."""
+    actor = actor_of(request)
+    if actor.role not in (Role.ADMIN, Role.BOARD):
+        raise Forbidden("Reports are for admin and board keys.", role=actor.role.value)
+    return actor
+
+
+def _format(request: web.Request) -> str:
+    fmt = request.query.get("format", "json")
+    if fmt not in FORMATS:
+        raise ApiError(422, "invalid_field", f"format must be json or csv, not {fmt[:20]!r}.", field="format")
+    return fmt
+
+
+def _csv(text: str, name: str) -> web.Response:
+    return web.Response(text=text, content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+async def ops_page(request: web.Request) -> web.FileResponse:
+    """The ops page; it holds no data until the person signs in with an admin key."""
+    return web.FileResponse(OPS_WEB / "ops.html", headers=SECURITY_HEADERS)
+
+
+async def report_daily(request: web.Request) -> web.Response:
+    """Per substation and counter for one day, as JSON or CSV."""
+    _reader(request)
+    ops = request.app[OPS]
+    day = ops.parse_day(request.query.get("date"))
+    substation = ops.parse_substation(request.query.get("substation"))
+    fmt = _format(request)
+    report = await ops.daily(day, substation)
+    if fmt == "csv":
+        return _csv(daily_csv(report), f"report-{day}" + (f"-{substation}" if substation else ""))
+    return web.json_response({"report": daily_json(report)})
+
+
+async def report_monthly(request: web.Request) -> web.Response:
+    """One row per day of a month and the month's own figures, as JSON or CSV."""
+    _reader(request)
+    ops = request.app[OPS]
+    month = ops.parse_month(request.query.get("month"))
+    substation = ops.parse_substation(request.query.get("substation"))
+    fmt = _format(request)
+    report = await ops.monthly(month, substation)
+    if fmt == "csv":
+        return _csv(monthly_csv(report), f"report-{month}" + (f"-{substation}" if substation else ""))
+    return web.json_response({"report": monthly_json(report)})
+
+
+async def overview(request: web.Request) -> web.Response:
+    """Today's figures the live channel does not carry: served per counter, turned away."""
+    _reader(request)
+    return web.json_response(await request.app[OPS].overview())
+
+
+async def live_ticket(request: web.Request) -> web.Response:
+    """A one-time ticket for the ops page to open the ops channel (admin)."""
+    await parse_body(request, NoBody)
+    ticket, ttl = request.app[OPS].issue_ticket(actor_of(request))
+    return web.json_response({"ticket": ticket, "expires_in_s": ttl,
+                              "url": f"/ops/live?ticket={ticket}"}, status=201)
+
+
+async def ops_live_by_ticket(request: web.Request) -> web.WebSocketResponse:
+    """The ops channel (as /api/v1/live) for a browser, signed in by a one-time ticket."""
+    actor = request.app[OPS].redeem_ticket(request.query.get("ticket", ""))
+    if actor is None:
+        raise ApiError(401, "invalid_ticket",
+                       "The live ticket is unknown, used or expired; get one from POST /api/v1/ops/live-ticket.")
+    request[ACTOR] = actor
+    return await ops_live(request)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (Authorization: Bearer with an admin or board key)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    actor = await request.app[KEYS].authenticate(key.strip()) \
+        if scheme.lower() == "bearer" and 0 < len(key) <= 200 else None
+    if actor is None:
+        raise ApiError(401, "missing_key" if not header else "invalid_key",
+                       "Scrape /metrics with 'Authorization: Bearer KEY' (an admin or board key).",
+                       {"WWW-Authenticate": "Bearer"})
+    request[ACTOR] = actor
+    _reader(request)
+    body = request.app[METRICS].exposition(await _reading(request.app))
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def _reading(app: web.Application) -> Reading:
+    tokens, hub = app[TOKENS], app[HUB]
+    today = tokens.today()
+    halls = []
+    for sid in app[SETTINGS].scenario.substations:
+        hall = hub.hall(sid)
+        if hall is None or hall.day != today:  # nothing changed yet today: start from the store
+            hall = (await tokens.queue(sid)).hall
+            hub.update_hall(hall)
+        halls.append(hall)
+    limiter = app[RATE_LIMITER]
+    return Reading(
+        halls=halls,
+        token_counts=await app[STORE].token_counts(today, [h.substation for h in halls]),
+        billing=await app[GATEWAY].snapshot(),
+        live_connections=hub.connections(),
+        live_dropped=hub.dropped,
+        live_published=hub.published,
+        rate_limited={"key": limiter.keys.refused, "address": limiter.addresses.refused},
+    )
+
+
+async def _request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    rid = request.get(REQUEST_ID_KEY)
+    if rid is not None:
+        response.headers.setdefault(REQUEST_ID_HEADER, rid)
+
+
+async def _ops_service(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[OPS] = OpsService(settings.scenario, app[STORE], settings.clock)
+    yield
+
+
+def setup_ops(app: web.Application, metrics_: Metrics) -> None:
+    """Routes of the ops page, reports, overview and metrics. Call after the core services'
+    cleanup context is registered: the ops service is built from their store."""
+    app[METRICS] = metrics_
+    app.cleanup_ctx.append(_ops_service)
+    app.on_response_prepare.append(_request_id_header)
+    app.router.add_get("/ops", ops_page)
+    app.router.add_static("/static/ops/", OPS_WEB, name="ops_static")
+    app.router.add_get("/ops/live", ops_live_by_ticket)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/reports/daily", report_daily)
+    app.router.add_get("/api/v1/reports/monthly", report_monthly)
+    app.router.add_get("/api/v1/ops/overview", overview)
+    app.router.add_post("/api/v1/ops/live-ticket", live_ticket)

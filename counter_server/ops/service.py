@@ -1,0 +1,135 @@
+"""Ops use cases: reports from the store's events, today's overview, live tickets for the page.
+
+Reports are computed off the event loop (the arithmetic over a busy day's events takes a
+noticeable fraction of a second), so the counters' requests keep flowing while a manager reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from ..config import Scenario
+from ..queueing import Status
+from ..services import Actor, InvalidField, NotFound
+from ..store import Store
+from .reports import DailyReport, MonthlyReport, daily_report, monthly_report
+
+TICKET_TTL_S = 30.0
+MAX_TICKETS = 1000
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    actor: Actor
+    expires_at: float
+
+
+class OpsService:
+    def __init__(self, scenario: Scenario, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.scenario = scenario
+        self.store = store
+        self.clock = clock
+        self._tickets: dict[str, _Ticket] = {}
+
+    # -- days and months ---------------------------------------------------------------------
+
+    def today(self) -> str:
+        return datetime.fromtimestamp(self.clock(), self.scenario.timezone).date().isoformat()
+
+    def parse_day(self, raw: str | None) -> str:
+        """A report's day: ``YYYY-MM-DD``, or today when not given."""
+        if raw is None or raw == "":
+            return self.today()
+        try:
+            return date.fromisoformat(raw).isoformat() if len(raw) == 10 else _bad_day(raw)
+        except ValueError:
+            return _bad_day(raw)
+
+    def parse_month(self, raw: str | None) -> str:
+        """A report's month: ``YYYY-MM``, or this month when not given."""
+        if raw is None or raw == "":
+            return self.today()[:7]
+        try:
+            if len(raw) != 7:
+                raise ValueError
+            date.fromisoformat(raw + "-01")
+        except ValueError:
+            raise InvalidField("month", f"month must be YYYY-MM, not {raw[:20]!r}.") from None
+        return raw
+
+    def parse_substation(self, raw: str | None) -> str | None:
+        if raw is None or raw == "":
+            return None
+        if raw not in self.scenario.substations:
+            raise NotFound("substation", raw[:40])
+        return raw
+
+    def layout(self, substation: str | None) -> dict[str, list[str]]:
+        return {sid: [c.id for c in s.counters] for sid, s in self.scenario.substations.items()
+                if substation is None or sid == substation}
+
+    # -- reports -----------------------------------------------------------------------------
+
+    async def daily(self, day: str, substation: str | None = None) -> DailyReport:
+        events = await self.store.day_events(day, substation)
+        return await asyncio.to_thread(daily_report, day, events, self.scenario.timezone,
+                                       layout=self.layout(substation), substation=substation)
+
+    async def monthly(self, month: str, substation: str | None = None) -> MonthlyReport:
+        year, number = int(month[:4]), int(month[5:7])
+        last = min(calendar.monthrange(year, number)[1],
+                   31 if month != self.today()[:7] else int(self.today()[8:10]))
+        days = [f"{month}-{d:02d}" for d in range(1, last + 1)]
+        found = [(day, await self.store.day_events(day, substation)) for day in days]
+        return await asyncio.to_thread(monthly_report, month, found, self.scenario.timezone,
+                                       substation=substation)
+
+    # -- today at a glance -------------------------------------------------------------------
+
+    async def overview(self) -> dict:
+        """Today's tokens by status per substation, served and no-shows per counter, and how
+        many were turned away: what the live channel's halls do not carry."""
+        day = self.today()
+        substations = {sid: {"tokens": {s.value: 0 for s in Status}, "turned_away": 0}
+                       for sid in self.scenario.substations}
+        counters = {cid: {"served": 0, "no_shows": 0} for cid in self.scenario.counters}
+        for sid, counter, status, n in await self.store.token_counts(day, list(substations)):
+            substations[sid]["tokens"][status] = substations[sid]["tokens"].get(status, 0) + n
+            if counter in counters and status == Status.DONE.value:
+                counters[counter]["served"] += n
+            elif counter in counters and status == Status.NO_SHOW.value:
+                counters[counter]["no_shows"] += n
+        for sid, entry in substations.items():
+            entry["turned_away"] = await self.store.turned_away_count(sid, day)
+        return {"day": day, "substations": substations, "counters": counters}
+
+    # -- tickets for the ops page's live channel -------------------------------------------
+
+    def issue_ticket(self, actor: Actor) -> tuple[str, float]:
+        """A one-time ticket to open the ops channel from a browser, which cannot send an
+        Authorization header with a WebSocket: short-lived, so one seen in a log is useless."""
+        actor.require_admin()
+        now = self.clock()
+        for key in [k for k, t in self._tickets.items() if t.expires_at <= now]:
+            del self._tickets[key]
+        if len(self._tickets) >= MAX_TICKETS:
+            self._tickets.pop(next(iter(self._tickets)))
+        ticket = "lt_" + secrets.token_urlsafe(24)
+        self._tickets[ticket] = _Ticket(actor, now + TICKET_TTL_S)
+        return ticket, TICKET_TTL_S
+
+    def redeem_ticket(self, ticket: str) -> Actor | None:
+        found = self._tickets.pop(ticket, None)
+        if found is None or found.expires_at <= self.clock():
+            return None
+        return found.actor
+
+
+def _bad_day(raw: str) -> str:
+    raise InvalidField("date", f"date must be YYYY-MM-DD, not {raw[:20]!r}.")

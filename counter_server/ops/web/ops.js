@@ -1,0 +1,420 @@
+// The ops page: every substation and counter live, the billing gateway, and the controls.
+// Signed in with an admin key kept in sessionStorage (this tab only) and sent as a header.
+// The live link is the ops channel of /api/v1/live, opened with a one-time ticket because a
+// browser cannot send an Authorization header with a WebSocket.
+"use strict";
+
+const KEY_NAME = "ops-key";
+const HISTORY = 300;                 // points kept for the small charts (one a second)
+const $ = (id) => document.getElementById(id);
+
+const ops = {
+  halls: new Map(), seq: null, overview: null, billing: null, intervalS: 5, lastHeard: 0,
+  series: { limit: [], inflight: [], outbox: [], waiting: [] },
+};
+let socket = null;
+let retryMs = 1000;
+let overviewTimer = null;
+
+// -- talking to the server ---------------------------------------------------------------------
+
+class ApiFailure extends Error {
+  constructor(status, body) {
+    super((body && body.error && body.error.message) || `HTTP ${status}`);
+    this.status = status;
+    this.code = body && body.error && body.error.code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY_NAME) || ""}` };
+  if (method !== "GET") headers["Idempotency-Key"] = `ops-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+                                   cache: "no-store", credentials: "omit" });
+  const data = await resp.json().catch(() => null);
+  if (!resp.ok) {
+    if (resp.status === 401) signOut("The key was refused (unknown or revoked).");
+    throw new ApiFailure(resp.status, data);
+  }
+  return data;
+}
+
+function toast(text, ok = false) {
+  const box = $("toast");
+  box.textContent = text;
+  box.className = "toast" + (ok ? " ok" : "");
+  box.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { box.hidden = true; }, ok ? 2500 : 6000);
+}
+
+async function act(button, work, done) {
+  button.disabled = true;
+  try {
+    await work();
+    if (done) toast(done, true);
+  } catch (error) {
+    toast(error.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// -- signing in and out ------------------------------------------------------------------------
+
+async function signIn(key) {
+  sessionStorage.setItem(KEY_NAME, key);
+  try {
+    const me = await api("GET", "/api/v1/me");
+    if (me.role !== "admin") {
+      signOut(`This is a ${me.role} key; the ops page needs an admin key.`);
+      return;
+    }
+  } catch (error) {
+    if (!sessionStorage.getItem(KEY_NAME)) return;       // refused: signOut has said why
+    signOut(`Cannot reach the server: ${error.message}`);
+    return;
+  }
+  $("login").hidden = true;
+  $("app").hidden = false;
+  document.body.dataset.state = "connecting";
+  refreshOverview();
+  api("GET", "/api/v1/ops/billing").then((b) => showBilling(b.billing)).catch(() => {});
+  clearInterval(overviewTimer);
+  overviewTimer = setInterval(refreshOverview, 5000);
+  connect();
+}
+
+function signOut(reason) {
+  sessionStorage.removeItem(KEY_NAME);
+  clearInterval(overviewTimer);
+  if (socket) { socket.onclose = null; socket.close(); socket = null; }
+  ops.halls.clear();
+  ops.seq = null;
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("key").value = "";
+  document.body.dataset.state = "signed-out";
+  const error = $("login-error");
+  error.hidden = !reason;
+  error.textContent = reason || "";
+}
+
+// -- the live link -----------------------------------------------------------------------------
+
+async function connect() {
+  if (!sessionStorage.getItem(KEY_NAME)) return;
+  let ticket;
+  try {
+    ticket = (await api("POST", "/api/v1/ops/live-ticket")).ticket;
+  } catch (error) {
+    setLink("offline");
+    if (error.status === 401) return;
+    retryLater();
+    return;
+  }
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const since = ops.seq === null ? "" : `&since=${ops.seq}`;
+  socket = new WebSocket(`${scheme}://${location.host}/ops/live?ticket=${encodeURIComponent(ticket)}${since}`);
+  socket.onmessage = (event) => receive(JSON.parse(event.data));
+  socket.onclose = () => { socket = null; setLink("offline"); retryLater(); };
+}
+
+function retryLater() {
+  const wait = Math.min(15000, retryMs) * (0.5 + Math.random());
+  retryMs = Math.min(15000, retryMs * 2);
+  setTimeout(connect, wait);
+}
+
+function setLink(state) {
+  if (document.body.dataset.state === "signed-out") return;
+  document.body.dataset.state = state;
+  $("link").textContent = state === "live" ? "live" : state === "offline" ? "OFFLINE" : "connecting";
+}
+
+function receive(message) {
+  ops.lastHeard = Date.now();
+  if (message.type === "snapshot") {
+    ops.seq = message.seq;
+    ops.halls = new Map(message.halls.map((h) => [h.substation, h]));
+    refreshOverview();                                     // counts may have moved while away
+  } else if (message.type === "delta") {
+    if (ops.seq !== null && message.prev !== ops.seq) { socket.close(); return; }
+    ops.seq = message.seq;
+    ops.halls.set(message.substation, message.hall);
+    count(message.events);
+  } else if (message.type === "heartbeat") {
+    ops.intervalS = message.interval_s;
+  } else if (message.type === "billing") {
+    showBilling(message.billing);
+    sample();
+  } else {
+    return;
+  }
+  retryMs = 1000;
+  setLink("live");
+  document.body.dataset.seq = String(ops.seq);
+  if (message.type !== "billing" && message.type !== "heartbeat") renderHalls();
+}
+
+function count(events) {
+  const counters = ops.overview && ops.overview.counters;
+  if (!counters) return;
+  for (const event of events) {
+    const entry = counters[event.counter];
+    if (!entry) continue;
+    if (event.kind === "completed") entry.served += 1;
+    if (event.kind === "no_show") entry.no_shows += 1;
+  }
+}
+
+async function refreshOverview() {
+  try {
+    ops.overview = await api("GET", "/api/v1/ops/overview");
+    renderHalls();
+  } catch (error) { /* the next refresh tries again */ }
+}
+
+setInterval(() => {
+  $("clock").textContent = new Date().toLocaleTimeString("en-GB");
+  if (document.body.dataset.state === "live" && Date.now() - ops.lastHeard > ops.intervalS * 2500) {
+    setLink("offline");
+    if (socket) socket.close();
+  }
+}, 1000);
+
+// -- drawing -----------------------------------------------------------------------------------
+
+function minutes(seconds) {
+  return Math.max(0, Math.round(seconds / 60));
+}
+
+function estimateText(estimate) {
+  if (!estimate || estimate.p50_s === null) return "no counter open";
+  const low = minutes(estimate.p50_s), high = Math.max(low, minutes(estimate.p90_s));
+  return low === high ? `${low} min` : `${low}–${high} min`;
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function renderHalls() {
+  const halls = [...ops.halls.values()].sort((a, b) => a.substation.localeCompare(b.substation));
+  const focused = document.activeElement && document.activeElement.dataset.capFor;
+  $("halls").replaceChildren(...halls.map(renderHall));
+  if (focused) {
+    const input = document.querySelector(`[data-cap-for="${focused}"]`);
+    if (input) input.focus();
+  }
+  renderKpis(halls);
+}
+
+function renderHall(hall) {
+  const card = el("section", "hall");
+  const overview = ops.overview && ops.overview.substations[hall.substation];
+  card.dataset.substation = hall.substation;
+  card.dataset.admission = hall.admission.enabled ? "on" : "off";
+
+  const head = el("div", "hall-head");
+  head.append(el("h2", "", hall.name), el("span", "sid", `${hall.substation} · ${hall.opens}–${hall.closes}`));
+  const main = hall.services.find((s) => s.id === "bill_payment") || hall.services[0];
+  const wait = el("div", "hall-wait");
+  const waiting = el("span", "big waiting", String(hall.waiting));
+  const est = el("span", "est", main ? estimateText(main.estimate) : "–");
+  const p90 = main && main.estimate ? main.estimate.p90_s : null;
+  if (p90 !== null && p90 >= 1800) est.classList.add("long");
+  else if (p90 !== null && p90 >= 900) est.classList.add("mid");
+  est.title = "p50–p90 wait for a bill-payment token issued now";
+  wait.append(waiting, el("span", "k", "waiting"), el("span", "k", main ? main.name.toLowerCase() : ""), est);
+
+  const meta = el("div", "hall-meta");
+  const cap = hall.admission.daily_cap;
+  const issued = el("span", "", "issued ");
+  issued.append(el("b", "", cap ? `${hall.issued_today}/${cap}` : String(hall.issued_today)));
+  const away = el("span", "", "turned away ");
+  away.append(el("b", "away", overview ? String(overview.turned_away) : "–"));
+  const served = el("span", "", "served ");
+  const servedHere = ops.overview
+    ? hall.counters.reduce((n, c) => n + ((ops.overview.counters[c.id] || {}).served || 0), 0) : null;
+  served.append(el("b", "", servedHere === null ? "–" : String(servedHere)));
+  meta.append(issued, served, away);
+
+  const services = el("ul", "services");
+  for (const service of hall.services) {
+    if (service === main) continue;
+    services.append(el("li", "", `${service.name}: ${service.waiting} waiting, ${estimateText(service.estimate)}`));
+  }
+
+  const counters = el("ol", "counters");
+  for (const counter of hall.counters) counters.append(renderCounter(counter));
+
+  const controls = el("div", "controls");
+  const admission = el("button", "adm", hall.admission.enabled ? "Admission ON" : "Admission OFF");
+  admission.type = "button";
+  admission.dataset.on = String(hall.admission.enabled);
+  admission.dataset.action = "admission";
+  admission.title = "Refuse tokens that cannot be served before closing";
+  admission.onclick = () => act(admission, () => api("PUT", `/api/v1/ops/substations/${hall.substation}/admission`,
+    { admission: !hall.admission.enabled, daily_cap: hall.admission.daily_cap }),
+    `${hall.substation}: admission ${hall.admission.enabled ? "off" : "on"}`);
+  const capInput = el("input");
+  capInput.type = "number";
+  capInput.min = "1";
+  capInput.placeholder = "none";
+  capInput.value = cap ? String(cap) : "";
+  capInput.dataset.capFor = hall.substation;
+  capInput.setAttribute("aria-label", `Daily cap at ${hall.substation}`);
+  const setCap = el("button", "", "Set cap");
+  setCap.type = "button";
+  setCap.dataset.action = "cap";
+  setCap.onclick = () => {
+    const raw = capInput.value.trim();
+    const value = raw === "" ? null : Number(raw);
+    if (value !== null && (!Number.isInteger(value) || value < 1)) { toast("The daily cap is a whole number, 1 or more (empty: no cap)."); return; }
+    act(setCap, () => api("PUT", `/api/v1/ops/substations/${hall.substation}/admission`,
+      { admission: hall.admission.enabled, daily_cap: value }),
+      `${hall.substation}: daily cap ${value === null ? "removed" : value}`);
+  };
+  controls.append(admission, el("span", "", "cap"), capInput, setCap);
+
+  card.append(head, wait, meta, services, counters, controls);
+  return card;
+}
+
+function renderCounter(counter) {
+  const row = el("li", "counter");
+  row.dataset.counter = counter.id;
+  row.dataset.open = String(counter.open);
+  const stats = ops.overview && ops.overview.counters[counter.id];
+  const tok = el("span", "tok");
+  if (counter.token) {
+    tok.append(el("span", "number", counter.token.number), el("span", "st", counter.token.status));
+  } else {
+    tok.append(el("span", "number", counter.open ? "idle" : "closed"));
+  }
+  const served = el("span", "served", stats ? `${stats.served} served` : "");
+  if (stats) served.title = `${stats.no_shows} no-shows today`;
+  const button = el("button", "", counter.open ? "Close" : "Open");
+  button.type = "button";
+  button.dataset.action = counter.open ? "close" : "open";
+  button.onclick = () => act(button, () => api("POST", `/api/v1/counters/${counter.id}/${counter.open ? "close" : "open"}`),
+    `${counter.id} ${counter.open ? "closed" : "opened"}`);
+  row.append(el("span", "cid", "C" + counter.id.split("-C").pop()), el("span", "dot"), tok, served, button);
+  row.title = `${counter.id}: ${counter.services.join(", ")}`;
+  return row;
+}
+
+function renderKpis(halls) {
+  let waiting = 0, issued = 0, open = 0, total = 0, worst = null, worstWhere = "";
+  for (const hall of halls) {
+    waiting += hall.waiting;
+    issued += hall.issued_today;
+    for (const counter of hall.counters) { total += 1; if (counter.open) open += 1; }
+    for (const service of hall.services) {
+      const p90 = service.estimate ? service.estimate.p90_s : null;
+      if (p90 !== null && (worst === null || p90 > worst)) { worst = p90; worstWhere = `${hall.substation} ${service.name}`; }
+    }
+  }
+  $("kpi-waiting").textContent = String(waiting);
+  $("kpi-issued").textContent = String(issued);
+  $("kpi-open").textContent = `${open}/${total}`;
+  $("kpi-worst").textContent = worst === null ? "–" : `${minutes(worst)} min`;
+  $("kpi-worst-where").textContent = worst === null ? "longest p90 wait" : `p90 wait: ${worstWhere}`;
+  $("kpi-worst-box").classList.toggle("alarm", worst !== null && worst >= 1800);
+  if (ops.overview) {
+    const served = Object.values(ops.overview.counters).reduce((n, v) => n + v.served, 0);
+    const away = Object.values(ops.overview.substations).reduce((n, v) => n + v.turned_away, 0);
+    $("kpi-served").textContent = String(served);
+    $("kpi-away").textContent = String(away);
+  }
+}
+
+function showBilling(b) {
+  if (!b) return;
+  ops.billing = b;
+  $("billing").dataset.paused = String(b.paused);
+  const state = $("billing-state");
+  state.textContent = b.paused ? "paused" : b.state;
+  state.className = "badge " + (b.paused ? "paused" : b.state);
+  $("billing-sim").hidden = !b.simulated;
+  $("b-limit").textContent = String(b.limit);
+  $("b-inflight").textContent = String(b.in_flight);
+  $("b-queued").textContent = String(b.outbox.queued);
+  $("b-oldest").textContent = b.outbox.oldest_queued_s === null ? "–" : `${b.outbox.oldest_queued_s.toFixed(1)} s`;
+  $("b-breaker").textContent = b.breaker.state.replace("_", "-");
+  $("b-shed").textContent = `${b.shed.payment || 0} / ${b.shed.lookup || 0} / ${b.shed.report || 0}`;
+  $("b-posted").textContent = `${b.outbox.posted} / ${b.outbox.failed}`;
+  const toggle = $("outbox-toggle");
+  toggle.textContent = b.paused ? "Resume outbox" : "Pause outbox";
+  toggle.dataset.action = b.paused ? "resume" : "pause";
+}
+
+function sample() {
+  const b = ops.billing;
+  if (!b) return;
+  let waiting = 0;
+  for (const hall of ops.halls.values()) waiting += hall.waiting;
+  const push = (name, value) => { const s = ops.series[name]; s.push(value); if (s.length > HISTORY) s.shift(); };
+  push("limit", b.limit);
+  push("inflight", b.in_flight);
+  push("outbox", b.outbox.queued);
+  push("waiting", waiting);
+  chart("chart-limit", [["limit", "#4ea1ff"], ["inflight", "#2fbf71"]]);
+  chart("chart-outbox", [["outbox", "#f2b233"]]);
+  chart("chart-waiting", [["waiting", "#c58cff"]]);
+}
+
+function chart(id, lines) {
+  const canvas = $(id);
+  const g = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, pad = 14;
+  g.clearRect(0, 0, w, h);
+  let top = 1;
+  for (const [name] of lines) for (const v of ops.series[name]) top = Math.max(top, v);
+  top = Math.ceil(top * 1.15);
+  g.strokeStyle = "#27323f";
+  g.lineWidth = 1;
+  g.beginPath(); g.moveTo(0, pad); g.lineTo(w, pad); g.moveTo(0, h - 2); g.lineTo(w, h - 2); g.stroke();
+  g.fillStyle = "#8b9bab";
+  g.font = "10px sans-serif";
+  g.fillText(String(top), 2, 10);
+  g.fillText(`${Math.round(HISTORY / 60)} min`, w - 34, h - 5);
+  for (const [name, color] of lines) {
+    const values = ops.series[name];
+    if (!values.length) continue;
+    g.strokeStyle = color;
+    g.lineWidth = 1.6;
+    g.beginPath();
+    values.forEach((v, i) => {
+      const x = w - (values.length - 1 - i) * (w / HISTORY);
+      const y = h - 2 - (v / top) * (h - pad - 2);
+      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+    });
+    g.stroke();
+    g.fillStyle = color;
+    g.fillText(String(values[values.length - 1]), w - 30 - 26 * lines.indexOf(lines.find((l) => l[0] === name)), 10);
+  }
+}
+
+// -- start -------------------------------------------------------------------------------------
+
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = $("key").value.trim();
+  $("key").value = "";
+  if (key) signIn(key);
+});
+$("sign-out").addEventListener("click", () => signOut(""));
+$("outbox-toggle").addEventListener("click", () => {
+  const button = $("outbox-toggle");
+  const pausing = !(ops.billing && ops.billing.paused);
+  act(button, async () => showBilling((await api("POST", `/api/v1/ops/billing/${pausing ? "pause" : "resume"}`)).billing),
+      pausing ? "Outbox paused: payments keep queueing durably" : "Outbox resumed");
+});
+
+if (sessionStorage.getItem(KEY_NAME)) signIn(sessionStorage.getItem(KEY_NAME));
