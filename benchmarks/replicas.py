@@ -23,21 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import OPEN_ALL_DAY, RedisProcess, ServerProcess
+from tests.conftest import OPEN_ALL_DAY, REDIS_SCENARIO, RedisProcess, ServerProcess
 
 from .common import Figure, memory_mb, percentile, print_table, progress
 from .token_latency import closed_loop
 
 NAME = "replicas"
-REDIS_SCENARIO = """
-extends = "builtin"
-[hours]
-opens = "00:00"
-closes = "23:59:59"
-[store]
-engine = "redis"
-redis_url = "{url}"
-"""
 
 
 async def together(servers: list[ServerProcess], key: str, n: int, concurrency: int) -> tuple[float, float]:

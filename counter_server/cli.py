@@ -28,7 +28,7 @@ from .ops.reports import daily_csv, daily_json, daily_text, monthly_csv, monthly
 from .ops.service import OpsService
 from .config import STORE_ENGINES, ScenarioError, Settings, env_default, load_scenario
 from .services import KeyService, ServiceError
-from .store import SQLiteStore, StoreUnavailable, open_store
+from .store import Store, StoreUnavailable, open_store
 from .store.redis import redacted
 
 
@@ -147,13 +147,20 @@ def _serve(args: argparse.Namespace, scenario) -> int:
     return 0
 
 
+async def _open_store_or_say(settings: Settings) -> Store | None:
+    """The configured store, or None after saying on stderr why it cannot be reached."""
+    try:
+        return await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"counter-server: {exc}", file=sys.stderr)
+        return None
+
+
 async def _keys(args: argparse.Namespace, scenario) -> int:
     settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
                         redis_url=args.redis_url)
-    try:
-        store = await open_store(settings)
-    except StoreUnavailable as exc:
-        print(f"counter-server: {exc}", file=sys.stderr)
+    store = await _open_store_or_say(settings)
+    if store is None:
         return 1
     try:
         keys = KeyService(store, scenario)
@@ -187,10 +194,8 @@ async def _report(args: argparse.Namespace, scenario) -> int:
     if settings.store.engine == "sqlite" and not settings.database_path.exists():
         print(f"counter-server: no data in {args.data_dir} (give --data-dir)", file=sys.stderr)
         return 2
-    try:
-        store = await open_store(settings)
-    except StoreUnavailable as exc:
-        print(f"counter-server: {exc}", file=sys.stderr)
+    store = await _open_store_or_say(settings)
+    if store is None:
         return 1
     try:
         ops = OpsService(scenario, store)

@@ -176,8 +176,24 @@ class ServerProcess:
                 self.kill()
 
 
+class ChildProcess:
+    """A helper process the tests start and may kill: ``stop`` is a SIGKILL, since nothing of
+    these (billing-sim, redis-server) must be saved on the way down."""
+
+    proc: subprocess.Popen | None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
 @dataclass
-class BillingSimProcess:
+class BillingSimProcess(ChildProcess):
     """``billing-sim`` in its own process; its journal keeps posted payments across restarts."""
 
     journal: Path
@@ -203,18 +219,22 @@ class BillingSimProcess:
                 time.sleep(0.05)
         raise RuntimeError("billing-sim did not start")
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill()
+
+# A scenario open all day whose store is the Redis at {url}: for replicas sharing state.
+REDIS_SCENARIO = """
+extends = "builtin"
+[hours]
+opens = "00:00"
+closes = "23:59:59"
+[store]
+engine = "redis"
+redis_url = "{url}"
+"""
 
 
 @dataclass
-class RedisProcess:
+class RedisProcess(ChildProcess):
     """A ``redis-server`` of the test's own on a free loopback port, to stop and restart.
 
     In memory by default; with ``appendonly`` it keeps an AOF (fsync on every write) in
@@ -247,14 +267,6 @@ class RedisProcess:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill()
 
 
 @pytest.fixture

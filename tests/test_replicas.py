@@ -17,16 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import BillingSimProcess, RedisProcess, ServerProcess, bearer, run_cli
+from .conftest import REDIS_SCENARIO, BillingSimProcess, RedisProcess, ServerProcess, bearer, run_cli
 
-SCENARIO = """
-extends = "builtin"
-[hours]
-opens = "00:00"
-closes = "23:59:59"
-[store]
-engine = "redis"
-redis_url = "{url}"
+SCENARIO = REDIS_SCENARIO + """
 [billing]
 lease_s = 2.0
 timeout_s = 10.0
