@@ -122,8 +122,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ChildProcess:
+    """A process the tests start and may kill. ``stop`` is a SIGKILL here, since nothing of
+    billing-sim or redis-server must be saved on the way down; the server stops politely."""
+
+    proc: subprocess.Popen | None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no flush, as when power fails or the OOM killer strikes."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
 @dataclass
-class ServerProcess:
+class ServerProcess(ChildProcess):
     """``counter-server serve`` in its own process, on a loopback port."""
 
     data_dir: Path
@@ -161,12 +178,6 @@ class ServerProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
 
-    def kill(self) -> None:
-        """SIGKILL: no clean-up, no flush, as when power fails or the OOM killer strikes."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -174,22 +185,6 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-class ChildProcess:
-    """A helper process the tests start and may kill: ``stop`` is a SIGKILL, since nothing of
-    these (billing-sim, redis-server) must be saved on the way down."""
-
-    proc: subprocess.Popen | None
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill()
 
 
 @dataclass
