@@ -64,13 +64,7 @@ def daily_chart(report: DailyReport, path: Path) -> Path:
     counts.set_title(
         f"Waits by hour, {report.day}, {where}: {total.issued} issued, {total.served} served, "
         f"{total.turned_away} turned away; p90 wait {_fmt(total.wait_p90_s)} min", fontsize=10)
-    lines = counts.get_legend_handles_labels()
-    more = waits.get_legend_handles_labels()
-    counts.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, counts, waits, path)
 
 
 def monthly_chart(report: MonthlyReport, path: Path) -> Path:
@@ -96,6 +90,11 @@ def monthly_chart(report: MonthlyReport, path: Path) -> Path:
     waits.set_ylim(bottom=0)
     where = report.substation or "all substations"
     counts.set_title(f"{report.month}, {where}: served, turned away and waits by day", fontsize=10)
+    return _save(plt, fig, counts, waits, path)
+
+
+def _save(plt, fig, counts, waits, path: Path) -> Path:
+    """One legend for both axes (counts and waits), then write the PNG and free the figure."""
     lines = counts.get_legend_handles_labels()
     more = waits.get_legend_handles_labels()
     counts.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
