@@ -1,0 +1,165 @@
+"""Real processes to test against: the counter server, billing-sim and a redis-server of one's
+own, each on a free loopback port, to start, kill with SIGKILL and start again.
+
+Shared by the pytest suite (tests/conftest.py), the benchmarks and the reliability runner.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OPEN_ALL_DAY = ROOT / "tests" / "scenarios" / "open-all-day.toml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ChildProcess:
+    """A process the tests start and may kill. ``stop`` is a SIGKILL here, since nothing of
+    billing-sim or redis-server must be saved on the way down; the server stops politely."""
+
+    proc: subprocess.Popen | None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no flush, as when power fails or the OOM killer strikes."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
+@dataclass
+class ServerProcess(ChildProcess):
+    """``counter-server serve`` in its own process, on a loopback port."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    config: Path | None = OPEN_ALL_DAY
+    extra_args: list[str] = field(default_factory=lambda: ["--rate-limit", "0"])
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_key(self) -> str:
+        return (self.data_dir / "admin.key").read_text().strip()
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+        log = open(self.log_path, "ab")
+        config = ["--config", str(self.config)] if self.config else []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "counter_server", "serve", "--data-dir", str(self.data_dir),
+             "--host", "127.0.0.1", "--port", str(self.port), *config, *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class BillingSimProcess(ChildProcess):
+    """``billing-sim`` in its own process; its journal keeps posted payments across restarts."""
+
+    journal: Path
+    port: int = field(default_factory=free_port)
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "counter_server.billing.simulator", "--port", str(self.port),
+             "--journal", str(self.journal), *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("billing-sim did not start")
+
+
+
+# A scenario open all day whose store is the Redis at {url}: for replicas sharing state.
+REDIS_SCENARIO = """
+extends = "builtin"
+[hours]
+opens = "00:00"
+closes = "23:59:59"
+[store]
+engine = "redis"
+redis_url = "{url}"
+"""
+
+
+@dataclass
+class RedisProcess(ChildProcess):
+    """A ``redis-server`` of the test's own on a free loopback port, to stop and restart.
+
+    In memory by default; with ``appendonly`` it keeps an AOF (fsync on every write) in
+    ``dir``, so a restart brings the data back. Missing redis-server makes the test fail."""
+
+    dir: Path
+    port: int = field(default_factory=free_port)
+    appendonly: bool = False
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+             "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
