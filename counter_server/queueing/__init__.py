@@ -5,21 +5,32 @@ ids it needs as arguments, so the rules are tested without a server or a databas
 """
 
 from .errors import (
+    AlreadyHolding,
     CannotServeToday,
     CounterBusy,
     DomainError,
     IllegalMove,
     LeaseRefused,
+    SlotUnavailable,
     TransferRejected,
     UnknownToken,
 )
 from .estimate import Estimate, ServiceTimes, ServiceTimeSeed, estimate_wait
 from .lifecycle import Action, allowed_actions
-from .model import Event, Lease, Priority, QueuePolicy, Status, Token, format_number
-from .queue import CounterView, HallView, ServiceView, SubstationQueue
+from .model import Event, Lease, Origin, Priority, QueuePolicy, Status, Token, format_number
+from .queue import CounterView, HallView, Holder, ServiceView, SubstationQueue
+from .slots import LeaveAdvice, SlotPlan, leave_advice, slot_capacity
 
 __all__ = [
     "Action",
+    "AlreadyHolding",
+    "Holder",
+    "LeaveAdvice",
+    "Origin",
+    "SlotPlan",
+    "SlotUnavailable",
+    "leave_advice",
+    "slot_capacity",
     "CannotServeToday",
     "CounterBusy",
     "CounterView",

@@ -86,3 +86,33 @@ class LeaseRefused(DomainError):
     """An offline token that does not fit its lease (wrong counter, number, or already used)."""
 
     code = "lease_refused"
+
+
+class AlreadyHolding(DomainError):
+    """One active token per account and per phone number, per substation and day."""
+
+    code = "already_holding"
+
+    def __init__(self, token: Token, same_holder: bool) -> None:
+        what = "this account and phone number" if same_holder else "this account or phone number"
+        super().__init__(f"{what[0].upper()}{what[1:]} already hold a token here today; "
+                         "cancel it before taking another.")
+        self.token = token
+        self.same_holder = same_holder
+
+    def details(self) -> dict[str, object]:
+        # The existing token's id (its private URL) goes only to whoever gave both numbers.
+        return {"token": self.token.id} if self.same_holder else {}
+
+
+class SlotUnavailable(DomainError):
+    """A booking for a slot that is not offered, has passed, or is full."""
+
+    code = "slot_unavailable"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def details(self) -> dict[str, object]:
+        return {"reason": self.reason}

@@ -1,6 +1,6 @@
 """The token lifecycle: which action moves a token from which status to which.
 
-waiting -> called -> serving -> done, with recall and no-show from called, one requeue from
+(booked ->) waiting -> called -> serving -> done, with recall and no-show from called, one requeue from
 no-show, transfer to another service or counter, and cancel. Anything else is an IllegalMove
 that names what is allowed.
 """
@@ -26,6 +26,7 @@ class Action(StrEnum):
 
 
 TRANSITIONS: dict[Status, dict[Action, Status]] = {
+    Status.BOOKED: {Action.CANCEL: Status.CANCELLED},
     Status.WAITING: {
         Action.CALL: Status.CALLED,
         Action.TRANSFER: Status.WAITING,

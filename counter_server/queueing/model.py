@@ -16,12 +16,24 @@ class Priority(StrEnum):
 
 
 class Status(StrEnum):
+    BOOKED = "booked"   # a slot booked ahead; it becomes a waiting token when the slot starts
     WAITING = "waiting"
     CALLED = "called"
     SERVING = "serving"
     DONE = "done"
     NO_SHOW = "no_show"
     CANCELLED = "cancelled"
+
+
+class Origin(StrEnum):
+    """Where a token came from: issued at a counter, taken from a phone, or a booked slot."""
+
+    COUNTER = "counter"
+    REMOTE = "remote"
+    SLOT = "slot"
+
+
+ACTIVE = frozenset({Status.BOOKED, Status.WAITING, Status.CALLED, Status.SERVING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,11 @@ class Token:
     the call order. ``target_counter`` is set when a token is transferred to one counter: then
     only that counter may call it. ``ordinal`` is the token's place in the day's issue order
     at its substation, which breaks ties in the call order.
+
+    A token taken from a phone carries ``account_ref`` and ``phone_ref``, digests that let the
+    queue keep one active token per account and per phone without keeping either number, and
+    ``account_hint`` (its last digits) so the consumer can tell which account it is for. A
+    booked slot is a token of status ``booked`` with ``slot_at`` set and no number yet.
     """
 
     id: str
@@ -52,10 +69,20 @@ class Token:
     requeues: int = 0
     transfers: int = 0
     ordinal: int = 0
+    origin: Origin = Origin.COUNTER
+    slot_at: float | None = None
+    account_ref: str | None = None
+    phone_ref: str | None = None
+    account_hint: str | None = None
 
     @property
     def at_counter(self) -> bool:
         return self.status in (Status.CALLED, Status.SERVING)
+
+    @property
+    def active(self) -> bool:
+        """Booked, waiting or at a counter: the holder may not take another one today."""
+        return self.status in ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +116,18 @@ class QueuePolicy:
     max_requeues: int = 1
     service_seeds: Mapping[str, ServiceTimeSeed] = field(default_factory=dict)
     ewma_alpha: float = 0.1
+    slot_head_start_s: float = 86_400.0
 
     def call_key(self, token: Token) -> tuple[float, int, str]:
-        """Sort key of the call order: earliest effective arrival first, then issue order."""
+        """Sort key of the call order: earliest effective arrival first, then issue order.
+
+        A booked slot, once it has started, is ordered as if it had arrived
+        ``slot_head_start_s`` before its slot (by default a day: ahead of every walk-in), so a
+        booked consumer is called on time. Walk-ins are protected by the slots' capacity, which
+        gives bookings at most a set share of the counters' time (see ``slots.slot_capacity``).
+        """
+        if token.slot_at is not None:
+            return (token.slot_at - self.slot_head_start_s, token.ordinal, token.id)
         return (token.issued_at - self.head_start_s.get(token.priority, 0.0), token.ordinal, token.id)
 
 

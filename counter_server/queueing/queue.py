@@ -7,16 +7,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from .errors import (
+    AlreadyHolding,
     CannotServeToday,
     CounterBusy,
     IllegalMove,
     LeaseRefused,
+    SlotUnavailable,
     TransferRejected,
     UnknownToken,
 )
 from .estimate import Estimate, ServiceTimes, estimate_wait
 from .lifecycle import EVENT_KIND, TRANSITIONS, Action, allowed_actions, guard
-from .model import Event, Lease, Priority, QueuePolicy, Status, Token, format_number
+from .model import Event, Lease, Origin, Priority, QueuePolicy, Status, Token, format_number
+from .slots import SlotPlan
 
 
 CLOCK_SKEW_S = 120.0   # how far ahead a kiosk's clock may run when it reconciles offline tokens
@@ -56,6 +59,15 @@ class HallView:
     daily_cap: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who takes a token from a phone, as digests (the queue never sees the numbers)."""
+
+    account_ref: str
+    phone_ref: str
+    account_hint: str | None = None
+
+
 class SubstationQueue:
     """All of one substation's tokens for one day, with the waiting ones in call order.
 
@@ -77,6 +89,7 @@ class SubstationQueue:
         admission: bool = True,
         daily_cap: int | None = None,
         leases: Iterable[Lease] = (),
+        slot_plan: SlotPlan | None = None,
     ) -> None:
         self.substation = substation
         self.day = day
@@ -91,6 +104,9 @@ class SubstationQueue:
         self.admission = admission
         self.daily_cap = daily_cap
         self.leases: dict[str, Lease] = {lease.id: lease for lease in leases}
+        self.slot_plan = slot_plan
+        self._booked: dict[str, Token] = {}     # id -> booked token whose slot has not started
+        self._unnumbered = 0                    # bookings (and cancelled ones) never numbered
         self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
         self.pending: list[Event] = []
         self.version = 0
@@ -193,10 +209,30 @@ class SubstationQueue:
             ),
             waiting_total=len(self._waiting),
             waiting_head=tuple(head_tokens),
-            issued_today=len(self.tokens),
+            issued_today=self.issued_count(),
             admission=self.admission,
             daily_cap=self.daily_cap,
         )
+
+    def issued_count(self) -> int:
+        """Tokens issued today (bookings count once their slot has started)."""
+        return len(self.tokens) - self._unnumbered
+
+    def slot_bookings(self) -> dict[float, int]:
+        """Bookings per slot start, cancelled ones left out."""
+        counts: dict[float, int] = {}
+        for token in self.tokens.values():
+            if token.slot_at is not None and token.status is not Status.CANCELLED:
+                counts[token.slot_at] = counts.get(token.slot_at, 0) + 1
+        return counts
+
+    def holding(self, holder: Holder) -> Token | None:
+        """The active token of this account or phone number here today, if any."""
+        for token in self.tokens.values():
+            if token.active and (token.account_ref == holder.account_ref
+                                 or token.phone_ref == holder.phone_ref):
+                return token
+        return None
 
     # -- changing ------------------------------------------------------------------------
 
@@ -209,31 +245,85 @@ class SubstationQueue:
         now: float,
         actor: str | None = None,
         closes_at: float | None = None,
+        holder: Holder | None = None,
     ) -> Token:
         """A new waiting token numbered with the next sequence of its service today.
 
         With ``closes_at`` (when the counters close today) and admission switched on, a token
         whose p90 wait would end after closing is refused rather than issued to be turned away
-        at the end of a long line; so is any token past the ops' daily cap.
+        at the end of a long line; so is any token past the ops' daily cap. A token taken from
+        a phone (``holder`` given) is marked remote and refused while its account or phone
+        number holds another active token here today.
         """
         if token_id in self.tokens:
             raise ValueError(f"token id {token_id!r} is already used")
+        self._check_holder(holder)
         self._admit(service, now, closes_at)
-        seq = self.last_seq.get(service, 0) + 1
         token = Token(
             id=token_id,
             substation=self.substation,
             day=self.day,
             service=service,
-            number=format_number(letter, seq),
-            seq=seq,
+            number="",
+            seq=0,
             priority=Priority(priority),
             status=Status.WAITING,
             issued_at=now,
             ordinal=len(self.tokens),
+            origin=Origin.REMOTE if holder is not None else Origin.COUNTER,
+            **self._holder_fields(holder),
         )
-        self.last_seq[service] = seq
-        return self._record("issued", token, now, actor, None)
+        return self._record("issued", self._numbered(token, letter), now, actor, None)
+
+    def publish_slots(self, plan: SlotPlan | None, now: float, actor: str | None = None) -> None:
+        """Ops publish (or, with None, withdraw) the bookable slots of this day. Bookings
+        already made keep their slots."""
+        self.slot_plan = plan
+        self._event(Event("slots_published", None, now, actor, None,
+                          {"plan": plan.as_dict() if plan is not None else None}))
+
+    def book(
+        self,
+        token_id: str,
+        service: str,
+        priority: Priority,
+        slot_at: float,
+        now: float,
+        holder: Holder,
+        actor: str | None = None,
+    ) -> Token:
+        """Book a slot: a token without a number yet, which becomes a waiting token when its
+        slot starts (``start_due_bookings``) and is then called ahead of walk-ins."""
+        if token_id in self.tokens:
+            raise ValueError(f"token id {token_id!r} is already used")
+        plan = self.slot_plan
+        if plan is None or not plan.offers(slot_at):
+            raise SlotUnavailable("not_offered", f"Substation {self.substation} offers no such slot "
+                                                 f"on {self.day}.")
+        if slot_at <= now:
+            raise SlotUnavailable("passed", "That slot has already started; pick a later one.")
+        if self.slot_bookings().get(slot_at, 0) >= plan.capacity:
+            raise SlotUnavailable("full", "That slot is fully booked; pick another.")
+        self._check_holder(holder)
+        token = Token(
+            id=token_id, substation=self.substation, day=self.day, service=service, number="",
+            seq=0, priority=Priority(priority), status=Status.BOOKED, issued_at=now,
+            ordinal=len(self.tokens), origin=Origin.SLOT, slot_at=slot_at,
+            **self._holder_fields(holder),
+        )
+        return self._record("booked", token, now, actor, None)
+
+    def start_due_bookings(self, now: float, letters: Mapping[str, str],
+                           actor: str | None = None) -> list[Token]:
+        """Turn every booking whose slot has started into a numbered waiting token."""
+        due = sorted((t for t in self._booked.values() if t.slot_at is not None and t.slot_at <= now),
+                     key=self.policy.call_key)
+        started = []
+        for booked in due:
+            token = replace(booked, status=Status.WAITING, issued_at=booked.slot_at)
+            started.append(self._record("issued", self._numbered(token, letters[token.service]),
+                                        now, actor, None))
+        return started
 
     def call_next(
         self, counter: str, services: Iterable[str], now: float, actor: str | None = None
@@ -331,8 +421,28 @@ class SubstationQueue:
         )
         return self._record("issued", token, now, actor, counter)
 
+    def _numbered(self, token: Token, letter: str) -> Token:
+        seq = self.last_seq.get(token.service, 0) + 1
+        self.last_seq[token.service] = seq
+        return replace(token, number=format_number(letter, seq), seq=seq)
+
+    def _check_holder(self, holder: Holder | None) -> None:
+        if holder is None:
+            return
+        held = self.holding(holder)
+        if held is not None:
+            raise AlreadyHolding(held, held.account_ref == holder.account_ref
+                                 and held.phone_ref == holder.phone_ref)
+
+    @staticmethod
+    def _holder_fields(holder: Holder | None) -> dict[str, str | None]:
+        if holder is None:
+            return {}
+        return {"account_ref": holder.account_ref, "phone_ref": holder.phone_ref,
+                "account_hint": holder.account_hint}
+
     def _admit(self, service: str, now: float, closes_at: float | None) -> None:
-        if self.daily_cap is not None and len(self.tokens) >= self.daily_cap:
+        if self.daily_cap is not None and self.issued_count() >= self.daily_cap:
             raise CannotServeToday(
                 "daily_cap",
                 f"Substation {self.substation} has issued its {self.daily_cap} tokens for today.",
@@ -424,6 +534,14 @@ class SubstationQueue:
     def _put(self, token: Token) -> None:
         """Store a token's new state and keep the waiting line and the counters' index in step."""
         old = self.tokens.get(token.id)
+        if token.status is Status.BOOKED:
+            self._booked[token.id] = token
+        else:
+            self._booked.pop(token.id, None)
+        if not token.number and (old is None or old.number):
+            self._unnumbered += 1
+        elif token.number and old is not None and not old.number:
+            self._unnumbered -= 1
         if old is not None and old.at_counter and self._at_counter.get(old.counter) == old.id:
             del self._at_counter[old.counter]
         if token.at_counter and token.counter is not None:

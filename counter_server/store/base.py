@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..billing.outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import Estimate, Event, HallView, SubstationQueue, Token
 
 QueueChange = Callable[[SubstationQueue], Token | None]
 TokenChange = Callable[[SubstationQueue, Token], Token | None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ class Store(Protocol):
     async def get_token(self, token_id: str) -> Token | None: ...
 
     async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot: ...
+
+    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
+        """``read`` run on the queue as committed, in turn with its changes; it must not change
+        the queue. For answers a snapshot would walk the whole line to give."""
 
     async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
         """A token and, while it waits, its estimate."""

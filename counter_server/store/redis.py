@@ -51,6 +51,7 @@ from ..queueing import (
     Lease,
     QueuePolicy,
     ServiceView,
+    SlotPlan,
     SubstationQueue,
     Token,
     UnknownToken,
@@ -678,6 +679,9 @@ class RedisStore:
                 ops.append((10, lease.id, _dumps([lease.counter, lease.service, lease.letter,
                                                   lease.first_seq, lease.last_seq])))
                 sequences = True
+            elif event.kind == "slots_published":   # kept beside the substation's settings
+                plan = q.slot_plan
+                ops.append((11, f"slots:{day}", _dumps(plan.as_dict()) if plan is not None else ""))
             elif event.kind == "admission_changed":
                 ops.append((11, "admission", "1" if q.admission else "0"))
                 ops.append((11, "daily_cap", "" if q.daily_cap is None else str(q.daily_cap)))
@@ -800,6 +804,7 @@ class RedisStore:
             admission=settings.get("admission", "1") == "1",
             daily_cap=int(settings["daily_cap"]) if settings.get("daily_cap") else None,
             leases=[Lease(lid, *json.loads(raw)) for lid, raw in leases.items()],
+            slot_plan=SlotPlan.from_dict(json.loads(plan)) if (plan := settings.get(f"slots:{day}")) else None,
         )
         cached = _Cached(q, int(version or 0))
         self._queues[key] = cached
@@ -824,6 +829,9 @@ class RedisStore:
     async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
         return await self._queued((substation, day), lambda q: QueueSnapshot(
             q.at_counters(), q.waiting(), q.estimates(), q.hall_view(self.hall_head)))
+
+    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], Any]) -> Any:
+        return await self._queued((substation, day), read)
 
     async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
         home = await self._home(token_id)

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields, replace
+from dataclasses import MISSING, fields, replace
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -34,6 +34,7 @@ from ..queueing import (
     Event,
     Lease,
     QueuePolicy,
+    SlotPlan,
     SubstationQueue,
     Token,
     UnknownToken,
@@ -86,11 +87,20 @@ def _enum_fields(kind: type) -> dict[str, type[Enum]]:
 
 
 def from_row(kind: type[R], row: Mapping[str, Any]) -> R:
-    """A dataclass back from a row (extra columns ignored), enums rebuilt from their value."""
+    """A dataclass back from a row (extra columns ignored), enums rebuilt from their value.
+
+    A field the row lacks, or holds as NULL while the field's default is not None, takes its
+    default: rows written before the field existed still load."""
     enums = _enum_fields(kind)
-    values = {f.name: row[f.name] for f in fields(kind)}
+    values = {}
+    for f in fields(kind):
+        value = row.get(f.name)
+        if value is None and f.default is not MISSING and f.default is not None:
+            continue
+        values[f.name] = value
     for name, enum in enums.items():
-        values[name] = enum(values[name])
+        if name in values:
+            values[name] = enum(values[name])
     return kind(**values)
 
 
@@ -103,6 +113,10 @@ def connect(path: Path) -> sqlite_utils.Database:
     return db
 
 
+TOKEN_COLUMNS_ADDED = {"origin": str, "slot_at": float, "account_ref": str, "phone_ref": str,
+                       "account_hint": str}
+
+
 def create_schema(db: sqlite_utils.Database) -> None:
     db.enable_wal()
     db["tokens"].create(
@@ -111,11 +125,14 @@ def create_schema(db: sqlite_utils.Database) -> None:
             "priority": str, "status": str, "issued_at": float, "counter": str,
             "target_counter": str, "called_at": float, "started_at": float,
             "finished_at": float, "recalls": int, "requeues": int, "transfers": int,
-            "ordinal": int,
+            "ordinal": int, **TOKEN_COLUMNS_ADDED,
         },
         pk="id",
         if_not_exists=True,
     )
+    for name, kind in TOKEN_COLUMNS_ADDED.items():   # a file made before these columns existed
+        if name not in db["tokens"].columns_dict:
+            db["tokens"].add_column(name, kind)
     db["tokens"].create_index(["substation", "day"], if_not_exists=True)
     db["sequences"].create(
         {"substation": str, "day": str, "service": str, "last": int},
@@ -174,6 +191,9 @@ def create_schema(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     db["leases"].create_index(["substation", "day"], if_not_exists=True)
+    db["slot_plans"].create(
+        {"substation": str, "day": str, "plan": str}, pk=("substation", "day"), if_not_exists=True
+    )
     db["counter_state"].create(
         {"substation": str, "day": str, "counter": str, "open": int},
         pk=("substation", "day", "counter"),
@@ -187,6 +207,11 @@ _UPSERT_TOKEN = (
     f"ON CONFLICT(id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in TOKEN_COLUMNS if c != "id")
 )
+
+
+def _plan(raw: str | None) -> SlotPlan | None:
+    data = json.loads(raw) if raw else None
+    return SlotPlan.from_dict(data) if data else None
 
 
 class SQLiteStore:
@@ -281,6 +306,9 @@ class SQLiteStore:
             return QueueSnapshot(q.at_counters(), q.waiting(), q.estimates(), q.hall_view(self.hall_head))
 
         return await self._write(job)
+
+    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
+        return await self._write(lambda db: read(self._queue(db, substation, day)))
 
     async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
         def job(db: sqlite_utils.Database) -> tuple[Token, Estimate | None] | None:
@@ -676,9 +704,12 @@ class SQLiteStore:
         leases = [Lease(r["id"], r["counter"], r["service"], r["letter"], r["first_seq"], r["last_seq"])
                   for r in db.query("SELECT * FROM leases WHERE substation = ? AND day = ?",
                                     [substation, day])]
+        plan = db.execute("SELECT plan FROM slot_plans WHERE substation = ? AND day = ?",
+                          [substation, day]).fetchone()
         q = SubstationQueue(substation, day, self.policy, tokens, last_seq,
                             self.layouts.get(substation, {}), closed,
-                            admission=bool(settings[0]), daily_cap=settings[1], leases=leases)
+                            admission=bool(settings[0]), daily_cap=settings[1], leases=leases,
+                            slot_plan=_plan(plan[0] if plan else None))
         self._queues[key] = q
         self._token_home.update((t.id, key) for t in tokens)
         while len(self._queues) > self._cache_size:
@@ -750,6 +781,12 @@ class SQLiteStore:
                          lease.first_seq, lease.last_seq],
                     )
                     self._save_sequence(db, q, lease.service)
+                elif event.kind == "slots_published":
+                    db.execute(
+                        "INSERT INTO slot_plans (substation, day, plan) VALUES (?, ?, ?)"
+                        " ON CONFLICT DO UPDATE SET plan = excluded.plan",
+                        [q.substation, q.day, json.dumps(data["plan"])],
+                    )
                 elif event.kind == "admission_changed":
                     db.execute(
                         "INSERT INTO substation_settings (substation, admission, daily_cap)"
