@@ -14,16 +14,19 @@ from .api import setup_routes
 from .api.errors import error_middleware
 from .api.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from .api.requests import auth_middleware
-from .appkeys import GATEWAY, HUB, KEYS, PAYMENTS, SETTINGS, STORE, TOKENS
+from .api.phones import setup_phone_routes
+from .appkeys import GATEWAY, HUB, KEYS, PAYMENTS, PHONES, SETTINGS, STORE, TOKEN_WATCH, TOKENS
 from .billing.gateway import BillingGateway
 from .billing.simulator import create_sim_app
 from .config import Settings
 from .live import OPS_CHANNEL, LiveHub
+from .live.token_watch import TokenWatch
 from .ops.handlers import setup_ops
 from .ops.metrics import Metrics
 from .pages import page_headers, setup_pages
 from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
+from .services.phones import PhoneService
 from .store import open_store
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_hang_up_boards)
     setup_routes(app)
+    setup_phone_routes(app)
     setup_pages(app)
     setup_ops(app, metrics)
     return app
@@ -64,14 +68,21 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         store.add_listener(hub.publish)
         tokens.cached_hall = hub.hall
         app[HUB] = hub
+        app[TOKEN_WATCH] = watch = TokenWatch(store)
+        store.add_listener(watch.on_commit)
+        watch.start()
         async with _billing_gateway(app, store) as gateway:
             app[GATEWAY] = gateway
             app[PAYMENTS] = PaymentService(tokens, store, settings.clock, on_queued=gateway.wake)
-            ops_push = asyncio.create_task(_push_billing_to_ops(gateway, hub))
+            app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, settings.clock)
+            background = [asyncio.create_task(_push_billing_to_ops(gateway, hub)),
+                          asyncio.create_task(_start_booked_slots(phones))]
             try:
                 yield
             finally:
-                ops_push.cancel()
+                for task in background:
+                    task.cancel()
+                await watch.stop()
     finally:
         await store.close()
 
@@ -111,6 +122,17 @@ async def _push_billing_to_ops(gateway: BillingGateway, hub: LiveHub, every_s: f
             hub.notify(OPS_CHANNEL, {"type": "billing", "billing": await gateway.snapshot()})
         except Exception:  # noqa: BLE001 - a failed snapshot must not stop the next one
             log.exception("billing snapshot for ops failed")
+
+
+async def _start_booked_slots(phones: PhoneService, every_s: float = 15.0) -> None:
+    """Bookings become waiting tokens as their slots start (a counter calling next does it too,
+    so a booked consumer is never passed over between two of these rounds)."""
+    while True:
+        try:
+            await phones.start_due_bookings()
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("starting booked slots failed")
+        await asyncio.sleep(every_s)
 
 
 async def _first_admin_key(keys: KeyService, settings: Settings) -> None:

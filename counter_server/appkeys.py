@@ -5,8 +5,10 @@ from aiohttp import web
 from .billing.gateway import BillingGateway
 from .config import Settings
 from .live import LiveHub
+from .live.token_watch import TokenWatch
 from .services import KeyService, TokenService
 from .services.payments import PaymentService
+from .services.phones import PhoneService
 from .store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -16,3 +18,5 @@ KEYS = web.AppKey("keys", KeyService)
 HUB = web.AppKey("hub", LiveHub)
 PAYMENTS = web.AppKey("payments", PaymentService)
 GATEWAY = web.AppKey("gateway", BillingGateway)
+PHONES = web.AppKey("phones", PhoneService)
+TOKEN_WATCH = web.AppKey("token_watch", TokenWatch)

@@ -11,7 +11,7 @@ import os
 import time
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import time as clock_time
 from functools import cached_property
 from importlib import resources
@@ -78,6 +78,22 @@ class BillingConfig:
     simulator: SimSettings = field(default_factory=SimSettings)
 
 
+@dataclass(frozen=True)
+class PhonesConfig:
+    """Consumers' phones (the /q page): remote tokens, bookable slots and their limits.
+
+    ``booking_share`` is the share of counter time bookable in slots: it sets each slot's
+    capacity from the counters open, and it is what keeps walk-ins from being starved."""
+
+    slot_minutes: int = 15
+    booking_share: float = 0.25
+    booking_days: int = 14
+    last_slot_before_close_minutes: int = 60
+    takes_per_hour_per_address: int = 6
+    travel_minutes: int = 20
+    public_url: str = ""
+
+
 STORE_ENGINES = ("sqlite", "redis")
 
 
@@ -102,6 +118,7 @@ class Scenario:
     online: OnlinePayment = field(default_factory=lambda: OnlinePayment())
     billing: BillingConfig = field(default_factory=lambda: BillingConfig())
     store: StoreConfig = field(default_factory=lambda: StoreConfig())
+    phones: PhonesConfig = field(default_factory=lambda: PhonesConfig())
 
     @cached_property
     def counters(self) -> dict[str, Counter]:
@@ -253,7 +270,21 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         online=_online(data.get("online", {})),
         billing=_billing(data.get("billing", {})),
         store=_store(data.get("store", {})),
+        phones=_phones(data.get("phones", {})),
     )
+
+
+def _phones(raw: Mapping[str, Any]) -> PhonesConfig:
+    url = raw.get("public_url", "")
+    if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
+        raise ScenarioError("phones.public_url: must be an http:// or https:// address")
+    numbers = {k: v for k, v in raw.items() if k != "public_url"}
+    phones = replace(_knobs(PhonesConfig, numbers, "phones"), public_url=url.rstrip("/"))
+    if not 0 <= phones.booking_share < 1:
+        raise ScenarioError("phones.booking_share: must be at least 0 and below 1")
+    if not 5 <= phones.slot_minutes <= 120:
+        raise ScenarioError("phones.slot_minutes: must be 5 to 120")
+    return phones
 
 
 def _store(raw: Mapping[str, Any]) -> StoreConfig:

@@ -7,7 +7,7 @@ from typing import Any
 
 from .billing.outbox import Payment
 from .config import Scenario, Substation
-from .queueing import Estimate, HallView, Token
+from .queueing import Estimate, HallView, SlotPlan, Status, Token, leave_advice
 
 
 def iso(moment: float | None, tz: tzinfo, timespec: str = "seconds") -> str | None:
@@ -43,14 +43,54 @@ def token_json(token: Token, scenario: Scenario, estimate: Estimate | None = Non
         "requeues": token.requeues,
         "transfers": token.transfers,
         "day": token.day,
+        "origin": token.origin.value,
+        "slot_at": iso(token.slot_at, tz),
+        "account_hint": token.account_hint,
         "estimate": estimate_json(estimate),
     }
+
+
+def phone_token_json(token: Token, scenario: Scenario, estimate: Estimate | None,
+                     travel_s: float) -> dict[str, Any]:
+    """A token as its holder's phone shows it: never the full account or phone number (only
+    the account's last digits), and when to leave home for a trip of ``travel_s``."""
+    tz = scenario.timezone
+    substation = scenario.substations[token.substation]
+    service = scenario.services[token.service]
+    leave = None
+    if token.status in (Status.WAITING, Status.CALLED):
+        advice = leave_advice(estimate, travel_s, called=token.status is Status.CALLED)
+        leave = {"leave_in_s": advice.leave_in_s, "leave_now": advice.leave_now,
+                 "travel_s": travel_s}
+    return {
+        "id": token.id,
+        "number": token.number or None,
+        "status": token.status.value,
+        "origin": token.origin.value,
+        "day": token.day,
+        "substation": {"id": substation.id, "name": substation.name, "name_hi": substation.name_hi,
+                       "closes": substation.closes.isoformat("minutes")},
+        "service": {"id": service.id, "name": service.name, "name_hi": service.name_hi},
+        "counter": token.counter,
+        "account": f"••••{token.account_hint}" if token.account_hint else None,
+        "issued_at": iso(token.issued_at, tz),
+        "slot_at": iso(token.slot_at, tz),
+        "called_at": iso(token.called_at, tz),
+        "ahead": estimate.ahead if estimate is not None else None,
+        "estimate": {"p50_s": estimate.p50_s, "p90_s": estimate.p90_s} if estimate is not None else None,
+        "leave": leave,
+    }
+
+
+def slot_plan_json(plan: SlotPlan, tz: tzinfo) -> dict[str, Any]:
+    return {"first": iso(plan.first_at, tz), "slot_minutes": plan.slot_s // 60, "slots": plan.count,
+            "capacity": plan.capacity, "share": plan.share}
 
 
 def public_token_json(token: Token) -> dict[str, Any]:
     """What a hall board may show of a token: never its id, which is the consumer's to keep."""
     return {"number": token.number, "service": token.service, "priority": token.priority.value,
-            "status": token.status.value, "counter": token.counter}
+            "status": token.status.value, "counter": token.counter, "origin": token.origin.value}
 
 
 def hall_json(hall: HallView, scenario: Scenario) -> dict[str, Any]:

@@ -85,3 +85,34 @@ class OfflineToken(BaseModel):
     number: str = Field(pattern=r"^[A-Z]-[0-9]{3,6}$")
     priority: Priority = Priority.NORMAL
     issued_at: AwareDatetime
+
+
+PHONE_PATTERN = r"^\+?[0-9][0-9 \-]{8,18}[0-9]$"
+
+
+class TakeToken(BaseModel):
+    """Body of POST /api/v1/public/substations/{sid}/tokens: a token taken from a phone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(default="bill_payment", pattern=ID_PATTERN)
+    account: str = Field(pattern=ACCOUNT_PATTERN, description="The consumer account number on the bill.")
+    phone: str = Field(pattern=PHONE_PATTERN, description="A mobile number (10 digits, +91 allowed).")
+
+
+class BookSlot(TakeToken):
+    """Body of POST /api/v1/public/substations/{sid}/bookings: a slot on a quieter day."""
+
+    slot_at: AwareDatetime = Field(description="The slot's start, as the slots list gives it.")
+
+
+class PublishSlots(BaseModel):
+    """Body of PUT /api/v1/ops/substations/{sid}/slots/{day}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slot_minutes: StrictInt = Field(default=15, ge=5, le=120)
+    share: float = Field(default=0.25, ge=0, lt=1,
+                         description="Share of the open counters' time bookable in slots.")
+    capacity: int | None = Field(default=None, ge=0, le=500,
+                                 description="Bookings per slot; null: from share and counters open.")

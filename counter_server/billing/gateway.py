@@ -159,6 +159,17 @@ class BillingGateway:
 
         return await self.bills.get(account, load)
 
+    async def account_status(self, account: str) -> str:
+        """"known" or "unknown" to billing, through the bill cache; "unchecked" when billing
+        cannot answer (a consumer is then accepted provisionally, not turned away)."""
+        try:
+            await self.bill(account)
+        except BillNotFound:
+            return "unknown"
+        except BillingUnavailable:
+            return "unchecked"
+        return "known"
+
     # -- the outbox worker -------------------------------------------------------------------
 
     def _capacity(self) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 ACCOUNT = re.compile(r"^[0-9A-Za-z\-]{4,24}$")
+UNKNOWN_PREFIX = "NA-"   # the simulated billing server knows every well-formed account but these
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ async def legacy_behaviour(request: web.Request, handler) -> web.StreamResponse:
 
 async def get_bill(request: web.Request) -> web.Response:
     account = request.match_info["account"]
-    if not ACCOUNT.match(account):
+    if not ACCOUNT.match(account) or account.upper().startswith(UNKNOWN_PREFIX):
         return web.json_response({"error": "no such account"}, status=404)
     digest = int(hashlib.sha256(account.encode()).hexdigest()[:8], 16)
     due = (date.today().replace(day=1) + timedelta(days=40)).replace(day=10)

@@ -17,6 +17,7 @@ from ..queueing import (
     CannotServeToday,
     Estimate,
     HallView,
+    Holder,
     Lease,
     Priority,
     SubstationQueue,
@@ -45,6 +46,7 @@ class TokenService:
         self.store = store
         self.clock = clock
         self.new_id = new_id
+        self.letters = {s.id: s.letter for s in scenario.services.values()}
         # The halls as last committed, kept by whoever listens to the store (the live hub):
         # refusals at the door read nearby halls from here instead of the store.
         self.cached_hall: Callable[[str], HallView | None] = lambda substation_id: None
@@ -74,8 +76,21 @@ class TokenService:
         priority: Priority = Priority.NORMAL,
         idem: IdempotencyKey | None = None,
     ) -> Applied:
+        actor.require_substation(self.substation(substation_id).id)
+        return await self.issue_for(actor.label, substation_id, service_id, priority, idem)
+
+    async def issue_for(
+        self,
+        actor_label: str,
+        substation_id: str,
+        service_id: str,
+        priority: Priority = Priority.NORMAL,
+        idem: IdempotencyKey | None = None,
+        holder: Holder | None = None,
+    ) -> Applied:
+        """Issue a token for whoever the caller has already let in: a counter's key, or a
+        consumer's phone (``holder``), whose token is marked remote."""
         substation = self.substation(substation_id)
-        actor.require_substation(substation.id)
         if service_id not in substation.services:
             raise InvalidField(
                 "service",
@@ -89,7 +104,7 @@ class TokenService:
         closes_at = self.closes_at(substation, day)
 
         def change(q: SubstationQueue) -> Token:
-            return q.issue(token_id, service_id, letter, priority, now, actor.label, closes_at)
+            return q.issue(token_id, service_id, letter, priority, now, actor_label, closes_at, holder)
 
         try:
             return await self.store.mutate_queue(substation.id, day, change, idem)
@@ -192,6 +207,7 @@ class TokenService:
         now = self.clock()
 
         def change(q: SubstationQueue) -> Token | None:
+            q.start_due_bookings(now, self.letters, actor.label)   # booked consumers on time
             return q.call_next(counter.id, counter.services, now, actor.label)
 
         return await self.store.mutate_queue(counter.substation, self.today(now), change, idem)

@@ -1,0 +1,212 @@
+"""Thin handlers of the consumers' phone API (public: no key; the token's unguessable id is
+what lets a phone see and cancel its own token)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+from datetime import date
+
+from aiohttp import WSMsgType, web
+
+from ..appkeys import HUB, PHONES, SETTINGS, TOKEN_WATCH
+from ..live.hub import SCHEMA_VERSION
+from ..shapes import iso, phone_token_json, slot_plan_json
+from ..store import IdempotencyKey
+from .errors import ApiError
+from .ratelimit import TokenBuckets
+from .requests import MAX_IDEMPOTENCY_KEY, actor_of, parse_body, public, read_body
+from .schemas import BookSlot, PublishSlots, TakeToken
+
+PHONE_LIMITER = web.AppKey("phone_limiter", TokenBuckets)
+MAX_TRAVEL_MIN = 300
+
+
+def _travel_s(request: web.Request) -> float:
+    raw = request.query.get("travel_min")
+    if raw is None or raw == "":
+        return request.app[SETTINGS].scenario.phones.travel_minutes * 60.0
+    if not raw.isdigit() or int(raw) > MAX_TRAVEL_MIN:
+        raise ApiError(400, "invalid_travel_min", f"travel_min must be 0 to {MAX_TRAVEL_MIN} minutes.",
+                       field="travel_min")
+    return int(raw) * 60.0
+
+
+def _limit_takes(request: web.Request) -> None:
+    """Tokens and bookings one client address may take an hour (a household, a shop's wifi)."""
+    wait = request.app[PHONE_LIMITER].take(request.remote or "unknown")
+    if wait > 0:
+        retry = max(1, math.ceil(wait))
+        raise ApiError(429, "rate_limited",
+                       f"Too many tokens taken from this address; retry in {retry // 60 + 1} min.",
+                       {"Retry-After": str(retry)}, retry_after_s=retry)
+
+
+async def _idempotency(request: web.Request) -> IdempotencyKey | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.")
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode() + await read_body(request))
+    return IdempotencyKey(principal="public", key=key, fingerprint=digest.hexdigest())
+
+
+def _token_answer(request: web.Request, token, estimate, status: int = 200, **extra) -> web.Response:
+    body = {"token": phone_token_json(token, request.app[SETTINGS].scenario, estimate, _travel_s(request)),
+            "url": f"/q/t/{token.id}", **extra}
+    return web.json_response(body, status=status)
+
+
+@public
+async def list_substations(request: web.Request) -> web.Response:
+    """Substations by their current wait for a bill payment, shortest first."""
+    scenario = request.app[SETTINGS].scenario
+    hub = request.app[HUB]
+    found = []
+    for sid, substation in scenario.substations.items():
+        hall = hub.hall(sid)
+        view = next((s for s in hall.services if s.id == substation.services[0]), None) if hall else None
+        found.append({
+            "id": sid, "name": substation.name, "name_hi": substation.name_hi,
+            "opens": substation.opens.isoformat("minutes"), "closes": substation.closes.isoformat("minutes"),
+            "services": [{"id": s, "name": scenario.services[s].name, "name_hi": scenario.services[s].name_hi}
+                         for s in substation.services],
+            "waiting": view.waiting if view else 0,
+            "estimate": {"p50_s": view.estimate.p50_s, "p90_s": view.estimate.p90_s} if view else None,
+        })
+    found.sort(key=lambda s: (s["estimate"] is None or s["estimate"]["p50_s"] is None,
+                              (s["estimate"] or {}).get("p50_s") or 0, s["id"]))
+    online = scenario.online
+    shortest = next((s["estimate"]["p50_s"] for s in found if s["estimate"] and s["estimate"]["p50_s"] is not None),
+                    None)
+    return web.json_response({
+        "substations": found,
+        "online": {"text": online.text, "text_hi": online.text_hi,
+                   "suggest": shortest is None or shortest >= online.hint_after_s},
+    })
+
+
+@public
+async def take_token(request: web.Request) -> web.Response:
+    body = await parse_body(request, TakeToken)
+    idem = await _idempotency(request)
+    _limit_takes(request)
+    applied, checked = await request.app[PHONES].take(request.match_info["sid"], body.service,
+                                                      body.account, body.phone, idem)
+    return _token_answer(request, applied.token, applied.estimate, 201, account_check=checked)
+
+
+@public
+async def list_slots(request: web.Request) -> web.Response:
+    """Free slots over the booking horizon, each day marked when it falls in the month-end rush."""
+    tz = request.app[SETTINGS].scenario.timezone
+    days = await request.app[PHONES].slot_days(request.match_info["sid"])
+    quiet = [d for d in days if not d.month_end and d.free > 0]
+    return web.json_response({
+        "substation": request.match_info["sid"],
+        "recommended": quiet[0].day if quiet else None,
+        "days": [{"day": d.day, "month_end": d.month_end, "free": d.free,
+                  "slots": [{"at": iso(start, tz), "capacity": capacity, "free": max(0, capacity - booked)}
+                            for start, capacity, booked in d.slots]}
+                 for d in days],
+    })
+
+
+@public
+async def book_slot(request: web.Request) -> web.Response:
+    body = await parse_body(request, BookSlot)
+    idem = await _idempotency(request)
+    _limit_takes(request)
+    applied, checked = await request.app[PHONES].book(request.match_info["sid"], body.service, body.account,
+                                                      body.phone, body.slot_at.timestamp(), idem)
+    return _token_answer(request, applied.token, applied.estimate, 201, account_check=checked)
+
+
+@public
+async def get_token(request: web.Request) -> web.Response:
+    _travel_s(request)   # a bad query is named before the token is looked up
+    token, estimate = await request.app[PHONES].view(request.match_info["tid"])
+    return _token_answer(request, token, estimate)
+
+
+@public
+async def cancel_token(request: web.Request) -> web.Response:
+    idem = await _idempotency(request)
+    applied = await request.app[PHONES].cancel(request.match_info["tid"], idem)
+    return _token_answer(request, applied.token, applied.estimate)
+
+
+@public
+async def token_live(request: web.Request) -> web.WebSocketResponse:
+    """WebSocket: the token's own view now, then again whenever it changes."""
+    travel_s = _travel_s(request)
+    token, _ = await request.app[PHONES].view(request.match_info["tid"])   # 404 before the upgrade
+    scenario = request.app[SETTINGS].scenario
+    watch = request.app[TOKEN_WATCH]
+    heartbeat_s = request.app[HUB].heartbeat_s
+    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=1024)
+    await ws.prepare(request)
+    watcher = await watch.add(token)
+    reader = asyncio.create_task(_drain(ws))
+    try:
+        while not ws.closed:
+            if watcher.latest is not None and watcher.changed.is_set():
+                watcher.changed.clear()
+                token, estimate = watcher.latest
+                await ws.send_json({"type": "token", "v": SCHEMA_VERSION,
+                                    "token": phone_token_json(token, scenario, estimate, travel_s)})
+            else:
+                await ws.send_json({"type": "heartbeat", "v": SCHEMA_VERSION, "interval_s": heartbeat_s})
+            changed = asyncio.ensure_future(watcher.changed.wait())
+            await asyncio.wait([changed, reader], timeout=heartbeat_s, return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
+            if reader.done():
+                break
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        watch.remove(token, watcher)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    async for msg in ws:
+        if msg.type == WSMsgType.ERROR:
+            break
+
+
+async def put_slots(request: web.Request) -> web.Response:
+    """Ops publish one day's bookable slots at a substation."""
+    body = await parse_body(request, PublishSlots)
+    day = request.match_info["day"]
+    plan = await request.app[PHONES].publish(actor_of(request), request.match_info["sid"], _day(day),
+                                             body.slot_minutes, body.share, body.capacity)
+    return web.json_response({"substation": request.match_info["sid"], "day": day,
+                              "plan": slot_plan_json(plan, request.app[SETTINGS].scenario.timezone)})
+
+
+def _day(raw: str) -> str:
+    try:
+        return date.fromisoformat(raw).isoformat()
+    except ValueError:
+        raise ApiError(400, "invalid_day", "day must be a date, YYYY-MM-DD.", field="day") from None
+
+
+def setup_phone_routes(app: web.Application) -> None:
+    rate = app[SETTINGS].scenario.phones.takes_per_hour_per_address
+    app[PHONE_LIMITER] = TokenBuckets(rate / 3600.0, rate)
+    app.router.add_get("/api/v1/public/substations", list_substations)
+    app.router.add_post("/api/v1/public/substations/{sid}/tokens", take_token)
+    app.router.add_get("/api/v1/public/substations/{sid}/slots", list_slots)
+    app.router.add_post("/api/v1/public/substations/{sid}/bookings", book_slot)
+    app.router.add_get("/api/v1/public/tokens/{tid}", get_token)
+    app.router.add_post("/api/v1/public/tokens/{tid}/cancel", cancel_token)
+    app.router.add_get("/api/v1/public/tokens/{tid}/live", token_live)
+    app.router.add_put("/api/v1/ops/substations/{sid}/slots/{day}", put_slots)

@@ -1,0 +1,118 @@
+"""Phones following their own token live.
+
+A phone needs its token's place and wait, not the hall: after a change at its substation,
+one read of the queue answers every phone watching a token there, at most once per
+``interval_s``, however many phones watch. Each phone keeps only the newest answer, so a slow
+link never builds a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..queueing import Estimate, SubstationQueue, Token
+from ..store import Committed, Store
+
+log = logging.getLogger(__name__)
+
+View = tuple[Token, Estimate | None]
+
+
+@dataclass(eq=False)
+class Watcher:
+    """One phone: the newest view of its token, and a flag raised when it changes."""
+
+    token_id: str
+    latest: View | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, view: View) -> None:
+        if view != self.latest:
+            self.latest = view
+            self.changed.set()
+
+
+class TokenWatch:
+    def __init__(self, store: Store, interval_s: float = 1.0) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self._watchers: dict[tuple[str, str], set[Watcher]] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="token-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def watching(self) -> int:
+        return sum(len(w) for w in self._watchers.values())
+
+    async def add(self, token: Token) -> Watcher:
+        """Watch ``token``; its current view is ready at once."""
+        watcher = Watcher(token.id)
+        key = (token.substation, token.day)
+        self._watchers.setdefault(key, set()).add(watcher)
+        views = await self.store.read_queue(*key, _views_of({token.id}))
+        if token.id in views:
+            watcher.offer(views[token.id])
+        return watcher
+
+    def remove(self, token: Token, watcher: Watcher) -> None:
+        key = (token.substation, token.day)
+        watchers = self._watchers.get(key)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[key]
+
+    def on_commit(self, committed: Committed) -> None:
+        """A store listener: a change where phones watch makes their views stale."""
+        key = (committed.substation, committed.day)
+        if key in self._watchers:
+            self._dirty.add(key)
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            for key in dirty:
+                watchers = self._watchers.get(key)
+                if not watchers:
+                    continue
+                try:
+                    views = await self.store.read_queue(*key, _views_of({w.token_id for w in watchers}))
+                except Exception:  # noqa: BLE001 - one failed read must not end every phone's feed
+                    log.exception("reading token views of %s failed", key)
+                    self._dirty.add(key)
+                    continue
+                for watcher in list(watchers):
+                    if watcher.token_id in views:
+                        watcher.offer(views[watcher.token_id])
+            await asyncio.sleep(self.interval_s)   # changes meanwhile are answered together
+
+
+def _views_of(token_ids: set[str]) -> Callable[[SubstationQueue], dict[str, View]]:
+    def read(q: SubstationQueue) -> dict[str, View]:
+        # One walk of the line answers many phones; a few are cheaper one by one.
+        every = q.estimates() if len(token_ids) > 8 else None
+        found = {}
+        for token_id in token_ids:
+            token = q.tokens.get(token_id)
+            if token is not None:
+                found[token_id] = (token, every.get(token_id) if every is not None
+                                   else q.estimate_for(token))
+        return found
+
+    return read

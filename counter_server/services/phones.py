@@ -1,0 +1,232 @@
+"""Consumers' phones: a token taken from home, a slot booked on a quieter day, and the page
+that follows the token live.
+
+Remote tokens and bookings are real tokens in the substation's queue and numbering; what the
+phone adds is who holds them, kept only as digests, so the queue can allow one active token
+per account and per phone number without storing either number.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from ..config import PhonesConfig, Scenario, Substation
+from ..queueing import (
+    Action,
+    CannotServeToday,
+    Estimate,
+    Holder,
+    Priority,
+    SlotPlan,
+    SubstationQueue,
+    Token,
+    slot_capacity,
+)
+from ..store import Applied, IdempotencyKey, Store
+from .access import Actor
+from .errors import InvalidField, NotFound
+from .tokens import TokenService
+
+PHONE_ACTOR = "phone"
+
+# The billing gateway's look-up of an account: "known", "unknown" or "unchecked" (billing
+# could not be asked; the consumer is accepted provisionally and the cashier checks).
+AccountLookup = Callable[[str], Awaitable[str]]
+
+
+def digest(kind: str, value: str) -> str:
+    """A short digest of an account or phone number: enough to tell two apart, never shown."""
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:24]
+
+
+def phone_digits(phone: str) -> str:
+    """The last ten digits, so +91 98765 43210 and 09876543210 are the same phone."""
+    return "".join(ch for ch in phone if ch.isdigit())[-10:]
+
+
+def holder_of(account: str, phone: str) -> Holder:
+    return Holder(digest("account", account.upper()), digest("phone", phone_digits(phone)),
+                  account[-4:])
+
+
+@dataclass(frozen=True)
+class SlotDay:
+    """One day's slots as the booking screen shows them."""
+
+    day: str
+    month_end: bool
+    slots: list[tuple[float, int, int]]   # (start, capacity, booked)
+
+    @property
+    def free(self) -> int:
+        return sum(max(0, capacity - booked) for _, capacity, booked in self.slots)
+
+
+class PhoneService:
+    def __init__(self, tokens: TokenService, store: Store, lookup_account: AccountLookup,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.tokens = tokens
+        self.scenario: Scenario = tokens.scenario
+        self.config: PhonesConfig = tokens.scenario.phones
+        self.store = store
+        self.lookup_account = lookup_account
+        self.clock = clock
+
+    # -- taking a token now -------------------------------------------------------------------
+
+    async def take(self, substation_id: str, service_id: str, account: str, phone: str,
+                   idem: IdempotencyKey | None = None) -> tuple[Applied, str]:
+        """A remote token in today's queue, and how the account was checked. A refusal at the
+        door comes with nearby substations, online payment and the first free slots here."""
+        substation = self._offering(substation_id, service_id)
+        checked = await self._check_account(account)
+        try:
+            applied = await self.tokens.issue_for(PHONE_ACTOR, substation.id, service_id,
+                                                  Priority.NORMAL, idem, holder_of(account, phone))
+        except CannotServeToday as refusal:
+            refusal.extra["booking"] = [
+                {"day": d.day, "slot_at": start, "free": capacity - booked}
+                for d in await self.slot_days(substation.id, days=self.config.booking_days)
+                for start, capacity, booked in d.slots if capacity > booked][:3]
+            raise
+        return applied, checked
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    def default_plan(self, substation: Substation, q: SubstationQueue, day: str) -> SlotPlan:
+        """The slots of a day ops have not published: ``slot_minutes`` slots from opening to
+        ``last_slot_before_close_minutes`` before closing, each holding ``booking_share`` of
+        the open counters' time."""
+        tz = self.scenario.timezone
+        start = datetime.combine(date.fromisoformat(day), substation.opens, tz).timestamp()
+        last = (datetime.combine(date.fromisoformat(day), substation.closes, tz).timestamp()
+                - self.config.last_slot_before_close_minutes * 60)
+        return self.plan(substation, q, start, last, self.config.slot_minutes, self.config.booking_share)
+
+    def plan(self, substation: Substation, q: SubstationQueue, first_at: float, last_at: float,
+             slot_minutes: int, share: float, capacity: int | None = None) -> SlotPlan:
+        slot_s = slot_minutes * 60
+        service = substation.services[0]
+        if capacity is None:
+            capacity = slot_capacity(share, q.open_counters_for(service), slot_s,
+                                     q.service_times.mean(service))
+        count = max(0, int((last_at - first_at) // slot_s) + 1)
+        return SlotPlan(first_at, slot_s, count, capacity, share)
+
+    async def slot_days(self, substation_id: str, days: int | None = None) -> list[SlotDay]:
+        """Bookable slots from now over the next ``days`` days (the booking horizon)."""
+        substation = self.tokens.substation(substation_id)
+        now = self.clock()
+        first = date.fromisoformat(self.tokens.today(now))
+        found = []
+        for offset in range(days or self.config.booking_days):
+            day = (first + timedelta(days=offset)).isoformat()
+
+            def read(q: SubstationQueue, day: str = day) -> tuple[SlotPlan, dict[float, int]]:
+                return q.slot_plan or self.default_plan(substation, q, day), q.slot_bookings()
+
+            plan, booked = await self.store.read_queue(substation.id, day, read)
+            slots = [(start, plan.capacity, booked.get(start, 0)) for start in plan.starts() if start > now]
+            found.append(SlotDay(day, _month_end(day), slots))
+        return found
+
+    async def book(self, substation_id: str, service_id: str, account: str, phone: str,
+                   slot_at: float, idem: IdempotencyKey | None = None) -> tuple[Applied, str]:
+        substation = self._offering(substation_id, service_id)
+        now = self.clock()
+        day = self.tokens.today(slot_at)
+        horizon = date.fromisoformat(self.tokens.today(now)) + timedelta(days=self.config.booking_days)
+        if date.fromisoformat(day) >= horizon:
+            raise InvalidField("slot_at", f"Slots can be booked up to {self.config.booking_days} days ahead.")
+        checked = await self._check_account(account)
+        token_id = self.tokens.new_id()
+        holder = holder_of(account, phone)
+
+        def change(q: SubstationQueue) -> Token:
+            if q.slot_plan is None:   # the day's default slots, fixed by the first booking
+                q.publish_slots(self.default_plan(substation, q, day), now, PHONE_ACTOR)
+            return q.book(token_id, service_id, Priority.NORMAL, slot_at, now, holder, PHONE_ACTOR)
+
+        return await self.store.mutate_queue(substation.id, day, change, idem), checked
+
+    async def publish(self, actor: Actor, substation_id: str, day: str, slot_minutes: int,
+                      share: float, capacity: int | None) -> SlotPlan:
+        """Ops publish one day's slots (capacity from the counters open, unless given)."""
+        actor.require_admin()
+        substation = self.tokens.substation(substation_id)
+        now = self.clock()
+        if day < self.tokens.today(now):
+            raise InvalidField("day", f"{day} has passed.")
+        published: list[SlotPlan] = []
+
+        def change(q: SubstationQueue) -> None:
+            default = self.default_plan(substation, q, day)
+            last_at = default.first_at + (default.count - 1) * default.slot_s
+            plan = self.plan(substation, q, default.first_at, last_at, slot_minutes, share, capacity)
+            q.publish_slots(plan, now, actor.label)
+            published.append(plan)
+
+        await self.store.mutate_queue(substation.id, day, change)
+        return published[-1]
+
+    async def start_due_bookings(self) -> int:
+        """Turn today's bookings whose slot has started into waiting tokens, everywhere."""
+        started = 0
+        now = self.clock()
+        day = self.tokens.today(now)
+        letters = self.tokens.letters
+        for substation_id in self.scenario.substations:
+            found: list[Token] = []
+
+            def change(q: SubstationQueue) -> None:
+                found[:] = q.start_due_bookings(now, letters, PHONE_ACTOR)
+
+            await self.store.mutate_queue(substation_id, day, change)
+            started += len(found)
+        return started
+
+    # -- the consumer's own token -------------------------------------------------------------
+
+    async def view(self, token_id: str) -> tuple[Token, Estimate | None]:
+        found = await self.store.token_view(token_id)
+        if found is None:
+            raise NotFound("token", token_id)
+        return found
+
+    async def cancel(self, token_id: str, idem: IdempotencyKey | None = None) -> Applied:
+        """The holder gives up a token or booking (only before it is called)."""
+        now = self.clock()
+
+        def change(q: SubstationQueue, token: Token) -> Token:
+            if token.at_counter:
+                raise InvalidField("token", "The token is at a counter now; ask the cashier there.")
+            return q.act(token.id, Action.CANCEL, now, PHONE_ACTOR)
+
+        return await self.store.mutate_token(token_id, change, idem)
+
+    async def _check_account(self, account: str) -> str:
+        """"verified", or "provisional" while billing cannot be asked; an account billing does
+        not know is refused."""
+        status = await self.lookup_account(account)
+        if status == "unknown":
+            raise InvalidField("account", "The billing server knows no such account number; "
+                                          "check it against your bill.")
+        return "verified" if status == "known" else "provisional"
+
+    def _offering(self, substation_id: str, service_id: str) -> Substation:
+        substation = self.tokens.substation(substation_id)
+        if service_id not in substation.services:
+            raise InvalidField("service", f"Substation {substation.id} offers "
+                                          f"{', '.join(substation.services)}, not {service_id!r}.")
+        return substation
+
+
+def _month_end(day: str) -> bool:
+    """The month's last week: the rush the slot screen steers bookings away from."""
+    d = date.fromisoformat(day)
+    return d.day > calendar.monthrange(d.year, d.month)[1] - 7

@@ -1,0 +1,194 @@
+"""The consumers' phone API through a real server and SQLite file: remote tokens, limits,
+slots and the token's own live feed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from counter_server.app import create_app
+from counter_server.appkeys import TOKEN_WATCH
+from counter_server.config import Settings
+
+from .conftest import Api, Clock
+
+PHONE = "+91 98765 43210"
+ACCOUNT = "KAN-20431877"
+
+
+def person(n: int) -> dict[str, str]:
+    return {"account": f"KAN-{n:08d}", "phone": f"98{n:08d}"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, scenario, clock: Clock) -> Settings:
+    roomy = replace(scenario, phones=replace(scenario.phones, takes_per_hour_per_address=1000))
+    return Settings(data_dir=tmp_path / "data", scenario=roomy, clock=clock, rate_limit_per_s=0)
+
+
+async def take(api: Api, sid: str = "S01", **body: Any) -> tuple[int, Any]:
+    return await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None,
+                          json={"service": "bill_payment", **body})
+
+
+async def test_a_phone_takes_a_real_remote_token_and_never_sees_full_numbers(api: Api):
+    walk_in = await api.issue()
+    status, body = await take(api, account=ACCOUNT, phone=PHONE)
+    assert status == 201, body
+    token = body["token"]
+    assert (token["number"], token["origin"], token["status"]) == ("B-002", "remote", "waiting")
+    assert token["account"] == "••••1877" and body["account_check"] == "verified"
+    assert body["url"] == f"/q/t/{token['id']}" and token["ahead"] == 1
+    assert token["leave"]["leave_now"] is True        # one ahead: a 20-minute trip means now
+    text = json.dumps(body)
+    assert "98765" not in text and "20431877" not in text
+    # The cashier sees it in the same queue, marked remote; the hall board never sees the id.
+    status, queue = await api.get("/api/v1/substations/S01/queue")
+    assert [(t["number"], t["origin"]) for t in queue["tokens"]] == [
+        (walk_in["number"], "counter"), ("B-002", "remote")]
+    status, mine = await api.get(f"/api/v1/public/tokens/{token['id']}", key=None)
+    assert status == 200 and mine["token"]["number"] == "B-002"
+
+
+async def test_one_active_token_per_account_and_per_phone(api: Api):
+    status, first = await take(api, account=ACCOUNT, phone=PHONE)
+    assert status == 201
+    status, again = await take(api, account=ACCOUNT, phone=PHONE)
+    assert status == 409 and again["error"]["code"] == "already_holding"
+    assert again["error"]["token"] == first["token"]["id"]            # a lost link comes back
+    status, other = await take(api, account="KAN-99999999", phone=PHONE)
+    assert status == 409 and "token" not in other["error"]            # nothing given away
+    status, elsewhere = await take(api, sid="S02", account=ACCOUNT, phone=PHONE)
+    assert status == 201                                               # another substation
+    status, cancelled = await api.post(f"/api/v1/public/tokens/{first['token']['id']}/cancel", key=None)
+    assert status == 200 and cancelled["token"]["status"] == "cancelled"
+    status, _ = await take(api, account=ACCOUNT, phone=PHONE)
+    assert status == 201
+
+
+async def test_bad_phone_input_is_named(api: Api):
+    status, body = await take(api, account=ACCOUNT, phone="12")
+    assert status == 422 and body["error"]["field"] == "phone"
+    status, body = await take(api, account="NA-00000001", phone=PHONE)
+    assert status == 422 and body["error"]["field"] == "account"
+    assert "no such account" in body["error"]["message"]
+    status, body = await take(api, sid="S99", account=ACCOUNT, phone=PHONE)
+    assert status == 404 and body["error"]["code"] == "substation_not_found"
+    status, body = await api.get("/api/v1/public/tokens/t_nothing", key=None)
+    assert status == 404
+    status, body = await api.get("/api/v1/public/tokens/t_x?travel_min=-3", key=None)
+    assert status == 400 and body["error"]["field"] == "travel_min"
+
+
+async def test_accepted_provisionally_while_billing_cannot_answer(aiohttp_client, settings: Settings):
+    dead_billing = replace(settings, billing_url="http://127.0.0.1:9", write_admin_key=False)
+    client = await aiohttp_client(create_app(dead_billing))
+    resp = await client.post("/api/v1/public/substations/S01/tokens",
+                             json={"service": "bill_payment", "account": ACCOUNT, "phone": PHONE})
+    body = await resp.json()
+    assert resp.status == 201 and body["account_check"] == "provisional"
+
+
+async def test_takes_are_limited_per_client_address(aiohttp_client, settings: Settings):
+    strict = replace(settings, write_admin_key=False, scenario=replace(
+        settings.scenario, phones=replace(settings.scenario.phones, takes_per_hour_per_address=3)))
+    client = await aiohttp_client(create_app(strict))
+    answers = []
+    for n in range(5):
+        resp = await client.post("/api/v1/public/substations/S01/tokens",
+                                 json={"service": "bill_payment", **person(n)})
+        answers.append((resp.status, resp.headers.get("Retry-After")))
+    assert [s for s, _ in answers] == [201, 201, 201, 429, 429]
+    assert int(answers[-1][1]) > 60
+
+
+async def test_a_refusal_at_the_door_offers_nearby_online_and_a_slot(api: Api, clock: Clock):
+    await api.request("PUT", "/api/v1/ops/substations/S01/admission", api.admin,
+                      json={"admission": True, "daily_cap": 1})
+    await take(api, **person(1))
+    status, body = await take(api, **person(2))
+    assert status == 409 and body["error"]["code"] == "cannot_serve_today"
+    assert body["error"]["alternatives"] and body["error"]["online"]["text"]
+    offer = body["error"]["booking"]
+    assert offer and offer[0]["free"] > 0
+
+
+async def test_slots_nudge_away_from_month_end_and_a_booking_is_called_on_time(api: Api, clock: Clock):
+    assert datetime.fromtimestamp(clock.now).day == 25             # the month-end rush
+    status, slots = await api.get("/api/v1/public/substations/S01/slots", key=None)
+    assert status == 200
+    days = slots["days"]
+    assert days[0]["month_end"] is True and slots["recommended"] == "2025-12-01"
+    quiet = next(d for d in days if d["day"] == slots["recommended"])
+    first = quiet["slots"][0]
+    assert first["at"] == "2025-12-01T09:30:00+05:30" and first["capacity"] == first["free"] > 0
+    booked = []
+    for n in range(first["capacity"]):
+        status, body = await api.post("/api/v1/public/substations/S01/bookings", key=None,
+                                      json={"service": "bill_payment", "slot_at": first["at"], **person(n)})
+        assert status == 201, body
+        booked.append(body["token"])
+    assert booked[0]["status"] == "booked" and booked[0]["number"] is None
+    assert booked[0]["slot_at"] == first["at"]
+    status, full = await api.post("/api/v1/public/substations/S01/bookings", key=None,
+                                  json={"service": "bill_payment", "slot_at": first["at"], **person(99)})
+    assert status == 409 and full["error"]["code"] == "slot_unavailable"
+    assert full["error"]["reason"] == "full"
+    status, after = await api.get("/api/v1/public/substations/S01/slots", key=None)
+    assert next(d for d in after["days"] if d["day"] == "2025-12-01")["slots"][0]["free"] == 0
+
+    # The day comes: walk-ins arrive before the slot; at the slot, bookings are called first.
+    slot_at = datetime.fromisoformat(first["at"]).timestamp()
+    clock.now = slot_at - 1800
+    walk_ins = [await api.issue() for _ in range(3)]
+    clock.now = slot_at + 10
+    called = await api.next("S01-C1")
+    assert called["id"] in {b["id"] for b in booked}
+    assert called["origin"] == "slot" and called["number"] == "B-004"
+    status, mine = await api.get(f"/api/v1/public/tokens/{called['id']}", key=None)
+    assert mine["token"]["status"] == "called" and mine["token"]["leave"]["leave_now"]
+    assert walk_ins[0]["number"] == "B-001"
+
+
+async def test_ops_publish_slots_admin_only(api: Api, clock: Clock):
+    path = "/api/v1/ops/substations/S01/slots/2025-12-02"
+    status, body = await api.request("PUT", path, api.admin, json={"slot_minutes": 30, "share": 0.5})
+    assert status == 200, body
+    plan = body["plan"]
+    assert plan["slot_minutes"] == 30 and plan["capacity"] > 0 and plan["first"].startswith("2025-12-02T09:30")
+    status, slots = await api.get("/api/v1/public/substations/S01/slots", key=None)
+    day = next(d for d in slots["days"] if d["day"] == "2025-12-02")
+    assert len(day["slots"]) == plan["slots"] and day["slots"][0]["capacity"] == plan["capacity"]
+    status, body = await api.request("PUT", path, api.board, json={"slot_minutes": 30})
+    assert status == 403
+    status, body = await api.request("PUT", "/api/v1/ops/substations/S01/slots/2020-01-01", api.admin, json={})
+    assert status == 422 and body["error"]["field"] == "day"
+
+
+async def test_the_token_feed_follows_the_place_in_line(api: Api):
+    for _ in range(3):
+        await api.issue()
+    status, body = await take(api, account=ACCOUNT, phone=PHONE)
+    token_id = body["token"]["id"]
+    ws = await api.client.ws_connect(f"/api/v1/public/tokens/{token_id}/live?travel_min=5")
+    first = await ws.receive_json(timeout=3)
+    assert first["type"] == "token" and first["token"]["ahead"] == 3
+    await api.next("S01-C1")
+    seen = []
+    while not seen or seen[-1] != 2:
+        msg = await ws.receive_json(timeout=5)
+        if msg["type"] == "token":
+            seen.append(msg["token"]["ahead"])
+    assert "98765" not in json.dumps(msg)
+    await ws.close()
+    for _ in range(50):
+        if api.client.app[TOKEN_WATCH].watching() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert api.client.app[TOKEN_WATCH].watching() == 0
