@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
 from typing import TextIO
@@ -19,6 +20,18 @@ FORMATS = ("json", "text")
 
 # What every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
+
+
+# An API key must never reach a log, even inside an exception's text: aiohttp's HTTP parser
+# quotes a malformed header line whole ("Invalid header value char: b'Authorization: Bearer
+# ccq_...'") and logs it at error level, and an access log line carries the query string.
+_SECRETS = re.compile(r"(ccq_)[A-Za-z0-9_\-]{4,}|(authorization[\"']?\s*[:=]\s*[\"']?(?:[a-z]+\s+)?)[^\s'\"\\]+",
+                      re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with API keys and Authorization values replaced by ``[redacted]``."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
 
 
 class RequestIdFilter(logging.Filter):
@@ -47,7 +60,7 @@ class JsonFormatter(logging.Formatter):
         body.update(_extras(record))
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
-        return json.dumps(body, ensure_ascii=False, default=str)
+        return redact(json.dumps(body, ensure_ascii=False, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -62,7 +75,7 @@ class TextFormatter(logging.Formatter):
         line = f"{moment} {record.levelname:<5} {record.name}: {record.getMessage()}{tail}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 def default_format(stream: TextIO | None = None) -> str:
