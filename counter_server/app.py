@@ -24,6 +24,7 @@ from .live.token_watch import TokenWatch
 from .ops.handlers import setup_ops
 from .ops.metrics import Metrics
 from .pages import page_headers, setup_pages
+from .phone.pages import setup_phone_pages
 from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
 from .services.phones import PhoneService
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_routes(app)
     setup_phone_routes(app)
     setup_pages(app)
+    setup_phone_pages(app)
     setup_ops(app, metrics)
     return app
 

@@ -32,7 +32,7 @@ async def board_page(request: web.Request) -> web.FileResponse:
 @web.middleware
 async def page_headers(request: web.Request, handler) -> web.StreamResponse:
     response = await handler(request)
-    if request.path.startswith(("/board", "/static/")):
+    if request.path.startswith(("/board", "/static/", "/q")):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
     return response

@@ -43,6 +43,11 @@ async def test_board_shows_a_called_token_goes_offline_and_recovers(server_proce
         "document.fonts.load('32px \"Noto Sans Devanagari\"', 'बिल भुगतान').then(f => f.length)")
     assert loaded >= 1                                         # the shipped Devanagari webfont
     assert "किदवई नगर" in await page.text_content("#name-hi")
+    # The QR code that opens this substation's phone page is there and drawn.
+    assert await page.evaluate("document.getElementById('phone-qr').naturalWidth") > 100
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server_process.url}/q/S01/qr.svg") as resp:
+            assert resp.status == 200 and resp.content_type == "image/svg+xml"
 
     headers = bearer(server_process.admin_key)
     async with aiohttp.ClientSession(headers=headers) as session:

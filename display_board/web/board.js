@@ -4,6 +4,7 @@
 "use strict";
 
 const substation = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+document.getElementById("phone-qr").src = `/q/${encodeURIComponent(substation)}/qr.svg`;
 const board = { seq: null, hall: null, nearby: [], online: null, intervalS: 5, lastHeard: 0, timezone: undefined };
 let socket = null;
 let retryMs = 1000;
