@@ -1,0 +1,209 @@
+"""Access: no terminal acts beyond its role, keys are refused when bad and never echoed.
+
+A matrix of requests, each with the status it must get, against a real server: a cashier key
+at another counter or substation, a board key writing, revoked, malformed and query-string keys;
+then the store file and the server's log are searched for any plain key, security headers are
+read off the pages, and the ops controls are tried as a cross-site form would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from loadtests.processes import ROOT, ServerProcess
+
+from .common import Outcome, call, is_error_shape, make_keys, progress, write_scenario
+
+PAGE_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "counter_server", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+
+
+class Matrix:
+    """Each check: what was asked, the statuses allowed, and whether the answer held any key."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, secrets: list[str], outcome: Outcome) -> None:
+        self.session = session
+        self.url = url
+        self.secrets = secrets
+        self.outcome = outcome
+        self.checks = 0
+        self.failed = 0
+        self.echoed = 0
+
+    async def expect(self, label: str, statuses: tuple[int, ...], method: str, path: str,
+                     key: str | None = None, **kw) -> tuple[int, object] | None:
+        answered = await call(self.session, method, self.url + path, key, **kw)
+        self.checks += 1
+        status, body = answered if answered is not None else (None, None)
+        if status not in statuses:
+            self.failed += 1
+            self.outcome.problem(f"access: {label}: got {status}, want {statuses}: {str(body)[:160]}")
+        elif status >= 400 and not is_error_shape(body):
+            self.failed += 1
+            self.outcome.problem(f"access: {label}: error not in the documented shape: {str(body)[:160]}")
+        text = str(body)
+        if any(secret in text for secret in self.secrets):
+            self.echoed += 1
+            self.outcome.problem(f"access: {label}: the answer echoes a key")
+        return answered
+
+
+async def run(workdir: Path, outcome: Outcome) -> None:
+    part = "access"
+    config = write_scenario(workdir / "access.toml")
+    server = ServerProcess(data_dir=workdir / "access-data", config=config,
+                           extra_args=["--rate-limit", "0", "--access-log"])
+    server.start()
+    try:
+        admin = server.admin_key
+        c1, c2, other_sub, board = await make_keys(
+            server.data_dir, [("cashier", "S01-C1"), ("cashier", "S01-C2"), ("cashier", "S02-C1"),
+                              ("board", None)], config)
+        secrets = [admin, c1, c2, other_sub, board]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            m = Matrix(session, server.url, secrets, outcome)
+            # Tokens to act on: one called to S01-C2, one waiting at S01, one at S02.
+            (_, issued) = await m.expect("admin issues at S01", (201,), "POST", "/api/v1/substations/S01/tokens",
+                                         admin, json={"service": "bill_payment"})
+            await m.expect("admin issues at S01", (201,), "POST", "/api/v1/substations/S01/tokens", admin,
+                           json={"service": "bill_payment"})
+            (_, s02) = await m.expect("admin issues at S02", (201,), "POST", "/api/v1/substations/S02/tokens",
+                                      admin, json={"service": "bill_payment"})
+            (_, called) = await m.expect("S01-C2 calls its next", (200,), "POST", "/api/v1/counters/S01-C2/next", c2)
+            theirs = called["token"]["id"]
+            (_, paid) = await m.expect("S01-C2 takes a payment", (202,), "POST", "/api/v1/payments", c2,
+                                       json={"token_id": theirs, "account": "2140012345", "amount_paise": 100})
+            s02_id = s02["token"]["id"]
+
+            # A cashier key acting for another counter or substation: 403.
+            body = {"service": "bill_payment"}
+            for label, method, path, kw in (
+                ("next at another counter", "POST", "/api/v1/counters/S01-C2/next", {}),
+                ("open another counter", "POST", "/api/v1/counters/S01-C2/open", {}),
+                ("close a counter at another substation", "POST", "/api/v1/counters/S02-C1/close", {}),
+                ("lease numbers for another counter", "POST", "/api/v1/counters/S01-C2/leases", {"json": {"service": "bill_payment"}}),
+                ("offline token for another counter", "POST", "/api/v1/counters/S01-C2/offline-tokens",
+                 {"json": {"lease_id": "l_x", "number": "B-900", "issued_at": "2025-11-25T10:00:00+05:30"}}),
+                ("issue at another substation", "POST", "/api/v1/substations/S02/tokens", {"json": body}),
+                ("start another counter's token", "POST", f"/api/v1/tokens/{theirs}/start", {}),
+                ("complete another counter's token", "POST", f"/api/v1/tokens/{theirs}/complete", {}),
+                ("cancel another counter's token", "POST", f"/api/v1/tokens/{theirs}/cancel", {}),
+                ("transfer another counter's token to itself", "POST", f"/api/v1/tokens/{theirs}/transfer",
+                 {"json": {"counter": "S01-C1"}}),
+                ("cancel a token at another substation", "POST", f"/api/v1/tokens/{s02_id}/cancel", {}),
+                ("take a payment for another counter's token", "POST", "/api/v1/payments",
+                 {"json": {"token_id": theirs, "account": "2140012345", "amount_paise": 100}}),
+                ("read another counter's payment", "GET", f"/api/v1/payments/{paid['payment']['id']}", {}),
+                ("pause billing", "POST", "/api/v1/ops/billing/pause", {}),
+                ("read the billing gateway", "GET", "/api/v1/ops/billing", {}),
+                ("switch admission", "PUT", "/api/v1/ops/substations/S01/admission", {"json": {"admission": False}}),
+                ("read reports", "GET", "/api/v1/reports/daily", {}),
+                ("open the ops live ticket", "POST", "/api/v1/ops/live-ticket", {}),
+            ):
+                await m.expect(f"cashier S01-C1: {label}", (403,), method, path, c1, **kw)
+            await m.expect("cashier S02-C1: next at S01-C1", (403,), "POST", "/api/v1/counters/S01-C1/next", other_sub)
+
+            # A board key writing: 403 everywhere.
+            for label, method, path, kw in (
+                ("issue", "POST", "/api/v1/substations/S01/tokens", {"json": body}),
+                ("call next", "POST", "/api/v1/counters/S01-C1/next", {}),
+                ("start", "POST", f"/api/v1/tokens/{theirs}/start", {}),
+                ("cancel", "POST", f"/api/v1/tokens/{issued['token']['id']}/cancel", {}),
+                ("pay", "POST", "/api/v1/payments", {"json": {"token_id": theirs, "account": "2140012345", "amount_paise": 1}}),
+                ("open a counter", "POST", "/api/v1/counters/S01-C1/open", {}),
+                ("lease", "POST", "/api/v1/counters/S01-C1/leases", {"json": {"service": "bill_payment"}}),
+                ("pause billing", "POST", "/api/v1/ops/billing/pause", {}),
+                ("switch admission", "PUT", "/api/v1/ops/substations/S01/admission", {"json": {"admission": False}}),
+                ("look up a bill", "GET", "/api/v1/bills/2140012345", {}),
+                ("read a payment", "GET", f"/api/v1/payments/{paid['payment']['id']}", {}),
+            ):
+                await m.expect(f"board key: {label}", (403,), method, path, board, **kw)
+            await m.expect("board key reads a queue", (200,), "GET", "/api/v1/substations/S01/queue", board)
+
+            # Malformed and unknown keys, and keys in the query string: 401, never echoed.
+            for label, header in (("no scheme", c1), ("Basic", f"Basic {c1}"), ("empty Bearer", "Bearer "),
+                                  ("unknown key", "Bearer ccq_" + "A" * 43), ("key with a space", f"Bearer {c1} x"),
+                                  ("truncated key", f"Bearer {c1[:-3]}"), ("key plus one", f"Bearer {c1}x"),
+                                  ("huge key", "Bearer " + c1 * 20), ("lower-case bearer", f"bearer {c1[:-1]}")):
+                await m.expect(f"malformed key: {label}", (401,), "GET", "/api/v1/substations",
+                               headers={"Authorization": header})
+            for name in ("key", "api_key", "access_token", "token", "authorization"):
+                await m.expect(f"key in the query string ?{name}=", (401,), "GET",
+                               f"/api/v1/substations?{name}={admin}")
+                await m.expect(f"key in the query string of a write ?{name}=", (401,), "POST",
+                               f"/api/v1/substations/S01/tokens?{name}={c1}", json=body)
+
+            # `keys revoke` works at once, against the running server.
+            fresh = cli("keys", "create", "--role", "cashier", "--counter", "S01-C3", "--data-dir",
+                        str(server.data_dir), "--config", str(config)).stdout.strip()
+            secrets.append(fresh)
+            (_, me) = await m.expect("new key works", (200,), "GET", "/api/v1/me", fresh)
+            started = time.monotonic()
+            revoked = cli("keys", "revoke", me["key"], "--data-dir", str(server.data_dir), "--config", str(config))
+            await m.expect("revoked key refused at once", (401,), "GET", "/api/v1/me", fresh)
+            await m.expect("revoked key may not write", (401,), "POST", "/api/v1/counters/S01-C3/next", fresh)
+            revoke_s = time.monotonic() - started
+            if revoked.returncode != 0:
+                outcome.problem(f"access: keys revoke failed: {revoked.stderr}")
+
+            # CSRF: ops controls take the key from the Authorization header only, never a cookie,
+            # so a cross-site form (no header can be set) gets 401; no page sets a cookie; no
+            # CORS grant lets another origin's script send the header.
+            evil = {"Origin": "https://evil.example", "Content-Type": "application/x-www-form-urlencoded",
+                    "Cookie": f"key={admin}; session={admin}"}
+            for path in ("/api/v1/ops/billing/pause", "/api/v1/ops/live-ticket", "/api/v1/counters/S01-C1/close"):
+                await m.expect(f"cross-site form POST {path}", (401,), "POST", path, headers=evil, data="a=1")
+            async with session.options(server.url + "/api/v1/ops/billing/pause", headers={
+                    "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization"}) as resp:
+                m.checks += 1
+                if "Access-Control-Allow-Origin" in resp.headers:
+                    m.failed += 1
+                    outcome.problem("access: a CORS preflight from another origin is granted")
+
+            # Security headers on every page.
+            pages = ("/board/S01", "/ops", "/static/board/board.js", "/static/ops/ops.js")
+            missing = 0
+            for page in pages:
+                async with session.get(server.url + page) as resp:
+                    m.checks += 1
+                    absent = [h for h in PAGE_HEADERS if h not in resp.headers]
+                    if resp.status != 200 or absent or "Set-Cookie" in resp.headers:
+                        missing += 1
+                        m.failed += 1
+                        outcome.problem(f"access: page {page}: status {resp.status}, missing {absent}, "
+                                        f"cookie {resp.headers.get('Set-Cookie')}")
+        server.stop()
+
+        # At rest: only SHA-256 digests; no plain key in the SQLite file, its WAL or the log.
+        stored = b"".join(p.read_bytes() for p in server.data_dir.glob("counter.db*"))
+        at_rest = sum(s.encode() in stored for s in secrets)
+        hashed = sum(hashlib.sha256(s.encode()).hexdigest().encode() in stored for s in secrets)
+        log = server.log_path.read_text(errors="replace") if server.log_path else ""
+        in_log = sum(s in log for s in secrets)
+        for text, n in (("plain keys in the store file", at_rest), ("plain keys in the server log", in_log)):
+            if n:
+                outcome.problem(f"access: {n} {text}")
+        if hashed != len(secrets):
+            outcome.problem(f"access: only {hashed} of {len(secrets)} keys found as SHA-256 digests at rest")
+        progress(f"  access: {m.checks} checks, {m.failed} failed, {m.echoed} echoed a key; revoke took "
+                 f"{revoke_s:.2f} s; keys at rest {at_rest}, in log {in_log}")
+        outcome.figure(part, "access checks (roles, keys, CSRF, headers)", m.checks)
+        outcome.figure(part, "checks failed", m.failed, target="0", met=m.failed == 0)
+        outcome.figure(part, "answers echoing a key", m.echoed, target="0", met=m.echoed == 0)
+        outcome.figure(part, "plain keys in store file or log", at_rest + in_log, target="0",
+                       met=at_rest + in_log == 0)
+        outcome.figure(part, "keys revoke (CLI run) to first refusal", revoke_s, "s", target="at once (< 5 s)", met=revoke_s < 5)
+    finally:
+        server.stop()
