@@ -154,6 +154,15 @@ async def test_slots_nudge_away_from_month_end_and_a_booking_is_called_on_time(a
     status, mine = await api.get(f"/api/v1/public/tokens/{called['id']}", key=None)
     assert mine["token"]["status"] == "called" and mine["token"]["leave"]["leave_now"]
     assert walk_ins[0]["number"] == "B-001"
+    # A booking given up before its slot is no token of the day in the report; started ones are.
+    later = quiet["slots"][4]["at"]
+    status, given_up = await api.post("/api/v1/public/substations/S01/bookings", key=None,
+                                      json={"service": "bill_payment", "slot_at": later, **person(500)})
+    assert status == 201
+    await api.post(f"/api/v1/public/tokens/{given_up['token']['id']}/cancel", key=None)
+    status, report = await api.get("/api/v1/reports/daily?date=2025-12-01&substation=S01")
+    assert status == 200
+    assert (report["report"]["total"]["issued"], report["report"]["total"]["cancelled"]) == (3 + len(booked), 0)
 
 
 async def test_ops_publish_slots_admin_only(api: Api, clock: Clock):

@@ -17,7 +17,18 @@ import pytest
 from redis.asyncio import Redis
 
 from counter_server.billing.outbox import PaymentStatus
-from counter_server.queueing import Action, Priority, QueuePolicy, Status, SubstationQueue, UnknownToken
+from counter_server.queueing import (
+    Action,
+    AlreadyHolding,
+    Holder,
+    Origin,
+    Priority,
+    QueuePolicy,
+    SlotPlan,
+    Status,
+    SubstationQueue,
+    UnknownToken,
+)
 from counter_server.store import (
     Committed,
     IdempotencyConflict,
@@ -111,6 +122,36 @@ async def test_changes_survive_a_restart_and_numbering_continues(make_store):
         applied = await second.mutate_queue("S01", DAY, issuing("t3", 6))
         assert applied.token.number == "B-004"
         assert (await second.get_token("t0")).counter == "S01-C1"
+    finally:
+        await second.close()
+
+
+async def test_slot_plans_bookings_and_remote_holders_survive_a_restart(make_store):
+    plan = SlotPlan(first_at=1000.0, slot_s=900, count=4, capacity=2, share=0.25)
+    first = make_store()
+    await first.open()
+    await first.mutate_queue("S01", DAY, lambda q: q.publish_slots(plan, 0.0, "ops"))
+    await first.mutate_queue("S01", DAY, lambda q: q.book(
+        "b1", "bill_payment", Priority.NORMAL, 1900.0, 10.0, Holder("a1", "p1", "4321")))
+    await first.mutate_queue("S01", DAY, lambda q: q.issue(
+        "r1", "bill_payment", "B", Priority.NORMAL, 20.0, holder=Holder("a2", "p2", "9876")))
+    await first.close()
+
+    second = make_store()
+    await second.open()
+    try:
+        kept = await second.read_queue("S01", DAY, lambda q: (q.slot_plan, q.slot_bookings(),
+                                                               q.issued_count()))
+        assert kept == (plan, {1900.0: 1}, 1)
+        with pytest.raises(AlreadyHolding):                       # the holders' digests came back
+            await second.mutate_queue("S01", DAY, lambda q: q.issue(
+                "r2", "bill_payment", "B", Priority.NORMAL, 30.0, holder=Holder("a9", "p1")))
+        await second.mutate_queue("S01", DAY, lambda q: q.start_due_bookings(1900.0, {"bill_payment": "B"})[0])
+        booked = await second.get_token("b1")
+        assert (booked.status, booked.number, booked.origin, booked.account_hint) == (
+            Status.WAITING, "B-002", Origin.SLOT, "4321")
+        assert (await second.get_token("r1")).origin is Origin.REMOTE
+        assert [t.id for t in (await second.queue_snapshot("S01", DAY)).waiting] == ["b1", "r1"]
     finally:
         await second.close()
 

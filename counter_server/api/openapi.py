@@ -11,7 +11,17 @@ from .. import __version__
 from ..live.hub import SCHEMA_VERSION
 from .handlers import TOKEN_ACTIONS
 from .requests import public
-from .schemas import AdmissionSettings, IssueToken, LeaseRequest, OfflineToken, RecordPayment, Transfer
+from .schemas import (
+    AdmissionSettings,
+    BookSlot,
+    IssueToken,
+    LeaseRequest,
+    OfflineToken,
+    PublishSlots,
+    RecordPayment,
+    TakeToken,
+    Transfer,
+)
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 TOKEN_ANSWER = {"$ref": "#/components/schemas/TokenAnswer"}
@@ -239,10 +249,12 @@ def build_openapi() -> dict[str, Any]:
                 "description": "Only for transfer: the service and/or counter to transfer to."},
             "responses": {"200": _answer("The token after the move", TOKEN_ANSWER), **mutating},
         }},
+        **_phone_paths(mutating),
     }
     token_props = {name: {"type": ["string", "null"]} for name in (
         "id", "number", "substation", "service", "priority", "status", "counter",
         "target_counter", "issued_at", "called_at", "started_at", "finished_at", "day")}
+    token_props.update({n: {"type": ["string", "null"]} for n in ("origin", "slot_at", "account_hint")})
     token_props.update({n: {"type": "integer"} for n in ("recalls", "requeues", "transfers")})
     token_props["estimate"] = {"anyOf": [{"$ref": "#/components/schemas/Estimate"}, {"type": "null"}]}
     return {
@@ -258,7 +270,7 @@ def build_openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 **_body_schemas(IssueToken, Transfer, RecordPayment, LeaseRequest, OfflineToken,
-                                AdmissionSettings),
+                                AdmissionSettings, TakeToken, BookSlot, PublishSlots),
                 "Token": {"type": "object", "properties": token_props},
                 "Estimate": {"type": "object", "properties": {
                     "p50_s": {"type": ["number", "null"]}, "p90_s": {"type": ["number", "null"]},
@@ -271,6 +283,60 @@ def build_openapi() -> dict[str, Any]:
                 }}},
             },
         },
+    }
+
+
+TRAVEL = {"name": "travel_min", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 0, "maximum": 300},
+          "description": "Minutes from home to the substation: when to leave is worked out from it."}
+PHONE_TOKEN = _answer("The token as its phone shows it (account's last digits only)", {"type": "object"})
+
+
+def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
+    """The consumers' phone routes: public (no key); a token's id is its holder's to keep."""
+    public_ = {"security": []}
+    return {
+        "/api/v1/public/substations": {"get": {
+            **public_, "summary": "Substations by current wait, and whether to suggest paying online",
+            "responses": {"200": _answer("Substations", {"type": "object"})},
+        }},
+        "/api/v1/public/substations/{sid}/tokens": {"post": {
+            **public_, "summary": "Take a remote token from a phone (one per account and phone a day)",
+            "parameters": [_path("sid"), IDEMPOTENCY, TRAVEL], "requestBody": _body("TakeToken"),
+            "responses": {"201": PHONE_TOKEN, "429": _answer("Too many from this address", ERROR),
+                          **mutating},
+        }},
+        "/api/v1/public/substations/{sid}/slots": {"get": {
+            **public_, "summary": "Bookable slots over the booking horizon, month-end days marked",
+            "parameters": [_path("sid")],
+            "responses": {"200": _answer("Days and their slots", {"type": "object"}), **_errors(404)},
+        }},
+        "/api/v1/public/substations/{sid}/bookings": {"post": {
+            **public_, "summary": "Book a slot; it becomes a token when the slot starts",
+            "parameters": [_path("sid"), IDEMPOTENCY, TRAVEL], "requestBody": _body("BookSlot"),
+            "responses": {"201": PHONE_TOKEN, "429": _answer("Too many from this address", ERROR),
+                          **mutating},
+        }},
+        "/api/v1/public/tokens/{tid}": {"get": {
+            **public_, "summary": "One's own token: place, wait range and when to leave",
+            "parameters": [_path("tid"), TRAVEL],
+            "responses": {"200": PHONE_TOKEN, **_errors(400, 404)},
+        }},
+        "/api/v1/public/tokens/{tid}/cancel": {"post": {
+            **public_, "summary": "Give up one's token or booking (before it is called)",
+            "parameters": [_path("tid"), IDEMPOTENCY, TRAVEL],
+            "responses": {"200": PHONE_TOKEN, **mutating},
+        }},
+        "/api/v1/public/tokens/{tid}/live": {"get": {
+            **public_, "summary": "WebSocket: the token's own view whenever it changes, and heartbeats",
+            "parameters": [_path("tid"), TRAVEL],
+            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 404)},
+        }},
+        "/api/v1/ops/substations/{sid}/slots/{day}": {"put": {
+            "summary": "Ops publish one day's bookable slots",
+            "parameters": [_path("sid"), _path("day")], "requestBody": _body("PublishSlots"),
+            "responses": {"200": _answer("The published plan", {"type": "object"}), **mutating},
+        }},
     }
 
 

@@ -246,6 +246,8 @@ def tally_day(events: Iterable[Mapping[str, Any]], tz: tzinfo) -> DayTallies:
             life.done_at = data.get("finished_at") or event["at"]
 
     for life in lives.values():
+        if life.issued_at is None and life.status in ("booked", "cancelled"):
+            continue   # a booked slot never started (or given up): not a token of the day
         sub = day.substation(life.substation)
         wait = None
         if life.issued_at is not None:

@@ -33,6 +33,7 @@ from .errors import InvalidField, NotFound
 from .tokens import TokenService
 
 PHONE_ACTOR = "phone"
+PUBLISH_AHEAD_DAYS = 90
 
 # The billing gateway's look-up of an account: "known", "unknown" or "unchecked" (billing
 # could not be asked; the consumer is accepted provisionally and the cashier checks).
@@ -139,6 +140,9 @@ class PhoneService:
                    slot_at: float, idem: IdempotencyKey | None = None) -> tuple[Applied, str]:
         substation = self._offering(substation_id, service_id)
         now = self.clock()
+        if not now <= slot_at <= now + (self.config.booking_days + 1) * 86_400:
+            raise InvalidField("slot_at", f"Slots can be booked from now up to {self.config.booking_days} "
+                                          "days ahead.")
         day = self.tokens.today(slot_at)
         horizon = date.fromisoformat(self.tokens.today(now)) + timedelta(days=self.config.booking_days)
         if date.fromisoformat(day) >= horizon:
@@ -160,8 +164,11 @@ class PhoneService:
         actor.require_admin()
         substation = self.tokens.substation(substation_id)
         now = self.clock()
-        if day < self.tokens.today(now):
+        today = self.tokens.today(now)
+        if day < today:
             raise InvalidField("day", f"{day} has passed.")
+        if date.fromisoformat(day) > date.fromisoformat(today) + timedelta(days=PUBLISH_AHEAD_DAYS):
+            raise InvalidField("day", f"Slots are published up to {PUBLISH_AHEAD_DAYS} days ahead.")
         published: list[SlotPlan] = []
 
         def change(q: SubstationQueue) -> None:
