@@ -34,6 +34,11 @@ from .store.redis import redacted
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+# A connection that has not sent a whole request head within this many seconds is closed:
+# an idle keep-alive connection, or a slowloris client trickling its headers (aiohttp's
+# default of 75 s let one hold a connection that long).
+IDLE_TIMEOUT_S = 15.0
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(env_default("data_dir", "counter-data")),
@@ -140,6 +145,7 @@ def _serve(args: argparse.Namespace, scenario) -> int:
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
     try:
         web.run_app(create_app(settings), host=args.host, port=args.port, access_log=access_log,
+                    keepalive_timeout=IDLE_TIMEOUT_S,
                     print=lambda text: print(text, flush=True))
     except StoreUnavailable as exc:
         print(f"counter-server: {exc}", file=sys.stderr)
