@@ -17,9 +17,11 @@ from loadtests.capacity import report
 from loadtests.capacity.cli import main
 from loadtests.capacity.demand import ArrivalBatch, DemandError, arrival_times, demand_from_scenario
 from loadtests.capacity.model import Layout, ServiceTime, run_day
-from loadtests.capacity.month import fresh_means, make_batch, make_plan, simulate_month
+from loadtests.capacity.booking import (Request, assign_slots, booked_per_slot, slot_capacity,
+                                        slot_starts)
+from loadtests.capacity.month import book_month, fresh_means, make_batch, make_plan, simulate_month
 from loadtests.capacity.policies import Policy, door_wait_s, make_policy
-from loadtests.capacity.whatif import COUNTERS, ONLINE, WhatIfPoint, refine_online
+from loadtests.capacity.whatif import BOOKING, COUNTERS, ONLINE, WhatIfPoint, refine_online
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +249,118 @@ def test_online_hint_moves_people_online(kanpur) -> None:
     assert hint.wait_p90_s < none.wait_p90_s
 
 
+# -- slot bookings -----------------------------------------------------------------------------------
+
+
+def test_slots_are_the_servers(kanpur) -> None:
+    """floor(share x counters x slot / mean service): 10 bookings a 15-minute slot at 4 counters
+    and 90 s, so bookings take at most a quarter of the counters' time; slots from opening to an
+    hour before closing; every figure from the scenario's [phones] unless set."""
+    assert slot_capacity(0.25, 4, 900, 90) == 10
+    assert slot_capacity(0.25, 3, 900, 90) == 7
+    assert slot_capacity(0.0, 4, 900, 90) == 0 and slot_capacity(0.25, 0, 900, 90) == 0
+    starts = slot_starts(9.5 * 3600, 16.5 * 3600, 900)
+    assert len(starts) == 29 and starts[0] == 9.5 * 3600 and starts[-1] == 16.5 * 3600
+    demand = demand_from_scenario(kanpur)
+    assert (demand.booking_share_of_counter_time, demand.booking_slot_s) == (0.25, 900)
+    assert demand.booking_last_slot_before_close_s == 3600
+    assert demand.booking_horizon_days == 11          # 14 calendar days at 26 working days a month
+    other = replace(kanpur, phones=replace(kanpur.phones, booking_share=0.1, booking_days=28))
+    assert demand_from_scenario(other).booking_share_of_counter_time == 0.1
+    assert demand_from_scenario(other).booking_horizon_days == 23
+    assert demand_from_scenario(other, {"booking_share_of_counter_time": 0.2}
+                                ).booking_share_of_counter_time == 0.2
+
+
+def test_slots_are_never_overbooked_and_bookers_go_early() -> None:
+    """Far more requests than slots: no slot holds more than its capacity, each booking lies in
+    the booker's horizon and on the earliest day with a free slot, and the rest find none."""
+    starts = slot_starts(0.0, 2700.0, 900.0)
+    rng = np.random.default_rng(1)
+    requests = [Request(int(d), float(t)) for d, t in zip(rng.integers(1, 11, 500),
+                                                          rng.uniform(0, 3600, 500), strict=True)]
+    chosen = assign_slots(requests, list(range(1, 11)), starts, 3, horizon_days=4)
+    assert max(booked_per_slot(chosen).values()) == 3
+    assert sum(c is not None for c in chosen) == 10 * 4 * 3   # every slot taken
+    used: dict[int, int] = {}   # replayed: the day each booker should get, given those before
+    for k in sorted(range(len(requests)), key=lambda k: (requests[k].day, requests[k].time_s)):
+        want, got = requests[k], chosen[k]
+        free = [d for d in range(want.day - 4, want.day + 1) if 1 <= d <= 10 and used.get(d, 0) < 12]
+        assert (got is None) if not free else got[0] == free[0]
+        if got is not None:
+            used[got[0]] = used.get(got[0], 0) + 1
+    quiet = assign_slots(requests[:20], list(range(1, 11)), starts, 3, horizon_days=4,
+                         choice="quietest")
+    assert max(booked_per_slot(quiet).values()) <= 3
+
+
+def test_booked_go_ahead_of_walk_ins() -> None:
+    """One counter: walk-ins at 0, 1, 2; a booked consumer at 50 (slot start) is called when
+    the counter frees at 100, before the walk-ins who came earlier."""
+    layout = Layout("X", 0.0, 1000.0, ((0,),))
+    kinds = (ServiceTime("A", 100.0, 0.0, 100.0, 100.0),)
+    batch = ArrivalBatch([0.0, 1.0, 2.0, 50.0], [0, 0, 0, 0], [100.0] * 4, [0.9] * 4, [0.9] * 4,
+                         booked=[False, False, False, True])
+    out = run_day(layout, kinds, batch, policy("none"), 0)
+    assert out.booked_waits == [50.0] and out.waits == [0.0, 199.0, 298.0] and out.served == 4
+
+
+@pytest.fixture(scope="module")
+def booked_month(kanpur):
+    """The month's last 17 working days (the last week and the 11-day booking horizon before it)
+    with the online hint, 20 % of the last week's payers booking."""
+    demand = demand_from_scenario(kanpur, {"booking_share": 0.2})
+    plan = make_plan(kanpur, demand, days=17)
+    return plan, simulate_month(plan, policy("hint"), seed=1)
+
+
+def test_booking_share_zero_is_todays_run(kanpur) -> None:
+    """Share 0, or bookers who all find no slot (no counter time for bookings), is today's month
+    to the last bit: bookings draw from a stream of their own."""
+    today = simulate_month(make_plan(kanpur, demand_from_scenario(kanpur), days=7), policy("door"), 3)
+    for flags in ({"booking_share": 0.0, "booking_early_factor": 1.0},
+                  {"booking_share": 0.4, "booking_share_of_counter_time": 0.0}):
+        plan = make_plan(kanpur, demand_from_scenario(kanpur, flags), days=7)
+        month = simulate_month(plan, policy("door"), 3)
+        assert month.days == today.days
+        assert all(np.array_equal(month.waits[d], today.waits[d]) for d in plan.days)
+        assert all(np.array_equal(month.queues[d], today.queues[d]) for d in plan.days)
+    assert month.bookings > 10_000 and month.unbooked == month.bookings
+
+
+def test_booking_lowers_the_last_week_wait(kanpur, booked_month) -> None:
+    plan, booked = booked_month
+    today = simulate_month(make_plan(kanpur, demand_from_scenario(kanpur), days=17), policy("hint"), 1)
+    assert booked.bookings > 20_000 and booked.unbooked == 0
+    assert booked.last_week_p90_s() < today.last_week_p90_s() - 10 * 60
+    away = ("turned_away_closing", "refused_at_door")
+    assert sum(booked.total(k, True) for k in away) < 0.8 * sum(today.total(k, True) for k in away)
+    assert sum(d.booked for d in booked.days[:-6]) > 25_000   # moved out of the last week
+
+
+def test_booked_are_served_soon_after_their_slot_starts(booked_month) -> None:
+    """A slot's 10 bookings at 4 counters all start within ceil(10 / 4) x the longest payment
+    (120 s) of the slot's start: each counter frees within 120 s and takes the booked first."""
+    plan, booked = booked_month
+    waits = np.concatenate(list(booked.booked_waits.values()))
+    assert len(waits) == booked.bookings
+    assert waits.max() <= math.ceil(10 / 4) * 120 + 1e-3
+
+
+def test_booked_days_hold_no_more_than_the_slots(kanpur, booked_month) -> None:
+    plan, _ = booked_month
+    bookings, wanted, unbooked = book_month(plan, seed=1)
+    starts = slot_starts(plan.layouts[0].opens_s, plan.layouts[0].closes_s - 3600, 900)
+    assert wanted > 20_000 and unbooked == 0
+    seen = 0
+    for (day, where), b in bookings.items():
+        per_slot = np.unique(b.times, return_counts=True)
+        assert set(per_slot[0]) <= set(starts) and (per_slot[1] <= 10).all()
+        seen += len(b.times)
+        assert len(b.walk_in) >= (~b.walk_in).sum()
+    assert seen == wanted == sum((~b.walk_in).sum() for b in bookings.values())
+
+
 # -- the report -------------------------------------------------------------------------------------
 
 
@@ -264,6 +378,16 @@ def test_report_writes_table_markdown_and_pngs(kanpur, tmp_path: Path) -> None:
     points += [WhatIfPoint(ONLINE, x, n, p90 * 60, 10, 5, 3, 100)
                for n in ("none", "door") for x, p90 in ((0.2, 200), (0.5, 25))]
 
+    booking = [WhatIfPoint(BOOKING, x, n, p90 * 60, 600, 0, 0, 100, 180.0 if x else 0.0,
+                           int(x * 1000), max(0, int(x * 1000) - 250))
+               for n in ("none", "door") for x, p90 in ((0.0, 300), (0.2, 250), (0.4, 260))]
+    assert report.booking_answer_lines(booking, labels := {"none": "no policy", "door": "door"})[0] == (
+        "no policy: 20 % booking a slot lowers the walk-ins' last-week p90 wait by 50.0 min "
+        "(300.0 -> 250.0 min) and turned away in the last week by 0 (600 -> 600); the booked "
+        "wait 3.0 min (p90) from their slot's start, 0 of 200 found no slot.")
+    assert "| 40 % | door | 260.0 | 3.0 | 100 | 400 | 150 |" in report.booking_table(
+        booking, labels, 6, markdown=True)
+
     text = report.format_table(results[0])
     lines = text.splitlines()
     assert lines[0] == "Policy: no policy" and "away@close" in lines[1] and "p90 min" in lines[1]
@@ -273,7 +397,6 @@ def test_report_writes_table_markdown_and_pngs(kanpur, tmp_path: Path) -> None:
     md = report.markdown_table(results[0])
     assert md.count("\n") == 2 + 2  # header, rule, two days, last-week total
 
-    labels = {"none": "no policy", "door": "door"}
     found = report.answers(points, 1800)
     answer = report.answer_lines(found, labels, 1800)
     assert "8 counters per substation" in answer[0] and "6 counters per substation gives 45.0" in answer[0]
@@ -285,7 +408,8 @@ def test_report_writes_table_markdown_and_pngs(kanpur, tmp_path: Path) -> None:
     plots = [report.plot_queues(results, plan.sample_times, tmp_path / "q.png"),
              report.plot_waits(results, 1800, tmp_path / "w.png"),
              report.plot_counters(points, labels, 1800, 4, tmp_path / "c.png"),
-             report.plot_online(points, labels, 1800, 0.23, 6, tmp_path / "o.png")]
+             report.plot_online(points, labels, 1800, 0.23, 6, tmp_path / "o.png"),
+             report.plot_booking(booking, labels, 1800, 6, tmp_path / "b.png")]
     for path in plots:
         width, height = png_size(path)
         assert width >= 800 and height >= 400 and path.stat().st_size > 20_000
@@ -340,11 +464,14 @@ def test_cli_runs_end_to_end(tmp_path: Path, capsys) -> None:
     rows = [line.split() for line in printed.splitlines() if re.match(r"\s+\d+\s+\*\s", line)]
     assert [r[0] for r in rows] == ["24", "25", "26"] * 3
     assert "last-week p90 wait under 30 min" in printed
+    assert re.search(r"no policy: 20 % booking a slot (lowers|raises) the walk-ins' last-week p90", printed)
+    assert len(re.findall(r"^\s+(0|10|20|30|40) %  ", printed, re.M)) == 5 * 3
     out = tmp_path / "one"
     for name in [*report.PLOTS.values()]:
         assert png_size(out / name)[0] >= 800
     summary = (out / "summary.md").read_text()
     assert "## The answer" in summary and "| connections | 60000.0 | flag |" not in summary
+    assert "## What if consumers booked slots" in summary and "| 20 % | online hint |" in summary
     assert "| connections | 60000 | scenario [demand] |" in summary
 
     # Two processes, same seed: the very same summary.

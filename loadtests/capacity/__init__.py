@@ -6,8 +6,10 @@ away, and what more counters or more online payment would change. Layers, pure f
 * ``demand``   the scenario's ``[demand]`` figures (with flag overrides) and the arrivals they make;
 * ``policies`` what happens at the door: nothing, admission (refuse early), or the online hint;
 * ``model``    the discrete-event simulation of one substation for one day;
-* ``month``    a month of days, consumers sent home coming back the next working day;
-* ``whatif``   the same month with other counter numbers or online shares;
+* ``month``    a month of days, consumers sent home coming back the next working day, bookers
+               moved to their slot's day;
+* ``booking``  slot bookings from phones: slot capacity and who gets which slot;
+* ``whatif``   the same month with other counter numbers, online shares or booking shares;
 * ``report``   the per-day table, the PNG plots and the Markdown summary;
 * ``cli``      ``peak-sim``.
 """

@@ -5,7 +5,8 @@
 Prints a per-day table for each policy (arrivals, served, turned away at closing and refused at
 the door, wait p50/p90, longest line), writes PNG plots and summary.md to --out, and answers how
 many counters per substation, or what online share, keep the last week's p90 wait under the
-target. Every figure comes from the scenario's [demand] table or a flag; see --help.
+target, and how much booking slots from phones (a share of consumers booking instead of walking
+in) lowers it. Every figure comes from the scenario's [demand] table or a flag; see --help.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from counter_server.config import ScenarioError, load_scenario
+from counter_server.config import Scenario, ScenarioError, load_scenario
 
 from . import report
-from .demand import DEFAULTS, REQUIRED, DemandError, DemandParams, demand_from_scenario
+from .demand import (DEFAULTS, FROM_PHONES, REQUIRED, DemandError, DemandParams,
+                     demand_from_scenario, phones_default)
 from .month import MonthResult, make_plan
 from .policies import DOOR_ESTIMATES, POLICY_NAMES, Policy, make_policy
-from .whatif import Task, WhatIfPoint, refine_online, run_tasks, whatif_tasks
+from .whatif import BOOKING, Task, WhatIfPoint, refine_online, run_tasks, whatif_tasks
 
 # Flag -> [demand] key it overrides.
 DEMAND_FLAGS = {
@@ -44,7 +46,15 @@ DEMAND_FLAGS = {
     "substation_weights": "substation_weights",
     "visits": "visits_per_day",
     "payment_service": "payment_service",
+    "booking_share": "booking_share",
+    "booking_early": "booking_early_factor",
+    "booking_time_share": "booking_share_of_counter_time",
+    "slot_minutes": "booking_slot_minutes",
+    "booking_horizon": "booking_horizon_days",
+    "last_slot_before_close": "booking_last_slot_before_close_minutes",
+    "booking_day": "booking_day_choice",
 }
+DEFAULT_BOOKING_SHARES = "0,0.1,0.2,0.3,0.4"
 
 
 def _floats(text: str) -> list[float]:
@@ -117,6 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--payment-service", help="the service paid online (default: the first listed)")
     d.add_argument("--service-dist", choices=["bounded", "exponential"],
                    help="service times within min..max with the mean, or exponential")
+    d.add_argument("--booking-share", type=float,
+                   help="share of the last week's fresh counter payers who book a slot from their "
+                   "phone (default 0)")
+    d.add_argument("--booking-early", type=float,
+                   help="earlier payers book at this fraction of that share (default 0: none; 1: alike)")
+    d.add_argument("--booking-time-share", type=float,
+                   help="most of the counters' time bookings may take (default: [phones] "
+                   "booking_share, 0.25)")
+    d.add_argument("--slot-minutes", type=float,
+                   help="length of a bookable slot (default: the scenario's [phones], 15)")
+    d.add_argument("--last-slot-before-close", type=float,
+                   help="minutes before closing the last slot starts (default: [phones], 60)")
+    d.add_argument("--booking-horizon", type=int,
+                   help="working days before their own day a booker may book (default: [phones] "
+                   "booking_days in working days, 11)")
+    d.add_argument("--booking-day", choices=["earliest", "quietest"],
+                   help="the day the slot screen offers within the horizon: the earliest with a "
+                   "free slot, or the one with the most free slots (default: earliest)")
 
     pol = p.add_argument_group("policies")
     pol.add_argument("--policies", default="none,door,hint",
@@ -142,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--whatif-online-step", type=float, default=0.05,
                    help="with the default shares, try shares this far apart where the p90 "
                    "target is first met (0: no second round; default: %(default)s)")
+    w.add_argument("--whatif-booking", type=_floats, default=_floats(DEFAULT_BOOKING_SHARES),
+                   help="shares of the last week's counter payers who book a slot instead of "
+                   "walking in, each run over the simulated days ('' for none; default: %s)"
+                   % DEFAULT_BOOKING_SHARES)
     w.add_argument("--target-min", type=float, default=None,
                    help="p90 wait target in minutes (default: the scenario's hint_after_minutes)")
     return p
@@ -180,13 +212,16 @@ def _run(args: argparse.Namespace) -> int:
     shares = args.whatif_online if args.whatif_online is not None else _shares_from(demand.online_share)
     if any(n < 1 for n in counters) or any(not 0 <= s <= 1 for s in shares):
         raise ValueError("--whatif-counters must be 1 or more and --whatif-online between 0 and 1")
+    booking = args.whatif_booking if whatif_days > 0 else []
+    if any(not 0 <= s <= 1 for s in booking):
+        raise ValueError("--whatif-booking: shares must be between 0 and 1")
 
     args.out.mkdir(parents=True, exist_ok=True)
     target_s = target_min * 60
     tasks = [Task(plan, policy, args.seed) for policy in policies]
     if whatif_days > 0:
         tasks += whatif_tasks(scenario, demand, policies, args.seed, whatif_days, counters, shares,
-                              args.counters)
+                              args.counters, booking, args.days)
     bar = tqdm(total=len(tasks), desc="peak-sim runs", unit="run", disable=args.no_progress,
                file=sys.stderr)
     main_runs: dict[int, MonthResult] = {}
@@ -221,19 +256,33 @@ def _run(args: argparse.Namespace) -> int:
         print()
     labels = {p.name: p.label for p in policies}
     answer = report.answer_lines(report.answers(points, target_s), labels, target_s) if points else []
+    booking_points = [p for p in points if p.axis == BOOKING]
+    answer += report.booking_answer_lines(booking_points, labels)
     for line in answer:
         print(line)
+    sections = []
+    if booking_points:
+        title = ("What if consumers booked slots (walk-in waits and turned away: last week; "
+                 "booked and slots: whole run)")
+        print(f"\n{title}:")
+        print(report.booking_table(booking_points, labels, demand.last_week_days))
+        sections.append((title, report.booking_table(booking_points, labels, demand.last_week_days,
+                                                     markdown=True)))
     if points:
         plots.append(report.plot_counters(points, labels, target_s, now_counters,
                                           args.out / report.PLOTS["counters"]))
         plots.append(report.plot_online(points, labels, target_s, demand.online_share,
                                         whatif_days, args.out / report.PLOTS["online"]))
-    notes = _notes(demand, whatif_days, plan.days, now_counters)
+    if booking_points:
+        plots.append(report.plot_booking(booking_points, labels, target_s, demand.last_week_days,
+                                         args.out / report.PLOTS["booking"],
+                                         demand.booking_day_choice))
+    notes = _notes(demand, whatif_days, plan.days, now_counters, bool(booking_points))
     summary = report.write_summary(
         args.out / report.SUMMARY, scenario_name=scenario.name,
-        figures=_figures(scenario.demand, flags, demand, policies, hint_after_min, target_min,
+        figures=_figures(scenario, flags, demand, policies, hint_after_min, target_min,
                          args.seed),
-        results=results, answer_text=answer, plots=plots, notes=notes)
+        results=results, answer_text=answer, plots=plots, notes=notes, sections=sections)
     print(f"\nwrote {', '.join(str(p) for p in [*plots, summary])}")
     processes = f"{args.jobs} process{'es' if args.jobs != 1 else ''}"
     print(f"{len(tasks)} runs in {simulated:.1f} s, all written {time.perf_counter() - started:.1f} s "
@@ -259,10 +308,12 @@ def _shares_from(now: float) -> list[float]:
     return [now] + [s for s in steps if s > now]
 
 
-def _figures(raw: dict[str, Any], flags: dict[str, Any], demand: DemandParams,
+def _figures(scenario: Scenario, flags: dict[str, Any], demand: DemandParams,
              policies: Sequence[Policy], hint_after_min: float, target_min: float,
              seed: int) -> list[tuple[str, str, str]]:
     """(figure, value, where it came from) for the summary."""
+    raw = scenario.demand
+
     def source(key: str) -> str:
         if flags.get(key) is not None:
             return "flag"
@@ -273,7 +324,10 @@ def _figures(raw: dict[str, Any], flags: dict[str, Any], demand: DemandParams,
         if key == "online_payments_per_month" and key not in raw:
             continue
         value = flags.get(key) if flags.get(key) is not None else raw.get(key, DEFAULTS.get(key))
-        rows.append((key, f"{value}", source(key)))
+        where = source(key)
+        if key in FROM_PHONES and where.startswith("simulator"):
+            value, where = phones_default(scenario, key), f"scenario [phones] {FROM_PHONES[key]}"
+        rows.append((key, f"{value}", where))
     online_src = ("flag" if flags.get("online_share") is not None
                   else "scenario [demand]" if "online_share" in raw
                   else "online_payments_per_month / (connections x paying_share)")
@@ -290,7 +344,8 @@ def _figures(raw: dict[str, Any], flags: dict[str, Any], demand: DemandParams,
     return rows
 
 
-def _notes(demand: DemandParams, whatif_days: int, days: Sequence[int], counters: int) -> list[str]:
+def _notes(demand: DemandParams, whatif_days: int, days: Sequence[int], counters: int,
+           booking: bool = False) -> list[str]:
     notes = [
         "Turned away and refused consumers who do not pay online come back the next working day "
         f"(come_back_share = {demand.come_back_share:g}), so a day's arrivals include them and "
@@ -303,4 +358,18 @@ def _notes(demand: DemandParams, whatif_days: int, days: Sequence[int], counters
         notes.append(f"What-if runs replay the month's last {whatif_days} working days only, "
                      "starting with nobody coming back from earlier days; at the scenario's "
                      f"{counters} counters the days before hardly send anyone home.")
+    if booking:
+        notes.append(
+            "Booking what-if runs cover the same days as the main runs: bookers move to earlier "
+            f"days (the {demand.booking_day_choice} day with a free slot among their own and the "
+            f"{demand.booking_horizon_days} working days before), so a last-week replay would "
+            "miss them. The share is of the last week's fresh payers; earlier payers book at "
+            f"{demand.booking_early_factor:g} x that share; those sent home come back as "
+            "walk-ins. A slot holds "
+            f"floor({demand.booking_share_of_counter_time:g} x counters x "
+            f"{demand.booking_slot_s / 60:g} min / mean service time) bookings; the booked are "
+            "called before walk-ins once their slot starts. The door and the hint count the "
+            "booked waiting, not bookings still to come. The slot rule does not look at a day's "
+            "walk-ins: days before the last week already run near full, so the days bookers move "
+            "to get lines of their own, which the last-week figures here do not show.")
     return notes

@@ -48,7 +48,34 @@ DEFAULTS: dict[str, Any] = {
     "online_hint_uptake": 0.25,
     # Bounded service times (min..max with the service's mean) or exponential (mean only).
     "service_time_distribution": "bounded",
+    # Share of the last week's fresh counter payers who book a slot from their phone instead of
+    # walking in (0: nobody, today; the booking what-if tries others) ...
+    "booking_share": 0.0,
+    # ... and earlier in the month, this fraction of that share (0: only those facing the last
+    # week's lines book; 1: everyone alike, so early bookers, who have no line to avoid, take
+    # slots first).
+    "booking_early_factor": 0.0,
+    # The server's slot rules (defaults: the scenario's [phones], see FROM_PHONES): bookings
+    # take at most this share of the counters' time, in slots this long from opening until this
+    # long before closing ...
+    "booking_share_of_counter_time": 0.25,
+    "booking_slot_minutes": 15,
+    "booking_last_slot_before_close_minutes": 60,
+    # ... on days up to this many working days before the day one would have come
+    # (default: [phones] booking_days calendar days in working days).
+    "booking_horizon_days": 10,
+    # Which day of the horizon the slot screen offers: "earliest" with a free slot, or
+    # "quietest" (most free slots).
+    "booking_day_choice": "earliest",
 }
+
+
+# Booking figures whose default is the server's own setting in the scenario's [phones] table.
+FROM_PHONES = {"booking_share_of_counter_time": "booking_share",
+               "booking_slot_minutes": "slot_minutes",
+               "booking_last_slot_before_close_minutes": "last_slot_before_close_minutes",
+               "booking_horizon_days": "booking_days"}
+CALENDAR_DAYS_PER_MONTH = 365.25 / 12
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,13 @@ class DemandParams:
     payment_service: str
     substation_weights: Mapping[str, float] = field(default_factory=dict)
     visits_per_day: Mapping[str, float] = field(default_factory=dict)
+    booking_share: float = 0.0
+    booking_early_factor: float = 0.0
+    booking_share_of_counter_time: float = 0.25
+    booking_slot_s: float = 900.0
+    booking_last_slot_before_close_s: float = 3600.0
+    booking_horizon_days: int = 10
+    booking_day_choice: str = "earliest"
 
     @property
     def payments_per_month(self) -> float:
@@ -103,6 +137,8 @@ def demand_from_scenario(scenario: Scenario, overrides: Mapping[str, Any] | None
             return flags[key]
         if key in raw:
             return raw[key]
+        if key in FROM_PHONES:
+            return phones_default(scenario, key)
         if key in DEFAULTS:
             return DEFAULTS[key]
         raise DemandError(f"demand.{key}: missing; set it in the scenario's [demand] table "
@@ -152,12 +188,32 @@ def demand_from_scenario(scenario: Scenario, overrides: Mapping[str, Any] | None
         payment_service=payment,
         substation_weights=weights,
         visits_per_day=visits,
+        booking_share=_number(get("booking_share"), "booking_share"),
+        booking_early_factor=_number(get("booking_early_factor"), "booking_early_factor"),
+        booking_share_of_counter_time=_number(get("booking_share_of_counter_time"),
+                                              "booking_share_of_counter_time"),
+        booking_slot_s=_number(get("booking_slot_minutes"), "booking_slot_minutes") * 60.0,
+        booking_last_slot_before_close_s=_number(get("booking_last_slot_before_close_minutes"),
+                                                 "booking_last_slot_before_close_minutes") * 60.0,
+        booking_horizon_days=int(_number(get("booking_horizon_days"), "booking_horizon_days")),
+        booking_day_choice=str(get("booking_day_choice")),
     ))
+
+
+def phones_default(scenario: Scenario, key: str) -> Any:
+    """A booking figure from the server's [phones] settings; the horizon, which the server
+    counts in calendar days, in working days (a month's working days over its calendar days)."""
+    value = getattr(scenario.phones, FROM_PHONES[key])
+    if key == "booking_horizon_days":
+        working = scenario.demand.get("working_days_per_month", 26)
+        return int(value * working / CALENDAR_DAYS_PER_MONTH)
+    return value
 
 
 def _checked(p: DemandParams) -> DemandParams:
     for name in ("paying_share", "online_share", "last_week_share", "come_back_share",
-                 "door_online_accept", "online_hint_uptake"):
+                 "door_online_accept", "online_hint_uptake", "booking_share",
+                 "booking_early_factor", "booking_share_of_counter_time"):
         value = getattr(p, name)
         if not 0.0 <= value <= 1.0:
             raise DemandError(f"{name}: must be between 0 and 1, got {value}")
@@ -170,6 +226,11 @@ def _checked(p: DemandParams) -> DemandParams:
         raise DemandError("last_week_share_of_counter_payments: needs last_week_working_days > 0")
     if not p.intraday_profile or min(p.intraday_profile) < 0 or sum(p.intraday_profile) <= 0:
         raise DemandError("intraday_profile: needs one or more weights, 0 or more, not all 0")
+    if p.booking_slot_s <= 0 or p.booking_horizon_days < 0 or p.booking_last_slot_before_close_s < 0:
+        raise DemandError("booking_slot_minutes must be above 0, booking_horizon_days and "
+                          "booking_last_slot_before_close_minutes 0 or more")
+    if p.booking_day_choice not in ("earliest", "quietest"):
+        raise DemandError("booking_day_choice: must be \"earliest\" or \"quietest\"")
     if p.service_time_distribution not in ("bounded", "exponential"):
         raise DemandError("service_time_distribution: must be \"bounded\" or \"exponential\"")
     return p
@@ -200,7 +261,8 @@ class ArrivalBatch:
 
     ``u_hint`` and ``u_door`` are each consumer's own uniform draws for the policy decisions,
     drawn with the arrival so every policy sees the same consumers decide the same way. Arrays
-    (or lists) of equal length; ``services`` holds service indices.
+    (or lists) of equal length; ``services`` holds service indices. Booked consumers arrive at
+    their slot's start and pass neither the hint nor the door: they are expected.
     """
 
     times: Sequence[float]
@@ -209,6 +271,7 @@ class ArrivalBatch:
     u_hint: Sequence[float]
     u_door: Sequence[float]
     returning: int = 0
+    booked: Sequence[bool] | None = None   # True: came at their slot's start (None: nobody)
 
 
 def arrival_times(rng: np.random.Generator, count: int, opens_s: float, closes_s: float,

@@ -4,8 +4,10 @@ Events are arrivals (already sorted, so they are read in order rather than pushe
 finishing (a heap as small as the number of counters). Each service has a FIFO line; a counter
 that frees takes whoever came first among the services it serves, as the server's call order
 does for normal-priority tokens. Whoever is in service at closing is finished; whoever still
-waits is turned away. Priority classes, no-shows and recalls are left out: they shift who waits,
-not how many the counters can serve.
+waits is turned away. Booked consumers (slot bookings) are the one priority class modelled: they
+go ahead of every walk-in once their slot has started, which is what the booking what-if asks
+about. Senior/disabled head starts, no-shows and recalls are left out: they shift who waits, not
+how many the counters can serve.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ class DayOutcome:
     online_door: int = 0
     max_queue: int = 0
     lost_s: float = 0.0           # time in line of those turned away at closing
-    waits: list[float] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)           # of walk-ins
+    booked_waits: list[float] = field(default_factory=list)    # of the booked, from slot start
     sent_home: dict[int, int] = field(default_factory=dict)   # service index -> people
     queue_samples: list[int] = field(default_factory=list)
     last_wait_end_s: float = 0.0  # when the last served consumer's wait ended
@@ -133,10 +136,11 @@ def run_day(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch
     ``payment`` is the index of the service that can be paid online instead (the hint and the
     door's online offer apply to it only). When the day's consumers all want one service (the
     usual case: bill payment only) the shortcut ``one_line`` gives the same outcome several times
-    faster; ``events=True`` forces the event loop (the tests compare the two).
+    faster; ``events=True`` forces the event loop (the tests compare the two). A day with booked
+    consumers always takes the event loop: two classes are not one FIFO line.
     """
     kinds = np.unique(np.asarray(batch.services, dtype=int))
-    if len(kinds) == 1 and not events:
+    if len(kinds) == 1 and not events and not (batch.booked is not None and np.any(batch.booked)):
         return one_line(layout, services, batch, policy, payment, sample_times, int(kinds[0]))
     return event_loop(layout, services, batch, policy, payment, sample_times)
 
@@ -314,7 +318,12 @@ def _plain_line(times: Sequence[float], lengths: Sequence[float], frees: list[fl
 
 def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
                payment: int, sample_times: Sequence[float]) -> DayOutcome:
-    """The general day: several services, counters serving different sets of them."""
+    """The general day: several services, counters serving different sets of them, and booked
+    consumers, called before walk-ins (earliest slot first) by every counter serving them.
+
+    Waiting booked consumers count as people ahead for the hint and the door (the server counts
+    every token ahead); bookings yet to come do not.
+    """
     closes = layout.closes_s
     counters = layout.counters
     n_services = len(services)
@@ -326,6 +335,7 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     sd = [sv.sd_s for sv in services]
 
     lines: list[deque] = [deque() for _ in range(n_services)]
+    booked_lines: list[deque] = [deque() for _ in range(n_services)]   # (slot start, length)
     free = [True] * len(counters)
     finishing: list[tuple[float, int]] = []
     out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
@@ -334,6 +344,8 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     sent_home = out.sent_home
     times, lengths = _as_list(batch.times), _as_list(batch.service_s)
     u_hint, u_door = _as_list(batch.u_hint), _as_list(batch.u_door)
+    booked = _as_list(batch.booked) if batch.booked is not None else [False] * len(times)
+    booked_waits = out.booked_waits
     hint, door, kind = policy.hint, policy.door, policy.door_estimate
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
     n = len(times)
@@ -364,12 +376,14 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
             i += 1
             c = n_for[s]
             line = lines[s]
-            ahead = len(line)
+            ahead = len(line) + len(booked_lines[s])
             if c == 0:  # nobody here serves it: sent home, as at closing
                 out.turned_away_closing += 1
                 sent_home[s] = sent_home.get(s, 0) + 1
                 continue
-            if hint and s == payment and ahead * mean[s] / c > hint_after and u_hint[j] < uptake:
+            expected = booked[j]  # booked: neither hint nor door, and first in line
+            if (hint and not expected and s == payment and ahead * mean[s] / c > hint_after
+                    and u_hint[j] < uptake):
                 out.online_hint += 1
                 continue
             if ahead == 0:  # nobody of this service waits: maybe one of its counters is free
@@ -377,11 +391,14 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
                 if k >= 0:
                     free[k] = False
                     heappush(finishing, (t + length, k))
-                    waits.append(0.0)
+                    (booked_waits if expected else waits).append(0.0)
                     last_start = t
                     continue
-            if door:
-                shared_ahead = sum(len(lines[x]) for x in shared[s]) if kind == "max" else ahead
+            if expected:
+                line = booked_lines[s]
+            elif door:
+                shared_ahead = (sum(len(lines[x]) + len(booked_lines[x]) for x in shared[s])
+                                if kind == "max" else ahead)
                 if t + door_wait_s(kind, ahead, shared_ahead, c, mean[s], sd[s], bound[s]) > closes:
                     out.refused_at_door += 1
                     if s == payment and u_door[j] < accept:
@@ -396,6 +413,20 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
         else:
             _, k = heappop(finishing)
             served = counters[k]
+            line = None
+            first = inf
+            for x in served:  # the booked first, earliest slot first
+                candidate = booked_lines[x]
+                if candidate and candidate[0][0] < first:
+                    first = candidate[0][0]
+                    line = candidate
+            if line is not None:
+                came, length = line.popleft()
+                waiting -= 1
+                booked_waits.append(t - came)
+                last_start = t
+                heappush(finishing, (t + length, k))
+                continue
             if len(served) == 1:
                 line = lines[served[0]]
                 if not line:
@@ -421,12 +452,13 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     while si < n_samples:
         samples.append(waiting if sample_times[si] <= closes else 0)
         si += 1
-    for s, line in enumerate(lines):
+    for s, line in enumerate(lines + booked_lines):
         if line:
+            s %= n_services
             out.turned_away_closing += len(line)
             sent_home[s] = sent_home.get(s, 0) + len(line)
             out.lost_s += sum(closes - came for came, _ in line)
-    out.served = len(waits)
+    out.served = len(waits) + len(booked_waits)
     out.max_queue = max_queue
     out.last_wait_end_s = last_start
     return out

@@ -3,6 +3,8 @@
 Random numbers come from one stream per (seed, purpose, day, substation), so a run is repeatable
 and every policy faces the same fresh consumers with the same service times and the same coin
 flips; only the people coming back differ, because each policy sends different people home.
+Who books a slot comes from a stream of its own (BOOK), so booking share 0 is today's run to the
+last bit, and every policy faces the same bookings.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import numpy as np
 
 from counter_server.config import Scenario
 
+from .booking import Request, assign_slots, slot_capacity, slot_starts
 from .demand import ArrivalBatch, DemandParams, arrival_times
 from .model import DayOutcome, Layout, ServiceTime, index_of, layouts, run_day, service_times
 from .policies import Policy
 
-FRESH, BACK, RETURNS = 0, 1, 2   # purposes of the random streams
+FRESH, BACK, RETURNS, BOOK = 0, 1, 2, 3   # purposes of the random streams
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class DayStats:
     wait_p50_s: float
     wait_p90_s: float
     lost_hours: float       # time in line of those turned away at closing
+    booked: int = 0         # booked consumers served (they came at their slot's start)
 
 
 @dataclass
@@ -100,6 +104,9 @@ class MonthResult:
     waits: dict[int, np.ndarray] = field(default_factory=dict)        # day -> waits (s)
     queues: dict[int, np.ndarray] = field(default_factory=dict)       # day -> (substation, sample)
     unpaid_at_month_end: int = 0
+    booked_waits: dict[int, np.ndarray] = field(default_factory=dict)  # day -> from slot start (s)
+    bookings: int = 0       # consumers who wanted to book a slot ...
+    unbooked: int = 0       # ... and found none free, so walked in on their own day
 
     def last_week(self) -> list[DayStats]:
         return [d for d in self.days if d.last_week]
@@ -112,6 +119,11 @@ class MonthResult:
         waits = self.last_week_waits()
         return float(np.percentile(waits, 90)) if len(waits) else 0.0
 
+    def booked_p90_s(self) -> float:
+        """p90 of the booked consumers' waits from their slot's start, over the whole run."""
+        chosen = [w for w in self.booked_waits.values() if len(w)]
+        return float(np.percentile(np.concatenate(chosen), 90)) if chosen else 0.0
+
     def total(self, name: str, last_week_only: bool = False) -> int | float:
         rows = self.last_week() if last_week_only else self.days
         return sum(getattr(d, name) for d in rows)
@@ -121,9 +133,20 @@ def _rng(seed: int, purpose: int, day: int, where: int) -> np.random.Generator:
     return np.random.default_rng([seed, purpose, day, where])
 
 
+@dataclass(frozen=True)
+class DayBookings:
+    """One substation's day under bookings: which fresh payers still walk in (False: they booked,
+    maybe for another day), and the booked who come today (slot starts, service times)."""
+
+    walk_in: np.ndarray
+    times: np.ndarray
+    service_s: np.ndarray
+
+
 def make_batch(plan: MonthPlan, where: int, day: int, seed: int, fresh: Sequence[float],
-               back: dict[int, int]) -> ArrivalBatch:
-    """One substation's arrivals: Poisson counts of fresh consumers per service, plus ``back``.
+               back: dict[int, int], booking: DayBookings | None = None) -> ArrivalBatch:
+    """One substation's arrivals: Poisson counts of fresh consumers per service, plus ``back``,
+    less the fresh payers who booked, plus those booked for today (``booking``).
 
     Fresh consumers come from their own random stream, so they are the same whoever came back.
     """
@@ -139,6 +162,8 @@ def make_batch(plan: MonthPlan, where: int, day: int, seed: int, fresh: Sequence
                                                 plan.demand.intraday_profile),
                                plan.services[s].draw(rng, count), rng.random(count), rng.random(count)))
     returning = sum(back.values())
+    if booking is not None:
+        return _with_bookings(groups, booking, plan.payment, returning)
     if not groups:
         empty = np.zeros(0)
         return ArrivalBatch(empty, np.zeros(0, dtype=int), empty, empty, empty, 0)
@@ -150,6 +175,76 @@ def make_batch(plan: MonthPlan, where: int, day: int, seed: int, fresh: Sequence
     kinds = np.concatenate([np.full(len(g[1]), g[0]) for g in groups])
     lengths, u_hint, u_door = (np.concatenate([g[k] for g in groups])[order] for k in (2, 3, 4))
     return ArrivalBatch(times[order], kinds[order], lengths, u_hint, u_door, returning)
+
+
+def _with_bookings(groups: list, booking: DayBookings, payment: int, returning: int) -> ArrivalBatch:
+    """``make_batch``'s groups less the fresh payers who booked, plus today's booked (flagged)."""
+    fresh_payment = next((k for k, g in enumerate(groups) if g[0] == payment), None)
+    if fresh_payment is not None:  # the first group of a service is its fresh consumers
+        s, times, lengths, u_hint, u_door = groups[fresh_payment]
+        keep = booking.walk_in
+        groups[fresh_payment] = (s, times[keep], lengths[keep], u_hint[keep], u_door[keep])
+    n = len(booking.times)
+    parts = [(g, False) for g in groups] + [((payment, booking.times, booking.service_s,
+                                              np.ones(n), np.ones(n)), True)]
+    times = np.concatenate([g[1] for g, _ in parts])
+    order = np.argsort(times, kind="stable")
+    kinds = np.concatenate([np.full(len(g[1]), g[0]) for g, _ in parts])
+    flags = np.concatenate([np.full(len(g[1]), b) for g, b in parts])
+    lengths, u_hint, u_door = (np.concatenate([g[k] for g, _ in parts])[order] for k in (2, 3, 4))
+    return ArrivalBatch(times[order], kinds[order], lengths, u_hint, u_door, returning, flags[order])
+
+
+def book_month(plan: MonthPlan, seed: int) -> tuple[dict[tuple[int, int], DayBookings], int, int]:
+    """Who books, and which slot each gets: (day, substation) -> DayBookings, then how many
+    wanted to book and how many found no free slot (they walk in on their own day).
+
+    A share ``booking_share`` of each last-week day's fresh payers books, earlier days' payers
+    that share x ``booking_early_factor`` (the BOOK stream decides who);
+    requests go to ``booking.assign_slots``, one substation at a time (slots are published per
+    substation, and consumers keep their substation). Fresh consumers do not depend on the
+    policy, so neither do the bookings: they are made once, before the month runs.
+    """
+    d = plan.demand
+    fresh = {day: fresh_means(plan, day) for day in plan.days}
+    mean_s = plan.services[plan.payment].mean_s
+    out: dict[tuple[int, int], DayBookings] = {}
+    wanted = unbooked = 0
+    for where, layout in enumerate(plan.layouts):
+        counters = sum(1 for c in layout.counters if plan.payment in c)
+        capacity = slot_capacity(d.booking_share_of_counter_time, counters, d.booking_slot_s, mean_s)
+        starts = slot_starts(layout.opens_s, layout.closes_s - d.booking_last_slot_before_close_s,
+                             d.booking_slot_s)
+        walk_in: dict[int, np.ndarray] = {}
+        lengths: dict[int, np.ndarray] = {}
+        who: dict[int, np.ndarray] = {}
+        requests: list[Request] = []
+        for day in plan.days:
+            # The day's fresh batch with nobody back: its payers, in the order make_batch keeps.
+            batch = make_batch(plan, where, day, seed, fresh[day][where], {})
+            payers = np.asarray(batch.services) == plan.payment
+            times = np.asarray(batch.times)[payers]
+            lengths[day] = np.asarray(batch.service_s)[payers]
+            walk_in[day] = np.ones(len(times), dtype=bool)
+            share = d.booking_share * (1.0 if d.is_last_week(day) else d.booking_early_factor)
+            who[day] = np.flatnonzero(_rng(seed, BOOK, day, where).random(len(times)) < share)
+            requests += [Request(day, float(t)) for t in times[who[day]]]
+        chosen = iter(assign_slots(requests, plan.days, starts, capacity, d.booking_horizon_days,
+                                   d.booking_day_choice))
+        wanted += len(requests)
+        coming: dict[int, list[tuple[float, float]]] = {day: [] for day in plan.days}
+        for day in plan.days:
+            for i in who[day]:
+                got = next(chosen)
+                if got is None:
+                    unbooked += 1
+                    continue
+                walk_in[day][i] = False
+                coming[got[0]].append((float(starts[got[1]]), float(lengths[day][i])))
+        for day in plan.days:
+            booked = np.array(sorted(coming[day]), dtype=float).reshape(-1, 2)
+            out[day, where] = DayBookings(walk_in[day], booked[:, 0], booked[:, 1])
+    return out, wanted, unbooked
 
 
 def fresh_means(plan: MonthPlan, day: int) -> np.ndarray:
@@ -165,6 +260,9 @@ def fresh_means(plan: MonthPlan, day: int) -> np.ndarray:
 def simulate_month(plan: MonthPlan, policy: Policy, seed: int) -> MonthResult:
     """Run the plan's days under ``policy``, day by day, those sent home coming back next day."""
     result = MonthResult(policy=policy)
+    bookings: dict[tuple[int, int], DayBookings] = {}
+    if plan.demand.booking_share > 0:
+        bookings, result.bookings, result.unbooked = book_month(plan, seed)
     back: list[dict[int, int]] = [{} for _ in plan.layouts]
     sample_times = plan.sample_times
     payment = plan.payment
@@ -172,12 +270,16 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int) -> MonthResult:
         means = fresh_means(plan, day)
         outcomes: list[DayOutcome] = []
         for where, layout in enumerate(plan.layouts):
-            batch = make_batch(plan, where, day, seed, means[where], back[where])
+            batch = make_batch(plan, where, day, seed, means[where], back[where],
+                               bookings.get((day, where)))
             outcomes.append(run_day(layout, plan.services, batch, policy, payment, sample_times))
         back = [_coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
         result.days.append(_day_stats(plan, day, outcomes))
         waits = np.concatenate([np.asarray(o.waits, dtype=np.float32) for o in outcomes])
         result.waits[day] = waits
+        if bookings:
+            result.booked_waits[day] = np.concatenate(
+                [np.asarray(o.booked_waits, dtype=np.float32) for o in outcomes])
         result.queues[day] = np.array([o.queue_samples for o in outcomes], dtype=np.int32)
     result.unpaid_at_month_end = sum(sum(b.values()) for b in back)
     return result
@@ -209,4 +311,5 @@ def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome]) -> Day
         wait_p50_s=float(np.percentile(waits, 50)) if has else 0.0,
         wait_p90_s=float(np.percentile(waits, 90)) if has else 0.0,
         lost_hours=sum(o.lost_s for o in outcomes) / 3600.0,
+        booked=sum(len(o.booked_waits) for o in outcomes),
     )

@@ -1,4 +1,4 @@
-"""What ops read: the per-day table, four PNG plots and a Markdown summary with the answer.
+"""What ops read: the per-day table, five PNG plots and a Markdown summary with the answer.
 
 Plots are drawn on ``matplotlib.figure.Figure`` objects (the Agg renderer, no pyplot), so making
 them touches no global state and needs no display. matplotlib is imported by the first plot, not
@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from .month import DayStats, MonthResult
-from .whatif import COUNTERS, ONLINE, WhatIfPoint
+from .whatif import BOOKING, COUNTERS, ONLINE, WhatIfPoint
 
 PLOTS = {
     "queue": "queue-last-week.png",
     "waits": "wait-distribution.png",
     "counters": "whatif-counters.png",
     "online": "whatif-online-share.png",
+    "booking": "whatif-booking.png",
 }
+BOOKING_ANSWER_SHARE = 0.2   # the booking share the one-line answer is about, when it was tried
 SUMMARY = "summary.md"
 DPI = 110
 PNG_OPTIONS = {"compress_level": 3}   # zlib's default 6 takes longer than drawing the plot
@@ -240,6 +242,102 @@ def plot_online(points: Sequence[WhatIfPoint], labels: dict[str, str], target_s:
     return path
 
 
+def plot_booking(points: Sequence[WhatIfPoint], labels: dict[str, str], target_s: float,
+                 last_week_days: int, path: Path, day_choice: str = "earliest") -> Path:
+    """What-if: the share who book a slot against the walk-ins' last-week p90 wait, turned away,
+    the booked consumers' wait from their slot's start, and bookings that found no slot."""
+    fig = _figure(12, 8.4)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.86, wspace=0.2, hspace=0.42)
+    (wait_ax, away_ax), (booked_ax, none_ax) = fig.subplots(2, 2)
+    curves = _by_policy(points, BOOKING)
+    for name, pts in curves.items():
+        xs = [p.x * 100 for p in pts]
+        label = labels.get(name, name)
+        wait_ax.plot(xs, [p.p90_wait_s / 60 for p in pts], "o-", label=label)
+        away_ax.plot(xs, [p.turned_away / last_week_days for p in pts], "o-", label=label)
+        some = [p for p in pts if p.bookings]   # nobody booked: no booked wait to show
+        booked_ax.plot([p.x * 100 for p in some], [p.booked_p90_s / 60 for p in some], "o-",
+                       label=label)
+    if curves:  # who books and which slot they get do not depend on the policy: one curve
+        pts = next(iter(curves.values()))
+        none_ax.plot([p.x * 100 for p in pts], [p.unbooked for p in pts], "o-", color="grey",
+                     label="every policy (bookings are made before the door or the hint)")
+    wait_ax.axhline(target_s / 60, color="black", linestyle="--", linewidth=1,
+                    label=f"target: p90 under {target_s / 60:.0f} min")
+    wait_ax.set_ylim(bottom=0)
+    for ax, title, ylabel in (
+            (wait_ax, "Last-week p90 wait of walk-ins", "minutes"),
+            (away_ax, "Turned away per last-week day: at closing + refused at the door\n"
+             "(whoever comes back counts again)", "people"),
+            (booked_ax, "Booked consumers: p90 wait from their slot's start (whole month)", "minutes"),
+            (none_ax, "Wanted to book but found no free slot (whole month; they walked in)",
+             "people")):
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("share of the last week's counter payers who book a slot (%)")
+        ax.set_xlim(wait_ax.get_xlim())
+        ax.set_ylim(0, max(ax.get_ylim()[1] * 1.1, 1.0))   # room for the legend
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("What if consumers booked a 15-minute slot from their phone instead of walking in?\n"
+                 "(bookings hold at most a set share of counter time; bookers take the "
+                 f"{day_choice} day with a free slot)", fontsize=12)
+    fig.savefig(path, dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    return path
+
+
+def booking_rows(points: Sequence[WhatIfPoint], labels: dict[str, str],
+                 last_week_days: int) -> list[list[str]]:
+    """The booking what-if as rows: share, policy, the four figures the plot shows."""
+    rows = []
+    for name, pts in _by_policy(points, BOOKING).items():
+        for p in pts:
+            rows.append([f"{p.x * 100:.0f} %", labels.get(name, name), f"{p.p90_wait_s / 60:.1f}",
+                         f"{p.booked_p90_s / 60:.1f}" if p.bookings else "-",
+                         f"{p.turned_away / last_week_days:,.0f}", f"{p.bookings:,}", f"{p.unbooked:,}"])
+    return rows
+
+
+BOOKING_HEADER = ("booking share", "policy", "last-week walk-in p90 (min)",
+                  "booked p90 from slot start (min)", "turned away per last-week day",
+                  "wanted a slot", "found no slot")
+
+
+def booking_table(points: Sequence[WhatIfPoint], labels: dict[str, str], last_week_days: int,
+                  markdown: bool = False) -> str:
+    """The booking what-if's table, fixed-width for the terminal or Markdown for the summary."""
+    rows = [list(BOOKING_HEADER)] + booking_rows(points, labels, last_week_days)
+    if markdown:
+        return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+                         + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i != 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths,
+             strict=True))) for r in rows]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def booking_answer_lines(points: Sequence[WhatIfPoint], labels: dict[str, str]) -> list[str]:
+    """Per policy: how much booking share B (20 % when tried) lowers the walk-ins' last-week p90
+    wait against nobody booking, and what it does to those turned away."""
+    lines = []
+    for name, pts in _by_policy(points, BOOKING).items():
+        base = next((p for p in pts if p.x == 0), None)
+        tried = [p for p in pts if p.x > 0]
+        if base is None or not tried:
+            continue
+        b = next((p for p in tried if abs(p.x - BOOKING_ANSWER_SHARE) < 1e-9), tried[0])
+        change = base.p90_wait_s - b.p90_wait_s
+        verb = "lowers" if change >= 0 else "raises"
+        lines.append(
+            f"{labels.get(name, name)}: {b.x * 100:.0f} % booking a slot {verb} the walk-ins' "
+            f"last-week p90 wait by {abs(change) / 60:.1f} min ({base.p90_wait_s / 60:.1f} -> "
+            f"{b.p90_wait_s / 60:.1f} min) and turned away in the last week by "
+            f"{base.turned_away - b.turned_away:,} ({base.turned_away:,} -> {b.turned_away:,}); "
+            f"the booked wait {b.booked_p90_s / 60:.1f} min (p90) from their slot's start, "
+            f"{b.unbooked:,} of {b.bookings:,} found no slot.")
+    return lines
+
+
 # -- the answer and the summary -----------------------------------------------------------------
 
 
@@ -296,8 +394,9 @@ def answer_lines(found: Sequence[Answer], labels: dict[str, str], target_s: floa
 
 def write_summary(path: Path, *, scenario_name: str, figures: Sequence[tuple[str, str, str]],
                   results: Sequence[MonthResult], answer_text: Sequence[str], plots: Sequence[Path],
-                  notes: Sequence[str]) -> Path:
-    """The Markdown summary: figures used, per-policy tables, the answer, the plots."""
+                  notes: Sequence[str], sections: Sequence[tuple[str, str]] = ()) -> Path:
+    """The Markdown summary: figures used, per-policy tables, the answer, ``sections`` (title,
+    Markdown body: the what-if tables), the plots."""
     days = results[0].days if results else []
     first, last = (days[0].day, days[-1].day) if days else (0, 0)
     out = [f"# Month capacity simulation: {scenario_name}", "",
@@ -308,6 +407,8 @@ def write_summary(path: Path, *, scenario_name: str, figures: Sequence[tuple[str
     out += [f"| {name} | {value} | {source} |" for name, value, source in figures]
     for result in results:
         out += ["", f"## {result.policy.label}", "", markdown_table(result), "", _afterword(result)]
+    for title, body in sections:
+        out += ["", f"## {title}", "", body]
     out += ["", "## Plots", ""]
     out += [f"![{p.stem}]({p.name})" for p in plots]
     if notes:

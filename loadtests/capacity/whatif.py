@@ -1,4 +1,5 @@
-"""Runs: the policies side by side, and what-if runs with other counter numbers or online shares.
+"""Runs: the policies side by side, and what-if runs with other counter numbers, online shares
+or shares of consumers booking a slot.
 
 Each run is one task (plan, policy, seed); tasks run in a process pool because each is
 single-threaded Python and ops' machines have a few cores. Results do not depend on the number of
@@ -17,7 +18,7 @@ from .demand import DemandParams
 from .month import MonthPlan, MonthResult, make_plan, simulate_month
 from .policies import Policy
 
-COUNTERS, ONLINE = "counters", "online"   # the what-if axes
+COUNTERS, ONLINE, BOOKING = "counters", "online", "booking"   # the what-if axes
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Task:
 
 @dataclass(frozen=True)
 class WhatIfPoint:
-    """A what-if run in a few numbers: its last week, all substations together."""
+    """A what-if run in a few numbers: its last week, all substations together (the p90 wait is
+    of walk-ins: the booked wait from their slot's start, over the whole run)."""
 
     axis: str
     x: float
@@ -46,6 +48,9 @@ class WhatIfPoint:
     refused_at_door: int
     online_steered: int
     served: int
+    booked_p90_s: float = 0.0
+    bookings: int = 0       # consumers who wanted a slot, whole run
+    unbooked: int = 0       # of them, those who found none free
 
     @property
     def turned_away(self) -> int:
@@ -54,9 +59,11 @@ class WhatIfPoint:
 
 def whatif_tasks(scenario: Scenario, demand: DemandParams, policies: Sequence[Policy], seed: int,
                  days: int, counters: Iterable[int], online_shares: Iterable[float],
-                 counters_per_substation: int | None = None) -> list[Task]:
-    """Tasks for both what-if curves, each over the month's last ``days`` working days; a run
-    that both curves need is made once."""
+                 counters_per_substation: int | None = None, booking_shares: Iterable[float] = (),
+                 booking_days: int | None = None) -> list[Task]:
+    """Tasks for the what-if curves, each over the month's last ``days`` working days; a run
+    that two curves need is made once. Booking runs cover ``booking_days`` (None: the whole
+    month) instead: bookers move to earlier days, which a last-week replay would not have."""
     tasks: list[Task] = []
 
     def add(plan: MonthPlan, axis: str, x: float) -> None:
@@ -72,6 +79,9 @@ def whatif_tasks(scenario: Scenario, demand: DemandParams, policies: Sequence[Po
     for share in online_shares:
         add(make_plan(scenario, demand.with_changes(online_share=share), days,
                       counters_per_substation=counters_per_substation), ONLINE, float(share))
+    for share in booking_shares:
+        add(make_plan(scenario, demand.with_changes(booking_share=share), booking_days,
+                      counters_per_substation=counters_per_substation), BOOKING, float(share))
     return tasks
 
 
@@ -107,6 +117,9 @@ def run_task(task: Task) -> MonthResult | list[WhatIfPoint]:
         refused_at_door=result.total("refused_at_door", last_week_only=True),
         online_steered=result.total("online_hint", True) + result.total("online_door", True),
         served=result.total("served", last_week_only=True),
+        booked_p90_s=result.booked_p90_s(),
+        bookings=result.bookings,
+        unbooked=result.unbooked,
     ) for axis, x in ((task.axis, task.x), *task.also)]
 
 
