@@ -32,9 +32,9 @@ class Site:
     cashier: str      # the cashier at counter S01-C1
     clock: Clock
 
-    async def post(self, path: str, key: str, **kwargs) -> dict:
+    async def post(self, path: str, key: str, method: str = "POST", **kwargs) -> dict:
         async with aiohttp.ClientSession(headers=bearer(key)) as session:
-            async with session.post(f"{self.url}{path}", **kwargs) as resp:
+            async with session.request(method, f"{self.url}{path}", **kwargs) as resp:
                 assert resp.status in (200, 201), await resp.text()
                 return await resp.json()
 
@@ -248,6 +248,23 @@ async def test_errors_are_shown_in_words_and_name_the_field(site: Site, phone, t
     assert await phone.get_attribute("#new-token", "href") == "/q/S01"
     assert not await phone.is_visible("#cancel")
     await shot(phone, tmp_path, "11-cancelled")
+
+    # the door is shut for today (a daily cap ops set): nearby substations, online, a slot
+    await site.post("/api/v1/ops/substations/S01/admission", site.admin, method="PUT",
+                    json={"admission": True, "daily_cap": 1})
+    await phone.tap("#new-token")
+    await fill_form(phone, account="KAN-55500001", mobile="9812345678")
+    await phone.tap("#take")
+    await phone.wait_for_selector("#refusal:not([hidden])", timeout=WAIT_MS)
+    assert "आज इस केंद्र पर" in await text(phone, "#alert")
+    nearby = await phone.locator("#refusal .alts a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert nearby and all(href.startswith("/q/S") and href != "/q/S01" for href in nearby)
+    assert "online" in (await text(phone, "#refusal")).lower()
+    await shot(phone, tmp_path, "12-cannot-serve-today")
+    await no_overflow(phone)
+    await phone.tap("#refusal-book")
+    await phone.wait_for_selector(".day[aria-pressed=true]", timeout=WAIT_MS)
+    assert await phone.evaluate("document.body.dataset.screen") == "slots"
 
 
 async def test_hindi_renders_in_the_webfont_and_the_page_obeys_its_csp(site: Site, browser):  # noqa: F811

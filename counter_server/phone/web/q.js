@@ -46,9 +46,9 @@ function waitWords(estimate) {
   if (!estimate || estimate.p50_s === null || estimate.p50_s === undefined) return null;
   const low = minutes(estimate.p50_s);
   const high = Math.max(low, minutes(estimate.p90_s === null ? estimate.p50_s : estimate.p90_s));
-  if (high < 1) return { hi: "कोई इंतज़ार नहीं", en: "no wait" };
+  if (high < 1) return { hi: "कोई इंतज़ार नहीं", en: "no wait", short: "कोई इंतज़ार नहीं · no wait" };
   const range = low === high ? `${low}` : `${low}–${high}`;
-  return { hi: `${range} मिनट`, en: `${range} min` };
+  return { hi: `${range} मिनट`, en: `${range} min`, range, short: `${range} मिनट · min` };
 }
 
 function format(locale, options, date) {
@@ -282,7 +282,7 @@ async function stationScreen(sid) {
   $("st-hi").textContent = station.name_hi || station.name;
   $("st-en").textContent = station.name;
   const wait = waitWords(station.estimate);
-  $("st-wait").textContent = wait ? `${wait.hi} · ${wait.en}` : "काउंटर बंद · closed now";
+  $("st-wait").textContent = wait ? wait.short : "काउंटर बंद · closed now";
   $("st-meta").replaceChildren(...metaWords(station));
   $("services").append(...station.services.map((service, i) => el("label", { class: "choice" },
     el("input", { type: "radio", name: "service", value: service.id, checked: i === 0 }),
@@ -360,7 +360,8 @@ function showRefusal(error) {
   if (error.booking && error.booking.length) {
     const first = error.booking[0];
     parts.push(el("button", { type: "button", class: "primary two", id: "refusal-book", click: () => openSlots() },
-      bi("कम भीड़ वाले दिन का समय बुक करें", `Book a slot on a quieter day (from ${dayWords(first.day).enDate})`)));
+      bi(`कम भीड़ वाले दिन का समय बुक करें (${dayWords(first.day).hiDate} से)`,
+         `Book a slot on a quieter day (from ${dayWords(first.day).enDate})`)));
   }
   if (error.alternatives && error.alternatives.length) {
     parts.push(el("h2", { class: "two" }, bi("पास के दूसरे केंद्र", "Other substations nearby")));
@@ -368,7 +369,7 @@ function showRefusal(error) {
       const wait = waitWords(alt.estimate);
       return el("li", {}, el("a", { href: `/q/${encodeURIComponent(alt.substation)}` },
         el("b", { class: "two" }, bi(alt.name_hi || alt.name, alt.name)),
-        el("span", { class: "muted", text: `${alt.distance_km} km${wait ? ` · ${wait.hi} · ${wait.en}` : ""}` })));
+        el("span", { class: "muted", text: `${alt.distance_km} km${wait ? ` · ${wait.short}` : ""}` })));
     })));
   }
   box.replaceChildren(...parts);
@@ -413,7 +414,7 @@ function renderDays() {
   const recommended = take.slots.recommended;
   $("days").replaceChildren(...take.slots.days.map((d) => {
     const words = dayWords(d.day);
-    const tag = d.month_end ? bi("भीड़", "Rush") : d.day === recommended ? bi("सुझाया गया", "Best") : null;
+    const tag = d.month_end ? bi("भीड़", "Rush") : d.day === recommended ? bi("सुझाव", "Best") : null;
     const button = el("button", {
       type: "button", "data-day": d.day, "aria-pressed": String(d.day === take.day), disabled: d.free <= 0,
       class: `day${d.month_end ? " rush" : ""}${d.day === recommended ? " rec" : ""}`,
@@ -611,8 +612,9 @@ function renderToken(t) {
   $("t-account").textContent = t.account || "–";
   $("t-ahead").textContent = t.ahead === null || t.ahead === undefined ? "–" : String(t.ahead);
   const wait = waitWords(t.estimate);
-  $("t-wait").textContent = wait ? `${wait.hi} · ${wait.en}` : "–";
-  $("f-ahead").hidden = $("f-wait").hidden = final || booked || t.status === "serving";
+  if (wait && wait.range) $("t-wait").replaceChildren(wait.range, el("span", { class: "unit", text: "मिनट · min" }));
+  else $("t-wait").textContent = wait ? wait.short : "–";
+  $("f-ahead").hidden = $("f-wait").hidden = t.status !== "waiting";
 
   const called = t.status === "called";
   $("called").hidden = !called;
