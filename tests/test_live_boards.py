@@ -63,7 +63,7 @@ async def test_snapshot_then_ordered_deltas(live: Api):
     assert kinds == ["issued", "called", "started"]
     assert delta["hall"]["counters"][0]["token"] == {
         "number": "B-001", "service": "bill_payment", "priority": "normal", "status": "serving",
-        "counter": "S01-C1"}
+        "counter": "S01-C1", "origin": "counter"}
     assert "id" not in json.dumps(delta["events"])   # boards never see token ids
     await ws.close()
 
