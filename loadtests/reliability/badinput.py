@@ -255,12 +255,13 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            max_leaves=12)
 
 
-def hypothesis_moves(url: str, keys: list[str], token_ids: list[str], examples: int, verdicts: Verdicts) -> int:
+def hypothesis_moves(url: str, keys: list[str], token_ids: list[str], examples: int, verdicts: Verdicts,
+                     derandomize: bool = True) -> int:
     """Any key, any token (real or made up), any action (real or not), any JSON body."""
     session = requests.Session()
     before = verdicts.sent
 
-    @settings(max_examples=examples, database=None, deadline=None, derandomize=True,
+    @settings(max_examples=examples, database=None, deadline=None, derandomize=derandomize,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @given(key=st.sampled_from(keys), token=st.sampled_from(token_ids) | st.text(max_size=30),
            action=st.sampled_from(ACTIONS) | st.text(max_size=12), body=json_values,
@@ -352,6 +353,9 @@ def run(url: str, keys: dict[str, str], total: int, outcome: Outcome) -> None:
     frames = hypothesis_ws_frames(url, max(10, left // 10), verdicts)
     left = max(0, total - verdicts.sent)
     generated = schemathesis_run(url, {"admin": keys["admin"], "cashier": keys["cashier"]}, left, verdicts)
+    while verdicts.sent < total:             # operations that ran out of distinct examples: top up
+        moves += hypothesis_moves(url, list(keys.values()), token_ids, total - verdicts.sent, verdicts,
+                                  derandomize=False)
     progress(f"  bad input: {verdicts.sent} sent in {time.monotonic() - started:.0f} s, answers by class "
              f"{dict(sorted(verdicts.statuses.items()))}")
     for name, n in (("schemathesis (OpenAPI, positive + negative)", generated),

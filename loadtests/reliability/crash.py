@@ -98,6 +98,7 @@ class Load:
         self.tag = tag
         self.ledger = Ledger()
         self.urls: list[str] = []
+        self.pace_s = 0.0          # a pause after each answer (the soak's steady pace)
 
     def answer(self, cashier: Cashier, op: Op, status: int, body: Any, outcome: Outcome) -> bool:
         """Apply one answer; False when the request must be sent again later."""
@@ -151,6 +152,8 @@ class Load:
                 await asyncio.sleep(0.05)
                 continue
             cashier.pending = None
+            if self.pace_s:
+                await asyncio.sleep(self.pace_s)
 
     async def run(self, session: aiohttp.ClientSession, stop: asyncio.Event, outcome: Outcome) -> None:
         await asyncio.gather(*[self.run_cashier(session, c, stop, outcome, i)

@@ -1,0 +1,97 @@
+"""``python -m loadtests.reliability [--rounds N] [--bad-inputs N] [--soak-s S] [--quick]``
+
+Runs the whole suite against real processes on loopback (server, billing-sim, redis-server),
+says what it does on stderr, and prints one table and, as its last line,
+``rounds=N kills=N acknowledged=N lost=N duplicated=N bad_inputs=N 5xx=N`` on stdout.
+Exits 1 when any figure misses its target or anything was lost, duplicated or answered 5xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import print_table, progress
+
+from . import access, badinput, crash, limits, soak
+from .common import Outcome, make_keys, write_scenario
+from loadtests.processes import ServerProcess
+
+
+def bad_input_part(workdir: Path, total: int, outcome: Outcome) -> None:
+    config = write_scenario(workdir / "badinput.toml")
+    server = ServerProcess(data_dir=workdir / "badinput-data", config=config)
+    server.start()
+    try:
+        cashier, board = asyncio.run(make_keys(server.data_dir, [("cashier", "S01-C1"), ("board", None)], config))
+        badinput.run(server.url, {"admin": server.admin_key, "cashier": cashier, "board": board}, total, outcome)
+        if server.proc.poll() is not None:
+            outcome.problem("bad input: the server died")
+            outcome.five_xx += 1
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.reliability", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=10, help="SIGKILL rounds of the server on SQLite")
+    parser.add_argument("--bad-inputs", type=int, default=5000, help="bad inputs to send, at least")
+    parser.add_argument("--soak-s", type=float, default=600.0, help="seconds of steady load for the soak")
+    parser.add_argument("--websockets", type=int, default=1000, help="WebSockets that never read")
+    parser.add_argument("--quick", action="store_true", help="3 rounds, 500 bad inputs, 30 s soak, 200 sockets")
+    parser.add_argument("--only", nargs="+", choices=["crash", "billing", "scaled", "badinput", "access",
+                                                      "limits", "soak"], help="run only these parts")
+    parser.add_argument("--workdir", type=Path, help="keep data and logs here (default: a temporary dir)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.bad_inputs, args.soak_s, args.websockets = 3, 500, 30.0, 200
+    parts = set(args.only or ["crash", "billing", "scaled", "badinput", "access", "limits", "soak"])
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reliability-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    outcome = Outcome()
+    started = time.monotonic()
+    steps = [
+        ("crash", f"crash: {args.rounds} SIGKILL rounds of the server (SQLite)",
+         lambda: asyncio.run(crash.sqlite_rounds(workdir, args.rounds, outcome))),
+        ("billing", "crash: billing-sim and then the server SIGKILLed",
+         lambda: asyncio.run(crash.billing_round(workdir, outcome))),
+        ("scaled", "crash: a replica and Redis SIGKILLed (scaled mode)",
+         lambda: asyncio.run(crash.scaled_round(workdir, outcome))),
+        ("badinput", f"bad input: {args.bad_inputs} requests and frames",
+         lambda: bad_input_part(workdir, args.bad_inputs, outcome)),
+        ("access", "access: roles, keys, CSRF, headers", lambda: asyncio.run(access.run(workdir, outcome))),
+        ("limits", "limits: flood, slow clients, never-reading WebSockets",
+         lambda: asyncio.run(limits.run(workdir, outcome, websockets=args.websockets))),
+        ("soak", f"soak: {args.soak_s:g} s of steady load", lambda: asyncio.run(soak.run(workdir, args.soak_s, outcome))),
+    ]
+    try:
+        for name, title, step in steps:
+            if name in parts:
+                progress(f"{title} ...")
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 - one part failing must not hide the others
+                    outcome.problem(f"{name}: the part failed to run: {exc!r}")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    progress(f"done in {time.monotonic() - started:.0f} s")
+    print_table(outcome.figures)
+    if outcome.problems:
+        print(f"\nproblems ({len(outcome.problems)}):")
+        for problem in outcome.problems:
+            print(f"- {problem}")
+    print()
+    print(outcome.last_line())
+    missed = [f for f in outcome.figures if f.met is False]
+    bad = outcome.lost or outcome.duplicated or outcome.five_xx or missed or outcome.problems
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

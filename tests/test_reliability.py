@@ -1,0 +1,76 @@
+"""The reliability suite, bounded: real server processes on loopback, a real SQLite file, a
+redis-server of the test's own, a real billing-sim. The full run is
+``python -m loadtests.reliability`` (README, "Reliability and security suite")."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from benchmarks.common import print_table
+from loadtests.processes import ServerProcess
+from loadtests.reliability import access, badinput, crash, limits
+from loadtests.reliability.common import Outcome, make_keys, write_scenario
+
+
+def _report(outcome: Outcome) -> None:
+    print_table(outcome.figures)           # shown with pytest -s, and on failure
+    print(outcome.last_line())
+    assert outcome.problems == [], outcome.problems
+    missed = [(f.benchmark, f.name, f.value) for f in outcome.figures if f.met is False]
+    assert missed == []
+
+
+async def test_sigkill_rounds_lose_and_duplicate_nothing(tmp_path: Path):
+    outcome = Outcome()
+    await crash.sqlite_rounds(tmp_path, 3, outcome)
+    _report(outcome)
+    assert outcome.kills == 3 and outcome.rounds == 3
+    assert outcome.acknowledged > 100
+    assert outcome.lost == outcome.duplicated == outcome.five_xx == 0
+
+
+async def test_billing_sim_killed_every_payment_posted_exactly_once(tmp_path: Path):
+    outcome = Outcome()
+    await crash.billing_round(tmp_path, outcome)
+    _report(outcome)
+    posted = next(f.value for f in outcome.figures if f.name == "payments posted to billing")
+    assert posted > 0 and outcome.lost == outcome.duplicated == 0
+
+
+async def test_replica_and_redis_killed_lose_and_duplicate_nothing(tmp_path: Path):
+    outcome = Outcome()
+    await crash.scaled_round(tmp_path, outcome)
+    _report(outcome)
+    assert outcome.acknowledged > 50 and outcome.lost == outcome.duplicated == 0
+
+
+def test_bad_inputs_never_answer_5xx_and_errors_keep_their_shape(tmp_path: Path):
+    config = write_scenario(tmp_path / "bad.toml")
+    server = ServerProcess(data_dir=tmp_path / "data", config=config)
+    server.start()
+    try:
+        cashier, board = asyncio.run(make_keys(server.data_dir, [("cashier", "S01-C1"), ("board", None)], config))
+        outcome = Outcome()
+        badinput.run(server.url, {"admin": server.admin_key, "cashier": cashier, "board": board}, 1000, outcome)
+        assert server.proc.poll() is None, "the server died"
+    finally:
+        server.stop()
+    _report(outcome)
+    assert outcome.bad_inputs >= 1000 and outcome.five_xx == 0
+    generated = next(f.value for f in outcome.figures if f.name.startswith("schemathesis"))
+    assert generated >= 100
+
+
+async def test_access_matrix_roles_keys_csrf_and_headers(tmp_path: Path):
+    outcome = Outcome()
+    await access.run(tmp_path, outcome)
+    _report(outcome)
+    checks = next(f.value for f in outcome.figures if f.name.startswith("access checks"))
+    assert checks >= 60
+
+
+async def test_flood_slow_clients_and_silent_websockets_are_held_back(tmp_path: Path):
+    outcome = Outcome()
+    await limits.run(tmp_path, outcome, websockets=200, flood_s=2.0)
+    _report(outcome)
