@@ -19,11 +19,30 @@ PHONE_WEB = Path(str(resources.files("counter_server.phone") / "web"))
 PAGE_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
 
 
-async def phone_page(request: web.Request) -> web.FileResponse:
+ASSETS = {"q.html": "text/html", "q.css": "text/css", "q.js": "text/javascript"}
+
+
+def _compressed(name: str, headers: dict[str, str]) -> web.Response:
+    """One of the page's files, gzip-compressed for phones that accept it: on a slow mobile
+    link the page's 50 KB become about 15 KB. (A file response would go out uncompressed.)"""
+    response = web.Response(body=(PHONE_WEB / name).read_bytes(), content_type=ASSETS[name],
+                            charset="utf-8", headers=headers)
+    response.enable_compression()
+    return response
+
+
+async def phone_page(request: web.Request) -> web.Response:
     sid = request.match_info.get("sid")
     if sid is not None:
         request.app[TOKENS].substation(sid)   # unknown id: JSON 404
-    return web.FileResponse(PHONE_WEB / "q.html", headers=PAGE_HEADERS)
+    return _compressed("q.html", PAGE_HEADERS)
+
+
+async def phone_asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in ASSETS or name == "q.html":
+        raise web.HTTPNotFound()
+    return _compressed(name, {**SECURITY_HEADERS, "Cache-Control": "max-age=600"})
 
 
 def page_url(request: web.Request, sid: str) -> str:
@@ -49,4 +68,4 @@ def setup_phone_pages(app: web.Application) -> None:
     app.router.add_get("/q/t/{tid}", phone_page)
     app.router.add_get("/q/{sid}", phone_page)
     app.router.add_get("/q/{sid}/qr.svg", qr_code)
-    app.router.add_static("/static/q/", PHONE_WEB, name="phone_static")
+    app.router.add_get("/static/q/{name}", phone_asset)
