@@ -117,6 +117,7 @@ async def test_a_refusal_at_the_door_offers_nearby_online_and_a_slot(api: Api, c
     assert body["error"]["alternatives"] and body["error"]["online"]["text"]
     offer = body["error"]["booking"]
     assert offer and offer[0]["free"] > 0
+    assert {o["day"] for o in offer} == {"2025-12-01"}       # a quiet day, not today's rush
 
 
 async def test_slots_nudge_away_from_month_end_and_a_booking_is_called_on_time(api: Api, clock: Clock):

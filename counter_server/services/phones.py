@@ -90,10 +90,12 @@ class PhoneService:
             applied = await self.tokens.issue_for(PHONE_ACTOR, substation.id, service_id,
                                                   Priority.NORMAL, idem, holder_of(account, phone))
         except CannotServeToday as refusal:
-            refusal.extra["booking"] = [
-                {"day": d.day, "slot_at": start, "free": capacity - booked}
-                for d in await self.slot_days(substation.id, days=self.config.booking_days)
-                for start, capacity, booked in d.slots if capacity > booked][:3]
+            # Not today: the first free slots of the first quiet day (else of any later day).
+            later = [d for d in (await self.slot_days(substation.id))[1:] if d.free > 0]
+            offer = next((d for d in later if not d.month_end), later[0] if later else None)
+            refusal.extra["booking"] = [] if offer is None else [
+                {"day": offer.day, "slot_at": start, "free": capacity - booked}
+                for start, capacity, booked in offer.slots if capacity > booked][:3]
             raise
         return applied, checked
 
