@@ -81,6 +81,8 @@ class Ledger:
     issues_sent: set[str] = field(default_factory=set)             # issue Idempotency-Keys sent
     acknowledged: int = 0
     retried: int = 0
+    replays: int = 0               # acknowledged requests sent again on purpose, same key
+    replay_mismatch: int = 0       # ... whose second answer named another token or payment
     five_xx: int = 0
     refusals: Counter = field(default_factory=Counter)
 
@@ -152,8 +154,23 @@ class Load:
                 await asyncio.sleep(0.05)
                 continue
             cashier.pending = None
+            if op.kind in ("issue", "next", "pay") and random.random() < 0.1 and answered[0] < 300:
+                await self.replay(session, cashier, op, url, answered[1], outcome)
             if self.pace_s:
                 await asyncio.sleep(self.pace_s)
+
+    async def replay(self, session: aiohttp.ClientSession, cashier: Cashier, op: Op, url: str, first: Any,
+                     outcome: Outcome) -> None:
+        """Send an acknowledged request again with its key, as a kiosk whose answer was lost on
+        the way does: the answer must name the same token or payment, and change nothing."""
+        again = await self.send(session, cashier, op, url)
+        if again is None or again[0] >= 300:
+            return                              # the server went away meanwhile: not a verdict
+        self.ledger.replays += 1
+        which = "payment" if op.kind == "pay" else "token"
+        if (first.get(which) or {}).get("id") != (again[1].get(which) or {}).get("id"):
+            self.ledger.replay_mismatch += 1
+            outcome.problem(f"{op.kind} sent again with Idempotency-Key {op.idem} answered another {which}")
 
     async def run(self, session: aiohttp.ClientSession, stop: asyncio.Event, outcome: Outcome) -> None:
         await asyncio.gather(*[self.run_cashier(session, c, stop, outcome, i)
@@ -197,6 +214,7 @@ def check_store(ledger: Ledger, tokens: dict, payments: dict, outcome: Outcome, 
         if payment_id not in payments:
             lost += 1
             outcome.problem(f"{part}: acknowledged payment {payment_id} for {token_id} is missing")
+    dup += ledger.replay_mismatch
     numbers = Counter((t.substation, t.day, t.service, t.number) for t in tokens.values())
     for where, n in numbers.items():
         if n > 1:
@@ -274,6 +292,7 @@ def _tally(outcome: Outcome, part: str, ledger: Ledger, lost: int, dup: int, rou
     outcome.figure(part, "kill rounds", rounds)
     outcome.figure(part, "acknowledged answers", ledger.acknowledged)
     outcome.figure(part, "retried after restart", ledger.retried)
+    outcome.figure(part, "acknowledged requests sent again (same key)", ledger.replays)
     outcome.figure(part, "lost", lost, target="0", met=lost == 0)
     outcome.figure(part, "duplicated", dup, target="0", met=dup == 0)
 
