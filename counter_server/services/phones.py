@@ -34,6 +34,7 @@ from .tokens import TokenService
 
 PHONE_ACTOR = "phone"
 PUBLISH_AHEAD_DAYS = 90
+SLOT_LIST_TTL_S = 5.0
 
 # The billing gateway's look-up of an account: "known", "unknown" or "unchecked" (billing
 # could not be asked; the consumer is accepted provisionally and the cashier checks).
@@ -77,6 +78,9 @@ class PhoneService:
         self.store = store
         self.lookup_account = lookup_account
         self.clock = clock
+        # Slot lists by substation, for a few seconds: at the month-end peak many phones ask,
+        # and each list reads two weeks of queues. Bookings made here clear it at once.
+        self._slot_lists: dict[str, tuple[float, list[SlotDay]]] = {}
 
     # -- taking a token now -------------------------------------------------------------------
 
@@ -121,13 +125,16 @@ class PhoneService:
         count = max(0, int((last_at - first_at) // slot_s) + 1)
         return SlotPlan(first_at, slot_s, count, capacity, share)
 
-    async def slot_days(self, substation_id: str, days: int | None = None) -> list[SlotDay]:
-        """Bookable slots from now over the next ``days`` days (the booking horizon)."""
+    async def slot_days(self, substation_id: str) -> list[SlotDay]:
+        """Bookable slots from now over the booking horizon, at most ``SLOT_LIST_TTL_S`` old."""
         substation = self.tokens.substation(substation_id)
         now = self.clock()
+        cached = self._slot_lists.get(substation.id)
+        if cached is not None and 0 <= now - cached[0] < SLOT_LIST_TTL_S:
+            return cached[1]
         first = date.fromisoformat(self.tokens.today(now))
         found = []
-        for offset in range(days or self.config.booking_days):
+        for offset in range(self.config.booking_days):
             day = (first + timedelta(days=offset)).isoformat()
 
             def read(q: SubstationQueue, day: str = day) -> tuple[SlotPlan, dict[float, int]]:
@@ -136,6 +143,7 @@ class PhoneService:
             plan, booked = await self.store.read_queue(substation.id, day, read)
             slots = [(start, plan.capacity, booked.get(start, 0)) for start in plan.starts() if start > now]
             found.append(SlotDay(day, _month_end(day), slots))
+        self._slot_lists[substation.id] = (now, found)
         return found
 
     async def book(self, substation_id: str, service_id: str, account: str, phone: str,
@@ -158,7 +166,10 @@ class PhoneService:
                 q.publish_slots(self.default_plan(substation, q, day), now, PHONE_ACTOR)
             return q.book(token_id, service_id, Priority.NORMAL, slot_at, now, holder, PHONE_ACTOR)
 
-        return await self.store.mutate_queue(substation.id, day, change, idem), checked
+        try:
+            return await self.store.mutate_queue(substation.id, day, change, idem), checked
+        finally:
+            self._slot_lists.pop(substation.id, None)
 
     async def publish(self, actor: Actor, substation_id: str, day: str, slot_minutes: int,
                       share: float, capacity: int | None) -> SlotPlan:
@@ -181,6 +192,7 @@ class PhoneService:
             published.append(plan)
 
         await self.store.mutate_queue(substation.id, day, change)
+        self._slot_lists.pop(substation.id, None)
         return published[-1]
 
     async def start_due_bookings(self) -> int:
@@ -216,7 +228,10 @@ class PhoneService:
                 raise InvalidField("token", "The token is at a counter now; ask the cashier there.")
             return q.act(token.id, Action.CANCEL, now, PHONE_ACTOR)
 
-        return await self.store.mutate_token(token_id, change, idem)
+        applied = await self.store.mutate_token(token_id, change, idem)
+        if applied.token is not None:
+            self._slot_lists.pop(applied.token.substation, None)
+        return applied
 
     async def _check_account(self, account: str) -> str:
         """"verified", or "provisional" while billing cannot be asked; an account billing does
