@@ -8,7 +8,6 @@ read off the pages, and the ops controls are tried as a cross-site form would.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import subprocess
 import sys

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import socket
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 

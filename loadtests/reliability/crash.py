@@ -248,15 +248,27 @@ async def _cashiers(data_dir: Path, config: Path) -> list[Cashier]:
     return [Cashier(c, k) for c, k in zip(COUNTERS, keys)]
 
 
+async def server_and_load(workdir: Path, name: str, *extra_args: str) -> tuple[ServerProcess, Load]:
+    """A server on SQLite in ``workdir/NAME-data`` (started; the caller stops it) and the
+    cashiers of twelve counters, with their keys, to load it."""
+    config = write_scenario(workdir / f"{name}.toml")
+    server = ServerProcess(data_dir=workdir / f"{name}-data", config=config,
+                           extra_args=["--rate-limit", "0", *extra_args])
+    server.start()
+    try:
+        load = Load(await _cashiers(server.data_dir, config), name)
+    except BaseException:
+        server.stop()
+        raise
+    load.urls = [server.url]
+    return server, load
+
+
 async def sqlite_rounds(workdir: Path, rounds: int, outcome: Outcome, seed: int = 1) -> None:
     """``rounds`` SIGKILLs of a server on SQLite under load, each followed by a restart."""
     rng = random.Random(seed)
-    config = write_scenario(workdir / "crash.toml")
-    server = ServerProcess(data_dir=workdir / "crash-data", config=config)
-    server.start()
+    server, load = await server_and_load(workdir, "crash")
     try:
-        load = Load(await _cashiers(server.data_dir, config), "crash")
-        load.urls = [server.url]
         lost = dup = 0
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             for r in range(1, rounds + 1):
@@ -321,15 +333,14 @@ async def billing_round(workdir: Path, outcome: Outcome, seed: int = 2) -> None:
     both restarted: every payment reaches billing exactly once."""
     rng = random.Random(seed)
     part = "crash: billing-sim SIGKILL"
-    config = write_scenario(workdir / "billing.toml")
     sim = BillingSimProcess(journal=workdir / "billing-journal.jsonl")
     sim.start()
-    server = ServerProcess(data_dir=workdir / "billing-data", config=config,
-                           extra_args=["--rate-limit", "0", "--billing-url", sim.url])
-    server.start()
     try:
-        load = Load(await _cashiers(server.data_dir, config), "billing")
-        load.urls = [server.url]
+        server, load = await server_and_load(workdir, "billing", "--billing-url", sim.url)
+    except BaseException:
+        sim.stop()
+        raise
+    try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             stop = asyncio.Event()
             running = asyncio.create_task(load.run(session, stop, outcome))

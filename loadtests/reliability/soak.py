@@ -11,11 +11,8 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.common import memory_mb
-from loadtests.processes import ServerProcess
-
-from .common import Outcome, progress, write_scenario
-from .crash import Load, _cashiers, check_store
-from .common import sqlite_view
+from .common import Outcome, progress, sqlite_view
+from .crash import check_store, server_and_load
 
 
 async def _boards(url: str, stop: asyncio.Event, n: int) -> int:
@@ -45,12 +42,8 @@ async def _boards(url: str, stop: asyncio.Event, n: int) -> int:
 
 async def run(workdir: Path, seconds: float, outcome: Outcome, boards: int = 40, every_s: float = 10.0) -> None:
     part = "soak"
-    config = write_scenario(workdir / "soak.toml")
-    server = ServerProcess(data_dir=workdir / "soak-data", config=config)
-    server.start()
+    server, load = await server_and_load(workdir, "soak")
     try:
-        load = Load(await _cashiers(server.data_dir, config), "soak")
-        load.urls = [server.url]
         load.pace_s = 0.1
         samples: list[tuple[float, float]] = []
         stop = asyncio.Event()
