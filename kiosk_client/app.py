@@ -26,7 +26,7 @@ from .desk import Desk, Outcome, View, describe_error
 from .journal import Journal
 from .screens import IssueScreen, PaymentForm, PayScreen, TransferScreen, TransferTarget
 from .slip import Slip, print_slip, slip_escpos, slip_text
-from .text import PRIORITY_LABEL, clock_text, wait_text
+from .text import PRIORITY_LABEL, clock_text, origin_text, wait_text
 
 ACTIONS = ("issue", "next", "recall", "start", "finish", "no_show", "transfer", "pay", "sync")
 
@@ -197,7 +197,7 @@ class KioskApp(App[None]):
         hint = "s start, r recall, x no-show, t transfer" if token.get("status") == "called" else "p pay, f finish"
         times = f"called {clock_text(token.get('called_at'))}, recalls {token.get('recalls', 0)}"
         return Text.assemble(("AT THE COUNTER\n", "dim"), (token.get("number", "?"), "bold reverse"),
-                             f"  {str(token.get('status', '')).upper()}  {service}{who}\n",
+                             f"  {str(token.get('status', '')).upper()}  {service}{who}{origin_text(token)}\n",
                              f"{times}    keys: {hint}")
 
     # --- acting -------------------------------------------------------------------------------

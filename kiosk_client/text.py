@@ -11,6 +11,19 @@ from .client import Json
 
 PRIORITY_LABEL = {"normal": "normal", "senior": "senior citizen", "disabled": "person with disability"}
 
+# Where a token came from, when not from this hall's counters: the cashier asks for the number.
+ORIGIN_LABEL = {"remote": "taken on a phone", "slot": "booked slot"}
+
+
+def origin_text(token: dict) -> str:
+    """E.g. " · taken on a phone, account ending 1877" (empty for a token issued at a counter)."""
+    label = ORIGIN_LABEL.get(token.get("origin") or "counter")
+    if label is None:
+        return ""
+    hint = token.get("account_hint")
+    return f" · {label}" + (f", account ending {hint}" if hint else "")
+
+
 
 def wait_text(estimate: Json | None) -> str:
     """A wait range in whole minutes ("about 5-9 min"): an honest range, not a false-precise number."""

@@ -85,3 +85,11 @@ def test_wait_and_money_in_words():
     for bad in ("", "0", "-3", "1.234", "abc", "nan"):
         with pytest.raises(ValueError):
             parse_rupees(bad)
+
+
+def test_the_counter_screen_says_where_a_token_came_from():
+    from kiosk_client.text import origin_text
+    assert origin_text({"origin": "remote", "account_hint": "1877"}) == \
+        " · taken on a phone, account ending 1877"
+    assert origin_text({"origin": "slot"}) == " · booked slot"
+    assert origin_text({"origin": "counter"}) == origin_text({}) == ""
