@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kiosk_client.slip import Slip, print_slip, size, slip_escpos, slip_text
-from kiosk_client.text import parse_rupees, wait_text
+from kiosk_client.text import origin_text, parse_rupees, wait_text
 
 TOKEN = {
     "id": "t_abc", "number": "B-042", "substation": "S01", "service": "bill_payment",
@@ -88,7 +88,6 @@ def test_wait_and_money_in_words():
 
 
 def test_the_counter_screen_says_where_a_token_came_from():
-    from kiosk_client.text import origin_text
     assert origin_text({"origin": "remote", "account_hint": "1877"}) == \
         " · taken on a phone, account ending 1877"
     assert origin_text({"origin": "slot"}) == " · booked slot"
