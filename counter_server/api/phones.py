@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import math
 from datetime import date
 
@@ -17,7 +16,7 @@ from ..shapes import iso, phone_token_json, slot_plan_json
 from ..store import IdempotencyKey
 from .errors import ApiError
 from .ratelimit import TokenBuckets
-from .requests import MAX_IDEMPOTENCY_KEY, actor_of, parse_body, public, read_body
+from .requests import actor_of, idempotency_of, parse_body, public
 from .schemas import BookSlot, PublishSlots, TakeToken
 
 PHONE_LIMITER = web.AppKey("phone_limiter", TokenBuckets)
@@ -45,14 +44,8 @@ def _limit_takes(request: web.Request) -> None:
 
 
 async def _idempotency(request: web.Request) -> IdempotencyKey | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise ApiError(400, "invalid_idempotency_key",
-                       f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.")
-    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode() + await read_body(request))
-    return IdempotencyKey(principal="public", key=key, fingerprint=digest.hexdigest())
+    """Phones have no API key: their keys share one scope (random UUIDs from the page)."""
+    return await idempotency_of(request, principal="public")
 
 
 def _token_answer(request: web.Request, token, estimate, status: int = 200, **extra) -> web.Response:

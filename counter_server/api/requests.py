@@ -97,8 +97,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
                        field=first["field"], problems=problems) from None
 
 
-async def idempotency_of(request: web.Request) -> IdempotencyKey | None:
-    """The request's Idempotency-Key scoped to its API key, with a digest of the request."""
+async def idempotency_of(request: web.Request, principal: str | None = None) -> IdempotencyKey | None:
+    """The request's Idempotency-Key scoped to its API key (or to ``principal``, for public
+    routes that have none), with a digest of the request."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -108,4 +109,5 @@ async def idempotency_of(request: web.Request) -> IdempotencyKey | None:
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
     digest.update(await read_body(request))
-    return IdempotencyKey(principal=actor_of(request).key_id, key=key, fingerprint=digest.hexdigest())
+    return IdempotencyKey(principal=principal or actor_of(request).key_id, key=key,
+                          fingerprint=digest.hexdigest())
