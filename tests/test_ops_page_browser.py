@@ -3,7 +3,9 @@ sign in, watch every counter live, and drive the controls, with a hall board ope
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -140,3 +142,41 @@ async def test_ops_page_refuses_a_wrong_or_non_admin_key(server_process: ServerP
             assert (await ws.receive_json())["type"] == "snapshot"
         async with session.get(f"{server_process.url}/ops/live?ticket={ticket}") as resp:
             assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_ticket"
+
+
+async def test_ops_publish_a_days_slots_and_see_the_bookings(server_process: ServerProcess, browser):  # noqa: F811
+    server_process.start()
+    page = await browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
+    await sign_in(page, server_process)
+    await page.wait_for_function("document.body.dataset.state === 'live'", timeout=SIGN_IN_S)
+    await page.wait_for_function("document.querySelectorAll('#slots-days li').length === 14", timeout=5_000)
+    tomorrow = (datetime.now(ZoneInfo("Asia/Kolkata")).date() + timedelta(days=1)).isoformat()
+    await page.select_option("#slots-sub", "S02")
+    await page.fill("#slots-day", tomorrow)
+    await page.fill("#slots-minutes", "30")
+    await page.fill("#slots-share", "0.5")
+    await page.click("#slots-publish")
+    await page.wait_for_function("document.getElementById('toast').textContent.includes('30 min')", timeout=5_000)
+    toast = await page.text_content("#toast")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server_process.url}/api/v1/public/substations/S02/slots") as r:
+            day = next(d for d in (await r.json())["days"] if d["day"] == tomorrow)
+    slots, capacity = len(day["slots"]), day["slots"][0]["capacity"]
+    assert toast == f"S02 {tomorrow}: {slots} slots of 30 min, {capacity} bookings each"
+    assert capacity > 0 and day["slots"][1]["at"][11:16] == "00:30"   # half-hour slots
+    # A phone books one of them: the panel counts it.
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{server_process.url}/api/v1/public/substations/S02/bookings",
+                                json={"account": "KAN-00000042", "phone": "9811111111",
+                                      "slot_at": day["slots"][0]["at"]}) as r:
+            assert r.status == 201
+    await page.select_option("#slots-sub", "S01")
+    await page.select_option("#slots-sub", "S02")
+    cell = f'#slots-days li[data-day="{tomorrow}"]'
+    await page.wait_for_function(
+        f"document.querySelector('{cell}').textContent.includes('1 of {slots * capacity} booked')", timeout=5_000)
+    # A day that has passed is refused in words.
+    await page.fill("#slots-day", "2020-01-01")
+    await page.click("#slots-publish")
+    await page.wait_for_function("document.getElementById('toast').textContent.includes('has passed')",
+                                 timeout=5_000)

@@ -84,6 +84,7 @@ async function signIn(key) {
   clearInterval(overviewTimer);
   overviewTimer = setInterval(refreshOverview, 5000);
   connect();
+  setUpSlots();
 }
 
 function signOut(reason) {
@@ -418,3 +419,49 @@ $("outbox-toggle").addEventListener("click", () => {
 });
 
 if (sessionStorage.getItem(KEY_NAME)) signIn(sessionStorage.getItem(KEY_NAME));
+
+// -- bookable slots ----------------------------------------------------------------------------
+
+async function setUpSlots() {
+  const select = $("slots-sub");
+  if (!select.options.length) {
+    const { substations } = await api("GET", "/api/v1/substations");
+    for (const sub of substations) select.append(new Option(`${sub.id} ${sub.name}`, sub.id));
+    const tomorrow = new Date(Date.now() + 86400000);
+    $("slots-day").value = tomorrow.toISOString().slice(0, 10);
+    select.onchange = showSlots;
+    $("slots-form").onsubmit = (event) => { event.preventDefault(); publishSlots(); };
+  }
+  showSlots();
+}
+
+async function showSlots() {
+  const sid = $("slots-sub").value;
+  const list = $("slots-days");
+  try {
+    const { days } = await api("GET", `/api/v1/public/substations/${encodeURIComponent(sid)}/slots`);
+    list.replaceChildren(...days.map((day) => {
+      const capacity = day.slots.reduce((n, slot) => n + slot.capacity, 0);
+      const item = el("li", day.month_end ? "month-end" : "");
+      item.dataset.day = day.day;
+      item.append(el("b", "", day.day.slice(5)),
+                  el("span", "", `${capacity - day.free} of ${capacity} booked`),
+                  el("div", "", `${day.slots.length} slots x ${day.slots.length ? day.slots[0].capacity : 0}`));
+      if (day.month_end) item.title = "The month-end rush: the phone page steers bookings to other days";
+      return item;
+    }));
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
+function publishSlots() {
+  const sid = $("slots-sub").value;
+  const day = $("slots-day").value;
+  const body = { slot_minutes: Number($("slots-minutes").value), share: Number($("slots-share").value) };
+  act($("slots-publish"), async () => {
+    const { plan } = await api("PUT", `/api/v1/ops/substations/${encodeURIComponent(sid)}/slots/${day}`, body);
+    toast(`${sid} ${day}: ${plan.slots} slots of ${plan.slot_minutes} min, ${plan.capacity} bookings each`, true);
+    await showSlots();
+  });
+}
