@@ -39,8 +39,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "Unknown id",
         409: "Illegal move for the token's state; lists the allowed moves",
         413: "Body too large",
+        408: "The body did not arrive in time",
         415: "Body is not JSON",
         422: "A field is wrong; names the field",
+        429: "Too many requests from this client; Retry-After says when to retry",
+        503: "Overloaded, or the store cannot answer now; Retry-After says when to retry",
     }
     return {str(s): _answer(text[s], ERROR) for s in statuses}
 
@@ -86,7 +89,7 @@ def _body(schema: str) -> dict[str, Any]:
 
 
 def build_openapi() -> dict[str, Any]:
-    mutating = _errors(400, 401, 403, 404, 409, 413, 415, 422)
+    mutating = _errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503)
     paths: dict[str, Any] = {
         "/healthz": {"get": {
             "summary": "Liveness", "security": [],
@@ -303,8 +306,7 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
         "/api/v1/public/substations/{sid}/tokens": {"post": {
             **public_, "summary": "Take a remote token from a phone (one per account and phone a day)",
             "parameters": [_path("sid"), IDEMPOTENCY, TRAVEL], "requestBody": _body("TakeToken"),
-            "responses": {"201": PHONE_TOKEN, "429": _answer("Too many from this address", ERROR),
-                          **mutating},
+            "responses": {"201": PHONE_TOKEN, **mutating},
         }},
         "/api/v1/public/substations/{sid}/slots": {"get": {
             **public_, "summary": "Bookable slots over the booking horizon, month-end days marked",
@@ -314,8 +316,7 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
         "/api/v1/public/substations/{sid}/bookings": {"post": {
             **public_, "summary": "Book a slot; it becomes a token when the slot starts",
             "parameters": [_path("sid"), IDEMPOTENCY, TRAVEL], "requestBody": _body("BookSlot"),
-            "responses": {"201": PHONE_TOKEN, "429": _answer("Too many from this address", ERROR),
-                          **mutating},
+            "responses": {"201": PHONE_TOKEN, **mutating},
         }},
         "/api/v1/public/tokens/{tid}": {"get": {
             **public_, "summary": "One's own token: place, wait range and when to leave",
