@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp_remotes import XForwardedStrict
 
 from .api import setup_routes
 from .api.errors import error_middleware
@@ -41,6 +42,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[error_middleware, metrics.middleware, rate_limit_middleware(limiter), page_headers,
                      auth_middleware],
     )
+    if settings.trusted_proxies:   # before the limits: they must see the client's address
+        app.middlewares.insert(1, XForwardedStrict([list(settings.trusted_proxies)]).middleware)
     app[SETTINGS] = settings
     app[RATE_LIMITER] = limiter
     app.cleanup_ctx.append(_services)

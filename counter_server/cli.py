@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests a second per API key (0: no limit; an address gets 10x)")
     serve.add_argument("--rate-burst", type=float, default=float(env_default("rate_burst", "40") or 40),
                        help="requests per API key at once before the rate applies")
+    serve.add_argument("--trusted-proxy", action="append", metavar="ADDRESS",
+                       default=[a for a in (env_default("trusted_proxies", "") or "").split(",") if a],
+                       help="a load balancer's address (or network) whose X-Forwarded-For is "
+                            "believed, so per-address limits see each client (repeat for more)")
     serve.add_argument("--access-log", action="store_true",
                        help="log a line per HTTP request (off by default: formatting it takes "
                             "about an eighth of the server's time per request)")
@@ -133,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace, scenario) -> int:
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, scenario=scenario,
                         rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
-                        billing_url=args.billing_url, store_engine=args.store, redis_url=args.redis_url)
+                        billing_url=args.billing_url, store_engine=args.store, redis_url=args.redis_url,
+                        trusted_proxies=tuple(args.trusted_proxy))
     counters = len(scenario.counters)
     where = (f"state in Redis at {redacted(settings.store.redis_url)}"
              if settings.store.engine == "redis" else f"data in {settings.data_dir.resolve()}")

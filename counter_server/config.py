@@ -387,6 +387,9 @@ class Settings:
     store_engine: str | None = None  # overrides the scenario's [store] engine ("sqlite", "redis")
     redis_url: str | None = None     # overrides the scenario's [store] redis_url
     redis_prefix: str | None = None  # overrides the scenario's [store] redis_prefix
+    # Load balancers whose X-Forwarded-For is believed (one hop): behind them every client
+    # would otherwise share the balancer's address in the per-address limits.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def store(self) -> StoreConfig:

@@ -202,3 +202,21 @@ async def test_the_token_feed_follows_the_place_in_line(api: Api):
             break
         await asyncio.sleep(0.05)
     assert api.client.app[TOKEN_WATCH].watching() == 0
+
+
+async def test_behind_a_trusted_load_balancer_each_client_has_its_own_limit(aiohttp_client, settings: Settings):
+    one_each = replace(settings.scenario, phones=replace(settings.scenario.phones, takes_per_hour_per_address=1))
+
+    async def take_from(client, address: str, n: int) -> int:
+        resp = await client.post("/api/v1/public/substations/S01/tokens", headers={"X-Forwarded-For": address},
+                                 json={"service": "bill_payment", **person(n)})
+        return resp.status
+
+    proxied = await aiohttp_client(create_app(replace(
+        settings, scenario=one_each, write_admin_key=False, trusted_proxies=("127.0.0.1",))))
+    assert [await take_from(proxied, "10.1.1.1", 1), await take_from(proxied, "10.2.2.2", 2)] == [201, 201]
+    assert await take_from(proxied, "10.1.1.1", 3) == 429
+    # Without trust the header is ignored: a client cannot dodge its limit by sending one.
+    direct = await aiohttp_client(create_app(replace(settings, scenario=one_each, write_admin_key=False,
+                                                     data_dir=settings.data_dir / "direct")))
+    assert [await take_from(direct, "10.1.1.1", 4), await take_from(direct, "10.2.2.2", 5)] == [201, 429]
