@@ -27,7 +27,7 @@ def _travel_s(request: web.Request) -> float:
     raw = request.query.get("travel_min")
     if raw is None or raw == "":
         return request.app[SETTINGS].scenario.phones.travel_minutes * 60.0
-    if not raw.isdigit() or int(raw) > MAX_TRAVEL_MIN:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_TRAVEL_MIN:   # "²" is a digit too
         raise ApiError(400, "invalid_travel_min", f"travel_min must be 0 to {MAX_TRAVEL_MIN} minutes.",
                        field="travel_min")
     return int(raw) * 60.0

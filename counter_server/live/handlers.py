@@ -23,7 +23,7 @@ def _since(request: web.Request) -> int | None:
     raw = request.query.get("since")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:   # "²" is a digit too
         raise ApiError(400, "invalid_since", "since must be a sequence number (0 or more).",
                        field="since")
     return int(raw)

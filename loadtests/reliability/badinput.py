@@ -164,6 +164,10 @@ def handmade_cases() -> Iterator[tuple[str, str, str, dict[str, str], bytes | No
                  "/api/v1/nothing", "/api/v1/substations/S99/tokens", "/api/v1/substations/%00/queue",
                  "/api/v1/substations/S01/live?since=-1", "/api/v1/substations/S01/live?since=99999999999999999999",
                  "/api/v1/substations/S01/live?since=1e3", "/api/v1/live?since=abc", "/api/v1/bills/%00",
+                 # digits that are not ASCII ("²", "٣"): str.isdigit() says yes, int() says no
+                 "/api/v1/substations/S01/live?since=%C2%B2", "/api/v1/substations/S01/live?since=%D9%A3",
+                 "/api/v1/public/tokens/t_x?travel_min=%C2%B2", "/api/v1/public/tokens/t_x/live?travel_min=%C2%B2",
+                 "/api/v1/public/substations/S01/slots", "/api/v1/public/tokens/" + "t" * 3000,
                  "/api/v1/bills/" + "9" * 300, "/api/v1/payments/" + "p" * 300, "/board/S99", "/board/%2e%2e",
                  "/static/board/../../../etc/passwd", "/api/v1/ops/reports/daily?date=2025-13-45",
                  "/api/v1/ops/reports/monthly?month=abcd", "/api/v1/ops/reports/daily?format=xml",
