@@ -118,6 +118,25 @@ def test_slots_refuse_what_is_not_offered_passed_or_full():
     assert q.allowed(q.get("c")) == ["cancel"]
 
 
+def test_the_door_counts_bookings_due_before_a_walk_in_would_be_called():
+    """Bookings starting within a walk-in's wait will be called ahead of it, so the door rule
+    counts them: without them this walk-in would be promised a call it cannot get today."""
+    closes_at = OPENS + 3000
+    with_bookings, without = new_queue(counters=1, plan=plan(capacity=3)), new_queue(counters=1)
+    for n in range(6):                        # 6 bookings in the next half hour, ahead of walk-ins
+        with_bookings.book(f"b{n}", "bill_payment", Priority.NORMAL, OPENS + (n // 3) * SLOT_S,
+                           OPENS - 60, holder(n))
+    for q in (with_bookings, without):
+        for i in range(8):
+            q.issue(f"w{i}", "bill_payment", "B", Priority.NORMAL, OPENS - 30)
+    assert with_bookings.estimate_new("bill_payment").p90_s == 8 * MEAN_S
+    assert with_bookings.estimate_at_door("bill_payment", OPENS - 30).p90_s == 14 * MEAN_S
+    # 8 walk-ins x 4 min end before closing; with the 6 bookings called first, 56 min do not.
+    without.issue("next", "bill_payment", "B", Priority.NORMAL, OPENS - 30, closes_at=closes_at)
+    with pytest.raises(CannotServeToday):
+        with_bookings.issue("next", "bill_payment", "B", Priority.NORMAL, OPENS - 30, closes_at=closes_at)
+
+
 def test_no_slots_without_a_plan():
     with pytest.raises(SlotUnavailable) as refused:
         new_queue().book("x", "bill_payment", Priority.NORMAL, OPENS + SLOT_S, OPENS, holder(1))

@@ -155,6 +155,20 @@ class SubstationQueue:
         """The wait for a token of ``service`` issued now (normal priority, last in line)."""
         return self._estimate(service, self._waiting_per_service.get(service, 0))
 
+    def estimate_at_door(self, service: str, now: float) -> Estimate:
+        """The wait for a walk-in arriving now, counting the bookings whose slots start before
+        that wait is over: they will be called ahead of it."""
+        waiting = self._waiting_per_service.get(service, 0)
+        due = sorted(t.slot_at for t in self._booked.values()
+                     if t.service == service and t.slot_at is not None)
+        booked_ahead = 0
+        estimate = self._estimate(service, waiting)
+        while (booked_ahead < len(due) and estimate.p90_s is not None
+               and due[booked_ahead] <= now + estimate.p90_s):
+            booked_ahead += 1
+            estimate = self._estimate(service, waiting + booked_ahead)
+        return estimate
+
     def estimates(self) -> dict[str, Estimate]:
         """The wait of every waiting token, counting only same-service tokens ahead of it."""
         seen: dict[str, int] = {}
@@ -452,7 +466,7 @@ class SubstationQueue:
             return
         if now >= closes_at:
             raise CannotServeToday("closed", f"Substation {self.substation} is closed for today.")
-        estimate = self.estimate_new(service)
+        estimate = self.estimate_at_door(service, now)
         if estimate.p90_s is not None and now + estimate.p90_s > closes_at:
             raise CannotServeToday(
                 "after_closing",
