@@ -8,15 +8,16 @@ import contextlib
 import math
 from datetime import date
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..appkeys import HUB, PHONES, SETTINGS, TOKEN_WATCH
+from ..live.handlers import read_until_closed
 from ..live.hub import SCHEMA_VERSION
 from ..shapes import iso, phone_token_json, slot_plan_json
 from ..store import IdempotencyKey
 from .errors import ApiError
 from .ratelimit import TokenBuckets
-from .requests import actor_of, idempotency_of, parse_body, public
+from .requests import actor_of, idempotency_of, parse_body, public, whole_number
 from .schemas import BookSlot, PublishSlots, TakeToken
 
 PHONE_LIMITER = web.AppKey("phone_limiter", TokenBuckets)
@@ -27,10 +28,11 @@ def _travel_s(request: web.Request) -> float:
     raw = request.query.get("travel_min")
     if raw is None or raw == "":
         return request.app[SETTINGS].scenario.phones.travel_minutes * 60.0
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_TRAVEL_MIN:   # "²" is a digit too
+    minutes = whole_number(raw)
+    if minutes is None or minutes > MAX_TRAVEL_MIN:
         raise ApiError(400, "invalid_travel_min", f"travel_min must be 0 to {MAX_TRAVEL_MIN} minutes.",
                        field="travel_min")
-    return int(raw) * 60.0
+    return minutes * 60.0
 
 
 def _limit_takes(request: web.Request) -> None:
@@ -144,7 +146,7 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=1024)
     await ws.prepare(request)
     watcher = await watch.add(token)
-    reader = asyncio.create_task(_drain(ws))
+    reader = asyncio.create_task(read_until_closed(ws))
     try:
         while not ws.closed:
             if watcher.latest is not None and watcher.changed.is_set():
@@ -167,12 +169,6 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
         with contextlib.suppress(asyncio.CancelledError):
             await reader
     return ws
-
-
-async def _drain(ws: web.WebSocketResponse) -> None:
-    async for msg in ws:
-        if msg.type == WSMsgType.ERROR:
-            break
 
 
 async def put_slots(request: web.Request) -> web.Response:

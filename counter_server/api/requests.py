@@ -53,6 +53,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def whole_number(raw: str) -> int | None:
+    """``raw`` as a whole number, or None: ASCII digits only ("²" passes str.isdigit(), and
+    then int() refuses it)."""
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
 def actor_of(request: web.Request) -> Actor:
     return request[ACTOR]
 

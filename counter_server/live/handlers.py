@@ -9,7 +9,7 @@ import logging
 from aiohttp import WSMsgType, web
 
 from ..api.errors import ApiError
-from ..api.requests import actor_of, public
+from ..api.requests import actor_of, public, whole_number
 from ..appkeys import HUB, SETTINGS, TOKENS
 from .hub import OPS_CHANNEL, LiveHub
 
@@ -23,10 +23,11 @@ def _since(request: web.Request) -> int | None:
     raw = request.query.get("since")
     if raw is None or raw == "":
         return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:   # "²" is a digit too
+    since = whole_number(raw)
+    if since is None or len(raw) > 18:
         raise ApiError(400, "invalid_since", "since must be a sequence number (0 or more).",
                        field="since")
-    return int(raw)
+    return since
 
 
 @public
@@ -56,7 +57,8 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
                                compress=False)
     await ws.prepare(request)
     initial, subscriber = hub.subscribe(channel, since)
-    reader = asyncio.create_task(_read_until_closed(ws, subscriber))
+    reader = asyncio.create_task(read_until_closed(ws))
+    reader.add_done_callback(lambda _: subscriber.end())   # the board hung up: stop writing
     try:
         for text in initial:
             await ws.send_str(text)
@@ -83,9 +85,9 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
     return ws
 
 
-async def _read_until_closed(ws: web.WebSocketResponse, subscriber) -> None:
-    """Boards send nothing we need; reading keeps pings, pongs and close frames flowing."""
+async def read_until_closed(ws: web.WebSocketResponse) -> None:
+    """Boards and phones send nothing we need; reading keeps pings, pongs and close frames
+    flowing, and returns when the other end has gone."""
     async for msg in ws:
         if msg.type == WSMsgType.ERROR:
             break
-    subscriber.end()
