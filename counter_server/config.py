@@ -12,6 +12,7 @@ import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import date
 from datetime import time as clock_time
 from functools import cached_property
 from importlib import resources
@@ -46,6 +47,32 @@ class Counter:
     services: tuple[str, ...]
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class OpeningDays:
+    """Which days the counters open: every day but the closed weekdays and holidays, plus
+    extra openings (a month-end Sunday). Phones offer no tokens or slots on a closed day."""
+
+    closed_weekdays: frozenset[int] = frozenset()      # date.weekday(): Monday is 0
+    holidays: frozenset[date] = frozenset()
+    extra_open: frozenset[date] = frozenset()
+
+    def is_open(self, day: date) -> bool:
+        if day in self.extra_open:
+            return True
+        return day.weekday() not in self.closed_weekdays and day not in self.holidays
+
+    def next_open(self, day: date, within_days: int = 366) -> date | None:
+        """The first open day from ``day`` on (``day`` itself when it is open)."""
+        for offset in range(within_days):
+            candidate = date.fromordinal(day.toordinal() + offset)
+            if self.is_open(candidate):
+                return candidate
+        return None
+
+
 @dataclass(frozen=True)
 class Substation:
     id: str
@@ -57,6 +84,7 @@ class Substation:
     name_hi: str = ""
     latitude: float | None = None
     longitude: float | None = None
+    days: OpeningDays = field(default_factory=OpeningDays)
 
 
 @dataclass(frozen=True)
@@ -185,6 +213,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     hours = data.get("hours", {})
     default_opens = _clock(hours.get("opens", "09:30"), "hours.opens")
     default_closes = _clock(hours.get("closes", "17:30"), "hours.closes")
+    default_days = _opening_days(hours, "hours", OpeningDays())
 
     services: dict[str, Service] = {}
     letters: set[str] = set()
@@ -242,6 +271,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
             closes=closes,
             latitude=raw.get("latitude"),
             longitude=raw.get("longitude"),
+            days=_opening_days(raw, where, default_days),
         )
     if not substations:
         raise ScenarioError("substations: at least one substation is needed")
@@ -272,6 +302,30 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         store=_store(data.get("store", {})),
         phones=_phones(data.get("phones", {})),
     )
+
+
+def _opening_days(raw: Mapping[str, Any], where: str, default: OpeningDays) -> OpeningDays:
+    """``closed_weekdays``, ``holidays`` and ``open_days`` of ``[hours]`` or one substation
+    (a substation's list replaces the scenario's)."""
+    weekdays = default.closed_weekdays
+    if "closed_weekdays" in raw:
+        names = _get(raw, "closed_weekdays", list, f"{where}.closed_weekdays")
+        try:
+            weekdays = frozenset(WEEKDAYS.index(str(name).lower()) for name in names)
+        except ValueError:
+            raise ScenarioError(f"{where}.closed_weekdays: expected day names such as \"sunday\", "
+                                f"got {names!r}") from None
+
+    def dates(key: str, fallback: frozenset[date]) -> frozenset[date]:
+        if key not in raw:
+            return fallback
+        values = _get(raw, key, list, f"{where}.{key}")
+        try:
+            return frozenset(v if isinstance(v, date) else date.fromisoformat(str(v)) for v in values)
+        except ValueError:
+            raise ScenarioError(f"{where}.{key}: expected dates YYYY-MM-DD, got {values!r}") from None
+
+    return OpeningDays(weekdays, dates("holidays", default.holidays), dates("open_days", default.extra_open))
 
 
 def _phones(raw: Mapping[str, Any]) -> PhonesConfig:

@@ -124,6 +124,7 @@ extends = "builtin"
 [hours]
 opens = "00:00"
 closes = "23:59:59"
+closed_weekdays = []
 [store]
 engine = "redis"
 redis_url = "{url}"

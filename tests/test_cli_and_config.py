@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from datetime import date
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +29,8 @@ def test_builtin_scenario_is_the_reference_case():
     (lambda t: t.replace('{ id = "S01-C2", services = ["bill_payment"] }',
                          '{ id = "S01-C2", services = ["water"] }'), "substations[0].counters[1].services"),
     (lambda t: t.replace('opens = "09:30"', 'opens = "half past nine"'), "hours.opens"),
+    (lambda t: t.replace('closed_weekdays = ["sunday"]', 'closed_weekdays = ["funday"]'), "hours.closed_weekdays"),
+    (lambda t: t.replace('holidays = []', 'holidays = ["Diwali"]'), "hours.holidays"),
     (lambda t: t + "\n[[[broken", "not valid TOML"),
 ])
 def test_bad_scenario_files_name_the_field(tmp_path: Path, edit, field):
@@ -40,6 +43,24 @@ def test_bad_scenario_files_name_the_field(tmp_path: Path, edit, field):
     assert field in str(err.value)
     result = run_cli("serve", "--config", str(path), "--data-dir", str(tmp_path / "d"), check=False)
     assert result.returncode == 2 and field in result.stderr
+
+
+def test_counters_shut_on_sundays_and_holidays_unless_opened_for_the_month_end(tmp_path: Path):
+    days = load_scenario().substations["S01"].days
+    assert days.is_open(date(2026, 11, 30)) and not days.is_open(date(2026, 11, 29))   # Mon, Sun
+    assert days.next_open(date(2026, 11, 29)) == date(2026, 11, 30)
+    path = tmp_path / "days.toml"
+    path.write_text("""
+extends = "builtin"
+[hours]
+holidays = [2026-11-27, "2026-12-25"]
+open_days = [2026-11-29]
+""", "utf-8")
+    days = load_scenario(path).substations["S01"].days
+    assert days.is_open(date(2026, 11, 29))                 # the month-end Sunday opening
+    assert not days.is_open(date(2026, 11, 27)) and not days.is_open(date(2026, 12, 25))
+    assert not days.is_open(date(2026, 12, 6))              # other Sundays stay shut
+    assert days.next_open(date(2026, 12, 25)) == date(2026, 12, 26)
 
 
 def test_a_small_scenario_file_replaces_the_builtin_one(tmp_path: Path):

@@ -220,3 +220,34 @@ async def test_behind_a_trusted_load_balancer_each_client_has_its_own_limit(aioh
     direct = await aiohttp_client(create_app(replace(settings, scenario=one_each, write_admin_key=False,
                                                      data_dir=settings.data_dir / "direct")))
     assert [await take_from(direct, "10.1.1.1", 4), await take_from(direct, "10.2.2.2", 5)] == [201, 429]
+
+
+async def test_phones_take_nothing_on_a_closed_day_and_slots_skip_it(api: Api, clock: Clock):
+    clock.now = datetime.fromisoformat("2025-11-30T11:00:00+05:30").timestamp()     # a Sunday
+    status, listing = await api.get("/api/v1/public/substations", key=None)
+    s01 = next(s for s in listing["substations"] if s["id"] == "S01")
+    assert (s01["open_today"], s01["opens_on"]) == (False, "2025-12-01")
+    assert listing["online"]["suggest"] is True                 # every hall shut: pay online
+    status, body = await take(api, **person(1))
+    assert status == 409, body
+    error = body["error"]
+    assert (error["code"], error["reason"], error["opens_on"]) == ("cannot_serve_today", "closed_day", "2025-12-01")
+    assert "closed today" in error["message"] and "Monday 01 December" in error["message"]
+    assert error["alternatives"] == [] and error["online"]["text"]
+    assert error["booking"] and all(b["day"] == "2025-12-01" for b in error["booking"])
+
+    status, slots = await api.get("/api/v1/public/substations/S01/slots", key=None)
+    days = [d["day"] for d in slots["days"]]
+    assert "2025-11-30" not in days and "2025-12-07" not in days and "2025-12-01" in days
+    sunday = {"service": "bill_payment", "slot_at": "2025-12-07T10:00:00+05:30", **person(2)}
+    status, body = await api.post("/api/v1/public/substations/S01/bookings", key=None, json=sunday)
+    assert status == 409 and body["error"]["reason"] == "closed_day", body
+
+    # Ops open the next Sunday for the month-end by publishing its slots: now it is bookable.
+    status, _ = await api.request("PUT", "/api/v1/ops/substations/S01/slots/2025-12-07", api.admin,
+                                  json={"slot_minutes": 15, "share": 0.25})
+    assert status == 200
+    status, body = await api.post("/api/v1/public/substations/S01/bookings", key=None, json=sunday)
+    assert status == 201, body
+    # A cashier at work on a closed day issues as usual: the counter is open then.
+    assert (await api.issue())["number"] == "B-001"

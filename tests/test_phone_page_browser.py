@@ -257,7 +257,7 @@ async def test_errors_are_shown_in_words_and_name_the_field(site: Site, phone, t
     await fill_form(phone, account="KAN-55500001", mobile="9812345678")
     await phone.tap("#take")
     await phone.wait_for_selector("#refusal:not([hidden])", timeout=WAIT_MS)
-    assert "आज इस केंद्र पर" in await text(phone, "#alert")
+    assert "सारे टोकन दिए जा चुके" in await text(phone, "#alert")   # the cap, in Hindi too
     nearby = await phone.locator("#refusal .alts a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
     assert nearby and all(href.startswith("/q/S") and href != "/q/S01" for href in nearby)
     assert "online" in (await text(phone, "#refusal")).lower()

@@ -61,8 +61,10 @@ async def list_substations(request: web.Request) -> web.Response:
     """Substations by their current wait for a bill payment, shortest first."""
     scenario = request.app[SETTINGS].scenario
     hub = request.app[HUB]
+    today = date.fromisoformat(request.app[PHONES].tokens.today())
     found = []
     for sid, substation in scenario.substations.items():
+        reopens = substation.days.next_open(today)
         hall = hub.hall(sid)
         view = next((s for s in hall.services if s.id == substation.services[0]), None) if hall else None
         found.append({
@@ -70,14 +72,16 @@ async def list_substations(request: web.Request) -> web.Response:
             "opens": substation.opens.isoformat("minutes"), "closes": substation.closes.isoformat("minutes"),
             "services": [{"id": s, "name": scenario.services[s].name, "name_hi": scenario.services[s].name_hi}
                          for s in substation.services],
+            "open_today": reopens == today,
+            "opens_on": reopens.isoformat() if reopens else None,
             "waiting": view.waiting if view else 0,
             "estimate": {"p50_s": view.estimate.p50_s, "p90_s": view.estimate.p90_s} if view else None,
         })
-    found.sort(key=lambda s: (s["estimate"] is None or s["estimate"]["p50_s"] is None,
+    found.sort(key=lambda s: (not s["open_today"], s["estimate"] is None or s["estimate"]["p50_s"] is None,
                               (s["estimate"] or {}).get("p50_s") or 0, s["id"]))
     online = scenario.online
-    shortest = next((s["estimate"]["p50_s"] for s in found if s["estimate"] and s["estimate"]["p50_s"] is not None),
-                    None)
+    shortest = next((s["estimate"]["p50_s"] for s in found
+                     if s["open_today"] and s["estimate"] and s["estimate"]["p50_s"] is not None), None)
     return web.json_response({
         "substations": found,
         "online": {"text": online.text, "text_hi": online.text_hi,

@@ -459,7 +459,7 @@ class SubstationQueue:
         if self.daily_cap is not None and self.issued_count() >= self.daily_cap:
             raise CannotServeToday(
                 "daily_cap",
-                f"Substation {self.substation} has issued its {self.daily_cap} tokens for today.",
+                f"Substation {self.substation} has issued all {self.daily_cap} tokens it takes today.",
                 daily_cap=self.daily_cap,
             )
         if not self.admission or closes_at is None:

@@ -23,6 +23,7 @@ from ..queueing import (
     Holder,
     Priority,
     SlotPlan,
+    SlotUnavailable,
     SubstationQueue,
     Token,
     slot_capacity,
@@ -95,7 +96,8 @@ class PhoneService:
                                                   Priority.NORMAL, idem, holder_of(account, phone))
         except CannotServeToday as refusal:
             # Not today: the first free slots of the first quiet day (else of any later day).
-            later = [d for d in (await self.slot_days(substation.id))[1:] if d.free > 0]
+            today = self.tokens.today(self.clock())
+            later = [d for d in await self.slot_days(substation.id) if d.day != today and d.free > 0]
             offer = next((d for d in later if not d.month_end), later[0] if later else None)
             refusal.extra["booking"] = [] if offer is None else [
                 {"day": offer.day, "slot_at": start, "free": capacity - booked}
@@ -137,10 +139,12 @@ class PhoneService:
         for offset in range(self.config.booking_days):
             day = (first + timedelta(days=offset)).isoformat()
 
-            def read(q: SubstationQueue, day: str = day) -> tuple[SlotPlan, dict[float, int]]:
-                return q.slot_plan or self.default_plan(substation, q, day), q.slot_bookings()
+            def read(q: SubstationQueue, day: str = day) -> tuple[SlotPlan | None, dict[float, int]]:
+                return q.slot_plan or self._unpublished_plan(substation, q, day), q.slot_bookings()
 
             plan, booked = await self.store.read_queue(substation.id, day, read)
+            if plan is None:
+                continue
             slots = [(start, plan.capacity, booked.get(start, 0)) for start in plan.starts() if start > now]
             found.append(SlotDay(day, _month_end(day), slots))
         self._slot_lists[substation.id] = (now, found)
@@ -163,13 +167,22 @@ class PhoneService:
 
         def change(q: SubstationQueue) -> Token:
             if q.slot_plan is None:   # the day's default slots, fixed by the first booking
-                q.publish_slots(self.default_plan(substation, q, day), now, PHONE_ACTOR)
+                plan = self._unpublished_plan(substation, q, day)
+                if plan is None:
+                    raise SlotUnavailable("closed_day", f"Substation {substation.id} is closed on {day}.")
+                q.publish_slots(plan, now, PHONE_ACTOR)
             return q.book(token_id, service_id, Priority.NORMAL, slot_at, now, holder, PHONE_ACTOR)
 
         try:
             return await self.store.mutate_queue(substation.id, day, change, idem), checked
         finally:
             self._slot_lists.pop(substation.id, None)
+
+    def _unpublished_plan(self, substation: Substation, q: SubstationQueue, day: str) -> SlotPlan | None:
+        """The default slots of a day ops have not published; none on a closed day."""
+        if not substation.days.is_open(date.fromisoformat(day)):
+            return None
+        return self.default_plan(substation, q, day)
 
     async def publish(self, actor: Actor, substation_id: str, day: str, slot_minutes: int,
                       share: float, capacity: int | None) -> SlotPlan:

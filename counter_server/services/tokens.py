@@ -34,6 +34,18 @@ def new_token_id() -> str:
     return "t_" + secrets.token_urlsafe(12)
 
 
+def refuse_on_closed_day(substation: Substation, day: str) -> None:
+    """A phone takes no token on a day the counters stay shut (a cashier at work issues as
+    usual: the counter is open then, whatever the calendar says)."""
+    today = date.fromisoformat(day)
+    if substation.days.is_open(today):
+        return
+    reopens = substation.days.next_open(today)
+    when = f"; it opens again on {reopens:%A %d %B}" if reopens else ""
+    raise CannotServeToday("closed_day", f"Substation {substation.id} is closed today{when}.",
+                           opens_on=reopens.isoformat() if reopens else None)
+
+
 class TokenService:
     def __init__(
         self,
@@ -107,6 +119,8 @@ class TokenService:
             return q.issue(token_id, service_id, letter, priority, now, actor_label, closes_at, holder)
 
         try:
+            if holder is not None:
+                refuse_on_closed_day(substation, day)
             return await self.store.mutate_queue(substation.id, day, change, idem)
         except CannotServeToday as refusal:
             await self.store.record_turned_away(substation.id, day, service_id, refusal.reason, now, idem)
@@ -126,7 +140,7 @@ class TokenService:
         day = self.today(now)
         found = []
         for other, km in nearest(self.scenario, substation.id, count=len(self.scenario.substations)):
-            if service_id not in other.services:
+            if service_id not in other.services or not other.days.is_open(date.fromisoformat(day)):
                 continue
             hall = await self.hall(other.id, day)
             view = next((s for s in hall.services if s.id == service_id), None)

@@ -25,6 +25,7 @@ extends = "builtin"
 [hours]
 opens = "00:00"
 closes = "23:59:59"
+closed_weekdays = []
 [billing]
 lease_s = 2.0
 timeout_s = 5.0

@@ -123,6 +123,9 @@ async function send(path, body) {
 const HINDI = {
   already_holding: "इस खाते या मोबाइल नंबर पर पहले से एक टोकन चालू है।",
   cannot_serve_today: "आज इस केंद्र पर और टोकन नहीं दिए जा सकते — काउंटर बंद होने से पहले बारी नहीं आएगी।",
+  "cannot_serve_today:daily_cap": "आज इस केंद्र के सारे टोकन दिए जा चुके हैं।",
+  "cannot_serve_today:closed": "आज के लिए काउंटर बंद हो चुके हैं।",
+  "cannot_serve_today:closed_day": "आज यह केंद्र बंद है।",
   rate_limited: "इस कनेक्शन से बहुत टोकन लिए गए हैं; थोड़ी देर बाद फिर कोशिश करें।",
   slot_unavailable: "यह समय अब उपलब्ध नहीं है; दूसरा समय चुनें।",
   token_not_found: "यह टोकन नहीं मिला।",
@@ -153,7 +156,7 @@ function showError(answer, ...extra) {
     return;
   }
   const error = (answer.data && answer.data.error) || {};
-  const hi = HINDI[error.code] || FIELD_HINDI[error.field] ||
+  const hi = HINDI[`${error.code}:${error.reason}`] || HINDI[error.code] || FIELD_HINDI[error.field] ||
     (answer.status >= 500 ? "सर्वर में दिक्कत है; थोड़ी देर बाद फिर कोशिश करें।" : "कुछ गड़बड़ हुई; फिर कोशिश करें।");
   showAlert(hi, error.message || `Something went wrong (${answer.status}).`, ...extra);
 }
@@ -195,17 +198,25 @@ async function listScreen() {
     $("online").hidden = false;
   }
   $("stations").replaceChildren(...answer.substations.map((s) => {
-    const wait = waitWords(s.estimate);
+    const wait = s.open_today === false ? null : waitWords(s.estimate);
+    const shut = s.open_today === false ? ["आज बंद", "closed today"] : ["बंद", "closed"];
     return el("li", {},
       el("a", { class: `station${wait ? "" : " closed"}`, href: `/q/${encodeURIComponent(s.id)}`, "data-substation": s.id },
         el("span", { class: "names" }, el("b", { lang: "hi", text: s.name_hi || s.name }), el("span", { lang: "en", text: s.name })),
         el("span", { class: "wait" }, wait ? [el("span", { text: wait.hi }), el("span", { class: "en", text: wait.en })]
-          : [el("span", { text: "बंद" }), el("span", { class: "en", text: "closed" })]),
+          : [el("span", { text: shut[0] }), el("span", { class: "en", text: shut[1] })]),
         el("span", { class: "meta" }, metaWords(s))));
   }));
 }
 
+// "waiting · open 09:30–17:30", or on a closed day when the counters open again.
 function metaWords(s) {
+  if (s.open_today === false) {
+    const when = s.opens_on ? dayWords(s.opens_on) : null;
+    return [el("span", { class: "nowrap", text: when
+      ? `${when.hiDay}, ${when.hiDate} को खुलेगा · opens ${when.enDay} ${when.enDate} ${s.opens}`
+      : "बंद · closed" })];
+  }
   return [`प्रतीक्षा में ${s.waiting} · ${s.waiting} waiting · `,
           el("span", { class: "nowrap", text: `खुला · open ${s.opens}–${s.closes}` })];
 }
@@ -281,8 +292,10 @@ async function stationScreen(sid) {
   document.title = `${station.name_hi} · ${station.name} — टोकन · Token`;
   $("st-hi").textContent = station.name_hi || station.name;
   $("st-en").textContent = station.name;
-  const wait = waitWords(station.estimate);
-  $("st-wait").textContent = wait ? wait.short : "काउंटर बंद · closed now";
+  const wait = station.open_today === false ? null : waitWords(station.estimate);
+  $("st-wait").textContent = wait ? wait.short
+    : station.open_today === false ? "आज बंद · closed today" : "काउंटर बंद · closed now";
+  $("take").hidden = station.open_today === false;   // a slot on an open day is still offered
   $("st-meta").replaceChildren(...metaWords(station));
   $("services").append(...station.services.map((service, i) => el("label", { class: "choice" },
     el("input", { type: "radio", name: "service", value: service.id, checked: i === 0 }),
