@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -206,6 +207,27 @@ async def test_booking_a_slot_nudges_to_the_recommended_quiet_day(site: Site, ph
     await phone.goto(f"{site.url}/q")                                    # the way back to it
     await phone.wait_for_selector("#mine:not([hidden])", timeout=WAIT_MS)
     assert token_url.endswith(await phone.get_attribute("#mine", "href"))
+
+
+async def test_on_a_closed_day_the_page_says_so_and_offers_slots_on_open_days(site: Site, phone, tmp_path):
+    site.clock.now = datetime.fromisoformat("2025-11-30T11:00:00+05:30").timestamp()    # a Sunday
+    await phone.goto(f"{site.url}/q")
+    first = phone.locator("#stations a").first
+    await first.wait_for(timeout=WAIT_MS)
+    card = " ".join((await first.text_content()).split())
+    assert "आज बंद" in card and "closed today" in card and "opens Mon 1 Dec 09:30" in card
+    assert await phone.is_visible("#online")                         # every hall shut: pay online
+    await shot(phone, tmp_path, "13-closed-day-list")
+    await phone.goto(f"{site.url}/q/S01")
+    await fill_form(phone)
+    assert "closed today" in await text(phone, "#st-wait")
+    assert not await phone.is_visible("#take")                       # no token today ...
+    await phone.tap("#to-slots")                                     # ... but a slot on an open day
+    await phone.wait_for_selector(".day[aria-pressed=true]", timeout=WAIT_MS)
+    days = await phone.locator(".day").evaluate_all("days => days.map(d => d.dataset.day)")
+    assert days[0] == "2025-12-01" and "2025-12-07" not in days
+    await shot(phone, tmp_path, "14-closed-day-slots")
+    await no_overflow(phone)
 
 
 async def test_errors_are_shown_in_words_and_name_the_field(site: Site, phone, tmp_path):

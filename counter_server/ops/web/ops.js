@@ -440,10 +440,16 @@ async function showSlots() {
   const list = $("slots-days");
   try {
     const { days } = await api("GET", `/api/v1/public/substations/${encodeURIComponent(sid)}/slots`);
-    list.replaceChildren(...days.map((day) => {
-      const capacity = day.slots.reduce((n, slot) => n + slot.capacity, 0);
-      const item = el("li", day.month_end ? "month-end" : "");
+    list.replaceChildren(...withClosedDays(days).map((day) => {
+      const item = el("li", day.closed ? "closed" : day.month_end ? "month-end" : "");
       item.dataset.day = day.day;
+      item.title = "Click to pick this day for publishing";
+      item.onclick = () => { $("slots-day").value = day.day; };
+      if (day.closed) {
+        item.append(el("b", "", day.day.slice(5)), el("span", "", "closed"), el("div", "", "publish to open"));
+        return item;
+      }
+      const capacity = day.slots.reduce((n, slot) => n + slot.capacity, 0);
       item.append(el("b", "", day.day.slice(5)),
                   el("span", "", `${capacity - day.free} of ${capacity} booked`),
                   el("div", "", `${day.slots.length} slots x ${day.slots.length ? day.slots[0].capacity : 0}`));
@@ -453,6 +459,19 @@ async function showSlots() {
   } catch (error) {
     toast(error.message);
   }
+}
+
+// The slot list leaves out days the counters stay shut (Sundays, holidays); show them as gaps.
+function withClosedDays(days) {
+  if (!days.length) return days;
+  const all = [];
+  const at = new Date(`${days[0].day}T00:00:00Z`);
+  const last = days[days.length - 1].day;
+  const byDay = new Map(days.map((day) => [day.day, day]));
+  for (let day = days[0].day; day <= last; at.setUTCDate(at.getUTCDate() + 1), day = at.toISOString().slice(0, 10)) {
+    all.push(byDay.get(day) || { day, closed: true });
+  }
+  return all;
 }
 
 function publishSlots() {
