@@ -75,6 +75,10 @@ async def test_one_active_token_per_account_and_per_phone(api: Api):
 async def test_bad_phone_input_is_named(api: Api):
     status, body = await take(api, account=ACCOUNT, phone="12")
     assert status == 422 and body["error"]["field"] == "phone"
+    # in words, not as the regular expression it was checked with
+    assert body["error"]["message"] == "phone: Expected a mobile number of 10 digits (+91 or a leading 0 allowed)."
+    status, body = await take(api, account="#1", phone=PHONE)
+    assert "account number as printed on the bill" in body["error"]["message"]
     status, body = await take(api, account="NA-00000001", phone=PHONE)
     assert status == 422 and body["error"]["field"] == "account"
     assert "no such account" in body["error"]["message"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -14,6 +15,7 @@ from ..appkeys import KEYS
 from ..services import Actor
 from ..store import IdempotencyKey
 from .errors import ApiError, Handler
+from .schemas import PATTERN_WORDS
 
 ACTOR = web.RequestKey("actor", Actor)
 BODY = web.RequestKey("body", bytes)
@@ -95,12 +97,21 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": _in_words(err)}
             for err in exc.errors(include_url=False, include_input=False)
         ]
         first = problems[0]
         raise ApiError(422, "invalid_field", f"{first['field']}: {first['message']}.",
                        field=first["field"], problems=problems) from None
+
+
+def _in_words(error: Mapping[str, Any]) -> str:
+    """pydantic's message, but what a pattern asks for in words instead of the expression."""
+    if error["type"] == "string_pattern_mismatch":
+        wanted = PATTERN_WORDS.get(error.get("ctx", {}).get("pattern", ""))
+        if wanted:
+            return f"Expected {wanted}"
+    return error["msg"]
 
 
 async def idempotency_of(request: web.Request, principal: str | None = None) -> IdempotencyKey | None:

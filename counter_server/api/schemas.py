@@ -53,6 +53,7 @@ class AdmissionSettings(BaseModel):
 
 
 ACCOUNT_PATTERN = r"^[0-9A-Za-z\-]{4,24}$"
+TOKEN_NUMBER_PATTERN = r"^[A-Z]-[0-9]{3,6}$"
 ACCOUNT = re.compile(ACCOUNT_PATTERN)
 
 
@@ -82,7 +83,7 @@ class OfflineToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lease_id: str = Field(pattern=ID_PATTERN)
-    number: str = Field(pattern=r"^[A-Z]-[0-9]{3,6}$")
+    number: str = Field(pattern=TOKEN_NUMBER_PATTERN)
     priority: Priority = Priority.NORMAL
     issued_at: AwareDatetime
 
@@ -104,6 +105,15 @@ class BookSlot(TakeToken):
     """Body of POST /api/v1/public/substations/{sid}/bookings: a slot on a quieter day."""
 
     slot_at: AwareDatetime = Field(description="The slot's start, as the slots list gives it.")
+
+
+# What each pattern asks for, in words: a refusal says this rather than the regular expression.
+PATTERN_WORDS = {
+    ID_PATTERN: "an id of 1-64 letters, digits, '.', '_' or '-'",
+    ACCOUNT_PATTERN: "the account number as printed on the bill (4-24 letters, digits or '-')",
+    PHONE_PATTERN: "a mobile number of 10 digits (+91 or a leading 0 allowed)",
+    TOKEN_NUMBER_PATTERN: "a token number such as B-042",
+}
 
 
 class PublishSlots(BaseModel):
