@@ -66,13 +66,15 @@ def clock_text(iso: str | None) -> str:
 
 
 def token_line(token: Json, names: Mapping[str, str] | None = None) -> str:
-    """B-042 waiting, Bill payment (senior citizen): 3 ahead, about 5-9 min."""
+    """B-042 waiting, Bill payment (senior citizen): 3 ahead, about 5-9 min; a token taken on a
+    phone says so, with the account's last digits, so the cashier asks for the number."""
     service = (names or {}).get(token.get("service", ""), token.get("service", ""))
     priority = token.get("priority", "normal")
     who = f" ({PRIORITY_LABEL.get(priority, priority)})" if priority != "normal" else ""
     line = f"{token.get('number', '?')} {token.get('status', '?')}, {service}{who}"
     if token.get("counter"):
         line += f" at {token['counter']}"
+    line += origin_text(token)
     estimate = token.get("estimate")
     if token.get("status") == "waiting" and estimate:
         line += f": {estimate.get('ahead', '?')} ahead, {wait_text(estimate)}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kiosk_client.slip import Slip, print_slip, size, slip_escpos, slip_text
-from kiosk_client.text import origin_text, parse_rupees, wait_text
+from kiosk_client.text import origin_text, parse_rupees, token_line, wait_text
 
 TOKEN = {
     "id": "t_abc", "number": "B-042", "substation": "S01", "service": "bill_payment",
@@ -92,3 +92,7 @@ def test_the_counter_screen_says_where_a_token_came_from():
         " · taken on a phone, account ending 1877"
     assert origin_text({"origin": "slot"}) == " · booked slot"
     assert origin_text({"origin": "counter"}) == origin_text({}) == ""
+    # ... and the CLI's line for the token at the counter carries it
+    assert token_line({"number": "B-007", "status": "called", "service": "bill_payment", "counter": "S01-C1",
+                       "origin": "remote", "account_hint": "1877"}, {"bill_payment": "Bill payment"}) == \
+        "B-007 called, Bill payment at S01-C1 · taken on a phone, account ending 1877"
