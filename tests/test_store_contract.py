@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,7 @@ from counter_server.queueing import (
     UnknownToken,
 )
 from counter_server.store import (
+    IDEMPOTENCY_TTL_S,
     Committed,
     IdempotencyConflict,
     IdempotencyKey,
@@ -236,6 +238,30 @@ async def test_sqlite_commits_concurrent_writes_together(tmp_path: Path):
         await asyncio.gather(*[store.mutate_queue("S01", DAY, issuing(f"t{i}", i)) for i in range(200)])
         assert store.commits - before < 200
         assert len((await store.queue_snapshot("S01", DAY)).waiting) == 200
+    finally:
+        await store.close()
+
+
+async def test_sqlite_forgets_idempotency_keys_past_their_ttl(tmp_path: Path):
+    """A retry within the TTL replays; a key older than that is pruned when the store opens."""
+    path = tmp_path / "keys.db"
+    store = SQLiteStore(path, POLICY)
+    await store.open()
+    try:
+        for name in ("old", "recent"):
+            await store.mutate_queue("S01", DAY, issuing(f"t-{name}", 1), IdempotencyKey("kiosk", name, "f"))
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE idempotency SET created_at = created_at - ? WHERE key = 'old'", [IDEMPOTENCY_TTL_S + 60])
+    store = SQLiteStore(path, POLICY)
+    await store.open()
+    try:
+        with sqlite3.connect(path) as db:
+            assert [k for (k,) in db.execute("SELECT key FROM idempotency")] == ["recent"]
+        replay = await store.mutate_queue("S01", DAY, issuing("t-other", 2), IdempotencyKey("kiosk", "recent", "f"))
+        assert replay.replayed and replay.token.id == "t-recent"
+        assert await store.get_token("t-old") is not None        # the token itself stays
     finally:
         await store.close()
 

@@ -1,6 +1,7 @@
 """Storage: one Store contract (base.py) and its engines."""
 
 from .base import (
+    IDEMPOTENCY_TTL_S,
     Applied,
     CommitListener,
     Committed,
@@ -38,6 +39,7 @@ async def open_store(settings: "Settings") -> Store:  # noqa: F821 - config impo
     return store
 
 __all__ = [
+    "IDEMPOTENCY_TTL_S",
     "Applied",
     "CommitListener",
     "Committed",

@@ -72,6 +72,11 @@ class Committed:
 CommitListener = Callable[[Committed], None]
 
 
+# How long a retry with the same Idempotency-Key still replays the first answer: a kiosk's
+# journal retries within days, not months. Older keys are forgotten (Redis: a TTL; SQLite: pruned).
+IDEMPOTENCY_TTL_S = 30 * 24 * 3600
+
+
 class IdempotencyConflict(Exception):
     """The idempotency key was first used for a different request."""
 

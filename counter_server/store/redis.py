@@ -57,6 +57,7 @@ from ..queueing import (
     UnknownToken,
 )
 from .base import (
+    IDEMPOTENCY_TTL_S,
     Applied,
     CommitListener,
     Committed,
@@ -72,7 +73,6 @@ from .sqlite import from_row, to_row
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_TTL_S = 30 * 24 * 3600   # a kiosk's journal retries within days, not months
 COMMIT_MEMO_TTL_S = 600              # a commit retried after a lost reply answers from this
 MAX_ATTEMPTS = 200                   # conflicting replicas retry; past this, the store is "busy"
 NO_RESULT = object()

@@ -17,6 +17,7 @@ import queue
 import secrets
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ from ..queueing import (
     UnknownToken,
 )
 from .base import (
+    IDEMPOTENCY_TTL_S,
     Applied,
     CommitListener,
     Committed,
@@ -58,6 +60,7 @@ Job = Callable[[sqlite_utils.Database], Any]
 
 TOKEN_COLUMNS = [f.name for f in fields(Token)]
 _STOP = object()
+PRUNE_EVERY_S = 6 * 3600   # how often the writer forgets idempotency keys past IDEMPOTENCY_TTL_S
 NO_RESULT = object()
 R = TypeVar("R")
 
@@ -152,6 +155,7 @@ def create_schema(db: sqlite_utils.Database) -> None:
         pk=("principal", "key"),
         if_not_exists=True,
     )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_idempotency_created ON idempotency (created_at)")
     db["api_keys"].create(
         {"id": str, "hash": str, "role": str, "counter": str, "label": str,
          "created_at": float, "revoked_at": float},
@@ -589,12 +593,17 @@ class SQLiteStore:
         try:
             db = connect(self.path)
             create_schema(db)
+            while self._forget_old_keys(db):
+                pass
         except Exception as exc:  # noqa: BLE001 - handed to the opener
             self._loop.call_soon_threadsafe(ready.set_exception, exc)
             return
         self._loop.call_soon_threadsafe(ready.set_result, None)
         stopping = False
+        prune_at = time.monotonic() + PRUNE_EVERY_S
         while not stopping:
+            if time.monotonic() >= prune_at:   # a chunk between batches, until none is left
+                prune_at = time.monotonic() + (0 if self._forget_old_keys(db) else PRUNE_EVERY_S)
             batch = [self._jobs.get()]
             while len(batch) < self._batch_limit:
                 try:
@@ -607,6 +616,23 @@ class SQLiteStore:
             if batch:
                 self._run_batch(db, batch)
         db.conn.close()
+
+    @staticmethod
+    def _forget_old_keys(db: sqlite_utils.Database, chunk: int = 5000) -> bool:
+        """Drop up to ``chunk`` idempotency records past their TTL (about 150,000 are written
+        on a month-end day at 40 counters; the table would otherwise grow for ever). Their
+        events stay. True when there may be more to drop."""
+        try:
+            gone = db.execute(
+                "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
+                " WHERE created_at < CAST(strftime('%s', 'now') AS REAL) - ? LIMIT ?)",
+                [IDEMPOTENCY_TTL_S, chunk]).rowcount
+        except sqlite3.Error as exc:
+            log.warning("forgetting old idempotency keys failed (tried again later): %s", exc)
+            return False
+        if gone:
+            log.info("forgot %d idempotency keys older than %d days", gone, IDEMPOTENCY_TTL_S // 86400)
+        return gone == chunk
 
     def _run_batch(self, db: sqlite_utils.Database, batch: list[tuple[Job, asyncio.Future]]) -> None:
         outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
