@@ -129,12 +129,35 @@ def test_the_door_counts_bookings_due_before_a_walk_in_would_be_called():
     for q in (with_bookings, without):
         for i in range(8):
             q.issue(f"w{i}", "bill_payment", "B", Priority.NORMAL, OPENS - 30)
-    assert with_bookings.estimate_new("bill_payment").p90_s == 8 * MEAN_S
     assert with_bookings.estimate_at_door("bill_payment", OPENS - 30).p90_s == 14 * MEAN_S
+    assert with_bookings.estimate_new("bill_payment").p90_s == 14 * MEAN_S    # the boards say so too
+    assert without.estimate_new("bill_payment").p90_s == 8 * MEAN_S
     # 8 walk-ins x 4 min end before closing; with the 6 bookings called first, 56 min do not.
     without.issue("next", "bill_payment", "B", Priority.NORMAL, OPENS - 30, closes_at=closes_at)
     with pytest.raises(CannotServeToday):
         with_bookings.issue("next", "bill_payment", "B", Priority.NORMAL, OPENS - 30, closes_at=closes_at)
+
+
+def test_waiting_walk_ins_are_told_of_the_bookings_that_will_pass_them():
+    """Each waiting walk-in's wait (boards, phones) counts the bookings whose slots start before
+    it would be called; a started booking is called before every walk-in and counts none."""
+    q = new_queue(counters=1, plan=plan(capacity=3))
+    for n in range(3):                                    # three bookings for the first slot
+        q.book(f"b{n}", "bill_payment", Priority.NORMAL, OPENS + SLOT_S, OPENS - 60, holder(n))
+    for i in range(8):
+        q.issue(f"w{i}", "bill_payment", "B", Priority.NORMAL, OPENS)
+    estimates = q.estimates()
+    # w0..w2 are called (4 min each) before the slot starts 15 min after opening; w3 is not.
+    assert [estimates[f"w{i}"].ahead for i in range(8)] == [0, 1, 2, 3, 7, 8, 9, 10]
+    assert {t.id: q.estimate_for(t) for t in q.waiting()} == estimates
+    hall = q.hall_view()
+    assert [e.ahead for _, e in hall.waiting_head] == [0, 1, 2, 3, 7, 8, 9, 10]
+    assert hall.services[0].estimate.ahead == 8 + 3
+    # The slot starts: the bookings are waiting tokens at the front, and count nobody else.
+    q.start_due_bookings(OPENS + SLOT_S, {"bill_payment": "B"})
+    estimates = q.estimates()
+    assert [estimates[f"b{n}"].ahead for n in range(3)] == [0, 1, 2]
+    assert [estimates[f"w{i}"].ahead for i in range(8)] == [3, 4, 5, 6, 7, 8, 9, 10]
 
 
 def test_no_slots_without_a_plan():

@@ -106,12 +106,17 @@ class SubstationQueue:
         self.leases: dict[str, Lease] = {lease.id: lease for lease in leases}
         self.slot_plan = slot_plan
         self._booked: dict[str, Token] = {}     # id -> booked token whose slot has not started
+        self._due: dict[str, list[float]] | None = None   # slot starts of _booked by service, sorted
         self._unnumbered = 0                    # bookings (and cancelled ones) never numbered
         self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
         self.pending: list[Event] = []
         self.version = 0
+        # The moment the estimates are made for: the queue's latest change (bookings whose
+        # slots start within a walk-in's wait are counted ahead of it from then).
+        self.as_of = 0.0
         for token in tokens:
             self._put(token)
+            self.as_of = max(self.as_of, token.issued_at, token.called_at or 0.0, token.finished_at or 0.0)
         finished = sorted((t for t in self.tokens.values() if t.status is Status.DONE),
                           key=lambda t: (t.finished_at or 0.0, t.id))
         for token in finished:
@@ -152,35 +157,30 @@ class SubstationQueue:
                              self.service_times.mean(service), self.service_times.sd(service))
 
     def estimate_new(self, service: str) -> Estimate:
-        """The wait for a token of ``service`` issued now (normal priority, last in line)."""
-        return self._estimate(service, self._waiting_per_service.get(service, 0))
+        """The wait for a token of ``service`` issued now (normal priority, last in line),
+        counting the bookings whose slots start before it would be called."""
+        return self.estimate_at_door(service, self.as_of)
 
     def estimate_at_door(self, service: str, now: float) -> Estimate:
-        """The wait for a walk-in arriving now, counting the bookings whose slots start before
-        that wait is over: they will be called ahead of it."""
-        waiting = self._waiting_per_service.get(service, 0)
-        due = sorted(t.slot_at for t in self._booked.values()
-                     if t.service == service and t.slot_at is not None)
-        booked_ahead = 0
-        estimate = self._estimate(service, waiting)
-        while (booked_ahead < len(due) and estimate.p90_s is not None
-               and due[booked_ahead] <= now + estimate.p90_s):
-            booked_ahead += 1
-            estimate = self._estimate(service, waiting + booked_ahead)
-        return estimate
+        """The wait for a walk-in arriving at ``now``, counting the bookings whose slots start
+        before that wait is over: they will be called ahead of it."""
+        return self._walk_in_estimate(service, self._waiting_per_service.get(service, 0), now)[0]
 
     def estimates(self) -> dict[str, Estimate]:
-        """The wait of every waiting token, counting only same-service tokens ahead of it."""
+        """The wait of every waiting token: the same-service tokens ahead of it, and for a
+        walk-in the bookings that will be called before it."""
         seen: dict[str, int] = {}
+        booked_seen: dict[str, int] = {}
         found = {}
         for token in self.waiting():
             ahead = seen.get(token.service, 0)
-            found[token.id] = self._estimate(token.service, ahead)
+            found[token.id], booked_seen[token.service] = self._estimate_in_line(
+                token, ahead, booked_seen.get(token.service, 0))
             seen[token.service] = ahead + 1
         return found
 
     def estimate_for(self, token: Token) -> Estimate | None:
-        """One waiting token's estimate: counts the same-service tokens ahead of it only."""
+        """One waiting token's estimate, as ``estimates()`` gives it."""
         current = self.tokens.get(token.id)
         if current is None or current.status is not Status.WAITING:
             return None
@@ -192,7 +192,36 @@ class SubstationQueue:
         else:
             behind = sum(1 for _, tid in self._waiting[index + 1:] if self.tokens[tid].service == token.service)
             ahead = self._waiting_per_service[token.service] - 1 - behind
-        return self._estimate(token.service, ahead)
+        return self._estimate_in_line(current, ahead)[0]
+
+    def _estimate_in_line(self, token: Token, ahead: int, booked_ahead: int = 0) -> tuple[Estimate, int]:
+        """A waiting token's estimate with ``ahead`` tokens in front. A started booking goes
+        before every walk-in, so later bookings never pass it; a walk-in's wait counts them."""
+        if token.slot_at is not None:
+            return self._estimate(token.service, ahead), booked_ahead
+        return self._walk_in_estimate(token.service, ahead, self.as_of, booked_ahead)
+
+    def _walk_in_estimate(self, service: str, ahead: int, now: float,
+                          booked_ahead: int = 0) -> tuple[Estimate, int]:
+        """The wait behind ``ahead`` tokens plus the bookings whose slots start before it is
+        over, and how many bookings those are (``booked_ahead``: where to start counting)."""
+        due = self._due_slots().get(service, ())
+        estimate = self._estimate(service, ahead + booked_ahead)
+        while (booked_ahead < len(due) and estimate.p90_s is not None
+               and due[booked_ahead] <= now + estimate.p90_s):
+            booked_ahead += 1
+            estimate = self._estimate(service, ahead + booked_ahead)
+        return estimate, booked_ahead
+
+    def _due_slots(self) -> dict[str, list[float]]:
+        """The slot starts of bookings not yet started, by service, earliest first."""
+        if self._due is None:
+            due: dict[str, list[float]] = {}
+            for booked in self._booked.values():
+                if booked.slot_at is not None:
+                    due.setdefault(booked.service, []).append(booked.slot_at)
+            self._due = {service: sorted(starts) for service, starts in due.items()}
+        return self._due
 
     def hall_view(self, head: int = 12) -> HallView:
         """Counters, per-service waits and the next ``head`` tokens (only the head is walked)."""
@@ -200,10 +229,13 @@ class SubstationQueue:
         counts.update(self._waiting_per_service)
         head_tokens: list[tuple[Token, Estimate]] = []
         ahead: dict[str, int] = {}
+        booked_ahead: dict[str, int] = {}
         for _, token_id in self._waiting[:head]:
             token = self.tokens[token_id]
             before = ahead.get(token.service, 0)
-            head_tokens.append((token, self._estimate(token.service, before)))
+            estimate, booked_ahead[token.service] = self._estimate_in_line(
+                token, before, booked_ahead.get(token.service, 0))
+            head_tokens.append((token, estimate))
             ahead[token.service] = before + 1
         at = {t.counter: t for t in self.at_counters()}
         return HallView(
@@ -217,7 +249,7 @@ class SubstationQueue:
                     waiting=waiting,
                     open_counters=self.open_counters_for(name),
                     mean_service_s=round(self.service_times.mean(name), 1),
-                    estimate=self._estimate(name, waiting),
+                    estimate=self.estimate_new(name),
                 )
                 for name, waiting in sorted(counts.items())
             ),
@@ -540,6 +572,7 @@ class SubstationQueue:
     def _event(self, event: Event) -> None:
         self.pending.append(event)
         self.version += 1
+        self.as_of = max(self.as_of, event.at)
 
     def _learn(self, token: Token) -> None:
         if token.called_at is not None and token.finished_at is not None:
@@ -550,8 +583,9 @@ class SubstationQueue:
         old = self.tokens.get(token.id)
         if token.status is Status.BOOKED:
             self._booked[token.id] = token
-        else:
-            self._booked.pop(token.id, None)
+            self._due = None
+        elif self._booked.pop(token.id, None) is not None:
+            self._due = None
         if not token.number and (old is None or old.number):
             self._unnumbered += 1
         elif token.number and old is not None and not old.number:
