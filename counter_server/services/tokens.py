@@ -138,9 +138,10 @@ class TokenService:
                            count: int = 3) -> list[dict]:
         """Nearby substations that could still serve ``service_id`` today, nearest first."""
         day = self.today(now)
+        calendar_day = date.fromisoformat(day)
         found = []
         for other, km in nearest(self.scenario, substation.id, count=len(self.scenario.substations)):
-            if service_id not in other.services or not other.days.is_open(date.fromisoformat(day)):
+            if service_id not in other.services or not other.days.is_open(calendar_day):
                 continue
             hall = await self.hall(other.id, day)
             view = next((s for s in hall.services if s.id == service_id), None)
