@@ -164,9 +164,9 @@ def sqlite_view(db_path: Path) -> tuple[dict[str, StoredToken], dict[str, Stored
 
 async def redis_view(url: str, prefix: str = "ccq:") -> tuple[dict[str, StoredToken], dict[str, StoredPayment]]:
     """The same from the Redis the replicas share."""
-    import redis.asyncio as aioredis
+    from redis.asyncio import Redis
 
-    client = aioredis.from_url(url, decode_responses=True)
+    client = Redis.from_url(url, decode_responses=True)
     try:
         tokens: dict[str, StoredToken] = {}
         async for name in client.scan_iter(match=f"{prefix}q:*:tokens", count=500):
