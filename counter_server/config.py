@@ -42,9 +42,22 @@ class Service:
 
 @dataclass(frozen=True)
 class Counter:
+    """A counter; ``name`` / ``name_hi`` are what boards, phones and slips call it (default: its
+    id), so no screen has to make a label out of the id's shape."""
+
     id: str
     substation: str
     services: tuple[str, ...]
+    name: str = ""
+    name_hi: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @property
+    def label_hi(self) -> str:
+        return self.name_hi or self.label
 
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -143,6 +156,9 @@ class Scenario:
     substations: Mapping[str, Substation]
     policy: QueuePolicy
     demand: Mapping[str, float] = field(default_factory=dict)
+    # The service consumers pay bills at ([demand] payment_service): what the boards' "pay
+    # online" hint, the phone list and peak-sim measure. None: the scenario takes no payments.
+    payment_service: str | None = None
     online: OnlinePayment = field(default_factory=lambda: OnlinePayment())
     billing: BillingConfig = field(default_factory=lambda: BillingConfig())
     store: StoreConfig = field(default_factory=lambda: StoreConfig())
@@ -256,7 +272,9 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
             for name in cservices:
                 if name not in offered:
                     raise ScenarioError(f"{cwhere}.services: {name!r} is not offered at {sub_id}")
-            counters.append(Counter(id=cid, substation=sub_id, services=cservices))
+            counters.append(Counter(id=cid, substation=sub_id, services=cservices,
+                                    name=_optional_text(craw, "name", f"{cwhere}.name") or cid,
+                                    name_hi=_optional_text(craw, "name_hi", f"{cwhere}.name_hi")))
         opens = _clock(raw["opens"], f"{where}.opens") if "opens" in raw else default_opens
         closes = _clock(raw["closes"], f"{where}.closes") if "closes" in raw else default_closes
         if closes <= opens:
@@ -290,13 +308,19 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         service_seeds={s.id: _seed(s) for s in services.values()},
         ewma_alpha=float(queue.get("ewma_alpha", 0.1)),
     )
+    demand = dict(data.get("demand", {}))
+    payment_service = demand.pop("payment_service", None)
+    if payment_service is not None and payment_service not in services:
+        raise ScenarioError(f"demand.payment_service: unknown service {payment_service!r}; "
+                            f"services are {', '.join(services)}")
     return Scenario(
         name=data.get("name", "unnamed scenario"),
         timezone=tz,
         services=services,
         substations=substations,
         policy=policy,
-        demand=dict(data.get("demand", {})),
+        demand=demand,
+        payment_service=payment_service,
         online=_online(data.get("online", {})),
         billing=_billing(data.get("billing", {})),
         store=_store(data.get("store", {})),
@@ -410,6 +434,13 @@ def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
         raise ScenarioError(f"{where}: missing")
     value = data[key]
     if not isinstance(value, kind) or isinstance(value, bool):
+        raise ScenarioError(f"{where}: wrong type {type(value).__name__}")
+    return value
+
+
+def _optional_text(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
         raise ScenarioError(f"{where}: wrong type {type(value).__name__}")
     return value
 

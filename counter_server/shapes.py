@@ -16,6 +16,14 @@ def iso(moment: float | None, tz: tzinfo, timespec: str = "seconds") -> str | No
     return datetime.fromtimestamp(moment, tz).isoformat(timespec=timespec)
 
 
+def counter_names(scenario: Scenario, counter_id: str | None) -> dict[str, str | None]:
+    """What every screen calls a counter: its display name in English and Hindi."""
+    counter = scenario.counters.get(counter_id) if counter_id else None
+    if counter is None:
+        return {"name": counter_id, "name_hi": counter_id}
+    return {"name": counter.label, "name_hi": counter.label_hi}
+
+
 def estimate_json(estimate: Estimate | None) -> dict[str, Any] | None:
     if estimate is None:
         return None
@@ -105,7 +113,7 @@ def hall_json(hall: HallView, scenario: Scenario) -> dict[str, Any]:
         "opens": substation.opens.isoformat("minutes"),
         "closes": substation.closes.isoformat("minutes"),
         "counters": [
-            {"id": c.id, "open": c.open, "services": list(c.services),
+            {"id": c.id, **counter_names(scenario, c.id), "open": c.open, "services": list(c.services),
              "token": public_token_json(c.token) if c.token else None}
             for c in hall.counters
         ],
@@ -138,7 +146,8 @@ def substation_json(substation: Substation, scenario: Scenario, waiting: int) ->
             }
             for sid in substation.services
         ],
-        "counters": [{"id": c.id, "services": list(c.services)} for c in substation.counters],
+        "counters": [{"id": c.id, **counter_names(scenario, c.id), "services": list(c.services)}
+                     for c in substation.counters],
         "waiting": waiting,
     }
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPEN_ALL_DAY = ROOT / "tests" / "scenarios" / "open-all-day.toml"
+# A second scenario that looks nothing like the built-in one (also open all day).
+LAKESIDE = ROOT / "tests" / "scenarios" / "lakeside.toml"
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ from counter_server.app import create_app
 from counter_server.appkeys import KEYS
 from counter_server.config import Scenario, Settings, load_scenario
 from loadtests.processes import (
+    LAKESIDE,
     OPEN_ALL_DAY,
     REDIS_SCENARIO,
     ROOT,
@@ -35,6 +36,22 @@ from loadtests.processes import (
 @pytest.fixture(scope="session")
 def scenario() -> Scenario:
     return load_scenario()
+
+
+# Tests of screens and of peak-sim run on both: nothing may depend on the built-in one's names.
+BOTH_SCENARIOS = {"builtin": OPEN_ALL_DAY, "lakeside": LAKESIDE}
+
+
+@pytest.fixture(params=sorted(BOTH_SCENARIOS), scope="session")
+def scenario_file(request: pytest.FixtureRequest) -> Path:
+    """Each scenario file in turn (open all day): the built-in one, then one unlike it."""
+    return BOTH_SCENARIOS[request.param]
+
+
+def paid_service(scenario: Scenario) -> str:
+    """The scenario's payment service; tests take it from there, never by name."""
+    assert scenario.payment_service is not None, "the scenario names no [demand] payment_service"
+    return scenario.payment_service
 
 
 class Clock:
@@ -142,5 +159,5 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-__all__ = ["Api", "BillingSimProcess", "ChildProcess", "Clock", "OPEN_ALL_DAY", "REDIS_SCENARIO", "ROOT",
-           "RedisProcess", "ServerProcess", "aiohttp", "bearer", "free_port", "run_cli"]
+__all__ = ["Api", "BOTH_SCENARIOS", "BillingSimProcess", "ChildProcess", "Clock", "LAKESIDE", "OPEN_ALL_DAY", "REDIS_SCENARIO", "ROOT",
+           "RedisProcess", "ServerProcess", "aiohttp", "bearer", "free_port", "paid_service", "run_cli"]

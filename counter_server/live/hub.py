@@ -213,8 +213,9 @@ class LiveHub:
             body["nearby"] = self.nearby(name)
         return json.dumps(body, ensure_ascii=False)
 
-    def nearby(self, name: str, service: str = "bill_payment") -> list[dict[str, Any]]:
-        """The nearest substations with their current wait for ``service``."""
+    def nearby(self, name: str, service: str | None = None) -> list[dict[str, Any]]:
+        """The nearest substations with their current wait for ``service`` (the paid one)."""
+        service = service or self.scenario.payment_service
         found = []
         for other, km in nearest(self.scenario, name):
             hall = self._halls.get(other.id)

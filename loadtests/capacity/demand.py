@@ -161,8 +161,10 @@ def demand_from_scenario(scenario: Scenario, overrides: Mapping[str, Any] | None
             raise DemandError(f"online_payments_per_month: {online_payments:g} is more than the "
                               f"month's payments ({connections * paying:g} = connections x "
                               "paying_share); lower it or set online_share")
-    services = list(scenario.services)
-    payment = flags.get("payment_service", raw.get("payment_service", services[0]))
+    payment = flags.get("payment_service", scenario.payment_service)
+    if payment is None:
+        raise DemandError("payment_service: the scenario's [demand] names no payment_service; "
+                          "give --payment-service SERVICE")
     weights = _table(flags.get("substation_weights", raw.get("substation_weights", {})),
                      "substation_weights", scenario.substations)
     visits = _table(flags.get("visits_per_day", raw.get("visits_per_day", {})),
