@@ -28,7 +28,7 @@ from .pages import page_headers, setup_pages
 from .phone.pages import setup_phone_pages
 from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
-from .services.phones import PhoneService
+from .services.phones import PhoneLinks, PhoneService
 from .store import open_store
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         async with _billing_gateway(app, store) as gateway:
             app[GATEWAY] = gateway
             app[PAYMENTS] = PaymentService(tokens, store, settings.clock, on_queued=gateway.wake)
-            app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, settings.clock)
+            links = PhoneLinks(await store.server_secret())
+            app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, links, settings.clock)
             background = [asyncio.create_task(_push_billing_to_ops(gateway, hub)),
                           asyncio.create_task(_start_booked_slots(phones))]
             try:

@@ -58,10 +58,11 @@ def token_json(token: Token, scenario: Scenario, estimate: Estimate | None = Non
     }
 
 
-def phone_token_json(token: Token, scenario: Scenario, estimate: Estimate | None,
+def phone_token_json(token: Token, link: str, scenario: Scenario, estimate: Estimate | None,
                      travel_s: float) -> dict[str, Any]:
-    """A token as its holder's phone shows it: never the full account or phone number (only
-    the account's last digits), and when to leave home for a trip of ``travel_s``."""
+    """A token as its holder's phone shows it: its ``link`` (the phone's key to it, not the
+    bare id), never the full account or phone number (only the account's last digits), and
+    when to leave home for a trip of ``travel_s``."""
     tz = scenario.timezone
     substation = scenario.substations[token.substation]
     service = scenario.services[token.service]
@@ -71,7 +72,7 @@ def phone_token_json(token: Token, scenario: Scenario, estimate: Estimate | None
         leave = {"leave_in_s": advice.leave_in_s, "leave_now": advice.leave_now,
                  "travel_s": travel_s}
     return {
-        "id": token.id,
+        "link": link,
         "number": token.number or None,
         "status": token.status.value,
         "origin": token.origin.value,

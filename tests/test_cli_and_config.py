@@ -26,8 +26,11 @@ def test_builtin_scenario_is_the_reference_case():
 @pytest.mark.parametrize("edit, field", [
     (lambda t: t.replace('timezone = "Asia/Kolkata"', 'timezone = "Mars/Olympus"'), "timezone"),
     (lambda t: t.replace('letter = "N"', 'letter = "B"'), "services[1].letter"),
-    (lambda t: t.replace('{ id = "S01-C2", services = ["bill_payment"] }',
+    (lambda t: t.replace('{ id = "S01-C2", name = "Counter 2", name_hi = "काउंटर 2", services = ["bill_payment"] }',
                          '{ id = "S01-C2", services = ["water"] }'), "substations[0].counters[1].services"),
+    (lambda t: t.replace('name = "Counter 2", name_hi = "काउंटर 2"', 'name = 2', 1), "substations[0].counters[1].name"),
+    (lambda t: t.replace('payment_service = "bill_payment"', 'payment_service = "bill_paymnet"'),
+     "demand.payment_service"),
     (lambda t: t.replace('opens = "09:30"', 'opens = "half past nine"'), "hours.opens"),
     (lambda t: t.replace('closed_weekdays = ["sunday"]', 'closed_weekdays = ["funday"]'), "hours.closed_weekdays"),
     (lambda t: t.replace('holidays = []', 'holidays = ["Diwali"]'), "hours.holidays"),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from counter_server.app import create_app
-from counter_server.appkeys import TOKEN_WATCH
+from counter_server.appkeys import PHONES, STORE, TOKEN_WATCH
 from counter_server.config import Settings
 
 from .conftest import Api, Clock
@@ -44,7 +44,7 @@ async def test_a_phone_takes_a_real_remote_token_and_never_sees_full_numbers(api
     token = body["token"]
     assert (token["number"], token["origin"], token["status"]) == ("B-002", "remote", "waiting")
     assert token["account"] == "••••1877" and body["account_check"] == "verified"
-    assert body["url"] == f"/q/t/{token['id']}" and token["ahead"] == 1
+    assert body["url"] == f"/q/t/{token['link']}" and token["ahead"] == 1
     assert token["leave"]["leave_now"] is True        # one ahead: a 20-minute trip means now
     text = json.dumps(body)
     assert "98765" not in text and "20431877" not in text
@@ -52,7 +52,7 @@ async def test_a_phone_takes_a_real_remote_token_and_never_sees_full_numbers(api
     status, queue = await api.get("/api/v1/substations/S01/queue")
     assert [(t["number"], t["origin"]) for t in queue["tokens"]] == [
         (walk_in["number"], "counter"), ("B-002", "remote")]
-    status, mine = await api.get(f"/api/v1/public/tokens/{token['id']}", key=None)
+    status, mine = await api.get(f"/api/v1/public/tokens/{token['link']}", key=None)
     assert status == 200 and mine["token"]["number"] == "B-002"
 
 
@@ -61,12 +61,12 @@ async def test_one_active_token_per_account_and_per_phone(api: Api):
     assert status == 201
     status, again = await take(api, account=ACCOUNT, phone=PHONE)
     assert status == 409 and again["error"]["code"] == "already_holding"
-    assert again["error"]["token"] == first["token"]["id"]            # a lost link comes back
+    assert again["error"]["token"] == first["token"]["link"]          # a lost link comes back
     status, other = await take(api, account="KAN-99999999", phone=PHONE)
     assert status == 409 and "token" not in other["error"]            # nothing given away
     status, elsewhere = await take(api, sid="S02", account=ACCOUNT, phone=PHONE)
     assert status == 201                                               # another substation
-    status, cancelled = await api.post(f"/api/v1/public/tokens/{first['token']['id']}/cancel", key=None)
+    status, cancelled = await api.post(f"/api/v1/public/tokens/{first['token']['link']}/cancel", key=None)
     assert status == 200 and cancelled["token"]["status"] == "cancelled"
     status, _ = await take(api, account=ACCOUNT, phone=PHONE)
     assert status == 201
@@ -154,9 +154,10 @@ async def test_slots_nudge_away_from_month_end_and_a_booking_is_called_on_time(a
     walk_ins = [await api.issue() for _ in range(3)]
     clock.now = slot_at + 10
     called = await api.next("S01-C1")
-    assert called["id"] in {b["id"] for b in booked}
+    links = {b["link"].rpartition(".")[0]: b["link"] for b in booked}
+    assert called["id"] in links
     assert called["origin"] == "slot" and called["number"] == "B-004"
-    status, mine = await api.get(f"/api/v1/public/tokens/{called['id']}", key=None)
+    status, mine = await api.get(f"/api/v1/public/tokens/{links[called['id']]}", key=None)
     assert mine["token"]["status"] == "called" and mine["token"]["leave"]["leave_now"]
     assert walk_ins[0]["number"] == "B-001"
     # A booking given up before its slot is no token of the day in the report; started ones are.
@@ -164,7 +165,7 @@ async def test_slots_nudge_away_from_month_end_and_a_booking_is_called_on_time(a
     status, given_up = await api.post("/api/v1/public/substations/S01/bookings", key=None,
                                       json={"service": "bill_payment", "slot_at": later, **person(500)})
     assert status == 201
-    await api.post(f"/api/v1/public/tokens/{given_up['token']['id']}/cancel", key=None)
+    await api.post(f"/api/v1/public/tokens/{given_up['token']['link']}/cancel", key=None)
     status, report = await api.get("/api/v1/reports/daily?date=2025-12-01&substation=S01")
     assert status == 200
     assert (report["report"]["total"]["issued"], report["report"]["total"]["cancelled"]) == (3 + len(booked), 0)
@@ -189,8 +190,8 @@ async def test_the_token_feed_follows_the_place_in_line(api: Api):
     for _ in range(3):
         await api.issue()
     status, body = await take(api, account=ACCOUNT, phone=PHONE)
-    token_id = body["token"]["id"]
-    ws = await api.client.ws_connect(f"/api/v1/public/tokens/{token_id}/live?travel_min=5")
+    link = body["token"]["link"]
+    ws = await api.client.ws_connect(f"/api/v1/public/tokens/{link}/live?travel_min=5")
     first = await ws.receive_json(timeout=3)
     assert first["type"] == "token" and first["token"]["ahead"] == 3
     await api.next("S01-C1")
@@ -255,3 +256,48 @@ async def test_phones_take_nothing_on_a_closed_day_and_slots_skip_it(api: Api, c
     assert status == 201, body
     # A cashier at work on a closed day issues as usual: the counter is open then.
     assert (await api.issue())["number"] == "B-001"
+
+
+async def test_a_token_id_alone_opens_nothing_on_the_public_routes(api: Api):
+    """A board key sees token ids in the queue; the public routes want the phone's link."""
+    walk_in = await api.issue()
+    status, body = await take(api, account=ACCOUNT, phone=PHONE)
+    remote = body["token"]
+    status, queue = await api.get("/api/v1/substations/S01/queue", key=api.board)
+    ids = [t["id"] for t in queue["tokens"]]
+    assert status == 200 and walk_in["id"] in ids
+    for token_id in ids:   # a walk-in's id and a remote token's bare id alike
+        status, refused = await api.post(f"/api/v1/public/tokens/{token_id}/cancel", key=None)
+        assert status == 404 and refused["error"]["code"] == "token_not_found"
+        status, _ = await api.get(f"/api/v1/public/tokens/{token_id}", key=None)
+        assert status == 404
+    forged = remote["link"][:-3] + ("AAA" if not remote["link"].endswith("AAA") else "BBB")
+    status, _ = await api.post(f"/api/v1/public/tokens/{forged}/cancel", key=None)
+    assert status == 404
+    status, queue = await api.get("/api/v1/substations/S01/queue")
+    assert [t["status"] for t in queue["tokens"]] == ["waiting", "waiting"]   # nothing cancelled
+    # The walk-in's id with a MAC made for it still opens nothing: links are for phones' tokens.
+    made = api.client.app[PHONES].links.link(walk_in["id"])
+    status, _ = await api.post(f"/api/v1/public/tokens/{made}/cancel", key=None)
+    assert status == 404
+    # The phone's own link cancels, and the event names who did it.
+    status, cancelled = await api.post(f"/api/v1/public/tokens/{remote['link']}/cancel", key=None)
+    assert status == 200 and cancelled["token"]["status"] == "cancelled"
+    events = await api.client.app[STORE].events()
+    cancel = next(e for e in events if e["kind"] == "cancelled")
+    assert cancel["actor"] == "phone:holder-1877", cancel
+
+
+async def test_phone_links_survive_a_restart_and_the_secret_stays_out_of_the_database(
+        aiohttp_client, settings: Settings):
+    first = await aiohttp_client(create_app(replace(settings, write_admin_key=False)))
+    resp = await first.post("/api/v1/public/substations/S01/tokens",
+                            json={"service": "bill_payment", "account": ACCOUNT, "phone": PHONE})
+    link = (await resp.json())["token"]["link"]
+    await first.close()
+    secret_file = settings.data_dir / "server.secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert secret_file.read_text().strip() not in settings.database_path.read_bytes().hex()
+    again = await aiohttp_client(create_app(replace(settings, write_admin_key=False)))
+    resp = await again.get(f"/api/v1/public/tokens/{link}")
+    assert resp.status == 200 and (await resp.json())["token"]["status"] == "waiting"

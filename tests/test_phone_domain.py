@@ -62,7 +62,10 @@ def test_one_active_token_per_account_and_per_phone():
     first = q.issue("t1", "bill_payment", "B", Priority.NORMAL, OPENS, holder=holder(1))
     with pytest.raises(AlreadyHolding) as same:
         q.issue("t2", "bill_payment", "B", Priority.NORMAL, OPENS, holder=holder(1))
-    assert same.value.details() == {"token": first.id}   # both numbers match: its own link back
+    assert same.value.same_holder and same.value.token.id == first.id   # both numbers match
+    assert same.value.details() == {}                     # no link yet: the phone service makes it
+    same.value.link = "t1.mac"
+    assert same.value.details() == {"token": "t1.mac"}    # its own link back
     with pytest.raises(AlreadyHolding) as phone_only:
         q.issue("t3", "bill_payment", "B", Priority.NORMAL, OPENS, holder=Holder("acct9", "phone1"))
     assert phone_only.value.details() == {}               # only one matches: nothing revealed

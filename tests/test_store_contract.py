@@ -229,6 +229,39 @@ async def test_keys_are_found_by_hash_and_revoked_at_once(store: Store):
     assert [k.revoked_at for k in await store.list_keys()] == [2.0]
 
 
+async def test_the_server_secret_is_made_once_and_kept_across_restarts(make_store):
+    first = make_store()
+    await first.open()
+    secret = await first.server_secret()
+    assert len(secret) == 32 and await first.server_secret() == secret
+    await first.close()
+    again = make_store()      # a restart, or (Redis) another replica
+    await again.open()
+    try:
+        assert await again.server_secret() == secret
+    finally:
+        await again.close()
+
+
+async def test_sqlite_keeps_the_secret_beside_the_database_not_in_it(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "store.db", POLICY)
+    await store.open()
+    try:
+        secret = await store.server_secret()
+    finally:
+        await store.close()
+    kept = tmp_path / "server.secret"
+    assert kept.stat().st_mode & 0o777 == 0o600 and bytes.fromhex(kept.read_text().strip()) == secret
+    kept.write_text("not a secret\n")
+    store = SQLiteStore(tmp_path / "store.db", POLICY)
+    await store.open()
+    try:
+        with pytest.raises(ValueError, match="server.secret"):
+            await store.server_secret()
+    finally:
+        await store.close()
+
+
 async def test_sqlite_commits_concurrent_writes_together(tmp_path: Path):
     """Group commit: a burst of acknowledged writes shares fsyncs instead of one each."""
     store = SQLiteStore(tmp_path / "group.db", POLICY)

@@ -296,7 +296,8 @@ PHONE_TOKEN = _answer("The token as its phone shows it (account's last digits on
 
 
 def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
-    """The consumers' phone routes: public (no key); a token's id is its holder's to keep."""
+    """The consumers' phone routes: public (no key); a token's link (its id and a MAC the server
+    makes) is its holder's to keep: a bare token id opens nothing here."""
     public_ = {"security": []}
     return {
         "/api/v1/public/substations": {"get": {
@@ -318,19 +319,19 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
             "parameters": [_path("sid"), IDEMPOTENCY, TRAVEL], "requestBody": _body("BookSlot"),
             "responses": {"201": PHONE_TOKEN, **mutating},
         }},
-        "/api/v1/public/tokens/{tid}": {"get": {
+        "/api/v1/public/tokens/{link}": {"get": {
             **public_, "summary": "One's own token: place, wait range and when to leave",
-            "parameters": [_path("tid"), TRAVEL],
+            "parameters": [_path("link"), TRAVEL],
             "responses": {"200": PHONE_TOKEN, **_errors(400, 404)},
         }},
-        "/api/v1/public/tokens/{tid}/cancel": {"post": {
+        "/api/v1/public/tokens/{link}/cancel": {"post": {
             **public_, "summary": "Give up one's token or booking (before it is called)",
-            "parameters": [_path("tid"), IDEMPOTENCY, TRAVEL],
+            "parameters": [_path("link"), IDEMPOTENCY, TRAVEL],
             "responses": {"200": PHONE_TOKEN, **mutating},
         }},
-        "/api/v1/public/tokens/{tid}/live": {"get": {
+        "/api/v1/public/tokens/{link}/live": {"get": {
             **public_, "summary": "WebSocket: the token's own view whenever it changes, and heartbeats",
-            "parameters": [_path("tid"), TRAVEL],
+            "parameters": [_path("link"), TRAVEL],
             "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 404)},
         }},
         "/api/v1/ops/substations/{sid}/slots/{day}": {"put": {

@@ -1,5 +1,5 @@
-"""Thin handlers of the consumers' phone API (public: no key; the token's unguessable id is
-what lets a phone see and cancel its own token)."""
+"""Thin handlers of the consumers' phone API (public: no key; the token's link, its id with a
+MAC only the server can make, is what lets a phone see and cancel its own token)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ async def _idempotency(request: web.Request) -> IdempotencyKey | None:
 
 
 def _token_answer(request: web.Request, token, estimate, status: int = 200, **extra) -> web.Response:
-    body = {"token": phone_token_json(token, request.app[SETTINGS].scenario, estimate, _travel_s(request)),
-            "url": f"/q/t/{token.id}", **extra}
+    link = request.app[PHONES].links.link(token.id)
+    body = {"token": phone_token_json(token, link, request.app[SETTINGS].scenario, estimate, _travel_s(request)),
+            "url": f"/q/t/{link}", **extra}
     return web.json_response(body, status=status)
 
 
@@ -128,14 +129,14 @@ async def book_slot(request: web.Request) -> web.Response:
 @public
 async def get_token(request: web.Request) -> web.Response:
     _travel_s(request)   # a bad query is named before the token is looked up
-    token, estimate = await request.app[PHONES].view(request.match_info["tid"])
+    token, estimate = await request.app[PHONES].view(request.match_info["link"])
     return _token_answer(request, token, estimate)
 
 
 @public
 async def cancel_token(request: web.Request) -> web.Response:
     idem = await _idempotency(request)
-    applied = await request.app[PHONES].cancel(request.match_info["tid"], idem)
+    applied = await request.app[PHONES].cancel(request.match_info["link"], idem)
     return _token_answer(request, applied.token, applied.estimate)
 
 
@@ -143,7 +144,8 @@ async def cancel_token(request: web.Request) -> web.Response:
 async def token_live(request: web.Request) -> web.WebSocketResponse:
     """WebSocket: the token's own view now, then again whenever it changes."""
     travel_s = _travel_s(request)
-    token, _ = await request.app[PHONES].view(request.match_info["tid"])   # 404 before the upgrade
+    link = request.match_info["link"]
+    token, _ = await request.app[PHONES].view(link)   # 404 before the upgrade
     scenario = request.app[SETTINGS].scenario
     watch = request.app[TOKEN_WATCH]
     heartbeat_s = request.app[HUB].heartbeat_s
@@ -157,7 +159,7 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
                 watcher.changed.clear()
                 token, estimate = watcher.latest
                 await ws.send_json({"type": "token", "v": SCHEMA_VERSION,
-                                    "token": phone_token_json(token, scenario, estimate, travel_s)})
+                                    "token": phone_token_json(token, link, scenario, estimate, travel_s)})
             else:
                 await ws.send_json({"type": "heartbeat", "v": SCHEMA_VERSION, "interval_s": heartbeat_s})
             changed = asyncio.ensure_future(watcher.changed.wait())
@@ -199,7 +201,7 @@ def setup_phone_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/public/substations/{sid}/tokens", take_token)
     app.router.add_get("/api/v1/public/substations/{sid}/slots", list_slots)
     app.router.add_post("/api/v1/public/substations/{sid}/bookings", book_slot)
-    app.router.add_get("/api/v1/public/tokens/{tid}", get_token)
-    app.router.add_post("/api/v1/public/tokens/{tid}/cancel", cancel_token)
-    app.router.add_get("/api/v1/public/tokens/{tid}/live", token_live)
+    app.router.add_get("/api/v1/public/tokens/{link}", get_token)
+    app.router.add_post("/api/v1/public/tokens/{link}/cancel", cancel_token)
+    app.router.add_get("/api/v1/public/tokens/{link}/live", token_live)
     app.router.add_put("/api/v1/ops/substations/{sid}/slots/{day}", put_slots)

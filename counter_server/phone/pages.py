@@ -65,7 +65,7 @@ async def qr_code(request: web.Request) -> web.Response:
 
 def setup_phone_pages(app: web.Application) -> None:
     app.router.add_get("/q", phone_page)
-    app.router.add_get("/q/t/{tid}", phone_page)
+    app.router.add_get("/q/t/{link}", phone_page)
     app.router.add_get("/q/{sid}", phone_page)
     app.router.add_get("/q/{sid}/qr.svg", qr_code)
     app.router.add_get("/static/q/{name}", phone_asset)

@@ -99,10 +99,11 @@ class AlreadyHolding(DomainError):
                          "cancel it before taking another.")
         self.token = token
         self.same_holder = same_holder
+        self.link: str | None = None   # the phone's link to it, set by whoever can make one
 
     def details(self) -> dict[str, object]:
-        # The existing token's id (its private URL) goes only to whoever gave both numbers.
-        return {"token": self.token.id} if self.same_holder else {}
+        # The link to the existing token goes only to whoever gave both numbers.
+        return {"token": self.link} if self.same_holder and self.link else {}
 
 
 class SlotUnavailable(DomainError):

@@ -8,8 +8,10 @@ per account and per phone number without storing either number.
 
 from __future__ import annotations
 
+import base64
 import calendar
 import hashlib
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,9 +20,11 @@ from datetime import date, datetime, timedelta
 from ..config import PhonesConfig, Scenario, Substation
 from ..queueing import (
     Action,
+    AlreadyHolding,
     CannotServeToday,
     Estimate,
     Holder,
+    Origin,
     Priority,
     SlotPlan,
     SlotUnavailable,
@@ -57,6 +61,32 @@ def holder_of(account: str, phone: str) -> Holder:
                   account[-4:])
 
 
+class PhoneLinks:
+    """What a phone holds of its token: the token's id and a MAC of it under the server's secret.
+
+    Token ids reach cashiers and the queue API; on the public routes an id alone opens nothing,
+    so nobody but the phone that took a token can see or cancel it there."""
+
+    MAC_CHARS = 22   # 132 bits of HMAC-SHA256, base64url
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def link(self, token_id: str) -> str:
+        return f"{token_id}.{self._mac(token_id)}"
+
+    def token_id(self, link: str) -> str:
+        """The token a link names; NotFound for anything the server did not hand out."""
+        token_id, _, mac = link.rpartition(".")
+        if not token_id or not hmac.compare_digest(mac.encode(), self._mac(token_id).encode()):
+            raise NotFound("token", link)
+        return token_id
+
+    def _mac(self, token_id: str) -> str:
+        digest = hmac.new(self._secret, b"phone-link:" + token_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode()[:self.MAC_CHARS]
+
+
 @dataclass(frozen=True)
 class SlotDay:
     """One day's slots as the booking screen shows them."""
@@ -72,8 +102,9 @@ class SlotDay:
 
 class PhoneService:
     def __init__(self, tokens: TokenService, store: Store, lookup_account: AccountLookup,
-                 clock: Callable[[], float] = time.time) -> None:
+                 links: PhoneLinks, clock: Callable[[], float] = time.time) -> None:
         self.tokens = tokens
+        self.links = links
         self.scenario: Scenario = tokens.scenario
         self.config: PhonesConfig = tokens.scenario.phones
         self.store = store
@@ -94,6 +125,9 @@ class PhoneService:
         try:
             applied = await self.tokens.issue_for(PHONE_ACTOR, substation.id, service_id,
                                                   Priority.NORMAL, idem, holder_of(account, phone))
+        except AlreadyHolding as held:
+            self._name_link(held)
+            raise
         except CannotServeToday as refusal:
             # Not today: the first free slots of the first quiet day (else of any later day).
             today = self.tokens.today(self.clock())
@@ -175,8 +209,16 @@ class PhoneService:
 
         try:
             return await self.store.mutate_queue(substation.id, day, change, idem), checked
+        except AlreadyHolding as held:
+            self._name_link(held)
+            raise
         finally:
             self._slot_lists.pop(substation.id, None)
+
+    def _name_link(self, held: AlreadyHolding) -> None:
+        """Whoever gave both numbers of a holder gets the link to the token they hold."""
+        if held.same_holder:
+            held.link = self.links.link(held.token.id)
 
     def _unpublished_plan(self, substation: Substation, q: SubstationQueue, day: str) -> SlotPlan | None:
         """The default slots of a day ops have not published; none on a closed day."""
@@ -226,20 +268,25 @@ class PhoneService:
 
     # -- the consumer's own token -------------------------------------------------------------
 
-    async def view(self, token_id: str) -> tuple[Token, Estimate | None]:
-        found = await self.store.token_view(token_id)
-        if found is None:
-            raise NotFound("token", token_id)
+    async def view(self, link: str) -> tuple[Token, Estimate | None]:
+        """The token a phone's link names, if it was taken from a phone."""
+        found = await self.store.token_view(self.links.token_id(link))
+        if found is None or found[0].origin is Origin.COUNTER:
+            raise NotFound("token", link)
         return found
 
-    async def cancel(self, token_id: str, idem: IdempotencyKey | None = None) -> Applied:
-        """The holder gives up a token or booking (only before it is called)."""
+    async def cancel(self, link: str, idem: IdempotencyKey | None = None) -> Applied:
+        """The holder of a phone's link gives up its token or booking (only before it is
+        called); the event names the holder by the account's last digits."""
         now = self.clock()
+        token_id = self.links.token_id(link)
 
         def change(q: SubstationQueue, token: Token) -> Token:
+            if token.origin is Origin.COUNTER:   # links are only handed out for phones' tokens
+                raise NotFound("token", link)
             if token.at_counter:
                 raise InvalidField("token", "The token is at a counter now; ask the cashier there.")
-            return q.act(token.id, Action.CANCEL, now, PHONE_ACTOR)
+            return q.act(token.id, Action.CANCEL, now, f"{PHONE_ACTOR}:holder-{token.account_hint}")
 
         applied = await self.store.mutate_token(token_id, change, idem)
         if applied.token is not None:

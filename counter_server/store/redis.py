@@ -1059,6 +1059,12 @@ class RedisStore:
 
     # -- the event log and live fan-out ------------------------------------------------------
 
+    async def server_secret(self) -> bytes:
+        """One key every replica reads; the first replica to ask makes it."""
+        key = self._k("secret")
+        await self.redis.set(key, secrets.token_hex(32), nx=True)
+        return bytes.fromhex(await self.redis.get(key))
+
     def add_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
 

@@ -51,6 +51,7 @@ from .base import (
     QueueChange,
     QueueSnapshot,
     TokenChange,
+    read_or_make_secret,
 )
 
 log = logging.getLogger(__name__)
@@ -449,6 +450,10 @@ class SQLiteStore:
              payment.counter, json.dumps(row)],
         )
         return cur.lastrowid
+
+    async def server_secret(self) -> bytes:
+        """Kept in ``server.secret`` beside the database file, never inside it."""
+        return await asyncio.to_thread(read_or_make_secret, self.path.with_name("server.secret"))
 
     def add_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)

@@ -128,7 +128,24 @@ async def run(workdir: Path, outcome: Outcome) -> None:
                 ("read a payment", "GET", f"/api/v1/payments/{paid['payment']['id']}", {}),
             ):
                 await m.expect(f"board key: {label}", (403,), method, path, board, **kw)
-            await m.expect("board key reads a queue", (200,), "GET", "/api/v1/substations/S01/queue", board)
+            (_, seen) = await m.expect("board key reads a queue", (200,), "GET", "/api/v1/substations/S01/queue",
+                                       board)
+
+            # Holes an outside probe found, kept closed. Token ids a board key reads open
+            # nothing on the public (phone) routes: they want the phone's link.
+            probe_before = m.checks
+            (_, remote) = await m.expect("probe: a phone takes a token", (201,), "POST",
+                                         "/api/v1/public/substations/S01/tokens",
+                                         json={"service": "bill_payment", "account": "KAN-20431877",
+                                               "phone": "9876543210"})
+            seen_ids = [t["id"] for t in (seen or {}).get("tokens", [])]
+            bare = (remote or {}).get("token", {}).get("link", "").rpartition(".")[0]
+            for token_id in [*seen_ids, bare]:
+                await m.expect(f"probe: public cancel by a token id read with a board key ({token_id[:6]}…)",
+                               (404,), "POST", f"/api/v1/public/tokens/{token_id}/cancel")
+                await m.expect(f"probe: public view by a bare token id ({token_id[:6]}…)", (404,), "GET",
+                               f"/api/v1/public/tokens/{token_id}")
+            probe_cases = m.checks - probe_before
 
             # Malformed and unknown keys, and keys in the query string: 401, never echoed.
             for label, header in (("no scheme", c1), ("Basic", f"Basic {c1}"), ("empty Bearer", "Bearer "),
@@ -196,9 +213,11 @@ async def run(workdir: Path, outcome: Outcome) -> None:
                 outcome.problem(f"access: {n} {text}")
         if hashed != len(secrets):
             outcome.problem(f"access: only {hashed} of {len(secrets)} keys found as SHA-256 digests at rest")
-        progress(f"  access: {m.checks} checks, {m.failed} failed, {m.echoed} echoed a key; revoke took "
+        progress(f"  access: {m.checks} checks ({probe_cases} from the outside probe), {m.failed} failed, "
+                 f"{m.echoed} echoed a key; revoke took "
                  f"{revoke_s:.2f} s; keys at rest {at_rest}, in log {in_log}")
         outcome.figure(part, "access checks (roles, keys, CSRF, headers)", m.checks)
+        outcome.figure(part, "of which the outside probe's cases", probe_cases)
         outcome.figure(part, "checks failed", m.failed, target="0", met=m.failed == 0)
         outcome.figure(part, "answers echoing a key", m.echoed, target="0", met=m.echoed == 0)
         outcome.figure(part, "plain keys in store file or log", at_rest + in_log, target="0",
