@@ -24,6 +24,7 @@ from .live import OPS_CHANNEL, LiveHub
 from .live.token_watch import TokenWatch
 from .ops.handlers import setup_ops
 from .ops.metrics import Metrics
+from .ops.status import push_alerts
 from .pages import page_headers, setup_pages
 from .phone.pages import setup_phone_pages
 from .services import KeyService, Role, TokenService
@@ -81,7 +82,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             app[PAYMENTS] = PaymentService(tokens, store, settings.clock, on_queued=gateway.wake)
             links = PhoneLinks(await store.server_secret())
             app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, links, settings.clock)
-            background = [asyncio.create_task(_push_billing_to_ops(gateway, hub)),
+            background = [asyncio.create_task(_push_billing_to_ops(gateway, hub, tokens)),
                           asyncio.create_task(_start_booked_slots(phones))]
             try:
                 yield
@@ -120,12 +121,15 @@ async def _billing_gateway(app: web.Application, store) -> AsyncIterator[Billing
             await runner.cleanup()
 
 
-async def _push_billing_to_ops(gateway: BillingGateway, hub: LiveHub, every_s: float = 1.0) -> None:
-    """Ops watch the gateway live: its state goes out on the ops channel every second."""
+async def _push_billing_to_ops(gateway: BillingGateway, hub: LiveHub, tokens: TokenService,
+                               every_s: float = 1.0) -> None:
+    """Ops watch the gateway live: its state and the alerts go out on the ops channel every second."""
     while True:
         await asyncio.sleep(every_s)
         try:
-            hub.notify(OPS_CHANNEL, {"type": "billing", "billing": await gateway.snapshot()})
+            billing = await gateway.snapshot()
+            hub.notify(OPS_CHANNEL, {"type": "billing", "billing": billing})
+            await push_alerts(tokens, hub, billing)
         except Exception:  # noqa: BLE001 - a failed snapshot must not stop the next one
             log.exception("billing snapshot for ops failed")
 

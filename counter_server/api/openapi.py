@@ -229,6 +229,23 @@ def build_openapi() -> dict[str, Any]:
                        "turned away (admin or board key)",
             "responses": {"200": _answer("Overview", {"type": "object"}), **_errors(401, 403)},
         }},
+        "/api/v1/ops/alerts": {"get": {
+            "summary": "Ops: what needs acting on now, each with what to do (admin): people waiting "
+                       "with no counter open for their service, a token called and not started for "
+                       "5 min, billing down or its breaker open, the outbox paused or its oldest "
+                       "payment 2 min old (15 min: critical). The ops channel sends the same list "
+                       "every second as {\"type\": \"alerts\"}",
+            "responses": {"200": _answer("Alerts", {"type": "object", "properties": {"alerts": {
+                "type": "array", "items": {"type": "object", "properties": {
+                    "key": {"type": "string"}, "level": {"type": "string", "enum": ["critical", "warning"]},
+                    "kind": {"type": "string", "enum": ["billing_down", "outbox_paused", "outbox_old",
+                                                        "hall_unstaffed", "service_unserved",
+                                                        "called_not_started"]},
+                    "title": {"type": "string"}, "action": {"type": "string"},
+                    "substation": {"type": ["string", "null"]}, "service": {"type": ["string", "null"]},
+                    "counter": {"type": ["string", "null"]}, "age_s": {"type": ["number", "null"]}}}}}}),
+                **_errors(401, 403)},
+        }},
         "/api/v1/ops/live-ticket": {"post": {
             "summary": "Ops: a one-time ticket (30 s) to open the ops channel from a browser at "
                        "/ops/live?ticket=T, since a browser WebSocket cannot send Authorization (admin)",

@@ -18,6 +18,7 @@ from ..services import Actor, Forbidden, Role
 from .metrics import REQUEST_ID_HEADER, REQUEST_ID_KEY, Metrics, Reading
 from .reports import daily_csv, daily_json, monthly_csv, monthly_json
 from .service import OpsService
+from .status import alerts_now, today_halls
 
 OPS_WEB = Path(__file__).resolve().parent / "web"
 METRICS = web.AppKey("metrics", Metrics)
@@ -82,6 +83,13 @@ async def overview(request: web.Request) -> web.Response:
     return web.json_response(await request.app[OPS].overview())
 
 
+async def alerts(request: web.Request) -> web.Response:
+    """What needs ops now, each with what to do (admin): what the ops channel sends every second."""
+    actor_of(request).require_admin()
+    app = request.app
+    return web.json_response({"alerts": await alerts_now(app[TOKENS], app[HUB], await app[GATEWAY].snapshot())})
+
+
 async def live_ticket(request: web.Request) -> web.Response:
     """A one-time ticket for the ops page to open the ops channel (admin)."""
     await parse_body(request, NoBody)
@@ -119,13 +127,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def _reading(app: web.Application) -> Reading:
     tokens, hub = app[TOKENS], app[HUB]
     today = tokens.today()
-    halls = []
-    for sid in app[SETTINGS].scenario.substations:
-        hall = hub.hall(sid)
-        if hall is None or hall.day != today:  # nothing changed yet today: start from the store
-            hall = (await tokens.queue(sid)).hall
-            hub.update_hall(hall)
-        halls.append(hall)
+    halls = await today_halls(tokens, hub)
     limiter = app[RATE_LIMITER]
     return Reading(
         halls=halls,
@@ -163,4 +165,5 @@ def setup_ops(app: web.Application, metrics_: Metrics) -> None:
     app.router.add_get("/api/v1/reports/daily", report_daily)
     app.router.add_get("/api/v1/reports/monthly", report_monthly)
     app.router.add_get("/api/v1/ops/overview", overview)
+    app.router.add_get("/api/v1/ops/alerts", alerts)
     app.router.add_post("/api/v1/ops/live-ticket", live_ticket)

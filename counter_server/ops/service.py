@@ -94,7 +94,8 @@ class OpsService:
 
     async def overview(self) -> dict:
         """Today's tokens by status per substation, served and no-shows per counter, and how
-        many were turned away: what the live channel's halls do not carry."""
+        many were turned away: what the live channel's halls do not carry. With the scenario's
+        paid service (None when it takes no payments), which the page shows first in each hall."""
         day = self.today()
         substations = {sid: {"tokens": {s.value: 0 for s in Status}, "turned_away": 0}
                        for sid in self.scenario.substations}
@@ -107,7 +108,8 @@ class OpsService:
                 counters[counter]["no_shows"] += n
         for sid, entry in substations.items():
             entry["turned_away"] = await self.store.turned_away_count(sid, day)
-        return {"day": day, "substations": substations, "counters": counters}
+        return {"day": day, "payment_service": self.scenario.payment_service,
+                "substations": substations, "counters": counters}
 
     # -- tickets for the ops page's live channel -------------------------------------------
 

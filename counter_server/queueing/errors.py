@@ -48,14 +48,15 @@ class IllegalMove(DomainError):
 
 
 class CounterBusy(DomainError):
-    """A counter asked for the next token while it still has one called or being served."""
+    """A counter asked to call the next token, or to close, while it still has one called or
+    being served; ``refused`` names what was asked."""
 
     code = "counter_busy"
 
-    def __init__(self, counter: str, token: Token) -> None:
+    def __init__(self, counter: str, token: Token, refused: str = "calling the next one") -> None:
         super().__init__(
             f"Counter {counter} still has token {token.number} ({token.status.value}); "
-            "finish, mark no-show, transfer or cancel it before calling the next one."
+            f"finish, mark no-show, transfer or cancel it before {refused}."
         )
         self.counter = counter
         self.token = token

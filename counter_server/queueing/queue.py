@@ -528,7 +528,7 @@ class SubstationQueue:
         """Close a counter that holds no token; False (and no event) when it already was."""
         busy = self.current_at(counter)
         if busy is not None:
-            raise CounterBusy(counter, busy)
+            raise CounterBusy(counter, busy, "closing the counter")
         if counter in self.closed:
             return False
         self.closed.add(counter)

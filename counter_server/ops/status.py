@@ -1,0 +1,38 @@
+"""Today's halls and alerts as ops see them: for /metrics, GET /api/v1/ops/alerts and the ops
+channel's ``alerts`` message (sent every second beside the billing gateway's state)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..live import OPS_CHANNEL, LiveHub
+from ..queueing import HallView
+from ..services import TokenService
+from .alerts import alert_json, ops_alerts
+
+ALERTS_MESSAGE = "alerts"
+
+
+async def today_halls(tokens: TokenService, hub: LiveHub) -> list[HallView]:
+    """Every substation's hall today: the hub's copy, or the store's where the hub holds none
+    for today (nothing changed yet today, or its copy is of another day)."""
+    today = tokens.today()
+    halls = []
+    for sid in tokens.scenario.substations:
+        hall = hub.hall(sid)
+        if hall is None or hall.day != today:
+            hall = (await tokens.queue(sid)).hall
+            hub.update_hall(hall)
+        halls.append(hall)
+    return halls
+
+
+async def alerts_now(tokens: TokenService, hub: LiveHub, billing: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alerts for this moment, as JSON."""
+    halls = await today_halls(tokens, hub)
+    return [alert_json(a) for a in ops_alerts(halls, billing, tokens.clock(), tokens.scenario)]
+
+
+async def push_alerts(tokens: TokenService, hub: LiveHub, billing: dict[str, Any]) -> None:
+    """Send the ops channel this moment's alerts (the page replaces its list with them)."""
+    hub.notify(OPS_CHANNEL, {"type": ALERTS_MESSAGE, "alerts": await alerts_now(tokens, hub, billing)})
