@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from .conftest import ServerProcess, bearer, run_cli
+from counter_server.config import Scenario, load_scenario
+
+from .conftest import ServerProcess, bearer, free_port, paid_service, run_cli
 from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 
 SIGN_IN_S = 15_000
@@ -25,10 +27,49 @@ async def sign_in(page, server: ServerProcess, key: str | None = None) -> None:
     await page.click("#login button[type=submit]")
 
 
-async def test_ops_page_drives_counters_admission_cap_and_outbox(server_process: ServerProcess, browser,  # noqa: F811
+def busy_hall(scenario: Scenario) -> tuple[str, str, list[str]]:
+    """A hall with at least three counters serving the paid service: its id, the service and
+    those counters (taken from the scenario, never by name)."""
+    service = paid_service(scenario)
+    for sid, sub in scenario.substations.items():
+        serving = [c.id for c in sub.counters if service in c.services]
+        if len(serving) >= 3:
+            return sid, service, serving[:3]
+    raise AssertionError("the scenario has no hall with three counters for its paid service")
+
+
+async def confirm_dialog(page, ok: bool, shot: Path | None = None) -> str:
+    """Answer the page's confirm dialog; return what it asked."""
+    await page.wait_for_selector("#confirm[open]", timeout=3_000)
+    if shot is not None:
+        await page.screenshot(path=str(shot))
+    asked = f"{await page.text_content('#confirm-title')} {await page.text_content('#confirm-text')}"
+    await page.click("#confirm-ok" if ok else "#confirm-cancel")
+    await page.wait_for_selector("#confirm:not([open])", state="attached", timeout=3_000)
+    return asked
+
+
+async def test_ops_page_drives_counters_admission_cap_and_outbox(scenario_file: Path, browser,  # noqa: F811
                                                                  tmp_path: Path):
+    scenario = load_scenario(scenario_file)
+    sid, service, (c1, c2, c3) = busy_hall(scenario)
+    labels = {c: scenario.counters[c].label for c in (c1, c2, c3)}
+    hall_name = scenario.substations[sid].name
+    server_process = ServerProcess(data_dir=tmp_path / "data", config=scenario_file)
     server_process.start()
+    try:
+        await drive_the_ops_page(server_process, browser, tmp_path, scenario, sid, service, (c1, c2, c3),
+                                 labels, hall_name)
+    finally:
+        server_process.stop()
+
+
+async def drive_the_ops_page(server_process: ServerProcess, browser, tmp_path: Path,  # noqa: F811
+                             scenario: Scenario, sid: str, service: str, counters: tuple[str, str, str],
+                             labels: dict[str, str], hall_name: str) -> None:
+    c1, c2, c3 = counters
     url = server_process.url
+    total = len(scenario.counters)
     # Playwright's wait_for_function evaluates strings, which the page's CSP forbids (as it
     # should); the test bypasses CSP for itself (the header is checked below).
     ops = await browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
@@ -38,69 +79,90 @@ async def test_ops_page_drives_counters_admission_cap_and_outbox(server_process:
     await ops.wait_for_function("document.body.dataset.state === 'live'", timeout=SIGN_IN_S)
     assert "key" not in ops.url and server_process.admin_key not in ops.url
     assert await ops.evaluate("sessionStorage.getItem('ops-key')") == server_process.admin_key
-    assert await ops.locator("#halls .hall").count() == 10
-    assert await ops.locator("#halls .counter").count() == 40
+    assert await ops.locator("#halls .hall").count() == len(scenario.substations)
+    assert await ops.locator("#halls .counter").count() == total
     await ops.wait_for_function("document.getElementById('b-limit').textContent !== '–'", timeout=5_000)
+    # Counters are called by their display names; each hall leads with the paid service.
+    for counter in scenario.counters.values():
+        assert await ops.text_content(f"{ops_counter(counter.id)} .cid") == counter.label
+    hall = f'#halls [data-substation="{sid}"]'
+    await ops.wait_for_function(
+        f"document.querySelector('{hall} .hall-wait .est').title.includes({scenario.services[service].name!r})",
+        timeout=5_000)
 
     board = await browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
-    await board.goto(f"{url}/board/S01")
+    await board.goto(f"{url}/board/{sid}")
     await board.wait_for_function("document.body.dataset.state === 'live'", timeout=10_000)
 
     async with aiohttp.ClientSession(headers=bearer(server_process.admin_key)) as session:
         for _ in range(3):
-            async with session.post(f"{url}/api/v1/substations/S01/tokens", json={"service": "bill_payment"}) as r:
+            async with session.post(f"{url}/api/v1/substations/{sid}/tokens", json={"service": service}) as r:
                 assert r.status == 201
-        async with session.post(f"{url}/api/v1/counters/S01-C2/next") as r:
+        async with session.post(f"{url}/api/v1/counters/{c2}/next") as r:
             token = (await r.json())["token"]
         async with session.post(f"{url}/api/v1/tokens/{token['id']}/start") as r:
             assert r.status == 200
         async with session.post(f"{url}/api/v1/tokens/{token['id']}/complete") as r:
             assert r.status == 200
-        async with session.post(f"{url}/api/v1/counters/S01-C3/next") as r:
+        async with session.post(f"{url}/api/v1/counters/{c3}/next") as r:
             called = (await r.json())["token"]["number"]
 
         # live: waiting, the token at a counter, served today, all from the ops channel
-        s01 = '#halls [data-substation="S01"]'
         await ops.wait_for_function(
-            f"document.querySelector('{s01} .waiting').textContent === '1'", timeout=3_000)
-        assert await ops.text_content(f"{ops_counter('S01-C3')} .number") == called
+            f"document.querySelector('{hall} .waiting').textContent === '1'", timeout=3_000)
+        assert await ops.text_content(f"{ops_counter(c3)} .number") == called
         await ops.wait_for_function(
-            f"document.querySelector('{ops_counter('S01-C2')} .served').textContent === '1 served'",
+            f"document.querySelector('{ops_counter(c2)} .served').textContent === '1 served'",
             timeout=3_000)
 
-        # close a counter from the ops page: the ops view and the hall board both show it
-        await ops.click(f"{ops_counter('S01-C1')} button[data-action=close]")
-        await ops.wait_for_selector(f"{ops_counter('S01-C1')}[data-open=false]", timeout=3_000)
-        await board.wait_for_selector('[data-counter="S01-C1"].closed', timeout=3_000)
-        assert await ops.text_content("#kpi-open") == "39/40"
+        # closing a counter asks first; cancelled, nothing happens
+        await ops.click(f"{ops_counter(c1)} button[data-action=close]")
+        asked = await confirm_dialog(ops, ok=False, shot=tmp_path / "ops-confirm-close.png")
+        assert f"Close {labels[c1]} at {hall_name}?" in asked
+        assert await ops.get_attribute(ops_counter(c1), "data-open") == "true"
+        # confirmed: the ops view and the hall board both show it closed
+        await ops.click(f"{ops_counter(c1)} button[data-action=close]")
+        await confirm_dialog(ops, ok=True)
+        await ops.wait_for_selector(f"{ops_counter(c1)}[data-open=false]", timeout=3_000)
+        await board.wait_for_selector(f'[data-counter="{c1}"].closed', timeout=3_000)
+        assert await ops.text_content("#kpi-open") == f"{total - 1}/{total}"
         await ops.screenshot(path=str(tmp_path / "ops-counter-closed.png"))
-        await ops.click(f"{ops_counter('S01-C1')} button[data-action=open]")
-        await ops.wait_for_selector(f"{ops_counter('S01-C1')}[data-open=true]", timeout=3_000)
-        await board.wait_for_selector('[data-counter="S01-C1"]:not(.closed)', timeout=3_000)
+        await ops.click(f"{ops_counter(c1)} button[data-action=open]")          # opening asks nothing
+        await ops.wait_for_selector(f"{ops_counter(c1)}[data-open=true]", timeout=3_000)
+        await board.wait_for_selector(f'[data-counter="{c1}"]:not(.closed)', timeout=3_000)
 
-        # a counter holding a token cannot be closed: the page says why
-        await ops.click(f"{ops_counter('S01-C3')} button[data-action=close]")
-        # (the "S01-C1 opened" toast may still be up: wait for the refusal's own words)
+        # a counter holding a token cannot be closed: the page says why, naming what was refused
+        await ops.click(f"{ops_counter(c3)} button[data-action=close]")
+        await confirm_dialog(ops, ok=True)
+        # (the "opened" toast may still be up: wait for the refusal's own words)
         await ops.wait_for_function(
             f"document.getElementById('toast').textContent.includes('{called}')", timeout=3_000)
-        assert await ops.get_attribute(ops_counter("S01-C3"), "data-open") == "true"
+        refusal = await ops.text_content("#toast")
+        assert "before closing the counter" in refusal and "calling the next" not in refusal
+        assert await ops.get_attribute(ops_counter(c3), "data-open") == "true"
 
-        # switch admission off at S01: the card turns, and the server has it
-        await ops.click(f"{s01} button[data-action=admission]")
-        await ops.wait_for_selector(f"{s01}[data-admission=off]", timeout=3_000)
-        async with session.get(f"{url}/api/v1/ops/substations/S01/admission") as r:
+        # switching admission off asks first (cancel: still on), then the card turns
+        await ops.click(f"{hall} button[data-action=admission]")
+        assert f"Switch admission off at {hall_name}?" in await confirm_dialog(ops, ok=False)
+        async with session.get(f"{url}/api/v1/ops/substations/{sid}/admission") as r:
+            assert (await r.json())["admission"] is True
+        await ops.click(f"{hall} button[data-action=admission]")
+        await confirm_dialog(ops, ok=True)
+        await ops.wait_for_selector(f"{hall}[data-admission=off]", timeout=3_000)
+        async with session.get(f"{url}/api/v1/ops/substations/{sid}/admission") as r:
             assert (await r.json())["admission"] is False
-        await ops.click(f"{s01} button[data-action=admission]")
-        await ops.wait_for_selector(f"{s01}[data-admission=on]", timeout=3_000)
+        await ops.click(f"{hall} button[data-action=admission]")                # on again: no question
+        await ops.wait_for_selector(f"{hall}[data-admission=on]", timeout=3_000)
+        assert not await ops.is_visible("#confirm")
 
-        # a daily cap of 4 at S01 (3 issued): one more token, then the door refuses
-        await ops.fill(f'{s01} input[data-cap-for="S01"]', "4")
-        await ops.click(f"{s01} button[data-action=cap]")
+        # a daily cap of 4 (3 issued): one more token, then the door refuses
+        await ops.fill(f'{hall} input[data-cap-for="{sid}"]', "4")
+        await ops.click(f"{hall} button[data-action=cap]")
         await ops.wait_for_function(
-            f"document.querySelector('{s01} .hall-meta b').textContent === '3/4'", timeout=3_000)
+            f"document.querySelector('{hall} .hall-meta b').textContent === '3/4'", timeout=3_000)
         statuses = []
         for _ in range(2):
-            async with session.post(f"{url}/api/v1/substations/S01/tokens", json={"service": "bill_payment"}) as r:
+            async with session.post(f"{url}/api/v1/substations/{sid}/tokens", json={"service": service}) as r:
                 statuses.append(r.status)
         assert statuses == [201, 409]
 
@@ -109,8 +171,11 @@ async def test_ops_page_drives_counters_admission_cap_and_outbox(server_process:
         await ops.wait_for_selector("#billing[data-paused=true]", timeout=3_000)
         async with session.get(f"{url}/api/v1/ops/billing") as r:
             assert (await r.json())["billing"]["paused"] is True
+        # paused is an alert too (until resumed)
+        await ops.wait_for_selector('#alert-list .alert.warning[data-kind="outbox_paused"]', timeout=3_000)
         await ops.click("#outbox-toggle")
         await ops.wait_for_selector("#billing[data-paused=false]", timeout=3_000)
+        await ops.wait_for_selector('#alert-list [data-kind="outbox_paused"]', state="detached", timeout=3_000)
 
     # the key survives a reload of the tab, and signing out forgets it
     await ops.reload()
@@ -145,39 +210,127 @@ async def test_ops_page_refuses_a_wrong_or_non_admin_key(server_process: ServerP
             assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_ticket"
 
 
-async def test_ops_publish_a_days_slots_and_see_the_bookings(server_process: ServerProcess, browser):  # noqa: F811
+async def test_ops_publish_a_days_slots_and_see_the_bookings(scenario_file: Path, browser,  # noqa: F811
+                                                             tmp_path: Path):
+    scenario = load_scenario(scenario_file)
+    service = paid_service(scenario)
+    sid = next(s for s, sub in scenario.substations.items() if service in sub.services)
+    other = next(s for s in scenario.substations if s != sid)
+    server_process = ServerProcess(data_dir=tmp_path / "data", config=scenario_file)
     server_process.start()
-    page = await browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
-    await sign_in(page, server_process)
-    await page.wait_for_function("document.body.dataset.state === 'live'", timeout=SIGN_IN_S)
-    await page.wait_for_function("document.querySelectorAll('#slots-days li').length === 14", timeout=5_000)
-    tomorrow = (datetime.now(ZoneInfo("Asia/Kolkata")).date() + timedelta(days=1)).isoformat()
-    await page.select_option("#slots-sub", "S02")
-    await page.fill("#slots-day", tomorrow)
-    await page.fill("#slots-minutes", "30")
-    await page.fill("#slots-share", "0.5")
-    await page.click("#slots-publish")
-    await page.wait_for_function("document.getElementById('toast').textContent.includes('30 min')", timeout=5_000)
-    toast = await page.text_content("#toast")
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server_process.url}/api/v1/public/substations/S02/slots") as r:
-            day = next(d for d in (await r.json())["days"] if d["day"] == tomorrow)
-    slots, capacity = len(day["slots"]), day["slots"][0]["capacity"]
-    assert toast == f"S02 {tomorrow}: {slots} slots of 30 min, {capacity} bookings each"
-    assert capacity > 0 and day["slots"][1]["at"][11:16] == "00:30"   # half-hour slots
-    # A phone books one of them: the panel counts it.
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{server_process.url}/api/v1/public/substations/S02/bookings",
-                                json={"account": "KAN-00000042", "phone": "9811111111",
-                                      "slot_at": day["slots"][0]["at"]}) as r:
-            assert r.status == 201
-    await page.select_option("#slots-sub", "S01")
-    await page.select_option("#slots-sub", "S02")
-    cell = f'#slots-days li[data-day="{tomorrow}"]'
-    await page.wait_for_function(
-        f"document.querySelector('{cell}').textContent.includes('1 of {slots * capacity} booked')", timeout=5_000)
-    # A day that has passed is refused in words.
-    await page.fill("#slots-day", "2020-01-01")
-    await page.click("#slots-publish")
-    await page.wait_for_function("document.getElementById('toast').textContent.includes('has passed')",
-                                 timeout=5_000)
+    try:
+        page = await browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
+        await sign_in(page, server_process)
+        await page.wait_for_function("document.body.dataset.state === 'live'", timeout=SIGN_IN_S)
+        await page.wait_for_function("document.querySelectorAll('#slots-days li').length === 14", timeout=5_000)
+        tomorrow = (datetime.now(scenario.timezone).date() + timedelta(days=1)).isoformat()
+        await page.select_option("#slots-sub", sid)
+        await page.fill("#slots-day", tomorrow)
+        await page.fill("#slots-minutes", "30")
+        await page.fill("#slots-share", "0.5")
+        await page.click("#slots-publish")
+        await page.wait_for_function("document.getElementById('toast').textContent.includes('30 min')", timeout=5_000)
+        toast = await page.text_content("#toast")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{server_process.url}/api/v1/public/substations/{sid}/slots") as r:
+                day = next(d for d in (await r.json())["days"] if d["day"] == tomorrow)
+        slots, capacity = len(day["slots"]), day["slots"][0]["capacity"]
+        assert toast == f"{sid} {tomorrow}: {slots} slots of 30 min, {capacity} bookings each"
+        assert capacity > 0 and day["slots"][1]["at"][11:16] == "00:30"   # half-hour slots
+        # A phone books one of them: the panel counts it.
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{server_process.url}/api/v1/public/substations/{sid}/bookings",
+                                    json={"service": service, "account": "KAN-00000042", "phone": "9811111111",
+                                          "slot_at": day["slots"][0]["at"]}) as r:
+                assert r.status == 201
+        await page.select_option("#slots-sub", other)
+        await page.select_option("#slots-sub", sid)
+        cell = f'#slots-days li[data-day="{tomorrow}"]'
+        await page.wait_for_function(
+            f"document.querySelector('{cell}').textContent.includes('1 of {slots * capacity} booked')", timeout=5_000)
+        # A day that has passed is refused in words.
+        await page.fill("#slots-day", "2020-01-01")
+        await page.click("#slots-publish")
+        await page.wait_for_function("document.getElementById('toast').textContent.includes('has passed')",
+                                     timeout=5_000)
+    finally:
+        server_process.stop()
+
+
+async def test_ops_alerts_billing_down_and_offline_dimmed(scenario_file: Path, browser,  # noqa: F811
+                                                          tmp_path: Path):
+    """Alerts come first, loud, each with what to do; billing down is one. With the server gone
+    every figure is dimmed under a banner saying since when it is stale."""
+    scenario = load_scenario(scenario_file)
+    service = paid_service(scenario)
+    payer = next(s for s, sub in scenario.substations.items() if service in sub.services)
+    payer_counter = next(c for c in scenario.substations[payer].counters if service in c.services)
+    empty = next(s for s in scenario.substations if s != payer)      # a hall to leave unstaffed
+    empty_service = scenario.substations[empty].services[0]
+    # A billing server nobody answers at: the gateway's breaker opens on the first payments.
+    server = ServerProcess(data_dir=tmp_path / "data", config=scenario_file,
+                           extra_args=["--rate-limit", "0", "--billing-url", f"http://127.0.0.1:{free_port()}"])
+    server.start()
+    try:
+        page = await browser.new_page(viewport={"width": 1366, "height": 768}, bypass_csp=True)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in(page, server)
+        await page.wait_for_function("document.body.dataset.state === 'live'", timeout=SIGN_IN_S)
+        await page.wait_for_selector("#alerts[data-count='0'] #alerts-clear:not([hidden])", timeout=5_000)
+
+        async with aiohttp.ClientSession(headers=bearer(server.admin_key)) as session:
+            async def call(method: str, path: str, **kw) -> dict:
+                async with session.request(method, server.url + path, **kw) as resp:
+                    assert resp.status < 300, await resp.text()
+                    return await resp.json()
+
+            # people waiting where every counter is closed
+            for counter in scenario.substations[empty].counters:
+                await call("POST", f"/api/v1/counters/{counter.id}/close")
+            await call("POST", f"/api/v1/substations/{empty}/tokens", json={"service": empty_service})
+            unstaffed = f'#alert-list .alert.critical[data-kind="hall_unstaffed"][data-substation="{empty}"]'
+            await page.wait_for_selector(unstaffed, timeout=5_000)
+            assert scenario.substations[empty].name in await page.text_content(unstaffed)
+            await page.wait_for_selector(f'#halls [data-substation="{empty}"][data-alert="critical"]', timeout=3_000)
+
+            # a payment the billing server cannot take: billing down, the loudest alert, first
+            await call("POST", f"/api/v1/substations/{payer}/tokens", json={"service": service})
+            token = (await call("POST", f"/api/v1/counters/{payer_counter.id}/next"))["token"]
+            await call("POST", f"/api/v1/tokens/{token['id']}/start")
+            for i in range(3):
+                await call("POST", "/api/v1/payments", json={"token_id": token["id"], "account": f"ACC-{i:05d}",
+                                                             "amount_paise": 1000 + i})
+            first = "#alert-list .alert:first-child"
+            await page.wait_for_selector(f'{first}.critical[data-kind="billing_down"]', timeout=15_000)
+            assert "Billing server down" in await page.text_content(first)
+            assert await page.get_attribute("#billing", "data-down") == "true"
+            served = await call("GET", "/api/v1/ops/alerts")
+            assert {"billing_down", "hall_unstaffed"} <= {a["kind"] for a in served["alerts"]}
+            # impossible to miss: on screen at 1366x768 without scrolling, above everything else
+            box = await page.locator(first).bounding_box()
+            billing_box = await page.locator("#billing").bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 768 and box["y"] < billing_box["y"]
+            assert (await page.title()).startswith("(2) ACT NOW")
+
+        # A board's report of its voices (when the hub sends one) adds a quieter notice.
+        notice = await page.evaluate(
+            f"""() => {{ receive({{type: "boards", v: 1, boards: {{"{payer}": {{connected: 2, no_hindi_voice: 1,
+                                                                                chime_only: 0}}}}}});
+                       const n = document.querySelector('#alert-list .alert.notice');
+                       return n && n.textContent; }}""")
+        assert notice is not None and "no Hindi voice" in notice and scenario.substations[payer].name in notice
+        await page.screenshot(path=str(tmp_path / "ops-alerts.png"))
+
+        # The server goes away: everything stays on screen, dimmed, under a banner saying so.
+        server.stop()
+        await page.wait_for_function("document.body.dataset.state === 'offline'", timeout=15_000)
+        await page.wait_for_selector("#stale:not([hidden])", timeout=3_000)
+        assert "stale" in await page.text_content("#stale")
+        for part in ("#halls", "#billing", ".kpis", "#alerts"):
+            style = await page.eval_on_selector(part, "e => [getComputedStyle(e).opacity, getComputedStyle(e).filter]")
+            assert float(style[0]) < 0.5 and "grayscale" in style[1], (part, style)
+        await page.screenshot(path=str(tmp_path / "ops-offline.png"))
+        assert errors == []
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 
 const ops = {
   halls: new Map(), seq: null, overview: null, billing: null, intervalS: 5, lastHeard: 0,
+  alerts: [], boards: {},          // the server's alerts; what the hall boards report of their voices
   series: { limit: [], inflight: [], outbox: [], waiting: [] },
 };
 let socket = null;
@@ -81,6 +82,7 @@ async function signIn(key) {
   document.body.dataset.state = "connecting";
   refreshOverview();
   api("GET", "/api/v1/ops/billing").then((b) => showBilling(b.billing)).catch(() => {});
+  api("GET", "/api/v1/ops/alerts").then((a) => showAlerts(a.alerts)).catch(() => {});
   clearInterval(overviewTimer);
   overviewTimer = setInterval(refreshOverview, 5000);
   connect();
@@ -93,6 +95,8 @@ function signOut(reason) {
   if (socket) { socket.onclose = null; socket.close(); socket = null; }
   ops.halls.clear();
   ops.seq = null;
+  ops.alerts = [];
+  ops.boards = {};
   $("app").hidden = true;
   $("login").hidden = false;
   $("key").value = "";
@@ -132,6 +136,25 @@ function setLink(state) {
   if (document.body.dataset.state === "signed-out") return;
   document.body.dataset.state = state;
   $("link").textContent = state === "live" ? "live" : state === "offline" ? "OFFLINE" : "connecting";
+  showStale();
+}
+
+// Offline, every figure on the page is as it was when the link was lost: the page dims them
+// (CSS on body[data-state=offline]) and says since when, so nobody acts on them as if live.
+function showStale() {
+  const offline = document.body.dataset.state === "offline";
+  $("stale").hidden = !offline;
+  if (offline) {
+    $("stale-since").textContent = ops.lastHeard
+      ? `Everything below is stale: as it was at ${new Date(ops.lastHeard).toLocaleTimeString("en-GB")}, `
+        + `${ago(Date.now() - ops.lastHeard)} ago`
+      : "Nothing has been received yet";
+  }
+}
+
+function ago(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 90 ? `${s} s` : `${Math.round(s / 60)} min`;
 }
 
 function receive(message) {
@@ -150,13 +173,18 @@ function receive(message) {
   } else if (message.type === "billing") {
     showBilling(message.billing);
     sample();
+  } else if (message.type === "alerts") {
+    showAlerts(message.alerts);
+  } else if (message.type === "boards") {
+    ops.boards = message.boards || {};
+    renderAlerts();
   } else {
     return;
   }
   retryMs = 1000;
   setLink("live");
   document.body.dataset.seq = String(ops.seq);
-  if (message.type !== "billing" && message.type !== "heartbeat") renderHalls();
+  if (message.type === "snapshot" || message.type === "delta") renderHalls();
 }
 
 function count(events) {
@@ -179,6 +207,7 @@ async function refreshOverview() {
 
 setInterval(() => {
   $("clock").textContent = new Date().toLocaleTimeString("en-GB");
+  showStale();
   if (document.body.dataset.state === "live" && Date.now() - ops.lastHeard > ops.intervalS * 2500) {
     setLink("offline");
     if (socket) socket.close();
@@ -208,6 +237,7 @@ function renderHalls() {
   const halls = [...ops.halls.values()].sort((a, b) => a.substation.localeCompare(b.substation));
   const focused = document.activeElement && document.activeElement.dataset.capFor;
   $("halls").replaceChildren(...halls.map(renderHall));
+  renderAlerts();
   if (focused) {
     const input = document.querySelector(`[data-cap-for="${focused}"]`);
     if (input) input.focus();
@@ -223,14 +253,15 @@ function renderHall(hall) {
 
   const head = el("div", "hall-head");
   head.append(el("h2", "", hall.name), el("span", "sid", `${hall.substation} · ${hall.opens}–${hall.closes}`));
-  const main = hall.services.find((s) => s.id === "bill_payment") || hall.services[0];
+  const paid = ops.overview && ops.overview.payment_service;
+  const main = hall.services.find((s) => s.id === paid) || hall.services[0];
   const wait = el("div", "hall-wait");
   const waiting = el("span", "big waiting", String(hall.waiting));
   const est = el("span", "est", main ? estimateText(main.estimate) : "–");
   const p90 = main && main.estimate ? main.estimate.p90_s : null;
   if (p90 !== null && p90 >= 1800) est.classList.add("long");
   else if (p90 !== null && p90 >= 900) est.classList.add("mid");
-  est.title = "p50–p90 wait for a bill-payment token issued now";
+  est.title = main ? `p50–p90 wait for a ${main.name} token issued now` : "";
   wait.append(waiting, el("span", "k", "waiting"), el("span", "k", main ? main.name.toLowerCase() : ""), est);
 
   const meta = el("div", "hall-meta");
@@ -252,7 +283,7 @@ function renderHall(hall) {
   }
 
   const counters = el("ol", "counters");
-  for (const counter of hall.counters) counters.append(renderCounter(counter));
+  for (const counter of hall.counters) counters.append(renderCounter(hall, counter));
 
   const controls = el("div", "controls");
   const admission = el("button", "adm", hall.admission.enabled ? "Admission ON" : "Admission OFF");
@@ -260,9 +291,14 @@ function renderHall(hall) {
   admission.dataset.on = String(hall.admission.enabled);
   admission.dataset.action = "admission";
   admission.title = "Refuse tokens that cannot be served before closing";
-  admission.onclick = () => act(admission, () => api("PUT", `/api/v1/ops/substations/${hall.substation}/admission`,
+  const switchAdmission = () => act(admission, () => api("PUT", `/api/v1/ops/substations/${hall.substation}/admission`,
     { admission: !hall.admission.enabled, daily_cap: hall.admission.daily_cap }),
-    `${hall.substation}: admission ${hall.admission.enabled ? "off" : "on"}`);
+    `${hall.name}: admission ${hall.admission.enabled ? "off" : "on"}`);
+  admission.onclick = () => hall.admission.enabled
+    ? confirmThen(`Switch admission off at ${hall.name}?`,
+        "The door will then issue tokens even when they cannot be served before closing: "
+        + "people may wait and be sent home at closing time.", "Switch admission off", switchAdmission)
+    : switchAdmission();
   const capInput = el("input");
   capInput.type = "number";
   capInput.min = "1";
@@ -287,7 +323,22 @@ function renderHall(hall) {
   return card;
 }
 
-function renderCounter(counter) {
+function serviceName(hall, id) {
+  const service = hall.services.find((s) => s.id === id);
+  return service ? service.name : id;
+}
+
+// What closing a counter leaves behind: the services nobody else open there serves.
+function closingNote(hall, counter) {
+  const orphaned = counter.services.filter((id) =>
+    !hall.counters.some((c) => c.id !== counter.id && c.open && c.services.includes(id)));
+  const waiting = (id) => (hall.services.find((s) => s.id === id) || { waiting: 0 }).waiting;
+  if (!orphaned.length) return "Its consumers go on being called at the other open counters.";
+  return `No other open counter here serves ${orphaned.map((id) => `${serviceName(hall, id)} `
+    + `(${waiting(id)} waiting)`).join(", ")}: nobody will be called for it until a counter opens.`;
+}
+
+function renderCounter(hall, counter) {
   const row = el("li", "counter");
   row.dataset.counter = counter.id;
   row.dataset.open = String(counter.open);
@@ -303,10 +354,15 @@ function renderCounter(counter) {
   const button = el("button", "", counter.open ? "Close" : "Open");
   button.type = "button";
   button.dataset.action = counter.open ? "close" : "open";
-  button.onclick = () => act(button, () => api("POST", `/api/v1/counters/${counter.id}/${counter.open ? "close" : "open"}`),
-    `${counter.id} ${counter.open ? "closed" : "opened"}`);
-  row.append(el("span", "cid", "C" + counter.id.split("-C").pop()), el("span", "dot"), tok, served, button);
-  row.title = `${counter.id}: ${counter.services.join(", ")}`;
+  const name = counter.name || counter.id;
+  const toggle = () => act(button, () => api("POST", `/api/v1/counters/${encodeURIComponent(counter.id)}/${counter.open ? "close" : "open"}`),
+    `${hall.name}, ${name} ${counter.open ? "closed" : "opened"}`);
+  button.onclick = () => counter.open
+    ? confirmThen(`Close ${name} at ${hall.name}?`,
+        closingNote(hall, counter), `Close ${name}`, toggle)
+    : toggle();
+  row.append(el("span", "cid", name), el("span", "dot"), tok, served, button);
+  row.title = `${name} (${counter.id}): ${counter.services.map((id) => serviceName(hall, id)).join(", ")}`;
   return row;
 }
 
@@ -318,7 +374,7 @@ function renderKpis(halls) {
     for (const counter of hall.counters) { total += 1; if (counter.open) open += 1; }
     for (const service of hall.services) {
       const p90 = service.estimate ? service.estimate.p90_s : null;
-      if (p90 !== null && (worst === null || p90 > worst)) { worst = p90; worstWhere = `${hall.substation} ${service.name}`; }
+      if (p90 !== null && (worst === null || p90 > worst)) { worst = p90; worstWhere = `${hall.name}, ${service.name}`; }
     }
   }
   $("kpi-waiting").textContent = String(waiting);
@@ -339,6 +395,7 @@ function showBilling(b) {
   if (!b) return;
   ops.billing = b;
   $("billing").dataset.paused = String(b.paused);
+  $("billing").dataset.down = String(b.state === "down");
   const state = $("billing-state");
   state.textContent = b.paused ? "paused" : b.state;
   state.className = "badge " + (b.paused ? "paused" : b.state);
@@ -353,6 +410,74 @@ function showBilling(b) {
   const toggle = $("outbox-toggle");
   toggle.textContent = b.paused ? "Resume outbox" : "Pause outbox";
   toggle.dataset.action = b.paused ? "resume" : "pause";
+}
+
+// -- alerts ------------------------------------------------------------------------------------
+// The server sends its alerts every second on the ops channel (and GET /api/v1/ops/alerts);
+// the hall boards' own report of their voices, when the hub sends one, adds quieter notices.
+
+function showAlerts(alerts) {
+  ops.alerts = Array.isArray(alerts) ? alerts : [];
+  renderAlerts();
+}
+
+function boardNotices() {
+  const notices = [];
+  for (const [sid, report] of Object.entries(ops.boards || {})) {
+    const hall = ops.halls.get(sid);
+    const where = hall ? hall.name : sid;
+    const silentHindi = (report && report.no_hindi_voice) || 0;
+    const chimeOnly = (report && report.chime_only) || 0;
+    if (chimeOnly > 0) {
+      notices.push({ key: `board_chime_only:${sid}`, level: "notice", kind: "board_chime_only", substation: sid,
+        title: `${where}: ${chimeOnly} of ${report.connected || chimeOnly} board screens have no voice at all (chime only)`,
+        action: "Calls are not spoken there. Install a Hindi (or at least an English) text-to-speech voice on that screen's browser." });
+    } else if (silentHindi > 0) {
+      notices.push({ key: `board_no_hindi_voice:${sid}`, level: "notice", kind: "board_no_hindi_voice", substation: sid,
+        title: `${where}: ${silentHindi} of ${report.connected || silentHindi} board screens have no Hindi voice`,
+        action: "Calls are announced in English only there. Install a Hindi text-to-speech voice on that screen's browser." });
+    }
+  }
+  return notices;
+}
+
+function renderAlerts() {
+  const all = [...ops.alerts, ...boardNotices()];
+  const list = $("alert-list");
+  list.replaceChildren(...all.map((alert) => {
+    const item = el("li", `alert ${alert.level}`);
+    item.dataset.kind = alert.kind;
+    item.dataset.key = alert.key;
+    if (alert.substation) item.dataset.substation = alert.substation;
+    const level = alert.level === "critical" ? "ACT NOW" : alert.level === "warning" ? "WARNING" : "NOTICE";
+    item.append(el("span", "alert-level", level), el("b", "alert-title", alert.title), el("span", "alert-action", alert.action));
+    return item;
+  }));
+  const section = $("alerts");
+  section.dataset.count = String(all.length);
+  section.dataset.level = all.some((a) => a.level === "critical") ? "critical"
+    : all.some((a) => a.level === "warning") ? "warning" : all.length ? "notice" : "clear";
+  $("alerts-clear").hidden = all.length > 0;
+  const critical = ops.alerts.filter((a) => a.level === "critical").length;
+  document.title = critical ? `(${critical}) ACT NOW · Ops · cash counters` : "Ops · cash counters";
+  for (const card of document.querySelectorAll("#halls .hall")) {
+    const levels = all.filter((a) => a.substation === card.dataset.substation).map((a) => a.level);
+    card.dataset.alert = levels.includes("critical") ? "critical" : levels.includes("warning") ? "warning" : "none";
+  }
+}
+
+// -- asking before acting ------------------------------------------------------------------------
+// A page dialog, not window.confirm: it says what the action will do and can be styled to read.
+
+function confirmThen(title, text, okLabel, work) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = okLabel;
+  dialog.returnValue = "";
+  dialog.onclose = () => { if (dialog.returnValue === "ok") work(); };
+  dialog.showModal();
+  $("confirm-cancel").focus();
 }
 
 function sample() {
