@@ -7,6 +7,10 @@ figure is tested against a hand-built day with known answers. Definitions, as ma
 - **served**: tokens completed; **no-shows** and **cancelled**: tokens that ended that way
   (a no-show who came back and was served counts as served); **open at end**: tokens still
   waiting or at a counter when the report was made.
+- **closed unserved**: tokens (and booked slots that never started) still waiting or called
+  when the counters closed or the day ended: the day closed them, nobody served them. A counter
+  row counts those called there and not started. A token still being served when the day
+  ended is finished with it: served, without a service time (nobody timed its end).
 - **turned away**: consumers refused at the door by admission or the daily cap (substation rows).
 - **wait**: from issue to the first call to a counter. Substation rows take every token that
   was called; a counter row the tokens it called first. p50/p90 are nearest-rank percentiles.
@@ -61,6 +65,7 @@ class Tally:
     served: int = 0
     no_shows: int = 0
     cancelled: int = 0
+    closed_unserved: int = 0
     open_at_end: int = 0
     turned_away: int = 0
     waits: list[float] = field(default_factory=list)
@@ -71,7 +76,8 @@ class Tally:
         default_factory=lambda: {"queued": [0, 0], "posted": [0, 0], "failed": [0, 0]})
 
     def add(self, other: Tally) -> None:
-        for name in ("issued", "served", "no_shows", "cancelled", "open_at_end", "turned_away"):
+        for name in ("issued", "served", "no_shows", "cancelled", "closed_unserved", "open_at_end",
+                     "turned_away"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.waits += other.waits
         self.served_waits += other.served_waits
@@ -92,6 +98,7 @@ class Figures:
     served: int
     no_shows: int
     cancelled: int
+    closed_unserved: int
     open_at_end: int | None
     turned_away: int | None
     wait_p50_s: float | None
@@ -135,6 +142,7 @@ def figures(substation: str, counter: str | None, tally: Tally, *, door: bool) -
         served=tally.served,
         no_shows=tally.no_shows,
         cancelled=tally.cancelled,
+        closed_unserved=tally.closed_unserved,
         open_at_end=tally.open_at_end if door else None,
         turned_away=tally.turned_away if door else None,
         wait_p50_s=_round(percentile(tally.waits, 0.5)),
@@ -289,6 +297,10 @@ def tally_day(events: Iterable[Mapping[str, Any]], tz: tzinfo) -> DayTallies:
             sub.cancelled += 1
             if where is not None:
                 where.cancelled += 1
+        elif life.status == "closed_unserved":
+            sub.closed_unserved += 1
+            if where is not None:
+                where.closed_unserved += 1
         elif life.status in AT_END:
             sub.open_at_end += 1
 
@@ -437,6 +449,8 @@ def _cell(value: Any) -> Any:
 DEFINITIONS = {
     "wait": "issue to first call; nearest-rank p50/p90; counter rows: tokens that counter called first",
     "service": "last call to done, on the counter that completed the token",
+    "closed_unserved": "still booked, waiting or called when the counters closed or the day ended: "
+                       "closed by the day, not served; counter rows: called there, not started",
     "served_within": "share of served tokens whose wait was at most 15 / 30 minutes",
     "busiest_hour": "substation: local hour with most tokens issued; counter: with most served",
     "turned_away": "refused at the door by admission or the daily cap (substation rows only)",
@@ -458,13 +472,14 @@ def _rupees(paise: int) -> str:
     return f"{paise / 100:,.2f}"
 
 
-TEXT_HEADER = ("where", "issued", "served", "no-show", "cancel", "away", "wait p50/p90/max min",
+TEXT_HEADER = ("where", "issued", "served", "no-show", "cancel", "closed", "away", "wait p50/p90/max min",
                "svc p50/p90 min", "busiest", "<=15m", "<=30m", "payments (Rs) taken/posted/failed")
 
 
 def _text_row(name: str, row: Figures) -> tuple[str, ...]:
     return (
         name, str(row.issued), str(row.served), str(row.no_shows), str(row.cancelled),
+        str(row.closed_unserved),
         "" if row.turned_away is None else str(row.turned_away),
         f"{_minutes(row.wait_p50_s)}/{_minutes(row.wait_p90_s)}/{_minutes(row.wait_max_s)}",
         f"{_minutes(row.service_p50_s)}/{_minutes(row.service_p90_s)}",

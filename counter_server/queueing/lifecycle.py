@@ -3,6 +3,11 @@
 (booked ->) waiting -> called -> serving -> done, with recall and no-show from called, one requeue from
 no-show, transfer to another service or counter, and cancel. Anything else is an IllegalMove
 that names what is allowed.
+
+The day closes what its counters left: at closing time nobody more is served, so bookings,
+waiting tokens and tokens called but not started are closed unserved (``AT_CLOSING``); a token
+being served may finish. At the day's end whatever is still open goes the same way, and a token
+still being served is finished with the day (``AT_DAY_END``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,22 @@ TRANSITIONS: dict[Status, dict[Action, Status]] = {
     Status.NO_SHOW: {Action.REQUEUE: Status.WAITING},
     Status.DONE: {},
     Status.CANCELLED: {},
+    Status.CLOSED_UNSERVED: {},
+}
+
+AT_CLOSING: dict[Status, Status] = {
+    Status.BOOKED: Status.CLOSED_UNSERVED,
+    Status.WAITING: Status.CLOSED_UNSERVED,
+    Status.CALLED: Status.CLOSED_UNSERVED,
+}
+AT_DAY_END: dict[Status, Status] = {**AT_CLOSING, Status.SERVING: Status.DONE}
+
+# The events the day's close records: its own kinds, so nobody mistakes them for a cashier's
+# move (a token finished with the day was never completed at the counter: its time there is
+# not a service time to learn from).
+CLOSING_EVENT_KIND: dict[Status, str] = {
+    Status.CLOSED_UNSERVED: "closed_unserved",
+    Status.DONE: "completed_at_close",
 }
 
 EVENT_KIND: dict[Action, str] = {

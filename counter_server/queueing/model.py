@@ -23,6 +23,7 @@ class Status(StrEnum):
     DONE = "done"
     NO_SHOW = "no_show"
     CANCELLED = "cancelled"
+    CLOSED_UNSERVED = "closed_unserved"   # still open when the counters closed: not served that day
 
 
 class Origin(StrEnum):

@@ -17,7 +17,16 @@ from .errors import (
     UnknownToken,
 )
 from .estimate import Estimate, ServiceTimes, estimate_wait
-from .lifecycle import EVENT_KIND, TRANSITIONS, Action, allowed_actions, guard
+from .lifecycle import (
+    AT_CLOSING,
+    AT_DAY_END,
+    CLOSING_EVENT_KIND,
+    EVENT_KIND,
+    TRANSITIONS,
+    Action,
+    allowed_actions,
+    guard,
+)
 from .model import Event, Lease, Origin, Priority, QueuePolicy, Status, Token, format_number
 from .slots import SlotPlan
 
@@ -535,6 +544,38 @@ class SubstationQueue:
         self._event(Event("counter_closed", None, now, actor, counter, {"open": False}))
         return True
 
+    # -- closing the day -----------------------------------------------------------------
+
+    def close_hall(self, now: float, closes_at: float, actor: str | None = None,
+                   called_grace_s: float = 0.0) -> list[Token]:
+        """The counters closed at ``closes_at``: nobody more is served today, so say so now
+        rather than let people wait for a call that will not come. Closes unserved every
+        booking whose slot never started, every token waiting since before closing, and every
+        token called before closing and not started within ``called_grace_s`` of its call
+        (time to reach the counter). A token being served may finish; tokens issued or called
+        after closing (a cashier working late) are left to the day's end. Running it again
+        closes only what has fallen due since."""
+        if now < closes_at:
+            return []
+        due = [t for t in self._open_tokens() if _due_at_closing(t, now, closes_at, called_grace_s)]
+        return [self._close(t, AT_CLOSING[t.status], now, actor) for t in due]
+
+    def close_day(self, now: float, actor: str | None = None) -> list[Token]:
+        """The day is over: whatever is still booked, waiting or called is closed unserved and
+        a token still being served is finished with the day, so no counter and no phone
+        carries a token of this day into the next."""
+        return [self._close(t, AT_DAY_END[t.status], now, actor) for t in self._open_tokens()]
+
+    def _open_tokens(self) -> list[Token]:
+        """Every token still open, in the order a close records them: bookings by slot, the
+        line in call order, then the counters' tokens."""
+        booked = sorted(self._booked.values(), key=self.policy.call_key)
+        return [*booked, *self.waiting(), *self.at_counters()]
+
+    def _close(self, token: Token, status: Status, now: float, actor: str | None) -> Token:
+        closed = replace(token, status=status, finished_at=now)
+        return self._record(CLOSING_EVENT_KIND[status], closed, now, actor, token.counter)
+
     def drain(self) -> list[Event]:
         """Hand over the recorded events once they are persisted."""
         events, self.pending = self.pending, []
@@ -604,3 +645,15 @@ class SubstationQueue:
         if token.status is Status.WAITING:
             self._waiting_per_service[token.service] = self._waiting_per_service.get(token.service, 0) + 1
             bisect.insort(self._waiting, (self.policy.call_key(token), token.id))
+
+
+def _due_at_closing(token: Token, now: float, closes_at: float, called_grace_s: float) -> bool:
+    """Whether closing time ends this token's day (see ``SubstationQueue.close_hall``)."""
+    if token.status is Status.BOOKED:
+        return True
+    if token.status is Status.WAITING:
+        return token.issued_at < closes_at
+    if token.status is Status.CALLED:
+        called_at = token.issued_at if token.called_at is None else token.called_at
+        return called_at < closes_at and now >= called_at + called_grace_s
+    return False

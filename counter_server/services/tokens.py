@@ -6,10 +6,11 @@ a pure change on the domain's SubstationQueue to run atomically.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from ..config import Counter, Scenario, Substation
 from ..queueing import (
@@ -20,6 +21,7 @@ from ..queueing import (
     Holder,
     Lease,
     Priority,
+    Status,
     SubstationQueue,
     Token,
 )
@@ -27,6 +29,16 @@ from ..store import Applied, IdempotencyKey, QueueSnapshot, Store
 from .access import Actor
 from .errors import InvalidField, NotFound
 from .nearby import nearest
+
+log = logging.getLogger(__name__)
+
+DAY_CLOSE_ACTOR = "day-close"
+# A consumer called in the last minutes before closing still gets this long to reach the
+# counter before the call is closed unserved.
+CALLED_GRACE_S = 120.0
+# How far back a server coming up looks for days left open (it was down over midnight).
+PAST_DAYS_CHECKED = 7
+_OPEN = frozenset({Status.BOOKED.value, Status.WAITING.value, Status.CALLED.value, Status.SERVING.value})
 
 
 def new_token_id() -> str:
@@ -62,6 +74,10 @@ class TokenService:
         # The halls as last committed, kept by whoever listens to the store (the live hub):
         # refusals at the door read nearby halls from here instead of the store.
         self.cached_hall: Callable[[str], HallView | None] = lambda substation_id: None
+        # How far closing has gone: per substation, (day, rounds of close_hall done that day),
+        # and the last day every substation's queue was closed through.
+        self._closing_rounds: dict[str, tuple[str, int]] = {}
+        self._closed_through: str | None = None
 
     def today(self, now: float | None = None) -> str:
         """The business day in the scenario's time zone; numbering restarts with it."""
@@ -133,6 +149,62 @@ class TokenService:
         """When the substation's counters close on ``day``, as a timestamp."""
         moment = datetime.combine(date.fromisoformat(day), substation.closes, self.scenario.timezone)
         return moment.timestamp()
+
+    async def close_days(self) -> list[Token]:
+        """Close what the day leaves open, everywhere, and return the tokens closed.
+
+        Every earlier day still open is closed for good (``close_day``): at the day boundary
+        yesterday, and on the first run after a start the last ``PAST_DAYS_CHECKED`` days, so a
+        server that was down over midnight closes yesterday when it is back. Today's hall is
+        closed once its counters close (``close_hall``), and again when the last calls' grace
+        is over. Safe to run at any moment, on any replica: what is closed stays closed."""
+        now = self.clock()
+        today = date.fromisoformat(self.today(now))
+        closed = await self._close_past_days(today, now)
+        for substation in self.scenario.substations.values():
+            closed += await self._close_hall(substation, today.isoformat(), now)
+        return closed
+
+    async def _close_past_days(self, today: date, now: float) -> list[Token]:
+        yesterday = today - timedelta(days=1)
+        first = today - timedelta(days=PAST_DAYS_CHECKED)
+        if self._closed_through is not None:
+            first = max(first, date.fromisoformat(self._closed_through) + timedelta(days=1))
+        closed: list[Token] = []
+        substations = list(self.scenario.substations)
+        day = first
+        while day <= yesterday:
+            counts = await self.store.token_counts(day.isoformat(), substations)
+            left_open = sorted({sid for sid, _, status, n in counts if status in _OPEN and n})
+            for sid in left_open:
+                closed += await self._closing(sid, day.isoformat(),
+                                              lambda q: q.close_day(now, DAY_CLOSE_ACTOR))
+            day += timedelta(days=1)
+        self._closed_through = max(yesterday, first - timedelta(days=1)).isoformat()
+        return closed
+
+    async def _close_hall(self, substation: Substation, day: str, now: float) -> list[Token]:
+        closes_at = self.closes_at(substation, day)
+        rounds = 0 if now < closes_at else 1 if now < closes_at + CALLED_GRACE_S else 2
+        done_day, done = self._closing_rounds.get(substation.id, ("", 0))
+        if rounds == 0 or (done_day == day and done >= rounds):
+            return []
+        closed = await self._closing(substation.id, day, lambda q: q.close_hall(
+            now, closes_at, DAY_CLOSE_ACTOR, CALLED_GRACE_S))
+        self._closing_rounds[substation.id] = (day, rounds)
+        return closed
+
+    async def _closing(self, substation_id: str, day: str,
+                       close: Callable[[SubstationQueue], list[Token]]) -> list[Token]:
+        found: list[Token] = []
+
+        def change(q: SubstationQueue) -> None:
+            found[:] = close(q)   # the Redis engine may run a change again: keep the last run
+
+        await self.store.mutate_queue(substation_id, day, change)
+        if found:
+            log.info("closed %d token(s) left open at %s on %s", len(found), substation_id, day)
+        return found
 
     async def alternatives(self, substation: Substation, service_id: str, now: float,
                            count: int = 3) -> list[dict]:

@@ -501,8 +501,9 @@ const STATUS = {
   done: ["पूरा हुआ", "Done"],
   cancelled: ["रद्द", "Cancelled"],
   no_show: ["अनुपस्थित", "No-show"],
+  closed_unserved: ["सेवा नहीं हो सकी", "Not served"],
 };
-const FINAL = ["done", "cancelled", "no_show"];
+const FINAL = ["done", "cancelled", "no_show", "closed_unserved"];
 const live = { tid: null, socket: null, retryMs: 1000, timer: null, heard: 0, token: null, alerted: "", stopped: false };
 
 function travelMinutes() {
@@ -607,7 +608,7 @@ function renderToken(t) {
   } else {
     saved.set(TOKEN_KEY, JSON.stringify({ url: location.pathname, number: t.number || hhmm(t.slot_at) }));
   }
-  if (t.status === "done" || t.status === "cancelled") {   // nothing more will change: hang up
+  if (["done", "cancelled", "closed_unserved"].includes(t.status)) {   // nothing more will change: hang up
     live.stopped = true;
     clearTimeout(live.timer);
     if (live.socket) { const old = live.socket; live.socket = null; old.close(); }
@@ -662,10 +663,13 @@ function renderToken(t) {
       done: ["आपका काम पूरा हुआ। धन्यवाद!", "You have been served. Thank you!"],
       cancelled: ["यह टोकन रद्द कर दिया गया है।", "This token is cancelled."],
       no_show: ["आपको बुलाया गया पर आप काउंटर पर नहीं थे।", "You were called but were not at the counter."],
+      closed_unserved: ["माफ़ कीजिए, आपकी बारी आने से पहले काउंटर बंद हो गए। यह टोकन बंद कर दिया गया है।",
+                        "Sorry: the counters closed before your turn came. This token is closed."],
     }[t.status];
     finalBox.replaceChildren(el("p", { class: "two" }, bi(...words)),
       el("a", { class: "primary two", href: `/q/${encodeURIComponent(t.substation.id)}`, id: "new-token" },
          bi("नया टोकन लें", "Take a new token")));
+    if (t.status === "closed_unserved") offerFirstSlot(t.substation.id, finalBox);
   }
   $("t-travel").hidden = !(t.status === "waiting" || booked);
   $("cancel").hidden = !(booked || t.status === "waiting" || called);
@@ -679,6 +683,24 @@ function renderToken(t) {
     try { navigator.vibrate(called ? [400, 150, 400, 150, 400] : [300, 120, 300]); } catch (e) { /* not allowed */ }
   }
   live.alerted = moment;
+}
+
+// Closed unserved: offer the first free slot here, so the next visit is not another wait.
+async function offerFirstSlot(sid, box) {
+  let answer;
+  try {
+    answer = await call("GET", `/api/v1/public/substations/${encodeURIComponent(sid)}/slots`);
+  } catch (e) {
+    return;
+  }
+  const days = (answer.status === 200 && answer.data.days) || [];
+  const day = days.find((d) => d.slots.some((slot) => slot.free > 0));
+  if (!day || box.querySelector("#first-slot")) return;
+  const slot = day.slots.find((s) => s.free > 0);
+  const words = dayWords(day.day);
+  box.append(el("a", { class: "plain two", href: `/q/${encodeURIComponent(sid)}`, id: "first-slot", "data-at": slot.at },
+    bi(`पहला खाली समय: ${words.hiDay}, ${words.hiDate} · ${hhmm(slot.at)} — बुक करें`,
+       `First free slot: ${words.enDay} ${words.enDate} at ${hhmm(slot.at)}. Book it`)));
 }
 
 async function cancelToken() {
