@@ -330,3 +330,35 @@ def test_report_command_prints_a_day_and_writes_a_month_and_a_chart(server_proce
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 5_000
     bad = run_cli("report", "--data-dir", data, "--date", "2025-02-30", check=False)
     assert bad.returncode == 2 and "date must be YYYY-MM-DD" in bad.stderr
+
+
+def test_tokens_the_day_closed_are_counted_as_closed_unserved_not_open_or_served():
+    d = Day()
+    d.issue("W1", "16:00", by="S01-C1")
+    d.issue("W2", "16:10")
+    d.issue("S1", "16:20")
+    d.call("W1", "17:20", "S01-C1")                       # called, never started
+    d.call("S1", "17:25", "S01-C2")
+    d.move("S1", "started", "17:26", "S01-C2", status="serving", started_at=at("17:26"))
+    d._add("booked", "12:00", "S01", token="B1", data={"id": "B1", "number": "", "status": "booked"})
+    for tid, counter in (("B1", None), ("W2", None), ("W1", "S01-C1")):
+        d._add("closed_unserved", "17:30", "S01", token=tid, counter=counter, actor="day-close",
+               data={"id": tid, "number": d.tokens.get(tid, {}).get("number", ""),
+                     "status": "closed_unserved"})
+    d.move("S1", "completed_at_close", "23:59", "S01-C2", status="done", finished_at=at("23:59"))
+    report = daily_report(DAY, d.events, IST, layout=LAYOUT)
+    s01 = report.rows[0]
+    # The booking never started: not issued, yet a consumer the day did not serve.
+    assert (s01.issued, s01.served, s01.closed_unserved, s01.open_at_end) == (3, 1, 3, 0)
+    assert s01.service_p50_s is None                      # nobody timed the end of that service
+    c1 = next(r for r in report.rows if r.counter == "S01-C1")
+    c2 = next(r for r in report.rows if r.counter == "S01-C2")
+    assert (c1.closed_unserved, c2.closed_unserved, c2.served) == (1, 0, 1)
+    lines = list(csv.DictReader(io.StringIO(daily_csv(report))))
+    assert lines[0]["closed_unserved"] == "3" and lines[-1]["closed_unserved"] == "3"
+    text = daily_text(report)
+    header, first = text.splitlines()[2], text.splitlines()[3]
+    assert "closed" in header.split() and first.split()[:6] == ["S01", "3", "1", "0", "0", "3"]
+    assert "closed_unserved" in daily_json(report)["definitions"]
+    month = monthly_report("2025-11", [(DAY, d.events)], IST)
+    assert month.total.closed_unserved == 3

@@ -426,3 +426,43 @@ async def test_what_ops_read_a_days_events_and_token_counts(store: Store):
     assert await store.turned_away_count("S01", DAY) == 1
     assert sorted(await store.token_counts(DAY, ["S01", "S02"]), key=str) == sorted(
         [("S01", None, "waiting", 1), ("S01", "S01-C1", "called", 1), ("S02", None, "waiting", 1)], key=str)
+
+
+async def test_the_days_close_is_kept_like_any_change(make_store):
+    """Closing time and the day's end: their events and the closed tokens survive a restart,
+    the counters come back free, and ops' counts see the new status."""
+    plan = SlotPlan(first_at=1000.0, slot_s=900, count=4, capacity=2, share=0.25)
+    first = make_store()
+    await first.open()
+    await first.mutate_queue("S01", DAY, lambda q: q.publish_slots(plan, 0.0, "ops"))
+    await first.mutate_queue("S01", DAY, lambda q: q.book(
+        "b1", "bill_payment", Priority.NORMAL, 1900.0, 10.0, Holder("a1", "p1", "4321")))
+    for i in range(4):
+        await first.mutate_queue("S01", DAY, issuing(f"t{i}", 20 + i))
+    await first.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 30))
+    await first.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C2", ["bill_payment"], 31))
+    await first.mutate_token("t1", lambda q, t: q.act(t.id, Action.START, 32))
+    await first.mutate_queue("S01", DAY, lambda q: q.close_hall(5000, 4000, "day-close") and None)
+    await first.close()
+
+    second = make_store()
+    await second.open()
+    try:
+        statuses = {f"t{i}": (await second.get_token(f"t{i}")).status for i in range(4)}
+        assert statuses == {"t0": Status.CLOSED_UNSERVED, "t1": Status.SERVING,
+                            "t2": Status.CLOSED_UNSERVED, "t3": Status.CLOSED_UNSERVED}
+        assert (await second.get_token("b1")).status is Status.CLOSED_UNSERVED
+        await second.mutate_queue("S01", DAY, lambda q: q.close_day(90_000, "day-close") and None)
+        assert (await second.get_token("t1")).status is Status.DONE
+        snapshot = await second.queue_snapshot("S01", DAY)
+        assert snapshot.at_counters == [] and snapshot.waiting == [] and snapshot.hall.waiting_total == 0
+        assert all(n == 0 for n in (await second.waiting_counts(DAY)).values())
+        kinds = [(e["kind"], e["token_id"], e["counter"]) for e in await second.day_events(DAY, "S01")]
+        assert kinds[-5:] == [("closed_unserved", "b1", None), ("closed_unserved", "t2", None),
+                              ("closed_unserved", "t3", None), ("closed_unserved", "t0", "S01-C1"),
+                              ("completed_at_close", "t1", "S01-C2")]
+        counts = {(counter, status): n for _, counter, status, n in await second.token_counts(DAY, ["S01"])}
+        assert counts == {(None, "closed_unserved"): 3, ("S01-C1", "closed_unserved"): 1,
+                          ("S01-C2", "done"): 1}
+    finally:
+        await second.close()
