@@ -12,7 +12,7 @@ import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import date
+from datetime import date, datetime
 from datetime import time as clock_time
 from functools import cached_property
 from importlib import resources
@@ -167,6 +167,10 @@ class Scenario:
     @cached_property
     def counters(self) -> dict[str, Counter]:
         return {c.id: c for s in self.substations.values() for c in s.counters}
+
+    def day_of(self, moment: float) -> str:
+        """The business day of ``moment`` in the scenario's time zone (YYYY-MM-DD)."""
+        return datetime.fromtimestamp(moment, self.timezone).date().isoformat()
 
     def layouts(self) -> dict[str, dict[str, tuple[str, ...]]]:
         """Per substation, each counter's services: what a queue needs to estimate waits."""
@@ -426,7 +430,7 @@ def _seed(service: Service) -> ServiceTimeSeed:
     """Seed of the wait estimator: the scenario's mean, and the spread of a uniform min..max."""
     low, high = service.min_service_s, service.max_service_s
     spread = (high - low) / 12 ** 0.5 if low is not None and high is not None else service.mean_service_s / 3
-    return ServiceTimeSeed(mean_s=service.mean_service_s, sd_s=spread)
+    return ServiceTimeSeed(mean_s=service.mean_service_s, sd_s=spread, min_s=low, max_s=high)
 
 
 def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:

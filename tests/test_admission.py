@@ -22,15 +22,16 @@ def issue(q: SubstationQueue, now: float, closes_at: float | None):
 
 def test_refuses_when_the_p90_wait_ends_after_closing():
     q = SubstationQueue("S01", "d", POLICY, counters=LAYOUT)
-    # sd 0: p90 = p50 = ahead * 90 / 2 = 45 s per token ahead; 200 s to closing admits 5 tokens
-    for _ in range(5):
+    # sd 0, both counters free: p90 = p50 = 90 s per round of two tokens ahead (0, 0, 90, 90,
+    # 180, 180, 270); 200 s to closing admits 6 tokens
+    for _ in range(6):
         issue(q, 0.0, closes_at=200.0)
     with pytest.raises(CannotServeToday) as err:
         issue(q, 0.0, closes_at=200.0)
-    assert err.value.reason == "after_closing" and err.value.extra["estimate"]["p90_s"] == 225.0
-    assert len(q.tokens) == 5 and q.last_seq["bill_payment"] == 5        # nothing used up
+    assert err.value.reason == "after_closing" and err.value.extra["estimate"]["p90_s"] == 270.0
+    assert len(q.tokens) == 6 and q.last_seq["bill_payment"] == 6        # nothing used up
     q.set_admission(False, None, 1.0)
-    assert issue(q, 1.0, closes_at=200.0).number == "B-006"              # ops switched it off
+    assert issue(q, 1.0, closes_at=200.0).number == "B-007"              # ops switched it off
 
 
 def test_refuses_after_closing_and_past_the_daily_cap():
@@ -70,12 +71,13 @@ async def test_issue_near_closing_is_refused_with_nearby_substations_and_online_
     assert [a["distance_km"] for a in error["alternatives"]] == sorted(a["distance_km"] for a in error["alternatives"])
     assert all(a["estimate"]["p90_s"] < 300 for a in error["alternatives"])
     assert "online" in error["online"]["text"].lower() and error["online"]["text_hi"]
-    # p90 = (k*90 + 1.2816*sqrt(k+1)*17.32)/4 stays under 300 s up to k = 12 tokens ahead
-    assert issued == 13
+    # four free counters: p50 = 90 s per round of four ahead; p90 = p50 + 1.2816 x its spread
+    # (see counter_server/queueing/estimate.py) stays under 300 s up to k = 14 tokens ahead
+    assert issued == 15
 
     status, settings = await api.get("/api/v1/ops/substations/S01/admission")
     assert settings == {"substation": "S01", "admission": True, "daily_cap": None,
-                        "issued_today": 13, "turned_away_today": 1}
+                        "issued_today": 15, "turned_away_today": 1}
 
     clock.now = closing_time(clock) + 60
     status, body = await api.post("/api/v1/substations/S02/tokens", json={"service": "bill_payment"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 from hypothesis import settings as hyp_settings
@@ -12,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from counter_server.queueing import (
     Action,
     CounterBusy,
+    Estimate,
     IllegalMove,
     Priority,
     QueuePolicy,
@@ -25,6 +27,7 @@ from counter_server.queueing import (
     estimate_wait,
     format_number,
 )
+from counter_server.queueing.estimate import CounterFrees, expected_residual_s
 
 POLICY = QueuePolicy(
     head_start_s={Priority.NORMAL: 0, Priority.SENIOR: 600, Priority.DISABLED: 900},
@@ -257,14 +260,82 @@ LAYOUT = {"C1": ("bill_payment",), "C2": ("bill_payment",), "C4": ("bill_payment
 
 
 def test_estimate_formula_by_hand():
-    # 8 ahead, 4 counters, mean 90 s, sd 20 s:
-    # p50 = 8*90/4 = 180; p90 = (720 + 1.2816*sqrt(9)*20)/4 = (720 + 76.896)/4 = 199.2
+    # 8 ahead, 4 counters, mean 90 s, sd 20 s, the counters' state unknown:
+    # p50 = 8*90/4 = 180; sd^2 = 20^2/4 + 8*20^2/16 = 100 + 200 = 300; p90 = 180 + 1.2816*17.32 = 202.2
     e = estimate_wait(8, 4, 90.0, 20.0)
-    assert (e.p50_s, e.p90_s, e.ahead, e.counters) == (180.0, 199.2, 8, 4)
+    assert (e.p50_s, e.p90_s, e.ahead, e.counters) == (180.0, 202.2, 8, 4)
     assert estimate_wait(0, 2, 90.0, 20.0).p50_s == 0.0
-    assert estimate_wait(0, 2, 90.0, 20.0).p90_s == round(1.2816 * 20 / 2, 1)
+    assert estimate_wait(0, 2, 90.0, 20.0).p90_s == round(1.2816 * 20, 1)   # one counter to free
+    # The learned mean's own error widens the range in proportion to the line: 8*5/4 = 10 s more sd
+    assert estimate_wait(8, 4, 90.0, 20.0, mean_error_s=5.0).p90_s == round(180 + 1.2816 * 400 ** 0.5, 1)
     nobody = estimate_wait(5, 0, 90.0, 20.0)
     assert (nobody.p50_s, nobody.p90_s) == (None, None)
+
+
+def test_the_first_in_line_waits_for_a_busy_counter_to_free():
+    """Counters free after 30 s and 70 s, then every 90 s: the tokens ahead are called at
+    30, 70, 120, 160, 210 ... and a free counter calls at once."""
+    frees = CounterFrees([70.0, 30.0], 90.0)
+    assert [frees.at(k) for k in range(5)] == [30.0, 70.0, 120.0, 160.0, 210.0]
+    assert estimate_wait(0, 2, 90.0, 20.0, frees).p50_s == 30.0                # not "now"
+    assert estimate_wait(3, 2, 90.0, 20.0, frees).p50_s == 160.0
+    # A counter busy with a long token of another service frees last; the line goes round
+    # the others meanwhile.
+    long = CounterFrees([500.0, 10.0], 90.0)
+    assert [long.at(k) for k in range(7)] == [10.0, 100.0, 190.0, 280.0, 370.0, 460.0, 500.0]
+    idle = CounterFrees([0.0, 40.0], 90.0)
+    assert estimate_wait(0, 2, 90.0, 20.0, idle) == Estimate(0.0, 0.0, 0, 2)
+    assert estimate_wait(1, 2, 90.0, 20.0, idle).p50_s == 40.0
+
+
+def test_a_token_at_a_counter_is_expected_to_stay_its_mean_less_its_time_there():
+    assert expected_residual_s(30.0, 90.0, 0.0) == 60.0
+    assert expected_residual_s(30.0, 90.0, 15.0) == pytest.approx(60.0, abs=3.0)
+    at_mean = expected_residual_s(90.0, 90.0, 15.0)
+    assert at_mean == pytest.approx(15.0 * (2 / math.pi) ** 0.5, rel=1e-9)     # a normal's
+    assert 0 < expected_residual_s(200.0, 90.0, 15.0) < 2.0                       # overdue: soon
+
+
+def test_while_every_counter_is_busy_nobody_is_called_now():
+    """Issue 15 item 6: the board said "now" for the first in line with every counter busy."""
+    q = SubstationQueue("S01", "d", SEEDED, counters={"C1": ("bill_payment",), "C2": ("bill_payment",)})
+    first, second = issue(q, 0), issue(q, 1)
+    q.call_next("C1", ["bill_payment"], 10)
+    q.call_next("C2", ["bill_payment"], 40)
+    head = issue(q, 50)
+    e = q.estimate_for(head)
+    # C1 has had its token 40 s, C2 10 s (mean 90, sd 20): they free in about 50 s and 80 s
+    assert e.p50_s == pytest.approx(expected_residual_s(40, 90, 20), abs=0.1)
+    assert e.p50_s > 45 and e.p90_s > e.p50_s
+    assert q.estimates()[head.id] == e
+    assert q.estimate_new("bill_payment").p50_s == pytest.approx(expected_residual_s(10, 90, 20), abs=0.1)
+    hall = q.hall_view()
+    assert hall.waiting_head[0][1] == e and hall.services[0].estimate == q.estimate_new("bill_payment")
+    q.act(first.id, Action.START, 55)
+    q.act(first.id, Action.COMPLETE, 60)                 # C1 frees: a free counter calls at once
+    assert q.estimate_for(head).p50_s == 0.0 and q.current_at("C2").id == second.id
+
+
+def test_implausible_service_times_do_not_drag_the_learned_mean():
+    """Issue 15 item 11: three 1-second bill payments moved the mean from 90 s to about 65 s."""
+    seeds = {"b": ServiceTimeSeed(90.0, 17.0, min_s=60.0, max_s=120.0), "free": ServiceTimeSeed(90.0, 17.0)}
+    times = ServiceTimes(seeds, alpha=0.1)
+    for _ in range(3):
+        assert not times.observe("b", 1.0)
+    assert times.mean("b") == 90.0 and times.samples["b"] == 0
+    times.observe("b", 3600.0)                            # left open over lunch: counts as 120 s
+    assert times.mean("b") == pytest.approx(93.0)
+    for _ in range(3):                                     # no range: each step at most 3 sd
+        times.observe("free", 1.0)
+    assert times.mean("free") > 70.0                       # unbounded steps: 65.6
+    q = SubstationQueue("S01", "d", QueuePolicy(service_seeds={"bill_payment": seeds["b"]}),
+                        counters={"C1": ("bill_payment",)})
+    for i in range(3):
+        token = issue(q, i * 10)
+        q.call_next("C1", ["bill_payment"], i * 10 + 1)
+        q.act(token.id, Action.START, i * 10 + 1)
+        q.act(token.id, Action.COMPLETE, i * 10 + 2)
+    assert q.service_times.mean("bill_payment") == 90.0
 
 
 def test_queue_estimates_count_same_service_tokens_ahead_and_open_counters():
@@ -272,11 +343,12 @@ def test_queue_estimates_count_same_service_tokens_ahead_and_open_counters():
     bills = [issue(q, i) for i in range(6)]
     complaint = issue(q, 10, service=COMPLAINT)
     estimates = q.estimates()
-    assert [estimates[t.id].p50_s for t in bills] == [0.0, 30.0, 60.0, 90.0, 120.0, 150.0]  # k*90/3
+    # three idle counters call three at once, then three more a service later
+    assert [estimates[t.id].p50_s for t in bills] == [0.0, 0.0, 0.0, 90.0, 90.0, 90.0]
     assert estimates[complaint.id].p50_s == 0.0 and estimates[complaint.id].counters == 1
-    assert q.estimate_new("bill_payment").p50_s == 180.0                                  # 6*90/3
+    assert q.estimate_new("bill_payment").p50_s == 180.0                                  # 6//3 rounds
     q.close_counter("C2", 20)
-    assert q.estimate_new("bill_payment").p50_s == 270.0                                  # 6*90/2
+    assert q.estimate_new("bill_payment").p50_s == 270.0                                  # 6//2 rounds
     q.close_counter("C4", 21)
     assert q.estimate_new("complaint").p50_s is None                                      # nobody serves it
     assert [e.kind for e in q.drain()][-2:] == ["counter_closed", "counter_closed"]
@@ -316,9 +388,10 @@ def test_hall_view_shows_counters_services_and_the_head_of_the_line():
     assert [c.id for c in hall.counters] == ["C1", "C2", "C4"]
     assert hall.counters[0].token.id == called.id and hall.counters[1].token is None
     assert hall.waiting_total == 14 and len(hall.waiting_head) == 5
-    assert [e.p50_s for _, e in hall.waiting_head] == [0.0, 30.0, 60.0, 90.0, 120.0]
+    # C2 and C4 are free; C1's token just came and stays about 92.7 s (mean 90, sd 20)
+    assert [e.p50_s for _, e in hall.waiting_head] == [0.0, 0.0, 90.0, 90.0, 92.7]
     bill = next(s for s in hall.services if s.id == "bill_payment")
-    assert (bill.waiting, bill.open_counters, bill.estimate.p50_s) == (14, 3, 420.0)
+    assert (bill.waiting, bill.open_counters, bill.estimate.p50_s) == (14, 3, 450.0)
 
 
 def test_counter_index_follows_every_move():

@@ -16,7 +16,7 @@ from .errors import (
     TransferRejected,
     UnknownToken,
 )
-from .estimate import Estimate, ServiceTimes, estimate_wait
+from .estimate import CounterFrees, Estimate, ServiceTimes, estimate_wait, expected_residual_s
 from .lifecycle import (
     AT_CLOSING,
     AT_DAY_END,
@@ -118,6 +118,7 @@ class SubstationQueue:
         self._due: dict[str, list[float]] | None = None   # slot starts of _booked by service, sorted
         self._unnumbered = 0                    # bookings (and cancelled ones) never numbered
         self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
+        self._frees_cache: dict[str, tuple[tuple[float, int], tuple[int, CounterFrees]]] = {}
         self.pending: list[Event] = []
         self.version = 0
         # The moment the estimates are made for: the queue's latest change (bookings whose
@@ -161,9 +162,37 @@ class SubstationQueue:
     def open_counters_for(self, service: str) -> int:
         return sum(1 for c, s in self.counters.items() if service in s and c not in self.closed)
 
-    def _estimate(self, service: str, ahead: int) -> Estimate:
-        return estimate_wait(ahead, self.open_counters_for(service),
-                             self.service_times.mean(service), self.service_times.sd(service))
+    def _estimate(self, service: str, ahead: int, now: float | None = None) -> Estimate:
+        """The wait behind ``ahead`` tokens of ``service`` as of ``now`` (default: the latest
+        change), counted from when each open counter serving it frees."""
+        times = self.service_times
+        counters, frees = self._counter_frees(service, self.as_of if now is None else now)
+        return estimate_wait(ahead, counters, times.mean(service), times.sd(service), frees,
+                             times.mean_error(service))
+
+    def _counter_frees(self, service: str, now: float) -> tuple[int, CounterFrees]:
+        """The open counters serving ``service`` and when each frees: at once when idle, else
+        after the expected remainder of the token at it (how long it has been there against
+        its service's learned mean). Kept until the queue changes or the moment does."""
+        key = (now, self.version)
+        cached = self._frees_cache.get(service)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        times = self.service_times
+        free_in = []
+        for counter, served in self.counters.items():
+            if service not in served or counter in self.closed:
+                continue
+            token = self.current_at(counter)
+            if token is None:
+                free_in.append(0.0)
+                continue
+            since = token.called_at if token.called_at is not None else now
+            free_in.append(expected_residual_s(now - since, times.mean(token.service),
+                                               times.sd(token.service)))
+        found = (len(free_in), CounterFrees(free_in, times.mean(service)))
+        self._frees_cache[service] = (key, found)
+        return found
 
     def estimate_new(self, service: str) -> Estimate:
         """The wait for a token of ``service`` issued now (normal priority, last in line),
@@ -215,11 +244,11 @@ class SubstationQueue:
         """The wait behind ``ahead`` tokens plus the bookings whose slots start before it is
         over, and how many bookings those are (``booked_ahead``: where to start counting)."""
         due = self._due_slots().get(service, ())
-        estimate = self._estimate(service, ahead + booked_ahead)
+        estimate = self._estimate(service, ahead + booked_ahead, now)
         while (booked_ahead < len(due) and estimate.p90_s is not None
                and due[booked_ahead] <= now + estimate.p90_s):
             booked_ahead += 1
-            estimate = self._estimate(service, ahead + booked_ahead)
+            estimate = self._estimate(service, ahead + booked_ahead, now)
         return estimate, booked_ahead
 
     def _due_slots(self) -> dict[str, list[float]]:
