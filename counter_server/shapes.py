@@ -7,7 +7,7 @@ from typing import Any
 
 from .billing.outbox import Payment
 from .config import Scenario, Substation
-from .queueing import Estimate, HallView, SlotPlan, Status, Token, leave_advice
+from .queueing import CounterView, Estimate, HallView, SlotPlan, Status, Token, leave_advice
 
 
 def iso(moment: float | None, tz: tzinfo, timespec: str = "seconds") -> str | None:
@@ -61,8 +61,8 @@ def token_json(token: Token, scenario: Scenario, estimate: Estimate | None = Non
 def phone_token_json(token: Token, link: str, scenario: Scenario, estimate: Estimate | None,
                      travel_s: float) -> dict[str, Any]:
     """A token as its holder's phone shows it: its ``link`` (the phone's key to it, not the
-    bare id), never the full account or phone number (only the account's last digits), and
-    when to leave home for a trip of ``travel_s``."""
+    bare id), never the full account or phone number (only the account's last digits), the
+    counter by its display name, and when to leave home for a trip of ``travel_s``."""
     tz = scenario.timezone
     substation = scenario.substations[token.substation]
     service = scenario.services[token.service]
@@ -81,6 +81,9 @@ def phone_token_json(token: Token, link: str, scenario: Scenario, estimate: Esti
                        "closes": substation.closes.isoformat("minutes")},
         "service": {"id": service.id, "name": service.name, "name_hi": service.name_hi},
         "counter": token.counter,
+        # What the hall board calls that counter, so the phone says the same ("Counter 1").
+        "counter_name": counter_names(scenario, token.counter)["name"] if token.counter else None,
+        "counter_name_hi": counter_names(scenario, token.counter)["name_hi"] if token.counter else None,
         "account": f"••••{token.account_hint}" if token.account_hint else None,
         "issued_at": iso(token.issued_at, tz),
         "slot_at": iso(token.slot_at, tz),
@@ -102,6 +105,12 @@ def public_token_json(token: Token) -> dict[str, Any]:
             "status": token.status.value, "counter": token.counter, "origin": token.origin.value}
 
 
+def _in_scenario_order(counters: tuple[CounterView, ...], substation: Substation) -> list[CounterView]:
+    """Counters as the scenario lists them (the hall's own order), not sorted by id."""
+    place = {c.id: i for i, c in enumerate(substation.counters)}
+    return sorted(counters, key=lambda c: place.get(c.id, len(place)))
+
+
 def hall_json(hall: HallView, scenario: Scenario) -> dict[str, Any]:
     """A substation as its hall board shows it."""
     substation = scenario.substations[hall.substation]
@@ -116,7 +125,7 @@ def hall_json(hall: HallView, scenario: Scenario) -> dict[str, Any]:
         "counters": [
             {"id": c.id, **counter_names(scenario, c.id), "open": c.open, "services": list(c.services),
              "token": public_token_json(c.token) if c.token else None}
-            for c in hall.counters
+            for c in _in_scenario_order(hall.counters, substation)
         ],
         "services": [
             {"id": s.id, "name": services[s.id].name, "name_hi": services[s.id].name_hi,

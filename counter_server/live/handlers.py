@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
 from ..api.errors import ApiError
 from ..api.requests import actor_of, public, whole_number
 from ..appkeys import HUB, SETTINGS, TOKENS
-from .hub import OPS_CHANNEL, LiveHub
+from .boards import parse_board_status
+from .hub import OPS_CHANNEL, LiveHub, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
                                compress=False)
     await ws.prepare(request)
     initial, subscriber = hub.subscribe(channel, since)
-    reader = asyncio.create_task(read_until_closed(ws))
+    reader = asyncio.create_task(_read_frames(ws, hub, subscriber))
     reader.add_done_callback(lambda _: subscriber.end())   # the board hung up: stop writing
     try:
         for text in initial:
@@ -85,9 +87,33 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
     return ws
 
 
-async def read_until_closed(ws: web.WebSocketResponse) -> None:
-    """Boards and phones send nothing we need; reading keeps pings, pongs and close frames
-    flowing, and returns when the other end has gone."""
+async def read_until_closed(ws: web.WebSocketResponse,
+                            on_text: Callable[[str], None] | None = None) -> None:
+    """Keeps pings, pongs and close frames flowing, hands text frames to ``on_text`` (if any;
+    frames are size-limited by the socket's ``max_msg_size``), ignores the rest, and returns
+    when the other end has gone."""
     async for msg in ws:
         if msg.type == WSMsgType.ERROR:
             break
+        if on_text is not None and msg.type == WSMsgType.TEXT:
+            on_text(msg.data)
+
+
+async def _read_frames(ws: web.WebSocketResponse, hub: LiveHub, subscriber: Subscriber) -> None:
+    """A hall board counts as connected while this runs and may report its voice (junk and
+    anything else it sends is ignored); an ops client first gets the boards' counts."""
+    if subscriber.channel == OPS_CHANNEL:
+        subscriber.offer(hub.boards_json())
+        await read_until_closed(ws)
+        return
+    hub.board_joined(subscriber)
+    try:
+        await read_until_closed(ws, lambda text: _board_frame(hub, subscriber, text))
+    finally:
+        hub.board_left(subscriber)
+
+
+def _board_frame(hub: LiveHub, subscriber: Subscriber, text: str) -> None:
+    voice = parse_board_status(text)
+    if voice is not None:
+        hub.board_reported(subscriber, voice)

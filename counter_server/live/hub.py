@@ -16,10 +16,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
 from ..config import Scenario
+from .boards import BoardTally
 from ..queueing import Event, HallView
 from ..services.nearby import nearest
 from ..store import Committed
@@ -27,6 +29,7 @@ from ..shapes import hall_json, iso, public_token_json
 
 SCHEMA_VERSION = 1
 OPS_CHANNEL = "*"
+BOARDS_COALESCE_S = 0.25      # boards' reports reach ops at most this often
 
 
 @dataclass(eq=False)
@@ -105,7 +108,13 @@ class LiveHub:
         return self._halls.get(substation)
 
     def publish(self, committed: Committed) -> None:
-        """Turn a committed change into a delta on its substation's channel and the ops one."""
+        """Turn a committed change into a delta on its substation's channel and the ops one.
+
+        Live channels carry today's halls only: a change to another day's queue (a booking
+        for tomorrow, slots published ahead, yesterday closed at start-up) changes nothing a
+        hall shows today, so it sends nothing; its hall view must never replace today's."""
+        if committed.day != self.scenario.day_of(self.clock()):
+            return
         self._halls[committed.substation] = committed.hall
         seq = committed.events[-1][0]
         # Encoded at once, and once for both channels (only "prev" differs, spliced onto the
@@ -232,4 +241,55 @@ class LiveHub:
 
     def _online(self) -> dict[str, Any]:
         online = self.scenario.online
-        return {"hint_after_s": online.hint_after_s, "text": online.text, "text_hi": online.text_hi}
+        paid = self.scenario.services.get(self.scenario.payment_service or "")
+        return {"hint_after_s": online.hint_after_s, "text": online.text, "text_hi": online.text_hi,
+                "payment_service": paid.id if paid else None,
+                "payment_service_name": paid.name if paid else None,
+                "payment_service_name_hi": paid.name_hi if paid else None}
+
+    # -- what the hall boards report of themselves (their voice) -----------------------
+
+    @cached_property
+    def _board_tally(self) -> BoardTally:
+        return BoardTally(list(self.scenario.substations))
+
+    def board_joined(self, subscriber: Subscriber) -> None:
+        """A hall board connected to its substation's channel."""
+        if self._board_tally.joined(subscriber, subscriber.channel):
+            self._boards_changed()
+
+    def board_reported(self, subscriber: Subscriber, voice: str) -> None:
+        """A hall board said which voice it announces calls with ("hi", "en" or "chime")."""
+        if self._board_tally.reported(subscriber, voice):
+            self._boards_changed()
+
+    def board_left(self, subscriber: Subscriber) -> None:
+        if self._board_tally.left(subscriber):
+            self._boards_changed()
+
+    def boards_json(self) -> str:
+        """The ops channel's ``boards`` message: per substation, boards connected and lacking."""
+        return json.dumps({"type": "boards", "v": SCHEMA_VERSION, "boards": self._board_tally.counts()},
+                          ensure_ascii=False)
+
+    def _boards_changed(self) -> None:
+        # Coalesced: a restart reconnects every board at once, and ops needs the sum, not each.
+        tally = self._board_tally
+        if tally.flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._publish_boards()
+            return
+        tally.flush_pending = True
+        loop.call_later(BOARDS_COALESCE_S, self._publish_boards)
+
+    def _publish_boards(self) -> None:
+        tally = self._board_tally
+        tally.flush_pending = False
+        counts = tally.counts()
+        if counts == tally.published:
+            return
+        tally.published = counts
+        self.notify(OPS_CHANNEL, {"type": "boards", "boards": counts})
