@@ -48,7 +48,7 @@ class BoardState:
     hall: dict[str, Any] | None = None
     nearby: list[dict[str, Any]] = field(default_factory=list)
     online: dict[str, Any] | None = None
-    payment_service: str | None = None
+    payment_service: str | None = None       # as the snapshot names it, if it does
     interval_s: float = 5.0
     last_heard: float = 0.0
     called: list[tuple[str, str]] = field(default_factory=list)   # (token number, counter id)
@@ -80,8 +80,8 @@ class BoardState:
     def paid_service(self) -> str | None:
         """The service the server names as paid (its wait decides the pay-online hint); None
         while it names none, and then no service is singled out."""
-        hall = self.hall or {}
-        return hall.get("payment_service") or self.payment_service
+        hall, online = self.hall or {}, self.online or {}
+        return hall.get("payment_service") or self.payment_service or online.get("payment_service")
 
     def counter_names(self, counter_id: str) -> tuple[str, str]:
         """A counter's display names (English, Hindi) as the hall sends them."""
@@ -283,7 +283,9 @@ def _hall(state: BoardState, hall: dict[str, Any], width: int) -> list[Text]:
               for n in state.nearby if n.get("estimate")]
     if nearby:
         lines.append(Text(""))
-        lines += [Text(line) for line in wrap(nearby, width, lead="Nearby · पास के केंद्र: ")]
+        named = (state.online or {}).get("payment_service_name")   # whose waits these are
+        lead = f"Nearby · पास के केंद्र ({named}): " if named else "Nearby · पास के केंद्र: "
+        lines += [Text(line) for line in wrap(nearby, width, lead=lead)]
     if state.called:
         calls = [f"{number} → {both(*state.counter_names(counter))}" for number, counter in state.called]
         lines += [Text(line, style="bold yellow") for line in wrap(calls, width, ", ", "Called: ")]
