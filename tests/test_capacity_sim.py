@@ -13,7 +13,7 @@ import pytest
 
 from counter_server.config import load_scenario
 from counter_server.queueing.estimate import estimate_wait
-from loadtests.capacity import report
+from loadtests.capacity import coverage, report
 from loadtests.capacity.cli import main
 from loadtests.capacity.demand import ArrivalBatch, DemandError, arrival_times, demand_from_scenario
 from loadtests.capacity.model import Layout, ServiceTime, run_day
@@ -22,6 +22,8 @@ from loadtests.capacity.booking import (Request, assign_slots, booked_per_slot, 
 from loadtests.capacity.month import book_month, fresh_means, make_batch, make_plan, simulate_month
 from loadtests.capacity.policies import Policy, door_wait_s, make_policy
 from loadtests.capacity.whatif import BOOKING, COUNTERS, ONLINE, WhatIfPoint, refine_online
+
+from .conftest import LAKESIDE
 
 
 @pytest.fixture(scope="module")
@@ -472,6 +474,8 @@ def test_cli_runs_end_to_end(tmp_path: Path, capsys) -> None:
     summary = (out / "summary.md").read_text()
     assert "## The answer" in summary and "| connections | 60000.0 | flag |" not in summary
     assert "## What if consumers booked slots" in summary and "| 20 % | online hint |" in summary
+    line = re.search(r"^estimate coverage: p50 \d+ %, p90 \d+ %$", printed, re.M)
+    assert line and "## Estimate coverage" in summary and line.group(0) in summary
     assert "| connections | 60000 | scenario [demand] |" in summary
 
     # Two processes, same seed: the very same summary.
@@ -486,3 +490,70 @@ def test_cli_refuses_bad_input(tmp_path: Path, capsys) -> None:
     assert "unknown policy" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "missing.toml"), "--out", str(tmp_path)]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+# -- the promise of the estimate, and any scenario -------------------------------------------------
+
+
+@pytest.mark.parametrize("config, flags", [(None, {}), (LAKESIDE, {"connections": 90000.0})],
+                         ids=["builtin", "lakeside"])
+def test_estimates_given_at_issue_hold_on_a_busy_day(config, flags) -> None:
+    """Issue 15 item 12: two halls' busy day run through the server's own queue, estimator and
+    door rule (seeded, well under a second): the share called within the p50 and the p90 they
+    were given lies around 50 % and 90 %. Before the estimator counted busy counters and its
+    own error, the p90 held for 60 % of tokens."""
+    scenario = load_scenario(config)
+    plan = make_plan(scenario, demand_from_scenario(scenario, flags), days=1)
+    day = plan.days[0]
+    letters = [scenario.services[sv.id].letter for sv in plan.services]
+    means = fresh_means(plan, day)
+    measured = coverage.total(
+        coverage.coverage_day(plan.layouts[where], plan.services, letters,
+                              make_batch(plan, where, day, 1, means[where], {}), scenario.policy)
+        for where in range(2))
+    assert measured.tokens > 1000
+    assert 0.40 <= measured.p50 <= 0.62, measured.line()
+    assert 0.80 <= measured.p90 <= 0.96, measured.line()
+    assert re.fullmatch(r"estimate coverage: p50 \d+ %, p90 \d+ %", measured.line())
+
+
+def test_arrivals_go_only_to_halls_that_serve_their_service(scenario_file: Path) -> None:
+    """peak-sim sent payers to halls without the paid service, where they vanished as 'away at
+    closing'. Each service's arrivals now go only where a counter serves it."""
+    scenario = load_scenario(scenario_file)
+    plan = make_plan(scenario, demand_from_scenario(scenario), days=2)
+    means = fresh_means(plan, plan.days[-1])
+    paid = plan.payment
+    for where, layout in enumerate(plan.layouts):
+        serves = any(paid in counter for counter in layout.counters)
+        assert (means[where, paid] > 0) == serves, layout.substation
+    assert means[:, paid].sum() == pytest.approx(plan.demand.counter_payments_on(plan.days[-1]))
+    result = simulate_month(plan, policy("none"), 5)
+    for day in result.days:    # open all day: hardly anyone is sent home (a third were)
+        assert day.turned_away_closing <= 0.03 * day.arrivals, day
+
+
+def test_a_service_no_hall_serves_is_refused_by_name(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "nowhere.toml"
+    config.write_text(LAKESIDE.read_text(encoding="utf-8").replace(
+        'services = ["water-bill", "leak.report", "meter_swap"]', 'services = ["leak.report", "meter_swap"]')
+        .replace('services = ["water-bill", "meter_swap"]', 'services = ["meter_swap"]')
+        .replace('services = ["water-bill", "leak.report"]', 'services = ["leak.report"]')
+        .replace('{ id = "nq.3", name = "Window C", name_hi = "खिड़की C", services = ["water-bill"] },', '')
+        .replace('services = ["water-bill"]\ncounters = [\n  { id = "hq-front", services = ["water-bill"] },',
+                 'services = ["leak.report"]\ncounters = [\n  { id = "hq-front", services = ["leak.report"] },'),
+        encoding="utf-8")
+    assert main(["--config", str(config), "--days", "1", "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "'water-bill'" in err and "north-quay" in err and "east_gate" in err
+
+
+def test_a_scenario_naming_no_paid_service_asks_for_the_flag(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "unpaid.toml"
+    config.write_text(LAKESIDE.read_text(encoding="utf-8").replace('payment_service = "water-bill"\n', ""),
+                      encoding="utf-8")
+    assert main(["--config", str(config), "--days", "1", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "names no payment_service; give --payment-service SERVICE" in capsys.readouterr().err
+    assert main(["--config", str(config), "--days", "1", "--out", str(tmp_path), "--no-progress",
+                 "--whatif-days", "0", "--payment-service", "water-bill"]) == 0
+    assert "estimate coverage: p50" in capsys.readouterr().out

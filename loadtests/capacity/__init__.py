@@ -10,6 +10,8 @@ away, and what more counters or more online payment would change. Layers, pure f
                moved to their slot's day;
 * ``booking``  slot bookings from phones: slot capacity and who gets which slot;
 * ``whatif``   the same month with other counter numbers, online shares or booking shares;
+* ``coverage`` the busiest day run through the server's own queue and estimator: the share of
+               tokens called within the p50 and p90 they were given (``estimate coverage``);
 * ``report``   the per-day table, the PNG plots and the Markdown summary;
 * ``cli``      ``peak-sim``.
 """

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from counter_server.config import Scenario, ScenarioError, load_scenario
 
-from . import report
+from . import coverage, report
 from .demand import (DEFAULTS, FROM_PHONES, REQUIRED, DemandError, DemandParams,
                      demand_from_scenario, phones_default)
 from .month import MonthResult, make_plan
@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--substation-weights", type=_named, help="e.g. S01=2,S02=0.5 (others: 1)")
     d.add_argument("--visits", type=_named,
                    help="other services' visits per working day, city-wide, e.g. complaint=200")
-    d.add_argument("--payment-service", help="the service paid online (default: the first listed)")
+    d.add_argument("--payment-service", help="the service paid online (default: the scenario's "
+                   "[demand] payment_service); its arrivals go only to halls that serve it")
     d.add_argument("--service-dist", choices=["bounded", "exponential"],
                    help="service times within min..max with the mean, or exponential")
     d.add_argument("--booking-share", type=float,
@@ -260,7 +261,9 @@ def _run(args: argparse.Namespace) -> int:
     answer += report.booking_answer_lines(booking_points, labels)
     for line in answer:
         print(line)
-    sections = []
+    measured = coverage.measure(plan, scenario, args.seed)
+    print(measured.line())
+    sections = [("Estimate coverage", coverage.summary_text(measured, coverage.busiest_day(plan)))]
     if booking_points:
         title = ("What if consumers booked slots (walk-in waits and turned away: last week; "
                  "booked and slots: whole run)")
@@ -335,8 +338,7 @@ def _figures(scenario: Scenario, flags: dict[str, Any], demand: DemandParams,
     rows.append(("counter payments per month", f"{demand.counter_payments_per_month:,.0f}",
                  "connections x paying_share x (1 - online_share)"))
     rows.append(("payment service", demand.payment_service,
-                 "flag" if flags.get("payment_service") else "scenario [demand]"
-                 if "payment_service" in raw else "the scenario's first service"))
+                 "flag" if flags.get("payment_service") else "scenario [demand]"))
     rows.append(("hint after (min)", f"{hint_after_min:g}", "scenario [online] unless --hint-after-min"))
     rows.append(("p90 wait target (min)", f"{target_min:g}", "scenario [online] unless --target-min"))
     rows.append(("door estimate", policies[0].door_estimate, "--door-estimate"))

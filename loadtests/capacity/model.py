@@ -34,7 +34,8 @@ class ServiceTime:
     bounds; otherwise a power-law beta with that mean (the same family: Beta(2, 1) and Beta(1, 2)
     are the triangular ones with the mode at an end), so any mean inside the bounds works.
     ``exponential`` uses the mean alone (the M/M/c case), as does a service without min and max.
-    ``sd_s`` is the spread the door's p90 uses: the server's seed, that of a uniform min..max.
+    ``sd_s`` is the spread the door's p90 uses: the server's seed, that of a uniform min..max;
+    ``mean_error_s`` the spread of the server's learned mean (``ServiceTimes.mean_error``).
     """
 
     id: str
@@ -43,6 +44,7 @@ class ServiceTime:
     min_s: float | None = None
     max_s: float | None = None
     distribution: str = "bounded"
+    mean_error_s: float = 0.0
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.distribution == "exponential" or self.min_s is None or self.max_s is None:
@@ -67,13 +69,15 @@ class ServiceTime:
 def service_times(scenario: Scenario, distribution: str) -> tuple[ServiceTime, ...]:
     """Each scenario service's time at the counter, in the scenario's order of services."""
     seeds = scenario.policy.service_seeds
+    alpha = min(max(scenario.policy.ewma_alpha, 0.0), 1.0)
+    error = math.sqrt(alpha / (2 - alpha)) if alpha < 1 else 1.0
 
     def one(s: Service) -> ServiceTime:
         if s.min_service_s is not None and s.max_service_s is not None and not (
                 s.min_service_s <= s.mean_service_s <= s.max_service_s):
             raise ValueError(f"services.{s.id}: mean_service_s must lie within min..max")
         return ServiceTime(s.id, s.mean_service_s, seeds[s.id].sd_s, s.min_service_s,
-                           s.max_service_s, distribution)
+                           s.max_service_s, distribution, seeds[s.id].sd_s * error)
 
     return tuple(one(s) for s in scenario.services.values())
 
@@ -191,7 +195,7 @@ def one_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatc
     door, kind = policy.door, policy.door_estimate
     offer_online = s == payment
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
-    mean, sd, top = services[s].mean_s, services[s].sd_s, bound[s]
+    mean, sd, top, err = services[s].mean_s, services[s].sd_s, bound[s], services[s].mean_error_s
     door_table: list[float] = []           # the door's estimate by people ahead, as needed
     hint_from = _hint_from(hint_after, mean, c, n) if hint else n + 1
     frees = [0.0] * c                      # when each counter is next free (a heap)
@@ -221,7 +225,7 @@ def one_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatc
         if door and (ahead or first_free > t):
             while ahead >= len(door_table):
                 a = len(door_table)
-                door_table.append(door_wait_s(kind, a, a, c, mean, sd, top))
+                door_table.append(door_wait_s(kind, a, a, c, mean, sd, top, err))
             if t + door_table[ahead] > closes:
                 refused += 1
                 if offer_online and u_door[j] < accept:
@@ -333,6 +337,7 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     n_for = [len(c) for c in counters_for]
     mean = [sv.mean_s for sv in services]
     sd = [sv.sd_s for sv in services]
+    err = [sv.mean_error_s for sv in services]
 
     lines: list[deque] = [deque() for _ in range(n_services)]
     booked_lines: list[deque] = [deque() for _ in range(n_services)]   # (slot start, length)
@@ -399,7 +404,7 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
             elif door:
                 shared_ahead = (sum(len(lines[x]) + len(booked_lines[x]) for x in shared[s])
                                 if kind == "max" else ahead)
-                if t + door_wait_s(kind, ahead, shared_ahead, c, mean[s], sd[s], bound[s]) > closes:
+                if t + door_wait_s(kind, ahead, shared_ahead, c, mean[s], sd[s], bound[s], err[s]) > closes:
                     out.refused_at_door += 1
                     if s == payment and u_door[j] < accept:
                         out.online_door += 1

@@ -45,6 +45,17 @@ class MonthPlan:
         end = max(lay.closes_s for lay in self.layouts)
         return np.arange(start, end + self.sample_step_s / 2, self.sample_step_s).tolist()
 
+    def service_weights(self, service: int) -> np.ndarray:
+        """Each substation's share of ``service``'s consumers: only halls with a counter serving
+        it get any (nobody queues where nobody can serve them), in ``weights``' proportions."""
+        serves = np.array([any(service in c for c in lay.counters) for lay in self.layouts])
+        raw = self.weights() * serves
+        if raw.sum() <= 0:
+            halls = ", ".join(lay.substation for lay in self.layouts)
+            raise ValueError(f"service {self.services[service].id!r}: no counter serves it at any "
+                             f"substation with a weight above 0 ({halls})")
+        return raw / raw.sum()
+
     def weights(self) -> np.ndarray:
         """Each substation's share of the consumers (weights not given count 1)."""
         raw = np.array([self.demand.substation_weights.get(lay.substation, 1.0) for lay in self.layouts])
@@ -72,6 +83,9 @@ def make_plan(scenario: Scenario, demand: DemandParams, days: int | None = None,
         sample_step_s=sample_step_s,
     )
     plan.weights()  # refuse weights that send nobody anywhere now, not in the middle of a run
+    wanted = [plan.payment, *(index_of(plan.services)[sid] for sid, n in demand.visits_per_day.items() if n > 0)]
+    for service in wanted:   # and a service nobody can serve anywhere
+        plan.service_weights(service)
     return plan
 
 
@@ -248,13 +262,17 @@ def book_month(plan: MonthPlan, seed: int) -> tuple[dict[tuple[int, int], DayBoo
 
 
 def fresh_means(plan: MonthPlan, day: int) -> np.ndarray:
-    """Expected fresh arrivals per (substation, service) on ``day``."""
-    weights = plan.weights()
+    """Expected fresh arrivals per (substation, service) on ``day``; each service's go only to
+    the halls that serve it (``MonthPlan.service_weights``)."""
     per_service = np.zeros(len(plan.services))
     per_service[plan.payment] = plan.demand.counter_payments_on(day)
     for sid, visits in plan.demand.visits_per_day.items():
         per_service[index_of(plan.services)[sid]] = visits
-    return np.outer(weights, per_service)
+    means = np.zeros((len(plan.layouts), len(plan.services)))
+    for s, count in enumerate(per_service):
+        if count > 0:
+            means[:, s] = plan.service_weights(s) * count
+    return means
 
 
 def simulate_month(plan: MonthPlan, policy: Policy, seed: int) -> MonthResult:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from counter_server.queueing.estimate import Z90
+from counter_server.queueing.estimate import estimate_wait
 
 DOOR_ESTIMATES = ("p50", "p90", "max")
 POLICY_NAMES = ("none", "door", "hint", "door+hint")
@@ -66,7 +66,7 @@ def make_policy(name: str, *, door_estimate: str, door_online_accept: float, hin
 
 
 def door_wait_s(kind: str, ahead: int, ahead_shared: int, counters: int, mean_s: float,
-                sd_s: float, max_s: float) -> float:
+                sd_s: float, max_s: float, mean_error_s: float = 0.0) -> float:
     """The wait the door compares with the time left until closing.
 
     ``ahead`` counts waiting consumers of the same service (the server's rule); ``ahead_shared``
@@ -74,9 +74,10 @@ def door_wait_s(kind: str, ahead: int, ahead_shared: int, counters: int, mean_s:
     needs: each of the ``counters`` starts a new consumer at least every ``max_s`` seconds, and
     none of them takes anyone who came later, so the newcomer starts within
     ceil((ahead_shared + 1) / counters) x max_s. Called only when no counter is free for it.
+    p50 and p90 are the server's ``estimate_wait`` with the counters' state unknown (the model
+    does not track when each counter started), so the average ``ahead x mean / counters``.
     """
-    if kind == "p50":
-        return ahead * mean_s / counters
-    if kind == "p90":
-        return (ahead * mean_s + Z90 * math.sqrt(ahead + 1) * sd_s) / counters
+    if kind in ("p50", "p90"):
+        estimate = estimate_wait(ahead, counters, mean_s, sd_s, None, mean_error_s)
+        return estimate.p50_s if kind == "p50" else estimate.p90_s
     return math.ceil((ahead_shared + 1) / counters) * max_s
