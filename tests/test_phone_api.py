@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from counter_server.app import create_app
-from counter_server.appkeys import PHONES, STORE, TOKEN_WATCH
-from counter_server.config import Settings
+from counter_server.appkeys import KEYS, PHONES, SETTINGS, STORE, TOKEN_WATCH
+from counter_server.config import Scenario, Settings, load_scenario
 
-from .conftest import Api, Clock
+from .conftest import Api, Clock, paid_service
 
 PHONE = "+91 98765 43210"
 ACCOUNT = "KAN-20431877"
@@ -33,8 +33,11 @@ def settings(tmp_path: Path, scenario, clock: Clock) -> Settings:
 
 
 async def take(api: Api, sid: str = "S01", **body: Any) -> tuple[int, Any]:
-    return await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None,
-                          json={"service": "bill_payment", **body})
+    """A phone takes a token; ``service=None`` leaves the service out of the body."""
+    body = {"service": "bill_payment", **body}
+    if body["service"] is None:
+        del body["service"]
+    return await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None, json=body)
 
 
 async def test_a_phone_takes_a_real_remote_token_and_never_sees_full_numbers(api: Api):
@@ -301,3 +304,90 @@ async def test_phone_links_survive_a_restart_and_the_secret_stays_out_of_the_dat
     again = await aiohttp_client(create_app(replace(settings, write_admin_key=False)))
     resp = await again.get(f"/api/v1/public/tokens/{link}")
     assert resp.status == 200 and (await resp.json())["token"]["status"] == "waiting"
+
+
+# ---- any scenario: nothing here is named after the built-in one ----------------------------
+
+@pytest.fixture
+async def any_api(aiohttp_client, tmp_path: Path, scenario_file: Path, clock: Clock) -> Api:
+    """The phone API on each scenario in turn (both open all day)."""
+    scenario = load_scenario(scenario_file)
+    roomy = replace(scenario, phones=replace(scenario.phones, takes_per_hour_per_address=1000))
+    client = await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data", scenario=roomy, clock=clock,
+                                                      rate_limit_per_s=0, write_admin_key=False)))
+    admin, _ = await client.app[KEYS].create("admin")
+    return Api(client=client, admin=admin)
+
+
+def scenario_of(api: Api) -> Scenario:
+    return api.client.app[SETTINGS].scenario
+
+
+async def test_no_service_named_means_the_paid_one_where_offered_else_a_422_naming_the_field(any_api: Api):
+    scenario = scenario_of(any_api)
+    paid = paid_service(scenario)
+    offering = next(s for s in scenario.substations.values() if paid in s.services)
+    status, body = await take(any_api, sid=offering.id, service=None, **person(1))
+    assert status == 201, body
+    assert body["token"]["service"]["id"] == paid
+    assert body["token"]["number"].startswith(scenario.services[paid].letter + "-")
+    without = [s for s in scenario.substations.values() if paid not in s.services]
+    for hall in without:   # lakeside's east_gate: its own services, named
+        status, body = await take(any_api, sid=hall.id, service=None, **person(2))
+        assert status == 422 and body["error"]["field"] == "service", body
+        assert all(s in body["error"]["message"] for s in hall.services)
+        status, body = await any_api.post(f"/api/v1/public/substations/{hall.id}/bookings", key=None, json={
+            "slot_at": "2025-12-01T10:00:00+03:00", **person(3)})
+        assert status == 422 and body["error"]["field"] == "service", body
+        status, body = await take(any_api, sid=hall.id, service=hall.services[0], **person(2))
+        assert status == 201 and body["token"]["service"]["id"] == hall.services[0], body
+    assert without or scenario.name == load_scenario().name          # lakeside has such a hall
+
+
+async def test_the_list_gives_each_services_own_wait_and_the_halls_state(any_api: Api):
+    scenario = scenario_of(any_api)
+    paid = paid_service(scenario)
+    hall = next(s for s in scenario.substations.values()
+                if paid in s.services and any(x != paid and any(x in c.services for c in s.counters)
+                                              for x in s.services))
+    other = next(x for x in hall.services if x != paid and any(x in c.services for c in hall.counters))
+    for _ in range(5):
+        await any_api.issue(hall.id, other)
+    status, listing = await any_api.get("/api/v1/public/substations", key=None)
+    assert status == 200 and listing["payment_service"] == paid
+    entry = next(s for s in listing["substations"] if s["id"] == hall.id)
+    services = {s["id"]: s for s in entry["services"]}
+    assert set(services) == set(hall.services)
+    assert services[other]["waiting"] == 5 and services[paid]["waiting"] == 0
+    assert services[other]["estimate"]["p50_s"] > services[paid]["estimate"]["p50_s"]   # its own wait
+    assert services[other]["open_counters"] == sum(other in c.services for c in hall.counters)
+    assert (entry["estimate_service"], entry["estimate"]) == (paid, services[paid]["estimate"])
+    assert (entry["waiting"], entry["in_hours"], entry["counters"], entry["counters_open"]) == (
+        5, True, len(hall.counters), len(hall.counters))
+    for counter in hall.counters:
+        await any_api.post(f"/api/v1/counters/{counter.id}/close")
+    status, listing = await any_api.get("/api/v1/public/substations", key=None)
+    entry = next(s for s in listing["substations"] if s["id"] == hall.id)
+    assert entry["counters_open"] == 0 and entry["in_hours"] is True
+    assert all(s["open_counters"] == 0 and s["estimate"]["p50_s"] is None for s in entry["services"])
+    for s in listing["substations"]:
+        if paid not in {x["id"] for x in s["services"]}:               # no paid service: no default
+            assert s["default_service"] is None and s["estimate_service"] == s["services"][0]["id"]
+
+
+async def test_the_phone_token_names_its_counter_as_the_board_does(any_api: Api):
+    scenario = scenario_of(any_api)
+    paid = paid_service(scenario)
+    hall = next(s for s in scenario.substations.values() if paid in s.services)
+    counter = next(c for c in hall.counters if paid in c.services)
+    status, body = await take(any_api, sid=hall.id, service=paid, **person(7))
+    link = body["token"]["link"]
+    assert body["token"]["counter_name"] is None
+    await any_api.next(counter.id)
+    status, mine = await any_api.get(f"/api/v1/public/tokens/{link}", key=None)
+    token = mine["token"]
+    assert (token["status"], token["counter"]) == ("called", counter.id)
+    assert (token["counter_name"], token["counter_name_hi"]) == (counter.label, counter.label_hi)
+    status, slots = await any_api.get(f"/api/v1/public/substations/{hall.id}/slots", key=None)
+    assert slots["today"] == scenario.day_of(any_api.client.app[SETTINGS].clock())
+    assert datetime.fromisoformat(slots["now"]).timestamp() == pytest.approx(any_api.client.app[SETTINGS].clock())

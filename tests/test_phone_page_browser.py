@@ -1,38 +1,51 @@
 """The consumers' phone page (/q) in real Chromium (Debian's, driven by Playwright) at a phone's
 viewport, against the whole app served in-process on a loopback port with the test clock (the
-month-end rush of 2025-11-25, so the slot screen has a quieter day to recommend)."""
+month-end rush of 2025-11-25, so the slot screen has a quieter day to recommend).
+
+The steps a consumer goes through run on both scenarios (the built-in one open all day, and
+one unlike it): halls, services and counters are taken from the scenario, never by name."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS
-from counter_server.config import Settings
+from counter_server.config import Scenario, Settings, Substation, load_scenario
 
-from .conftest import Clock, bearer
+from .conftest import LAKESIDE, Clock, bearer, paid_service
 from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 
 PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 ACCOUNT = "KAN-20431877"
 MOBILE = "+91 98765 43210"
 WAIT_MS = 5_000
+SLOW_3G = {"offline": False, "latency": 400, "downloadThroughput": 50 * 1024, "uploadThroughput": 20 * 1024}
 
 
 @dataclass
 class Site:
     url: str
+    app: web.Application
     admin: str
-    cashier: str      # the cashier at counter S01-C1
     clock: Clock
+    scenario: Scenario
+    cashiers: dict[str, str] = field(default_factory=dict)
+
+    async def cashier(self, counter: str) -> str:
+        if counter not in self.cashiers:
+            self.cashiers[counter], _ = await self.app[KEYS].create("cashier", counter)
+        return self.cashiers[counter]
 
     async def post(self, path: str, key: str, method: str = "POST", **kwargs) -> dict:
         async with aiohttp.ClientSession(headers=bearer(key)) as session:
@@ -40,33 +53,86 @@ class Site:
                 assert resp.status in (200, 201), await resp.text()
                 return await resp.json()
 
-    async def walk_ins(self, n: int) -> None:
-        for _ in range(n):
-            await self.post("/api/v1/substations/S01/tokens", self.admin, json={"service": "bill_payment"})
+    async def public(self, path: str) -> dict:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{self.url}{path}") as resp:
+                assert resp.status == 200, await resp.text()
+                return await resp.json()
 
-    async def serve_next(self) -> dict:
-        """Counter S01-C1 calls the next token and serves it (90 s, the scenario's mean)."""
-        token = (await self.post("/api/v1/counters/S01-C1/next", self.cashier))["token"]
-        await self.post(f"/api/v1/tokens/{token['id']}/start", self.cashier)
-        self.clock.now += 90
-        await self.post(f"/api/v1/tokens/{token['id']}/complete", self.cashier)
+    async def walk_ins(self, sid: str, service: str, n: int) -> None:
+        for _ in range(n):
+            await self.post(f"/api/v1/substations/{sid}/tokens", self.admin, json={"service": service})
+
+    async def serve_next(self, counter: str) -> dict:
+        """The counter calls the next token and serves it in its service's mean time."""
+        key = await self.cashier(counter)
+        token = (await self.post(f"/api/v1/counters/{counter}/next", key))["token"]
+        await self.post(f"/api/v1/tokens/{token['id']}/start", key)
+        self.clock.now += self.scenario.services[token["service"]].mean_service_s
+        await self.post(f"/api/v1/tokens/{token['id']}/complete", key)
         return token
 
+    async def listed(self, sid: str) -> dict:
+        return next(s for s in (await self.public("/api/v1/public/substations"))["substations"] if s["id"] == sid)
 
-@pytest.fixture
-def settings(tmp_path: Path, scenario, clock: Clock) -> Settings:
+    async def service_estimate(self, sid: str, service: str) -> dict:
+        return next(s for s in (await self.listed(sid))["services"] if s["id"] == service)["estimate"]
+
+
+def paid_hall(scenario: Scenario) -> Substation:
+    """The hall with the most counters serving the paid service."""
+    paid = paid_service(scenario)
+    return max((s for s in scenario.substations.values() if paid in s.services),
+               key=lambda s: (sum(paid in c.services for c in s.counters), s.id))
+
+
+def paid_counter(hall: Substation, scenario: Scenario) -> str:
+    return next(c.id for c in hall.counters if paid_service(scenario) in c.services)
+
+
+def other_service(scenario: Scenario) -> tuple[Substation, str]:
+    """A hall offering the paid service and another one some counter there serves."""
+    paid = paid_service(scenario)
+    for hall in scenario.substations.values():
+        served = [s for s in hall.services if s != paid and any(s in c.services for c in hall.counters)]
+        if paid in hall.services and served:
+            return hall, served[0]
+    raise AssertionError("the scenario has no hall with a second service")
+
+
+def wait_words(estimate: dict) -> str:
+    """What the page writes for a wait range (JavaScript's rounding: half up)."""
+    low = math.floor(estimate["p50_s"] / 60 + 0.5)
+    high = max(low, math.floor(estimate["p90_s"] / 60 + 0.5))
+    if high < 1:
+        return "no wait"
+    return f"{low} min" if low == high else f"{low}–{high} min"
+
+
+def phone_settings(tmp_path: Path, scenario: Scenario, clock: Clock) -> Settings:
     roomy = replace(scenario, phones=replace(scenario.phones, takes_per_hour_per_address=1000))
     return Settings(data_dir=tmp_path / "data", scenario=roomy, clock=clock, rate_limit_per_s=0,
                     write_admin_key=False)
 
 
-@pytest.fixture
-async def site(aiohttp_server, settings: Settings, clock: Clock) -> Site:
+async def serve_site(aiohttp_server, settings: Settings, clock: Clock) -> Site:
     app = create_app(settings)
     server = await aiohttp_server(app, host="127.0.0.1")
     admin, _ = await app[KEYS].create("admin")
-    cashier, _ = await app[KEYS].create("cashier", "S01-C1")
-    return Site(url=str(server.make_url("")).rstrip("/"), admin=admin, cashier=cashier, clock=clock)
+    return Site(url=str(server.make_url("")).rstrip("/"), app=app, admin=admin, clock=clock,
+                scenario=settings.scenario)
+
+
+@pytest.fixture
+async def site(aiohttp_server, tmp_path: Path, scenario_file: Path, clock: Clock) -> Site:
+    """Each scenario in turn, open all day."""
+    return await serve_site(aiohttp_server, phone_settings(tmp_path, load_scenario(scenario_file), clock), clock)
+
+
+@pytest.fixture
+async def kanpur(aiohttp_server, tmp_path: Path, scenario: Scenario, clock: Clock) -> Site:
+    """The built-in scenario as shipped (its hours, its closed Sundays)."""
+    return await serve_site(aiohttp_server, phone_settings(tmp_path, scenario, clock), clock)
 
 
 @pytest.fixture
@@ -91,10 +157,16 @@ async def shot(page, tmp_path: Path, name: str) -> None:
         shutil.copy(path, Path(os.environ["PHONE_SHOTS"]) / path.name)
 
 
-async def fill_form(page, account: str = ACCOUNT, mobile: str = MOBILE) -> None:
+def scenario_tag(site: Site) -> str:
+    return "lakeside" if site.scenario.name != load_scenario().name else "builtin"
+
+
+async def fill_form(page, account: str = ACCOUNT, mobile: str = MOBILE, trip: str | None = "20") -> None:
     await page.wait_for_selector("#services input[type=radio]", timeout=WAIT_MS)
     await page.fill("#account", account)
     await page.fill("#phone", mobile)
+    if trip is not None:
+        await page.select_option("#trip", trip)
 
 
 async def text(page, selector: str) -> str:
@@ -107,68 +179,262 @@ async def no_overflow(page) -> None:
 
 
 async def test_a_remote_token_follows_the_queue_live_to_leave_now_and_the_counter(site: Site, phone, tmp_path):
-    await site.walk_ins(40)                       # 40 ahead at 90 s over 4 counters: ~15 min
+    scenario, tag = site.scenario, scenario_tag(site)
+    hall, paid = paid_hall(scenario), paid_service(scenario)
+    counter = scenario.counters[paid_counter(hall, scenario)]
+    await site.walk_ins(hall.id, paid, 40)
     await phone.goto(f"{site.url}/q")
-    await phone.wait_for_selector(".station[data-substation=S01]", timeout=WAIT_MS)
-    assert await phone.locator(".station").count() == 10
-    assert "किदवई नगर" in await text(phone, ".station[data-substation=S01]")
-    await shot(phone, tmp_path, "1-list")
+    card = f".station[data-substation='{hall.id}']"
+    await phone.wait_for_selector(card, timeout=WAIT_MS)
+    assert await phone.locator(".station").count() == len(scenario.substations)
+    assert hall.name_hi in await text(phone, card)
+    assert f"40 waiting for {scenario.services[paid].name}" in await text(phone, card)
+    await shot(phone, tmp_path, f"{tag}-1-list")
     await no_overflow(phone)
 
-    await phone.tap(".station[data-substation=S01]")
-    await phone.wait_for_function("document.getElementById('st-en').textContent === 'Kidwai Nagar'",
-                                  timeout=WAIT_MS)
-    assert "40 waiting" in await text(phone, "#st-meta")
-    await fill_form(phone)
-    await shot(phone, tmp_path, "2-take")
+    await phone.tap(card)
+    await phone.wait_for_function(f"document.getElementById('st-en').textContent === {hall.name!r}", timeout=WAIT_MS)
+    await fill_form(phone, trip=None)
+    assert await phone.input_value("#trip") == ""                   # asked, not assumed
+    await phone.tap("#take")                                         # the trip comes first
+    await phone.wait_for_selector("#trip-err:not([hidden])", timeout=WAIT_MS)
+    assert "bad" in (await phone.get_attribute("#trip", "class")).split()
+    assert phone.url.endswith(f"/q/{hall.id}?service={paid}")
+    await phone.select_option("#trip", "5")
+    assert not await phone.is_visible("#trip-err")
+    assert not await phone.is_visible("#trip-advice")               # 5 min away, a long wait
+    await shot(phone, tmp_path, f"{tag}-2-form-with-trip")
     await no_overflow(phone)
     await phone.tap("#take")
     await phone.wait_for_url("**/q/t/*", timeout=WAIT_MS)
-    await phone.wait_for_function("document.getElementById('t-number').textContent === 'B-041'", timeout=WAIT_MS)
+    number = f"{scenario.services[paid].letter}-041"
+    await phone.wait_for_function(f"document.getElementById('t-number').textContent === {number!r}", timeout=WAIT_MS)
     assert await text(phone, "#t-ahead") == "40"
     assert await text(phone, "#t-account") == "••••1877"
+    assert await phone.input_value("#travel") == "5"                 # the trip said on the form
     shown = await phone.inner_text("body")
-    assert "20431877" not in shown and "98765" not in shown                # never the full numbers
+    assert "20431877" not in shown and "98765" not in shown          # never the full numbers
     await phone.wait_for_function("document.body.dataset.link === 'live'", timeout=WAIT_MS)
-
-    # a 5-minute trip: the page redials with it and the advice says when to set off
-    await phone.select_option("#travel", "5")
     await phone.wait_for_selector("#t-leave:not([hidden])", timeout=WAIT_MS)
     assert "Leave in about" in await text(phone, "#t-leave")
     assert not await phone.is_visible("#leave-now")
     await phone.evaluate("window.notReloaded = true")
-    await shot(phone, tmp_path, "3-token-waiting")
+    await shot(phone, tmp_path, f"{tag}-3-token-waiting")
     await no_overflow(phone)
 
-    for _ in range(5):                             # the cashier calls and serves others
-        await site.serve_next()
-    await phone.wait_for_function("document.getElementById('t-ahead').textContent === '35'", timeout=WAIT_MS)
-    assert await phone.evaluate("window.notReloaded === true")           # live, not reloaded
-
-    for _ in range(16):                            # 19 ahead: ~7 min, less than trip + margin
-        await site.serve_next()
+    link = phone.url.rsplit("/", 1)[1]
+    while not (await site.public(f"/api/v1/public/tokens/{link}?travel_min=5"))["token"]["leave"]["leave_now"]:
+        await site.serve_next(counter.id)                            # others are called and served
     await phone.wait_for_selector("#leave-now:not([hidden])", timeout=WAIT_MS)
     assert await text(phone, "#leave-now") == "अभी निकलें Leave now"
     assert "Leave now" in await phone.title()
-    await shot(phone, tmp_path, "4-token-leave-now")
+    assert await phone.evaluate("window.notReloaded === true")       # live, not reloaded
+    await shot(phone, tmp_path, f"{tag}-4-token-leave-now")
 
-    for _ in range(19):
-        await site.serve_next()
-    await phone.wait_for_function("document.getElementById('t-ahead').textContent === '0'", timeout=WAIT_MS)
-    called = (await site.post("/api/v1/counters/S01-C1/next", site.cashier))["token"]
-    assert called["number"] == "B-041"
+    while (await site.public(f"/api/v1/public/tokens/{link}"))["token"]["ahead"] > 0:
+        await site.serve_next(counter.id)
+    called = (await site.post(f"/api/v1/counters/{counter.id}/next", await site.cashier(counter.id)))["token"]
+    assert called["number"] == number
     await phone.wait_for_selector("#called:not([hidden])", timeout=WAIT_MS)
-    assert "Go to counter S01-C1 now" in await text(phone, "#called")
-    assert "काउंटर S01-C1 पर अभी जाएँ" in await text(phone, "#called")
+    banner = await text(phone, "#called")
+    # The hall board's name for the counter, in both languages; never its id.
+    assert f"Go to {counter.label} now" in banner and f"{counter.label_hi} पर अभी जाएँ" in banner
+    assert counter.id not in banner and counter.label in await phone.title()
     assert not await phone.is_visible("#leave-now")
-    assert "S01-C1" in await phone.title()
     assert await phone.evaluate("window.notReloaded === true")
-    await shot(phone, tmp_path, "5-token-called")
+    await shot(phone, tmp_path, f"{tag}-5-token-called")
     await no_overflow(phone)
 
 
-async def test_booking_a_slot_nudges_to_the_recommended_quiet_day(site: Site, phone, tmp_path):
-    await phone.goto(f"{site.url}/q/S01")
+async def test_the_wait_shown_is_the_chosen_services_on_the_list_and_the_form(site: Site, phone, tmp_path):
+    scenario = site.scenario
+    hall, other = other_service(scenario)
+    paid = paid_service(scenario)
+    await site.walk_ins(hall.id, other, 4)
+    other_wait = wait_words(await site.service_estimate(hall.id, other))
+    paid_wait = wait_words(await site.service_estimate(hall.id, paid))
+    assert other_wait != paid_wait
+    card = f".station[data-substation='{hall.id}']"
+    await phone.goto(f"{site.url}/q")
+    await phone.wait_for_selector(card, timeout=WAIT_MS)
+    assert await phone.is_checked(f"#list-services input[value='{paid}']")          # the paid service first
+    assert paid_wait in await text(phone, f"{card} .wait")
+    assert f"0 waiting for {scenario.services[paid].name}" in await text(phone, card)
+    await phone.tap(f"#list-services label:has(input[value='{other}'])")
+    await phone.wait_for_function(
+        f"document.querySelector(\"{card} .wait\").textContent.includes({other_wait!r})", timeout=WAIT_MS)
+    assert f"4 waiting for {scenario.services[other].name}" in await text(phone, card)
+    assert scenario.services[other].name in await text(phone, "#list-for")
+    await shot(phone, tmp_path, f"{scenario_tag(site)}-list-for-{other}")
+    await no_overflow(phone)
+
+    await phone.tap(card)                                             # the form keeps the choice
+    await phone.wait_for_selector("#services input[type=radio]", timeout=WAIT_MS)
+    assert await phone.is_checked(f"#services input[value='{other}']")
+    assert await text(phone, "#st-wait") == other_wait.replace(" min", " मिनट · min") or other_wait in await text(phone, "#st-wait")
+    assert scenario.services[other].name in await text(phone, "#wait-for")
+    await phone.tap(f"#services label:has(input[value='{paid}'])")
+    await phone.wait_for_function(
+        f"document.getElementById('wait-for').textContent.includes({scenario.services[paid].name!r})", timeout=WAIT_MS)
+    assert paid_wait.split(" ")[0] in await text(phone, "#st-wait")
+    assert other_wait not in await text(phone, "#st-wait")
+
+
+async def test_a_trip_longer_than_the_wait_is_said_with_a_later_slot_and_other_halls(site: Site, phone, tmp_path):
+    scenario, tag = site.scenario, scenario_tag(site)
+    hall, paid = paid_hall(scenario), paid_service(scenario)
+    while ((await site.service_estimate(hall.id, paid))["p50_s"] or 0) < 420:   # a few minutes' wait
+        await site.walk_ins(hall.id, paid, 1)
+    elsewhere = next(s for s in site.scenario.substations.values() if s.id != hall.id and paid in s.services)
+    while ((await site.service_estimate(elsewhere.id, paid))["p50_s"] or 0) < 35 * 60:   # a line longer than the trip
+        await site.walk_ins(elsewhere.id, paid, 5)
+    await phone.goto(f"{site.url}/q/{hall.id}")
+    await fill_form(phone, trip="30")
+    advice = phone.locator("#trip-advice")
+    await advice.wait_for(state="visible", timeout=WAIT_MS)
+    words = " ".join((await advice.text_content()).split())
+    assert "Your trip (30 min) is longer than the likely wait here" in words
+    assert "called before you arrive" in words and "रास्ता (30 मिनट)" in words
+    book = phone.locator("#advice-book")
+    await book.wait_for(timeout=WAIT_MS)
+    slot_at = await book.get_attribute("data-at")
+    assert datetime.fromisoformat(slot_at).timestamp() >= site.clock.now + 30 * 60   # after arriving
+    assert "(after you arrive)" in await text(phone, "#advice-book")
+    others = await phone.locator("#advice-others a").evaluate_all("links => links.map(a => a.dataset.substation)")
+    assert others == [elsewhere.id]                                   # the one whose line outlasts the trip
+    await shot(phone, tmp_path, f"{tag}-6-trip-longer-than-wait")
+    await no_overflow(phone)
+
+    await phone.select_option("#trip", "5")                          # nearby: no advice
+    await advice.wait_for(state="hidden", timeout=WAIT_MS)
+    await phone.select_option("#trip", "30")
+    await book.wait_for(timeout=WAIT_MS)
+    await book.tap()                                                  # the slot, chosen already
+    await phone.wait_for_selector(f".slot[aria-pressed=true][data-at='{slot_at}']", timeout=WAIT_MS)
+    assert await phone.locator("#book").is_enabled()
+
+    await phone.goto(f"{site.url}/q/{hall.id}")                       # the trip is remembered
+    await phone.wait_for_selector("#services input[type=radio]", timeout=WAIT_MS)
+    assert await phone.input_value("#trip") == "30"
+
+
+async def test_a_hall_with_every_counter_closed_says_so_and_counts_name_their_service(site: Site, phone, tmp_path):
+    scenario, tag = site.scenario, scenario_tag(site)
+    hall, other = other_service(scenario)
+    paid = paid_service(scenario)
+    await site.walk_ins(hall.id, paid, 3)
+    for counter in hall.counters:
+        await site.post(f"/api/v1/counters/{counter.id}/close", site.admin)
+    await phone.goto(f"{site.url}/q")
+    card = f".station[data-substation='{hall.id}']"
+    await phone.wait_for_selector(card, timeout=WAIT_MS)
+    words = await text(phone, card)
+    assert await phone.get_attribute(card, "data-state") == "counters_closed"
+    assert "counters closed" in words and "काउंटर बंद" in words
+    assert f"no counter open now (hours {hall.opens:%H:%M}–{hall.closes:%H:%M})" in words
+    assert f"3 waiting for {scenario.services[paid].name}" in words
+    assert "open 00:00" not in words and "· open" not in words       # no "open" beside "closed"
+    last = await phone.locator(".station").evaluate_all("cards => cards.map(c => c.dataset.substation)")
+    assert last.index(hall.id) > 0 or len(last) == 1                  # shut halls after open ones
+    await shot(phone, tmp_path, f"{tag}-7-all-counters-closed")
+    await no_overflow(phone)
+    await phone.tap(f"#list-services label:has(input[value='{other}'])")
+    await phone.wait_for_function(
+        f"document.querySelector(\"{card}\").textContent.includes('0 waiting for {scenario.services[other].name}')",
+        timeout=WAIT_MS)
+    await phone.tap(card)
+    await phone.wait_for_selector("#services input[type=radio]", timeout=WAIT_MS)
+    assert "counters closed" in await text(phone, "#st-wait")
+    assert "no counter open now" in await text(phone, "#st-meta")
+
+
+async def test_a_hall_without_the_paid_service_lists_and_serves_its_own(aiohttp_server, tmp_path, clock, phone):
+    scenario = load_scenario(LAKESIDE)
+    site = await serve_site(aiohttp_server, phone_settings(tmp_path, scenario, clock), clock)
+    paid = paid_service(scenario)
+    hall = next(s for s in scenario.substations.values() if paid not in s.services)
+    own = hall.services[0]
+    await phone.goto(f"{site.url}/q")
+    card = f".station[data-substation='{hall.id}']"
+    await phone.wait_for_selector(card, timeout=WAIT_MS)
+    assert await phone.get_attribute(card, "data-state") == "not_offered"
+    assert f"offers {scenario.services[own].name}" in await text(phone, card)
+    order = await phone.locator(".station").evaluate_all("cards => cards.map(c => c.dataset.substation)")
+    assert order[-1] == hall.id                                       # after those that offer it
+    await phone.tap(f"#list-services label:has(input[value='{own}'])")
+    await phone.wait_for_function(
+        f"document.querySelector(\"{card}\").dataset.state === 'open'", timeout=WAIT_MS)
+    await phone.tap(card)
+    await fill_form(phone, trip="5")
+    assert await phone.is_checked(f"#services input[value='{own}']")
+    await phone.tap("#take")
+    await phone.wait_for_url("**/q/t/*", timeout=WAIT_MS)
+    await phone.wait_for_function("document.getElementById('t-number').textContent.includes('-')", timeout=WAIT_MS)
+    assert (await text(phone, "#t-number")).startswith(scenario.services[own].letter + "-")
+    assert scenario.services[own].name in await text(phone, "#t-service")
+
+
+async def measure(page, url: str) -> tuple[int, list[str]]:
+    """Bytes received over the emulated slow link for one visit, and the URLs fetched."""
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Network.enable")
+    await cdp.send("Network.emulateNetworkConditions", SLOW_3G)
+    received: dict[str, int] = {}
+    urls: dict[str, str] = {}
+    cdp.on("Network.requestWillBeSent", lambda e: urls.__setitem__(e["requestId"], e["request"]["url"]))
+    cdp.on("Network.loadingFinished", lambda e: received.__setitem__(e["requestId"], e["encodedDataLength"]))
+    await page.goto(url, wait_until="commit")
+    await page.wait_for_function("document.body.dataset.screen !== 'loading'"
+                                 " && document.querySelectorAll('#services input, #stations li').length > 0",
+                                 timeout=15_000)
+    await page.evaluate("document.fonts.ready.then(() => true)")
+    await page.wait_for_load_state("networkidle", timeout=15_000)
+    await cdp.detach()
+    return sum(received.values()), [urls[r] for r, n in received.items() if n > 0 and r in urls]
+
+
+async def test_first_load_and_repeat_visit_are_small_over_a_slow_link(site: Site, browser):  # noqa: F811
+    """A cheap phone on a poor 3G link (400 ms round trips, 50 KB/s down): the first visit of a
+    substation's page (its QR code) costs under 60 KB with the Hindi webfont, a repeat visit
+    under 10 KB (the page's files are cached as immutable; only the HTML and the figures come)."""
+    hall = paid_hall(site.scenario)
+    context = await browser.new_context(**PHONE, bypass_csp=True)   # for wait_for_function only
+    page = await context.new_page()
+    started = time.monotonic()
+    first, fetched = await measure(page, f"{site.url}/q/{hall.id}")
+    ready_s = time.monotonic() - started
+    assert await page.evaluate("document.fonts.check('17px \"Noto Sans Devanagari Phone\"', 'केंद्र')")
+    repeat, refetched = await measure(page, f"{site.url}/q/{hall.id}")
+    list_page = await context.new_page()
+    listing, _ = await measure(list_page, f"{site.url}/q")
+    await context.close()
+    fresh = await browser.new_context(**PHONE, bypass_csp=True)
+    list_first, _ = await measure(await fresh.new_page(), f"{site.url}/q")
+    await fresh.close()
+    print(f"phone page over the slow link: first load {first / 1024:.1f} KB in {ready_s:.1f} s, "
+          f"repeat visit {repeat / 1024:.1f} KB; list first {list_first / 1024:.1f} KB, "
+          f"then {listing / 1024:.1f} KB")
+    assert ready_s < 6.0
+    assert not [u for u in fetched if "/static/board/" in u], fetched     # the full font is not needed
+    assert first < 60 * 1024, fetched
+    assert repeat < 10 * 1024, refetched
+    assert not [u for u in refetched if "/static/" in u], refetched       # all from the cache
+    assert list_first < 60 * 1024 and listing < 10 * 1024
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{site.url}/q/{hall.id}") as resp:
+            assert resp.headers["Cache-Control"] == "no-store"
+            html = await resp.text()
+        for asset in ("q.js", "q.css", "q-fonts.css", "q-devanagari-400.woff2"):
+            assert f"/static/q/{asset}?v=" in html
+        versioned = html.split('src="', 1)[1].split('"', 1)[0]
+        async with session.get(f"{site.url}{versioned}") as resp:
+            assert "immutable" in resp.headers["Cache-Control"]
+        async with session.get(f"{site.url}/static/q/q.js?v=old") as resp:     # not for ever
+            assert "immutable" not in resp.headers["Cache-Control"]
+
+
+async def test_booking_a_slot_nudges_to_the_recommended_quiet_day(kanpur: Site, phone, tmp_path):
+    await phone.goto(f"{kanpur.url}/q/S01")
     await fill_form(phone)
     await phone.tap("#to-slots")
     chosen = phone.locator(".day[aria-pressed=true]")
@@ -204,21 +470,21 @@ async def test_booking_a_slot_nudges_to_the_recommended_quiet_day(site: Site, ph
     await no_overflow(phone)
 
     token_url = phone.url
-    await phone.goto(f"{site.url}/q")                                    # the way back to it
+    await phone.goto(f"{kanpur.url}/q")                                    # the way back to it
     await phone.wait_for_selector("#mine:not([hidden])", timeout=WAIT_MS)
     assert token_url.endswith(await phone.get_attribute("#mine", "href"))
 
 
-async def test_on_a_closed_day_the_page_says_so_and_offers_slots_on_open_days(site: Site, phone, tmp_path):
-    site.clock.now = datetime.fromisoformat("2025-11-30T11:00:00+05:30").timestamp()    # a Sunday
-    await phone.goto(f"{site.url}/q")
+async def test_on_a_closed_day_the_page_says_so_and_offers_slots_on_open_days(kanpur: Site, phone, tmp_path):
+    kanpur.clock.now = datetime.fromisoformat("2025-11-30T11:00:00+05:30").timestamp()    # a Sunday
+    await phone.goto(f"{kanpur.url}/q")
     first = phone.locator("#stations a").first
     await first.wait_for(timeout=WAIT_MS)
     card = " ".join((await first.text_content()).split())
     assert "आज बंद" in card and "closed today" in card and "opens Mon 1 Dec 09:30" in card
     assert await phone.is_visible("#online")                         # every hall shut: pay online
     await shot(phone, tmp_path, "13-closed-day-list")
-    await phone.goto(f"{site.url}/q/S01")
+    await phone.goto(f"{kanpur.url}/q/S01")
     await fill_form(phone)
     assert "closed today" in await text(phone, "#st-wait")
     assert not await phone.is_visible("#take")                       # no token today ...
@@ -230,8 +496,8 @@ async def test_on_a_closed_day_the_page_says_so_and_offers_slots_on_open_days(si
     await no_overflow(phone)
 
 
-async def test_errors_are_shown_in_words_and_name_the_field(site: Site, phone, tmp_path):
-    await phone.goto(f"{site.url}/q/S01")
+async def test_errors_are_shown_in_words_and_name_the_field(kanpur: Site, phone, tmp_path):
+    await phone.goto(f"{kanpur.url}/q/S01")
     await fill_form(phone, mobile="12")                                  # caught on the phone
     await phone.tap("#take")
     await phone.wait_for_selector("#alert:not([hidden])", timeout=WAIT_MS)
@@ -252,7 +518,7 @@ async def test_errors_are_shown_in_words_and_name_the_field(site: Site, phone, t
     await phone.tap("#take")
     await phone.wait_for_url("**/q/t/*", timeout=WAIT_MS)
     first = phone.url
-    await phone.goto(f"{site.url}/q/S01")
+    await phone.goto(f"{kanpur.url}/q/S01")
     await fill_form(phone)
     await phone.tap("#take")
     await phone.wait_for_selector("#alert:not([hidden]) #existing", timeout=WAIT_MS)
@@ -273,7 +539,7 @@ async def test_errors_are_shown_in_words_and_name_the_field(site: Site, phone, t
     await shot(phone, tmp_path, "11-cancelled")
 
     # the door is shut for today (a daily cap ops set): nearby substations, online, a slot
-    await site.post("/api/v1/ops/substations/S01/admission", site.admin, method="PUT",
+    await kanpur.post("/api/v1/ops/substations/S01/admission", kanpur.admin, method="PUT",
                     json={"admission": True, "daily_cap": 1})
     await phone.tap("#new-token")
     await fill_form(phone, account="KAN-55500001", mobile="9812345678")
@@ -290,43 +556,38 @@ async def test_errors_are_shown_in_words_and_name_the_field(site: Site, phone, t
     assert await phone.evaluate("document.body.dataset.screen") == "slots"
 
 
-async def test_hindi_renders_in_the_webfont_and_the_page_obeys_its_csp(site: Site, browser):  # noqa: F811
+async def test_hindi_renders_in_the_webfont_and_the_page_obeys_its_csp(kanpur: Site, browser):  # noqa: F811
     context = await browser.new_context(**PHONE)                         # CSP enforced
     page = await context.new_page()
     console: list[str] = []
     page.on("console", lambda msg: console.append(msg.text))
     page.on("pageerror", lambda exc: console.append(str(exc)))
-    await page.goto(f"{site.url}/q/S01")
+    await page.goto(f"{kanpur.url}/q/S01")
     await page.wait_for_selector("#services input[type=radio]", timeout=WAIT_MS)
     loaded = await page.evaluate(
-        "document.fonts.load('17px \"Noto Sans Devanagari\"', 'केंद्र चुनें').then(f => f.length)")
+        "document.fonts.load('17px \"Noto Sans Devanagari Phone\"', 'केंद्र चुनें').then(f => f.length)")
     assert loaded >= 1
     faces = await page.evaluate("""() => { const seen = [];
         document.fonts.forEach(f => { if (f.status === 'loaded') seen.push(f.family); }); return seen; }""")
-    assert any("Noto Sans Devanagari" in family for family in faces)
+    assert any("Noto Sans Devanagari Phone" in family for family in faces)
     width = await page.evaluate("document.querySelector('#st-hi').getBoundingClientRect().width")
     assert width > 40 and await page.text_content("#st-hi") == "किदवई नगर"
     assert not [line for line in console if "Content Security Policy" in line or "Refused" in line], console
     await context.close()
 
 
-async def test_the_form_is_ready_quickly_over_a_slow_mobile_link(site: Site, phone):
-    """A cheap phone on a poor 3G link (400 ms round trips, 50 KB/s down): the substation's
-    form is ready to fill within a few seconds, on little data (the Hindi webfont follows
-    later and is not waited for: the phone's own Devanagari font shows until it comes)."""
-    cdp = await phone.context.new_cdp_session(phone)
-    await cdp.send("Network.enable")
-    await cdp.send("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 400, "downloadThroughput": 50 * 1024, "uploadThroughput": 20 * 1024})
-    received: dict[str, int] = {}
-    cdp.on("Network.loadingFinished", lambda e: received.__setitem__(e["requestId"], e["encodedDataLength"]))
-    started = time.monotonic()
-    await phone.goto(f"{site.url}/q/S01", wait_until="commit")
-    await phone.wait_for_function(
-        "document.getElementById('account') && document.getElementById('account').offsetParent !== null"
-        " && document.body.textContent.includes('Kidwai Nagar')", timeout=15_000)
-    ready_s = time.monotonic() - started
-    page_bytes = sum(received.values())
-    print(f"form ready after {ready_s:.1f} s over the slow link, {page_bytes / 1024:.0f} KB so far")
-    assert ready_s < 6.0
-    assert page_bytes < 40 * 1024          # the page goes out compressed (49 KB as files)
+def test_the_phone_font_covers_every_hindi_letter_the_page_and_the_scenarios_show():
+    """The page loads a cut of the Devanagari font (27 KB, not 125 KB); every letter of its own
+    words and of both scenarios' names is inside the cut's unicode-range, so none falls to the
+    full face (or to a phone without a Hindi font)."""
+    from counter_server.phone.font_subset import CSS_NAME, PHONE_WEB, page_letters
+
+    face = (PHONE_WEB / CSS_NAME).read_text(encoding="utf-8").split("@font-face", 2)[1]
+    assert '"Noto Sans Devanagari Phone"' in face
+    covered: set[int] = set()
+    for part in face.split("unicode-range:", 1)[1].split(";", 1)[0].split(","):
+        first, _, last = part.strip().removeprefix("U+").partition("-")
+        covered.update(range(int(first, 16), int(last or first, 16) + 1))
+    missing = sorted(ch for ch in page_letters([LAKESIDE]) if ord(ch) not in covered)
+    assert missing == [], f"run python -m counter_server.phone.font_subset {LAKESIDE.name}: {missing}"
+    assert (PHONE_WEB / "q-devanagari-400.woff2").stat().st_size < 32 * 1024

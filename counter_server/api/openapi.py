@@ -319,6 +319,11 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
     return {
         "/api/v1/public/substations": {"get": {
             **public_, "summary": "Substations by current wait, and whether to suggest paying online",
+            "description": ("Each substation lists its services, each with its own `waiting`, `open_counters` "
+                            "and `estimate` (p50_s, p90_s); `in_hours` and `counters_open` say whether it is "
+                            "within its hours and how many counters are open now. `default_service` is the "
+                            "scenario's `payment_service` where the substation offers it, else null; "
+                            "`estimate` is the wait for `estimate_service`."),
             "responses": {"200": _answer("Substations", {"type": "object"})},
         }},
         "/api/v1/public/substations/{sid}/tokens": {"post": {
@@ -328,6 +333,7 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
         }},
         "/api/v1/public/substations/{sid}/slots": {"get": {
             **public_, "summary": "Bookable slots over the booking horizon, month-end days marked",
+            "description": "`now` and `today` are the server's (a phone's own clock may be wrong).",
             "parameters": [_path("sid")],
             "responses": {"200": _answer("Days and their slots", {"type": "object"}), **_errors(404)},
         }},
@@ -338,6 +344,7 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
         }},
         "/api/v1/public/tokens/{link}": {"get": {
             **public_, "summary": "One's own token: place, wait range and when to leave",
+            "description": "A called token names its counter by id and by display name (`counter_name`, `counter_name_hi`).",
             "parameters": [_path("link"), TRAVEL],
             "responses": {"200": PHONE_TOKEN, **_errors(400, 404)},
         }},

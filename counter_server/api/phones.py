@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from datetime import date
+from datetime import date, datetime
 
 from aiohttp import web
 
 from ..appkeys import HUB, PHONES, SETTINGS, TOKEN_WATCH
 from ..live.handlers import read_until_closed
 from ..live.hub import SCHEMA_VERSION
+from ..queueing import ServiceView
 from ..shapes import iso, phone_token_json, slot_plan_json
 from ..store import IdempotencyKey
 from .errors import ApiError
@@ -57,37 +58,67 @@ def _token_answer(request: web.Request, token, estimate, status: int = 200, **ex
     return web.json_response(body, status=status)
 
 
+def _service_wait(view: ServiceView | None) -> dict:
+    """One service's line in a hall: how many wait, counters open for it, the wait range."""
+    if view is None:
+        return {"waiting": 0, "open_counters": 0, "estimate": None}
+    return {"waiting": view.waiting, "open_counters": view.open_counters,
+            "estimate": {"p50_s": view.estimate.p50_s, "p90_s": view.estimate.p90_s}}
+
+
+def _listed(request: web.Request, sid: str, today: date, now: datetime) -> dict:
+    """A substation as the phone's list shows it: each service's own wait, whether its hours
+    are on now and how many counters are open, so a card never says "closed" and "open" at once."""
+    scenario = request.app[SETTINGS].scenario
+    substation = scenario.substations[sid]
+    reopens = substation.days.next_open(today)
+    hall = request.app[HUB].hall(sid)
+    views = {v.id: v for v in hall.services} if hall else {}
+    services = [{"id": s, "name": scenario.services[s].name, "name_hi": scenario.services[s].name_hi,
+                 **_service_wait(views.get(s))} for s in substation.services]
+    default = request.app[PHONES].default_service(substation)
+    shown = next(s for s in services if s["id"] == (default or substation.services[0]))
+    open_today = reopens == today
+    return {
+        "id": sid, "name": substation.name, "name_hi": substation.name_hi,
+        "opens": substation.opens.isoformat("minutes"), "closes": substation.closes.isoformat("minutes"),
+        "open_today": open_today,
+        "opens_on": reopens.isoformat() if reopens else None,
+        "in_hours": open_today and substation.opens <= now.time() < substation.closes,
+        "counters": len(substation.counters),
+        "counters_open": sum(1 for c in hall.counters if c.open) if hall else 0,
+        "default_service": default,
+        "services": services,
+        "waiting": hall.waiting_total if hall else 0,
+        # The wait of ``estimate_service`` (the paid service here, else the first one offered).
+        "estimate_service": shown["id"],
+        "estimate": shown["estimate"],
+    }
+
+
 @public
 async def list_substations(request: web.Request) -> web.Response:
-    """Substations by their current wait for a bill payment, shortest first."""
+    """Substations with each service's wait; sorted by the wait for the paid service (halls
+    without it after), shortest first. The page re-sorts by the service a consumer picks."""
     scenario = request.app[SETTINGS].scenario
-    hub = request.app[HUB]
-    today = date.fromisoformat(request.app[PHONES].tokens.today())
-    found = []
-    for sid, substation in scenario.substations.items():
-        reopens = substation.days.next_open(today)
-        hall = hub.hall(sid)
-        view = next((s for s in hall.services if s.id == substation.services[0]), None) if hall else None
-        found.append({
-            "id": sid, "name": substation.name, "name_hi": substation.name_hi,
-            "opens": substation.opens.isoformat("minutes"), "closes": substation.closes.isoformat("minutes"),
-            "services": [{"id": s, "name": scenario.services[s].name, "name_hi": scenario.services[s].name_hi}
-                         for s in substation.services],
-            "open_today": reopens == today,
-            "opens_on": reopens.isoformat() if reopens else None,
-            "waiting": view.waiting if view else 0,
-            "estimate": {"p50_s": view.estimate.p50_s, "p90_s": view.estimate.p90_s} if view else None,
-        })
-    found.sort(key=lambda s: (not s["open_today"], s["estimate"] is None or s["estimate"]["p50_s"] is None,
-                              (s["estimate"] or {}).get("p50_s") or 0, s["id"]))
+    now = datetime.fromtimestamp(request.app[PHONES].clock(), scenario.timezone)
+    found = [_listed(request, sid, now.date(), now) for sid in scenario.substations]
+
+    def p50(s: dict) -> float | None:
+        return (s["estimate"] or {}).get("p50_s") if s["default_service"] else None
+
+    found.sort(key=lambda s: (not s["open_today"], p50(s) is None, p50(s) or 0, s["id"]))
     online = scenario.online
-    shortest = next((s["estimate"]["p50_s"] for s in found
-                     if s["open_today"] and s["estimate"] and s["estimate"]["p50_s"] is not None), None)
-    return web.json_response({
+    shortest = next((p50(s) for s in found if s["open_today"] and p50(s) is not None), None)
+    response = web.json_response({
         "substations": found,
+        "payment_service": scenario.payment_service,
+        "travel_minutes": scenario.phones.travel_minutes,
         "online": {"text": online.text, "text_hi": online.text_hi,
                    "suggest": shortest is None or shortest >= online.hint_after_s},
     })
+    response.enable_compression()   # every visit fetches it: ~10 KB of JSON, ~1.5 KB on the wire
+    return response
 
 
 @public
@@ -108,6 +139,9 @@ async def list_slots(request: web.Request) -> web.Response:
     quiet = [d for d in days if not d.month_end and d.free > 0]
     return web.json_response({
         "substation": request.match_info["sid"],
+        # The server's time: a phone's own clock is often wrong, and slots are the server's.
+        "now": iso(request.app[PHONES].clock(), tz),
+        "today": request.app[PHONES].tokens.today(),
         "recommended": quiet[0].day if quiet else None,
         "days": [{"day": d.day, "month_end": d.month_end, "free": d.free,
                   "slots": [{"at": iso(start, tz), "capacity": capacity, "free": max(0, capacity - booked)}

@@ -96,7 +96,9 @@ class TakeToken(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    service: str = Field(default="bill_payment", pattern=ID_PATTERN)
+    service: str | None = Field(default=None, pattern=ID_PATTERN, description=(
+        "One of the substation's services; left out: the scenario's paid service where the "
+        "substation offers it, else refused (422, field service)."))
     account: str = Field(pattern=ACCOUNT_PATTERN, description="The consumer account number on the bill.")
     phone: str = Field(pattern=PHONE_PATTERN, description="A mobile number (10 digits, +91 allowed).")
 

@@ -116,11 +116,12 @@ class PhoneService:
 
     # -- taking a token now -------------------------------------------------------------------
 
-    async def take(self, substation_id: str, service_id: str, account: str, phone: str,
+    async def take(self, substation_id: str, service_id: str | None, account: str, phone: str,
                    idem: IdempotencyKey | None = None) -> tuple[Applied, str]:
         """A remote token in today's queue, and how the account was checked. A refusal at the
-        door comes with nearby substations, online payment and the first free slots here."""
-        substation = self._offering(substation_id, service_id)
+        door comes with nearby substations, online payment and the first free slots here.
+        No ``service_id``: the scenario's paid service, if this substation offers it."""
+        substation, service_id = self._offering(substation_id, service_id)
         checked = await self._check_account(account)
         try:
             applied = await self.tokens.issue_for(PHONE_ACTOR, substation.id, service_id,
@@ -154,7 +155,7 @@ class PhoneService:
     def plan(self, substation: Substation, q: SubstationQueue, first_at: float, last_at: float,
              slot_minutes: int, share: float, capacity: int | None = None) -> SlotPlan:
         slot_s = slot_minutes * 60
-        service = substation.services[0]
+        service = self.default_service(substation) or substation.services[0]
         if capacity is None:
             capacity = slot_capacity(share, q.open_counters_for(service), slot_s,
                                      q.service_times.mean(service))
@@ -184,9 +185,9 @@ class PhoneService:
         self._slot_lists[substation.id] = (now, found)
         return found
 
-    async def book(self, substation_id: str, service_id: str, account: str, phone: str,
+    async def book(self, substation_id: str, service_id: str | None, account: str, phone: str,
                    slot_at: float, idem: IdempotencyKey | None = None) -> tuple[Applied, str]:
-        substation = self._offering(substation_id, service_id)
+        substation, service_id = self._offering(substation_id, service_id)
         now = self.clock()
         if not now <= slot_at <= now + (self.config.booking_days + 1) * 86_400:
             raise InvalidField("slot_at", f"Slots can be booked from now up to {self.config.booking_days} "
@@ -302,12 +303,25 @@ class PhoneService:
                                           "check it against your bill.")
         return "verified" if status == "known" else "provisional"
 
-    def _offering(self, substation_id: str, service_id: str) -> Substation:
+    def default_service(self, substation: Substation) -> str | None:
+        """The service a phone gets when it names none: the scenario's paid service where this
+        substation offers it; elsewhere none (the phone must say which)."""
+        paid = self.scenario.payment_service
+        return paid if paid is not None and paid in substation.services else None
+
+    def _offering(self, substation_id: str, service_id: str | None) -> tuple[Substation, str]:
+        """The substation and the service asked for (or its default); a service it does not
+        offer, or none where it has no default, is refused naming the field."""
         substation = self.tokens.substation(substation_id)
+        offered = ", ".join(substation.services)
+        if service_id is None:
+            service_id = self.default_service(substation)
+            if service_id is None:
+                raise InvalidField("service", f"Substation {substation.id} offers {offered}: "
+                                              "name the service.")
         if service_id not in substation.services:
-            raise InvalidField("service", f"Substation {substation.id} offers "
-                                          f"{', '.join(substation.services)}, not {service_id!r}.")
-        return substation
+            raise InvalidField("service", f"Substation {substation.id} offers {offered}, not {service_id!r}.")
+        return substation, service_id
 
 
 def _month_end(day: str) -> bool:

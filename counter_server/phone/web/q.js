@@ -5,8 +5,8 @@
 // Every label is in Hindi and English. No framework, no inline styles (the CSP forbids them).
 "use strict";
 
-const TZ = "Asia/Kolkata";
 const TRAVEL_KEY = "q-travel-min";
+const SERVICE_KEY = "q-service";
 const TOKEN_KEY = "q-token";
 const STALE_MS = 15000;
 const $ = (id) => document.getElementById(id);
@@ -53,20 +53,20 @@ function waitWords(estimate) {
 
 function format(locale, options, date) {
   try {
-    return new Intl.DateTimeFormat(locale, { timeZone: TZ, ...options }).format(date);
+    return new Intl.DateTimeFormat(locale, { timeZone: "UTC", ...options }).format(date);
   } catch (e) {
     return null;
   }
 }
 
-// "HH:MM" in Kanpur; the server's ISO strings carry +05:30, so slicing is the fallback.
+// "HH:MM" where the substation is: the server's ISO strings carry the scenario's own offset.
 function hhmm(iso) {
-  if (!iso) return "";
-  return format("en-GB", { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }, new Date(iso)) || iso.slice(11, 16);
+  return iso ? iso.slice(11, 16) : "";
 }
 
+// A calendar day's names (YYYY-MM-DD), the same in any time zone: noon UTC of that date.
 function dayWords(day) {
-  const date = new Date(`${day}T12:00:00+05:30`);
+  const date = new Date(`${day}T12:00:00Z`);
   return {
     hiDay: format("hi-IN", { weekday: "short" }, date) || "",
     enDay: format("en-GB", { weekday: "short" }, date) || "",
@@ -179,6 +179,94 @@ function retryButton() {
             bi("फिर कोशिश करें", "Try again"));
 }
 
+// ---- what one substation offers for one service, in words ----------------------------------
+
+// Every service any substation offers, in the order they are listed.
+function allServices(listing) {
+  const seen = new Map();
+  for (const s of listing.substations) for (const service of s.services) if (!seen.has(service.id)) seen.set(service.id, service);
+  return [...seen.values()];
+}
+
+// The service a consumer looks for: the one asked for or remembered, else the paid service.
+function pickService(listing, wanted) {
+  const ids = allServices(listing).map((s) => s.id);
+  for (const id of [wanted, saved.get(SERVICE_KEY), listing.payment_service]) if (id && ids.includes(id)) return id;
+  return ids[0] || null;
+}
+
+// One substation for one service: the truth a card says, in this order of precedence.
+function standing(s, serviceId) {
+  const service = s.services.find((x) => x.id === serviceId) || null;
+  if (!service) return { state: "not_offered", service: null, side: ["यह सेवा नहीं", "not offered here"] };
+  if (s.open_today === false) return { state: "closed_today", service, side: ["आज बंद", "closed today"] };
+  if (!s.in_hours) return { state: "after_hours", service, side: ["अभी बंद", "closed now"] };
+  if (s.counters_open === 0) return { state: "counters_closed", service, side: ["काउंटर बंद", "counters closed"] };
+  if (service.open_counters === 0) return { state: "service_closed", service, side: ["इस सेवा का काउंटर बंद", "no counter for it now"] };
+  const wait = waitWords(service.estimate);
+  return wait ? { state: "open", service, wait, side: [wait.hi, wait.en] }
+    : { state: "unknown", service, side: ["–", "wait unknown"] };
+}
+
+// The card's small print, Hindi over English: what the count counts, and the hours said so
+// that they never contradict the wait beside them.
+function metaWords(s, st) {
+  const hours = `${s.opens}–${s.closes}`;
+  if (st.state === "closed_today") {
+    const when = s.opens_on ? dayWords(s.opens_on) : null;
+    return when ? { hi: `${when.hiDay}, ${when.hiDate} ${s.opens} बजे खुलेगा`, en: `opens ${when.enDay} ${when.enDate} ${s.opens}` }
+      : { hi: "बंद", en: "closed" };
+  }
+  if (st.state === "not_offered") {
+    return { hi: `यहाँ: ${s.services.map((x) => x.name_hi || x.name).join(", ")}`,
+             en: `offers ${s.services.map((x) => x.name).join(", ")}` };
+  }
+  const service = st.service;
+  const hi = [`${service.name_hi || service.name} के लिए ${service.waiting} प्रतीक्षा में`];
+  const en = [`${service.waiting} waiting for ${service.name}`];
+  if (st.state === "after_hours") {
+    hi.push(`समय ${hours}`);
+    en.push(`hours ${hours}`);
+  } else if (st.state === "counters_closed") {
+    hi.push(`अभी कोई काउंटर खुला नहीं (समय ${hours})`);
+    en.push(`no counter open now (hours ${hours})`);
+  } else if (st.state === "service_closed") {
+    hi.push(`इस सेवा का कोई काउंटर खुला नहीं`);
+    en.push(`no counter open for it now`);
+  } else {
+    if (s.counters_open < s.counters) {
+      hi.push(`${s.counters} में से ${s.counters_open} काउंटर खुले`);
+      en.push(`${s.counters_open} of ${s.counters} counters open`);
+    }
+    hi.push(`${s.closes} तक`);
+    en.push(`till ${s.closes}`);
+  }
+  return { hi: hi.join(" · "), en: en.join(" · ") };
+}
+
+const metaLines = (words) => [el("span", { lang: "hi", text: words.hi }), el("span", { lang: "en", text: words.en })];
+
+function stationCard(s, serviceId) {
+  const st = standing(s, serviceId);
+  const href = `/q/${encodeURIComponent(s.id)}${st.service ? `?service=${encodeURIComponent(st.service.id)}` : ""}`;
+  return el("li", {},
+    el("a", { class: `station${st.state === "open" ? "" : " closed"}`, href, "data-substation": s.id, "data-state": st.state },
+      el("span", { class: "names" }, el("b", { lang: "hi", text: s.name_hi || s.name }), el("span", { lang: "en", text: s.name })),
+      el("span", { class: "wait" }, el("span", { text: st.side[0] }), el("span", { class: "en", text: st.side[1] })),
+      el("span", { class: "meta" }, metaLines(metaWords(s, st)))));
+}
+
+// Shortest wait for the chosen service first; then halls shut for it; then those without it.
+function byWait(serviceId) {
+  const rank = { open: 0, unknown: 1, service_closed: 2, counters_closed: 2, after_hours: 3, closed_today: 4, not_offered: 5 };
+  return (a, b) => {
+    const x = standing(a, serviceId);
+    const y = standing(b, serviceId);
+    const p50 = (st) => (st.service && st.service.estimate && st.service.estimate.p50_s) || 0;
+    return rank[x.state] - rank[y.state] || p50(x) - p50(y) || a.id.localeCompare(b.id);
+  };
+}
+
 async function listScreen() {
   show("list");
   const mine = readMine();
@@ -197,28 +285,24 @@ async function listScreen() {
     $("online-en").textContent = answer.online.text;
     $("online").hidden = false;
   }
-  $("stations").replaceChildren(...answer.substations.map((s) => {
-    const wait = s.open_today === false ? null : waitWords(s.estimate);
-    const shut = s.open_today === false ? ["आज बंद", "closed today"] : ["बंद", "closed"];
-    return el("li", {},
-      el("a", { class: `station${wait ? "" : " closed"}`, href: `/q/${encodeURIComponent(s.id)}`, "data-substation": s.id },
-        el("span", { class: "names" }, el("b", { lang: "hi", text: s.name_hi || s.name }), el("span", { lang: "en", text: s.name })),
-        el("span", { class: "wait" }, wait ? [el("span", { text: wait.hi }), el("span", { class: "en", text: wait.en })]
-          : [el("span", { text: shut[0] }), el("span", { class: "en", text: shut[1] })]),
-        el("span", { class: "meta" }, metaWords(s))));
-  }));
-}
-
-// "waiting · open 09:30–17:30", or on a closed day when the counters open again.
-function metaWords(s) {
-  if (s.open_today === false) {
-    const when = s.opens_on ? dayWords(s.opens_on) : null;
-    return [el("span", { class: "nowrap", text: when
-      ? `${when.hiDay}, ${when.hiDate} को खुलेगा · opens ${when.enDay} ${when.enDate} ${s.opens}`
-      : "बंद · closed" })];
-  }
-  return [`प्रतीक्षा में ${s.waiting} · ${s.waiting} waiting · `,
-          el("span", { class: "nowrap", text: `खुला · open ${s.opens}–${s.closes}` })];
+  const services = allServices(answer);
+  let chosen = pickService(answer, new URLSearchParams(location.search).get("service"));
+  const render = () => {
+    const service = services.find((x) => x.id === chosen);
+    $("list-for").replaceChildren(...(service ? bi(`${service.name_hi || service.name} का सबसे कम इंतज़ार पहले`,
+                                                   `Shortest wait for ${service.name} first`) : []));
+    $("stations").replaceChildren(...[...answer.substations].sort(byWait(chosen)).map((s) => stationCard(s, chosen)));
+  };
+  $("list-services").hidden = services.length < 2;
+  $("list-services").replaceChildren(...services.map((service) => el("label", { class: "chip" },
+    el("input", { type: "radio", name: "list-service", value: service.id, checked: service.id === chosen }),
+    el("span", { class: "two" }, bi(service.name_hi || service.name, service.name)))));
+  $("list-services").addEventListener("change", (event) => {
+    chosen = event.target.value;
+    saved.set(SERVICE_KEY, chosen);
+    render();
+  });
+  render();
 }
 
 function readMine() {
@@ -232,7 +316,7 @@ function readMine() {
 
 // ---- /q/{sid}: take a token or book a slot -------------------------------------------------
 
-const take = { sid: null, station: null, slots: null, day: null, slot: null };
+const take = { sid: null, station: null, listing: null, slots: null, day: null, slot: null };
 
 const ACCOUNT = /^[0-9A-Za-z-]{4,24}$/;
 const PHONE = /^(\+91|91|0)?[0-9]{10}$/;
@@ -245,21 +329,40 @@ function markField(name, bad) {
   $(`${name}-err`).hidden = !bad;
 }
 
-// The form's values, or null with the wrong fields marked (and the first focused).
-function formBody() {
+function chosenService() {
+  const checked = document.querySelector("input[name=service]:checked");
+  return checked ? checked.value : null;
+}
+
+// The trip asked before a token is taken (remembered on this phone), in minutes; null: not said.
+function tripMinutes() {
+  const value = $("trip").value;
+  return value === "" ? null : Number(value);
+}
+
+// The form's values, or null with the wrong fields marked (and the first focused). A token
+// taken now needs the trip too: it decides whether taking one now is wise.
+function formBody(needTrip) {
   const account = $("account").value.trim();
   const phone = $("phone").value.trim();
-  const badAccount = !ACCOUNT.test(account);
-  const badPhone = !PHONE.test(phone.replace(/[\s-]/g, ""));
-  markField("account", badAccount);
-  markField("phone", badPhone);
-  if (badAccount || badPhone) {
+  const service = chosenService();
+  const bad = {
+    service: service === null,
+    trip: Boolean(needTrip) && tripMinutes() === null,
+    account: !ACCOUNT.test(account),
+    phone: !PHONE.test(phone.replace(/[\s-]/g, "")),
+  };
+  $("services").classList.toggle("bad", bad.service);
+  $("service-err").hidden = !bad.service;
+  for (const name of ["trip", "account", "phone"]) markField(name, bad[name]);
+  const first = ["trip", "account", "phone"].find((name) => bad[name]);
+  if (bad.service || first) {
     showAlert("कृपया लाल रंग वाले खाने ठीक करें।", "Please correct the fields marked in red.");
-    $(badAccount ? "account" : "phone").focus();
+    if (bad.service) document.querySelector("input[name=service]").focus();
+    else $(first).focus();
     return null;
   }
-  const service = document.querySelector("input[name=service]:checked");
-  return { service: service ? service.value : "bill_payment", account, phone };
+  return { service, account, phone };
 }
 
 function tookToken(answer) {
@@ -282,6 +385,13 @@ async function stationScreen(sid) {
   $("slots-back").addEventListener("click", (event) => { event.preventDefault(); toForm(); });
   $("book").addEventListener("click", bookSlot);
   for (const name of ["account", "phone"]) $(name).addEventListener("input", () => markField(name, false));
+  const remembered = saved.get(TRAVEL_KEY);
+  if ([...$("trip").options].some((o) => o.value === remembered && remembered !== "")) $("trip").value = remembered;
+  $("trip").addEventListener("change", () => {
+    markField("trip", false);
+    if (tripMinutes() !== null) saved.set(TRAVEL_KEY, $("trip").value);
+    renderWait();
+  });
   const answer = await loadStations();
   const station = answer && answer.substations.find((s) => s.id === sid);
   if (!station) {
@@ -289,24 +399,114 @@ async function stationScreen(sid) {
     return;
   }
   take.station = station;
+  take.listing = answer;
   document.title = `${station.name_hi} · ${station.name} — टोकन · Token`;
   $("st-hi").textContent = station.name_hi || station.name;
   $("st-en").textContent = station.name;
-  const wait = station.open_today === false ? null : waitWords(station.estimate);
-  $("st-wait").textContent = wait ? wait.short
-    : station.open_today === false ? "आज बंद · closed today" : "काउंटर बंद · closed now";
   $("take").hidden = station.open_today === false;   // a slot on an open day is still offered
-  $("st-meta").replaceChildren(...metaWords(station));
-  $("services").append(...station.services.map((service, i) => el("label", { class: "choice" },
-    el("input", { type: "radio", name: "service", value: service.id, checked: i === 0 }),
+  const ids = station.services.map((service) => service.id);
+  const wanted = new URLSearchParams(location.search).get("service");
+  const initial = [wanted, saved.get(SERVICE_KEY), station.default_service].find((id) => id && ids.includes(id))
+    || (ids.length === 1 ? ids[0] : null);
+  $("services").append(...station.services.map((service) => el("label", { class: "choice" },
+    el("input", { type: "radio", name: "service", value: service.id, checked: service.id === initial }),
     el("span", { class: "two" }, bi(service.name_hi || service.name, service.name)))));
+  $("services").addEventListener("change", () => {
+    $("services").classList.remove("bad");
+    $("service-err").hidden = true;
+    saved.set(SERVICE_KEY, chosenService());
+    renderWait();
+  });
+  renderWait();
   if (location.hash === "#slots") openSlots(true);
+}
+
+// The wait card says the wait of the service chosen, in the words the list uses.
+function renderWait() {
+  const station = take.station;
+  if (!station) return;
+  const id = chosenService();
+  const st = id ? standing(station, id) : null;
+  $("wait-for").replaceChildren(...(st
+    ? bi(`${st.service.name_hi || st.service.name}: अभी टोकन लें तो इंतज़ार`, `${st.service.name}: wait if you take a token now`)
+    : bi("इंतज़ार देखने के लिए सेवा चुनें", "Choose a service to see its wait")));
+  $("st-wait").textContent = !st ? "–" : st.state === "open" ? st.wait.short : `${st.side[0]} · ${st.side[1]}`;
+  $("st-meta").replaceChildren(...(st ? metaLines(metaWords(station, st)) : []));
+  renderAdvice(st);
+}
+
+// A trip longer than the likely wait: a token taken now is called before its holder arrives.
+// Say so, and offer what fits: a slot after the arrival, or a substation with a longer line.
+async function renderAdvice(st) {
+  const box = $("trip-advice");
+  const trip = tripMinutes();
+  const likely = st && st.state === "open" ? minutes(st.service.estimate.p50_s) : null;
+  if (trip === null || likely === null || trip <= likely) {
+    box.hidden = true;
+    box.replaceChildren();
+    box.dataset.key = "";
+    return;
+  }
+  const key = `${st.service.id}:${trip}:${likely}`;
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  const service = st.service;
+  // Other halls where a token taken now is likely called after the trip: the line fits it.
+  const others = take.listing.substations
+    .filter((s) => s.id !== take.sid && standing(s, service.id).state === "open"
+                   && minutes(standing(s, service.id).service.estimate.p50_s) >= trip)
+    .sort(byWait(service.id)).slice(0, 3);
+  box.replaceChildren(
+    el("p", { class: "two", id: "advice-why" },
+       bi(`आपका रास्ता (${trip} मिनट) यहाँ के इंतज़ार (${st.wait.hi}) से लंबा है: अभी टोकन लेंगे तो आपके पहुँचने से पहले बुलावा आ जाएगा।`,
+          `Your trip (${trip} min) is longer than the likely wait here (${st.wait.en}): a token taken now is likely called before you arrive.`)),
+    el("p", { class: "two small" },
+       bi(`अभी निकलें और पहुँचने से लगभग ${Math.max(1, likely)} मिनट पहले टोकन लें, या:`,
+          `Set off now and take the token when you are about ${Math.max(1, likely)} min away, or:`)),
+    el("div", { id: "advice-slot" }),
+    others.length ? el("h2", { class: "two" }, bi(`दूसरे केंद्र जहाँ आप बारी से पहले पहुँचेंगे (${service.name_hi || service.name})`,
+                                                  `Other substations where you arrive before your turn (${service.name})`)) : null,
+    others.length ? el("ul", { class: "alts", id: "advice-others" }, others.map((s) => {
+      const other = standing(s, service.id);
+      return el("li", {}, el("a", { href: `/q/${encodeURIComponent(s.id)}?service=${encodeURIComponent(service.id)}`, "data-substation": s.id },
+        el("b", { class: "two" }, bi(s.name_hi || s.name, s.name)),
+        el("span", { class: "muted", text: other.wait.short })));
+    })) : null);
+  box.hidden = false;
+  const slot = await slotAfterArrival(trip);
+  if (box.dataset.key !== key || !slot) return;
+  const words = dayWords(slot.day);
+  const today = slot.day === take.slots.today;
+  box.querySelector("#advice-slot").replaceChildren(el("button", {
+    type: "button", class: "secondary two", id: "advice-book", "data-at": slot.at,
+    click: () => { if (!formBody()) return; take.day = slot.day; take.slot = slot.at; openSlots(); },
+  }, bi(`${today ? "आज" : `${words.hiDay}, ${words.hiDate}`} ${hhmm(slot.at)} बजे का समय बुक करें (पहुँचने के बाद)`,
+        `Book a slot ${today ? "today" : `on ${words.enDay} ${words.enDate}`} at ${hhmm(slot.at)} (after you arrive)`)));
+}
+
+// The first free slot that starts after a trip begun now would arrive.
+async function slotAfterArrival(trip) {
+  if (!take.slots) {
+    try {
+      const answer = await call("GET", `/api/v1/public/substations/${encodeURIComponent(take.sid)}/slots`);
+      if (answer.status !== 200) return null;
+      take.slots = answer.data;
+    } catch (e) {
+      return null;
+    }
+  }
+  const arrive = Date.parse(take.slots.now) + trip * 60_000;   // the server's clock, not the phone's
+  for (const day of take.slots.days) {
+    const slot = day.slots.find((x) => x.free > 0 && Date.parse(x.at) >= arrive);
+    if (slot) return { day: day.day, at: slot.at };
+  }
+  return null;
 }
 
 function route() {
   if (location.hash === "#slots") {
     show("slots");
-    if (!take.slots) loadSlots();
+    loadSlots();
   } else {
     show("take");
   }
@@ -329,7 +529,7 @@ function toForm() {
     take.pushed = false;
     history.back();
   } else {
-    history.replaceState(null, "", location.pathname);
+    history.replaceState(null, "", location.pathname + location.search);
     route();
   }
 }
@@ -337,7 +537,7 @@ function toForm() {
 async function takeToken() {
   clearAlert();
   $("refusal").hidden = true;
-  const body = formBody();
+  const body = formBody(true);
   if (!body) return;
   busy($("take"), true);
   const answer = await send(`/api/v1/public/substations/${encodeURIComponent(take.sid)}/tokens`, body);
@@ -419,7 +619,8 @@ async function loadSlots() {
     const quiet = days.find((d) => d.day === take.slots.recommended) || days.find((d) => d.free > 0);
     take.day = quiet ? quiet.day : null;
   }
-  take.slot = null;
+  const day = days.find((d) => d.day === take.day);
+  if (!day || !day.slots.some((slot) => slot.at === take.slot && slot.free > 0)) take.slot = null;
   renderDays();
 }
 
@@ -506,15 +707,26 @@ const STATUS = {
 const FINAL = ["done", "cancelled", "no_show", "closed_unserved"];
 const live = { tid: null, socket: null, retryMs: 1000, timer: null, heard: 0, token: null, alerted: "", stopped: false };
 
+// The trip this phone said (on the form or here); null: the server uses the scenario's.
 function travelMinutes() {
   const value = saved.get(TRAVEL_KEY);
-  return [...$("travel").options].some((o) => o.value === value) ? value : "20";
+  return [...$("travel").options].some((o) => o.value === value) ? value : null;
+}
+
+const travelQuery = () => (travelMinutes() === null ? "" : `?travel_min=${travelMinutes()}`);
+
+// What the hall board calls the counter ("Counter 1", "Window A"); a counter without a name of
+// its own is "counter <id>".
+function counterWords(t) {
+  const en = t.counter_name || t.counter;
+  const hi = t.counter_name_hi || en;
+  return en === t.counter ? { hi: `काउंटर ${t.counter}`, en: `counter ${t.counter}` } : { hi, en };
 }
 
 async function tokenScreen(tid) {
   live.tid = tid;
   show("token");
-  $("travel").value = travelMinutes();
+  if (travelMinutes() !== null) $("travel").value = travelMinutes();
   $("travel").addEventListener("change", () => { saved.set(TRAVEL_KEY, $("travel").value); reconnect(); });
   $("cancel").addEventListener("click", cancelToken);
   document.addEventListener("visibilitychange", () => {
@@ -523,7 +735,7 @@ async function tokenScreen(tid) {
   setInterval(watchLink, 1000);
   setLink("connecting");
   try {
-    const answer = await call("GET", `/api/v1/public/tokens/${encodeURIComponent(tid)}?travel_min=${travelMinutes()}`);
+    const answer = await call("GET", `/api/v1/public/tokens/${encodeURIComponent(tid)}${travelQuery()}`);
     if (answer.status === 404) {
       live.stopped = true;
       $("link").hidden = true;
@@ -543,7 +755,7 @@ function connect() {
   if (live.stopped) return;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/api/v1/public/tokens/${encodeURIComponent(live.tid)}/live` +
-                               `?travel_min=${travelMinutes()}`);
+                               travelQuery());
   live.socket = socket;
   live.heard = Date.now();
   socket.onmessage = (event) => {
@@ -631,10 +843,18 @@ function renderToken(t) {
   $("f-ahead").hidden = $("f-wait").hidden = t.status !== "waiting";
 
   const called = t.status === "called";
+  const counter = counterWords(t);
   $("called").hidden = !called;
   if (called) {
-    $("called").replaceChildren(el("span", { lang: "hi", text: `काउंटर ${t.counter} पर अभी जाएँ` }),
-                                el("span", { lang: "en", text: `Go to counter ${t.counter} now` }));
+    $("called").replaceChildren(el("span", { lang: "hi", text: `${counter.hi} पर अभी जाएँ` }),
+                                el("span", { lang: "en", text: `Go to ${counter.en} now` }));
+  }
+  if (travelMinutes() === null && t.leave && t.leave.travel_s !== undefined) {   // the scenario's trip, shown
+    const minutesAway = String(Math.round(t.leave.travel_s / 60));
+    if (![...$("travel").options].some((o) => o.value === minutesAway)) {
+      $("travel").append(el("option", { value: minutesAway, text: `${minutesAway} मिनट · ${minutesAway} min` }));
+    }
+    $("travel").value = minutesAway;
   }
   const leaveNow = t.status === "waiting" && t.leave && t.leave.leave_now;
   $("leave-now").hidden = !leaveNow;
@@ -676,7 +896,7 @@ function renderToken(t) {
 
   // The moments that matter: say them in the tab's title and buzz the phone once each.
   const moment = called ? `called:${t.counter}` : leaveNow ? "leave" : "";
-  document.title = called ? `काउंटर ${t.counter} जाएँ · Go to counter ${t.counter} — ${t.number}`
+  document.title = called ? `${counter.hi} जाएँ · Go to ${counter.en} — ${t.number}`
     : leaveNow ? `अभी निकलें · Leave now — ${t.number}`
       : `${t.number || hhmm(t.slot_at)} · टोकन · Token`;
   if (moment && moment !== live.alerted && navigator.vibrate) {
