@@ -8,8 +8,13 @@ User classes:
     since locust runs on gevent), reporting how late each delta arrives as request type "WS".
 
 Environment: PEAK_ADMIN_KEY (required), PEAK_SHAPE (end-of-month | stress), PEAK_DURATION
-(seconds), PEAK_ARRIVALS (peak arriving users), PEAK_BOARDS, PEAK_TIME_SCALE (0.01: a 90 s
-payment takes 0.9 s).
+(seconds), PEAK_ARRIVALS (peak arriving users), PEAK_BOARDS, PEAK_CONFIG (the scenario the
+server runs: peak-load writes one with its service times already scaled, so a 90 s payment
+takes 0.9 s and the server learns what the counters really do), PEAK_COVERAGE (a file: each
+token's estimate at issue and when it was called, for the estimate coverage).
+
+Names come from the scenario: its counters, substations and services, and the paid service
+(``[demand] payment_service``) is the one that takes a payment.
 """
 
 from __future__ import annotations
@@ -27,25 +32,37 @@ from locust import FastHttpUser, LoadTestShape, User, constant, events, task
 
 from counter_server.config import load_scenario
 from loadtests import shapes
+from loadtests.peak_load import IDLE_POLL_S
 
 SCENARIO = load_scenario(os.environ.get("PEAK_CONFIG") or None)
 COUNTERS = list(SCENARIO.counters.values())
 SUBSTATIONS = list(SCENARIO.substations)
 ADMIN = {"Authorization": f"Bearer {os.environ.get('PEAK_ADMIN_KEY', '')}"}
-TIME_SCALE = float(os.environ.get("PEAK_TIME_SCALE", "0.01"))
+PAID = SCENARIO.payment_service
+COVERAGE_FILE = os.environ.get("PEAK_COVERAGE")
 DURATION = float(os.environ.get("PEAK_DURATION", "60"))
 ARRIVALS = int(os.environ.get("PEAK_ARRIVALS", "20"))
 BOARDS = int(os.environ.get("PEAK_BOARDS", "10"))
 _next_counter = itertools.count()
 _lock = threading.Lock()
+_given: dict[str, dict] = {}   # token id -> its estimate at issue and when it was called
+
+
+@events.test_stop.add_listener
+def _write_coverage(**_kw) -> None:
+    if COVERAGE_FILE:
+        with open(COVERAGE_FILE, "w", encoding="utf-8") as handle:
+            json.dump({"ended": time.monotonic(), "tokens": list(_given.values())}, handle)
 
 
 def service_seconds(service_id: str) -> float:
-    """A service time drawn between the scenario's min and max around its mean, scaled."""
+    """A service time drawn between the scenario's min and max around its mean (the
+    scenario peak-load writes is already scaled)."""
     service = SCENARIO.services[service_id]
     low = service.min_service_s or service.mean_service_s / 2
     high = service.max_service_s or service.mean_service_s * 1.5
-    return random.triangular(low, high, service.mean_service_s) * TIME_SCALE
+    mode = min(high, max(low, 3 * service.mean_service_s - low - high))   # keeps the mean
+    return random.triangular(low, high, mode)
 
 
 class CounterUser(FastHttpUser):
@@ -67,11 +84,13 @@ class CounterUser(FastHttpUser):
                 return
             token = resp.json().get("token") if resp.status_code == 200 else None
         if token is None:
-            time.sleep(0.2)                      # nobody waits for this counter
+            time.sleep(IDLE_POLL_S)              # nobody waits for this counter
             return
+        if token["id"] in _given:
+            _given[token["id"]]["called"] = time.monotonic()
         self._post(f"/api/v1/tokens/{token['id']}/start", "/tokens/[id]/start")
         time.sleep(service_seconds(token["service"]))
-        if token["service"] == "bill_payment":
+        if token["service"] == PAID:
             self._post("/api/v1/payments", "/payments", json={
                 "token_id": token["id"], "account": f"{random.randint(10**9, 10**10 - 1)}",
                 "amount_paise": random.randint(10_000, 500_000), "mode": "cash"})
@@ -95,13 +114,19 @@ class ArrivalUser(FastHttpUser):
     @task
     def take_token(self) -> None:
         substation = random.choice(SUBSTATIONS)
-        service = random.choices(SCENARIO.substations[substation].services, weights=[8, 1, 1][:len(
-            SCENARIO.substations[substation].services)])[0]
+        offered = SCENARIO.substations[substation].services
+        service = random.choices(offered, weights=[8 if s == PAID else 1 for s in offered])[0]
         with self.client.post(f"/api/v1/substations/{substation}/tokens", headers=ADMIN,
                               json={"service": service}, name="/substations/[id]/tokens",
                               catch_response=True) as resp:
             if resp.status_code == 409:          # refused at the door: a correct answer
                 resp.success()
+            elif resp.status_code == 201:
+                token = resp.json().get("token") or {}
+                estimate = token.get("estimate") or {}
+                if estimate.get("p90_s") is not None:
+                    _given[token["id"]] = {"issued": time.monotonic(), "p50_s": estimate["p50_s"],
+                                           "p90_s": estimate["p90_s"], "called": None}
 
 
 class BoardUser(User):

@@ -6,7 +6,12 @@ drain, and writes into ``--out``: locust's CSV and HTML report, billing-sim's st
 gateway's concurrency limit over time (CSV and PNG), and summary.md with pass/fail against
 the targets. Everything runs on 127.0.0.1 and stops by itself.
 
-    peak-load --shape end-of-month|stress --duration 60 --out peak-report
+    peak-load --shape end-of-month|stress --duration 60 --out peak-report [--config F]
+
+The server runs the scenario (``--config``, default the built-in one) open all day, with every
+service time scaled by ``--time-scale`` (0.01: a 90 s payment takes 0.9 s), so its estimator
+learns what the simulated cashiers really do. Each token's estimate at issue is kept and, once
+it is called, compared: summary.md and the output carry ``estimate coverage: p50 N %, p90 N %``.
 """
 
 from __future__ import annotations
@@ -22,11 +27,20 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, time as clock_time
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
-ALL_DAY = 'extends = "builtin"\n[hours]\nopens = "00:00"\ncloses = "23:59:59"\n'
+from counter_server.config import DEFAULT_SCENARIO, load_scenario, merge
+from loadtests.capacity.coverage import Coverage
+
+OPENING = ("opens", "closes", "closed_weekdays", "holidays", "open_days")
+IDLE_POLL_S = 0.2   # a rehearsal counter with nobody to call asks again after this
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,76 @@ class Targets:
     failure_ratio: float = 0.01
     billing_crashes: int = 0
     lost_payments: int = 0
+
+
+def rehearsal_scenario(config: Path | None, time_scale: float) -> str:
+    """The scenario as TOML, open all day every day, its service times scaled by ``time_scale``."""
+    builtin = resources.files("counter_server.scenario").joinpath(DEFAULT_SCENARIO).read_text("utf-8")
+    data = tomllib.loads(Path(config).read_text("utf-8") if config is not None else builtin)
+    if data.get("extends") == "builtin":
+        data = merge(tomllib.loads(builtin), data)
+    data.pop("extends", None)
+    data["hours"] = {**data.get("hours", {}), "opens": "00:00", "closes": "23:59:59",
+                     "closed_weekdays": [], "holidays": [], "open_days": []}
+    for sub in data.get("substations", []):
+        for key in OPENING:
+            sub.pop(key, None)
+    for service in data.get("services", []):
+        for key in ("mean_service_s", "min_service_s", "max_service_s"):
+            if key in service:
+                service[key] = service[key] * time_scale
+    return to_toml(data)
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """Parsed TOML written back: scalars first, then tables and arrays of tables, inline below."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, (date, clock_time)):
+            return v.isoformat()
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, Sequence):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+    def body(table: Mapping[str, Any]) -> list[str]:
+        return [f"{json.dumps(k)} = {value(v)}" for k, v in table.items()]
+
+    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
+    arrays = {k: v for k, v in data.items()
+              if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v)}
+    lines = body({k: v for k, v in data.items() if k not in tables and k not in arrays})
+    for name, table in tables.items():
+        lines += ["", f"[{json.dumps(name)}]", *body(table)]
+    for name, rows in arrays.items():
+        for row in rows:
+            lines += ["", f"[[{json.dumps(name)}]]", *body(row)]
+    return "\n".join(lines) + "\n"
+
+
+def estimate_coverage(tokens: Sequence[Mapping[str, Any]], ended: float, grace_s: float) -> Coverage:
+    """The share of tokens called within the p50 and p90 given at issue (plus ``grace_s``, the
+    rehearsal cashiers' reaction time: an idle counter asks again after it). A token still
+    waiting at the end counts as a miss of each figure already passed then; else it is left out."""
+    counted = within50 = within90 = 0
+    for token in tokens:
+        issued, p50, p90, called = token["issued"], token["p50_s"], token["p90_s"], token["called"]
+        if called is None:
+            if ended - issued <= p90 + grace_s:
+                continue
+            waited = ended - issued
+        else:
+            waited = called - issued
+        counted += 1
+        within50 += waited <= p50 + grace_s
+        within90 += waited <= p90 + grace_s
+    return Coverage(counted, within50, within90)
 
 
 def free_port() -> int:
@@ -109,7 +193,7 @@ def read_locust_stats(path: Path) -> list[dict]:
 
 
 def summarise(stats: list[dict], billing: dict, outbox: dict, targets: Targets,
-              shape: str, duration: float) -> tuple[str, bool]:
+              shape: str, duration: float, coverage: Coverage | None = None) -> tuple[str, bool]:
     """summary.md and whether every target passed."""
     total = next(row for row in stats if row["Name"] == "Aggregated")
     http = [row for row in stats if row["Type"] in ("POST", "GET") and row["Name"] != "Aggregated"]
@@ -137,7 +221,13 @@ def summarise(stats: list[dict], billing: dict, outbox: dict, targets: Targets,
     lines += ["", f"Billing: {billing.get('payments_posted')} payments posted, "
               f"{billing.get('duplicate_payments')} duplicates, max {billing.get('max_in_flight')} in flight "
               f"(capacity {billing.get('capacity')}).",
-              f"Outbox after draining: {outbox}.", "",
+              f"Outbox after draining: {outbox}.", ""]
+    if coverage is not None:
+        lines += [coverage.line(), "",
+                  f"Of {coverage.tokens} tokens decided (called, or still waiting past their p90), "
+                  "the share called within the p50 and the p90 they were given when issued "
+                  "(target: p50 40-60 %, p90 85-95 %).", ""]
+    lines += [
               "Files: locust.html (open in a browser), locust_stats.csv, billing-stats.json, "
               "gateway-limit.csv, gateway-limit.png."]
     return "\n".join(lines) + "\n", passed
@@ -150,14 +240,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrivals", type=int, default=20, help="arriving users at the peak")
     parser.add_argument("--boards", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("peak-report"))
+    parser.add_argument("--config", type=Path, default=None, help="scenario TOML (default: built-in)")
+    parser.add_argument("--time-scale", type=float, default=0.01,
+                        help="service times are scaled by this (default: %(default)s)")
     args = parser.parse_args(argv)
     duration = min(args.duration, 600.0)
     args.out.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        config = Path(tmp) / "all-day.toml"
-        config.write_text(ALL_DAY)
+        config = Path(tmp) / "rehearsal.toml"
+        config.write_text(rehearsal_scenario(args.config, args.time_scale), encoding="utf-8")
+        scenario = load_scenario(config)
+        if scenario.payment_service is None:
+            raise SystemExit("peak-load: the scenario's [demand] names no payment_service "
+                             "(the service that takes a payment); add it")
+        given = Path(tmp) / "coverage.json"
         sim_port, port = free_port(), free_port()
         sim = subprocess.Popen([sys.executable, "-m", "counter_server.billing.simulator", "--port", str(sim_port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             recorder.start()
             env = {**os.environ, "PEAK_ADMIN_KEY": key, "PEAK_SHAPE": args.shape, "PEAK_DURATION": str(duration),
                    "PEAK_ARRIVALS": str(args.arrivals), "PEAK_BOARDS": str(args.boards),
-                   "PEAK_CONFIG": str(config)}
+                   "PEAK_CONFIG": str(config), "PEAK_COVERAGE": str(given)}
             print(f"peak-load: {args.shape} for {duration:g} s against {url} (billing-sim on {sim_port}) ...",
                   flush=True)
             subprocess.run(
@@ -191,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 time.sleep(0.5)
             billing = get_json(f"http://127.0.0.1:{sim_port}/stats")
+            recorded = json.loads(given.read_text()) if given.exists() else {"ended": 0, "tokens": []}
         finally:
             if recorder is not None:
                 recorder.stop.set()
@@ -206,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         writer.writeheader()
         writer.writerows(recorder.rows)
     plot_limit(recorder.rows, args.out / "gateway-limit.png")
+    coverage = estimate_coverage(recorded["tokens"], recorded["ended"], IDLE_POLL_S)
     summary, passed = summarise(read_locust_stats(args.out / "locust_stats.csv"), billing, outbox, Targets(),
-                                args.shape, duration)
+                                args.shape, duration, coverage)
     (args.out / "summary.md").write_text(summary)
     print(summary)
     return 0 if passed else 1

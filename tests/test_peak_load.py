@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from loadtests.peak_load import Targets, summarise
+import tomllib
+
+import pytest
+
+from counter_server.config import load_scenario, parse_scenario
+from loadtests.peak_load import Targets, estimate_coverage, rehearsal_scenario, summarise
 from loadtests.shapes import END_OF_MONTH_DAY, end_of_month, stress
+
+from .conftest import ROOT, paid_service
 
 
 def test_end_of_month_day_surges_dips_and_surges_again():
@@ -39,3 +46,37 @@ def test_summary_passes_and_fails_against_the_targets():
     assert not passed and "| payments lost (not posted after draining) | 3 | = 0 | FAIL |" in text
     slow = [row("POST", "/payments", 100, 0, 5, 800), row("", "Aggregated", 100, 0, 5, 800)]
     assert not summarise(slow, billing, {"queued": 0, "failed": 0}, Targets(), "stress", 60)[1]
+
+
+def test_summary_carries_the_estimate_coverage_line():
+    stats = [row("POST", "/payments", 10, 0, 5, 40), row("", "Aggregated", 10, 0, 5, 40)]
+    billing = {"crashes": 0, "payments_posted": 10, "duplicate_payments": 0, "max_in_flight": 2, "capacity": 8}
+    tokens = [{"issued": 0.0, "p50_s": 2.0, "p90_s": 4.0, "called": 1.0},    # within both
+              {"issued": 0.0, "p50_s": 2.0, "p90_s": 4.0, "called": 3.0},    # within the p90
+              {"issued": 0.0, "p50_s": 2.0, "p90_s": 4.0, "called": 9.0},    # neither
+              {"issued": 0.0, "p50_s": 2.0, "p90_s": 4.0, "called": None},   # waiting past p90: neither
+              {"issued": 8.0, "p50_s": 2.0, "p90_s": 4.0, "called": None}]   # not decided yet
+    coverage = estimate_coverage(tokens, ended=10.0, grace_s=0.0)
+    assert (coverage.tokens, coverage.within_p50, coverage.within_p90) == (4, 1, 2)
+    text, _ = summarise(stats, billing, {"queued": 0, "failed": 0}, Targets(), "stress", 60, coverage)
+    assert "estimate coverage: p50 25 %, p90 50 %" in text.splitlines()
+
+
+def test_the_rehearsal_runs_the_scenario_open_all_day_with_scaled_service_times(scenario_file):
+    """peak-load takes names from the scenario: counters, halls, services and the paid one."""
+    original = load_scenario(scenario_file)
+    rehearsal = parse_scenario(tomllib.loads(rehearsal_scenario(scenario_file, 0.01)))
+    assert rehearsal.payment_service == paid_service(original)
+    assert list(rehearsal.counters) == list(original.counters)
+    for sid, service in original.services.items():
+        assert rehearsal.services[sid].mean_service_s == pytest.approx(service.mean_service_s * 0.01)
+        assert rehearsal.services[sid].max_service_s == pytest.approx(service.max_service_s * 0.01)
+    for sub in rehearsal.substations.values():
+        assert (sub.opens.isoformat(), sub.closes.isoformat()) == ("00:00:00", "23:59:59")
+    assert rehearsal.substations[next(iter(original.substations))].name == next(iter(original.substations.values())).name
+
+
+def test_the_load_script_names_nothing_of_the_built_in_scenario():
+    source = (ROOT / "loadtests" / "locustfile.py").read_text(encoding="utf-8")
+    for name in ("bill_payment", "S01", "new_connection", "complaint"):
+        assert name not in source
