@@ -84,7 +84,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, links, settings.clock)
             background = [asyncio.create_task(_push_billing_to_ops(gateway, hub, tokens)),
                           asyncio.create_task(_start_booked_slots(phones)),
-                          asyncio.create_task(_close_days(tokens))]
+                          asyncio.create_task(_close_days(tokens, hub))]
             try:
                 yield
             finally:
@@ -146,13 +146,15 @@ async def _start_booked_slots(phones: PhoneService, every_s: float = 15.0) -> No
         await asyncio.sleep(every_s)
 
 
-async def _close_days(tokens: TokenService, every_s: float = 1.0) -> None:
+async def _close_days(tokens: TokenService, hub: LiveHub, every_s: float = 1.0) -> None:
     """At closing time and at the day boundary, close what the day left open; the first round,
     at start-up, also closes the days a server down over midnight left open. A round with
-    nothing due reads nothing."""
+    nothing due reads nothing. When a new day begins, boards are moved on to it."""
     while True:
         try:
             await tokens.close_days()
+            if hub.behind_today():
+                hub.begin_day(await tokens.halls())
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("closing the day failed")
         await asyncio.sleep(every_s)

@@ -6,12 +6,14 @@ import asyncio
 import json
 import socket
 from dataclasses import replace
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 
 import aiohttp
 import pytest
 
 from counter_server.app import create_app
-from counter_server.appkeys import HUB, KEYS, STORE
+from counter_server.appkeys import HUB, KEYS, SETTINGS, STORE, TOKENS
 from counter_server.config import Settings
 from counter_server.store import Committed
 
@@ -173,7 +175,7 @@ async def test_ops_channel_needs_a_key_and_sees_every_hall(live: Api):
     snapshot = await receive(ws)
     assert snapshot["type"] == "snapshot" and len(snapshot["halls"]) == 10
     await live.issue("S07")
-    delta = await receive(ws)
+    delta = await receive_type(ws, "delta")   # the ops channel also carries billing and alerts
     assert delta["substation"] == "S07" and delta["prev"] == snapshot["seq"]
     await ws.close()
 
@@ -214,7 +216,7 @@ async def test_a_board_that_stops_reading_is_dropped_without_holding_up_others(a
     while hub.connections() < 2:
         await asyncio.sleep(0.01)
 
-    hall = (await client.app[STORE].queue_snapshot("S01", "2026-11-25")).hall
+    hall = (await client.app[STORE].queue_snapshot("S01", client.app[TOKENS].today())).hall
     base = hub._channels["S01"].last_seq
     received = 0
 
@@ -250,3 +252,48 @@ async def test_ops_channel_carries_the_billing_gateway_state(live: Api):
     assert message["v"] == 1 and billing["simulated"] is True
     assert {"limit", "in_flight", "breaker", "shed", "outbox"} <= set(billing)
     await ws.close()
+
+
+async def test_changes_to_another_day_never_reach_todays_boards(live: Api):
+    """A booking for tomorrow and tomorrow's slots published must not blank today's board."""
+    for _ in range(3):
+        await live.issue("S01")
+    await live.next("S01-C1")
+    board = await live.client.ws_connect("/api/v1/substations/S01/live")
+    ops = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.admin}"})
+    today = (await receive(board))["hall"]["day"]
+    await receive_type(ops, "snapshot")
+    status, slots = await live.get("/api/v1/public/substations/S01/slots", key=None)
+    tomorrow = next(d for d in slots["days"] if d["day"] > today and d["slots"])
+    status, booked = await live.post("/api/v1/public/substations/S01/bookings", key=None, json={
+        "service": "bill_payment", "slot_at": tomorrow["slots"][0]["at"],
+        "account": "KAN-20431877", "phone": "9876543210"})
+    assert status == 201, booked
+    status, _ = await live.request("PUT", f"/api/v1/ops/substations/S01/slots/{tomorrow['day']}",
+                                   live.admin, json={"slot_minutes": 30, "share": 0.2})
+    assert status == 200
+    assert live.client.app[HUB].hall("S01").day == today            # the cache still holds today
+    await live.issue("S01")                                           # then a change today
+    delta = await receive(board)
+    assert delta["type"] == "delta" and [e["kind"] for e in delta["events"]] == ["issued"]
+    hall = delta["hall"]
+    assert (hall["day"], hall["waiting"]) == (today, 3)
+    assert [c["token"]["number"] for c in hall["counters"] if c["token"]] == ["B-001"]
+    seen = await receive_type(ops, "delta")
+    assert seen["hall"]["day"] == today and seen["events"][0]["kind"] == "issued"
+    await board.close()
+    await ops.close()
+
+
+async def test_boards_move_on_to_the_new_day_at_midnight(live: Api, clock: Clock):
+    await live.issue("S01")
+    board = await live.client.ws_connect("/api/v1/substations/S01/live")
+    before = (await receive(board))["hall"]
+    assert before["waiting"] == 1
+    midnight = datetime.combine(date.fromisoformat(before["day"]) + timedelta(days=1), dt_time(0, 0, 5),
+                                live.client.app[SETTINGS].scenario.timezone).timestamp()
+    clock.now = midnight
+    fresh = await receive_type(board, "snapshot", timeout=5.0)        # within a round of the day's close
+    assert fresh["hall"]["day"] > before["day"] and fresh["hall"]["waiting"] == 0
+    assert fresh["hall"]["issued_today"] == 0
+    await board.close()

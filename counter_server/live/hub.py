@@ -107,6 +107,25 @@ class LiveHub:
     def hall(self, substation: str) -> HallView | None:
         return self._halls.get(substation)
 
+    def behind_today(self) -> bool:
+        """Whether a business day began since these halls were seen (boards show yesterday)."""
+        today = self.scenario.day_of(self.clock())
+        return any(hall.day != today for hall in self._halls.values())
+
+    def begin_day(self, halls: list[HallView]) -> None:
+        """Today's halls at the day boundary: every board watching yesterday's gets a fresh
+        snapshot of today's, numbered where its channel is, so no screen carries a closed day
+        into the morning."""
+        today = self.scenario.day_of(self.clock())
+        for hall in halls:
+            if hall.day == today:
+                self._halls[hall.substation] = hall
+        for channel in self._channels.values():
+            if channel.subscribers:
+                text = self.snapshot(channel.name)
+                for subscriber in list(channel.subscribers):
+                    subscriber.offer(text)
+
     def publish(self, committed: Committed) -> None:
         """Turn a committed change into a delta on its substation's channel and the ops one.
 
