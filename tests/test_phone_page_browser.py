@@ -188,6 +188,7 @@ async def test_a_remote_token_follows_the_queue_live_to_leave_now_and_the_counte
     await phone.wait_for_selector(card, timeout=WAIT_MS)
     assert await phone.locator(".station").count() == len(scenario.substations)
     assert hall.name_hi in await text(phone, card)
+    assert scenario.name in await text(phone, ".brand")              # the utility's own name on top
     assert f"40 waiting for {scenario.services[paid].name}" in await text(phone, card)
     await shot(phone, tmp_path, f"{tag}-1-list")
     await no_overflow(phone)

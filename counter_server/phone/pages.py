@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import io
 import re
 from dataclasses import dataclass
@@ -66,8 +67,10 @@ def _versioned(text: str, known: dict[str, Asset]) -> str:
 
 
 @functools.cache
-def page_html() -> bytes:
-    return _versioned((PHONE_WEB / "q.html").read_text(encoding="utf-8"), assets()).encode("utf-8")
+def page_html(scenario_name: str) -> bytes:
+    """The page, naming its files' versions and the utility (the scenario's name) on top."""
+    text = (PHONE_WEB / "q.html").read_text(encoding="utf-8").replace("{{scenario_name}}", html.escape(scenario_name))
+    return _versioned(text, assets()).encode("utf-8")
 
 
 def _send(body: bytes, content_type: str, headers: dict[str, str]) -> web.Response:
@@ -85,7 +88,7 @@ async def phone_page(request: web.Request) -> web.Response:
     sid = request.match_info.get("sid")
     if sid is not None:
         request.app[TOKENS].substation(sid)   # unknown id: JSON 404
-    return _send(page_html(), "text/html", PAGE_HEADERS)
+    return _send(page_html(request.app[SETTINGS].scenario.name), "text/html", PAGE_HEADERS)
 
 
 async def phone_asset(request: web.Request) -> web.Response:
