@@ -330,18 +330,19 @@ function announce(number, names) {
     return;
   }
   window.speechSynthesis.cancel();       // the previous call's words are over: its time is up
-  if (voice.hi) {
-    const hindi = new SpeechSynthesisUtterance(`टोकन ${spoken}, ${names.hi} पर आएँ`);
-    hindi.lang = voice.hi.lang;
-    hindi.voice = voice.hi;
-    window.speechSynthesis.speak(hindi);
+  if (voice.hi) say(`टोकन ${spoken}, ${names.hi} पर आएँ`, voice.hi);
+  if (voice.en) say(`Token ${spoken}, please come to ${names.en}`, voice.en);
+}
+
+function say(text, chosen) {
+  const words = new SpeechSynthesisUtterance(text);
+  words.lang = chosen.lang;
+  try {
+    words.voice = chosen;
+  } catch (error) {
+    // not a SpeechSynthesisVoice the engine knows: its language still picks one
   }
-  if (voice.en) {
-    const english = new SpeechSynthesisUtterance(`Token ${spoken}, please come to ${names.en}`);
-    english.lang = voice.en.lang;
-    english.voice = voice.en;
-    window.speechSynthesis.speak(english);
-  }
+  window.speechSynthesis.speak(words);
 }
 
 let audio = null;
