@@ -9,10 +9,10 @@ import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp_remotes import XForwardedStrict
 
 from .api import setup_routes
 from .api.errors import error_middleware
+from .api.forwarded import forwarded_for_middleware
 from .api.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from .api.requests import auth_middleware
 from .api.phones import setup_phone_routes
@@ -44,7 +44,7 @@ def create_app(settings: Settings) -> web.Application:
                      auth_middleware],
     )
     if settings.trusted_proxies:   # before the limits: they must see the client's address
-        app.middlewares.insert(1, XForwardedStrict([list(settings.trusted_proxies)]).middleware)
+        app.middlewares.insert(1, forwarded_for_middleware(settings.trusted_proxies))
     app[SETTINGS] = settings
     app[RATE_LIMITER] = limiter
     app.cleanup_ctx.append(_services)
