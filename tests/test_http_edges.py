@@ -9,6 +9,7 @@ Names come from the scenario (the lakeside one here), never from the built-in on
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from counter_server.api.forwarded import client_address, trusted_networks
 from counter_server.app import create_app
+from counter_server.appkeys import SETTINGS, TOKENS
 from counter_server.config import Scenario, Settings, load_scenario
 from tests.conftest import LAKESIDE, Clock, paid_service
 
@@ -122,3 +124,66 @@ def test_client_address_reads_right_to_left(peer, header, client):
 def test_a_trusted_proxy_that_is_no_address_is_said_at_start():
     with pytest.raises(ValueError, match="not an address"):
         trusted_networks(["nginx.local"])
+
+
+# -- 7: every date a client sends is range-checked: a 422 naming the field, never a 500 ----------
+
+@pytest.fixture
+def settings(tmp_path: Path, clock: Clock) -> Settings:
+    """The ``api`` fixture's server runs the lakeside scenario."""
+    return Settings(data_dir=tmp_path / "data", scenario=LAKE, clock=clock, rate_limit_per_s=0)
+
+
+# Year 10000 and year 0 in UTC (what made the 500), and the edges of the century allowed.
+OUT_OF_RANGE = ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00",
+                "1999-12-31T23:59:59+00:00", "2100-01-01T00:00:00+00:00"]
+
+
+def counter_serving(scenario: Scenario, service: str) -> str:
+    return next(c.id for s in scenario.substations.values() for c in s.counters if service in c.services)
+
+
+async def test_an_offline_token_of_any_year_is_refused_naming_issued_at(api):
+    service = paid_service(LAKE)
+    counter = counter_serving(LAKE, service)
+    key = await api.cashier(counter)
+    status, lease = await api.post(f"/api/v1/counters/{counter}/leases", key, json={"service": service, "size": 2})
+    assert status == 201, lease
+    lease_id, numbers = lease["lease"]["id"], lease["lease"]["numbers"]
+    for moment in OUT_OF_RANGE:
+        status, body = await api.post(f"/api/v1/counters/{counter}/offline-tokens", key,
+                                      json={"lease_id": lease_id, "number": numbers[0], "issued_at": moment})
+        assert (status, body["error"]["field"]) == (422, "issued_at"), (moment, body)
+        assert "2000-01-01" in body["error"]["message"]
+    now = datetime.fromtimestamp(api.client.app[SETTINGS].clock(), LAKE.timezone).isoformat()
+    status, body = await api.post(f"/api/v1/counters/{counter}/offline-tokens", key,
+                                  json={"lease_id": lease_id, "number": numbers[0], "issued_at": now})
+    assert status == 201, body
+
+
+async def test_a_booking_of_any_year_is_refused_naming_slot_at(api):
+    service = paid_service(LAKE)
+    hall = hall_offering(LAKE, service)
+    for n, moment in enumerate(OUT_OF_RANGE):
+        status, body = await api.post(f"/api/v1/public/substations/{hall}/bookings", key=None,
+                                      json={"service": service, "slot_at": moment, **person(n)})
+        assert (status, body["error"]["field"]) == (422, "slot_at"), (moment, body)
+
+
+async def test_report_days_and_months_out_of_range_are_refused_naming_the_field(api):
+    for day in ("9999-12-31", "0001-01-01", "1999-12-31", "2100-01-01"):
+        status, body = await api.get(f"/api/v1/reports/daily?date={day}")
+        assert (status, body["error"]["field"]) == (422, "date"), (day, body)
+    for month in ("9999-12", "0001-01", "1999-12", "2100-01"):
+        status, body = await api.get(f"/api/v1/reports/monthly?month={month}")
+        assert (status, body["error"]["field"]) == (422, "month"), (month, body)
+    today = api.client.app[TOKENS].today()
+    assert (await api.get(f"/api/v1/reports/daily?date={today}"))[0] == 200
+    assert (await api.get(f"/api/v1/reports/monthly?month={today[:7]}"))[0] == 200
+
+
+async def test_a_slot_plan_for_a_day_out_of_range_is_refused_naming_the_day(api):
+    hall = hall_offering(LAKE, paid_service(LAKE))
+    for day in ("9999-12-31", "0001-01-01"):
+        status, body = await api.request("PUT", f"/api/v1/ops/substations/{hall}/slots/{day}", api.admin, json={})
+        assert (status, body["error"]["field"]) == (422, "day"), (day, body)

@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ..billing.outbox import PaymentMode
 from ..queueing import Priority
+from ..services.dates import RANGE_WORDS, moment_in_range
 
 ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+
+def _in_range(moment: datetime) -> datetime:
+    """Refuse a moment outside the range any date may take (422 naming the field): past
+    it, converting to the scenario's time zone fails (year 10000) and the answer was a 500."""
+    if not moment_in_range(moment):
+        raise PydanticCustomError("datetime_out_of_range", "Expected a moment {range}",
+                                  {"range": RANGE_WORDS})
+    return moment
+
+
+# An ISO 8601 moment with its UTC offset, within this century.
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
 class IssueToken(BaseModel):
@@ -85,7 +110,7 @@ class OfflineToken(BaseModel):
     lease_id: str = Field(pattern=ID_PATTERN)
     number: str = Field(pattern=TOKEN_NUMBER_PATTERN)
     priority: Priority = Priority.NORMAL
-    issued_at: AwareDatetime
+    issued_at: Moment
 
 
 PHONE_PATTERN = r"^\+?[0-9][0-9 \-]{8,18}[0-9]$"
@@ -106,7 +131,7 @@ class TakeToken(BaseModel):
 class BookSlot(TakeToken):
     """Body of POST /api/v1/public/substations/{sid}/bookings: a slot on a quieter day."""
 
-    slot_at: AwareDatetime = Field(description="The slot's start, as the slots list gives it.")
+    slot_at: Moment = Field(description="The slot's start, as the slots list gives it.")
 
 
 # What each pattern asks for, in words: a refusal says this rather than the regular expression.

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from ..config import Scenario
 from ..queueing import Status
 from ..services import Actor, InvalidField, NotFound
+from ..services.dates import RANGE_WORDS, check_day, day_in_range
 from ..store import Store
 from .reports import DailyReport, MonthlyReport, daily_report, monthly_report
 
@@ -47,7 +48,7 @@ class OpsService:
         if raw is None or raw == "":
             return self.today()
         try:
-            return date.fromisoformat(raw).isoformat() if len(raw) == 10 else _bad_day(raw)
+            return check_day("date", date.fromisoformat(raw)).isoformat() if len(raw) == 10 else _bad_day(raw)
         except ValueError:
             return _bad_day(raw)
 
@@ -58,9 +59,11 @@ class OpsService:
         try:
             if len(raw) != 7:
                 raise ValueError
-            date.fromisoformat(raw + "-01")
+            first = date.fromisoformat(raw + "-01")
         except ValueError:
             raise InvalidField("month", f"month must be YYYY-MM, not {raw[:20]!r}.") from None
+        if not day_in_range(first):
+            raise InvalidField("month", f"month must be a month {RANGE_WORDS}, not {raw}.")
         return raw
 
     def parse_substation(self, raw: str | None) -> str | None:
