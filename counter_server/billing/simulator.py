@@ -24,7 +24,18 @@ from pathlib import Path
 from aiohttp import web
 
 ACCOUNT = re.compile(r"^[0-9A-Za-z\-]{4,24}$")
-UNKNOWN_PREFIX = "NA-"   # the simulated billing server knows every well-formed account but these
+UNKNOWN_PREFIX = "NA-"   # never known (the tests' "no such account")
+# The simulated utility's numbering plan: the accounts it has consumers for. Anything else, a
+# made-up "AAAA-1" or "1234", is unknown, as it would be to a real billing server. Matched on
+# the account upper-cased with separators dropped: "kan-2043-1877" is KAN20431877.
+KNOWN_ACCOUNTS = re.compile(r"^(KAN[0-9]{8}|2140[0-9]{6})$")
+
+
+def known_account(account: str) -> bool:
+    """Whether the simulated utility has a consumer with this account number."""
+    if not ACCOUNT.match(account) or account.upper().startswith(UNKNOWN_PREFIX):
+        return False
+    return KNOWN_ACCOUNTS.match(account.upper().replace("-", "")) is not None
 
 
 @dataclass(frozen=True)
@@ -135,9 +146,9 @@ async def legacy_behaviour(request: web.Request, handler) -> web.StreamResponse:
 
 async def get_bill(request: web.Request) -> web.Response:
     account = request.match_info["account"]
-    if not ACCOUNT.match(account) or account.upper().startswith(UNKNOWN_PREFIX):
+    if not known_account(account):
         return web.json_response({"error": "no such account"}, status=404)
-    digest = int(hashlib.sha256(account.encode()).hexdigest()[:8], 16)
+    digest = int(hashlib.sha256(account.upper().replace("-", "").encode()).hexdigest()[:8], 16)
     due = (date.today().replace(day=1) + timedelta(days=40)).replace(day=10)
     return web.json_response({
         "account": account, "consumer": f"Consumer {account[-4:]}",

@@ -90,14 +90,18 @@ class LeaseRefused(DomainError):
 
 
 class AlreadyHolding(DomainError):
-    """One active token per account and per phone number, per substation and day."""
+    """One active token per account and per phone number, per substation and day (and a cap
+    per account across the city, checked by the phone service).
+
+    The words are the same whether the account, the phone number or both matched, so the
+    answer does not tell a stranger which of the two numbers is queued."""
 
     code = "already_holding"
+    MESSAGE = ("This account or phone number already holds a token for that day; "
+               "cancel it before taking another.")
 
     def __init__(self, token: Token, same_holder: bool) -> None:
-        what = "this account and phone number" if same_holder else "this account or phone number"
-        super().__init__(f"{what[0].upper()}{what[1:]} already hold a token here today; "
-                         "cancel it before taking another.")
+        super().__init__(self.MESSAGE)
         self.token = token
         self.same_holder = same_holder
         self.link: str | None = None   # the phone's link to it, set by whoever can make one
