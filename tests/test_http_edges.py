@@ -8,18 +8,28 @@ Names come from the scenario (the lakeside one here), never from the built-in on
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.http_exceptions import LineTooLong
+from yarl import URL
 
 from counter_server.api.forwarded import client_address, trusted_networks
 from counter_server.app import create_app
 from counter_server.appkeys import SETTINGS, TOKENS
 from counter_server.config import Scenario, Settings, load_scenario
-from tests.conftest import LAKESIDE, Clock, paid_service
+from counter_server.ops.logs import JsonFormatter, MalformedRequests
+from tests.conftest import LAKESIDE, Clock, ServerProcess, bearer, paid_service
 
 LAKE = load_scenario(LAKESIDE)
 # The README's nginx sets `X-Forwarded-For $proxy_add_x_forwarded_for`: what came in, then the
@@ -29,7 +39,7 @@ CARRIER_PROXY = "198.51.100.20"
 
 
 def person(n: int) -> dict[str, str]:
-    return {"account": f"ACC-{n:08d}", "phone": f"98{n:08d}"}
+    return {"account": f"KAN-{n:08d}", "phone": f"98{n:08d}"}   # known to the simulated billing
 
 
 def hall_offering(scenario: Scenario, service: str) -> str:
@@ -187,3 +197,123 @@ async def test_a_slot_plan_for_a_day_out_of_range_is_refused_naming_the_day(api)
     for day in ("9999-12-31", "0001-01-01"):
         status, body = await api.request("PUT", f"/api/v1/ops/substations/{hall}/slots/{day}", api.admin, json={})
         assert (status, body["error"]["field"]) == (422, "day"), (day, body)
+
+
+# -- 9 and 11: what reaches the logs ------------------------------------------------------------
+
+FORGED = "12:00:00 WARNING counter_server.app: forged"
+
+
+@pytest.fixture
+def logged_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server process as run in a terminal: text logs, the access log on, behind a proxy."""
+    server = ServerProcess(data_dir=tmp_path / "data", config=LAKESIDE, extra_args=[
+        "--rate-limit", "0", "--access-log", "--log-format", "text", "--trusted-proxy", "127.0.0.1"])
+    server.start()
+    yield server
+    server.stop()
+
+
+def raw_request(port: int, head: bytes) -> bytes:
+    """One request written by hand (what no client library sends), and the answer's first line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        return sock.recv(200).split(b"\r\n", 1)[0]
+
+
+def log_once(server: ServerProcess, wanted: str, timeout: float = 5.0) -> str:
+    """The server's log once ``wanted`` is in it (records are written as they are made)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = server.log_path.read_text(encoding="utf-8", errors="replace")
+        if wanted in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
+async def test_a_client_cannot_write_log_lines_or_floods_of_tracebacks(logged_server: ServerProcess):
+    server = logged_server
+    forged_path = "%0A" + FORGED.replace(" ", "%20")
+    hall = hall_offering(LAKE, paid_service(LAKE))
+    async with aiohttp.ClientSession(server.url) as session:
+        async with session.get("/healthz") as resp:          # no X-Forwarded-For behind the proxy
+            assert resp.status == 200
+        for method, path, headers, body in (
+                ("GET", f"/nothing{forged_path}", {}, None),
+                ("POST", f"/api/v1/tokens/zz{forged_path}/cancel", bearer(server.admin_key), None),
+                ("POST", f"/api/v1/public/tokens/zz{forged_path}/cancel", {}, None),
+                ("POST", f"/api/v1/substations/{hall}{forged_path}/tokens", bearer(server.admin_key),
+                 {"service": paid_service(LAKE)})):
+            async with session.request(method, URL(path, encoded=True), headers=headers, json=body) as resp:
+                assert resp.status == 404, (path, await resp.text())
+        # A phone takes a token and cancels it: its link is its secret.
+        async with session.post(f"/api/v1/public/substations/{hall}/tokens",
+                                json={"service": paid_service(LAKE), **person(1)}) as resp:
+            assert resp.status == 201, await resp.text()
+            link = (await resp.json())["token"]["link"]
+        async with session.post(f"/api/v1/public/tokens/{link}/cancel") as resp:
+            assert resp.status == 200
+    # Line ends the HTTP parser lets through in a header the access log quotes: NEL (U+0085,
+    # a line end to Python's splitlines) and U+2028.
+    assert raw_request(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: probe\xc2\x85"
+                       + FORGED.encode() + b"\xe2\x80\xa8" + FORGED.encode()
+                       + b"\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    # Oversized headers, keyless, twenty times: aiohttp logged an 800-byte traceback for each.
+    for _ in range(20):
+        assert raw_request(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000
+                           + b"\r\n\r\n").endswith(b" 400 Bad Request")
+    async with aiohttp.ClientSession(server.url) as session:
+        async with session.get("/healthz?last=one") as resp:
+            assert resp.status == 200
+    log = log_once(server, "/healthz?last=one")
+    lines = log.split("\n")
+    assert not [line for line in lines if FORGED in line and not line[:8].count(":") == 2], lines
+    assert not any(line.startswith(FORGED) for line in lines)
+    assert "\\n" + FORGED in log                                   # written escaped, in its own line
+    assert not {"\x85", "\u2028"} & set(log) and f"probe\\x85{FORGED}\\u2028{FORGED}" in log
+    # Phones: neither the link nor the token id it holds, and the substation by its id alone.
+    assert link not in log and link.rpartition(".")[0] not in log
+    assert "{'id'" not in log and f"substation={hall} " in log
+    # One short line for the malformed requests of this minute, no traceback.
+    malformed = [line for line in lines if "malformed request" in line]
+    assert len(malformed) == 1 and "LineTooLong" in malformed[0], malformed
+    assert "Traceback" not in log and len(malformed[0]) < 300
+
+
+def record_of_a_bad_request(client: str) -> logging.LogRecord:
+    exc = LineTooLong("X-Big: aaaa", "8190")
+    return logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+                             (client,), (type(exc), exc, None))
+
+
+def test_malformed_requests_are_logged_once_per_client_a_minute():
+    clock = Clock(0.0)
+    keep = MalformedRequests(every_s=60.0, clock=clock)
+    assert keep.filter(record_of_a_bad_request("192.0.2.1"))
+    assert keep.filter(record_of_a_bad_request("192.0.2.2"))      # another client: its own line
+    clock.now = 30.0
+    assert not keep.filter(record_of_a_bad_request("192.0.2.1"))
+    assert not keep.filter(record_of_a_bad_request("192.0.2.1"))
+    clock.now = 61.0
+    record = record_of_a_bad_request("192.0.2.1")
+    assert keep.filter(record)
+    assert record.exc_info is None and record.levelname == "WARNING"
+    assert record.getMessage().startswith("refused a malformed request from 192.0.2.1 (LineTooLong")
+    assert "2 more from it in the last 60 s not logged" in record.getMessage()
+    other = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Unhandled exception", (), None)
+    assert keep.filter(other)                                        # anything else passes as it is
+
+
+def test_json_logs_escape_what_json_leaves_raw():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tests.http_edges")
+    logger.addHandler(handler)
+    try:
+        logger.warning("path /x\u2028%s\x85\x7f", FORGED, extra={"token_id": "a\nb"})
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue()
+    assert line.count("\n") == 1 and not set("\u2028\x85\x7f") & set(line)
+    assert json.loads(line)["msg"] == f"path /x\u2028{FORGED}\x85\x7f"

@@ -3,6 +3,12 @@
 Every record made while a request is handled carries its request id (a context variable set
 by the request middleware), so the lines of one request can be found together. Fields given
 with ``extra=`` (counter, token, route, status...) become keys of the JSON object.
+
+What a client sends reaches the logs (a path, a token id from the URL, a header): control
+characters in it are written escaped (``\\n``), so a path with ``%0A`` cannot start a line that
+reads like one of the app's, and in text logs every line after a record's first (a
+traceback's) is indented. Requests aiohttp cannot parse (an oversized header, sent by anyone,
+without a key) are logged as one short line per client a minute, without the traceback.
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ import json
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TextIO
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 FORMATS = ("json", "text")
@@ -29,9 +39,38 @@ _SECRETS = re.compile(r"(ccq_)[A-Za-z0-9_\-]{4,}|(authorization[\"']?\s*[:=]\s*[
                       re.IGNORECASE)
 
 
+# A phone follows its token by a link (the token's id and a MAC) in the URL: whoever holds it
+# can cancel the token, so the access log's request line must not carry it.
+_PHONE_LINKS = re.compile(r"(/api/v1/public/tokens/|/q/t/)[^/\s?#\"'\\]+")
+
+
 def redact(text: str) -> str:
-    """``text`` with API keys and Authorization values replaced by ``[redacted]``."""
+    """``text`` with API keys, Authorization values and phone links replaced by ``[redacted]``."""
+    text = _PHONE_LINKS.sub(r"\1[redacted]", text)
     return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+
+
+# C0 controls, DEL, C1 controls (U+0085 ends a line for some readers) and the Unicode line and
+# paragraph separators: in a logged value they could end the line or move a terminal's cursor.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What json.dumps leaves raw inside strings (it escapes only U+0000-U+001F).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(char: str) -> str:
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``)."""
+    return _CONTROLS.sub(lambda m: _escaped(m.group(0)), text)
+
+
+def _indented(text: str) -> str:
+    """A traceback under its record: each line escaped and indented, so none can pass for a
+    record of its own (those start at the line's start with the time)."""
+    return "\n".join("    " + escape_controls(line) for line in text.split("\n"))
 
 
 class RequestIdFilter(logging.Filter):
@@ -60,7 +99,8 @@ class JsonFormatter(logging.Formatter):
         body.update(_extras(record))
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
-        return redact(json.dumps(body, ensure_ascii=False, default=str))
+        line = json.dumps(body, ensure_ascii=False, default=str)
+        return redact(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", line))
 
 
 class TextFormatter(logging.Formatter):
@@ -71,11 +111,56 @@ class TextFormatter(logging.Formatter):
         extras = _extras(record)
         if getattr(record, "request_id", None):
             extras = {"req": record.request_id, **extras}
-        tail = "  " + " ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""
-        line = f"{moment} {record.levelname:<5} {record.name}: {record.getMessage()}{tail}"
+        tail = "  " + " ".join(f"{k}={escape_controls(str(v))}" for k, v in extras.items()) if extras else ""
+        line = f"{moment} {record.levelname:<5} {record.name}: {escape_controls(record.getMessage())}{tail}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _indented(self.formatException(record.exc_info))
         return redact(line)
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse with its traceback (an oversized header: 800
+    bytes), and anyone can send such requests, keyless, as fast as they like. Keep one short
+    warning per client a minute, naming how many more were left out."""
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_clients: int = 10_000) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.clock = clock
+        self.max_clients = max_clients
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name != "aiohttp.server" or not isinstance(exc, HttpProcessingError):
+            return True
+        client = str(record.args[0]) if isinstance(record.args, tuple) and record.args else "unknown"
+        now = self.clock()
+        last = self._last.get(client)
+        if last is not None and now - last < self.every_s:
+            self._left_out[client] = self._left_out.get(client, 0) + 1
+            return False
+        if len(self._last) >= self.max_clients:
+            self._forget_before(now - self.every_s)
+        self._last[client] = now
+        left_out = self._left_out.pop(client, 0)
+        reason = f"{type(exc).__name__}: {str(exc.message).splitlines()[0] if exc.message else exc.code}"
+        record.msg = "refused a malformed request from %s (%s)" + (
+            f"; {left_out} more from it in the last {self.every_s:g} s not logged" if left_out else "")
+        record.args = (client, reason[:120])
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+    def _forget_before(self, moment: float) -> None:
+        for client in [c for c, at in self._last.items() if at < moment]:
+            del self._last[client]
+            self._left_out.pop(client, None)
+        if len(self._last) >= self.max_clients:   # a flood from as many addresses: start again
+            self._last.clear()
+            self._left_out.clear()
 
 
 def default_format(stream: TextIO | None = None) -> str:
@@ -97,6 +182,7 @@ def configure_logging(fmt: str | None = None, level: int = logging.INFO,
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(MalformedRequests())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

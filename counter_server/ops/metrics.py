@@ -257,9 +257,13 @@ def _log_change(request: web.Request, route: str, status: int, code: str | None,
     what = f"{request.method} {route} -> {status}"
     kind, found = _answer_of(response)
     if kind == "token":
-        fields.update(token=found.get("number"), token_id=found.get("id"), token_status=found.get("status"),
+        # A token taken or booked on a phone is followed by its link, which holds its id: neither
+        # is logged (the phone's answer names the substation as an object; its id is enough).
+        place = found.get("substation")
+        fields.update(token=found.get("number"), token_status=found.get("status"),
+                      token_id=found.get("id") if found.get("origin") == "counter" else None,
                       counter=found.get("counter") or fields["counter"],
-                      substation=found.get("substation") or fields["substation"])
+                      substation=(place.get("id") if isinstance(place, dict) else place) or fields["substation"])
         what = f"{found.get('number')} {found.get('status')}" + (
             f" at {found['counter']}" if found.get("counter") else "")
     elif kind == "payment":
