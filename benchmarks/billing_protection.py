@@ -153,7 +153,8 @@ async def with_gateway(sim: BillingSimProcess, server: ServerProcess, counters: 
             while time.monotonic() - started < duration:
                 t0 = time.perf_counter()
                 async with session.post(f"{server.url}/api/v1/payments", json={
-                        "token_id": tokens[n], "account": f"21400{n:05d}", "amount_paise": 5000}) as resp:
+                        "token_id": tokens[n], "account": f"21400{n:05d}", "amount_paise": 5000,
+                        "part": True}) as resp:   # one token per counter, paying all the run
                     body = await resp.json()
                 run.latencies_ms.append((time.perf_counter() - t0) * 1000)
                 if resp.status == 202:

@@ -162,6 +162,11 @@ def substation_json(substation: Substation, scenario: Scenario, waiting: int) ->
     }
 
 
+def provisional_receipt(payment: Payment) -> str:
+    """The receipt number a cashier hands over before billing has the payment (PROV-S01-000012)."""
+    return f"PROV-{payment.substation}-{payment.ordinal:06d}"
+
+
 def payment_json(payment: Payment, scenario: Scenario) -> dict[str, Any]:
     """A payment as the API shows it; ``status`` is queued until billing has it."""
     tz = scenario.timezone
@@ -179,5 +184,6 @@ def payment_json(payment: Payment, scenario: Scenario) -> dict[str, Any]:
         "billing_ref": payment.billing_ref,
         "created_at": iso(payment.created_at, tz),
         "updated_at": iso(payment.updated_at, tz),
-        "receipt": f"PROV-{payment.substation}-{payment.ordinal:06d}",
+        "receipt": provisional_receipt(payment),
+        "part": bool(payment.part),
     }

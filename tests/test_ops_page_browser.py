@@ -300,7 +300,7 @@ async def test_ops_alerts_billing_down_and_offline_dimmed(scenario_file: Path, b
             await call("POST", f"/api/v1/tokens/{token['id']}/start")
             for i in range(3):
                 await call("POST", "/api/v1/payments", json={"token_id": token["id"], "account": f"ACC-{i:05d}",
-                                                             "amount_paise": 1000 + i})
+                                                             "amount_paise": 1000 + i, "part": True})
             first = "#alert-list .alert:first-child"
             await page.wait_for_selector(f'{first}.critical[data-kind="billing_down"]', timeout=15_000)
             assert "Billing server down" in await page.text_content(first)

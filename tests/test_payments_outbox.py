@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from counter_server.app import create_app
+from counter_server.appkeys import KEYS, SETTINGS, STORE
 from counter_server.billing.outbox import Payment, PaymentMode, PaymentStatus
+from counter_server.config import Counter, Settings, load_scenario
 from counter_server.queueing import Priority, Status
+from counter_server.services.payments import PAYMENT_WINDOW_AFTER_DONE_S
 from counter_server.store import IdempotencyConflict, IdempotencyKey
 
-from .conftest import Api
+from .conftest import Api, Clock, paid_service
 from .test_store_contract import make_store, store  # noqa: F401 - the engine-parametrised fixtures
 
 
@@ -56,7 +62,8 @@ async def test_take_payment_reads_the_committed_token_and_writes_in_one_step(sto
         "t1", "bill_payment", "B", Priority.NORMAL, 1.0, "tester"))
     seen: list = []
 
-    def build(token):
+    def build(token, earlier):
+        assert earlier == []
         seen.append(token)
         if token is None or token.status is not Status.WAITING:
             raise LookupError("no such waiting token")
@@ -140,3 +147,129 @@ async def test_only_the_tokens_counter_takes_its_payment(api: Api):
     waiting = await api.issue("S01")
     status, answer = await api.post("/api/v1/payments", json={**body, "token_id": waiting["id"]})
     assert status == 409 and answer["error"]["code"] == "token_not_at_counter"
+
+
+# -- one payment per token, on any scenario -------------------------------------------------------
+
+
+@pytest.fixture
+async def hall_api(aiohttp_client: Any, tmp_path: Path, clock: Clock, scenario_file: Path) -> Api:
+    """A real server on each test scenario, with keys per role."""
+    scenario = load_scenario(scenario_file)
+    settings = Settings(data_dir=tmp_path / "data", scenario=scenario, clock=clock, rate_limit_per_s=0,
+                        write_admin_key=False)
+    client = await aiohttp_client(create_app(settings))
+    admin, _ = await client.app[KEYS].create("admin")
+    board, _ = await client.app[KEYS].create("board")
+    return Api(client=client, admin=admin, board=board)
+
+
+def paying_counters(api: Api) -> tuple[str, list[Counter]]:
+    """The scenario's paid service and the counters of one hall that serves it."""
+    scenario = api.client.app[SETTINGS].scenario
+    service = paid_service(scenario)
+    hall = next(s for s in scenario.substations.values()
+                if service in s.services and sum(service in c.services for c in s.counters) >= 2)
+    return service, [c for c in hall.counters if service in c.services]
+
+
+async def served(api: Api, counter: Counter, service: str) -> dict:
+    """A token of ``service`` issued at ``counter``'s hall, called there and being served."""
+    await api.issue(counter.substation, service)
+    token = await api.next(counter.id)
+    status, body = await api.act(token, "start")
+    assert status == 200, body
+    return body["token"]
+
+
+def pay_body(token: dict, account: str = "2140012345", paise: int = 123450, **more: Any) -> dict:
+    return {"token_id": token["id"], "account": account, "amount_paise": paise, "mode": "cash", **more}
+
+
+async def test_a_token_takes_one_payment_and_a_second_names_the_first_receipt(hall_api: Api):
+    """The README's payment run twice (a new Idempotency-Key each time, or none) made two
+    provisional receipts that billing posted twice; now the second is refused, naming the first."""
+    service, (counter, *_) = paying_counters(hall_api)
+    key = await hall_api.cashier(counter.id)
+    token = await served(hall_api, counter, service)
+    status, first = await hall_api.post("/api/v1/payments", key, idem="pay-1", json=pay_body(token))
+    assert status == 202, first
+    receipt = first["payment"]["receipt"]
+    assert first["payment"]["part"] is False
+    assert await hall_api.post("/api/v1/payments", key, idem="pay-1", json=pay_body(token)) == (202, first)
+    for idem in ("pay-2", None):                                  # a new key, or none at all
+        status, again = await hall_api.post("/api/v1/payments", key, idem=idem, json=pay_body(token))
+        assert status == 409 and again["error"]["code"] == "already_paid", again
+        error = again["error"]
+        assert error["receipt"] == receipt and error["payment"] == first["payment"]["id"]
+        assert receipt in error["message"] and token["number"] in error["message"]
+    status, other = await hall_api.post("/api/v1/payments", key, json=pay_body(token, "2140099999", 500))
+    assert status == 409 and other["error"]["code"] == "already_paid"
+    stats = await hall_api.client.app[STORE].outbox_stats(now=0)
+    assert stats.queued + stats.posted == 1
+
+
+async def test_a_payment_only_while_serving_or_just_after_finishing_there(hall_api: Api, clock: Clock):
+    service, (counter, other, *_) = paying_counters(hall_api)
+    key = await hall_api.cashier(counter.id)
+    # finished, then paid within the window: taken
+    token = await served(hall_api, counter, service)
+    status, done = await hall_api.act(token, "complete")
+    assert status == 200 and done["token"]["status"] == "done"
+    clock.now += PAYMENT_WINDOW_AFTER_DONE_S - 10
+    status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(token))
+    assert status == 202, body
+    # finished longer ago than the window: refused, saying why
+    late = await served(hall_api, counter, service)
+    await hall_api.act(late, "complete")
+    clock.now += PAYMENT_WINDOW_AFTER_DONE_S + 60
+    status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(late))
+    assert status == 409, body
+    error = body["error"]
+    assert (error["code"], error["reason"], error["window_s"]) == (
+        "token_not_at_counter", "finished_too_long_ago", PAYMENT_WINDOW_AFTER_DONE_S)
+    assert late["number"] in error["message"] and "6 minutes ago" in error["message"]
+    # waiting, or never served: refused
+    waiting = await hall_api.issue(counter.substation, service)
+    status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(waiting))
+    assert (status, body["error"]["reason"]) == (409, "not_at_counter")
+    status, cancelled = await hall_api.post(f"/api/v1/tokens/{waiting['id']}/cancel")
+    assert status == 200, cancelled
+    status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(waiting))
+    assert (status, body["error"]["reason"]) == (409, "not_served")
+    # another counter's token: not this cashier's to take
+    theirs = await served(hall_api, other, service)
+    status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(theirs))
+    assert status == 403, body
+
+
+async def test_part_payments_are_explicit_and_never_mix_with_a_whole_one(hall_api: Api):
+    service, (counter, *_) = paying_counters(hall_api)
+    key = await hall_api.cashier(counter.id)
+    token = await served(hall_api, counter, service)
+    receipts = []
+    for account in ("2140011111", "2140022222"):                  # two bills for one consumer
+        status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(token, account, part=True))
+        assert status == 202 and body["payment"]["part"] is True, body
+        receipts.append(body["payment"]["receipt"])
+    status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(token))
+    assert status == 409 and body["error"]["receipts"] == receipts and "part" in body["error"]["message"]
+    await hall_api.act(token, "complete")
+    second = await served(hall_api, counter, service)
+    assert (await hall_api.post("/api/v1/payments", key, json=pay_body(second)))[0] == 202
+    status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(second, part=True))
+    assert status == 409 and body["error"]["code"] == "already_paid"
+    status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(second, part="yes"))
+    assert status == 422 and body["error"]["field"] == "part"
+
+
+async def test_a_payment_billing_refused_for_good_may_be_taken_again(hall_api: Api, clock: Clock):
+    service, (counter, *_) = paying_counters(hall_api)
+    key = await hall_api.cashier(counter.id)
+    token = await served(hall_api, counter, service)
+    status, first = await hall_api.post("/api/v1/payments", key, json=pay_body(token, "2140000000"))
+    assert status == 202
+    await hall_api.client.app[STORE].settle_payment(first["payment"]["id"], PaymentStatus.FAILED, clock.now,
+                                                    reason="no such account")
+    status, again = await hall_api.post("/api/v1/payments", key, json=pay_body(token, "2140012345"))
+    assert status == 202 and again["payment"]["receipt"] != first["payment"]["receipt"], again

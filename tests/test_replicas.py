@@ -299,7 +299,8 @@ async def test_outbox_shared_by_replicas_posts_each_payment_once_when_one_dies(t
         paid = []
         for i in range(24):
             status, body = await cluster.call(cluster.servers[i % 2], "POST", "/api/v1/payments", json={
-                "token_id": tokens[i % len(tokens)], "account": f"21400{i:05d}", "amount_paise": 1000 + i})
+                "token_id": tokens[i % len(tokens)], "account": f"21400{i:05d}", "amount_paise": 1000 + i,
+                "part": True})   # three payments a token
             assert status == 202, body
             paid.append(body["payment"]["id"])
 

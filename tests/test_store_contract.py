@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from counter_server.billing.outbox import PaymentStatus
+from counter_server.store.base import EARLIER_PAYMENTS_READ
 from counter_server.queueing import (
     Action,
     AlreadyHolding,
@@ -402,6 +405,88 @@ async def test_redis_outbox_claims_are_shared_and_a_lapsed_claim_is_taken_over(r
     assert [p.id for p in taken] == ["p1", "p2"] and all(p.attempts == 1 for p in taken)
     stats = await b.outbox_stats(now=20)
     assert (stats.queued, stats.posted) == (5, 1)
+
+
+async def test_take_payment_sees_the_tokens_earlier_payments_in_the_same_step(store: Store):
+    """The "one payment per token" rule is only as good as this: ``build`` gets the token's
+    payments as committed, and payments racing for one token are written one after another,
+    each seeing those before it, so a rule refusing a second one lets exactly one through."""
+    from .test_payments_outbox import payment
+
+    await store.mutate_queue("S01", DAY, issuing("t1", 1))
+    seen: list[list[str]] = []
+
+    def only_one(pid: str):
+        def build(token, earlier):
+            seen.append([p.id for p in earlier])
+            if earlier:
+                raise LookupError(f"{token.number} already paid by {earlier[0].id}")
+            return payment(pid, "A")
+        return build
+
+    outcomes = await asyncio.gather(*[store.take_payment("t1", only_one(f"p{i}")) for i in range(6)],
+                                    return_exceptions=True)
+    taken = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(taken) == 1, outcomes
+    first = taken[0][0]
+    assert all(isinstance(o, LookupError) and first.id in str(o) for o in outcomes if o is not taken[0])
+    assert [e["kind"] for e in await store.events()].count("payment_queued") == 1
+    assert seen.count([]) >= 1 and [first.id] in seen
+    # The payments a later build sees are whole (status, amount, part), oldest first.
+    second, _ = await store.take_payment("t1", lambda token, earlier: replace(
+        payment("p9", "B"), part=True) if earlier[0] == first else None)
+    got: list = []
+    await store.take_payment("t1", lambda token, earlier: got.extend(earlier) or payment("p10", "C"))
+    assert [p.id for p in got] == [first.id, "p9"] and got[1].part and not got[0].part
+    assert got[0].amount_paise == first.amount_paise and got[0].status is PaymentStatus.QUEUED
+    # However many a token has, build sees the first EARLIER_PAYMENTS_READ: one bounded read.
+    for i in range(EARLIER_PAYMENTS_READ):
+        await store.add_payment(payment(f"q{i}", "D"))
+    sizes: list[int] = []
+    await store.take_payment("t1", lambda token, earlier: sizes.append(len(earlier)) or payment("p11", "E"))
+    assert sizes == [EARLIER_PAYMENTS_READ]
+
+
+async def test_redis_a_payment_another_replica_writes_between_read_and_write_is_seen():
+    """Replica B takes the token's payment after A has read the token and its payments but
+    before A writes: A's write is refused as stale and its ``build`` runs again, seeing B's."""
+    from .test_payments_outbox import payment
+
+    engine = RedisEngine()
+    a = engine()
+    await a.open()
+
+    def b_pays() -> None:   # another process, in effect: its own event loop and connection
+        async def pay() -> None:
+            b = engine()
+            await b.open()
+            try:
+                await b.take_payment("t1", lambda token, earlier: payment("pB", "B"))
+            finally:
+                await b.close()
+        asyncio.run(pay())
+
+    try:
+        await a.mutate_queue("S01", DAY, issuing("t1", 1))
+        seen: list[list[str]] = []
+
+        def build(token, earlier):
+            seen.append([p.id for p in earlier])
+            if len(seen) == 1:
+                thread = threading.Thread(target=b_pays)
+                thread.start()
+                thread.join()
+            if earlier:
+                raise LookupError(f"already paid by {earlier[0].id}")
+            return payment("pA", "A")
+
+        with pytest.raises(LookupError, match="pB"):
+            await a.take_payment("t1", build)
+        assert seen == [[], ["pB"]]
+        assert await a.get_payment("pA") is None
+    finally:
+        await a.close()
+        await engine.cleanup()
 
 
 async def test_what_ops_read_a_days_events_and_token_counts(store: Store):

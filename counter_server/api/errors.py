@@ -20,6 +20,7 @@ from ..queueing import (
     UnknownToken,
 )
 from ..services import Forbidden, InvalidField, NotFound, ServiceError
+from ..services.errors import AlreadyPaid
 from ..services.payments import TokenNotAtCounter
 from ..store import STORE_UNAVAILABLE, IdempotencyConflict
 
@@ -61,6 +62,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
 
 _SERVICE_STATUS: dict[type[ServiceError], int] = {
     TokenNotAtCounter: 409,
+    AlreadyPaid: 409,
     NotFound: 404,
     Forbidden: 403,
     InvalidField: 422,

@@ -144,7 +144,7 @@ async def post_payment(request: web.Request) -> web.Response:
     body = await parse_body(request, RecordPayment)
     payment, replayed = await request.app[PAYMENTS].record(
         actor_of(request), body.token_id, body.account, body.amount_paise, body.mode,
-        idem=await idempotency_of(request))
+        part=body.part, idem=await idempotency_of(request))
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return web.json_response({"payment": payment_json(payment, request.app[SETTINGS].scenario)},
                              status=202, headers=headers)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ..live.hub import SCHEMA_VERSION
+from ..services.payments import PAYMENT_WINDOW_AFTER_DONE_S
 from .handlers import TOKEN_ACTIONS
 from .requests import public
 from .schemas import (
@@ -160,7 +161,14 @@ def build_openapi() -> dict[str, Any]:
             "parameters": [IDEMPOTENCY],
             "requestBody": _body("RecordPayment"),
             "responses": {"202": _answer("Queued payment with a provisional receipt", {"type": "object"}),
-                          **mutating},
+                          **mutating,
+                          "409": _answer(
+                              "already_paid: the token has a payment (a token takes one, or several "
+                              "marked part); names the first receipt. token_not_at_counter: the token "
+                              "is not called or being served at its counter, nor finished there within "
+                              f"the last {PAYMENT_WINDOW_AFTER_DONE_S // 60} minutes; `reason` says which "
+                              "(not_at_counter, "
+                              "finished_too_long_ago, not_served)", ERROR)},
         }},
         "/api/v1/payments/{pid}": {"get": {
             "summary": "A payment: queued, posted or failed (with the reason)",

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     model_validator,
 )
@@ -91,6 +92,10 @@ class RecordPayment(BaseModel):
     account: str = Field(pattern=ACCOUNT_PATTERN, description="The consumer's account number.")
     amount_paise: StrictInt = Field(ge=1, le=10_000_000_00, description="Amount in paise (1 rupee = 100).")
     mode: PaymentMode = Field(default=PaymentMode.CASH)
+    part: StrictBool = Field(default=False, description=(
+        "One of several payments for the token (two bills, or one bill in two modes). A token "
+        "takes one payment, or any number marked part; a second unmarked one is refused (409 "
+        "already_paid)."))
 
 
 class LeaseRequest(BaseModel):

@@ -42,6 +42,7 @@ class Payment:
     reason: str | None = None
     billing_ref: str | None = None
     ordinal: int = 0
+    part: bool = False   # one of several payments for the token, marked so by the cashier
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,3 +28,10 @@ class InvalidField(ServiceError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message, field=field)
         self.field = field
+
+
+class AlreadyPaid(ServiceError):
+    """A second payment for a token that already has one: a token takes one payment, so a
+    cashier's repeated command cannot post the same bill twice. Names the first receipt."""
+
+    code = "already_paid"

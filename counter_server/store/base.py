@@ -80,6 +80,12 @@ CommitListener = Callable[[Committed], None]
 IDEMPOTENCY_TTL_S = 30 * 24 * 3600
 
 
+# How many of a token's earlier payments ``take_payment`` hands its ``build``: the first ones
+# decide whether it may take another (a token has one, or a few marked part), and reading a
+# bounded number keeps each payment one cheap step however many a load test piles on a token.
+EARLIER_PAYMENTS_READ = 20
+
+
 class IdempotencyConflict(Exception):
     """The idempotency key was first used for a different request."""
 
@@ -172,10 +178,12 @@ class Store(Protocol):
     async def add_payment(self, payment: Payment, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
         """Write a queued payment and its event; (payment, replayed)."""
 
-    async def take_payment(self, token_id: str, build: Callable[[Token | None], Payment],
+    async def take_payment(self, token_id: str, build: Callable[[Token | None, list[Payment]], Payment],
                            idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
         """Write the payment ``build`` makes of the token as committed (None when there is no
-        such token), atomically with that read; what ``build`` raises goes to the caller."""
+        such token) and of the payments already taken for it (oldest first, the first
+        EARLIER_PAYMENTS_READ of them), atomically with that read; what ``build`` raises goes
+        to the caller."""
 
     async def get_payment(self, payment_id: str) -> Payment | None: ...
 

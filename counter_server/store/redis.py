@@ -57,6 +57,7 @@ from ..queueing import (
     UnknownToken,
 )
 from .base import (
+    EARLIER_PAYMENTS_READ,
     IDEMPOTENCY_TTL_S,
     Applied,
     CommitListener,
@@ -183,20 +184,28 @@ return read_queue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
 
 # KEYS: 1 payments, 2 seq, 3 events, 4 idempotency, 5 memo, 6 ordinal, 7 account's queue,
 #       8 heads, 9 due, 10 queued by age, 11 counts, 12 the token's queue (a guard),
-#       13 the day's list of event seqs
+#       13 the day's list of event seqs, 14 each token's payment count and first ids
 # ARGV: 1 payment json without ordinal, 2 fingerprint, 3 ttl, 4 seq floor, 5 payment id,
 #       6 created_at, 7 event json up to its data, 8 token id ('' for no guard), 9 the token's
-#       json the payment was made from
+#       json the payment was made from, 10 the payment's token id, 11 how many payments the
+#       token had when the payment was made (checked with the guard), 12 how many ids to list
 ADD_PAYMENT = _MEMO_AND_FLOOR + """
 if ARGV[2] ~= '' then
   local seen = redis.call('GET', KEYS[4])
   if seen then return {'idem', seen} end
 end
 if ARGV[8] ~= '' and redis.call('HGET', KEYS[12], ARGV[8]) ~= ARGV[9] then return {'stale', ''} end
+local paid = tonumber(redis.call('HGET', KEYS[14], ARGV[10] .. '#n') or '0')
+if ARGV[8] ~= '' and paid ~= tonumber(ARGV[11]) then return {'stale', ''} end
 local ordinal = redis.call('INCR', KEYS[6])
 local stored = string.sub(ARGV[1], 1, -2) .. ', "ordinal": ' .. ordinal .. '}'
 local id = ARGV[5]
 redis.call('HSET', KEYS[1], id, stored)
+redis.call('HSET', KEYS[14], ARGV[10] .. '#n', paid + 1)
+if paid == 0 then redis.call('HSET', KEYS[14], ARGV[10], id)
+elseif paid < tonumber(ARGV[12]) then
+  redis.call('HSET', KEYS[14], ARGV[10], redis.call('HGET', KEYS[14], ARGV[10]) .. ' ' .. id)
+end
 redis.call('ZADD', KEYS[7], ordinal, id)
 local head = redis.call('ZRANGE', KEYS[7], 0, 0)
 if head[1] == id then
@@ -914,7 +923,8 @@ class RedisStore:
         return {"payments": self._k("pay"), "ordinal": self._k("pay", "ordinal"),
                 "account": self._k("pay", "account", account), "heads": self._k("pay", "heads"),
                 "due": self._k("pay", "due"), "queued": self._k("pay", "queued"),
-                "counts": self._k("pay", "counts"), "claims": self._k("pay", "claims")}
+                "counts": self._k("pay", "counts"), "claims": self._k("pay", "claims"),
+                "by_token": self._k("pay", "by-token")}
 
     async def add_payment(self, payment: Payment, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
         """Write a queued payment and its event; (payment, replayed)."""
@@ -923,7 +933,9 @@ class RedisStore:
         return added
 
     async def _write_payment(self, payment: Payment, idem: IdempotencyKey | None,
-                             guard: tuple[str, str, str] | None) -> tuple[Payment, bool] | None:
+                             guard: tuple[str, str, str, str] | None) -> tuple[Payment, bool] | None:
+        """``guard``: the token's queue key, its id, its json and its count of payments as
+        ``build`` saw them; the payment is written only if neither changed meanwhile."""
         row = to_row(payment)
         row.pop("ordinal")
         k = self._pay_keys(payment.account)
@@ -935,10 +947,11 @@ class RedisStore:
             keys=[k["payments"], self._seq_key, self._events_key, self._idem_key(idem),
                   self._k("commit", uuid.uuid4().hex), k["ordinal"], k["account"], k["heads"],
                   k["due"], k["queued"], k["counts"], guard[0] if guard else self._k("pay", "-"),
-                  self._k("day", payment.day)],
+                  self._k("day", payment.day), k["by_token"]],
             args=[_dumps(row), idem.fingerprint if idem else "", IDEMPOTENCY_TTL_S, self._delivered,
                   payment.id, repr(payment.created_at), event_head,
-                  guard[1] if guard else "", guard[2] if guard else ""],
+                  guard[1] if guard else "", guard[2] if guard else "",
+                  payment.token_id, guard[3] if guard else "", EARLIER_PAYMENTS_READ],
         )
         if kind == "stale":
             return None
@@ -948,10 +961,11 @@ class RedisStore:
         _, _, stored = answer.partition("\n")
         return from_row(Payment, json.loads(stored)), False
 
-    async def take_payment(self, token_id: str, build: Callable[[Token | None], Payment],
+    async def take_payment(self, token_id: str, build: Callable[[Token | None, list[Payment]], Payment],
                            idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
-        """Write the payment ``build`` makes of the token as committed, with its event; a retried
-        request answers with its first payment before ``build`` is asked again."""
+        """Write the payment ``build`` makes of the token and its earlier payments as committed,
+        with its event; a retried request answers with its first payment before ``build`` is
+        asked again."""
         for _ in range(MAX_ATTEMPTS):
             if idem is not None:
                 seen = await self.redis.get(self._idem_key(idem))
@@ -960,10 +974,14 @@ class RedisStore:
             home = await self._home(token_id)
             tokens_key = self._k("q", *home, "tokens") if home is not None else None
             raw = await self.redis.hget(tokens_key, token_id) if tokens_key is not None else None
-            payment = build(from_row(Token, json.loads(raw)) if raw is not None else None)
-            # Written only if the token is still as ``build`` saw it (another replica may have
-            # moved it meanwhile): the read and the write are one step, as on SQLite.
-            added = await self._write_payment(payment, idem, (tokens_key, token_id, raw))
+            count, paid = await self.redis.hmget(self._k("pay", "by-token"), [f"{token_id}#n", token_id])
+            found = await self.redis.hmget(self._k("pay"), paid.split()) if paid else []
+            earlier = [from_row(Payment, json.loads(p)) for p in found if p is not None]
+            payment = build(from_row(Token, json.loads(raw)) if raw is not None else None, earlier)
+            # Written only if the token and its payments are still as ``build`` saw them (another
+            # replica may have changed them meanwhile): the read and the write are one step, as
+            # on SQLite.
+            added = await self._write_payment(payment, idem, (tokens_key, token_id, raw, count or "0"))
             if added is not None:
                 return added
         raise StoreUnavailable(f"token {token_id} keeps changing; retry")

@@ -43,6 +43,7 @@ from ..queueing import (
     UnknownToken,
 )
 from .base import (
+    EARLIER_PAYMENTS_READ,
     IDEMPOTENCY_TTL_S,
     Applied,
     CommitListener,
@@ -153,6 +154,7 @@ def make_private(path: Path) -> list[str]:
 
 TOKEN_COLUMNS_ADDED = {"origin": str, "slot_at": float, "account_ref": str, "phone_ref": str,
                        "account_hint": str}
+PAYMENT_COLUMNS_ADDED = {"part": int}
 
 
 def create_schema(db: sqlite_utils.Database) -> None:
@@ -213,12 +215,16 @@ def create_schema(db: sqlite_utils.Database) -> None:
          "account": str, "amount_paise": int, "mode": str, "status": str, "day": str,
          "created_at": float,
          "updated_at": float, "attempts": int, "reason": str, "billing_ref": str,
-         "claimed_by": str, "not_before": float},
+         "claimed_by": str, "not_before": float, **PAYMENT_COLUMNS_ADDED},
         pk="ordinal",
         if_not_exists=True,
     )
+    for name, kind in PAYMENT_COLUMNS_ADDED.items():   # a file made before these columns existed
+        if name not in db["payments"].columns_dict:
+            db["payments"].add_column(name, kind)
     db["payments"].create_index(["id"], unique=True, if_not_exists=True)
     db["payments"].create_index(["status", "account", "ordinal"], if_not_exists=True)
+    db["payments"].create_index(["token_id"], if_not_exists=True)   # one payment per token
     # The claim scans only queued payments, oldest first, and stops at its limit: without this
     # it sorted the whole backlog on the writer each time (2.3 ms at 2,000 queued, vs 0.03 ms).
     db.execute("CREATE INDEX IF NOT EXISTS idx_payments_queued ON payments (ordinal)"
@@ -387,19 +393,23 @@ class SQLiteStore:
 
     async def add_payment(self, payment: Payment, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
         """Write a queued payment and its event; (payment, replayed)."""
-        return await self.take_payment(payment.token_id, lambda token: payment, idem)
+        return await self.take_payment(payment.token_id, lambda token, earlier: payment, idem)
 
-    async def take_payment(self, token_id: str, build: Callable[[Token | None], Payment],
+    async def take_payment(self, token_id: str, build: Callable[[Token | None, list[Payment]], Payment],
                            idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
-        """Write the payment ``build`` makes of the token as committed, with its event, in one
-        job on the writer: the cashier waits for one hop, not a read and then a write."""
+        """Write the payment ``build`` makes of the token and its earlier payments as committed,
+        with its event, in one job on the writer: the cashier waits for one hop, not a read and
+        then a write, and no other payment for the token can land in between."""
 
         def job(db: sqlite_utils.Database) -> tuple[Payment, bool]:
             replay = self._replay_data(db, idem)
             if replay is not None:
                 return from_row(Payment, replay), True
             q = self._home_queue(db, token_id)
-            payment = build(q.tokens.get(token_id) if q is not None else None)
+            earlier = [from_row(Payment, r) for r in db.query(
+                "SELECT * FROM payments WHERE token_id = ? ORDER BY ordinal LIMIT ?",
+                [token_id, EARLIER_PAYMENTS_READ])]
+            payment = build(q.tokens.get(token_id) if q is not None else None, earlier)
             row = to_row(payment)
             row.pop("ordinal")
             cur = db.execute(
