@@ -19,6 +19,7 @@ import aiohttp
 from loadtests.processes import ROOT, ServerProcess
 
 from .common import Outcome, call, is_error_shape, make_keys, progress, write_scenario
+from .edges import probe_edges
 
 PAGE_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 
@@ -200,6 +201,10 @@ async def run(workdir: Path, outcome: Outcome) -> None:
                         m.failed += 1
                         outcome.problem(f"access: page {page}: status {resp.status}, missing {absent}, "
                                         f"cookie {resp.headers.get('Set-Cookie')}")
+
+            # The probe's edge cases: dates out of range, log lines, oversized headers, links in the log.
+            probe_cases += await probe_edges(m, server, "S01-C1", c1, admin,
+                                             (remote or {}).get("token", {}).get("link", ""))
         server.stop()
 
         # At rest: only SHA-256 digests; no plain key in the SQLite file, its WAL or the log.

@@ -1,0 +1,73 @@
+"""The outside probe's edge cases for the access part, kept closed: dates out of any range (a
+500 once), a path that writes a log line of its own, oversized headers that logged a traceback
+each, and a phone's link (its secret) in the access log.
+
+The access part's server logs JSON (its stderr is a file), so the forged-line check here guards
+that format; tests/test_http_edges.py checks the text format a terminal gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from loadtests.processes import ServerProcess
+
+if TYPE_CHECKING:
+    from .access import Matrix
+
+FORGED = "12:00:00 WARNING counter_server.app: forged"
+OVERSIZED = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+
+
+async def _first_line(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return (await asyncio.wait_for(reader.readline(), 5)).strip()
+    finally:
+        writer.close()
+
+
+def _check(m: "Matrix", held: bool, problem: str) -> None:
+    m.checks += 1
+    if not held:
+        m.failed += 1
+        m.outcome.problem(f"access: probe: {problem}")
+
+
+async def probe_edges(m: "Matrix", server: ServerProcess, counter: str, cashier: str, admin: str,
+                      phone_link: str) -> int:
+    """The edge cases against ``server``; returns how many checks they made."""
+    before = m.checks
+    await m.expect("probe: offline token issued in year 10000 (UTC)", (422,), "POST",
+                   f"/api/v1/counters/{counter}/offline-tokens", cashier,
+                   json={"lease_id": "l_x", "number": "B-901", "issued_at": "9999-12-31T23:59:59-12:00"})
+    await m.expect("probe: a booking in year 0 (UTC)", (422,), "POST", "/api/v1/public/substations/S01/bookings",
+                   json={"service": "bill_payment", "account": "KAN-20431878", "phone": "9876543211",
+                         "slot_at": "0001-01-01T00:00:00+14:00"})
+    await m.expect("probe: a daily report for 9999-12-31", (422,), "GET", "/api/v1/reports/daily?date=9999-12-31",
+                   admin)
+    await m.expect("probe: a path with %0A and a forged log line", (404,), "POST",
+                   f"/api/v1/tokens/zz%0A{FORGED.replace(' ', '%20')}/cancel", admin)
+    answers = [await _first_line(server.port, OVERSIZED) for _ in range(5)]
+    _check(m, all(a.endswith(b" 400 Bad Request") for a in answers), f"oversized headers answered {answers}")
+
+    deadline = time.monotonic() + 5
+    while True:   # the log is written as records are made; the last request's line shows it
+        log = server.log_path.read_text(encoding="utf-8", errors="replace") if server.log_path else ""
+        if "forged" in log or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    lines = log.split("\n")
+    _check(m, not any(line.startswith(FORGED) for line in lines), "a path wrote a log line of its own")
+    parse_errors = [line for line in lines if '"logger": "aiohttp.server"' in line]
+    _check(m, len(parse_errors) <= 1 and not any('"exc"' in line for line in parse_errors),
+           f"5 oversized headers logged {len(parse_errors)} lines, tracebacks: "
+           f"{sum(1 for line in parse_errors if chr(34) + 'exc' + chr(34) in line)}")
+    bare = phone_link.rpartition(".")[0]
+    _check(m, bool(phone_link) and phone_link not in log and bare not in log,
+           "a phone's link or its token id is in the server log")
+    return m.checks - before
