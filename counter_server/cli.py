@@ -112,16 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("text", "csv", "json"), default="text")
     report.add_argument("--chart", type=Path, metavar="PNG",
                         help="also draw waits by hour (of a day) or by day (of a month); needs matplotlib")
+
+    check = commands.add_parser("check-config", help="check a scenario file and print what it resolves "
+                                "to, starting nothing (exit status 2 if it is refused)")
+    check.add_argument("file", type=Path, nargs="?", default=env_default("config", None),
+                       help="scenario TOML file (default: COUNTER_SERVER_CONFIG, else the built-in one)")
+    check.add_argument("--schema", action="store_true", help="print the scenario file's JSON Schema")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("serve", "keys", "report", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "keys", "report", "check-config", "-h", "--help"):
         argv = ["serve", *argv]  # plain `counter-server [options]` serves
     args = build_parser().parse_args(argv)
     level = getattr(args, "log_level", "info")
     configure_logging(getattr(args, "log_format", None), getattr(logging, level.upper(), logging.INFO))
+    if args.command == "check-config":
+        return _check_config(args)
     try:
         scenario = load_scenario(args.config)
     except ScenarioError as exc:
@@ -132,6 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         return asyncio.run(_report(args, scenario))
     return asyncio.run(_keys(args, scenario))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    """Validate a scenario file (or print its schema) and say what it resolves to, before an
+    operator starts a server on it: a typo is refused here, in one or two lines, exit status 2."""
+    from .scenario.schema import json_schema
+    from .scenario.summary import describe
+
+    if args.schema:
+        print(json.dumps(json_schema(), indent=1, ensure_ascii=False))
+        return 0
+    try:
+        scenario = load_scenario(args.file)
+    except ScenarioError as exc:
+        print(f"counter-server: {exc}", file=sys.stderr)
+        return 2
+    print(describe(scenario, str(args.file) if args.file is not None else "built-in scenario"))
+    return 0
 
 
 def _serve(args: argparse.Namespace, scenario) -> int:

@@ -18,11 +18,15 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
 
 from .billing.gateway import GatewaySettings
 from .billing.simulator import SimSettings
 from .queueing import Priority, QueuePolicy, ServiceTimeSeed
+from .scenario import schema
+from .scenario.schema import STORE_ENGINES, WEEKDAYS
 
 
 class ScenarioError(ValueError):
@@ -58,9 +62,6 @@ class Counter:
     @property
     def label_hi(self) -> str:
         return self.name_hi or self.label
-
-
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(frozen=True)
@@ -131,14 +132,8 @@ class PhonesConfig:
     booking_days: int = 14
     last_slot_before_close_minutes: int = 60
     takes_per_hour_per_address: int = 6
-    # Active tokens and bookings one account may hold on a day across every substation (each
-    # substation still allows one per account and per phone number). 1 or more.
-    tokens_per_account_city: int = 1
     travel_minutes: int = 20
     public_url: str = ""
-
-
-STORE_ENGINES = ("sqlite", "redis")
 
 
 @dataclass(frozen=True)
@@ -203,7 +198,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
             resources.files("counter_server.scenario").joinpath(DEFAULT_SCENARIO).read_text("utf-8")
         ), data)
     elif "extends" in data:
-        raise ScenarioError(f"{source}: extends: only \"builtin\" can be extended")
+        raise ScenarioError(f"{source}: extends: only \"builtin\" can be extended, not {data['extends']!r}")
     try:
         return parse_scenario(data)
     except ScenarioError as exc:
@@ -227,206 +222,82 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 
 
 def parse_scenario(data: Mapping[str, Any]) -> Scenario:
-    """Build a Scenario from parsed TOML, naming the first field that is wrong."""
-    tz_name = _get(data, "timezone", str, "timezone")
+    """Build a Scenario from parsed TOML. The schema's models (scenario/schema.py) check every
+    key, type and cross-reference first; a refusal names the key's full path and, for an
+    unknown key, the nearest valid one."""
     try:
-        tz = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ScenarioError(f"timezone: unknown time zone {tz_name!r}") from exc
-    hours = data.get("hours", {})
-    default_opens = _clock(hours.get("opens", "09:30"), "hours.opens")
-    default_closes = _clock(hours.get("closes", "17:30"), "hours.closes")
-    default_days = _opening_days(hours, "hours", OpeningDays())
-
-    services: dict[str, Service] = {}
-    letters: set[str] = set()
-    for i, raw in enumerate(_get(data, "services", list, "services")):
-        where = f"services[{i}]"
-        sid = _get(raw, "id", str, f"{where}.id")
-        letter = _get(raw, "letter", str, f"{where}.letter")
-        if len(letter) != 1 or not letter.isalpha() or letter in letters:
-            raise ScenarioError(f"{where}.letter: must be one letter, unique per scenario")
-        letters.add(letter)
-        services[sid] = Service(
-            id=sid,
-            name=_get(raw, "name", str, f"{where}.name"),
-            name_hi=raw.get("name_hi", ""),
-            letter=letter,
-            mean_service_s=float(_get(raw, "mean_service_s", (int, float), f"{where}.mean_service_s")),
-            min_service_s=raw.get("min_service_s"),
-            max_service_s=raw.get("max_service_s"),
-        )
-
-    substations: dict[str, Substation] = {}
-    seen_counters: set[str] = set()
-    for i, raw in enumerate(_get(data, "substations", list, "substations")):
-        where = f"substations[{i}]"
-        sub_id = _get(raw, "id", str, f"{where}.id")
-        if sub_id in substations:
-            raise ScenarioError(f"{where}.id: {sub_id!r} appears twice")
-        offered = tuple(raw.get("services", list(services)))
-        for name in offered:
-            if name not in services:
-                raise ScenarioError(f"{where}.services: unknown service {name!r}")
-        counters = []
-        for j, craw in enumerate(_get(raw, "counters", list, f"{where}.counters")):
-            cwhere = f"{where}.counters[{j}]"
-            cid = _get(craw, "id", str, f"{cwhere}.id")
-            if cid in seen_counters:
-                raise ScenarioError(f"{cwhere}.id: {cid!r} appears twice")
-            seen_counters.add(cid)
-            cservices = tuple(_get(craw, "services", list, f"{cwhere}.services"))
-            for name in cservices:
-                if name not in offered:
-                    raise ScenarioError(f"{cwhere}.services: {name!r} is not offered at {sub_id}")
-            counters.append(Counter(id=cid, substation=sub_id, services=cservices,
-                                    name=_optional_text(craw, "name", f"{cwhere}.name") or cid,
-                                    name_hi=_optional_text(craw, "name_hi", f"{cwhere}.name_hi")))
-        opens = _clock(raw["opens"], f"{where}.opens") if "opens" in raw else default_opens
-        closes = _clock(raw["closes"], f"{where}.closes") if "closes" in raw else default_closes
-        if closes <= opens:
-            raise ScenarioError(f"{where}: closes must be after opens")
-        substations[sub_id] = Substation(
-            id=sub_id,
-            name=_get(raw, "name", str, f"{where}.name"),
-            name_hi=raw.get("name_hi", ""),
-            services=offered,
-            counters=tuple(counters),
-            opens=opens,
-            closes=closes,
-            latitude=raw.get("latitude"),
-            longitude=raw.get("longitude"),
-            days=_opening_days(raw, where, default_days),
-        )
-    if not substations:
-        raise ScenarioError("substations: at least one substation is needed")
-
-    queue = data.get("queue", {})
-    head_start = {Priority.NORMAL: 0.0, Priority.SENIOR: 600.0, Priority.DISABLED: 900.0}
-    for name, minutes in queue.get("head_start_minutes", {}).items():
-        try:
-            head_start[Priority(name)] = float(minutes) * 60.0
-        except ValueError as exc:
-            raise ScenarioError(f"queue.head_start_minutes: unknown priority {name!r}") from exc
+        model = schema.validate(dict(data))
+    except ValidationError as exc:
+        raise ScenarioError(schema.explain(exc)) from None
+    services = {s.id: Service(id=s.id, name=s.name, name_hi=s.name_hi, letter=s.letter,
+                              mean_service_s=s.mean_service_s, min_service_s=s.min_service_s,
+                              max_service_s=s.max_service_s)
+                for s in model.services}
+    default_days = _opening_days(model.hours, OpeningDays())
+    substations = {hall.id: _substation(hall, model.hours, default_days, tuple(services))
+                   for hall in model.substations}
+    head = model.queue.head_start_minutes
     policy = QueuePolicy(
-        head_start_s=head_start,
-        recalls_before_no_show=int(queue.get("recalls_before_no_show", 1)),
-        max_requeues=int(queue.get("max_requeues", 1)),
+        head_start_s={Priority.NORMAL: head.normal * 60.0, Priority.SENIOR: head.senior * 60.0,
+                      Priority.DISABLED: head.disabled * 60.0},
+        recalls_before_no_show=model.queue.recalls_before_no_show,
+        max_requeues=model.queue.max_requeues,
         service_seeds={s.id: _seed(s) for s in services.values()},
-        ewma_alpha=float(queue.get("ewma_alpha", 0.1)),
+        ewma_alpha=model.queue.ewma_alpha,
     )
-    demand = dict(data.get("demand", {}))
-    payment_service = demand.pop("payment_service", None)
-    if payment_service is not None and payment_service not in services:
-        raise ScenarioError(f"demand.payment_service: unknown service {payment_service!r}; "
-                            f"services are {', '.join(services)}")
+    # The figures as written (peak-sim tells a scenario's figure from its own default by the
+    # key's presence, and prints them as given).
+    demand = {k: v for k, v in dict(data.get("demand", {})).items() if k != "payment_service"}
     return Scenario(
-        name=data.get("name", "unnamed scenario"),
-        timezone=tz,
+        name=model.name,
+        timezone=ZoneInfo(model.timezone),
         services=services,
         substations=substations,
         policy=policy,
         demand=demand,
-        payment_service=payment_service,
-        online=_online(data.get("online", {})),
-        billing=_billing(data.get("billing", {})),
-        store=_store(data.get("store", {})),
-        phones=_phones(data.get("phones", {})),
+        payment_service=model.demand.payment_service,
+        online=OnlinePayment(hint_after_s=model.online.hint_after_minutes * 60.0,
+                             text=model.online.text, text_hi=model.online.text_hi),
+        billing=BillingConfig(url=model.billing.url,
+                              gateway=_knobs(GatewaySettings, model.billing),
+                              simulator=_knobs(SimSettings, model.billing.simulator)),
+        store=StoreConfig(engine=model.store.engine, redis_url=model.store.redis_url,
+                          redis_prefix=model.store.redis_prefix),
+        phones=replace(_knobs(PhonesConfig, model.phones), public_url=model.phones.public_url.rstrip("/")),
     )
 
 
-def _opening_days(raw: Mapping[str, Any], where: str, default: OpeningDays) -> OpeningDays:
+def _substation(hall: schema.SubstationModel, hours: schema.HoursModel, default_days: OpeningDays,
+                all_services: tuple[str, ...]) -> Substation:
+    return Substation(
+        id=hall.id,
+        name=hall.name,
+        name_hi=hall.name_hi,
+        services=tuple(hall.services) if hall.services is not None else all_services,
+        counters=tuple(Counter(id=c.id, substation=hall.id, services=tuple(c.services),
+                               name=c.name or c.id, name_hi=c.name_hi) for c in hall.counters),
+        opens=hall.opens or hours.opens,
+        closes=hall.closes or hours.closes,
+        latitude=hall.latitude,
+        longitude=hall.longitude,
+        days=_opening_days(hall, default_days),
+    )
+
+
+def _opening_days(raw: schema.OpeningDaysModel, default: OpeningDays) -> OpeningDays:
     """``closed_weekdays``, ``holidays`` and ``open_days`` of ``[hours]`` or one substation
     (a substation's list replaces the scenario's)."""
-    weekdays = default.closed_weekdays
-    if "closed_weekdays" in raw:
-        names = _get(raw, "closed_weekdays", list, f"{where}.closed_weekdays")
-        try:
-            weekdays = frozenset(WEEKDAYS.index(str(name).lower()) for name in names)
-        except ValueError:
-            raise ScenarioError(f"{where}.closed_weekdays: expected day names such as \"sunday\", "
-                                f"got {names!r}") from None
-
-    def dates(key: str, fallback: frozenset[date]) -> frozenset[date]:
-        if key not in raw:
-            return fallback
-        values = _get(raw, key, list, f"{where}.{key}")
-        try:
-            return frozenset(v if isinstance(v, date) else date.fromisoformat(str(v)) for v in values)
-        except ValueError:
-            raise ScenarioError(f"{where}.{key}: expected dates YYYY-MM-DD, got {values!r}") from None
-
-    return OpeningDays(weekdays, dates("holidays", default.holidays), dates("open_days", default.extra_open))
-
-
-def _phones(raw: Mapping[str, Any]) -> PhonesConfig:
-    url = raw.get("public_url", "")
-    if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
-        raise ScenarioError("phones.public_url: must be an http:// or https:// address")
-    numbers = {k: v for k, v in raw.items() if k != "public_url"}
-    phones = replace(_knobs(PhonesConfig, numbers, "phones"), public_url=url.rstrip("/"))
-    if not 0 <= phones.booking_share < 1:
-        raise ScenarioError("phones.booking_share: must be at least 0 and below 1")
-    if not 5 <= phones.slot_minutes <= 120:
-        raise ScenarioError("phones.slot_minutes: must be 5 to 120")
-    return phones
-
-
-def _store(raw: Mapping[str, Any]) -> StoreConfig:
-    if not isinstance(raw, Mapping):
-        raise ScenarioError("store: must be a table")
-    default = StoreConfig()
-    known = ("engine", "redis_url", "redis_prefix")
-    for key in raw:
-        if key not in known:
-            raise ScenarioError(f"store.{key}: unknown setting; known: {', '.join(known)}")
-    engine = raw.get("engine", default.engine)
-    if engine not in STORE_ENGINES:
-        raise ScenarioError(f"store.engine: must be one of {', '.join(STORE_ENGINES)}, not {engine!r}")
-    url = raw.get("redis_url", default.redis_url)
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ScenarioError("store.redis_url: must be a redis://, rediss:// or unix:// address")
-    prefix = raw.get("redis_prefix", default.redis_prefix)
-    if not isinstance(prefix, str) or not prefix:
-        raise ScenarioError("store.redis_prefix: must be a non-empty string")
-    return StoreConfig(engine=engine, redis_url=url, redis_prefix=prefix)
-
-
-def _billing(raw: Mapping[str, Any]) -> BillingConfig:
-    url = raw.get("url")
-    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        raise ScenarioError("billing.url: must be an http:// or https:// address")
-    return BillingConfig(
-        url=url,
-        gateway=_knobs(GatewaySettings, {k: v for k, v in raw.items() if k not in ("url", "simulator")},
-                       "billing"),
-        simulator=_knobs(SimSettings, raw.get("simulator", {}), "billing.simulator"),
+    return OpeningDays(
+        closed_weekdays=(default.closed_weekdays if raw.closed_weekdays is None
+                         else frozenset(WEEKDAYS.index(day) for day in raw.closed_weekdays)),
+        holidays=default.holidays if raw.holidays is None else frozenset(raw.holidays),
+        extra_open=default.extra_open if raw.open_days is None else frozenset(raw.open_days),
     )
 
 
-def _knobs(kind: type, raw: Mapping[str, Any], where: str) -> Any:
-    """A settings dataclass from a TOML table, naming any unknown or non-numeric key."""
-    known = {f.name: f for f in fields(kind)}
-    values = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ScenarioError(f"{where}.{key}: unknown setting; known: {', '.join(known)}")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ScenarioError(f"{where}.{key}: must be a number, 0 or more")
-        values[key] = value
-    return kind(**values)
-
-
-def _online(raw: Mapping[str, Any]) -> OnlinePayment:
-    default = OnlinePayment()
-    minutes = raw.get("hint_after_minutes", default.hint_after_s / 60)
-    if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or minutes < 0:
-        raise ScenarioError("online.hint_after_minutes: must be a number of minutes, 0 or more")
-    return OnlinePayment(
-        hint_after_s=float(minutes) * 60.0,
-        text=raw.get("text", default.text),
-        text_hi=raw.get("text_hi", default.text_hi),
-    )
+def _knobs(kind: type, table: schema.Table) -> Any:
+    """A settings dataclass from the validated table of the same keys."""
+    return kind(**{f.name: getattr(table, f.name) for f in fields(kind)})
 
 
 def _seed(service: Service) -> ServiceTimeSeed:
@@ -434,29 +305,6 @@ def _seed(service: Service) -> ServiceTimeSeed:
     low, high = service.min_service_s, service.max_service_s
     spread = (high - low) / 12 ** 0.5 if low is not None and high is not None else service.mean_service_s / 3
     return ServiceTimeSeed(mean_s=service.mean_service_s, sd_s=spread, min_s=low, max_s=high)
-
-
-def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(data, Mapping) or key not in data:
-        raise ScenarioError(f"{where}: missing")
-    value = data[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ScenarioError(f"{where}: wrong type {type(value).__name__}")
-    return value
-
-
-def _optional_text(data: Mapping[str, Any], key: str, where: str) -> str:
-    value = data.get(key, "")
-    if not isinstance(value, str):
-        raise ScenarioError(f"{where}: wrong type {type(value).__name__}")
-    return value
-
-
-def _clock(value: Any, where: str) -> clock_time:
-    try:
-        return clock_time.fromisoformat(str(value))
-    except ValueError as exc:
-        raise ScenarioError(f"{where}: expected HH:MM, got {value!r}") from exc
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from counter_server.config import ScenarioError, load_scenario
 
-from .conftest import ServerProcess, bearer, run_cli
+from .conftest import LAKESIDE, OPEN_ALL_DAY, ServerProcess, bearer, run_cli
 
 
 def test_builtin_scenario_is_the_reference_case():
@@ -46,6 +46,168 @@ def test_bad_scenario_files_name_the_field(tmp_path: Path, edit, field):
     assert field in str(err.value)
     result = run_cli("serve", "--config", str(path), "--data-dir", str(tmp_path / "d"), check=False)
     assert result.returncode == 2 and field in result.stderr
+
+
+def builtin_text() -> str:
+    from importlib import resources
+    return resources.files("counter_server.scenario").joinpath("default.toml").read_text("utf-8")
+
+
+COUNTER_2 = '{ id = "S01-C2", name = "Counter 2", name_hi = "काउंटर 2", services = ["bill_payment"] }'
+
+# (what was written, the key path the refusal names, what it says there): each of these
+# started a server before, on the built-in figures, as if the file had not been changed.
+TYPOS_AND_IMPOSSIBLE_VALUES = {
+    "opnes": (lambda t: t.replace('opens = "09:30"', 'opnes = "08:00"'),
+              "hours.opnes", "unknown key; did you mean hours.opens?"),
+    "[hour]": (lambda t: t.replace("[hours]", "[hour]"), "hour", "unknown table; did you mean hours?"),
+    "counter key": (lambda t: t.replace(COUNTER_2, COUNTER_2.replace("services =", "servics =")),
+                    "substations[0].counters[1].servics",
+                    "unknown key; did you mean substations[0].counters[1].services?"),
+    "knob table": (lambda t: t.replace("knee = 4", "kne = 4"),
+                   "billing.simulator.kne", "did you mean billing.simulator.knee?"),
+    "peak-sim key": (lambda t: t.replace("come_back_share =", "comeback_share ="),
+                     "demand.comeback_share", "did you mean demand.come_back_share?"),
+    "wrong type": (lambda t: t.replace("slot_minutes = 15", 'slot_minutes = "15"'),
+                   "phones.slot_minutes", "must be a whole number, not '15'"),
+    "closes before opens": (lambda t: t.replace('closes = "17:30"', 'closes = "08:00"'),
+                            "hours.closes", "08:00 is not after opens (09:30)"),
+    "hall closes before opens": (lambda t: t.replace('name = "Govind Nagar"', 'name = "Govind Nagar"\ncloses = "09:00"'),
+                                 "substations[1].closes", "not after it opens (09:30)"),
+    "service the hall lacks": (lambda t: t.replace('services = ["bill_payment", "new_connection", "complaint"]\n'
+                                                   'counters = [\n  { id = "S01-C1"',
+                                                   'services = ["bill_payment", "complaint"]\ncounters = [\n  { id = "S01-C1"'),
+                               "substations[0].counters[2].services[1]", "'new_connection' is not offered at S01"),
+    "duplicate counter": (lambda t: t.replace('id = "S02-C3"', 'id = "S01-C3"'),
+                          "substations[1].counters[2].id", "'S01-C3' is already substations[0].counters[2].id"),
+    "negative head start": (lambda t: t.replace("senior = 10", "senior = -5"),
+                            "queue.head_start_minutes.senior", "must be 0 or more, not -5"),
+    "paid service typo": (lambda t: t.replace('payment_service = "bill_payment"', 'payment_service = "bill_paymnet"'),
+                          "demand.payment_service", "unknown service 'bill_paymnet' (did you mean bill_payment?)"),
+    "two letters": (lambda t: t.replace('letter = "N"', 'letter = "NC"'),
+                    "services[1].letter", "must be one capital letter A-Z, not 'NC'"),
+    "booking share": (lambda t: t.replace("booking_share = 0.25", "booking_share = 1.5"),
+                      "phones.booking_share", "must be below 1, not 1.5"),
+}
+
+
+@pytest.mark.parametrize("case", TYPOS_AND_IMPOSSIBLE_VALUES)
+def test_typos_and_impossible_values_are_refused_naming_file_key_and_fix(tmp_path: Path, case: str):
+    edit, key, says = TYPOS_AND_IMPOSSIBLE_VALUES[case]
+    path = tmp_path / "scenario.toml"
+    path.write_text(edit(builtin_text()), "utf-8")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(f"{path}: {key}: ") and says in first
+
+
+def test_an_extending_file_is_checked_too(tmp_path: Path):
+    path = tmp_path / "open.toml"
+    path.write_text(OPEN_ALL_DAY.read_text("utf-8").replace('opens = "00:00"', 'opnes = "00:00"'), "utf-8")
+    with pytest.raises(ScenarioError, match=r"hours\.opnes: unknown key; did you mean hours\.opens\?"):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize("case", ["opnes", "wrong type", "negative head start"])   # typo, type, value
+def test_serve_and_check_config_refuse_a_bad_file_in_two_lines_before_writing_anything(tmp_path: Path, case: str):
+    edit, key, says = TYPOS_AND_IMPOSSIBLE_VALUES[case]
+    path = tmp_path / "scenario.toml"
+    path.write_text(edit(builtin_text()), "utf-8")
+    data_dir = tmp_path / "data"
+    for args in (["serve", "--config", str(path), "--data-dir", str(data_dir), "--port", "0"],
+                 ["check-config", str(path)]):
+        result = run_cli(*args, check=False)
+        assert result.returncode == 2, result
+        assert result.stderr.splitlines()[0] == f"counter-server: {path}: {key}: {says}"
+        assert len(result.stderr.splitlines()) <= 2 and result.stdout == ""
+    assert not data_dir.exists()
+
+
+def test_several_mistakes_are_named_on_a_second_line(tmp_path: Path):
+    path = tmp_path / "scenario.toml"
+    path.write_text(builtin_text().replace('opens = "09:30"', 'opnes = "08:00"')
+                    .replace("knee = 4", "kne = 4").replace("senior = 10", "senior = -5"), "utf-8")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    first, second = str(err.value).splitlines()
+    assert first == f"{path}: hours.opnes: unknown key; did you mean hours.opens?"
+    assert "2 more" in second and "queue.head_start_minutes.senior" in second and "billing.simulator.kne" in second
+
+
+def test_check_config_prints_what_the_scenario_resolves_to():
+    scenario = load_scenario(LAKESIDE)
+    result = run_cli("check-config", str(LAKESIDE))
+    out = result.stdout
+    assert result.returncode == 0 and result.stderr == ""
+    assert out.startswith(f"{LAKESIDE}: valid: {scenario.name!r}, time zone {scenario.timezone.key}")
+    for hall in scenario.substations.values():
+        assert f"  {hall.id}: {hall.name}" in out
+    for counter in scenario.counters.values():   # display names, not only ids
+        assert f"    {counter.id}: {counter.label}" in out
+    for service in scenario.services.values():
+        assert f"  {service.id} ({service.letter}-001): {service.name}" in out
+    assert "open 00:00-23:59:59; open every day of the week" in out
+    paid = scenario.payment_service
+    assert f"demand: paid service {paid} ({scenario.services[paid].name})" in out
+    assert f"connections {scenario.demand['connections']}" in out
+
+
+def test_check_config_prints_the_schema_every_key_is_checked_against():
+    import json
+    result = run_cli("check-config", "--schema")
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert {"hours", "queue", "online", "phones", "billing", "store", "demand", "services",
+            "substations", "extends"} <= set(schema["properties"])
+    models = schema["$defs"]
+    assert all(m["additionalProperties"] is False for m in models.values())
+    assert {"opens", "closes", "closed_weekdays"} <= set(models["HoursModel"]["properties"])
+
+
+def test_every_knob_table_and_demand_key_is_in_the_schema():
+    """The models cover every setting the server's dataclasses take (with the same defaults)
+    and every [demand] key peak-sim reads, so none of them is refused as unknown."""
+    from dataclasses import MISSING, fields
+
+    from counter_server.billing.gateway import GatewaySettings
+    from counter_server.billing.simulator import SimSettings
+    from counter_server.config import PhonesConfig, StoreConfig
+    from counter_server.scenario import schema
+    from loadtests.capacity.demand import DEFAULTS, FROM_PHONES, REQUIRED
+
+    for kind, model in [(GatewaySettings, schema.BillingModel), (SimSettings, schema.SimulatorModel),
+                        (PhonesConfig, schema.PhonesModel), (StoreConfig, schema.StoreModel)]:
+        defaults = model()
+        for f in fields(kind):
+            assert f.name in model.model_fields, (kind.__name__, f.name)
+            assert f.default is MISSING or getattr(defaults, f.name) == f.default, (kind.__name__, f.name)
+    read = {*REQUIRED, *DEFAULTS, *FROM_PHONES, "online_payments_per_month", "online_share",
+            "substation_weights", "visits_per_day", "payment_service"}
+    assert read <= set(schema.DemandModel.model_fields)
+
+
+def test_ids_follow_the_apis_pattern():
+    from counter_server.api.schemas import ID_PATTERN
+    from counter_server.scenario import schema
+    assert schema.ID_PATTERN == ID_PATTERN
+
+
+def test_every_scenario_the_suites_write_loads(tmp_path: Path):
+    from loadtests.peak_load import rehearsal_scenario
+    from loadtests.processes import REDIS_SCENARIO
+    from loadtests.reliability.common import REDIS_STORE, SCENARIO, write_scenario
+    from counter_server.config import parse_scenario
+    import tomllib
+
+    for text in (REDIS_SCENARIO.format(url="redis://127.0.0.1:6379/0"),
+                 SCENARIO + REDIS_STORE.format(url="redis://127.0.0.1:6379/0")):
+        path = tmp_path / "s.toml"
+        path.write_text(text, "utf-8")
+        load_scenario(path)
+    load_scenario(write_scenario(tmp_path / "reliability.toml"))
+    for source in (None, OPEN_ALL_DAY, LAKESIDE):
+        parse_scenario(tomllib.loads(rehearsal_scenario(source, 0.01)))
 
 
 def test_counters_shut_on_sundays_and_holidays_unless_opened_for_the_month_end(tmp_path: Path):
