@@ -11,10 +11,13 @@ from .appkeys import TOKENS
 
 BOARD_WEB = Path(str(resources.files("display_board") / "web"))
 
-# Pages load only their own files and talk only to this server.
+# Pages load only their own files and talk only to this server. connect-src 'self' is the
+# origin the page was reached under (whatever host was typed), and in CSP Level 3 it covers
+# that origin's ws: and wss: too (tests/test_access_holes.py checks it in Chromium), so no
+# page can open a WebSocket to any other host.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
         "style-src 'self'; font-src 'self'; script-src 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",

@@ -1,8 +1,9 @@
 """Per-client rate limits: one misbehaving kiosk cannot flood the server.
 
 Token buckets: each client may make ``burst`` requests at once and ``rate`` a second after that.
-A client is its API key (the raw header, so even unknown keys are limited before any lookup),
-and separately its address with a larger bucket, since a substation's kiosks may share one.
+A client is its API key (read from the header as the auth middleware reads it, so 'bearer',
+'BEARER' and extra spaces are the same key; limited before any lookup, so unknown keys are
+too), and separately its address with a larger bucket, since a substation's kiosks may share one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .errors import ApiError, Handler
+from .requests import bearer_key
 
 
 @dataclass
@@ -71,7 +73,7 @@ class RateLimiter:
         # The key's own bucket first: a request it refuses is not charged to the address, or
         # one flooding kiosk would drain the bucket its substation's other kiosks share (seen:
         # 8 loops on one key got 60 of 76 polite requests from other keys refused).
-        wait = self.keys.take(hashlib.sha256(header.encode()).hexdigest()) if header else 0.0
+        wait = self.keys.take(key_bucket(header)) if header else 0.0
         if wait == 0:
             wait = self.addresses.take(request.remote or "unknown")
         if wait > 0:
@@ -82,6 +84,20 @@ class RateLimiter:
     @property
     def refused(self) -> int:
         return self.keys.refused + self.addresses.refused
+
+
+def key_bucket(header: str) -> str:
+    """The bucket of an Authorization header: its key's digest however the header
+    spells 'Bearer'; a header that is no Bearer key at all (refused anyway) by its own digest."""
+    key = bearer_key(header)
+    if key is not None:
+        return "key:" + _digest(key)
+    return "raw:" + _digest(header)
+
+
+def _digest(text: str) -> str:
+    # surrogatepass: aiohttp hands undecodable header bytes over as lone surrogates.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

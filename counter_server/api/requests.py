@@ -1,4 +1,5 @@
-"""Reading a request: who sent it, its JSON body, its Idempotency-Key."""
+"""Reading a request: who sent it (its key; for a WebSocket, the page it came from), its JSON
+body, its Idempotency-Key."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ..appkeys import KEYS
+from ..appkeys import KEYS, SETTINGS
 from ..services import Actor
 from ..store import IdempotencyKey
 from .errors import ApiError, Handler
@@ -23,6 +25,7 @@ BODY = web.RequestKey("body", bytes)
 M = TypeVar("M", bound=BaseModel)
 
 MAX_IDEMPOTENCY_KEY = 200
+MAX_KEY = 200
 # A body trickled in slower than this (slowloris on the body) is refused rather than holding
 # a handler for ever; 64 KB arrives in milliseconds from any real kiosk.
 BODY_TIMEOUT_S = 10.0
@@ -34,25 +37,89 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
+def bearer_key(header: str) -> str | None:
+    """The key of an ``Authorization: Bearer KEY`` header (the scheme in any case, spaces
+    around the key ignored), or None when the header is not that. The rate limit reads it
+    too, so 'bearer KEY' and 'Bearer  KEY' count as the one key they are."""
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY:
+        return None
+    return key
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every /api/ route but the public ones needs ``Authorization: Bearer KEY``."""
+    """Every /api/ route but the public ones needs ``Authorization: Bearer KEY``; a WebSocket
+    opened by a browser must come from this server's own pages."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        _require_own_origin(request)
     route_handler = request.match_info.handler
     if request.path.startswith("/api/") and not getattr(route_handler, "public", False):
         header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
         if not header:
             raise ApiError(401, "missing_key", "Send an API key as 'Authorization: Bearer KEY'.",
                            {"WWW-Authenticate": "Bearer"})
-        if scheme.lower() != "bearer" or not key.strip() or len(key) > 200:
+        key = bearer_key(header)
+        if key is None:
             raise ApiError(401, "malformed_key", "The Authorization header must be 'Bearer KEY'.",
                            {"WWW-Authenticate": "Bearer"})
-        actor = await request.app[KEYS].authenticate(key.strip())
+        actor = await request.app[KEYS].authenticate(key)
         if actor is None:
             raise ApiError(401, "invalid_key", "The API key is unknown or revoked.",
                            {"WWW-Authenticate": "Bearer"})
         request[ACTOR] = actor
     return await handler(request)
+
+
+def _require_own_origin(request: web.Request) -> None:
+    """A browser names the page that opens a WebSocket in ``Origin``, and a WebSocket is not
+    held back by CORS: without this, any site a signed-in ops person visits could open the
+    ops channel with a ticket it got hold of, or a hall's channel from a look-alike page.
+    Allowed: the host the request was sent to (the page was served from it) and the configured
+    ``[phones] public_url``. No Origin at all is a non-browser client (the terminal board, the
+    kiosk, scripts), which Origin cannot protect anyway: allowed."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    public_url = request.app[SETTINGS].scenario.phones.public_url
+    if _same_host(origin, request.host) or (public_url and _same_origin(origin, public_url)):
+        return
+    raise ApiError(403, "origin_not_allowed",
+                   f"A live connection from a page at {origin[:100]!r} is refused: only this "
+                   "server's own pages may open one.", origin=origin[:100])
+
+
+def _origin_parts(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) origin, or None when it is not one ("null", junk)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _same_origin(origin: str, url: str) -> bool:
+    mine = _origin_parts(url)
+    return mine is not None and _origin_parts(origin) == mine
+
+
+def _same_host(origin: str, host_header: str) -> bool:
+    """Whether ``origin`` is the host the request was sent to. Behind a TLS proxy the scheme
+    differs (https outside, http here), so only host and port count; a Host without a port
+    (nginx's ``$host`` drops it) is matched on the host name alone."""
+    theirs = _origin_parts(origin)
+    try:
+        host = urlsplit("//" + host_header)
+        port = host.port
+    except ValueError:
+        return False
+    if theirs is None or not host.hostname or theirs[1] != host.hostname:
+        return False
+    return port is None or theirs[2] == port
 
 
 def whole_number(raw: str) -> int | None:

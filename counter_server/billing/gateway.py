@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from ..redact import redacted
 from ..store import Store
 from .outbox import Payment, PaymentStatus
 from .resilience import (
@@ -300,7 +301,7 @@ class BillingGateway:
     async def snapshot(self) -> dict[str, Any]:
         stats = await self.store.outbox_stats(self.clock())
         return {
-            "billing_url": self.billing_url,
+            "billing_url": redacted(self.billing_url),   # ops see which server, never its password
             "simulated": self.simulated,
             "state": self.health(),
             "paused": self.paused,

@@ -5,6 +5,12 @@ held above capacity for ``overload_s`` seconds it crashes: it answers 503 to eve
 ``recovery_s`` seconds (requests in flight are lost), then comes back. Payments are idempotent
 on their id; a repeated post is answered with the first result and counted in
 ``duplicate_payments``, so a test can tell whether anybody posted twice.
+
+``/admin/crash``, ``/admin/recover`` and ``/admin/latency`` let a test break it on purpose.
+They exist only when asked for: the ``billing-sim`` command (a test stand-in, run to be
+broken) has them; the simulated billing server a counter server runs for itself when no
+billing URL is configured has none, or any local process (or a page posting a cross-site
+form to its loopback port) could crash every counter's payments.
 """
 
 from __future__ import annotations
@@ -219,7 +225,8 @@ async def _overload_watch(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_sim_app(settings: SimSettings, clock: Callable[[], float] = time.monotonic,
-                   journal: Path | None = None) -> web.Application:
+                   journal: Path | None = None, admin_routes: bool = False) -> web.Application:
+    """The simulated billing server; ``admin_routes`` adds the routes that break it on purpose."""
     app = web.Application(middlewares=[legacy_behaviour])
     app[SIM] = SimState(settings, clock, journal=journal)
     app[SIM].load()
@@ -228,9 +235,10 @@ def create_sim_app(settings: SimSettings, clock: Callable[[], float] = time.mono
     app.router.add_post("/payments", post_payment)
     app.router.add_get("/payments/{payment_id}", get_payment)
     app.router.add_get("/stats", stats)
-    app.router.add_post("/admin/crash", admin_crash)
-    app.router.add_post("/admin/recover", admin_recover)
-    app.router.add_post("/admin/latency", admin_latency)
+    if admin_routes:
+        app.router.add_post("/admin/crash", admin_crash)
+        app.router.add_post("/admin/recover", admin_recover)
+        app.router.add_post("/admin/latency", admin_latency)
     return app
 
 
@@ -255,9 +263,10 @@ def main(argv: list[str] | None = None) -> int:
                            args.recovery_seconds)
     print(f"billing-sim: capacity {settings.capacity}, knee {settings.knee}, "
           f"{settings.base_latency_ms:.0f} ms base latency, crashes after "
-          f"{settings.overload_s:g} s overloaded for {settings.recovery_s:g} s", flush=True)
-    web.run_app(create_sim_app(settings, journal=args.journal), host=args.host, port=args.port, access_log=None,
-                print=lambda text: print(text, flush=True))
+          f"{settings.overload_s:g} s overloaded for {settings.recovery_s:g} s; "
+          "POST /admin/crash, /admin/recover and /admin/latency break it on purpose", flush=True)
+    web.run_app(create_sim_app(settings, journal=args.journal, admin_routes=True), host=args.host,
+                port=args.port, access_log=None, print=lambda text: print(text, flush=True))
     return 0
 
 

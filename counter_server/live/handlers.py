@@ -11,14 +11,19 @@ from aiohttp import WSMsgType, web
 
 from ..api.errors import ApiError
 from ..api.requests import actor_of, public, whole_number
-from ..appkeys import HUB, SETTINGS, TOKENS
+from ..appkeys import HUB, KEYS, SETTINGS, TOKENS
+from ..services import Actor, Forbidden, KeyService, Role
 from .boards import parse_board_status
 from .hub import OPS_CHANNEL, LiveHub, Subscriber
 
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4001
+CLOSE_KEY_REVOKED = 4003
 CLOSE_GOING_AWAY = 1001
+# A keyed connection asks whether its key still stands this often (answered from a list of
+# live key ids at most 0.4 s old): a revoked key's sockets close within a second.
+KEY_RECHECK_S = 0.5
 
 
 def _since(request: web.Request) -> int | None:
@@ -47,12 +52,17 @@ async def substation_live(request: web.Request) -> web.WebSocketResponse:
 
 
 async def ops_live(request: web.Request) -> web.WebSocketResponse:
-    """All substations at once, for ops staff (admin or board key)."""
-    actor_of(request)  # the auth middleware has checked the key
-    return await _serve(request, request.app[HUB], OPS_CHANNEL, _since(request))
+    """All substations at once, for ops staff: an admin key, or a board key (read-only ops,
+    like reports and metrics: a wall screen of every hall). Never a cashier key: the channel
+    carries the billing gateway's state and every hall's alerts."""
+    actor = actor_of(request)  # the auth middleware (or the ops page's ticket) has checked the key
+    if actor.role not in (Role.ADMIN, Role.BOARD):
+        raise Forbidden("The ops channel is for admin and board keys.", role=actor.role.value)
+    return await _serve(request, request.app[HUB], OPS_CHANNEL, _since(request), actor)
 
 
-async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | None) -> web.WebSocketResponse:
+async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | None,
+                 actor: Actor | None = None) -> web.WebSocketResponse:
     # No per-message deflate: one delta goes to thousands of boards, and compressing it once
     # per board would cost more CPU than the hall's network saves.
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=4096,
@@ -61,6 +71,8 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
     initial, subscriber = hub.subscribe(channel, since)
     reader = asyncio.create_task(_read_frames(ws, hub, subscriber))
     reader.add_done_callback(lambda _: subscriber.end())   # the board hung up: stop writing
+    key_guard = asyncio.create_task(_end_when_revoked(request.app[KEYS], actor.key_id, subscriber)) \
+        if actor is not None else None
     try:
         for text in initial:
             await ws.send_str(text)
@@ -71,7 +83,9 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
             except TimeoutError:
                 text = hub.heartbeat(channel)
             if text is None:
-                if subscriber.dropped:
+                if key_guard is not None and key_guard.done():
+                    await ws.close(code=CLOSE_KEY_REVOKED, message=b"key revoked")
+                elif subscriber.dropped:
                     await ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect with since")
                 else:
                     await ws.close(code=CLOSE_GOING_AWAY, message=b"server going away")
@@ -81,10 +95,27 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
         pass
     finally:
         hub.unsubscribe(subscriber)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        for task in (reader, key_guard):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     return ws
+
+
+async def _end_when_revoked(keys: KeyService, key_id: str, subscriber: Subscriber) -> None:
+    """Returns (having ended the subscription) once the key is revoked: the socket outlives
+    the handshake that checked its key. A store that cannot answer ends nothing."""
+    while True:
+        await asyncio.sleep(KEY_RECHECK_S)
+        try:
+            live = await keys.is_live(key_id)
+        except Exception as exc:  # noqa: BLE001 - the next round asks again
+            log.warning("could not check live key %s: %s", key_id, exc.__class__.__name__)
+            continue
+        if not live:
+            subscriber.end()
+            return
 
 
 async def read_until_closed(ws: web.WebSocketResponse,

@@ -2,10 +2,17 @@
 
 Keys are 256-bit random strings, so a plain digest is enough to make a stolen database useless
 for logging in (there is nothing to brute-force, unlike a password).
+
+``counter-server keys revoke`` writes to the store while the server runs, and nothing tells
+the server: a request is refused at once because every one reads its key from the store
+(``authenticate``, uncached); a live connection, checked only at its handshake, asks
+``is_live`` every half second, answered from one list of live key ids read at most every
+``LIVE_IDS_MAX_AGE_S`` however many connections ask.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -17,6 +24,9 @@ from .access import Actor, Role
 from .errors import InvalidField
 
 KEY_PREFIX = "ccq_"
+# How stale the live key ids may be when a live connection asks: with its check every 0.5 s,
+# a revoked key's sockets close within a second.
+LIVE_IDS_MAX_AGE_S = 0.4
 
 
 def hash_key(key: str) -> str:
@@ -24,10 +34,15 @@ def hash_key(key: str) -> str:
 
 
 class KeyService:
-    def __init__(self, store: Store, scenario: Scenario, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, scenario: Scenario, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.scenario = scenario
         self.clock = clock
+        self.monotonic = monotonic
+        self._live_ids: frozenset[str] = frozenset()
+        self._live_ids_read_at: float | None = None
+        self._reading: asyncio.Future[frozenset[str]] | None = None
 
     async def create(self, role: str, counter: str | None = None, label: str = "") -> tuple[str, KeyRecord]:
         """A new key and its record; the plain key is returned here and nowhere else."""
@@ -57,6 +72,29 @@ class KeyService:
             counter=record.counter,
             substation=counter.substation if counter else None,
         )
+
+    async def is_live(self, key_id: str) -> bool:
+        """Whether the key is still valid (not revoked): for live connections, which outlast
+        the request that checked their key. The ids read for one asker serve every other for
+        ``LIVE_IDS_MAX_AGE_S``, and askers arriving during a read share it."""
+        read_at = self._live_ids_read_at
+        if read_at is None or self.monotonic() - read_at > LIVE_IDS_MAX_AGE_S:
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read_live_ids())
+                self._reading.add_done_callback(self._read_done)
+            await asyncio.shield(self._reading)
+        return key_id in self._live_ids
+
+    async def _read_live_ids(self) -> frozenset[str]:
+        started = self.monotonic()
+        ids = frozenset(k.id for k in await self.store.list_keys() if k.revoked_at is None)
+        self._live_ids, self._live_ids_read_at = ids, started
+        return ids
+
+    def _read_done(self, reading: asyncio.Future[frozenset[str]]) -> None:
+        self._reading = None
+        if not reading.cancelled():
+            reading.exception()   # retrieved here; the askers awaiting it see it raised
 
     async def has_admin(self) -> bool:
         return any(k.role == Role.ADMIN and k.revoked_at is None for k in await self.store.list_keys())

@@ -33,7 +33,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -56,6 +55,7 @@ from ..queueing import (
     Token,
     UnknownToken,
 )
+from ..redact import redacted
 from .base import (
     EARLIER_PAYMENTS_READ,
     IDEMPOTENCY_TTL_S,
@@ -385,16 +385,6 @@ def _event_from_record(record: Mapping[str, Any]) -> Event:
                      record["counter"])
     detail = {k: v for k, v in data.items() if k != "counter"} or None
     return Event(record["kind"], None, record["at"], record["actor"], record["counter"], detail)
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass
