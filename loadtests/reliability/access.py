@@ -21,6 +21,7 @@ from loadtests.processes import ROOT, ServerProcess
 from .common import Outcome, call, is_error_shape, make_keys, progress, write_scenario
 from .edges import probe_edges
 
+PROBE_ACCOUNT, PROBE_PHONE = "KAN-20431877", "9876543210"
 PAGE_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 
 
@@ -137,8 +138,8 @@ async def run(workdir: Path, outcome: Outcome) -> None:
             probe_before = m.checks
             (_, remote) = await m.expect("probe: a phone takes a token", (201,), "POST",
                                          "/api/v1/public/substations/S01/tokens",
-                                         json={"service": "bill_payment", "account": "KAN-20431877",
-                                               "phone": "9876543210"})
+                                         json={"service": "bill_payment", "account": PROBE_ACCOUNT,
+                                               "phone": PROBE_PHONE})
             seen_ids = [t["id"] for t in (seen or {}).get("tokens", [])]
             bare = (remote or {}).get("token", {}).get("link", "").rpartition(".")[0]
             for token_id in [*seen_ids, bare]:
@@ -218,6 +219,16 @@ async def run(workdir: Path, outcome: Outcome) -> None:
                 outcome.problem(f"access: {n} {text}")
         if hashed != len(secrets):
             outcome.problem(f"access: only {hashed} of {len(secrets)} keys found as SHA-256 digests at rest")
+
+        # At rest, the probe's phone: neither its number nor its account in clear, nor under the
+        # old unkeyed SHA-256 digest (a copied counter.db gave 10-digit phones back by brute
+        # force); the data dir 0700 and its files 0600.
+        privacy = holders_at_rest(server.data_dir, stored, PROBE_ACCOUNT, PROBE_PHONE)
+        m.checks += len(privacy)
+        probe_cases += len(privacy)
+        for problem in filter(None, privacy):
+            m.failed += 1
+            outcome.problem(f"access: at rest: {problem}")
         progress(f"  access: {m.checks} checks ({probe_cases} from the outside probe), {m.failed} failed, "
                  f"{m.echoed} echoed a key; revoke took "
                  f"{revoke_s:.2f} s; keys at rest {at_rest}, in log {in_log}")
@@ -230,3 +241,23 @@ async def run(workdir: Path, outcome: Outcome) -> None:
         outcome.figure(part, "keys revoke (CLI run) to first refusal", revoke_s, "s", target="at once (< 5 s)", met=revoke_s < 5)
     finally:
         server.stop()
+
+
+def holders_at_rest(data_dir: Path, stored: bytes, account: str, phone: str) -> list[str | None]:
+    """One entry per check: None when it held, else what was found. ``stored`` is the bytes of
+    counter.db and its -wal and -shm files."""
+    canonical = "".join(ch for ch in account.upper() if ch.isalnum())
+    found: list[str | None] = []
+    for label, needle in (("the phone number in clear", phone), ("the account number in clear", account),
+                          ("the account number in clear", canonical),
+                          ("the phone's unkeyed SHA-256 digest", hashlib.sha256(f"phone:{phone}".encode()).hexdigest()[:24]),
+                          ("the account's unkeyed SHA-256 digest",
+                           hashlib.sha256(f"account:{account.upper()}".encode()).hexdigest()[:24])):
+        found.append(f"{label} is in the store files" if needle.encode() in stored else None)
+    want = {data_dir: 0o700, **{data_dir / name: 0o600 for name in (
+        "counter.db", "counter.db-wal", "counter.db-shm", "server.secret", "admin.key")}}
+    for path, mode in want.items():
+        if path.exists():
+            actual = path.stat().st_mode & 0o777
+            found.append(f"{path.name} is mode {actual:o}, want {mode:o}" if actual != mode else None)
+    return found
