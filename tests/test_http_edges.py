@@ -29,6 +29,7 @@ from counter_server.app import create_app
 from counter_server.appkeys import SETTINGS, TOKENS
 from counter_server.config import Scenario, Settings, load_scenario
 from counter_server.ops.logs import JsonFormatter, MalformedRequests
+from counter_server.phone.pages import qr_svg
 from tests.conftest import LAKESIDE, Clock, ServerProcess, bearer, paid_service
 
 LAKE = load_scenario(LAKESIDE)
@@ -317,3 +318,29 @@ def test_json_logs_escape_what_json_leaves_raw():
     line = stream.getvalue()
     assert line.count("\n") == 1 and not set("\u2028\x85\x7f") & set(line)
     assert json.loads(line)["msg"] == f"path /x\u2028{FORGED}\x85\x7f"
+
+
+# -- 10: the hall QR code sends consumers only to an address the server can vouch for ---------
+
+async def test_the_hall_qr_code_ignores_a_made_up_host_and_is_not_shared(aiohttp_client, settings):
+    client = await aiohttp_client(create_app(replace(settings, write_admin_key=False)))
+    hall = hall_offering(LAKE, paid_service(LAKE))
+    port = client.server.port
+    own = f"http://127.0.0.1:{port}/q/{hall}"
+    for host, opens in (("evil.example", own), (f"evil.example:{port}", own), (f"127.0.0.1:{port + 1}", own),
+                        (f"[::1]:{port}", own), (f"127.0.0.1:{port}", own),
+                        (f"localhost:{port}", f"http://localhost:{port}/q/{hall}")):
+        async with client.get(f"/q/{hall}/qr.svg", headers={"Host": host}) as resp:
+            assert resp.status == 200 and resp.content_type == "image/svg+xml"
+            assert await resp.read() == qr_svg(opens), (host, opens)
+            # It depends on the address the request came in on: no shared cache keeps it.
+            assert resp.headers["Cache-Control"] == "private, max-age=3600" and resp.headers["Vary"] == "Host"
+
+
+async def test_a_configured_public_address_is_what_the_qr_code_opens(aiohttp_client, settings):
+    public = replace(LAKE, phones=replace(LAKE.phones, public_url="https://counters.example.org"))
+    client = await aiohttp_client(create_app(replace(settings, scenario=public, write_admin_key=False)))
+    hall = hall_offering(LAKE, paid_service(LAKE))
+    async with client.get(f"/q/{hall}/qr.svg", headers={"Host": "evil.example"}) as resp:
+        assert await resp.read() == qr_svg(f"https://counters.example.org/q/{hall}")
+        assert resp.headers["Cache-Control"] == "max-age=3600" and "Vary" not in resp.headers

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import segno
 from aiohttp import web
+from yarl import URL
 
+from ..api.forwarded import parse_address
 from ..appkeys import SETTINGS, TOKENS
 from ..pages import SECURITY_HEADERS
 
@@ -101,21 +103,53 @@ async def phone_asset(request: web.Request) -> web.Response:
 
 
 def page_url(request: web.Request, sid: str) -> str:
-    """What a hall board's QR code opens: the configured public address, else this server as
-    the board reached it."""
-    base = request.app[SETTINGS].scenario.phones.public_url or f"{request.scheme}://{request.host}"
+    """What a hall board's QR code opens: the configured public address, else this server at
+    an address it can vouch for (see ``own_origin``), never a Host header taken on trust."""
+    base = request.app[SETTINGS].scenario.phones.public_url or own_origin(request)
     return f"{base}/q/{sid}"
+
+
+def own_origin(request: web.Request) -> str:
+    """This server as the request reached it: the Host header when it names the address and port
+    the connection came in on (``localhost`` for loopback), else that address itself. Any name
+    a client makes up (``Host: evil.example``) gives way to the address it really connected to,
+    so a QR code cannot be made to send consumers elsewhere."""
+    settings = request.app[SETTINGS]
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sockname, tuple):
+        ip, port = parse_address(str(sockname[0])), int(sockname[1])
+    else:
+        ip, port = parse_address(settings.host), settings.port
+    host = str(ip) if ip is not None else settings.host
+    try:
+        named = URL(f"{request.scheme}://{request.host}")
+        if named.host is not None and named.port == port and (
+                parse_address(named.host) == ip or (named.host == "localhost" and ip is not None and ip.is_loopback)):
+            host = named.host
+    except ValueError:
+        pass
+    return str(URL.build(scheme=request.scheme, host=host, port=port))
+
+
+def qr_svg(url: str) -> bytes:
+    """``url`` as the SVG QR code a hall board shows."""
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="svg", scale=8, border=2, dark="#0b1320", light="#ffffff",
+                                    xmldecl=False)
+    return out.getvalue()
 
 
 async def qr_code(request: web.Request) -> web.Response:
     """An SVG QR code of the substation's phone page, for its hall board (and for printing)."""
     sid = request.match_info["sid"]
     request.app[TOKENS].substation(sid)
-    code = segno.make(page_url(request, sid), error="m")
-    out = io.BytesIO()
-    code.save(out, kind="svg", scale=8, border=2, dark="#0b1320", light="#ffffff", xmldecl=False)
-    return web.Response(body=out.getvalue(), content_type="image/svg+xml",
-                        headers={**SECURITY_HEADERS, "Cache-Control": "max-age=3600"})
+    svg = qr_svg(page_url(request, sid))
+    # Without a configured address the code depends on the address the request came in on:
+    # no shared cache may keep one for everybody.
+    shared = bool(request.app[SETTINGS].scenario.phones.public_url)
+    return web.Response(body=svg, content_type="image/svg+xml",
+                        headers={**SECURITY_HEADERS, "Cache-Control": "max-age=3600" if shared else
+                                 "private, max-age=3600", **({} if shared else {"Vary": "Host"})})
 
 
 def setup_phone_pages(app: web.Application) -> None:
