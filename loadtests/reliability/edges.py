@@ -1,6 +1,7 @@
 """The outside probe's edge cases for the access part, kept closed: dates out of any range (a
 500 once), a path that writes a log line of its own, oversized headers that logged a traceback
-each, and a phone's link (its secret) in the access log.
+each, a phone's link (its secret) in the access log, and a hall QR code that followed a
+made-up Host header into a shared cache.
 
 The access part's server logs JSON (its stderr is a file), so the forged-line check here guards
 that format; tests/test_http_edges.py checks the text format a terminal gets.
@@ -12,6 +13,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from counter_server.phone.pages import qr_svg
 from loadtests.processes import ServerProcess
 
 if TYPE_CHECKING:
@@ -52,6 +54,11 @@ async def probe_edges(m: "Matrix", server: ServerProcess, counter: str, cashier:
                    admin)
     await m.expect("probe: a path with %0A and a forged log line", (404,), "POST",
                    f"/api/v1/tokens/zz%0A{FORGED.replace(' ', '%20')}/cancel", admin)
+    async with m.session.get(server.url + "/q/S01/qr.svg", headers={"Host": "evil.example"}) as resp:
+        qr, cache, vary = await resp.read(), resp.headers.get("Cache-Control", ""), resp.headers.get("Vary", "")
+    _check(m, qr == qr_svg(f"{server.url}/q/S01") and cache.startswith("private") and vary == "Host",
+           f"the hall QR code with 'Host: evil.example': its own address {qr == qr_svg(server.url + '/q/S01')}, "
+           f"Cache-Control {cache!r}, Vary {vary!r}")
     answers = [await _first_line(server.port, OVERSIZED) for _ in range(5)]
     _check(m, all(a.endswith(b" 400 Bad Request") for a in answers), f"oversized headers answered {answers}")
 
