@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from .ops.logs import FORMATS, configure_logging
 from .ops.reports import daily_csv, daily_json, daily_text, monthly_csv, monthly_json, monthly_text
 from .ops.service import OpsService
 from .config import STORE_ENGINES, ScenarioError, Settings, env_default, load_scenario
+from .datadir import LOCK_NAME, DataDirError, DataDirLock, check_data_dir, lock_data_dir
+from .listen import ListenError, address_of, bind_sockets
 from .services import KeyService, ServiceError
 from .store import Store, StoreUnavailable, open_store
 from .store.redis import redacted
@@ -38,6 +42,40 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # an idle keep-alive connection, or a slowloris client trickling its headers (aiohttp's
 # default of 75 s let one hold a connection that long).
 IDLE_TIMEOUT_S = 15.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Each (sub)command answers a mistake with its own usage: ``serve --prot 1`` shows serve's,
+    not the top level's, and names the option meant. A usage longer than two lines is cut to
+    one that points at ``--help``, so a refusal stays one or two lines."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        usage = self.format_usage().strip()
+        if usage.count("\n") >= 1:
+            usage = f"usage: {self.prog} [options]   ({self.prog} --help lists them)"
+        self.exit(2, f"{usage}\n{self.prog}: error: {message}\n")
+
+    def unrecognized(self, extras: list[str]) -> None:
+        """Refuse what this (sub)command does not take, with the nearest option it does."""
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for extra in extras:
+            if extra.startswith("-"):
+                near = difflib.get_close_matches(extra.split("=", 1)[0], known, n=1)
+                if near:
+                    hints.append(f"{extra.split('=', 1)[0]}: did you mean {near[0]}?")
+        self.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+def _port(text: str) -> int:
+    """A TCP port number, refused by argparse (with serve's usage) when it cannot be one."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
+    return port
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -58,14 +96,14 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="counter-server", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="counter-server", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", help="run the API server")
     _common(serve)
     _store_options(serve)
     serve.add_argument("--host", default=env_default("host", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(env_default("port", "8080") or 8080))
+    serve.add_argument("--port", type=_port, default=int(env_default("port", "8080") or 8080))
     serve.add_argument("--billing-url", default=env_default("billing_url", None),
                        help="the billing server (default: the scenario's, else a simulated one)")
     serve.add_argument("--rate-limit", type=float, default=float(env_default("rate_limit", "20") or 20),
@@ -101,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(revoke)
     _store_options(revoke)
     revoke.add_argument("key_id")
+    key_commands.metavar = "{" + ",".join(key_commands.choices) + "}"   # named so in its errors
 
     report = commands.add_parser("report", help="daily or monthly report from the store's events")
     _common(report)
@@ -121,11 +160,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, or exit 2 with the usage of the (sub)command that was mistyped."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["serve", *argv]  # plain `counter-server [options]` serves
+    if argv[0] not in commands and not argv[0].startswith("-"):
+        near = difflib.get_close_matches(argv[0], commands, n=1)
+        parser.error(f"unknown command {argv[0]!r}" + (f" (did you mean {near[0]}?)" if near else "")
+                     + f"; the commands are {', '.join(commands)}")
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        mistyped = commands[args.command]
+        if getattr(args, "key_command", None):
+            mistyped = next(a for a in mistyped._actions
+                            if isinstance(a, argparse._SubParsersAction)).choices[args.key_command]
+        mistyped.unrecognized(extras)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("serve", "keys", "report", "check-config", "-h", "--help"):
-        argv = ["serve", *argv]  # plain `counter-server [options]` serves
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     level = getattr(args, "log_level", "info")
     configure_logging(getattr(args, "log_format", None), getattr(logging, level.upper(), logging.INFO))
     if args.command == "check-config":
@@ -161,27 +218,70 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, scenario) -> int:
+    """Check what can be checked (the data dir, the port, the lock) before anything is written,
+    then serve. Each refusal is one line on stderr and exit status 2."""
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, scenario=scenario,
                         rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
                         billing_url=args.billing_url, store_engine=args.store, redis_url=args.redis_url,
                         trusted_proxies=tuple(args.trusted_proxy))
+    sqlite = settings.store.engine == "sqlite"
+    data_dir = settings.data_dir.absolute()
+    fresh = sqlite and not settings.database_path.exists()
+    try:
+        existed, sockets, lock = _claim(data_dir, args.host, args.port, lock=sqlite)
+    except (DataDirError, ListenError, OSError) as exc:
+        print(f"counter-server: {exc}", file=sys.stderr)
+        return 2
     counters = len(scenario.counters)
     where = (f"state in Redis at {redacted(settings.store.redis_url)}"
-             if settings.store.engine == "redis" else f"data in {settings.data_dir.resolve()}")
+             if not sqlite else f"data in {data_dir}")
     print(
         f"counter-server: {scenario.name} ({len(scenario.substations)} substations, "
         f"{counters} counters); {where}",
         flush=True,
     )
+    if fresh:
+        made = "new data dir" if not existed else "no database yet in data dir"
+        print(f"counter-server: {made} {data_dir}, no tokens yet", flush=True)
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
     try:
-        web.run_app(create_app(settings), host=args.host, port=args.port, access_log=access_log,
+        web.run_app(create_app(settings), sock=sockets, access_log=access_log,
                     keepalive_timeout=IDLE_TIMEOUT_S,
                     print=lambda text: print(text, flush=True))
     except StoreUnavailable as exc:
         print(f"counter-server: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
+
+
+def _claim(data_dir: Path, host: str, port: int,
+           lock: bool) -> tuple[bool, list[socket.socket], DataDirLock | None]:
+    """The checks ``serve`` makes before writing anything, then what it holds while serving:
+    whether the data dir existed, the bound sockets and the data dir's lock (SQLite only:
+    Redis replicas share Redis, not a data dir; see datadir.py). A data dir another server
+    holds is named before the port (that server most likely has the port too)."""
+    held: DataDirLock | None = None
+    sockets: list[socket.socket] = []
+    try:
+        existed = check_data_dir(data_dir)
+        if lock and existed and (data_dir / LOCK_NAME).exists():
+            held = lock_data_dir(data_dir)
+        sockets = bind_sockets(host, port)
+        if lock:
+            if not existed:
+                data_dir.mkdir(mode=0o700)   # private, as the SQLite store keeps it
+            held = held or lock_data_dir(data_dir)
+            held.claim(address_of(sockets))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        if held is not None:
+            held.release()
+        raise
+    return existed, sockets, held
 
 
 async def _open_store_or_say(settings: Settings) -> Store | None:
@@ -196,6 +296,16 @@ async def _open_store_or_say(settings: Settings) -> Store | None:
 async def _keys(args: argparse.Namespace, scenario) -> int:
     settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
                         redis_url=args.redis_url)
+    if settings.store.engine == "sqlite":   # a typo in --data-dir must not start an empty store
+        try:
+            check_data_dir(settings.data_dir)
+        except DataDirError as exc:
+            print(f"counter-server: {exc}", file=sys.stderr)
+            return 2
+        if args.key_command != "create" and not settings.database_path.exists():
+            print(f"counter-server: no data in {settings.data_dir.absolute()} (give --data-dir)",
+                  file=sys.stderr)
+            return 2
     store = await _open_store_or_say(settings)
     if store is None:
         return 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -34,10 +35,12 @@ from dataclasses import dataclass
 from datetime import date, time as clock_time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from counter_server.config import DEFAULT_SCENARIO, load_scenario, merge
-from loadtests.capacity.coverage import Coverage
+
+if TYPE_CHECKING:   # imported where used: it needs numpy, one of the load tools checked first
+    from loadtests.capacity.coverage import Coverage
 
 OPENING = ("opens", "closes", "closed_weekdays", "holidays", "open_days")
 IDLE_POLL_S = 0.2   # a rehearsal counter with nobody to call asks again after this
@@ -106,6 +109,8 @@ def estimate_coverage(tokens: Sequence[Mapping[str, Any]], ended: float, grace_s
     """The share of tokens called within the p50 and p90 given at issue (plus ``grace_s``, the
     rehearsal cashiers' reaction time: an idle counter asks again after it). A token still
     waiting at the end counts as a miss of each figure already passed then; else it is left out."""
+    from loadtests.capacity.coverage import Coverage
+
     counted = within50 = within90 = 0
     for token in tokens:
         issued, p50, p90, called = token["issued"], token["p50_s"], token["p90_s"], token["called"]
@@ -119,6 +124,33 @@ def estimate_coverage(tokens: Sequence[Mapping[str, Any]], ended: float, grace_s
         within50 += waited <= p50 + grace_s
         within90 += waited <= p90 + grace_s
     return Coverage(counted, within50, within90)
+
+
+# The load extra (setup.cfg [options.extras_require] load): module to look for, package to name.
+LOAD_TOOLS = (("websocket", "websocket-client"), ("matplotlib", "matplotlib"), ("numpy", "numpy"))
+LOAD_INSTALL = "pip install '.[load]'"
+
+
+def missing_load_tools() -> list[str]:
+    """The load extra's packages this Python lacks. locust is asked to run as peak-load will run
+    it (``python -m locust``), in a child process: importing it here would let gevent patch
+    this process's threads and sockets."""
+    missing = []
+    try:
+        probe = subprocess.run([sys.executable, "-m", "locust", "--version"], capture_output=True,
+                               timeout=120, check=False)
+        if probe.returncode != 0:
+            missing.append("locust")
+    except (OSError, subprocess.TimeoutExpired):
+        missing.append("locust")
+    for module, package in LOAD_TOOLS:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(package)
+    return missing
 
 
 def free_port() -> int:
@@ -244,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=0.01,
                         help="service times are scaled by this (default: %(default)s)")
     args = parser.parse_args(argv)
+    missing = missing_load_tools()   # before anything starts or is written
+    if missing:
+        print(f"peak-load: the load tools are not installed (missing: {', '.join(missing)}); "
+              f"install them with {LOAD_INSTALL} from the project's folder", file=sys.stderr)
+        return 2
     duration = min(args.duration, 600.0)
     args.out.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parent

@@ -189,6 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _check_days(args: argparse.Namespace, demand: DemandParams) -> None:
+    """Refuse a --days the month does not have, saying what it counts and where the month's
+    length comes from (a bare "between 1 and 26" left people guessing)."""
+    month = demand.working_days
+    for flag, given, low in (("--days", args.days, 1), ("--whatif-days", args.whatif_days, 0)):
+        if given is not None and not low <= given <= month:
+            source = ("--working-days" if args.working_days is not None
+                      else "the scenario's [demand] working_days_per_month")
+            longer = f", or make the month longer with --working-days {given}" if given > month else ""
+            raise ValueError(
+                f"{flag} {given}: counts working days back from the month's end, and the month has "
+                f"{month} ({source}); give {flag} {low} to {month}{longer}")
+
+
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     scenario = load_scenario(args.config)
@@ -204,11 +218,10 @@ def _run(args: argparse.Namespace) -> int:
                 for n in names]
     if not policies:
         raise ValueError("--policies: name at least one policy")
+    _check_days(args, demand)
     plan = make_plan(scenario, demand, args.days, args.counters, args.sample_min * 60)
     now_counters = max(len(lay.counters) for lay in plan.layouts)
     whatif_days = demand.last_week_days if args.whatif_days is None else args.whatif_days
-    if not 0 <= whatif_days <= demand.working_days:
-        raise ValueError(f"--whatif-days: must be between 0 and {demand.working_days}")
     counters = args.whatif_counters or list(range(max(1, now_counters), 2 * now_counters + 1))
     shares = args.whatif_online if args.whatif_online is not None else _shares_from(demand.online_share)
     if any(n < 1 for n in counters) or any(not 0 <= s <= 1 for s in shares):
