@@ -150,7 +150,7 @@ def test_substation_figures_of_a_hand_built_day():
     assert s01.served_within_15_min == pytest.approx(2 / 3, abs=1e-4)
     assert s01.served_within_30_min == 1.0
     assert (s01.busiest_hour, s01.busiest_hour_count) == ("10:00", 4)
-    assert (s01.payments_queued, s01.payments_queued_paise) == (3, 40_050)
+    assert (s01.payments_taken, s01.payments_taken_paise) == (3, 40_050)
     assert (s01.payments_posted, s01.payments_posted_paise) == (1, 10_000)
     assert (s01.payments_failed, s01.payments_failed_paise) == (1, 25_050)
     assert report.turned_away_reasons == {"after_closing": 1, "daily_cap": 1}
@@ -165,7 +165,7 @@ def test_counter_figures_of_a_hand_built_day():
     assert (c1.service_p50_s, c1.service_p90_s) == (180.0, 300.0)
     assert (c1.served_within_15_min, c1.served_within_30_min) == (0.5, 1.0)
     assert c1.busiest_hour == "10:00" and c1.busiest_hour_count == 1   # tie 10:00 / 12:00: the earlier
-    assert (c1.payments_queued, c1.payments_queued_paise, c1.payments_posted) == (2, 15_000, 1)
+    assert (c1.payments_taken, c1.payments_taken_paise, c1.payments_posted) == (2, 15_000, 1)
     assert c1.turned_away is None and c1.open_at_end is None           # door figures are the hall's
     # C2 issued T4 (cancelled while waiting: no counter's); first called T2 and T5; served T2;
     # T5's no-show at C2 does not count: T5 came back and was served
@@ -200,7 +200,7 @@ def test_csv_and_json_carry_the_same_figures():
     assert lines[0]["day"] == DAY and lines[0]["wait_p90_s"] == "2400.0" and lines[0]["turned_away"] == "2"
     body = daily_json(report)
     assert body["rows"][0]["served_within_15_min"] == pytest.approx(0.6667)
-    assert body["total"]["payments_queued_paise"] == 40_050
+    assert body["total"]["payments_taken_paise"] == 40_050
     assert "S01-C1" in daily_text(report)
 
 
@@ -258,7 +258,7 @@ async def test_daily_report_through_the_server(api: Api, clock: Clock):
     assert (s01["issued"], s01["served"], s01["no_shows"], s01["turned_away"]) == (2, 1, 1, 1)
     assert (s01["wait_p50_s"], s01["wait_max_s"]) == (300.0, 1020.0)
     assert s01["service_p50_s"] == 120.0 and s01["served_within_15_min"] == 1.0
-    assert (s01["payments_queued"], s01["payments_queued_paise"]) == (1, 123_450)
+    assert (s01["payments_taken"], s01["payments_taken_paise"]) == (1, 123_450)
     c1 = next(r for r in report["rows"] if r["counter"] == "S01-C1")
     assert (c1["issued"], c1["served"], c1["no_shows"]) == (1, 1, 1)
     assert report["turned_away_reasons"] == {"daily_cap": 1}
@@ -362,3 +362,105 @@ def test_tokens_the_day_closed_are_counted_as_closed_unserved_not_open_or_served
     assert "closed_unserved" in daily_json(report)["definitions"]
     month = monthly_report("2025-11", [(DAY, d.events)], IST)
     assert month.total.closed_unserved == 3
+
+
+def text_rows(text: str) -> dict[str, dict[str, str]]:
+    """The text report's table as {row name: {column: cell}}, read by the header's columns."""
+    lines = text.split("\n\n")[1].splitlines()
+    header = lines[0]
+    starts = [0] + [i + 2 for i in range(len(header) - 1) if header[i:i + 2] == "  " and header[i + 2] != " "]
+    names = [header[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
+    rows = {}
+    for line in lines[1:]:
+        name, *cells = line.split()
+        rows[name] = dict(zip(names[1:], cells))
+    return rows
+
+
+def test_the_text_report_says_what_is_open_at_the_end_so_the_columns_add_up():
+    """issued != served + no-show with nothing to say why: the missing tokens were still open
+    (or closed by the day). The text report now has an 'open' column and a key saying so."""
+    report = daily_report(DAY, hand_built_day().events, IST, layout=LAYOUT)
+    text = daily_text(report)
+    rows = text_rows(text)
+    for name in ("S01", "S02", "total"):
+        row = rows[name]
+        ended = sum(int(row[c]) for c in ("served", "no-show", "cancel", "closed", "open"))
+        assert int(row["issued"]) == ended, (name, row)
+    assert rows["S01"]["open"] == "1" and rows["total"]["open"] == "1"          # T6, still waiting
+    assert "issued = served + no-show + cancel + closed + open" in text
+    assert "open: still waiting, called or\nbeing served at the end" in text
+    lines = list(csv.DictReader(io.StringIO(daily_csv(report))))
+    assert lines[0]["open_at_end"] == "1"
+
+
+def test_payments_are_called_taken_in_the_text_the_csv_and_the_json():
+    report = daily_report(DAY, hand_built_day().events, IST, layout=LAYOUT)
+    header = daily_csv(report).splitlines()[0].split(",")
+    assert [c for c in header if c.startswith("payments_")] == [
+        "payments_taken", "payments_taken_paise", "payments_posted", "payments_posted_paise",
+        "payments_failed", "payments_failed_paise"]
+    assert "queued" not in ",".join(header)
+    assert "payments (Rs) taken/posted/failed" in daily_text(report)
+    body = daily_json(report)
+    assert body["total"]["payments_taken"] == 3 and "taken" in body["definitions"]["payments"]
+    assert not any("queued" in key for key in body["total"])
+
+
+def one_token_day() -> Day:
+    """One token at 10:00, called 6 minutes later: its hour's p50 and p90 are the same."""
+    d = Day()
+    d.issue("T1", "10:00", by="S01-C1")
+    d.call("T1", "10:06", "S01-C1")
+    d.serve("T1", "10:07", "10:09")
+    return d
+
+
+def test_the_chart_centres_each_hours_bar_on_its_tick_and_shows_p50_beside_an_equal_p90(tmp_path: Path):
+    """Read the PNG's pixels where a person looks: either side of the hour's tick (the lone bar
+    sat to its left), and at the hour's wait (the p90 square covered the p50 dot)."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from matplotlib import colors
+    from matplotlib.image import imread
+
+    from counter_server.ops.chart import ISSUED, P50, P90, draw_daily
+
+    report = daily_report(DAY, one_token_day().events, IST, layout=LAYOUT)
+    (hour,) = report.hours
+    assert hour.wait_p50_s == hour.wait_p90_s == 360.0
+    fig, counts, waits = draw_daily(plt, report)
+    png = tmp_path / "day.png"
+    fig.canvas.draw()
+
+    def pixel_at(axes, x: float, y: float) -> tuple[float, float, float]:
+        px, py = axes.transData.transform((x, y))
+        image = pixel_at.image
+        return tuple(image[image.shape[0] - 1 - round(py), round(px), :3])
+
+    fig.savefig(png)
+    pixel_at.image = imread(png)
+    plt.close(fig)
+
+    def near(rgb, colour: str) -> bool:
+        """The chart's colour nearest to the pixel (antialiasing blends edges) is ``colour``."""
+        palette = (ISSUED, P50, P90, "#ffffff")
+        return min(palette, key=lambda c: sum((a - b) ** 2 for a, b in zip(rgb, colors.to_rgb(c)))) == colour
+
+    for dx in (-0.2, 0.2):                                 # the bar covers both sides of 10:00
+        assert near(pixel_at(counts, 10 + dx, 0.3), ISSUED), dx
+    assert list(counts.get_xticks()) == [10]
+    assert near(pixel_at(waits, 10, 6.0), P50)             # the p50 dot, drawn over p90's square
+    square_edge = waits.transData.inverted().transform(
+        waits.transData.transform((10, 6.0)) + (0, 6.5))   # 6.5 px up: on the hollow square's edge
+    assert near(pixel_at(waits, *square_edge), P90)
+
+
+def test_the_month_chart_centres_its_bars_too(tmp_path: Path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from counter_server.ops.chart import draw_monthly
+
+    month = monthly_report("2025-11", [(DAY, hand_built_day().events)], IST)
+    fig, counts, _ = draw_monthly(plt, month)
+    bars = [p for p in counts.patches if p.get_height() > 0]
+    assert bars and all(abs(p.get_x() + p.get_width() / 2 - 0) < 1e-9 for p in bars)   # on day 25's tick
+    plt.close(fig)

@@ -19,8 +19,15 @@ figure is tested against a hand-built day with known answers. Definitions, as ma
 - **served within 15 / 30 min**: of the tokens served, the share whose wait was at most that.
 - **busiest hour**: a substation's hour (local time) with the most tokens issued; a counter's
   hour with the most tokens it served.
-- **payments**: taken that day (queued into the outbox), and of those, posted to billing and
-  failed for good so far, with their amounts in paise.
+- **payments taken**: taken at the counters that day (written to the outbox, each with its
+  provisional receipt), and of those, **posted** to billing and **failed** for good so far,
+  with their amounts in paise. "Taken" is the word everywhere (text, CSV, JSON): a payment
+  still queued for billing and one already posted were both taken.
+
+On a substation (or total) row every issued token ends in one column: issued = served +
+no-shows + cancelled + closed unserved + open at end, except that closed unserved also counts
+booked slots the day closed before they started (never issued). A counter row counts the tokens
+its cashier issued and those that ended there, so it need not add up.
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ class Tally:
     service: list[float] = field(default_factory=list)
     hours: Counter = field(default_factory=Counter)
     payments: dict[str, list[int]] = field(
-        default_factory=lambda: {"queued": [0, 0], "posted": [0, 0], "failed": [0, 0]})
+        default_factory=lambda: {"taken": [0, 0], "posted": [0, 0], "failed": [0, 0]})
 
     def add(self, other: Tally) -> None:
         for name in ("issued", "served", "no_shows", "cancelled", "closed_unserved", "open_at_end",
@@ -110,8 +117,8 @@ class Figures:
     busiest_hour_count: int
     served_within_15_min: float | None
     served_within_30_min: float | None
-    payments_queued: int
-    payments_queued_paise: int
+    payments_taken: int
+    payments_taken_paise: int
     payments_posted: int
     payments_posted_paise: int
     payments_failed: int
@@ -154,8 +161,8 @@ def figures(substation: str, counter: str | None, tally: Tally, *, door: bool) -
         busiest_hour_count=count,
         served_within_15_min=_share(tally.served_waits, WITHIN_S[0]),
         served_within_30_min=_share(tally.served_waits, WITHIN_S[1]),
-        payments_queued=pay["queued"][0],
-        payments_queued_paise=pay["queued"][1],
+        payments_taken=pay["taken"][0],
+        payments_taken_paise=pay["taken"][1],
         payments_posted=pay["posted"][0],
         payments_posted_paise=pay["posted"][1],
         payments_failed=pay["failed"][0],
@@ -309,8 +316,8 @@ def tally_day(events: Iterable[Mapping[str, Any]], tz: tzinfo) -> DayTallies:
         for tally in targets:
             if tally is None:
                 continue
-            tally.payments["queued"][0] += 1
-            tally.payments["queued"][1] += paise
+            tally.payments["taken"][0] += 1
+            tally.payments["taken"][1] += paise
             if status in ("posted", "failed"):
                 tally.payments[status][0] += 1
                 tally.payments[status][1] += paise
@@ -454,7 +461,11 @@ DEFINITIONS = {
     "served_within": "share of served tokens whose wait was at most 15 / 30 minutes",
     "busiest_hour": "substation: local hour with most tokens issued; counter: with most served",
     "turned_away": "refused at the door by admission or the daily cap (substation rows only)",
-    "payments": "taken that day; of those, posted and failed so far; amounts in paise",
+    "open_at_end": "still waiting, called or being served when the report was made (substation "
+                   "and total rows): issued = served + no_shows + cancelled + closed_unserved + "
+                   "open_at_end, but for booked slots the day closed before they started",
+    "payments": "taken at the counters that day (each given a provisional receipt); of those, "
+                "posted to billing and failed for good so far; amounts in paise",
 }
 
 
@@ -472,19 +483,27 @@ def _rupees(paise: int) -> str:
     return f"{paise / 100:,.2f}"
 
 
-TEXT_HEADER = ("where", "issued", "served", "no-show", "cancel", "closed", "away", "wait p50/p90/max min",
-               "svc p50/p90 min", "busiest", "<=15m", "<=30m", "payments (Rs) taken/posted/failed")
+TEXT_HEADER = ("where", "issued", "served", "no-show", "cancel", "closed", "open", "away",
+               "wait p50/p90/max min", "svc p50/p90 min", "busiest", "<=15m", "<=30m",
+               "payments (Rs) taken/posted/failed")
+TEXT_KEY = ("Substation rows: issued = served + no-show + cancel + closed + open. closed: closed "
+            "unserved by the day's\nclose (booked slots that never started count there, not as issued); "
+            "open: still waiting, called or\nbeing served at the end (when the report was made); away: "
+            "turned away at the door, never issued.\nCounter rows: issued by that counter's cashier, the "
+            "rest ended there. Payments taken: given a provisional\nreceipt at a counter; posted and "
+            "failed: of those, by billing so far.")
 
 
 def _text_row(name: str, row: Figures) -> tuple[str, ...]:
     return (
         name, str(row.issued), str(row.served), str(row.no_shows), str(row.cancelled),
         str(row.closed_unserved),
+        "" if row.open_at_end is None else str(row.open_at_end),
         "" if row.turned_away is None else str(row.turned_away),
         f"{_minutes(row.wait_p50_s)}/{_minutes(row.wait_p90_s)}/{_minutes(row.wait_max_s)}",
         f"{_minutes(row.service_p50_s)}/{_minutes(row.service_p90_s)}",
         row.busiest_hour or "-", _percent(row.served_within_15_min), _percent(row.served_within_30_min),
-        f"{row.payments_queued} {_rupees(row.payments_queued_paise)} / "
+        f"{row.payments_taken} {_rupees(row.payments_taken_paise)} / "
         f"{row.payments_posted} {_rupees(row.payments_posted_paise)} / "
         f"{row.payments_failed} {_rupees(row.payments_failed_paise)}",
     )
@@ -504,7 +523,8 @@ def daily_text(report: DailyReport) -> str:
     lines.append(_text_row("total", report.total))
     where = report.substation or "all substations"
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.turned_away_reasons.items())) or "none"
-    return f"Daily report {report.day}, {where}\n\n{_table(lines)}\n\nTurned away: {reasons}\n"
+    return (f"Daily report {report.day}, {where}\n\n{_table(lines)}\n\nTurned away: {reasons}\n\n"
+            f"{TEXT_KEY}\n")
 
 
 def monthly_text(report: MonthlyReport) -> str:
@@ -512,4 +532,4 @@ def monthly_text(report: MonthlyReport) -> str:
     lines += [_text_row(day, row) for day, row in report.days]
     lines.append(_text_row(report.month, report.total))
     where = report.substation or "all substations"
-    return f"Monthly report {report.month}, {where}\n\n{_table(lines)}\n"
+    return f"Monthly report {report.month}, {where}\n\n{_table(lines)}\n\n{TEXT_KEY}\n"
