@@ -112,6 +112,37 @@ async def test_a_copied_database_gives_no_phone_or_account_back(aiohttp_client, 
     assert links_key_digest != phone_ref   # a key of its own, not the secret itself
 
 
+async def test_digests_an_older_version_wrote_are_blanked_once(aiohttp_client, tmp_path: Path,
+                                                                 scenario: Scenario, clock: Clock):
+    """A data dir written before the digests were keyed: its unkeyed digests leave the files on
+    the first start. The price, said in the README: that day, such a holder may take a second
+    token (nothing left to match it by)."""
+    data = tmp_path / "data"
+    api = await start(aiohttp_client, data, roomy(scenario), clock)
+    sid = next(iter(scenario.substations))
+    assert (await take(api, sid, ACCOUNT, PHONE))[0] == 201
+    await api.client.close()
+    old_phone, old_account = old_digest("phone", PHONE), old_digest("account", ACCOUNT)
+    with sqlite3.connect(data / "counter.db") as db:   # as the older version left it
+        db.execute("DROP TABLE store_meta")
+        db.execute("UPDATE tokens SET phone_ref = ?, account_ref = ? WHERE phone_ref IS NOT NULL",
+                   [old_phone, old_account])
+        db.execute("UPDATE events SET data = json_set(data, '$.phone_ref', ?, '$.account_ref', ?)"
+                   " WHERE token_id IS NOT NULL", [old_phone, old_account])
+    assert old_phone.encode() in stored_bytes(data)
+    api = await start(aiohttp_client, data, roomy(scenario), clock)
+    assert (await take(api, sid, ACCOUNT, PHONE))[0] == 201   # the old token matches nothing now
+    await api.client.close()
+    stored = stored_bytes(data)
+    assert old_phone.encode() not in stored and old_account.encode() not in stored
+    api = await start(aiohttp_client, data, roomy(scenario), clock)   # once: keyed digests stay
+    assert (await take(api, sid, "KAN-00000042", PHONE))[0] == 409
+    await api.client.close()
+    with sqlite3.connect(data / "counter.db") as db:
+        refs = db.execute("SELECT phone_ref FROM tokens ORDER BY issued_at, ordinal").fetchall()
+    assert refs[0] == (None,) and refs[1][0] is not None   # the new token is keyed and kept
+
+
 def modes(data: Path) -> dict[str, int]:
     found = {"<dir>": data.stat().st_mode & 0o777}
     for name in ("counter.db", "counter.db-wal", "counter.db-shm", "server.secret", "admin.key"):

@@ -152,6 +152,44 @@ def make_private(path: Path) -> list[str]:
     return tightened
 
 
+HOLDER_DIGESTS = ("holder_digests", "hmac-sha256")   # store_meta: how account_ref/phone_ref are made
+
+
+def forget_unkeyed_digests(db: sqlite_utils.Database) -> tuple[int, int]:
+    """Once per database: blank the account and phone digests an older version wrote.
+
+    They were unkeyed SHA-256 of the numbers, which brute force turns back into phone numbers
+    in seconds; today's keyed digests cannot be compared with them anyway, so a holder of such
+    a token could take a second one that day. Overwritten with zeros (secure_delete) and
+    checkpointed, so the old bytes leave the file and its WAL. (tokens, events) blanked."""
+    db.execute("CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    name, value = HOLDER_DIGESTS
+    if db.execute("SELECT 1 FROM store_meta WHERE name = ?", [name]).fetchone() is not None:
+        return 0, 0
+    db.execute("PRAGMA secure_delete = ON")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            tokens = db.execute("UPDATE tokens SET account_ref = NULL, phone_ref = NULL"
+                                " WHERE account_ref IS NOT NULL OR phone_ref IS NOT NULL").rowcount
+            events = db.execute(
+                "UPDATE events SET data = json_remove(data, '$.account_ref', '$.phone_ref')"
+                " WHERE token_id IS NOT NULL"   # the substring test first: most rows say null
+                " AND (instr(data, '\"account_ref\": null') = 0 OR instr(data, '\"phone_ref\": null') = 0)"
+                " AND (json_extract(data, '$.account_ref') IS NOT NULL"
+                " OR json_extract(data, '$.phone_ref') IS NOT NULL)").rowcount
+            db.execute("INSERT INTO store_meta (name, value) VALUES (?, ?)", [name, value])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if tokens or events:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.execute("PRAGMA secure_delete = OFF")
+    return tokens, events
+
+
 TOKEN_COLUMNS_ADDED = {"origin": str, "slot_at": float, "account_ref": str, "phone_ref": str,
                        "account_hint": str}
 PAYMENT_COLUMNS_ADDED = {"part": int}
@@ -645,6 +683,10 @@ class SQLiteStore:
         try:
             db = connect(self.path)
             create_schema(db)
+            blanked = forget_unkeyed_digests(db)
+            if any(blanked):
+                log.warning("Unkeyed account and phone digests of %d tokens (%d events) written by an older "
+                            "version blanked: they could be turned back into phone numbers", *blanked)
             while self._forget_old_keys(db):
                 pass
         except Exception as exc:  # noqa: BLE001 - handed to the opener
