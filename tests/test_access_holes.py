@@ -21,6 +21,7 @@ from counter_server.appkeys import GATEWAY, KEYS
 from counter_server.config import Scenario, Settings
 from counter_server.pages import SECURITY_HEADERS
 from counter_server.redact import redacted
+from counter_server.store import open_store
 
 from .conftest import ServerProcess, bearer, paid_service, run_cli
 from .test_board_browser import ARGS, CHROMIUM
@@ -125,14 +126,23 @@ async def test_revoking_a_key_closes_its_live_sockets_within_a_second(aiohttp_cl
 
     readers = {name: asyncio.create_task(read_until_closed(ws))
                for name, ws in (("header", by_header), ("ticket", by_ticket), ("other", other))}
-    for name, key_id in (("header", board_record.id), ("ticket", admin_record.id)):
-        # Revoked as an operator does: the CLI, writing to the store the running server reads.
-        result = await asyncio.to_thread(run_cli, "keys", "revoke", key_id, "--data-dir",
-                                         str(settings.data_dir))
-        assert result.returncode == 0, result.stderr
+    # As `counter-server keys revoke` does: a write to the store the running server reads
+    # (a store of its own on the same file), timed from the write's commit.
+    store = await open_store(settings)
+    try:
+        assert await store.revoke_key(board_record.id, time.time())
         revoked_at = time.monotonic()
-        closed_at, code = await asyncio.wait_for(readers[name], 3.0)
-        assert code == 4003 and closed_at - revoked_at < 1.0, (name, closed_at - revoked_at, code)
+        closed_at, code = await asyncio.wait_for(readers["header"], 3.0)
+    finally:
+        await store.close()
+    assert code == 4003 and closed_at - revoked_at < 1.0, (closed_at - revoked_at, code)
+    # And through the CLI itself: the ops page's socket (its ticket's admin key) closes too.
+    result = await asyncio.to_thread(run_cli, "keys", "revoke", admin_record.id, "--data-dir",
+                                     str(settings.data_dir))
+    assert result.returncode == 0, result.stderr
+    cli_done = time.monotonic()
+    closed_at, code = await asyncio.wait_for(readers["ticket"], 3.0)
+    assert code == 4003 and closed_at - cli_done < 1.0, (closed_at - cli_done, code)
     await asyncio.sleep(1.2)
     assert not readers["other"].done()               # another key's socket carries on
     await other.close()

@@ -20,6 +20,7 @@ from loadtests.processes import ROOT, ServerProcess
 
 from .common import Outcome, call, is_error_shape, make_keys, progress, write_scenario
 from .edges import probe_edges
+from .role_probe import probe_own_server, probe_roles
 
 PROBE_ACCOUNT, PROBE_PHONE = "KAN-20431877", "9876543210"
 PAGE_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
@@ -206,6 +207,11 @@ async def run(workdir: Path, outcome: Outcome) -> None:
             # The probe's edge cases: dates out of range, log lines, oversized headers, links in the log.
             probe_cases += await probe_edges(m, server, "S01-C1", c1, admin,
                                              (remote or {}).get("token", {}).get("link", ""))
+            # And its role cases: the ops channel, Origin, revoked sockets, CSP, the simulator;
+            # the rate limit's spellings and the billing password on a server of their own.
+            roles = await probe_roles(m, server, config, c1, admin, "S01")
+            own = await probe_own_server(m, workdir, config)
+            probe_cases += roles.cases + own.cases
         server.stop()
 
         # At rest: only SHA-256 digests; no plain key in the SQLite file, its WAL or the log.
@@ -231,7 +237,8 @@ async def run(workdir: Path, outcome: Outcome) -> None:
             outcome.problem(f"access: at rest: {problem}")
         progress(f"  access: {m.checks} checks ({probe_cases} from the outside probe), {m.failed} failed, "
                  f"{m.echoed} echoed a key; revoke took "
-                 f"{revoke_s:.2f} s; keys at rest {at_rest}, in log {in_log}")
+                 f"{revoke_s:.2f} s, its socket closed {roles.revoked_socket_closed_s or -1:.2f} s after; "
+                 f"keys at rest {at_rest}, in log {in_log}")
         outcome.figure(part, "access checks (roles, keys, CSRF, headers)", m.checks)
         outcome.figure(part, "of which the outside probe's cases", probe_cases)
         outcome.figure(part, "checks failed", m.failed, target="0", met=m.failed == 0)
@@ -239,6 +246,14 @@ async def run(workdir: Path, outcome: Outcome) -> None:
         outcome.figure(part, "plain keys in store file or log", at_rest + in_log, target="0",
                        met=at_rest + in_log == 0)
         outcome.figure(part, "keys revoke (CLI run) to first refusal", revoke_s, "s", target="at once (< 5 s)", met=revoke_s < 5)
+        closed_s = roles.revoked_socket_closed_s
+        outcome.figure(part, "key revoked in the store to its live socket closed",
+                       closed_s if closed_s is not None else -1, "s", target="< 1 s",
+                       met=closed_s is not None and closed_s < 1)
+        outcome.figure(part, f"one key, 4 spellings of Bearer: let through of {own.spellings_tried}",
+                       own.spellings_let_through if own.spellings_let_through is not None else -1,
+                       target="<= 12 (burst 10)", met=own.spellings_let_through is not None
+                       and own.spellings_let_through <= 12)
     finally:
         server.stop()
 
