@@ -76,6 +76,20 @@ def test_one_active_token_per_account_and_per_phone():
     assert again.number == "B-002"
 
 
+def test_a_holding_refusal_says_the_same_whatever_matched():
+    """A stranger who knows one number learns no more than that it holds a token: the words
+    do not say whether the account, the phone or both matched."""
+    q = new_queue()
+    q.issue("t1", "bill_payment", "B", Priority.NORMAL, OPENS, holder=holder(1))
+    said = []
+    for other in (holder(1), Holder("acct9", "phone1"), Holder("acct1", "phone9")):
+        with pytest.raises(AlreadyHolding) as refused:
+            q.issue("t2", "bill_payment", "B", Priority.NORMAL, OPENS, holder=other)
+        said.append((refused.value.code, str(refused.value)))
+    assert said[0] == said[1] == said[2]
+    assert " or " in said[0][1] and " and " not in said[0][1]
+
+
 def test_remote_tokens_meet_the_same_door_rule():
     q = new_queue(counters=1)
     for i in range(200):
