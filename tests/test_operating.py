@@ -19,7 +19,8 @@ from counter_server.config import load_scenario
 from loadtests.capacity import cli as peak_sim
 from loadtests.capacity.demand import demand_from_scenario
 
-from .conftest import OPEN_ALL_DAY, ROOT, ServerProcess, free_port, paid_service, run_cli
+from .conftest import (OPEN_ALL_DAY, REDIS_SCENARIO, ROOT, RedisProcess, ServerProcess, free_port,
+                       paid_service, run_cli)
 
 
 def _issue(server: ServerProcess) -> str:
@@ -88,11 +89,31 @@ def test_a_second_server_on_a_served_data_dir_is_refused_even_after_kill_9(tmp_p
         assert "new data dir" not in log and "no tokens yet" not in log
         assert _serial(_issue(second)) == _serial(before) + 2  # resumes: no number used twice
 
-        said = _one_or_two_lines(_serve(data))
-        assert f"pid {second.proc.pid}" in said and second.proc.poll() is None
+        said = _one_or_two_lines(_serve(data, port=second.port))   # its port too: the data dir is named
+        assert f"pid {second.proc.pid}" in said and "being served" in said and second.proc.poll() is None
     finally:
         first.stop()
         second.stop()
+
+
+def test_redis_replicas_share_redis_not_a_data_dir_and_take_no_lock(tmp_path: Path):
+    """With Redis, numbering is atomic in Redis and the data dir holds only admin.key: two
+    replicas given one data dir both serve, and neither number is used twice."""
+    redis = RedisProcess(dir=tmp_path / "redis")
+    config = tmp_path / "redis.toml"
+    replicas = [ServerProcess(data_dir=tmp_path / "shared", config=config) for _ in range(2)]
+    try:
+        redis.start()
+        config.write_text(REDIS_SCENARIO.format(url=redis.url))
+        for replica in replicas:
+            replica.start()
+        numbers = [_issue(replica) for replica in replicas]
+        assert len(set(numbers)) == 2 and all(r.proc.poll() is None for r in replicas)
+        assert not (tmp_path / "shared" / "server.lock").exists()
+    finally:
+        for replica in replicas:
+            replica.stop()
+        redis.stop()
 
 
 def test_a_port_in_use_is_refused_in_one_line_before_anything_is_written(tmp_path: Path):
