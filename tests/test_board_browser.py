@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -149,6 +151,18 @@ class Hall:
         return page
 
 
+async def raise_wait(hall: Hall, page: Page, substation, service: str) -> None:
+    """Enough tokens for ``service`` that its wait passes the pay-online threshold, as the board
+    shows it."""
+    hint_after_s = hall.scenario.online.hint_after_s
+    serving = sum(service in c.services for c in substation.counters)
+    count = math.ceil(1.5 * hint_after_s * serving / hall.scenario.services[service].mean_service_s) + 2
+    await hall.issue(service, count=count)
+    await page.wait_for_function(
+        f"(board.hall.services.find(s => s.id === '{service}').estimate || {{}}).p50_s > {hint_after_s}",
+        timeout=15_000)
+
+
 def hall_with_paid_service(scenario: Scenario) -> str:
     """The substation that offers the paid service at the most counters (any scenario)."""
     paid = paid_service(scenario)
@@ -156,10 +170,25 @@ def hall_with_paid_service(scenario: Scenario) -> str:
     return max(offering, key=lambda s: (len(s.counters), len(s.services))).id
 
 
+def with_hint_after(scenario_file: Path, minutes: int, out: Path) -> Path:
+    """The scenario with the pay-online hint after ``minutes``: a few tokens make a wait that
+    long, and the door still admits them late in the evening."""
+    text = scenario_file.read_text()
+    line = f"hint_after_minutes = {minutes}"
+    if re.search(r"^hint_after_minutes\s*=", text, re.M):
+        text = re.sub(r"^hint_after_minutes\s*=.*$", line, text, flags=re.M)
+    else:
+        text += f"\n[online]\n{line}\n"
+    out.write_text(text)
+    return out
+
+
 @pytest.fixture
 async def hall(scenario_file: Path, tmp_path: Path):
-    scenario = load_scenario(scenario_file)
-    server = ServerProcess(data_dir=tmp_path / "data", config=scenario_file)
+    config = with_hint_after(scenario_file, 5, tmp_path / scenario_file.name)
+    scenario = load_scenario(config)
+    assert scenario.online.hint_after_s == 300
+    server = ServerProcess(data_dir=tmp_path / "data", config=config)
     server.start()
     async with aiohttp.ClientSession(headers=bearer(server.admin_key)) as session:
         yield Hall(server, scenario, hall_with_paid_service(scenario), session)
@@ -278,11 +307,7 @@ async def test_board_fits_whole_rows_at_every_size_with_and_without_the_pay_onli
     assert await portrait.eval_on_selector("#next li .number", font) == \
         await page.eval_on_selector("#next li .number", font) >= 50
 
-    hint_after_s = hall.scenario.online.hint_after_s
-    for _ in range(12):                      # a long wait for the paid service: the hint comes up
-        await hall.issue(paid, count=15)
-        if await page.evaluate(f"board.hall.services.find(s => s.id === '{paid}').estimate.p50_s > {hint_after_s}"):
-            break
+    await raise_wait(hall, page, hall.substation, paid)    # a long wait: the hint comes up
     for (width, height), page in pages.items():
         await page.wait_for_function("!document.getElementById('online-hint').hidden")
         shown[(width, height, "hint")] = await check_layout(page, f"{width}x{height} with the hint")
@@ -360,13 +385,7 @@ async def test_pay_online_hint_follows_the_paid_service_and_a_hall_without_it_sh
     other = min((s for s in hall.substation.services if s != paid),
                 key=lambda s: sum(s in c.services for c in hall.substation.counters))
     page = await hall.open(hall_browser)
-    hint_after_s = hall.scenario.online.hint_after_s
-    for _ in range(10):
-        await hall.issue(other, count=4)
-        if await page.evaluate(f"(board.hall.services.find(s => s.id === '{other}').estimate || {{}}).p50_s > {hint_after_s}"):
-            break
-    else:
-        pytest.fail(f"{other}'s wait never passed {hint_after_s} s")
+    await raise_wait(hall, page, hall.substation, other)
     await page.wait_for_timeout(300)
     assert await page.is_hidden("#online-hint")
     assert await page.evaluate("board.online.payment_service") == paid
@@ -376,10 +395,7 @@ async def test_pay_online_hint_follows_the_paid_service_and_a_hall_without_it_sh
         service = substation.services[0]
         hall.sid = substation.id
         page = await hall.open(hall_browser)
-        for _ in range(10):
-            await hall.issue(service, count=4)
-            if await page.evaluate(f"(board.hall.services.find(s => s.id === '{service}').estimate || {{}}).p50_s > {hint_after_s}"):
-                break
+        await raise_wait(hall, page, substation, service)
         await page.wait_for_timeout(300)
         assert await page.is_hidden("#online-hint")
         rows = await page.eval_on_selector_all("#services li", "rows => rows.map(r => r.dataset.service)")
@@ -407,6 +423,15 @@ async def test_voice_falls_back_to_english_then_a_chime_and_ops_sees_it(hall: Ha
     hindi = [{"lang": "hi-IN", "name": "Hindi"}, *english]
     ops_url = f"{hall.server.url.replace('http', 'ws')}/api/v1/live"
     async with hall.session.ws_connect(ops_url) as ops:
+        reports: list[dict] = []
+
+        async def read_ops() -> None:            # reading all along also answers the server's pings
+            async for msg in ops:
+                message = json.loads(msg.data)
+                if message["type"] == "boards":
+                    reports.append(message["boards"][hall.sid])
+
+        reader = asyncio.create_task(read_ops())
         boards = {
             "chime": await hall.open(hall_browser),                       # no voice at all (real)
             "en": await hall.open(hall_browser, init=VOICES % json.dumps(english)),
@@ -418,11 +443,9 @@ async def test_voice_falls_back_to_english_then_a_chime_and_ops_sees_it(hall: Ha
         assert "No Hindi voice" in await boards["en"].text_content("#voice")
         assert "No voice" in await boards["chime"].text_content("#voice")
         async with asyncio.timeout(10):
-            while True:
-                message = json.loads((await ops.receive()).data)
-                if message["type"] == "boards" and \
-                        message["boards"][hall.sid] == {"connected": 3, "no_hindi_voice": 2, "chime_only": 1}:
-                    break
+            while not reports or reports[-1] != {"connected": 3, "no_hindi_voice": 2, "chime_only": 1}:
+                await asyncio.sleep(0.05)
+        reader.cancel()
 
     paid = paid_service(hall.scenario)
     await hall.issue(paid)

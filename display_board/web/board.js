@@ -110,7 +110,7 @@ function names(hi, en) {
   return element("span", "names", bilingual(hi || en, en));
 }
 
-/** The paid service's name: from this hall, else the service id (a hall that lacks it). */
+/** The paid service's names: from this hall, else from the snapshot (a hall that lacks it). */
 function serviceNames(id) {
   const online = board.online;
   const named = board.hall.services.find((s) => s.id === id)
@@ -255,8 +255,16 @@ function queueCall(event) {
   if (!showing) showNextCall();
 }
 
+/** Still at its counter, called: a token the cashier has started serving needs no banner. */
+function stillCalled(event) {
+  const counter = board.hall && board.hall.counters.find((c) => c.id === event.counter);
+  if (!counter) return true;
+  return Boolean(counter.token && counter.token.number === event.token.number && counter.token.status === "called");
+}
+
 function showNextCall() {
-  const event = calls.shift();
+  let event = calls.shift();
+  while (event && !stillCalled(event)) event = calls.shift();
   document.body.dataset.callsQueued = String(calls.length);
   const banner = $("called-banner");
   if (!event) {
