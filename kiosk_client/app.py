@@ -10,7 +10,9 @@ counts them) and go out in order when it is back; tokens are issued from a lease
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from datetime import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
@@ -21,14 +23,18 @@ from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from .client import KioskClient, KioskError
+from .client import Json, KioskClient, KioskError
 from .desk import Desk, Outcome, View, describe_error
 from .journal import Journal
 from .screens import IssueScreen, PaymentForm, PayScreen, TransferScreen, TransferTarget
-from .slip import Slip, print_slip, slip_escpos, slip_text
+from .slip import print_slip, render
 from .text import PRIORITY_LABEL, clock_text, origin_text, wait_text
 
 ACTIONS = ("issue", "next", "recall", "start", "finish", "no_show", "transfer", "pay", "sync")
+#: How long after finishing a token ``p`` still takes its payment: a little inside the server's
+#: window (counter_server.services.payments.PAYMENT_WINDOW_AFTER_DONE_S, 5 minutes), so the
+#: form is not filled in for a payment the server would refuse.
+PAY_AFTER_FINISH_S = 4 * 60
 
 
 class KioskApp(App[None]):
@@ -232,14 +238,12 @@ class KioskApp(App[None]):
         await self.refresh_view(sync=False)
 
     def _after(self, outcome: Outcome) -> str:
-        """Print the slip of an issued token, when a printer is set."""
-        if outcome.action != "issue" or outcome.token is None or not self.slip_path or self.desk is None:
+        """Print the slip of an issued token, or the receipt of a payment, when a printer is set."""
+        slip = self.desk.slip_for(outcome) if self.slip_path and self.desk is not None else None
+        if slip is None or self.slip_path is None:
             return ""
-        slip = Slip.from_token(outcome.token, service_name=self.desk.service_name(outcome.token["service"]),
-                               substation_name=self.desk.substation_name)
-        data = slip_escpos(slip, self.paper_mm) if self.slip_format == "escpos" else slip_text(slip, self.paper_mm)
         try:
-            print_slip(data, self.slip_path)
+            print_slip(render(slip, self.paper_mm, self.slip_format), self.slip_path)
         except OSError as exc:
             return f" (slip NOT printed: {exc.strerror or exc})"
         return " (slip printed)"
@@ -297,16 +301,35 @@ class KioskApp(App[None]):
     async def action_pay(self) -> None:
         assert self.desk is not None
         desk = self.desk
-        current = desk.current()
+        current = desk.current() or self._just_finished()
         if current is None:
-            self.say("Nobody at the counter: call a token before taking a payment.", error=True)
+            self.say("Nobody at the counter: call a token before taking a payment "
+                     f"(or take it within {PAY_AFTER_FINISH_S // 60} min of finishing).", error=True)
             return
+        token_id = None if current is desk.current() else current.get("id")
 
         def chosen(form: PaymentForm | None) -> None:
             if form is not None:
-                self._run("payment", lambda: desk.pay(form.account, form.amount_paise, form.mode))
+                self._run("payment", lambda: desk.pay(form.account, form.amount_paise, form.mode, token_id))
 
         await self.push_screen(PayScreen(current.get("number", "?"), desk.bill), chosen)
+
+    def _just_finished(self) -> Json | None:
+        """The token this session finished last, while the server still takes its payment
+        (a cashier who pressed f before p); None after that, or once another is at the counter."""
+        for outcome in reversed(self.history):
+            token = outcome.token
+            if outcome.action == "pay" or token is None or outcome.action in ("issue", "lease"):
+                continue
+            if outcome.action != "complete" or token.get("status") != "done":
+                return None
+            finished = token.get("finished_at")
+            try:
+                age = time.time() - datetime.fromisoformat(finished).timestamp() if finished else 0.0
+            except ValueError:
+                return None
+            return token if age < PAY_AFTER_FINISH_S else None
+        return None
 
     def action_sync(self) -> None:
         assert self.desk is not None

@@ -7,6 +7,10 @@ the key need not show in the process list. ``--json`` prints the server's token 
 object; without it, one short line. Exit status: 0 done (or safely journalled while offline),
 1 refused (the server's or the kiosk's own check), 2 bad usage, 3 server unreachable and the
 action cannot wait in the journal.
+
+While the server answers, every command tops up this counter's leased numbers (as the app
+does), so ``kiosk issue`` still works when the server goes away; ``--slip`` prints a token
+slip for ``issue`` and a provisional receipt for ``pay``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, TextIO
 from .client import Json, KioskClient, KioskError, ServerError
 from .desk import Desk, Outcome, describe_error
 from .journal import FAILED, PENDING, Journal
-from .slip import Slip, print_slip, slip_escpos, slip_text
+from .slip import print_slip, render
 from .text import parse_rupees, token_line
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -59,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         """Before or after the command: a subcommand's copy only overrides when given."""
         keep = argparse.SUPPRESS
         p.add_argument("--slip", default=keep if default is keep else env.get("KIOSK_SLIP"),
-                       help="print token slips to this printer device or file (KIOSK_SLIP)")
+                       help="print token slips and payment receipts to this printer device or file "
+                            "(KIOSK_SLIP)")
         p.add_argument("--slip-format", choices=("escpos", "text"), default=keep if default is keep else "escpos")
         p.add_argument("--paper", type=int, choices=(58, 80), default=keep if default is keep else 58,
                        help="paper width in mm (58 or 80)")
@@ -89,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     amount.add_argument("--amount", help="rupees, e.g. 1234.50")
     amount.add_argument("--paise", type=int, help="paise, e.g. 123450")
     pay.add_argument("--mode", choices=MODES, default="cash")
+    pay.add_argument("--part", action="store_true",
+                     help="one of several payments for this token (two bills, or one bill in two modes)")
+    slip_options(pay, argparse.SUPPRESS)
     sub.add_parser("status", help="server, billing, this counter's token and the journal")
     sub.add_parser("sync", help="replay the offline journal")
     lease = sub.add_parser("lease", help="lease numbers for issuing while offline")
@@ -148,9 +156,24 @@ async def run_command(args: argparse.Namespace, key: str, out: TextIO, err: Text
             desk = Desk(client, journal, counter=args.counter, lease_size=args.lease_size)
             try:
                 await desk.connect()
-                return await COMMANDS[args.command](desk, args, out)
+                code = await COMMANDS[args.command](desk, args, out)
             except KioskError as exc:
                 return report_error(exc, args.json, out, err)
+            if args.command != "lease":
+                await top_up_leases(desk, err)
+            return code
+
+
+async def top_up_leases(desk: Desk, err: TextIO) -> None:
+    """Lease numbers for offline issue while the server answers, as the app does on each refresh:
+    only when fewer than a few are left, so most commands cost no request. A refusal is said on
+    stderr and changes nothing else (the command itself is done)."""
+    if desk.online is not True:
+        return
+    try:
+        await desk.ensure_leases()
+    except KioskError as exc:
+        err.write(f"kiosk: could not lease numbers for offline issue: {describe_error(exc)}\n")
 
 
 def report_error(exc: KioskError, as_json: bool, out: TextIO, err: TextIO) -> int:
@@ -175,14 +198,21 @@ def emit_outcome(desk: Desk, args: argparse.Namespace, out: TextIO, outcome: Out
     return EXIT_OK
 
 
+def print_outcome_slip(desk: Desk, args: argparse.Namespace, outcome: Outcome) -> None:
+    """The token slip or payment receipt, when a printer is set."""
+    slip = desk.slip_for(outcome) if args.slip else None
+    if slip is None:
+        return
+    try:
+        print_slip(render(slip, args.paper, args.slip_format), args.slip)
+    except OSError as exc:   # the action is done all the same: say so, do not fail it
+        sys.stderr.write(f"kiosk: slip NOT printed to {args.slip}: {exc.strerror or exc}\n")
+
+
 async def cmd_issue(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
     outcome = await desk.issue(args.service, args.priority)
     assert outcome.token is not None
-    if args.slip:
-        slip = Slip.from_token(outcome.token, service_name=desk.service_name(outcome.token["service"]),
-                               substation_name=desk.substation_name)
-        data = slip_escpos(slip, args.paper) if args.slip_format == "escpos" else slip_text(slip, args.paper)
-        print_slip(data, args.slip)
+    print_outcome_slip(desk, args, outcome)
     return emit_outcome(desk, args, out, outcome)
 
 
@@ -215,7 +245,9 @@ async def cmd_pay(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
         raise KioskError(str(exc)) from None
     if args.token is None:
         await desk.locate()
-    return emit_outcome(desk, args, out, await desk.pay(args.account, paise, args.mode, args.token))
+    outcome = await desk.pay(args.account, paise, args.mode, args.token, part=args.part)
+    print_outcome_slip(desk, args, outcome)
+    return emit_outcome(desk, args, out, outcome)
 
 
 async def cmd_status(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:

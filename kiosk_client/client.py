@@ -137,9 +137,10 @@ def transfer_call(token_id: str, service: str | None = None, counter: str | None
     return token_action_call(token_id, "transfer", body)
 
 
-def payment_call(token_id: str, account: str, amount_paise: int, mode: str = "cash") -> Call:
-    return Call("POST", "/api/v1/payments", {"token_id": token_id, "account": account,
-                                             "amount_paise": amount_paise, "mode": mode})
+def payment_call(token_id: str, account: str, amount_paise: int, mode: str = "cash", part: bool = False) -> Call:
+    """A payment; ``part`` marks one of several for the token (else the server takes one a token)."""
+    body = {"token_id": token_id, "account": account, "amount_paise": amount_paise, "mode": mode}
+    return Call("POST", "/api/v1/payments", {**body, "part": True} if part else body)
 
 
 def lease_call(counter: str, service: str, size: int = 10) -> Call:
@@ -337,9 +338,9 @@ class KioskClient:
         return (await self.send(transfer_call(token_id, service, counter), idem=idem))["token"]
 
     async def pay(self, token_id: str, account: str, amount_paise: int, mode: str = "cash", *,
-                  idem: str | None = None) -> Json:
+                  part: bool = False, idem: str | None = None) -> Json:
         """Record a payment; the answer is queued with a provisional receipt."""
-        return (await self.send(payment_call(token_id, account, amount_paise, mode), idem=idem))["payment"]
+        return (await self.send(payment_call(token_id, account, amount_paise, mode, part), idem=idem))["payment"]
 
     async def payment(self, payment_id: str) -> Json:
         return (await self.send(Call("GET", f"/api/v1/payments/{seg(payment_id)}")))["payment"]

@@ -36,6 +36,7 @@ from .client import (
     transfer_call,
 )
 from .journal import Entry, Journal, Lease, SyncReport, replay
+from .slip import PaymentSlip, Slip
 from .text import payment_line, rupees, token_line
 
 #: Moves the journal may take while offline, and the statuses each needs (checked locally then,
@@ -169,6 +170,7 @@ class Desk:
     services: list[Json] = field(default_factory=list)          # the substation's, id/name/letter
     counter_services: list[str] = field(default_factory=list)   # what this counter serves
     counters: list[str] = field(default_factory=list)           # the substation's counters
+    counter_names: dict[str, str] = field(default_factory=dict)  # their display names
     tokens: list[Json] = field(default_factory=list)
     waiting: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -194,6 +196,7 @@ class Desk:
                     self.substation, self.substation_name = sub["id"], sub.get("name", "")
                     self.services = list(sub.get("services", []))
                     self.counters = [c["id"] for c in sub["counters"]]
+                    self.counter_names = {c["id"]: c.get("name") or c["id"] for c in sub["counters"]}
                     self.counter_services = list(counter.get("services", []))
         if not self.substation:
             if me is not None and me.get("substation") and me.get("counter") == self.counter:
@@ -226,6 +229,11 @@ class Desk:
 
     def service_name(self, service_id: str) -> str:
         return self.service_names.get(service_id, service_id)
+
+    def counter_name(self, counter_id: str | None = None) -> str:
+        """What slips and screens call a counter: its display name ("Counter 1", "Window A")."""
+        cid = counter_id or self.cid
+        return self.counter_names.get(cid, cid)
 
     def default_service(self) -> str:
         if self.counter_services:
@@ -439,8 +447,11 @@ class Desk:
     def _issue_offline(self, service: str, priority: str, why: KioskError) -> Outcome:
         taken = self.journal.take_number(self.cid, service, self.server_day())
         if taken is None:
-            raise KioskError(f"{why.message} No leased {self.service_name(service)} numbers are left for "
-                             "today, so no token can be issued offline.")
+            raise NeedsServer(
+                f"{why.message} No leased {self.service_name(service)} numbers are left for today, so no "
+                "token can be issued offline: write the consumer a number by hand for now. While the "
+                f"server is up, lease numbers with `kiosk lease --service {service}` (kept open, the app "
+                "and every kiosk command top them up by themselves).")
         lease, number = taken
         issued_at = self.server_now().isoformat(timespec="seconds")
         call = offline_token_call(self.cid, lease.id, number, issued_at, priority)
@@ -536,8 +547,9 @@ class Desk:
         return Outcome("transfer", token=token)
 
     async def pay(self, account: str, amount_paise: int, mode: str = "cash",
-                  token_id: str | None = None) -> Outcome:
-        """Record a payment for the token at the counter; cash goes to the journal while offline."""
+                  token_id: str | None = None, part: bool = False) -> Outcome:
+        """Record a payment for the token at the counter (or one just finished there, by its id);
+        cash goes to the journal while offline. ``part`` marks one of several for the token."""
         account = account.strip()
         if not ACCOUNT.match(account):
             raise KioskError(f"Account {account!r}: 4-24 letters, digits or dashes.")
@@ -545,22 +557,38 @@ class Desk:
             raise KioskError(f"Amount {rupees(amount_paise) if amount_paise > 0 else amount_paise}: "
                              f"from Rs 0.01 to {rupees(MAX_PAISE)}.")
         target = self._target(token_id)
-        call = payment_call(target["id"], account, amount_paise, mode)
+        known = target if "status" in target else None   # the token as last seen, for the slip
+        call = payment_call(target["id"], account, amount_paise, mode, part)
         if mode not in OFFLINE_PAYMENT_MODES:
             try:
                 answer = await self._send(call, new_idempotency_key())
             except Unreachable as exc:
                 raise NeedsServer(f"{exc.message} Only cash is taken while offline.") from exc
-            return Outcome("pay", payment=answer["payment"])
+            return Outcome("pay", payment=answer["payment"], token=known)
         label = f"pay {rupees(amount_paise)} {mode} for {target.get('number', target['id'])}"
         answer, entry = await self._journalable("payment", label, call)
         if entry is None:
             assert answer is not None
-            return Outcome("pay", payment=answer["payment"])
-        payment = {"id": None, "token_id": target["id"], "counter": self.cid, "account": account,
-                   "amount_paise": amount_paise, "mode": mode, "status": "journaled",
-                   "receipt": f"OFFLINE-{self.cid}-{entry.seq:06d}"}
-        return Outcome("pay", payment=payment, entry=entry)
+            return Outcome("pay", payment=answer["payment"], token=known)
+        payment = {"id": None, "token_id": target["id"], "substation": self.substation, "counter": self.cid,
+                   "account": account, "amount_paise": amount_paise, "mode": mode, "part": part,
+                   "status": "journaled", "receipt": f"OFFLINE-{self.cid}-{entry.seq:06d}",
+                   "created_at": self.server_now().isoformat(timespec="seconds")}
+        return Outcome("pay", payment=payment, entry=entry, token=known)
+
+    def slip_for(self, outcome: Outcome) -> Slip | PaymentSlip | None:
+        """What the printer gives the consumer: a token slip for an issue, a provisional receipt
+        for a payment (its receipt number, amount, the account's last digits, counter, time)."""
+        if outcome.payment is not None:
+            token = outcome.token or {}
+            number = token.get("number") if token.get("id") == outcome.payment.get("token_id") else None
+            counter = self.counter_name(outcome.payment.get("counter"))
+            return PaymentSlip.from_payment(outcome.payment, counter_name=counter, token_number=number,
+                                            substation_name=self.substation_name, taken_at=self.server_now())
+        if outcome.action == "issue" and outcome.token is not None:
+            return Slip.from_token(outcome.token, service_name=self.service_name(outcome.token["service"]),
+                                   substation_name=self.substation_name)
+        return None
 
 
 def describe_error(exc: BaseException) -> str:

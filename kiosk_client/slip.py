@@ -1,5 +1,6 @@
-"""The token slip a consumer takes to the waiting hall: plain text, or ESC/POS bytes for the
-58 mm and 80 mm thermal receipt printers found at counters.
+"""The slips a counter prints: the token slip a consumer takes to the waiting hall, and the
+provisional receipt for a payment. Plain text, or ESC/POS bytes for the 58 mm and 80 mm thermal
+receipt printers found at counters.
 
 The ESC/POS writer is a handful of commands (init, align, character size, bold, cut) that every
 such printer understands, so no driver library is needed. The slip is printed in English only:
@@ -15,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .client import Json
-from .text import PRIORITY_LABEL, wait_text
+from .text import PRIORITY_LABEL, rupees, wait_text
 
 ESC, GS, LF = b"\x1b", b"\x1d", b"\n"
 INIT = ESC + b"@"                     # ESC @: reset the printer
@@ -45,6 +46,13 @@ class Slip:
     wait: str
     priority: str = "normal"
     offline: bool = False
+
+    heading = "TOKEN"
+    footer = ("Please wait for your number", "on the hall board.")
+
+    @property
+    def big(self) -> str:
+        return self.number
 
     @classmethod
     def from_token(cls, token: Json, *, service_name: str | None = None,
@@ -79,29 +87,93 @@ class Slip:
         return out
 
 
-def slip_text(slip: Slip, paper_mm: int = 58) -> str:
+@dataclass(frozen=True)
+class PaymentSlip:
+    """What a payment's provisional receipt says: the consumer keeps it until billing posts the
+    payment. Only the account's last digits are printed (the slip may be left on a counter)."""
+
+    receipt: str
+    amount_paise: int
+    mode: str
+    account_tail: str
+    counter: str
+    substation: str
+    taken_at: datetime | None
+    token: str | None = None
+    part: bool = False
+    offline: bool = False
+
+    heading = "PROVISIONAL RECEIPT"
+
+    @classmethod
+    def from_payment(cls, payment: Json, *, counter_name: str | None = None, substation_name: str | None = None,
+                     token_number: str | None = None, taken_at: datetime | None = None) -> PaymentSlip:
+        created = payment.get("created_at")
+        sub = str(payment.get("substation") or "")
+        return cls(
+            receipt=str(payment.get("receipt") or "-"),
+            amount_paise=int(payment["amount_paise"]),
+            mode=str(payment.get("mode", "cash")),
+            account_tail=str(payment.get("account") or "")[-4:],
+            counter=counter_name or str(payment.get("counter") or ""),
+            substation=f"{substation_name} ({sub})" if substation_name and sub else (substation_name or sub),
+            taken_at=datetime.fromisoformat(created) if created else taken_at,
+            token=token_number,
+            part=bool(payment.get("part")),
+            offline=payment.get("status") == "journaled",
+        )
+
+    @property
+    def big(self) -> str:
+        return self.receipt
+
+    def lines(self) -> list[str]:
+        out = [f"{rupees(self.amount_paise)} {self.mode}" + (" (part payment)" if self.part else ""),
+               f"Account ending {self.account_tail}"]
+        if self.token:
+            out.append(f"Token {self.token}")
+        out.append(f"At {self.counter}")
+        when = self.taken_at.strftime("%d %b %Y %H:%M") if self.taken_at else "--"
+        out.append(f"Taken {when}")
+        if self.offline:
+            out += ["Taken offline: sent to the", "server when it is back"]
+        return out
+
+    @property
+    def footer(self) -> tuple[str, ...]:
+        return ("Keep this slip until the payment", "shows on your bill.")
+
+
+def slip_text(slip: Slip | PaymentSlip, paper_mm: int = 58) -> str:
     """The slip as plain text, centred for the paper's width."""
     cols = COLUMNS[paper_mm]
-    rows = [slip.substation, "-" * cols, f"TOKEN {slip.number}", "", *slip.lines(), "-" * cols,
-            "Please wait for your number", "on the hall board."]
+    title = f"{slip.heading} {slip.big}"
+    head = [title] if len(title) <= cols else [slip.heading, slip.big]   # one line where it fits
+    rows = [slip.substation, "-" * cols, *head, "", *slip.lines(), "-" * cols, *slip.footer]
     return "\n".join(r.center(cols).rstrip() for r in rows) + "\n"
 
 
-def slip_escpos(slip: Slip, paper_mm: int = 58) -> bytes:
+def slip_escpos(slip: Slip | PaymentSlip, paper_mm: int = 58) -> bytes:
     """The slip as ESC/POS: centred, the number as large as fits the paper, then a cut."""
     cols = COLUMNS[paper_mm]
-    scale = max(1, min(4, cols // max(1, len(slip.number))))
+    scale = max(1, min(4, cols // max(1, len(slip.big))))
     out = bytearray(INIT + ALIGN["centre"])
     out += BOLD_ON + _ascii(slip.substation) + BOLD_OFF + LF
     out += _ascii("-" * cols) + LF
-    out += _ascii("TOKEN") + LF
-    out += size(scale, scale) + BOLD_ON + _ascii(slip.number) + BOLD_OFF + size(1, 1) + LF + LF
+    out += _ascii(slip.heading) + LF
+    out += size(scale, scale) + BOLD_ON + _ascii(slip.big) + BOLD_OFF + size(1, 1) + LF + LF
     for line in slip.lines():
         out += _ascii(line) + LF
     out += _ascii("-" * cols) + LF
-    out += _ascii("Please wait for your number") + LF + _ascii("on the hall board.") + LF
+    for line in slip.footer:
+        out += _ascii(line) + LF
     out += ALIGN["left"] + CUT
     return bytes(out)
+
+
+def render(slip: Slip | PaymentSlip, paper_mm: int, slip_format: str) -> bytes | str:
+    """The slip in the printer's format: ESC/POS bytes, or plain text."""
+    return slip_escpos(slip, paper_mm) if slip_format == "escpos" else slip_text(slip, paper_mm)
 
 
 def _ascii(text: str) -> bytes:

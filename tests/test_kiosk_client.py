@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,10 +210,12 @@ async def test_offline_actions_wait_in_the_journal_and_replay_once(server_proces
     journal = tmp_path / "journal.sqlite"
     kiosk_json = in_process(server_process, await cashier_key(server_process, "S01-C1"), journal)
     first = await kiosk_json("issue")
+    with Journal(journal) as kept:                                # leased by itself, as the app does
+        assert [lease.numbers for lease in kept.leases("S01-C1")] == [tuple(f"B-{n:03d}" for n in range(2, 12))]
     lease = await kiosk_json("lease", "--size", "3")
-    assert lease["numbers"] == ["B-002", "B-003", "B-004"]
+    assert lease["numbers"] == ["B-012", "B-013", "B-014"]
     later = await kiosk_json("issue")
-    assert (first["number"], later["number"]) == ("B-001", "B-005")    # others skip the lease
+    assert (first["number"], later["number"]) == ("B-001", "B-015")    # others skip the leases
     assert (await kiosk_json("next"))["number"] == "B-001"
 
     server_process.stop()
@@ -249,7 +252,7 @@ async def test_offline_actions_wait_in_the_journal_and_replay_once(server_proces
                 outbox["queued"] + outbox["posted"] + outbox["failed"], stored["payment"]["amount_paise"])
 
     state = await server_state()
-    assert state == ("done", ["B-002", "B-005"], 1, 50000)
+    assert state == ("done", ["B-002", "B-015"], 1, 50000)
 
     assert (await kiosk_json("sync"))["done"] == []                  # nothing left to send
     with sqlite3.connect(journal) as db:                          # as if the kiosk died before noting them
@@ -292,3 +295,58 @@ async def test_a_replay_refused_for_good_is_kept_as_failed(server_process: Serve
         await desk.recall()
         assert (await desk.no_show()).token["status"] == "no_show"
         desk.journal.close()
+
+
+async def test_offline_issue_without_leased_numbers_says_how_to_lease(server_process: ServerProcess,
+                                                                      tmp_path: Path):
+    """With no numbers leased (--lease-size 0 keeps the CLI from topping them up), an offline
+    issue cannot wait in the journal: exit 3, and the words say how to lease next time."""
+    server_process.start()
+    env = kiosk_env(server_process, await cashier_key(server_process, "S01-C1"), tmp_path / "journal.sqlite")
+    kiosk(env, "--lease-size", "0", "status")                     # met online once: the kiosk knows its counter
+    server_process.stop()
+    refused = kiosk(env, "--lease-size", "0", "issue", rc=3)
+    assert "No leased Bill payment numbers are left" in refused.stderr
+    assert "kiosk lease --service bill_payment" in refused.stderr and "by hand" in refused.stderr
+    as_json = kiosk_json(env, "--lease-size", "0", "issue", rc=3)["error"]
+    assert as_json["code"] == "unreachable" and "kiosk lease" in as_json["message"]
+
+
+async def test_a_payment_prints_its_provisional_receipt_and_a_second_is_refused(server_process: ServerProcess,
+                                                                                tmp_path: Path):
+    server_process.start()
+    journal = tmp_path / "journal.sqlite"
+    kiosk_here = in_process(server_process, await cashier_key(server_process, "S01-C1"), journal)
+    slip = tmp_path / "receipts.txt"
+    issued = await kiosk_here("issue")
+    await kiosk_here("next")
+    await kiosk_here("start")
+    paid = await kiosk_here("pay", "--account", ACCOUNT, "--amount", "1234.50", "--slip", str(slip),
+                            "--slip-format", "text")
+    printed = slip.read_text()
+    for line in ("PROVISIONAL RECEIPT", paid["receipt"], "Rs 1,234.50 cash", "Account ending 2345",
+                 f"Token {issued['number']}", f"At {load_scenario(server_process.config).counters['S01-C1'].label}"):
+        assert line in printed, (line, printed)
+    assert ACCOUNT not in printed                                  # only the last digits
+    taken_at = datetime.fromisoformat(paid["created_at"]).strftime("%d %b %Y %H:%M")
+    assert f"Taken {taken_at}" in printed
+    again = await kiosk_here("pay", "--account", ACCOUNT, "--amount", "1234.50", rc=1)
+    assert again["error"]["code"] == "already_paid" and paid["receipt"] in again["error"]["message"]
+    part = await kiosk_here("pay", "--account", "2140099999", "--amount", "10", "--part", rc=1)
+    assert part["error"]["code"] == "already_paid"                 # parts never beside a whole payment
+
+    await kiosk_here("complete")
+    second = await kiosk_here("issue")
+    await kiosk_here("next")
+    await kiosk_here("start")
+    server_process.stop()                                          # offline: cash waits in the journal
+    roll = tmp_path / "roll.bin"
+    offline = await kiosk_here("pay", "--account", "2140077777", "--paise", "500", "--slip", str(roll))
+    data = roll.read_bytes()
+    assert data.startswith(INIT) and data.endswith(CUT)
+    for line in (offline["receipt"], "Rs 5.00 cash", "Account ending 7777", f"Token {second['number']}",
+                 "Taken offline"):
+        assert line.encode() in data, line
+    server_process.start()
+    report = await kiosk_here("sync")                              # the journal's payment lands
+    assert [e["kind"] for e in report["done"]] == ["payment"] and report["failed"] == []

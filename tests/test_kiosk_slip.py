@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk_client.slip import Slip, print_slip, size, slip_escpos, slip_text
+from kiosk_client.slip import PaymentSlip, Slip, print_slip, size, slip_escpos, slip_text
 from kiosk_client.text import origin_text, parse_rupees, token_line, wait_text
 
 TOKEN = {
@@ -96,3 +96,36 @@ def test_the_counter_screen_says_where_a_token_came_from():
     assert token_line({"number": "B-007", "status": "called", "service": "bill_payment", "counter": "S01-C1",
                        "origin": "remote", "account_hint": "1877"}, {"bill_payment": "Bill payment"}) == \
         "B-007 called, Bill payment at S01-C1 · taken on a phone, account ending 1877"
+
+
+PAYMENT = {
+    "id": "p_x", "token_id": "t_abc", "substation": "S01", "counter": "S01-C1", "account": "2140012345",
+    "amount_paise": 123450, "mode": "upi", "status": "queued", "part": False,
+    "created_at": "2026-11-25T12:03:10+05:30", "receipt": "PROV-S01-000012",
+}
+
+
+def receipt_of(payment: dict = PAYMENT) -> PaymentSlip:
+    return PaymentSlip.from_payment(payment, counter_name="Counter 1", substation_name="Kidwai Nagar",
+                                    token_number="B-042")
+
+
+def test_a_payment_prints_a_provisional_receipt_with_the_accounts_last_digits_only():
+    text = slip_text(receipt_of(), paper_mm=58)
+    assert [line.strip() for line in text.splitlines() if line.strip()] == [
+        "Kidwai Nagar (S01)", "-" * 32, "PROVISIONAL RECEIPT", "PROV-S01-000012", "Rs 1,234.50 upi",
+        "Account ending 2345", "Token B-042", "At Counter 1", "Taken 25 Nov 2026 12:03", "-" * 32,
+        "Keep this slip until the payment", "shows on your bill.",
+    ]
+    assert max(len(line) for line in text.splitlines()) <= 32 and "2140012345" not in text
+    assert "PROVISIONAL RECEIPT PROV-S01-000012" in slip_text(receipt_of(), paper_mm=80)   # one line fits
+    data = slip_escpos(receipt_of(), 58)
+    assert b"\x1d!\x11" + b"\x1bE\x01PROV-S01-000012" in data               # 2x: as large as 32 columns allow
+    assert data.startswith(b"\x1b@") and data.endswith(b"\x1dV\x42\x03") and b"2140012345" not in data
+
+
+def test_an_offline_receipt_says_it_waits_for_the_server():
+    offline = {**PAYMENT, "status": "journaled", "receipt": "OFFLINE-S01-C1-000003", "part": True}
+    text = slip_text(receipt_of(offline))
+    assert "OFFLINE-S01-C1-000003" in text and "Taken offline: sent to the" in text
+    assert "Rs 1,234.50 upi (part payment)" in text
