@@ -79,6 +79,19 @@ async def test_one_active_token_per_account_and_per_phone(api: Api):
     assert status == 201
 
 
+async def test_a_retried_take_gets_its_first_answer_not_a_refusal(api: Api):
+    """The limits are checked inside the change: a retry with the same Idempotency-Key (a
+    phone on a flaky link) is answered as the first time, not told it already holds one."""
+    body = {"service": "bill_payment", "account": ACCOUNT, "phone": PHONE}
+    path = "/api/v1/public/substations/S01/tokens"
+    status, first = await api.post(path, key=None, idem="take-1", json=body)
+    assert status == 201
+    status, again = await api.post(path, key=None, idem="take-1", json=body)
+    assert status == 201 and again["token"]["link"] == first["token"]["link"]
+    status, other = await api.post(path, key=None, idem="take-2", json=body)
+    assert status == 409 and other["error"]["token"] == first["token"]["link"]
+
+
 async def test_bad_phone_input_is_named(api: Api):
     status, body = await take(api, account=ACCOUNT, phone="12")
     assert status == 422 and body["error"]["field"] == "phone"

@@ -184,9 +184,9 @@ class PhoneService:
         holder = self.digests.holder(account, phone)
         try:
             async with self._holder_lock(holder):
-                await self._refuse_if_holding(self.tokens.today(self.clock()), substation.id, holder)
+                refusal = await self._holding(self.tokens.today(self.clock()), substation.id, holder)
                 applied = await self.tokens.issue_for(PHONE_ACTOR, substation.id, service_id,
-                                                      Priority.NORMAL, idem, holder)
+                                                      Priority.NORMAL, idem, holder, _refuse(refusal))
         except AlreadyHolding as held:
             self._name_link(held)
             raise
@@ -261,7 +261,10 @@ class PhoneService:
         token_id = self.tokens.new_id()
         holder = self.digests.holder(account, phone)
 
+        refusal: AlreadyHolding | None = None
+
         def change(q: SubstationQueue) -> Token:
+            _refuse(refusal)(q)
             if q.slot_plan is None:   # the day's default slots, fixed by the first booking
                 plan = self._unpublished_plan(substation, q, day)
                 if plan is None:
@@ -271,7 +274,7 @@ class PhoneService:
 
         try:
             async with self._holder_lock(holder):
-                await self._refuse_if_holding(day, substation.id, holder)
+                refusal = await self._holding(day, substation.id, holder)
                 return await self.store.mutate_queue(substation.id, day, change, idem), checked
         except AlreadyHolding as held:
             self._name_link(held)
@@ -284,23 +287,23 @@ class PhoneService:
         two substations cannot both pass the city cap."""
         return self._holder_locks[int(holder.account_ref[:8], 16) % HOLDER_LOCKS]
 
-    async def _refuse_if_holding(self, day: str, here: str, holder: Holder) -> None:
-        """Refuse a holder who holds a token here, or as many as the city allows, on ``day``.
+    async def _holding(self, day: str, here: str, holder: Holder) -> AlreadyHolding | None:
+        """The refusal for a holder who holds a token here, or as many as the city allows, on
+        ``day``; raised inside the change (``_refuse``), so a retry with the same
+        Idempotency-Key still gets its first answer.
 
-        Every refusal comes by this one path (each substation's queue read, then one
-        decision), whether the account, the phone or both matched: none is answered sooner
-        than another. Reads all the day's queues at once (about a millisecond for 10 at a
-        month-end peak on SQLite, from the engine's cached queues)."""
+        Every refusal comes by this one path (each substation's queue read, one decision, then
+        the change), whether the account, the phone or both matched: none is answered sooner
+        than another. Reads all the day's queues at once (about 2 ms for 10 substations of 600
+        tokens each on SQLite, from the engine's cached queues)."""
         def matching(q: SubstationQueue) -> list[Token]:
             return [t for t in q.tokens.values() if t.active and (
                 t.account_ref == holder.account_ref or t.phone_ref == holder.phone_ref)]
 
         substations = list(self.scenario.substations)
         found = await asyncio.gather(*(self.store.read_queue(sid, day, matching) for sid in substations))
-        refusal = holding_refusal(holder, here, dict(zip(substations, found)),
-                                  self.config.tokens_per_account_city)
-        if refusal is not None:
-            raise refusal
+        return holding_refusal(holder, here, dict(zip(substations, found)),
+                               self.config.tokens_per_account_city)
 
     def _name_link(self, held: AlreadyHolding) -> None:
         """Whoever gave both numbers of a holder gets the link to the token they hold."""
@@ -412,6 +415,14 @@ class PhoneService:
         if service_id not in substation.services:
             raise InvalidField("service", f"Substation {substation.id} offers {offered}, not {service_id!r}.")
         return substation, service_id
+
+
+def _refuse(refusal: AlreadyHolding | None) -> Callable[[SubstationQueue], None]:
+    """A guard for a queue change that raises ``refusal``, if there is one."""
+    def guard(q: SubstationQueue) -> None:
+        if refusal is not None:
+            raise refusal
+    return guard
 
 
 def _month_end(day: str) -> bool:

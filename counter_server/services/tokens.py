@@ -115,9 +115,11 @@ class TokenService:
         priority: Priority = Priority.NORMAL,
         idem: IdempotencyKey | None = None,
         holder: Holder | None = None,
+        guard: Callable[[SubstationQueue], None] | None = None,
     ) -> Applied:
         """Issue a token for whoever the caller has already let in: a counter's key, or a
-        consumer's phone (``holder``), whose token is marked remote."""
+        consumer's phone (``holder``), whose token is marked remote. ``guard`` may refuse
+        inside the change, after a retry of the same request has had its first answer back."""
         substation = self.substation(substation_id)
         if service_id not in substation.services:
             raise InvalidField(
@@ -132,6 +134,8 @@ class TokenService:
         closes_at = self.closes_at(substation, day)
 
         def change(q: SubstationQueue) -> Token:
+            if guard is not None:
+                guard(q)
             return q.issue(token_id, service_id, letter, priority, now, actor_label, closes_at, holder)
 
         try:
