@@ -132,6 +132,9 @@ class PhonesConfig:
     booking_days: int = 14
     last_slot_before_close_minutes: int = 60
     takes_per_hour_per_address: int = 6
+    # Active tokens and bookings one account may hold on a day across every substation (each
+    # substation still allows one per account and per phone number). 1 or more.
+    tokens_per_account_city: int = 1
     travel_minutes: int = 20
     public_url: str = ""
 
