@@ -10,7 +10,6 @@ counts them) and go out in order when it is back; tokens are issued from a lease
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from datetime import datetime
 from collections.abc import Awaitable, Callable
@@ -315,21 +314,18 @@ class KioskApp(App[None]):
         await self.push_screen(PayScreen(current.get("number", "?"), desk.bill), chosen)
 
     def _just_finished(self) -> Json | None:
-        """The token this session finished last, while the server still takes its payment
-        (a cashier who pressed f before p); None after that, or once another is at the counter."""
-        for outcome in reversed(self.history):
-            token = outcome.token
-            if outcome.action == "pay" or token is None or outcome.action in ("issue", "lease"):
-                continue
-            if outcome.action != "complete" or token.get("status") != "done":
-                return None
-            finished = token.get("finished_at")
-            try:
-                age = time.time() - datetime.fromisoformat(finished).timestamp() if finished else 0.0
-            except ValueError:
-                return None
-            return token if age < PAY_AFTER_FINISH_S else None
-        return None
+        """The token this counter finished last, while the server still takes its payment
+        (a cashier who pressed f before p); None after that."""
+        assert self.desk is not None
+        token = self.desk.last_finished()
+        finished = (token or {}).get("finished_at")
+        if token is None or not finished:
+            return None
+        try:
+            age = self.desk.server_now().timestamp() - datetime.fromisoformat(finished).timestamp()
+        except ValueError:
+            return None
+        return token if age < PAY_AFTER_FINISH_S else None
 
     def action_sync(self) -> None:
         assert self.desk is not None

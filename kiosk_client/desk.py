@@ -307,14 +307,24 @@ class Desk:
             token = None
         self.journal.set_state(f"current:{self.cid}", token)
 
+    def last_finished(self) -> Json | None:
+        """The token this counter finished last, as then known: its payment may still be taken
+        for a few minutes (the server's window), so ``p`` after ``f`` still works."""
+        return self.journal.get_state(f"finished:{self.cid}")
+
+    def _note_finished(self, token: Json) -> None:
+        if token.get("status") == "done":
+            self.journal.set_state(f"finished:{self.cid}", token)
+
     def _target(self, token_id: str | None) -> Json:
         current = self.current()
         if token_id is None:
             if current is None:
                 raise KioskError(f"No token at counter {self.cid}: call the next one first.")
             return current
-        if current is not None and current.get("id") == token_id:
-            return current
+        for known in (current, self.last_finished()):
+            if known is not None and known.get("id") == token_id:
+                return known
         return {"id": token_id, "number": token_id}
 
     def pending_count(self) -> int:
@@ -495,6 +505,8 @@ class Desk:
         return Outcome(action, token=self._move_locally(action, target), entry=entry)
 
     def _after_move(self, token: Json, action: str) -> Outcome:
+        if action == "complete":
+            self._note_finished(token)
         current = self.current()
         if current is not None and current.get("id") == token.get("id"):
             self._set_current(token)  # None once it has left the counter
@@ -517,6 +529,9 @@ class Desk:
         token["status"] = OFFLINE_MOVES[action][1] or {"complete": "done", "no-show": "no_show"}[action]
         if action == "recall":
             token["recalls"] = int(token.get("recalls", 0)) + 1
+        if action == "complete":
+            token["finished_at"] = self.server_now().isoformat(timespec="seconds")
+            self._note_finished(token)
         if target.get("id") == (self.current() or {}).get("id"):
             self._set_current(token)
         return token

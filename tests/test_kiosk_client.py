@@ -337,6 +337,14 @@ async def test_a_payment_prints_its_provisional_receipt_and_a_second_is_refused(
 
     await kiosk_here("complete")
     second = await kiosk_here("issue")
+    late = tmp_path / "late.txt"                                   # finished first, paid just after
+    await kiosk_here("next")
+    await kiosk_here("start")
+    await kiosk_here("complete")
+    after = await kiosk_here("pay", "--token", second["id"], "--account", "2140088888", "--paise", "700",
+                             "--slip", str(late), "--slip-format", "text")
+    assert after["status"] == "queued" and f"Token {second['number']}" in late.read_text()
+    second = await kiosk_here("issue")
     await kiosk_here("next")
     await kiosk_here("start")
     server_process.stop()                                          # offline: cash waits in the journal
