@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", default=env.get("KIOSK_SERVER", DEFAULT_SERVER),
                         help="server URL (KIOSK_SERVER; default %(default)s)")
     parser.add_argument("--key", default=env.get("KIOSK_KEY"), help="cashier API key (KIOSK_KEY)")
-    parser.add_argument("--key-file", default=env.get("KIOSK_KEY_FILE"), help="read the key from a file")
+    parser.add_argument("--key-file", default=env.get("KIOSK_KEY_FILE"),
+                        help="read the key from a file, readable by the cashier's account only (KIOSK_KEY_FILE)")
     parser.add_argument("--counter", default=env.get("KIOSK_COUNTER"),
                         help="counter id (default: the one the key is bound to)")
     parser.add_argument("--journal", type=Path, default=Path(env.get("KIOSK_JOURNAL") or default_journal()),
@@ -111,7 +112,10 @@ def read_key(args: argparse.Namespace) -> str | None:
     if args.key:
         return args.key.strip()
     if args.key_file:
-        return Path(args.key_file).read_text().strip()
+        path = Path(args.key_file)
+        if path.stat().st_mode & 0o077:
+            sys.stderr.write(f"kiosk: {path} can be read by other users of this PC: chmod 600 {path}\n")
+        return path.read_text().strip()
     return None
 
 
