@@ -65,7 +65,7 @@ async def test_metrics_show_tokens_waits_requests_refusals_billing_and_connectio
                 quantile="0.5")
     p90 = value(got, "counter_server_wait_estimate_seconds", substation="S01", service="bill_payment",
                 quantile="0.9")
-    assert p50 is not None and p90 is not None and 0 < p50 <= p90
+    assert (p50, p90) == (0.0, 0.0)          # 2 waiting, 4 free counters: a new token is called at once
     assert value(got, "counter_server_issued_today", substation="S01") == 3
     assert value(got, "counter_server_daily_cap", substation="S01") == 3
     assert value(got, "counter_server_admission_refusals_total", substation="S01", reason="daily_cap") == 2

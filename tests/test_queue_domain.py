@@ -27,7 +27,7 @@ from counter_server.queueing import (
     estimate_wait,
     format_number,
 )
-from counter_server.queueing.estimate import CounterFrees, expected_residual_s
+from counter_server.queueing.estimate import OpenCounter, Waiter, expected_residual_s, plan_calls
 
 POLICY = QueuePolicy(
     head_start_s={Priority.NORMAL: 0, Priority.SENIOR: 600, Priority.DISABLED: 900},
@@ -272,20 +272,31 @@ def test_estimate_formula_by_hand():
     assert (nobody.p50_s, nobody.p90_s) == (None, None)
 
 
+def bill_line(n: int) -> list[Waiter]:
+    return [Waiter("bill_payment") for _ in range(n)]
+
+
+BILL_TIMES = ServiceTimes({"bill_payment": ServiceTimeSeed(90.0, 20.0)}, alpha=0.1)
+
+
 def test_the_first_in_line_waits_for_a_busy_counter_to_free():
     """Counters free after 30 s and 70 s, then every 90 s: the tokens ahead are called at
     30, 70, 120, 160, 210 ... and a free counter calls at once."""
-    frees = CounterFrees([70.0, 30.0], 90.0)
-    assert [frees.at(k) for k in range(5)] == [30.0, 70.0, 120.0, 160.0, 210.0]
-    assert estimate_wait(0, 2, 90.0, 20.0, frees).p50_s == 30.0                # not "now"
-    assert estimate_wait(3, 2, 90.0, 20.0, frees).p50_s == 160.0
+    busy = [OpenCounter("A", ("bill_payment",), 70.0, "bill_payment"),
+            OpenCounter("B", ("bill_payment",), 30.0, "bill_payment")]
+    plan = plan_calls(bill_line(5), [], busy, BILL_TIMES)
+    assert [e.p50_s for e in plan.line] == [30.0, 70.0, 120.0, 160.0, 210.0]     # not "now"
+    assert plan.new_token("bill_payment").p50_s == 250.0
     # A counter busy with a long token of another service frees last; the line goes round
     # the others meanwhile.
-    long = CounterFrees([500.0, 10.0], 90.0)
-    assert [long.at(k) for k in range(7)] == [10.0, 100.0, 190.0, 280.0, 370.0, 460.0, 500.0]
-    idle = CounterFrees([0.0, 40.0], 90.0)
-    assert estimate_wait(0, 2, 90.0, 20.0, idle) == Estimate(0.0, 0.0, 0, 2)
-    assert estimate_wait(1, 2, 90.0, 20.0, idle).p50_s == 40.0
+    long = [OpenCounter("A", ("bill_payment",), 500.0, "new_connection"),
+            OpenCounter("B", ("bill_payment",), 10.0, "bill_payment")]
+    plan = plan_calls(bill_line(7), [], long, BILL_TIMES)
+    assert [e.p50_s for e in plan.line] == [10.0, 100.0, 190.0, 280.0, 370.0, 460.0, 500.0]
+    idle = [OpenCounter("A", ("bill_payment",)), OpenCounter("B", ("bill_payment",), 40.0, "bill_payment")]
+    plan = plan_calls(bill_line(2), [], idle, BILL_TIMES)
+    assert plan.line[0] == Estimate(0.0, 0.0, 0, 2)
+    assert plan.line[1].p50_s == 40.0
 
 
 def test_a_token_at_a_counter_is_expected_to_stay_its_mean_less_its_time_there():
@@ -345,7 +356,8 @@ def test_queue_estimates_count_same_service_tokens_ahead_and_open_counters():
     estimates = q.estimates()
     # three idle counters call three at once, then three more a service later
     assert [estimates[t.id].p50_s for t in bills] == [0.0, 0.0, 0.0, 90.0, 90.0, 90.0]
-    assert estimates[complaint.id].p50_s == 0.0 and estimates[complaint.id].counters == 1
+    # C4, the only one serving complaints, takes two of the bills first (they came earlier)
+    assert estimates[complaint.id].p50_s == 180.0 and estimates[complaint.id].counters == 1
     assert q.estimate_new("bill_payment").p50_s == 180.0                                  # 6//3 rounds
     q.close_counter("C2", 20)
     assert q.estimate_new("bill_payment").p50_s == 270.0                                  # 6//2 rounds

@@ -1,36 +1,47 @@
 """Honest wait estimates: a range, learned from the counters' recent service times.
 
-A consumer with ``ahead`` people of the same service before them is called at the
-``ahead + 1``-th moment one of the ``c`` open counters serving that service frees. Counter i
-frees first after ``free_i`` seconds (0 when idle; for a busy one, the expected remainder of the
-token at it, from how long it has been there and its service's learned mean and spread, see
-``expected_residual_s``) and then every mean service time ``m`` after that. So
+A token is called when a counter that may serve it frees and finds no one it may serve ahead of
+it. Counters serve several services, so a bill payment waits behind the new connection a shared
+counter is busy with, and behind the complaints it will take next. The p50 therefore comes from
+a small deterministic run of the call order (``plan_calls``), as ``call_next`` will call it:
+every open counter frees at the expected remainder of the token at it (``expected_residual_s``:
+from how long it has been there and its service's learned mean and spread; at once when idle),
+takes the first token in line it may serve (its services, or a token transferred to it; a
+booking once its slot has started, ahead of every walk-in), and frees again one learned mean of
+that token's service later. A token is given the moment its counter takes it; a token issued
+now, the moment a counter serving its service first finds nobody else to take.
 
-    p50 = the (ahead + 1)-th smallest of { free_i + j * m : i counters, j = 0, 1, ... }
+The p90 adds Z90 times the spread of that moment, from what the counters were seen to do. With
+``c`` the open counters that may call the token and ``n`` the tokens those counters take before
+it in the run:
 
-which is ``ahead * m / c`` plus the wait for the first counter to free: when every counter is
-busy, even the first in line waits (the board's "now" was a lie then). The p90 adds Z90 times
-the spread of that moment, all of it from what the counters were seen to do:
+    sd^2 = v / min(n + 1, c)              when the busy counters free: the first in line waits
+                                          for its counter's token to end (v: the spread^2 of
+                                          that token's service, or of its own when the counter
+                                          was free), a long line for all c of them (an average)
+         + sum(s_j^2) / c^2               the service times of those n, each of its service
+         + sum_service((n_svc * e_svc)^2) / c^2
+                                          each service's learned mean's own error, once for
+                                          every one of its tokens among those n
 
-    sd^2 = s^2 / min(ahead + 1, c)        when the busy counters free: the first in line waits
-                                          for one of them (a whole service's spread), a long
-                                          line for all c of them (their average)
-         + ahead * s^2 / c^2              the service times of those ahead
-         + (ahead * e / c)^2              the learned mean's own error, for every one ahead
-
-with ``s`` the learned spread of service times and ``e = s * sqrt(alpha / (2 - alpha))`` the
-spread of an EWMA of weight ``alpha`` over such times: a long line multiplies the mean's error by
-its length, so its range widens in proportion. The mean and spread are exponentially weighted
-moving averages over completed tokens, seeded by the scenario's figures; ``ServiceTimes`` says
-which observations they take.
+with ``e = s * sqrt(alpha / (2 - alpha))`` the spread of an EWMA of weight ``alpha``: a long line
+multiplies the mean's error by its length, so its range widens in proportion. For counters that
+each serve one service this is ``s^2 / min(n + 1, c) + n s^2 / c^2 + (n e / c)^2``, the
+single-service range. A booking whose slot starts after a walk-in's p50 but before its p90
+would pass it if the line runs late, so the p90 counts it too. The mean and spread are
+exponentially weighted moving averages over completed tokens, seeded by the scenario's figures;
+``ServiceTimes`` says which observations they take.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 Z90 = 1.2816
 HUBER_K = 3.0          # without a plausible range, one observation moves the mean at most this many sd
@@ -123,46 +134,256 @@ def expected_residual_s(elapsed_s: float, mean_s: float, sd_s: float) -> float:
     return (d + math.sqrt(d * d + (8 / math.pi) * sd_s * sd_s)) / 2
 
 
-class CounterFrees:
-    """When each of a service's open counters frees next, and after that every ``mean_s``:
-    ``at(k)`` is the (k + 1)-th such moment, the call of the token with ``k`` ahead of it."""
-
-    __slots__ = ("_early", "_cycle", "_mean", "idle")
-
-    def __init__(self, free_in_s: Sequence[float], mean_s: float) -> None:
-        cycle = sorted(max(0.0, f) for f in free_in_s)
-        self.idle = sum(1 for f in cycle if f == 0.0)
-        early: list[float] = []
-        # Take moments off the front until every counter's next one lies within one mean of
-        # the first: from then on they come round in the same order, one mean apart.
-        while mean_s > 0 and len(cycle) > 1 and cycle[-1] - cycle[0] >= mean_s:
-            first = cycle.pop(0)
-            early.append(first)
-            bisect.insort(cycle, first + mean_s)
-        self._early, self._cycle, self._mean = early, cycle, mean_s
-
-    def at(self, k: int) -> float:
-        if k < len(self._early):
-            return self._early[k]
-        k -= len(self._early)
-        rounds, index = divmod(k, len(self._cycle))
-        return self._cycle[index] + rounds * self._mean
-
-
 def estimate_wait(ahead: int, counters: int, mean_s: float, sd_s: float,
-                  frees: CounterFrees | None = None, mean_error_s: float = 0.0) -> Estimate:
-    """The wait range behind ``ahead`` people with ``counters`` open counters serving them.
-
-    With ``frees`` (the counters' next free moments, see ``CounterFrees``) the p50 is the moment
-    the token is called; without it (the counters' state unknown, as in the capacity model) the
-    average ``ahead * mean / counters``.
-    """
+                  mean_error_s: float = 0.0) -> Estimate:
+    """The wait range behind ``ahead`` people with ``counters`` open counters serving them, the
+    counters' state unknown (as in the capacity model): the average ``ahead * mean / counters``
+    and the single-service range around it."""
     if counters <= 0:
         return Estimate(None, None, ahead, 0)
-    if frees is not None and ahead < frees.idle:     # a free counter will call it: no wait
-        return Estimate(0.0, 0.0, ahead, counters)
-    p50 = frees.at(ahead) if frees is not None else ahead * mean_s / counters
+    p50 = ahead * mean_s / counters
     variance = (sd_s * sd_s / min(ahead + 1, counters)
                 + ahead * sd_s * sd_s / counters ** 2
                 + (ahead * mean_error_s / counters) ** 2)
     return Estimate(round(p50, 1), round(p50 + Z90 * math.sqrt(variance), 1), ahead, counters)
+
+
+class Waiting(Protocol):
+    """What the run needs of a token in line (``Token`` is one): its service, the one counter a
+    transfer pinned it to, and its slot's start when it is a booking (called before every
+    walk-in once the slot has started, so no booking passes it)."""
+
+    @property
+    def service(self) -> str: ...
+    @property
+    def target_counter(self) -> str | None: ...
+    @property
+    def slot_at(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    """A token in line for callers that hold no ``Token`` (tests, benchmarks)."""
+
+    service: str
+    target_counter: str | None = None
+    slot_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCounter:
+    """An open counter as the run starts: what it serves, when it frees (0: free now) and the
+    service of the token at it (None: free)."""
+
+    id: str
+    services: tuple[str, ...]
+    free_in_s: float = 0.0
+    busy_with: str | None = None
+
+
+_Range = tuple[float, float, int, int]      # p50 and p90 unrounded, ahead, counters
+
+
+def _estimate(found: _Range | None, ahead: int) -> Estimate:
+    if found is None:
+        return Estimate(None, None, ahead, 0)
+    return Estimate(round(found[0], 1), round(found[1], 1), found[2], found[3])
+
+
+class CallPlan:
+    """What the run of the call order found: each waiting token's estimate (by its place in
+    line) and, per service, that of a token of it issued now (normal priority, last in line).
+    Estimates are made when asked for: a hall view reads a dozen of a long line."""
+
+    __slots__ = ("_line", "_places", "_new", "_waiting", "_all")
+
+    def __init__(self, line: list[_Range | None], places: list[int], new: dict[str, _Range],
+                 waiting: dict[str, int]) -> None:
+        self._line, self._places, self._new, self._waiting = line, places, new, waiting
+        self._all: tuple[Estimate, ...] | None = None
+
+    def estimate(self, place: int) -> Estimate:
+        """The estimate of the token ``place``-th in line (0: the first)."""
+        if self._all is not None:
+            return self._all[place]
+        return _estimate(self._line[place], self._places[place])
+
+    @property
+    def line(self) -> tuple[Estimate, ...]:
+        """Every waiting token's estimate, in call order."""
+        if self._all is None:
+            self._all = tuple(map(_estimate, self._line, self._places))
+        return self._all
+
+    def new_token(self, service: str) -> Estimate:
+        return _estimate(self._new.get(service), self._waiting.get(service, 0))
+
+
+def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
+               counters: Sequence[OpenCounter], times: ServiceTimes, now: float = 0.0,
+               services: Iterable[str] = ()) -> CallPlan:
+    """Run the call order with the learned means, as of ``now``: see the module's docstring.
+
+    ``line`` is the waiting line in call order; ``booked`` the bookings whose slots have not
+    started, in call order, each with the place in ``line`` it takes when its slot starts (the
+    number of tokens in line ahead of it); ``counters`` the open ones in the order they are
+    listed (who calls first when two free together). ``services`` are the ones to answer a new
+    token's wait for, besides those in line and at the counters. Costs O((line + booked) log
+    counters) with small constants: it runs for every waiting token on every change to a hall.
+    """
+    index: dict[str, int] = {}                      # services by number
+
+    def number(service: str) -> int:
+        found = index.get(service)
+        if found is None:
+            found = index[service] = len(index)
+        return found
+
+    serves = [tuple(number(s) for s in dict.fromkeys(c.services)) for c in counters]
+    busy_with = [None if c.busy_with is None else number(c.busy_with) for c in counters]
+    for service in services:
+        number(service)
+    line_names = [t.service for t in line]
+    for service in set(line_names).difference(index):
+        number(service)
+    line_service = list(map(index.__getitem__, line_names))
+    for _, token in booked:
+        number(token.service)
+    names = list(index)
+    count = len(names)
+    mean = [times.mean(n) for n in names]
+    spread2 = [times.sd(n) ** 2 for n in names]
+    error2 = [times.mean_error(n) ** 2 for n in names]
+
+    # Who may take whom: each service's tokens in line, and tokens pinned to one counter.
+    open_at = {c.id: k for k, c in enumerate(counters)}
+    pinned: dict[int, deque[int]] = {}
+    by_service: list[deque[int]] = [deque() for _ in range(count)]
+    places: list[int] = []                            # same-service tokens ahead in line
+    waiting = [0] * count
+    for i, token in enumerate(line):
+        s = line_service[i]
+        places.append(waiting[s])
+        waiting[s] += 1
+        target = token.target_counter
+        if target is None:
+            by_service[s].append(i)
+        elif target in open_at:
+            pinned.setdefault(open_at[target], deque()).append(i)
+
+    # Pools: the counters that may call a token (0 .. count-1: a service's; count + k: counter
+    # k alone, for the tokens pinned to it) and the sums of what they took so far in the run.
+    pools = count + len(counters)
+    size = [0] * count + [1] * len(counters)
+    for served in serves:
+        for s in served:
+            size[s] += 1
+    pools_of = [served + ((count + k,) if k in pinned else ()) for k, served in enumerate(serves)]
+    taken = [0] * pools
+    taken_spread2 = [0.0] * pools
+    taken_error2 = [0.0] * pools
+    taken_of = [[0] * count for _ in range(pools)]
+
+    # Bookings join the line at their slot's start, ahead of every walk-in; each is ranked
+    # between the line's places (a booking at place p goes before the line's p-th token).
+    rank: list[float] = []
+    joins_at: list[float] = []
+    booked_service: list[int] = []
+    by_service_booked: list[deque[int]] = [deque() for _ in range(count)]
+    joins: list[list[float]] = [[] for _ in range(count)]
+    for j, (place, token) in enumerate(booked):
+        s = number(token.service)
+        rank.append(place - 1 + (j + 1) / (len(booked) + 1))
+        joins_at.append(0.0 if token.slot_at is None else max(0.0, token.slot_at - now))
+        booked_service.append(s)
+        by_service_booked[s].append(j)
+        joins[s].append(joins_at[-1])
+    for starts in joins:
+        starts.sort()
+    booked_taken = [0] * count
+
+    def late_bookings(s: int, at: float, p90: float, c: int) -> float:
+        """A walk-in's p90 with the bookings that join after its p50 and before its p90: if
+        the line runs late they pass it, each a mean service more."""
+        starts = joins[s]
+        next_one = bisect.bisect_right(starts, at)
+        while next_one < len(starts) and starts[next_one] <= p90:
+            p90 += mean[s] / c
+            next_one += 1
+        return p90
+
+    found: list[_Range | None] = [None] * len(line)
+    new: dict[str, _Range] = {}
+    first2 = [None if b is None else spread2[b] for b in busy_with]
+    any_booked = bool(booked)
+    sqrt = math.sqrt
+    heap = [(max(0.0, c.free_in_s), k) for k, c in enumerate(counters)]
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        at, k = pop(heap)
+        best = -1.0
+        source: deque[int] | None = None
+        from_booked = from_pinned = False
+        if pinned:
+            queue = pinned.get(k)
+            if queue:
+                best, source, from_pinned = queue[0], queue, True
+        for s in serves[k]:
+            queue = by_service[s]
+            if queue and (source is None or queue[0] < best):
+                best, source, from_pinned = queue[0], queue, False
+            if any_booked:
+                queue = by_service_booked[s]
+                if queue and joins_at[queue[0]] <= at and (source is None or rank[queue[0]] < best):
+                    best, source, from_booked, from_pinned = rank[queue[0]], queue, True, False
+        if source is None:
+            # Nobody here for it: a token issued now of any service it serves is called now.
+            for s in serves[k]:
+                name = names[s]
+                if name not in new:
+                    v = first2[k] if first2[k] is not None else spread2[s]
+                    c = size[s]
+                    if at <= 0.0:
+                        new[name] = (0.0, 0.0, waiting[s] + booked_taken[s], c)
+                        continue
+                    first = taken[s] + 1
+                    p90 = at + Z90 * sqrt(v / (first if first < c else c)
+                                          + (taken_spread2[s] + taken_error2[s]) / (c * c))
+                    if any_booked:
+                        p90 = late_bookings(s, at, p90, c)
+                    new[name] = (at, p90, waiting[s] + booked_taken[s], c)
+            later = [joins_at[q[0]] for s in serves[k] if (q := by_service_booked[s])]
+            if later:
+                push(heap, (min(later), k))
+            continue
+        chosen = source.popleft()
+        if from_booked:
+            s = booked_service[chosen]
+            booked_taken[s] += 1
+        else:
+            s = line_service[chosen]
+            pool = count + k if from_pinned else s
+            c = size[pool]
+            ahead = places[chosen] + booked_taken[s]
+            if at <= 0.0:                             # a free counter calls it at once
+                found[chosen] = (0.0, 0.0, ahead, c)
+            else:
+                v = first2[k] if first2[k] is not None else spread2[s]
+                first = taken[pool] + 1
+                p90 = at + Z90 * sqrt(v / (first if first < c else c)
+                                      + (taken_spread2[pool] + taken_error2[pool]) / (c * c))
+                if any_booked and line[chosen].slot_at is None:
+                    p90 = late_bookings(s, at, p90, c)
+                found[chosen] = (at, p90, ahead, c)
+        add2, adde = spread2[s], error2[s]
+        for pool in pools_of[k]:
+            done = taken_of[pool][s]
+            taken_of[pool][s] = done + 1
+            taken[pool] += 1
+            taken_spread2[pool] += add2
+            taken_error2[pool] += adde * (2 * done + 1)      # (n + 1)^2 e^2 - n^2 e^2
+        push(heap, (at + mean[s], k))
+
+    waiting_by_name = {name: waiting[s] for s, name in enumerate(names)}
+    return CallPlan(found, places, new, waiting_by_name)

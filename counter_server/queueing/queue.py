@@ -16,7 +16,14 @@ from .errors import (
     TransferRejected,
     UnknownToken,
 )
-from .estimate import CounterFrees, Estimate, ServiceTimes, estimate_wait, expected_residual_s
+from .estimate import (
+    CallPlan,
+    Estimate,
+    OpenCounter,
+    ServiceTimes,
+    expected_residual_s,
+    plan_calls,
+)
 from .lifecycle import (
     AT_CLOSING,
     AT_DAY_END,
@@ -115,10 +122,11 @@ class SubstationQueue:
         self.leases: dict[str, Lease] = {lease.id: lease for lease in leases}
         self.slot_plan = slot_plan
         self._booked: dict[str, Token] = {}     # id -> booked token whose slot has not started
-        self._due: dict[str, list[float]] | None = None   # slot starts of _booked by service, sorted
+        self._due: list[Token] | None = None    # _booked in call order
         self._unnumbered = 0                    # bookings (and cancelled ones) never numbered
         self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
-        self._frees_cache: dict[str, tuple[tuple[float, int], tuple[int, CounterFrees]]] = {}
+        self._plans: dict[tuple[float, int], CallPlan] = {}   # (as of, version) -> its run
+        self._issued_last: tuple[int, str, tuple[float, int]] | None = None   # see issue()
         self.pending: list[Event] = []
         self.version = 0
         # The moment the estimates are made for: the queue's latest change (bookings whose
@@ -162,119 +170,79 @@ class SubstationQueue:
     def open_counters_for(self, service: str) -> int:
         return sum(1 for c, s in self.counters.items() if service in s and c not in self.closed)
 
-    def _estimate(self, service: str, ahead: int, now: float | None = None) -> Estimate:
-        """The wait behind ``ahead`` tokens of ``service`` as of ``now`` (default: the latest
-        change), counted from when each open counter serving it frees."""
-        times = self.service_times
-        counters, frees = self._counter_frees(service, self.as_of if now is None else now)
-        return estimate_wait(ahead, counters, times.mean(service), times.sd(service), frees,
-                             times.mean_error(service))
-
-    def _counter_frees(self, service: str, now: float) -> tuple[int, CounterFrees]:
-        """The open counters serving ``service`` and when each frees: at once when idle, else
-        after the expected remainder of the token at it (how long it has been there against
-        its service's learned mean). Kept until the queue changes or the moment does."""
+    def call_plan(self, now: float | None = None) -> CallPlan:
+        """The estimates of the whole line and of a new token per service, as of ``now``
+        (default: the latest change): one run of the call order (see ``plan_calls``), kept
+        until the queue changes or the moment does."""
+        now = self.as_of if now is None else now
         key = (now, self.version)
-        cached = self._frees_cache.get(service)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached
         times = self.service_times
-        free_in = []
+        counters = []
         for counter, served in self.counters.items():
-            if service not in served or counter in self.closed:
+            if counter in self.closed:
                 continue
             token = self.current_at(counter)
             if token is None:
-                free_in.append(0.0)
+                counters.append(OpenCounter(counter, served))
                 continue
             since = token.called_at if token.called_at is not None else now
-            free_in.append(expected_residual_s(now - since, times.mean(token.service),
-                                               times.sd(token.service)))
-        found = (len(free_in), CounterFrees(free_in, times.mean(service)))
-        self._frees_cache[service] = (key, found)
-        return found
+            counters.append(OpenCounter(counter, served, expected_residual_s(
+                now - since, times.mean(token.service), times.sd(token.service)), token.service))
+        line = [self.tokens[token_id] for _, token_id in self._waiting]
+        call_key = self.policy.call_key
+        booked = [(bisect.bisect_left(self._waiting, (call_key(token), token.id)), token)
+                  for token in self._bookings_in_order()]
+        plan = plan_calls(line, booked, counters, times, now,
+                          (s for served in self.counters.values() for s in served))
+        if len(self._plans) >= 2:           # the latest change's, and one at the door
+            self._plans.pop(next(iter(self._plans)))
+        self._plans[key] = plan
+        return plan
+
+    def _bookings_in_order(self) -> list[Token]:
+        """The bookings whose slots have not started, in call order."""
+        if self._due is None:
+            self._due = sorted(self._booked.values(), key=self.policy.call_key)
+        return self._due
 
     def estimate_new(self, service: str) -> Estimate:
         """The wait for a token of ``service`` issued now (normal priority, last in line),
         counting the bookings whose slots start before it would be called."""
-        return self.estimate_at_door(service, self.as_of)
+        return self.call_plan().new_token(service)
 
     def estimate_at_door(self, service: str, now: float) -> Estimate:
         """The wait for a walk-in arriving at ``now``, counting the bookings whose slots start
         before that wait is over: they will be called ahead of it."""
-        return self._walk_in_estimate(service, self._waiting_per_service.get(service, 0), now)[0]
+        return self.call_plan(now).new_token(service)
 
     def estimates(self) -> dict[str, Estimate]:
-        """The wait of every waiting token: the same-service tokens ahead of it, and for a
-        walk-in the bookings that will be called before it."""
-        seen: dict[str, int] = {}
-        booked_seen: dict[str, int] = {}
-        found = {}
-        for token in self.waiting():
-            ahead = seen.get(token.service, 0)
-            found[token.id], booked_seen[token.service] = self._estimate_in_line(
-                token, ahead, booked_seen.get(token.service, 0))
-            seen[token.service] = ahead + 1
-        return found
+        """The wait of every waiting token, from one run of the call order."""
+        line = self.call_plan().line
+        return {token_id: line[i] for i, (_, token_id) in enumerate(self._waiting)}
 
     def estimate_for(self, token: Token) -> Estimate | None:
         """One waiting token's estimate, as ``estimates()`` gives it."""
         current = self.tokens.get(token.id)
         if current is None or current.status is not Status.WAITING:
             return None
-        # Count from whichever end of the line is nearer: a token just issued is last, so
-        # answering its estimate costs a step or two, not a walk through the whole line.
+        last = self._issued_last
+        if last is not None and last[:2] == (self.version, current.id) and last[2][0] == self.as_of:
+            door = self._plans.get(last[2])
+            if door is not None:
+                return door.new_token(current.service)
         index = bisect.bisect_left(self._waiting, (self.policy.call_key(current), current.id))
-        if index <= len(self._waiting) // 2:
-            ahead = sum(1 for _, tid in self._waiting[:index] if self.tokens[tid].service == token.service)
-        else:
-            behind = sum(1 for _, tid in self._waiting[index + 1:] if self.tokens[tid].service == token.service)
-            ahead = self._waiting_per_service[token.service] - 1 - behind
-        return self._estimate_in_line(current, ahead)[0]
-
-    def _estimate_in_line(self, token: Token, ahead: int, booked_ahead: int = 0) -> tuple[Estimate, int]:
-        """A waiting token's estimate with ``ahead`` tokens in front. A started booking goes
-        before every walk-in, so later bookings never pass it; a walk-in's wait counts them."""
-        if token.slot_at is not None:
-            return self._estimate(token.service, ahead), booked_ahead
-        return self._walk_in_estimate(token.service, ahead, self.as_of, booked_ahead)
-
-    def _walk_in_estimate(self, service: str, ahead: int, now: float,
-                          booked_ahead: int = 0) -> tuple[Estimate, int]:
-        """The wait behind ``ahead`` tokens plus the bookings whose slots start before it is
-        over, and how many bookings those are (``booked_ahead``: where to start counting)."""
-        due = self._due_slots().get(service, ())
-        estimate = self._estimate(service, ahead + booked_ahead, now)
-        while (booked_ahead < len(due) and estimate.p90_s is not None
-               and due[booked_ahead] <= now + estimate.p90_s):
-            booked_ahead += 1
-            estimate = self._estimate(service, ahead + booked_ahead, now)
-        return estimate, booked_ahead
-
-    def _due_slots(self) -> dict[str, list[float]]:
-        """The slot starts of bookings not yet started, by service, earliest first."""
-        if self._due is None:
-            due: dict[str, list[float]] = {}
-            for booked in self._booked.values():
-                if booked.slot_at is not None:
-                    due.setdefault(booked.service, []).append(booked.slot_at)
-            self._due = {service: sorted(starts) for service, starts in due.items()}
-        return self._due
+        return self.call_plan().estimate(index)
 
     def hall_view(self, head: int = 12) -> HallView:
-        """Counters, per-service waits and the next ``head`` tokens (only the head is walked)."""
+        """Counters, per-service waits and the next ``head`` tokens with their estimates."""
         counts: dict[str, int] = {s: 0 for served in self.counters.values() for s in served}
         counts.update(self._waiting_per_service)
-        head_tokens: list[tuple[Token, Estimate]] = []
-        ahead: dict[str, int] = {}
-        booked_ahead: dict[str, int] = {}
-        for _, token_id in self._waiting[:head]:
-            token = self.tokens[token_id]
-            before = ahead.get(token.service, 0)
-            estimate, booked_ahead[token.service] = self._estimate_in_line(
-                token, before, booked_ahead.get(token.service, 0))
-            head_tokens.append((token, estimate))
-            ahead[token.service] = before + 1
+        plan = self.call_plan()
+        head_tokens = [(self.tokens[token_id], plan.estimate(i))
+                       for i, (_, token_id) in enumerate(self._waiting[:head])]
         at = {t.counter: t for t in self.at_counters()}
         return HallView(
             substation=self.substation,
@@ -357,7 +325,13 @@ class SubstationQueue:
             origin=Origin.REMOTE if holder is not None else Origin.COUNTER,
             **self._holder_fields(holder),
         )
-        return self._record("issued", self._numbered(token, letter), now, actor, None)
+        before = self.version
+        issued = self._record("issued", self._numbered(token, letter), now, actor, None)
+        if self._waiting[-1][1] == issued.id:
+            # Last in line: nothing ahead of it changed and its wait is the one the door just
+            # worked out for a new token, so answering it needs no second run of the line.
+            self._issued_last = (self.version, issued.id, (now, before))
+        return issued
 
     def publish_slots(self, plan: SlotPlan | None, now: float, actor: str | None = None) -> None:
         """Ops publish (or, with None, withdraw) the bookable slots of this day. Bookings

@@ -78,6 +78,6 @@ def door_wait_s(kind: str, ahead: int, ahead_shared: int, counters: int, mean_s:
     does not track when each counter started), so the average ``ahead x mean / counters``.
     """
     if kind in ("p50", "p90"):
-        estimate = estimate_wait(ahead, counters, mean_s, sd_s, None, mean_error_s)
+        estimate = estimate_wait(ahead, counters, mean_s, sd_s, mean_error_s=mean_error_s)
         return estimate.p50_s if kind == "p50" else estimate.p90_s
     return math.ceil((ahead_shared + 1) / counters) * max_s
