@@ -282,6 +282,8 @@ async def test_board_fits_whole_rows_at_every_size_with_and_without_the_pay_onli
     for page in pages.values():
         await page.wait_for_function(
             f"document.getElementById('waiting-count').textContent.startsWith('{waiting} ')")
+        # The sign of a missing voice (none here) takes room in the header: measured after it.
+        await page.wait_for_function("document.body.dataset.voice", timeout=6_000)
 
     shown = {}
     for (width, height), page in pages.items():

@@ -239,8 +239,10 @@ function fit() {
   fitRows($("next"));
 }
 
+// Whatever changes the room left (the screen, the header's voice sign, the hint, late fonts).
 window.addEventListener("resize", fit);
 if (document.fonts) document.fonts.ready.then(fit);
+if ("ResizeObserver" in window) new ResizeObserver(() => fit()).observe(document.querySelector("main"));
 
 // -- calls: one banner at a time, each for its full time -------------------------------------
 
@@ -312,6 +314,7 @@ function settleVoice(mode) {
   const words = mode === "en" ? ["No Hindi voice", "हिंदी आवाज़ नहीं"]
     : mode === "chime" ? ["No voice: chime", "आवाज़ नहीं: घंटी"] : [];
   sign.replaceChildren(...words.map((text) => element("span", "", text)));
+  fit();                                 // the sign takes room in the header
   reportVoice(socket);
 }
 
