@@ -60,6 +60,12 @@ def test_summary_carries_the_estimate_coverage_line():
     assert (coverage.tokens, coverage.within_p50, coverage.within_p90) == (4, 1, 2)
     text, _ = summarise(stats, billing, {"queued": 0, "failed": 0}, Targets(), "stress", 60, coverage)
     assert "estimate coverage: p50 25 %, p90 50 %" in text.splitlines()
+    # The idle counters' reaction time is granted to a token told "at once" only: a token that
+    # waited for a busy counter is called the moment that counter completes.
+    now = {"issued": 0.0, "p50_s": 0.0, "p90_s": 0.0, "called": 0.15}
+    waited = {"issued": 0.0, "p50_s": 2.0, "p90_s": 4.0, "called": 2.15}
+    coverage = estimate_coverage([now, waited], ended=10.0, grace_s=0.2)
+    assert (coverage.tokens, coverage.within_p50, coverage.within_p90) == (2, 1, 2)
 
 
 def test_the_rehearsal_runs_the_scenario_open_all_day_with_scaled_service_times(scenario_file):
