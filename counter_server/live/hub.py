@@ -242,10 +242,13 @@ class LiveHub:
         return json.dumps(body, ensure_ascii=False)
 
     def nearby(self, name: str, service: str | None = None) -> list[dict[str, Any]]:
-        """The nearest substations with their current wait for ``service`` (the paid one)."""
+        """The nearest substations that offer ``service`` (the paid one), with their current
+        wait for it; none when the scenario takes no payments."""
         service = service or self.scenario.payment_service
+        if service is None:
+            return []
         found = []
-        for other, km in nearest(self.scenario, name):
+        for other, km in nearest(self.scenario, name, offering=service):
             hall = self._halls.get(other.id)
             view = next((s for s in hall.services if s.id == service), None) if hall else None
             found.append({

@@ -18,12 +18,14 @@ def distance_km(a: Substation, b: Substation) -> float | None:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
-def nearest(scenario: Scenario, substation_id: str, count: int = 3) -> list[tuple[Substation, float]]:
-    """The ``count`` nearest other substations with their distance in km, nearest first."""
+def nearest(scenario: Scenario, substation_id: str, count: int = 3,
+            offering: str | None = None) -> list[tuple[Substation, float]]:
+    """The ``count`` nearest other substations (offering that service, if one is named) with
+    their distance in km, nearest first."""
     here = scenario.substations[substation_id]
     found = []
     for other in scenario.substations.values():
-        if other.id == substation_id:
+        if other.id == substation_id or (offering is not None and offering not in other.services):
             continue
         km = distance_km(here, other)
         if km is not None:

@@ -216,8 +216,9 @@ class TokenService:
         day = self.today(now)
         calendar_day = date.fromisoformat(day)
         found = []
-        for other, km in nearest(self.scenario, substation.id, count=len(self.scenario.substations)):
-            if service_id not in other.services or not other.days.is_open(calendar_day):
+        for other, km in nearest(self.scenario, substation.id, count=len(self.scenario.substations),
+                                 offering=service_id):
+            if not other.days.is_open(calendar_day):
                 continue
             hall = await self.hall(other.id, day)
             view = next((s for s in hall.services if s.id == service_id), None)
