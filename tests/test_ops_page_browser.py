@@ -82,6 +82,11 @@ async def drive_the_ops_page(server_process: ServerProcess, browser, tmp_path: P
     assert await ops.locator("#halls .hall").count() == len(scenario.substations)
     assert await ops.locator("#halls .counter").count() == total
     await ops.wait_for_function("document.getElementById('b-limit').textContent !== '–'", timeout=5_000)
+    # The clock is the halls' (the scenario's time zone), not the browser's.
+    await ops.wait_for_function("!document.getElementById('clock').textContent.startsWith('--')", timeout=3_000)
+    shown = await ops.text_content("#clock")
+    assert shown[:5] == datetime.now(scenario.timezone).strftime("%H:%M")[:5] or \
+        shown[:5] == (datetime.now(scenario.timezone) - timedelta(seconds=2)).strftime("%H:%M"), shown
     # Counters are called by their display names; each hall leads with the paid service.
     for counter in scenario.counters.values():
         assert await ops.text_content(f"{ops_counter(counter.id)} .cid") == counter.label

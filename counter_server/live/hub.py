@@ -216,7 +216,8 @@ class LiveHub:
 
     def snapshot(self, name: str) -> str:
         channel = self._channels[name]
-        body: dict[str, Any] = {"type": "snapshot", "v": SCHEMA_VERSION, "seq": channel.last_seq}
+        body: dict[str, Any] = {"type": "snapshot", "v": SCHEMA_VERSION, "seq": channel.last_seq,
+                                "timezone": self.scenario.timezone.key}
         if name == OPS_CHANNEL:
             body["halls"] = [hall_json(h, self.scenario) for h in self._halls.values()]
         else:
@@ -224,7 +225,6 @@ class LiveHub:
             body["hall"] = hall_json(self._halls[name], self.scenario) if name in self._halls else None
             body["nearby"] = self.nearby(name)
             body["online"] = self._online()
-            body["timezone"] = self.scenario.timezone.key
         return json.dumps(body, ensure_ascii=False)
 
     def heartbeat(self, name: str) -> str:

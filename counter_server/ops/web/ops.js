@@ -146,7 +146,7 @@ function showStale() {
   $("stale").hidden = !offline;
   if (offline) {
     $("stale-since").textContent = ops.lastHeard
-      ? `Everything below is stale: as it was at ${new Date(ops.lastHeard).toLocaleTimeString("en-GB")}, `
+      ? `Everything below is stale: as it was at ${clockText(ops.lastHeard)}, `
         + `${ago(Date.now() - ops.lastHeard)} ago`
       : "Nothing has been received yet";
   }
@@ -161,6 +161,7 @@ function receive(message) {
   ops.lastHeard = Date.now();
   if (message.type === "snapshot") {
     ops.seq = message.seq;
+    ops.timezone = message.timezone;                       // the scenario's, not this browser's
     ops.halls = new Map(message.halls.map((h) => [h.substation, h]));
     refreshOverview();                                     // counts may have moved while away
   } else if (message.type === "delta") {
@@ -205,8 +206,17 @@ async function refreshOverview() {
   } catch (error) { /* the next refresh tries again */ }
 }
 
+/** A moment as the halls' clocks read it (the scenario's time zone). */
+function clockText(ms) {
+  try {
+    return new Date(ms).toLocaleTimeString("en-GB", { timeZone: ops.timezone });
+  } catch (error) {
+    return new Date(ms).toLocaleTimeString("en-GB");     // an unknown zone: the browser's own
+  }
+}
+
 setInterval(() => {
-  $("clock").textContent = new Date().toLocaleTimeString("en-GB");
+  $("clock").textContent = clockText(Date.now());
   showStale();
   if (document.body.dataset.state === "live" && Date.now() - ops.lastHeard > ops.intervalS * 2500) {
     setLink("offline");
