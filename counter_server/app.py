@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -16,7 +18,8 @@ from .api.forwarded import forwarded_for_middleware
 from .api.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from .api.requests import auth_middleware
 from .api.phones import setup_phone_routes
-from .appkeys import GATEWAY, HUB, KEYS, PAYMENTS, PHONES, SETTINGS, STORE, TOKEN_WATCH, TOKENS
+from .appkeys import (GATEWAY, HUB, KEYS, PAYMENTS, PHONES, REQUEST_DIGEST_KEY, SETTINGS, STORE, TOKEN_WATCH,
+                      TOKENS)
 from .billing.gateway import BillingGateway
 from .billing.simulator import create_sim_app
 from .config import Settings
@@ -80,7 +83,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         async with _billing_gateway(app, store) as gateway:
             app[GATEWAY] = gateway
             app[PAYMENTS] = PaymentService(tokens, store, settings.clock, on_queued=gateway.wake)
-            links = PhoneLinks(await store.server_secret())
+            secret = await store.server_secret()
+            app[REQUEST_DIGEST_KEY] = hmac.new(secret, b"request-fingerprint", hashlib.sha256).digest()
+            links = PhoneLinks(secret)
             app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, links, settings.clock)
             background = [asyncio.create_task(_push_billing_to_ops(gateway, hub, tokens)),
                           asyncio.create_task(_start_booked_slots(phones)),

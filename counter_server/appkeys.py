@@ -20,3 +20,5 @@ PAYMENTS = web.AppKey("payments", PaymentService)
 GATEWAY = web.AppKey("gateway", BillingGateway)
 PHONES = web.AppKey("phones", PhoneService)
 TOKEN_WATCH = web.AppKey("token_watch", TokenWatch)
+# Keys the digests of requests kept for Idempotency-Key replays (derived from the server's secret).
+REQUEST_DIGEST_KEY = web.AppKey("request_digest_key", bytes)

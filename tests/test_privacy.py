@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import sqlite3
 import statistics
@@ -292,3 +293,24 @@ def test_normalised_numbers():
     assert digests.holder("KAN-20431877", PHONE).account_hint == "1877"
     with pytest.raises(ValueError):
         HolderDigests(b"short")
+
+
+async def test_a_retried_phone_take_leaves_no_testable_digest_of_its_numbers(aiohttp_client, tmp_path: Path,
+                                                                            scenario: Scenario, clock: Clock):
+    """The Idempotency-Key record keeps a digest of the request, whose body holds both numbers:
+    keyed, it lets nobody holding only the database test guesses of them."""
+    data = tmp_path / "data"
+    api = await start(aiohttp_client, data, roomy(scenario), clock)
+    sid = next(iter(scenario.substations))
+    path = f"/api/v1/public/substations/{sid}/tokens"
+    body = {"service": service_at(scenario, sid), "account": ACCOUNT, "phone": PHONE}
+    raw = json.dumps(body).encode()
+    for _ in range(2):   # the retry replays the first answer
+        async with api.client.post(path, data=raw, headers={"Idempotency-Key": "take-1",
+                                                            "Content-Type": "application/json"}) as resp:
+            assert resp.status == 201, await resp.text()
+    await api.client.close()
+    unkeyed = hashlib.sha256(f"POST {path}\n".encode() + raw).hexdigest()
+    with sqlite3.connect(data / "counter.db") as db:
+        (fingerprint,) = db.execute("SELECT fingerprint FROM idempotency WHERE key = 'take-1'").fetchone()
+    assert fingerprint != unkeyed and unkeyed.encode() not in stored_bytes(data)

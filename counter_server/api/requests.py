@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ..appkeys import KEYS, SETTINGS
+from ..appkeys import KEYS, REQUEST_DIGEST_KEY, SETTINGS
 from ..services import Actor
 from ..store import IdempotencyKey
 from .errors import ApiError, Handler
@@ -190,7 +191,9 @@ async def idempotency_of(request: web.Request, principal: str | None = None) -> 
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise ApiError(400, "invalid_idempotency_key",
                        f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.")
-    digest = hashlib.sha256()
+    # Keyed: a phone's body holds both its numbers, and an unkeyed digest kept 30 days would
+    # let a copied database test guesses of them.
+    digest = hmac.new(request.app[REQUEST_DIGEST_KEY], digestmod=hashlib.sha256)
     digest.update(f"{request.method} {request.path}\n".encode())
     digest.update(await read_body(request))
     return IdempotencyKey(principal=principal or actor_of(request).key_id, key=key,
