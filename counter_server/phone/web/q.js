@@ -32,6 +32,12 @@ function el(tag, attrs, ...children) {
 // "हिंदी · English": Hindi first, English after it (stacked inside a .two element).
 const bi = (hi, en) => [el("span", { lang: "hi", text: hi }), " ", el("span", { lang: "en", text: en })];
 
+// The trips a consumer may choose, on the form and on the token screen alike.
+const TRIP_MINUTES = [5, 10, 15, 20, 30, 45, 60, 90];
+for (const id of ["trip", "travel"]) {
+  $(id).append(...TRIP_MINUTES.map((m) => el("option", { value: String(m), text: `${m} मिनट · ${m} min` })));
+}
+
 function show(screen) {
   document.body.dataset.screen = screen;
   $("loading").hidden = true;
