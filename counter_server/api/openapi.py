@@ -11,12 +11,20 @@ from .. import __version__
 from ..live.hub import SCHEMA_VERSION
 from ..services.payments import PAYMENT_WINDOW_AFTER_DONE_S
 from .handlers import TOKEN_ACTIONS
+
+MOVES_WITHOUT_BODY = [a for a in TOKEN_ACTIONS if a != "transfer"]
 from .requests import public
 from .schemas import (
+    ACCOUNT_PATTERN,
+    DATE_PATTERN,
+    ID_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    MONTH_PATTERN,
     AdmissionSettings,
     BookSlot,
     IssueToken,
     LeaseRequest,
+    NoBody,
     OfflineToken,
     PublishSlots,
     RecordPayment,
@@ -33,6 +41,8 @@ def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
+    """The error answers of a route: the ones named, and the two any route may give (the rate
+    limit stands before every route; the store behind nearly all of them may be away)."""
     text = {
         400: "Malformed request (bad JSON, bad Idempotency-Key)",
         401: "No key, or an unknown or revoked key",
@@ -46,20 +56,22 @@ def _errors(*statuses: int) -> dict[str, Any]:
         429: "Too many requests from this client; Retry-After says when to retry",
         503: "Overloaded, or the store cannot answer now; Retry-After says when to retry",
     }
-    return {str(s): _answer(text[s], ERROR) for s in statuses}
+    return {str(s): _answer(text[s], ERROR) for s in sorted({*statuses, 429, 503})}
 
 
 IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-    "description": "A retry with the same key returns the first answer and changes nothing.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": IDEMPOTENCY_KEY_PATTERN},
+    "description": "A retry with the same key returns the first answer and changes nothing. "
+                   "1-200 printable ASCII characters, no space at either end.",
 }
 
 
 SINCE = {
-    "name": "since", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+    "name": "since", "in": "query", "required": False,
+    "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
     "description": "The last seq the board saw: missed deltas follow, or a fresh snapshot.",
 }
 
@@ -70,8 +82,28 @@ REPORT_FORMAT = {
 }
 
 
-def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _path(name: str, pattern: str = ID_PATTERN, **schema: Any) -> dict[str, Any]:
+    """A path parameter; an id unless said otherwise. One that does not match is refused
+    (404: no such one; 400 or 422 where the route says which field is wrong)."""
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": pattern, **schema}}
+
+
+# The handshake a WebSocket route needs, as aiohttp checks it: without it, 400.
+WEBSOCKET_HEADERS = [
+    {"name": "Upgrade", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$"}},
+    {"name": "Connection", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^[Uu][Pp][Gg][Rr][Aa][Dd][Ee]$"}},
+    {"name": "Sec-WebSocket-Version", "in": "header", "required": True,
+     "schema": {"type": "string", "enum": ["13", "8", "7"]}},
+    {"name": "Sec-WebSocket-Key", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"},
+     "description": "16 random bytes in base64."},
+]
+# A phone's link to its token: the token's id, a dot, and the server's 22-character MAC.
+LINK_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}\.[A-Za-z0-9_\-]{22}$"
+DAY = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
 
 
 def _body_schemas(*models: type[BaseModel]) -> dict[str, Any]:
@@ -98,7 +130,8 @@ def build_openapi() -> dict[str, Any]:
         }},
         "/api/v1/openapi.json": {"get": {
             "summary": "This document", "security": [],
-            "responses": {"200": _answer("OpenAPI 3 document", {"type": "object"})},
+            "responses": {"200": _answer("OpenAPI 3 document", {"type": "object"}),
+                          "429": _errors(429)["429"]},
         }},
         "/api/v1/substations": {"get": {
             "summary": "Substations with their services, counters and waiting count",
@@ -132,13 +165,13 @@ def build_openapi() -> dict[str, Any]:
         "/api/v1/substations/{sid}/live": {"get": {
             "summary": "WebSocket: one hall's snapshot, then deltas (see x-live-messages)",
             "security": [],
-            "parameters": [_path("sid"), SINCE],
-            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 404)},
+            "parameters": [_path("sid"), SINCE, *WEBSOCKET_HEADERS],
+            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 403, 404)},
         }},
         "/api/v1/live": {"get": {
             "summary": "WebSocket: every hall, for ops (see x-live-messages)",
-            "parameters": [SINCE],
-            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 401)},
+            "parameters": [SINCE, *WEBSOCKET_HEADERS],
+            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 401, 403)},
         }},
         "/api/v1/me": {"get": {
             "summary": "The calling key's role, counter and substation",
@@ -177,10 +210,10 @@ def build_openapi() -> dict[str, Any]:
         }},
         "/api/v1/bills/{account}": {"get": {
             "summary": "A consumer's bill through the gateway's cache (stale while billing is down)",
-            "parameters": [_path("account")],
+            "parameters": [_path("account", ACCOUNT_PATTERN)],
             "responses": {"200": _answer("Bill, stale flag and age", {"type": "object"}),
-                          "503": _answer("Billing cannot answer and nothing is cached", ERROR),
-                          **_errors(401, 403, 404, 422)},
+                          **_errors(401, 403, 404, 422),
+                          "503": _answer("Billing cannot answer and nothing is cached", ERROR)},
         }},
         "/api/v1/ops/billing": {"get": {
             "summary": "Ops: gateway limit, in flight, breaker, shed counts, outbox (admin)",
@@ -190,7 +223,8 @@ def build_openapi() -> dict[str, Any]:
             "summary": "Ops: pause or resume forwarding payments (admin)",
             "parameters": [{"name": "state", "in": "path", "required": True,
                             "schema": {"type": "string", "enum": ["pause", "resume"]}}],
-            "responses": {"200": _answer("Gateway state", {"type": "object"}), **_errors(401, 403)},
+            "responses": {"200": _answer("Gateway state", {"type": "object"}),
+                          **_errors(400, 401, 403, 404, 415, 422)},
         }},
         "/api/v1/ops/substations/{sid}/admission": {
             "get": {
@@ -210,10 +244,11 @@ def build_openapi() -> dict[str, Any]:
                        "turned away, waits, service times, busiest hour, served within 15/30 min, "
                        "payments (admin or board key)",
             "parameters": [
-                {"name": "date", "in": "query", "required": False,
-                 "schema": {"type": "string", "format": "date"}, "description": "YYYY-MM-DD; default today"},
-                {"name": "substation", "in": "query", "required": False, "schema": {"type": "string"},
-                 "description": "One substation; default all"},
+                {"name": "date", "in": "query", "required": False, "schema": DAY,
+                 "description": "YYYY-MM-DD, 2000-01-01 to 2099-12-31; left out: today"},
+                {"name": "substation", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": ID_PATTERN},
+                 "description": "One substation; left out: all"},
                 REPORT_FORMAT,
             ],
             "responses": {"200": {"description": "The report", "content": {
@@ -223,9 +258,12 @@ def build_openapi() -> dict[str, Any]:
         "/api/v1/reports/monthly": {"get": {
             "summary": "Monthly report: each day's totals and the month's pooled figures (admin or board key)",
             "parameters": [
-                {"name": "month", "in": "query", "required": False, "schema": {"type": "string"},
-                 "description": "YYYY-MM; default this month"},
-                {"name": "substation", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "month", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": MONTH_PATTERN},
+                 "description": "YYYY-MM, 2000-01 to 2099-12; left out: this month"},
+                {"name": "substation", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": ID_PATTERN},
+                 "description": "One substation; left out: all"},
                 REPORT_FORMAT,
             ],
             "responses": {"200": {"description": "The report", "content": {
@@ -264,17 +302,23 @@ def build_openapi() -> dict[str, Any]:
             "parameters": [_path("tid")],
             "responses": {"200": _answer("Token", TOKEN_ANSWER), **_errors(401, 404)},
         }},
+        "/api/v1/tokens/{tid}/transfer": {"post": {
+            "summary": "Transfer a token to another service, another counter, or both",
+            "parameters": [_path("tid"), IDEMPOTENCY],
+            "requestBody": _body("Transfer"),
+            "responses": {"200": _answer("The token after the move", TOKEN_ANSWER), **mutating},
+        }},
         "/api/v1/tokens/{tid}/{action}": {"post": {
-            "summary": "Move a token through its lifecycle",
+            "summary": "Move a token through its lifecycle (transfer has its own route, with a body)",
             "parameters": [
                 _path("tid"),
                 {"name": "action", "in": "path", "required": True,
-                 "schema": {"type": "string", "enum": TOKEN_ACTIONS}},
+                 "schema": {"type": "string", "enum": MOVES_WITHOUT_BODY}},
                 IDEMPOTENCY,
             ],
             "requestBody": {"required": False, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Transfer"}}},
-                "description": "Only for transfer: the service and/or counter to transfer to."},
+                "schema": {"$ref": "#/components/schemas/NoBody"}}},
+                "description": "None, or an empty object."},
             "responses": {"200": _answer("The token after the move", TOKEN_ANSWER), **mutating},
         }},
         **_phone_paths(mutating),
@@ -297,7 +341,7 @@ def build_openapi() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                **_body_schemas(IssueToken, Transfer, RecordPayment, LeaseRequest, OfflineToken,
+                **_body_schemas(IssueToken, Transfer, NoBody, RecordPayment, LeaseRequest, OfflineToken,
                                 AdmissionSettings, TakeToken, BookSlot, PublishSlots),
                 "Token": {"type": "object", "properties": token_props},
                 "Estimate": {"type": "object", "properties": {
@@ -353,22 +397,23 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
         "/api/v1/public/tokens/{link}": {"get": {
             **public_, "summary": "One's own token: place, wait range and when to leave",
             "description": "A called token names its counter by id and by display name (`counter_name`, `counter_name_hi`).",
-            "parameters": [_path("link"), TRAVEL],
+            "parameters": [_path("link", LINK_PATTERN), TRAVEL],
             "responses": {"200": PHONE_TOKEN, **_errors(400, 404)},
         }},
         "/api/v1/public/tokens/{link}/cancel": {"post": {
             **public_, "summary": "Give up one's token or booking (before it is called)",
-            "parameters": [_path("link"), IDEMPOTENCY, TRAVEL],
+            "parameters": [_path("link", LINK_PATTERN), IDEMPOTENCY, TRAVEL],
             "responses": {"200": PHONE_TOKEN, **mutating},
         }},
         "/api/v1/public/tokens/{link}/live": {"get": {
             **public_, "summary": "WebSocket: the token's own view whenever it changes, and heartbeats",
-            "parameters": [_path("link"), TRAVEL],
-            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 404)},
+            "parameters": [_path("link", LINK_PATTERN), TRAVEL, *WEBSOCKET_HEADERS],
+            "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 403, 404)},
         }},
         "/api/v1/ops/substations/{sid}/slots/{day}": {"put": {
             "summary": "Ops publish one day's bookable slots",
-            "parameters": [_path("sid"), _path("day")], "requestBody": _body("PublishSlots"),
+            "parameters": [_path("sid"), _path("day", DATE_PATTERN, format="date")],
+            "requestBody": _body("PublishSlots"),
             "responses": {"200": _answer("The published plan", {"type": "object"}), **mutating},
         }},
     }

@@ -19,7 +19,7 @@ from ..store import IdempotencyKey
 from .errors import ApiError
 from .ratelimit import TokenBuckets
 from .requests import actor_of, idempotency_of, parse_body, public, whole_number
-from .schemas import BookSlot, PublishSlots, TakeToken
+from .schemas import DAY_SHAPE, BookSlot, PublishSlots, TakeToken
 
 PHONE_LIMITER = web.AppKey("phone_limiter", TokenBuckets)
 MAX_TRAVEL_MIN = 300
@@ -222,7 +222,10 @@ async def put_slots(request: web.Request) -> web.Response:
 
 
 def _day(raw: str) -> str:
+    """The slot plan's day, YYYY-MM-DD (one out of the range is refused further in, 422)."""
     try:
+        if not DAY_SHAPE.fullmatch(raw):
+            raise ValueError(raw)
         return date.fromisoformat(raw).isoformat()
     except ValueError:
         raise ApiError(400, "invalid_day", "day must be a date, YYYY-MM-DD.", field="day") from None

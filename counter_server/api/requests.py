@@ -18,7 +18,7 @@ from ..appkeys import KEYS, REQUEST_DIGEST_KEY, SETTINGS
 from ..services import Actor
 from ..store import IdempotencyKey
 from .errors import ApiError, Handler
-from .schemas import PATTERN_WORDS
+from .schemas import IDEMPOTENCY_KEY, PATTERN_WORDS
 
 ACTOR = web.RequestKey("actor", Actor)
 BODY = web.RequestKey("body", bytes)
@@ -188,9 +188,9 @@ async def idempotency_of(request: web.Request, principal: str | None = None) -> 
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+    if len(key) > MAX_IDEMPOTENCY_KEY or not IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key",
-                       f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.")
+                       f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters.")
     # Keyed: a phone's body holds both its numbers, and an unkeyed digest kept 30 days would
     # let a copied database test guesses of them.
     digest = hmac.new(request.app[REQUEST_DIGEST_KEY], digestmod=hashlib.sha256)

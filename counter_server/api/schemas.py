@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     model_validator,
 )
@@ -20,22 +22,59 @@ from pydantic_core import PydanticCustomError
 
 from ..billing.outbox import PaymentMode
 from ..queueing import Priority
-from ..services.dates import RANGE_WORDS, moment_in_range
+from ..services.dates import RANGE_WORDS, day_in_range
 
 ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+# A day and a month of this century (the range every date a request names must keep), and a
+# moment as RFC 3339 writes it, with its UTC offset, on a day of this century where it is said.
+DATE_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
+# A day's shape alone, ASCII digits (date.fromisoformat also takes 20251125 and 2025-W48-2):
+# a day of that shape out of the range is a 422 naming the field, further in.
+DAY_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MOMENT_PATTERN = (r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+                  r":[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+MOMENT = re.compile(MOMENT_PATTERN)
+# What the server takes as an Idempotency-Key: 1-200 printable ASCII characters, no space at
+# either end (HTTP drops those in transit, so they could never be told apart).
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]{0,198}[!-~])?$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+
+def _written_moment(value: object) -> object:
+    """Only the RFC 3339 spelling the document gives: pydantic alone would also take a space
+    for the 'T', a number of seconds since 1970, or a leap second it then refuses."""
+    if not isinstance(value, str) or not MOMENT.fullmatch(value):
+        raise PydanticCustomError("datetime_format",
+                                  "Expected a moment such as 2025-11-25T10:00:00+05:30 {range}",
+                                  {"range": RANGE_WORDS})
+    return value
 
 
 def _in_range(moment: datetime) -> datetime:
     """Refuse a moment outside the range any date may take (422 naming the field): past
-    it, converting to the scenario's time zone fails (year 10000) and the answer was a 500."""
-    if not moment_in_range(moment):
+    it, converting to the scenario's time zone fails (year 10000) and the answer was a 500.
+    The day counts as written, before its offset: the rule the document's pattern states."""
+    if not day_in_range(moment.date()):
         raise PydanticCustomError("datetime_out_of_range", "Expected a moment {range}",
                                   {"range": RANGE_WORDS})
     return moment
 
 
 # An ISO 8601 moment with its UTC offset, within this century.
-Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_written_moment), AfterValidator(_in_range),
+                   Field(json_schema_extra={"pattern": MOMENT_PATTERN})]
+
+
+def _whole_float(value: object) -> object:
+    """JSON Schema's integer takes 78.0 as well as 78 (the same number): so does the server."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def whole_number(ge: int, le: int) -> Any:
+    """A whole number from ``ge`` to ``le`` as JSON Schema means it: 78 or 78.0, never "78"
+    or true. (The bounds sit inside, so the document states them even where null is allowed.)"""
+    return Annotated[StrictInt, Field(ge=ge, le=le), BeforeValidator(_whole_float)]
 
 
 class IssueToken(BaseModel):
@@ -50,7 +89,10 @@ class IssueToken(BaseModel):
 class Transfer(BaseModel):
     """Body of POST /api/v1/tokens/{id}/transfer: another service, a counter, or both."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The document says what names_a_target checks: at least one of the two is a string.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["service"], "properties": {"service": {"type": "string"}}},
+        {"required": ["counter"], "properties": {"counter": {"type": "string"}}}]})
 
     service: str | None = Field(default=None, pattern=ID_PATTERN)
     counter: str | None = Field(default=None, pattern=ID_PATTERN)
@@ -73,9 +115,9 @@ class AdmissionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    admission: bool = Field(description="Refuse tokens that cannot be served before closing.")
-    daily_cap: int | None = Field(default=None, ge=1, le=100_000,
-                                  description="Most tokens a day at this substation; null for none.")
+    admission: StrictBool = Field(description="Refuse tokens that cannot be served before closing.")
+    daily_cap: whole_number(1, 100_000) | None = Field(
+        default=None, description="Most tokens a day at this substation; null for none.")
 
 
 ACCOUNT_PATTERN = r"^[0-9A-Za-z\-]{4,24}$"
@@ -90,7 +132,7 @@ class RecordPayment(BaseModel):
 
     token_id: str = Field(pattern=ID_PATTERN)
     account: str = Field(pattern=ACCOUNT_PATTERN, description="The consumer's account number.")
-    amount_paise: StrictInt = Field(ge=1, le=10_000_000_00, description="Amount in paise (1 rupee = 100).")
+    amount_paise: whole_number(1, 10_000_000_00) = Field(description="Amount in paise (1 rupee = 100).")
     mode: PaymentMode = Field(default=PaymentMode.CASH)
     part: StrictBool = Field(default=False, description=(
         "One of several payments for the token (two bills, or one bill in two modes). A token "
@@ -104,7 +146,7 @@ class LeaseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     service: str = Field(pattern=ID_PATTERN)
-    size: StrictInt = Field(default=10, ge=1, le=100)
+    size: whole_number(1, 100) = Field(default=10)
 
 
 class OfflineToken(BaseModel):
@@ -153,8 +195,8 @@ class PublishSlots(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    slot_minutes: StrictInt = Field(default=15, ge=5, le=120)
-    share: float = Field(default=0.25, ge=0, lt=1,
+    slot_minutes: whole_number(5, 120) = Field(default=15)
+    share: StrictFloat = Field(default=0.25, ge=0, lt=1,
                          description="Share of the open counters' time bookable in slots.")
-    capacity: int | None = Field(default=None, ge=0, le=500,
-                                 description="Bookings per slot; null: from share and counters open.")
+    capacity: whole_number(0, 500) | None = Field(
+        default=None, description="Bookings per slot; null: from share and counters open.")

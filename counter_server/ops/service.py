@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -44,20 +45,21 @@ class OpsService:
         return datetime.fromtimestamp(self.clock(), self.scenario.timezone).date().isoformat()
 
     def parse_day(self, raw: str | None) -> str:
-        """A report's day: ``YYYY-MM-DD``, or today when not given."""
-        if raw is None or raw == "":
+        """A report's day: ``YYYY-MM-DD``, or today when not given (given empty is refused:
+        the API document asks for a date when the parameter is there)."""
+        if raw is None:
             return self.today()
         try:
-            return check_day("date", date.fromisoformat(raw)).isoformat() if len(raw) == 10 else _bad_day(raw)
+            return check_day("date", date.fromisoformat(raw)).isoformat() if _DAY.match(raw) else _bad_day(raw)
         except ValueError:
             return _bad_day(raw)
 
     def parse_month(self, raw: str | None) -> str:
         """A report's month: ``YYYY-MM``, or this month when not given."""
-        if raw is None or raw == "":
+        if raw is None:
             return self.today()[:7]
         try:
-            if len(raw) != 7:
+            if not _MONTH.match(raw):
                 raise ValueError
             first = date.fromisoformat(raw + "-01")
         except ValueError:
@@ -67,8 +69,10 @@ class OpsService:
         return raw
 
     def parse_substation(self, raw: str | None) -> str | None:
-        if raw is None or raw == "":
+        if raw is None:
             return None
+        if raw == "":
+            raise InvalidField("substation", "substation must name a substation; leave it out for all.")
         if raw not in self.scenario.substations:
             raise NotFound("substation", raw[:40])
         return raw
@@ -134,6 +138,11 @@ class OpsService:
         if found is None or found.expires_at <= self.clock():
             return None
         return found.actor
+
+
+# ASCII digits only: date.fromisoformat alone also takes 20251125 and week dates (2025-W48-2).
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}\Z")
 
 
 def _bad_day(raw: str) -> str:
