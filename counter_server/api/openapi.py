@@ -376,7 +376,7 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
                             "within its hours and how many counters are open now. `default_service` is the "
                             "scenario's `payment_service` where the substation offers it, else null; "
                             "`estimate` is the wait for `estimate_service`."),
-            "responses": {"200": _answer("Substations", {"type": "object"})},
+            "responses": {"200": _answer("Substations", {"type": "object"}), **_errors()},
         }},
         "/api/v1/public/substations/{sid}/tokens": {"post": {
             **public_, "summary": "Take a remote token from a phone (one per account and phone a day)",
