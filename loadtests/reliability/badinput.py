@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -124,6 +128,68 @@ def schemathesis_run(url: str, keys: dict[str, str], examples: int, verdicts: Ve
                     pass        # nothing in this operation can be made invalid (no parameters)
     session.close()
     return verdicts.sent - before
+
+
+# -- schemathesis' own run: every phase, every check, the document held to its word ----------
+
+SCHEMATHESIS_CONFIG = Path(__file__).resolve().parents[2] / "schemathesis.toml"
+PHASES = "examples,coverage,fuzzing,stateful"
+
+
+@dataclass
+class ExactRun:
+    """What ``schemathesis run --checks all`` made of the document: a failure is a request the
+    document allows and the server refuses, one it forbids and the server takes, an answer
+    the document does not describe, or a 5xx."""
+
+    generated: int
+    failures: list[str]
+    errors: list[str]
+    seconds: float
+    complete: bool
+
+
+def schemathesis_exact(url: str, admin_key: str, max_examples: int, max_time_s: float | None = None,
+                       seed: int = 10) -> ExactRun:
+    """The command the README gives, with an admin key, as a process of its own (its phases
+    and checks are the CLI's; the repository's schemathesis.toml lets WebSockets answer 101)."""
+    executable = Path(sys.executable).with_name("schemathesis")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="schemathesis-") as workdir:
+        report = Path(workdir) / "report.json"
+        command = [str(executable), "--config-file", str(SCHEMATHESIS_CONFIG), "--no-color", "run",
+                   f"{url}/api/v1/openapi.json", "-H", f"Authorization: Bearer {admin_key}",
+                   "--checks", "all", "--phases", PHASES, "--max-examples", str(max_examples),
+                   "--seed", str(seed), "--workers", "1", "--report", "json",
+                   "--report-json-path", str(report)]
+        if max_time_s is not None:
+            command += ["--max-time", str(max(1, int(max_time_s)))]
+        done = subprocess.run(command, cwd=workdir, capture_output=True, text=True,
+                              timeout=(max_time_s or 1800) * 3 + 120)
+        if not report.exists():
+            return ExactRun(0, [], [f"schemathesis wrote no report (exit {done.returncode}): "
+                                    f"{(done.stderr or done.stdout)[-400:]}"], time.monotonic() - started, False)
+        found = json.loads(report.read_text())
+    failures = [_failure_line(f) for f in found.get("failures", [])]
+    errors = [str(e)[:300] for e in found.get("errors", [])]
+    return ExactRun(found["test_cases"]["generated"], failures, errors, time.monotonic() - started,
+                    bool(found.get("complete")))
+
+
+def _failure_line(failure: Any) -> str:
+    """One failure in a line: which operation, which check, what came back."""
+    if not isinstance(failure, dict):
+        return str(failure)[:300]
+    parts = [str(failure.get(k)) for k in ("operation", "code", "title", "status_code") if failure.get(k)]
+    return " ".join(parts)[:300] if parts else json.dumps(failure)[:300]
+
+
+def exact_figures(run: ExactRun, outcome: Outcome, part: str = "bad input") -> None:
+    outcome.figure(part, f"schemathesis run ({PHASES}; all checks) test cases", run.generated, "cases")
+    outcome.figure(part, "schemathesis failures", len(run.failures), target="0", met=not run.failures)
+    outcome.figure(part, "schemathesis errors", len(run.errors), target="0", met=not run.errors)
+    for line in run.failures + run.errors:
+        outcome.problem(f"schemathesis: {line}")
 
 
 # -- a hand-made list: sizes, depths, types, encodings, numbers, unknowns -------------------
@@ -340,9 +406,12 @@ async def issue_some(url: str, key: str, n: int = 20) -> list[str]:
     return ids
 
 
-def run(url: str, keys: dict[str, str], total: int, outcome: Outcome) -> None:
+def run(url: str, keys: dict[str, str], total: int, outcome: Outcome,
+        exact_examples: int | None = 100, exact_max_s: float | None = None) -> None:
     """About ``total`` bad inputs: schemathesis the most, then the hand-made list, raw HTTP,
-    hypothesis moves and WebSocket frames; tallied into ``outcome`` with a line per kind."""
+    hypothesis moves and WebSocket frames; tallied into ``outcome`` with a line per kind.
+    Then schemathesis' own run, all phases and all checks, ``exact_examples`` per operation
+    (None: left out): the document must be exact, so it must find nothing."""
     part = "bad input"
     host, port = url.split("//")[1].split(":")
     verdicts = Verdicts()
@@ -373,3 +442,8 @@ def run(url: str, keys: dict[str, str], total: int, outcome: Outcome) -> None:
     outcome.five_xx += verdicts.five_xx
     for example in verdicts.examples:
         outcome.problem(example)
+    if exact_examples is not None:
+        exact = schemathesis_exact(url, keys["admin"], exact_examples, exact_max_s)
+        progress(f"  schemathesis, all phases and checks: {exact.generated} cases in {exact.seconds:.0f} s, "
+                 f"{len(exact.failures)} failures, {len(exact.errors)} errors")
+        exact_figures(exact, outcome, part)
