@@ -288,7 +288,9 @@ async def test_changes_to_another_day_never_reach_todays_boards(live: Api):
 async def test_boards_move_on_to_the_new_day_at_midnight(live: Api, clock: Clock):
     await live.issue("S01")
     board = await live.client.ws_connect("/api/v1/substations/S01/live")
+    ops = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.admin}"})
     before = (await receive(board))["hall"]
+    await receive_type(ops, "snapshot")
     assert before["waiting"] == 1
     midnight = datetime.combine(date.fromisoformat(before["day"]) + timedelta(days=1), dt_time(0, 0, 5),
                                 live.client.app[SETTINGS].scenario.timezone).timestamp()
@@ -296,4 +298,10 @@ async def test_boards_move_on_to_the_new_day_at_midnight(live: Api, clock: Clock
     fresh = await receive_type(board, "snapshot", timeout=5.0)        # within a round of the day's close
     assert fresh["hall"]["day"] > before["day"] and fresh["hall"]["waiting"] == 0
     assert fresh["hall"]["issued_today"] == 0
+    # Ops too (whichever reads the new day first, the day's close or the alerts round).
+    days: set[str] = set()
+    while days != {fresh["hall"]["day"]}:   # one snapshot for each hall that moves on
+        seen = await receive_type(ops, "snapshot", timeout=5.0)
+        days = {h["day"] for h in seen["halls"] if h["substation"] == "S01"}
     await board.close()
+    await ops.close()

@@ -101,8 +101,18 @@ class LiveHub:
             channel.last_seq = max(channel.last_seq, seq)
 
     def update_hall(self, hall: HallView) -> None:
-        """Replace a cached hall without a delta (a new day began with no change yet)."""
+        """Replace a cached hall without a delta. A newer day's hall (the day boundary passed
+        with no change yet) goes to its boards and to ops as a fresh snapshot, numbered where
+        their channels are, so no screen carries a closed day into the morning."""
+        old = self._halls.get(hall.substation)
         self._halls[hall.substation] = hall
+        if old is not None and hall.day > old.day:
+            for name in (hall.substation, OPS_CHANNEL):
+                channel = self._channels[name]
+                if channel.subscribers:
+                    text = self.snapshot(name)
+                    for subscriber in list(channel.subscribers):
+                        subscriber.offer(text)
 
     def hall(self, substation: str) -> HallView | None:
         return self._halls.get(substation)
@@ -113,18 +123,11 @@ class LiveHub:
         return any(hall.day != today for hall in self._halls.values())
 
     def begin_day(self, halls: list[HallView]) -> None:
-        """Today's halls at the day boundary: every board watching yesterday's gets a fresh
-        snapshot of today's, numbered where its channel is, so no screen carries a closed day
-        into the morning."""
+        """Today's halls at the day boundary (see ``update_hall``)."""
         today = self.scenario.day_of(self.clock())
         for hall in halls:
             if hall.day == today:
-                self._halls[hall.substation] = hall
-        for channel in self._channels.values():
-            if channel.subscribers:
-                text = self.snapshot(channel.name)
-                for subscriber in list(channel.subscribers):
-                    subscriber.offer(text)
+                self.update_hall(hall)
 
     def publish(self, committed: Committed) -> None:
         """Turn a committed change into a delta on its substation's channel and the ops one.
