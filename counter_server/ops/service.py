@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 from ..config import Scenario
 from ..queueing import Status
@@ -42,7 +42,7 @@ class OpsService:
     # -- days and months ---------------------------------------------------------------------
 
     def today(self) -> str:
-        return datetime.fromtimestamp(self.clock(), self.scenario.timezone).date().isoformat()
+        return self.scenario.day_of(self.clock())
 
     def parse_day(self, raw: str | None) -> str:
         """A report's day: ``YYYY-MM-DD``, or today when not given (given empty is refused:

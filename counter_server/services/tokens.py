@@ -81,8 +81,7 @@ class TokenService:
 
     def today(self, now: float | None = None) -> str:
         """The business day in the scenario's time zone; numbering restarts with it."""
-        moment = self.clock() if now is None else now
-        return datetime.fromtimestamp(moment, self.scenario.timezone).date().isoformat()
+        return self.scenario.day_of(self.clock() if now is None else now)
 
     def substation(self, substation_id: str) -> Substation:
         try:
