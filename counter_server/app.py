@@ -24,6 +24,7 @@ from .billing.gateway import BillingGateway
 from .billing.simulator import create_sim_app
 from .config import Settings
 from .live import OPS_CHANNEL, LiveHub
+from .live.today import today_halls
 from .live.token_watch import TokenWatch
 from .ops.handlers import setup_ops
 from .ops.metrics import Metrics
@@ -158,8 +159,7 @@ async def _close_days(tokens: TokenService, hub: LiveHub, every_s: float = 1.0) 
     while True:
         try:
             await tokens.close_days()
-            if hub.behind_today():
-                hub.begin_day(await tokens.halls())
+            await today_halls(tokens, hub)   # a new day: boards and ops move on to it
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("closing the day failed")
         await asyncio.sleep(every_s)

@@ -15,6 +15,7 @@ from ..appkeys import HUB, KEYS, SETTINGS, TOKENS
 from ..services import Actor, Forbidden, KeyService, Role
 from .boards import parse_board_status
 from .hub import OPS_CHANNEL, LiveHub, Subscriber
+from .today import today_hall
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,7 @@ async def substation_live(request: web.Request) -> web.WebSocketResponse:
     tokens.substation(sid)  # 404 before the upgrade
     since = _since(request)
     hub = request.app[HUB]
-    hall = hub.hall(sid)
-    if hall is None or hall.day != tokens.today():
-        hub.update_hall((await tokens.queue(sid)).hall)
+    await today_hall(tokens, hub, sid)
     return await _serve(request, hub, sid, since)
 
 

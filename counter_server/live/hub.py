@@ -117,18 +117,6 @@ class LiveHub:
     def hall(self, substation: str) -> HallView | None:
         return self._halls.get(substation)
 
-    def behind_today(self) -> bool:
-        """Whether a business day began since these halls were seen (boards show yesterday)."""
-        today = self.scenario.day_of(self.clock())
-        return any(hall.day != today for hall in self._halls.values())
-
-    def begin_day(self, halls: list[HallView]) -> None:
-        """Today's halls at the day boundary (see ``update_hall``)."""
-        today = self.scenario.day_of(self.clock())
-        for hall in halls:
-            if hall.day == today:
-                self.update_hall(hall)
-
     def publish(self, committed: Committed) -> None:
         """Turn a committed change into a delta on its substation's channel and the ops one.
 

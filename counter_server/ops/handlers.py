@@ -13,12 +13,13 @@ from ..api.requests import ACTOR, actor_of, parse_body
 from ..api.schemas import NoBody
 from ..appkeys import GATEWAY, HUB, KEYS, SETTINGS, STORE, TOKENS
 from ..live.handlers import ops_live
+from ..live.today import today_halls
 from ..pages import SECURITY_HEADERS
 from ..services import Actor, Forbidden, Role
 from .metrics import REQUEST_ID_HEADER, REQUEST_ID_KEY, Metrics, Reading
 from .reports import daily_csv, daily_json, monthly_csv, monthly_json
 from .service import OpsService
-from .status import alerts_now, today_halls
+from .status import alerts_now
 
 OPS_WEB = Path(__file__).resolve().parent / "web"
 METRICS = web.AppKey("metrics", Metrics)

@@ -1,30 +1,16 @@
-"""Today's halls and alerts as ops see them: for /metrics, GET /api/v1/ops/alerts and the ops
-channel's ``alerts`` message (sent every second beside the billing gateway's state)."""
+"""The alerts as ops see them: for GET /api/v1/ops/alerts and the ops channel's ``alerts``
+message (sent every second beside the billing gateway's state)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..live import OPS_CHANNEL, LiveHub
-from ..queueing import HallView
+from ..live.today import today_halls
 from ..services import TokenService
 from .alerts import alert_json, ops_alerts
 
 ALERTS_MESSAGE = "alerts"
-
-
-async def today_halls(tokens: TokenService, hub: LiveHub) -> list[HallView]:
-    """Every substation's hall today: the hub's copy, or the store's where the hub holds none
-    for today (nothing changed yet today, or its copy is of another day)."""
-    today = tokens.today()
-    halls = []
-    for sid in tokens.scenario.substations:
-        hall = hub.hall(sid)
-        if hall is None or hall.day != today:
-            hall = (await tokens.queue(sid)).hall
-            hub.update_hall(hall)
-        halls.append(hall)
-    return halls
 
 
 async def alerts_now(tokens: TokenService, hub: LiveHub, billing: dict[str, Any]) -> list[dict[str, Any]]:
