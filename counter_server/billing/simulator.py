@@ -37,11 +37,16 @@ UNKNOWN_PREFIX = "NA-"   # never known (the tests' "no such account")
 KNOWN_ACCOUNTS = re.compile(r"^(KAN[0-9]{8}|2140[0-9]{6})$")
 
 
+def plain_account(account: str) -> str:
+    """The account as the simulated utility files it: upper-cased, separators dropped."""
+    return account.upper().replace("-", "")
+
+
 def known_account(account: str) -> bool:
     """Whether the simulated utility has a consumer with this account number."""
     if not ACCOUNT.match(account) or account.upper().startswith(UNKNOWN_PREFIX):
         return False
-    return KNOWN_ACCOUNTS.match(account.upper().replace("-", "")) is not None
+    return KNOWN_ACCOUNTS.match(plain_account(account)) is not None
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ async def get_bill(request: web.Request) -> web.Response:
     account = request.match_info["account"]
     if not known_account(account):
         return web.json_response({"error": "no such account"}, status=404)
-    digest = int(hashlib.sha256(account.upper().replace("-", "").encode()).hexdigest()[:8], 16)
+    digest = int(hashlib.sha256(plain_account(account).encode()).hexdigest()[:8], 16)
     due = (date.today().replace(day=1) + timedelta(days=40)).replace(day=10)
     return web.json_response({
         "account": account, "consumer": f"Consumer {account[-4:]}",
