@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
-from .billing.outbox import Payment
+from .outbox import Payment
 from .config import Scenario, Substation
 from .queueing import CounterView, Estimate, HallView, SlotPlan, Status, Token, leave_advice
 

@@ -10,7 +10,7 @@ import pytest
 
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS, SETTINGS, STORE
-from counter_server.billing.outbox import Payment, PaymentMode, PaymentStatus
+from counter_server.outbox import Payment, PaymentMode, PaymentStatus
 from counter_server.config import Counter, Settings, load_scenario
 from counter_server.queueing import Priority, Status
 from counter_server.services.payments import PAYMENT_WINDOW_AFTER_DONE_S

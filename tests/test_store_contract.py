@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from counter_server.billing.outbox import PaymentStatus
+from counter_server.outbox import PaymentStatus
 from counter_server.store.base import EARLIER_PAYMENTS_READ
 from counter_server.queueing import (
     Action,

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..billing.outbox import PaymentMode
+from ..outbox import PaymentMode
 from ..queueing import Priority
 from ..services.dates import RANGE_WORDS, day_in_range
 

@@ -24,7 +24,7 @@ import aiohttp
 
 from ..redact import redacted
 from ..store import Store
-from .outbox import Payment, PaymentStatus
+from ..outbox import Payment, PaymentStatus
 from .resilience import (
     AIMDLimit,
     BreakerOpen,

@@ -6,7 +6,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from ..billing.outbox import Payment, PaymentMode, PaymentStatus
+from ..outbox import Payment, PaymentMode, PaymentStatus
 from ..queueing import Status, Token
 from ..shapes import provisional_receipt
 from ..store import IdempotencyKey, Store

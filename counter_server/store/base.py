@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from ..billing.outbox import OutboxStats, Payment, PaymentStatus
+from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import Estimate, Event, HallView, SubstationQueue, Token
 
 QueueChange = Callable[[SubstationQueue], Token | None]

@@ -41,7 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..billing.outbox import OutboxStats, Payment, PaymentStatus
+from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import (
     CounterView,
     Estimate,

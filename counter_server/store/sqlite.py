@@ -31,7 +31,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import sqlite_utils
 
-from ..billing.outbox import OutboxStats, Payment, PaymentStatus
+from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import (
     Estimate,
     Event,
