@@ -23,7 +23,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from .client import Json, KioskClient, KioskError
-from .desk import Desk, Outcome, View, describe_error
+from .desk import Desk, ActionResult, View, describe_error
 from .journal import Journal
 from .screens import IssueScreen, PaymentForm, PayScreen, TransferScreen, TransferTarget
 from .slip import print_slip, render
@@ -74,7 +74,7 @@ class KioskApp(App[None]):
         self.lease_size, self.refresh_s = lease_size, refresh_s
         self.timeout, self.retries = timeout, retries
         self.desk: Desk | None = None
-        self.history: deque[Outcome] = deque(maxlen=500)   # this session's outcomes, newest last
+        self.history: deque[ActionResult] = deque(maxlen=500)   # this session's results, newest last
         self.busy: str | None = None
         self._refreshing = self._connecting = False
         self._fatal = ""   # a key the server refuses: no use trying again
@@ -207,7 +207,7 @@ class KioskApp(App[None]):
 
     # --- acting -------------------------------------------------------------------------------
 
-    def _run(self, name: str, work: Callable[[], Awaitable[Outcome | str]]) -> None:
+    def _run(self, name: str, work: Callable[[], Awaitable[ActionResult | str]]) -> None:
         """Run one action in the background; a second key while it runs is refused, not queued."""
         if self.busy is not None:
             self.say(f"Still busy with {self.busy}: press the key again when it is done.", error=True)
@@ -216,29 +216,29 @@ class KioskApp(App[None]):
         self.say(f"{name}...")
         self.run_worker(self._perform(name, work), group="actions")
 
-    async def _perform(self, name: str, work: Callable[[], Awaitable[Outcome | str]]) -> None:
+    async def _perform(self, name: str, work: Callable[[], Awaitable[ActionResult | str]]) -> None:
         assert self.desk is not None
         try:
-            outcome = await work()
+            result = await work()
         except KioskError as exc:
             self.say(f"{name}: {describe_error(exc)}", error=True)
         except Exception as exc:  # noqa: BLE001 - the counter's screen must outlive a bug
             self.log.error(f"{name} failed", exc)
             self.say(f"{name} failed unexpectedly: {exc!r}", error=True)
         else:
-            if isinstance(outcome, Outcome):
-                self.history.append(outcome)
-                self.say(outcome.message(self.desk.service_names) + self._after(outcome))
+            if isinstance(result, ActionResult):
+                self.history.append(result)
+                self.say(result.message(self.desk.service_names) + self._after(result))
             else:
-                self.say(outcome)
+                self.say(result)
         finally:
             self.busy = None
         self.show(self.desk.view())
         await self.refresh_view(sync=False)
 
-    def _after(self, outcome: Outcome) -> str:
+    def _after(self, result: ActionResult) -> str:
         """Print the slip of an issued token, or the receipt of a payment, when a printer is set."""
-        slip = self.desk.slip_for(outcome) if self.slip_path and self.desk is not None else None
+        slip = self.desk.slip_for(result) if self.slip_path and self.desk is not None else None
         if slip is None or self.slip_path is None:
             return ""
         try:

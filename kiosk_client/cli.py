@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .client import Json, KioskClient, KioskError, ServerError
-from .desk import Desk, Outcome, describe_error
+from .desk import Desk, ActionResult, describe_error
 from .journal import FAILED, PENDING, Journal
 from .slip import print_slip, render
 from .text import parse_rupees, token_line
@@ -197,14 +197,14 @@ def emit(out: TextIO, as_json: bool, data: Any, line: str) -> None:
     out.write((json.dumps(data, ensure_ascii=False) if as_json else line) + "\n")
 
 
-def emit_outcome(desk: Desk, args: argparse.Namespace, out: TextIO, outcome: Outcome) -> int:
-    emit(out, args.json, outcome.as_json(), outcome.message(desk.service_names))
+def emit_result(desk: Desk, args: argparse.Namespace, out: TextIO, result: ActionResult) -> int:
+    emit(out, args.json, result.as_json(), result.message(desk.service_names))
     return EXIT_OK
 
 
-def print_outcome_slip(desk: Desk, args: argparse.Namespace, outcome: Outcome) -> None:
+def print_result_slip(desk: Desk, args: argparse.Namespace, result: ActionResult) -> None:
     """The token slip or payment receipt, when a printer is set."""
-    slip = desk.slip_for(outcome) if args.slip else None
+    slip = desk.slip_for(result) if args.slip else None
     if slip is None:
         return
     try:
@@ -214,21 +214,21 @@ def print_outcome_slip(desk: Desk, args: argparse.Namespace, outcome: Outcome) -
 
 
 async def cmd_issue(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
-    outcome = await desk.issue(args.service, args.priority)
-    assert outcome.token is not None
-    print_outcome_slip(desk, args, outcome)
-    return emit_outcome(desk, args, out, outcome)
+    result = await desk.issue(args.service, args.priority)
+    assert result.token is not None
+    print_result_slip(desk, args, result)
+    return emit_result(desk, args, out, result)
 
 
 async def cmd_next(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
-    return emit_outcome(desk, args, out, await desk.call_next())
+    return emit_result(desk, args, out, await desk.call_next())
 
 
 def token_command(action: str) -> Callable[[Desk, argparse.Namespace, TextIO], Awaitable[int]]:
     async def command(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
         if args.token is None:
             await desk.locate()
-        return emit_outcome(desk, args, out, await desk.act(action, args.token))
+        return emit_result(desk, args, out, await desk.act(action, args.token))
 
     return command
 
@@ -238,7 +238,7 @@ async def cmd_transfer(desk: Desk, args: argparse.Namespace, out: TextIO) -> int
         raise KioskError("Name the --service or the --to-counter to transfer to.")
     if args.token is None:
         await desk.locate()
-    return emit_outcome(desk, args, out,
+    return emit_result(desk, args, out,
                         await desk.transfer(service=args.service, counter=args.to_counter, token_id=args.token))
 
 
@@ -249,9 +249,9 @@ async def cmd_pay(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
         raise KioskError(str(exc)) from None
     if args.token is None:
         await desk.locate()
-    outcome = await desk.pay(args.account, paise, args.mode, args.token, part=args.part)
-    print_outcome_slip(desk, args, outcome)
-    return emit_outcome(desk, args, out, outcome)
+    result = await desk.pay(args.account, paise, args.mode, args.token, part=args.part)
+    print_result_slip(desk, args, result)
+    return emit_result(desk, args, out, result)
 
 
 async def cmd_status(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
@@ -290,7 +290,7 @@ async def cmd_lease(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
     lease = await desk.lease(args.service, args.size)
     data: Json = {"id": lease.id, "counter": lease.counter, "service": lease.service, "day": lease.day,
                   "numbers": list(lease.numbers)}
-    return emit_outcome(desk, args, out, Outcome("lease", lease=data))
+    return emit_result(desk, args, out, ActionResult("lease", lease=data))
 
 
 COMMANDS: dict[str, Callable[[Desk, argparse.Namespace, TextIO], Awaitable[int]]] = {

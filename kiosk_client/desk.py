@@ -63,7 +63,7 @@ class NeedsServer(KioskError):
 
 
 @dataclass
-class Outcome:
+class ActionResult:
     """What one action did: the server's answer, or the journal entry it is waiting in."""
 
     action: str
@@ -442,7 +442,7 @@ class Desk:
 
     # --- the actions ------------------------------------------------------------------------------
 
-    async def issue(self, service: str | None = None, priority: str = "normal") -> Outcome:
+    async def issue(self, service: str | None = None, priority: str = "normal") -> ActionResult:
         """A token for a consumer; from a leased block when the server cannot be reached."""
         service = service or self.default_service()
         try:
@@ -452,9 +452,9 @@ class Desk:
                 raise
             return self._issue_offline(service, priority, exc)
         token = self._learn_token(answer["token"])
-        return Outcome("issue", token=token)
+        return ActionResult("issue", token=token)
 
-    def _issue_offline(self, service: str, priority: str, why: KioskError) -> Outcome:
+    def _issue_offline(self, service: str, priority: str, why: KioskError) -> ActionResult:
         taken = self.journal.take_number(self.cid, service, self.server_day())
         if taken is None:
             raise NeedsServer(
@@ -469,9 +469,9 @@ class Desk:
         token = {"id": None, "number": number, "substation": self.substation, "service": service,
                  "priority": priority, "status": "waiting", "counter": None, "issued_at": issued_at,
                  "day": lease.day, "estimate": None, "offline": True}
-        return Outcome("issue", token=token, entry=entry)
+        return ActionResult("issue", token=token, entry=entry)
 
-    async def call_next(self) -> Outcome:
+    async def call_next(self) -> ActionResult:
         """Call the next consumer to this counter: needs the server, which decides who is next."""
         async with self.lock:
             if self.pending_count():
@@ -488,9 +488,9 @@ class Desk:
         token = self._learn_token(answer["token"])
         if token is not None:
             self._set_current(token)
-        return Outcome("next", token=token)
+        return ActionResult("next", token=token)
 
-    async def act(self, action: str, token_id: str | None = None) -> Outcome:
+    async def act(self, action: str, token_id: str | None = None) -> ActionResult:
         """recall, start, complete or no-show (journalled while offline); cancel or requeue online."""
         target = self._target(token_id)
         call = token_action_call(target["id"], action)
@@ -502,9 +502,9 @@ class Desk:
         if entry is None:
             assert answer is not None
             return self._after_move(answer["token"], action)
-        return Outcome(action, token=self._move_locally(action, target), entry=entry)
+        return ActionResult(action, token=self._move_locally(action, target), entry=entry)
 
-    def _after_move(self, token: Json, action: str) -> Outcome:
+    def _after_move(self, token: Json, action: str) -> ActionResult:
         if action == "complete":
             self._note_finished(token)
         current = self.current()
@@ -512,7 +512,7 @@ class Desk:
             self._set_current(token)  # None once it has left the counter
         elif token.get("counter") == self.cid and token.get("status") in AT_COUNTER:
             self._set_current(token)
-        return Outcome(action, token=token)
+        return ActionResult(action, token=token)
 
     @staticmethod
     def _check_move(action: str, target: Json) -> None:
@@ -536,20 +536,20 @@ class Desk:
             self._set_current(token)
         return token
 
-    async def start(self, token_id: str | None = None) -> Outcome:
+    async def start(self, token_id: str | None = None) -> ActionResult:
         return await self.act("start", token_id)
 
-    async def complete(self, token_id: str | None = None) -> Outcome:
+    async def complete(self, token_id: str | None = None) -> ActionResult:
         return await self.act("complete", token_id)
 
-    async def recall(self, token_id: str | None = None) -> Outcome:
+    async def recall(self, token_id: str | None = None) -> ActionResult:
         return await self.act("recall", token_id)
 
-    async def no_show(self, token_id: str | None = None) -> Outcome:
+    async def no_show(self, token_id: str | None = None) -> ActionResult:
         return await self.act("no-show", token_id)
 
     async def transfer(self, *, service: str | None = None, counter: str | None = None,
-                       token_id: str | None = None) -> Outcome:
+                       token_id: str | None = None) -> ActionResult:
         """Send the consumer to another service or counter: needs the server's answer."""
         target = self._target(token_id)
         try:
@@ -559,10 +559,10 @@ class Desk:
         token = answer["token"]
         if (self.current() or {}).get("id") == token.get("id"):
             self._set_current(token)
-        return Outcome("transfer", token=token)
+        return ActionResult("transfer", token=token)
 
     async def pay(self, account: str, amount_paise: int, mode: str = "cash",
-                  token_id: str | None = None, part: bool = False) -> Outcome:
+                  token_id: str | None = None, part: bool = False) -> ActionResult:
         """Record a payment for the token at the counter (or one just finished there, by its id);
         cash goes to the journal while offline. ``part`` marks one of several for the token."""
         account = account.strip()
@@ -579,29 +579,29 @@ class Desk:
                 answer = await self._send(call, new_idempotency_key())
             except Unreachable as exc:
                 raise NeedsServer(f"{exc.message} Only cash is taken while offline.") from exc
-            return Outcome("pay", payment=answer["payment"], token=known)
+            return ActionResult("pay", payment=answer["payment"], token=known)
         label = f"pay {rupees(amount_paise)} {mode} for {target.get('number', target['id'])}"
         answer, entry = await self._journalable("payment", label, call)
         if entry is None:
             assert answer is not None
-            return Outcome("pay", payment=answer["payment"], token=known)
+            return ActionResult("pay", payment=answer["payment"], token=known)
         payment = {"id": None, "token_id": target["id"], "substation": self.substation, "counter": self.cid,
                    "account": account, "amount_paise": amount_paise, "mode": mode, "part": part,
                    "status": "journaled", "receipt": f"OFFLINE-{self.cid}-{entry.seq:06d}",
                    "created_at": self.server_now().isoformat(timespec="seconds")}
-        return Outcome("pay", payment=payment, entry=entry, token=known)
+        return ActionResult("pay", payment=payment, entry=entry, token=known)
 
-    def slip_for(self, outcome: Outcome) -> Slip | PaymentSlip | None:
+    def slip_for(self, result: ActionResult) -> Slip | PaymentSlip | None:
         """What the printer gives the consumer: a token slip for an issue, a provisional receipt
         for a payment (its receipt number, amount, the account's last digits, counter, time)."""
-        if outcome.payment is not None:
-            token = outcome.token or {}
-            number = token.get("number") if token.get("id") == outcome.payment.get("token_id") else None
-            counter = self.counter_name(outcome.payment.get("counter"))
-            return PaymentSlip.from_payment(outcome.payment, counter_name=counter, token_number=number,
+        if result.payment is not None:
+            token = result.token or {}
+            number = token.get("number") if token.get("id") == result.payment.get("token_id") else None
+            counter = self.counter_name(result.payment.get("counter"))
+            return PaymentSlip.from_payment(result.payment, counter_name=counter, token_number=number,
                                             substation_name=self.substation_name, taken_at=self.server_now())
-        if outcome.action == "issue" and outcome.token is not None:
-            return Slip.from_token(outcome.token, service_name=self.service_name(outcome.token["service"]),
+        if result.action == "issue" and result.token is not None:
+            return Slip.from_token(result.token, service_name=self.service_name(result.token["service"]),
                                    substation_name=self.substation_name)
         return None
 

@@ -10,12 +10,11 @@ from counter_server.billing.resilience import (
     AIMDLimit,
     BreakerOpen,
     BreakerState,
+    CallKind,
     CircuitBreaker,
-    ClientThrottle,
     ConcurrencyLimiter,
     LimitExceeded,
-    Outcome,
-    Priority,
+    LoadSignal,
     RetryBudget,
     SingleFlightCache,
     backoff_s,
@@ -47,20 +46,17 @@ def test_aimd_grows_only_while_used_cuts_on_drops_and_respects_the_ceiling():
     assert limit.limit == 1
 
 
-def test_limiter_sheds_reports_before_lookups_before_payments():
+def test_limiter_sheds_lookups_before_payments():
     limiter = ConcurrencyLimiter(AIMDLimit(initial=10, max_limit=10))
-    held = [limiter.try_acquire(Priority.REPORT) for _ in range(5)]       # reports fill half
+    held = [limiter.try_acquire(CallKind.LOOKUP) for _ in range(8)]       # look-ups up to 8
     with pytest.raises(LimitExceeded):
-        limiter.try_acquire(Priority.REPORT)
-    held += [limiter.try_acquire(Priority.LOOKUP) for _ in range(3)]      # look-ups up to 8
+        limiter.try_acquire(CallKind.LOOKUP)
+    held += [limiter.try_acquire(CallKind.PAYMENT) for _ in range(2)]     # payments to 10
     with pytest.raises(LimitExceeded):
-        limiter.try_acquire(Priority.LOOKUP)
-    held += [limiter.try_acquire(Priority.PAYMENT) for _ in range(2)]     # payments to 10
-    with pytest.raises(LimitExceeded):
-        limiter.try_acquire(Priority.PAYMENT)
-    assert limiter.shed == {Priority.REPORT: 1, Priority.LOOKUP: 1, Priority.PAYMENT: 1}
+        limiter.try_acquire(CallKind.PAYMENT)
+    assert limiter.shed == {CallKind.LOOKUP: 1, CallKind.PAYMENT: 1}
     for permit in held:
-        permit.release(Outcome.SUCCESS)
+        permit.release(LoadSignal.SUCCESS)
     assert limiter.in_flight == 0
 
 
@@ -72,7 +68,7 @@ def test_limit_falls_when_latency_rises_far_above_the_minimum_and_recovers_after
         permits = [limiter.try_acquire() for _ in range(min(calls, limiter.limit))]
         clock.now += rtt
         for permit in permits:
-            permit.release(Outcome.SUCCESS)
+            permit.release(LoadSignal.SUCCESS)
 
     for _ in range(10):
         wave(0.040, 40)
@@ -93,7 +89,7 @@ def test_no_load_round_trip_is_re_measured_with_concurrency_pinned_low():
                                  probe_samples=3)
     permit = limiter.try_acquire()
     clock.now += 0.040
-    permit.release(Outcome.SUCCESS)
+    permit.release(LoadSignal.SUCCESS)
     assert limiter.min_rtt == pytest.approx(0.040) and limiter.available() == 10
     clock.now = 31.0                                       # time to re-measure
     assert limiter.available() == 1 and limiter.measuring
@@ -102,7 +98,7 @@ def test_no_load_round_trip_is_re_measured_with_concurrency_pinned_low():
         with pytest.raises(LimitExceeded):
             limiter.try_acquire()                          # pinned to one in flight
         clock.now += 0.060                                 # billing got slower for good
-        permit.release(Outcome.SUCCESS)
+        permit.release(LoadSignal.SUCCESS)
     assert not limiter.measuring and limiter.min_rtt == pytest.approx(0.060)
     assert limiter.available() == 10
 
@@ -146,18 +142,6 @@ def test_backoff_has_full_jitter_under_a_cap():
     assert backoff_s(3, 0.2, 30, rng=lambda: 0.5) == pytest.approx(0.8)
     assert backoff_s(20, 0.2, 30, rng=lambda: 1.0) == 30
     assert backoff_s(5, 0.2, 30, rng=lambda: 0.0) == 0.0
-
-
-def test_client_throttle_rejects_more_as_accepts_fall_behind():
-    clock = Clock()
-    throttle = ClientThrottle(k=2, clock=clock, rng=lambda: 0.5)
-    for _ in range(10):
-        assert throttle.allow()
-        throttle.accepted()
-    assert throttle.reject_probability() == 0
-    for _ in range(30):
-        throttle.allow()                                   # none accepted
-    assert throttle.reject_probability() == pytest.approx((40 - 20) / 41)
 
 
 async def test_single_flight_coalesces_and_serves_stale_on_error():

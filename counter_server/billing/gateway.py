@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from ..redact import redacted
+from ..scenario.billing import GatewaySettings
 from ..store import Store
 from ..outbox import Payment, PaymentStatus
 from .resilience import (
@@ -30,32 +31,18 @@ from .resilience import (
     BreakerOpen,
     BreakerState,
     Cached,
+    CallKind,
     CircuitBreaker,
     ConcurrencyLimiter,
     LimitExceeded,
-    Outcome,
+    LoadSignal,
     Permit,
-    Priority,
     RetryBudget,
     SingleFlightCache,
     backoff_s,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    max_concurrency: int = 16      # the ceiling the adaptive limit never passes
-    initial_limit: int = 4
-    timeout_s: float = 2.0
-    lease_s: float = 30.0
-    poll_s: float = 0.25
-    bill_ttl_s: float = 60.0
-    breaker_failures: int = 5
-    breaker_open_s: float = 1.0
-    retry_base_s: float = 0.2
-    retry_cap_s: float = 10.0
 
 
 class BillNotFound(Exception):
@@ -135,28 +122,28 @@ class BillingGateway:
             except BreakerOpen as exc:
                 raise BillingUnavailable(str(exc), exc.retry_after_s) from None
             try:
-                permit = self.limiter.try_acquire(Priority.LOOKUP)
+                permit = self.limiter.try_acquire(CallKind.LOOKUP)
             except LimitExceeded as exc:
                 raise BillingUnavailable(str(exc), 1.0) from None
-            outcome = Outcome.DROPPED
+            signal = LoadSignal.DROPPED
             try:
                 async with self._session.get(f"{self.billing_url}/bills/{account}") as resp:
                     if resp.status == 404:
-                        outcome = Outcome.IGNORE
+                        signal = LoadSignal.IGNORE
                         self.breaker.on_success()
                         raise BillNotFound(account)
                     if resp.status != 200:
                         raise BillingUnavailable(f"billing answered {resp.status}", 1.0)
                     bill = await resp.json()
-                outcome = Outcome.SUCCESS
+                signal = LoadSignal.SUCCESS
                 self.breaker.on_success()
                 return bill
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise BillingUnavailable(f"billing did not answer: {exc.__class__.__name__}", 1.0) from None
             finally:
-                if outcome is Outcome.DROPPED:
+                if signal is LoadSignal.DROPPED:
                     self.breaker.on_failure()
-                permit.release(outcome)
+                permit.release(signal)
 
         return await self.bills.get(account, load)
 
@@ -181,7 +168,7 @@ class BillingGateway:
             return 1 if waited >= self.breaker.open_s else 0
         if self.breaker.state is BreakerState.HALF_OPEN:
             return 0 if self.breaker.probing else 1
-        return self.limiter.available(Priority.PAYMENT)
+        return self.limiter.available(CallKind.PAYMENT)
 
     async def _forward_outbox(self) -> None:
         """Keep up to twice the limit of payments claimed and ready, so a slot that frees is
@@ -224,7 +211,7 @@ class BillingGateway:
         except BreakerOpen as exc:
             return exc
         try:
-            return self.limiter.try_acquire(Priority.PAYMENT)
+            return self.limiter.try_acquire(CallKind.PAYMENT)
         except LimitExceeded as exc:
             self.breaker.cancel_probe()
             return exc
@@ -235,23 +222,23 @@ class BillingGateway:
             await self._retry_later(payment, str(permit), wait, attempted=False)
             return
         self.budget.record_call()
-        outcome = Outcome.DROPPED
+        signal = LoadSignal.DROPPED
         try:
             ref = await self._post(payment)
-            outcome = Outcome.SUCCESS
+            signal = LoadSignal.SUCCESS
         except _Permanent as exc:
-            outcome = Outcome.IGNORE
+            signal = LoadSignal.IGNORE
             refusal: Exception = exc
         except (_Transient, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             refusal = exc
         finally:
-            permit.release(outcome)   # the round trip to billing only, not our own bookkeeping
+            permit.release(signal)   # the round trip to billing only, not our own bookkeeping
             self._room.set()
-        if outcome is Outcome.SUCCESS:
+        if signal is LoadSignal.SUCCESS:
             self.breaker.on_success()
             self.counts["posted"] += 1
             await self.store.settle_payment(payment.id, PaymentStatus.POSTED, self.clock(), billing_ref=ref)
-        elif outcome is Outcome.IGNORE:
+        elif signal is LoadSignal.IGNORE:
             self.breaker.on_success()
             self.counts["failed"] += 1
             await self.store.settle_payment(payment.id, PaymentStatus.FAILED, self.clock(),

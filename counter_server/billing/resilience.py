@@ -1,5 +1,5 @@
-"""The gateway's protections, in plain asyncio: adaptive concurrency limit with priority shedding,
-circuit breaker, retry budget with jittered backoff, and a single-flight cache.
+"""The gateway's protections, in plain asyncio: adaptive concurrency limit that sheds look-ups
+before payments, circuit breaker, retry budget with jittered backoff, and a single-flight cache.
 
 Each takes its clock as an argument so tests drive time by hand.
 """
@@ -44,35 +44,37 @@ class AIMDLimit:
             self.limit = min(self.max_limit, self.limit + 1 / self.limit)
 
 
-class Priority(IntEnum):
-    """Who is shed first when the limit is reached: reports, then look-ups, payments last."""
+class CallKind(IntEnum):
+    """What a billing call is for, which ranks it when the limit is reached: look-ups are shed
+    before payments."""
 
-    REPORT = 0
     LOOKUP = 1
     PAYMENT = 2
 
 
-# Share of the limit each priority may fill: a report never takes the last half of the
-# limit, a look-up never the last fifth, so payments always find room first.
-PRIORITY_SHARE = {Priority.REPORT: 0.5, Priority.LOOKUP: 0.8, Priority.PAYMENT: 1.0}
+# Share of the limit each kind of call may fill: a look-up never takes the last fifth of the
+# limit, so payments always find room first.
+LIMIT_SHARE = {CallKind.LOOKUP: 0.8, CallKind.PAYMENT: 1.0}
 
 
 class LimitExceeded(Exception):
-    """Shed: the billing server is at its concurrency limit for this priority."""
+    """Shed: the billing server is at its concurrency limit for this kind of call."""
 
-    def __init__(self, priority: Priority) -> None:
-        super().__init__(f"billing is at its concurrency limit; {priority.name.lower()} shed")
-        self.priority = priority
+    def __init__(self, kind: CallKind) -> None:
+        super().__init__(f"billing is at its concurrency limit; {kind.name.lower()} shed")
+        self.kind = kind
 
 
-class Outcome(StrEnum):
+class LoadSignal(StrEnum):
+    """What a finished billing call says about the billing server's load."""
+
     SUCCESS = "success"
     DROPPED = "dropped"      # timeout, overload answer: the limit must fall
     IGNORE = "ignore"        # says nothing about load (e.g. a refused account number)
 
 
 class ConcurrencyLimiter:
-    """Admits calls while in flight < limit (scaled by priority share) and learns the limit.
+    """Admits calls while in flight < limit (scaled by the call kind's share) and learns the limit.
 
     A call whose round trip exceeds ``latency_tolerance`` x the no-load round trip counts as a
     drop, so the limit falls as the billing server slows past its knee, before it fails. Drops
@@ -93,7 +95,7 @@ class ConcurrencyLimiter:
         self.probe_samples = probe_samples
         self.in_flight = 0
         self.min_rtt: float | None = None
-        self.shed = {p: 0 for p in Priority}
+        self.shed = {kind: 0 for kind in CallKind}
         self.samples = 0
         self._last_cut = float("-inf")
         self._next_probe = clock() + min_rtt_interval_s
@@ -108,37 +110,37 @@ class ConcurrencyLimiter:
         """True while the no-load round trip is being re-measured."""
         return self._probe is not None
 
-    def available(self, priority: Priority = Priority.PAYMENT) -> int:
+    def available(self, kind: CallKind = CallKind.PAYMENT) -> int:
         if self._probe is None and self.min_rtt is not None and self.clock() >= self._next_probe:
             self._probe = []
         if self._probe is not None:
             return max(0, self.probe_concurrency - self.in_flight)
-        return max(0, int(self.algorithm.limit * PRIORITY_SHARE[priority]) - self.in_flight)
+        return max(0, int(self.algorithm.limit * LIMIT_SHARE[kind]) - self.in_flight)
 
-    def try_acquire(self, priority: Priority = Priority.PAYMENT) -> Permit:
-        if self.available(priority) < 1:
-            self.shed[priority] += 1
-            raise LimitExceeded(priority)
+    def try_acquire(self, kind: CallKind = CallKind.PAYMENT) -> Permit:
+        if self.available(kind) < 1:
+            self.shed[kind] += 1
+            raise LimitExceeded(kind)
         self.in_flight += 1
         return Permit(self, self.clock())
 
-    def _release(self, started: float, outcome: Outcome) -> None:
+    def _release(self, started: float, signal: LoadSignal) -> None:
         now = self.clock()
         rtt = now - started
         in_flight = self.in_flight
         self.in_flight -= 1
-        if outcome is Outcome.IGNORE:
+        if signal is LoadSignal.IGNORE:
             return
         self.samples += 1
         if self._probe is not None:
-            if outcome is Outcome.SUCCESS:
+            if signal is LoadSignal.SUCCESS:
                 self._probe.append(rtt)
             if len(self._probe) >= self.probe_samples:
                 self.min_rtt = min(self._probe)
                 self._probe = None
                 self._next_probe = now + self.min_rtt_interval_s
             return
-        dropped = outcome is Outcome.DROPPED
+        dropped = signal is LoadSignal.DROPPED
         if not dropped:
             if self.min_rtt is None or rtt < self.min_rtt:
                 self.min_rtt = rtt
@@ -156,7 +158,7 @@ class ConcurrencyLimiter:
                 "min_rtt_ms": round(self.min_rtt * 1000, 1) if self.min_rtt is not None else None,
                 "measuring_min_rtt": self.measuring,
                 "max_limit": self.algorithm.max_limit,
-                "shed": {p.name.lower(): n for p, n in self.shed.items()}}
+                "shed": {kind.name.lower(): n for kind, n in self.shed.items()}}
 
 
 @dataclass
@@ -165,10 +167,10 @@ class Permit:
     started: float
     released: bool = False
 
-    def release(self, outcome: Outcome) -> None:
+    def release(self, signal: LoadSignal) -> None:
         if not self.released:
             self.released = True
-            self.limiter._release(self.started, outcome)
+            self.limiter._release(self.started, signal)
 
 
 # -- circuit breaker ---------------------------------------------------------------------------
@@ -289,33 +291,6 @@ class RetryBudget:
             return False
         self._retries.append(now)
         return True
-
-
-class ClientThrottle:
-    """Google SRE client-side throttling: reject locally with probability
-    max(0, (requests - K * accepts) / (requests + 1)) over the last two minutes."""
-
-    def __init__(self, k: float = 2.0, window_s: float = 120.0, clock: Clock = time.monotonic,
-                 rng: Callable[[], float] = random.random) -> None:
-        self.k = k
-        self.window_s = window_s
-        self.clock = clock
-        self.rng = rng
-        self._requests: deque[float] = deque()
-        self._accepts: deque[float] = deque()
-
-    def reject_probability(self) -> float:
-        _forget_before(self.clock() - self.window_s, self._requests, self._accepts)
-        requests, accepts = len(self._requests), len(self._accepts)
-        return max(0.0, (requests - self.k * accepts) / (requests + 1))
-
-    def allow(self) -> bool:
-        allowed = self.rng() >= self.reject_probability()
-        self._requests.append(self.clock())
-        return allowed
-
-    def accepted(self) -> None:
-        self._accepts.append(self.clock())
 
 
 # -- single-flight cache -----------------------------------------------------------------------

@@ -415,7 +415,7 @@ function showBilling(b) {
   $("b-queued").textContent = String(b.outbox.queued);
   $("b-oldest").textContent = b.outbox.oldest_queued_s === null ? "–" : `${b.outbox.oldest_queued_s.toFixed(1)} s`;
   $("b-breaker").textContent = b.breaker.state.replace("_", "-");
-  $("b-shed").textContent = `${b.shed.payment || 0} / ${b.shed.lookup || 0} / ${b.shed.report || 0}`;
+  $("b-shed").textContent = `${b.shed.payment || 0} / ${b.shed.lookup || 0}`;
   $("b-posted").textContent = `${b.outbox.posted} / ${b.outbox.failed}`;
   const toggle = $("outbox-toggle");
   toggle.textContent = b.paused ? "Resume outbox" : "Pause outbox";
