@@ -22,8 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from .billing.gateway import GatewaySettings
-from .billing.simulator import SimSettings
+from .scenario.billing import GatewaySettings, SimSettings
 from .queueing import Priority, QueuePolicy, ServiceTimeSeed
 from .scenario import schema
 from .scenario.schema import STORE_ENGINES, WEEKDAYS

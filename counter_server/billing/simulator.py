@@ -29,6 +29,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..scenario.billing import SimSettings
+
 ACCOUNT = re.compile(r"^[0-9A-Za-z\-]{4,24}$")
 UNKNOWN_PREFIX = "NA-"   # never known (the tests' "no such account")
 # The simulated utility's numbering plan: the accounts it has consumers for. Anything else, a
@@ -47,15 +49,6 @@ def known_account(account: str) -> bool:
     if not ACCOUNT.match(account) or account.upper().startswith(UNKNOWN_PREFIX):
         return False
     return KNOWN_ACCOUNTS.match(plain_account(account)) is not None
-
-
-@dataclass(frozen=True)
-class SimSettings:
-    capacity: int = 8
-    knee: int = 4
-    base_latency_ms: float = 40.0
-    overload_s: float = 2.0
-    recovery_s: float = 5.0
 
 
 @dataclass

@@ -20,8 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
                       WithJsonSchema, model_validator)
 
-from ..billing.gateway import GatewaySettings
-from ..billing.simulator import SimSettings
+from .billing import GatewaySettings, SimSettings
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 STORE_ENGINES = ("sqlite", "redis")
