@@ -44,9 +44,10 @@ class Service:
 
 
 @dataclass(frozen=True)
-class Counter:
-    """A counter; ``name`` / ``name_hi`` are what boards, phones and slips call it (default: its
-    id), so no screen has to make a label out of the id's shape."""
+class ScenarioCounter:
+    """A cash counter as the scenario describes it (not a live counter's state, nor a tally);
+    ``name`` / ``name_hi`` are what boards, phones and slips call it (default: its id), so no
+    screen has to make a label out of the id's shape."""
 
     id: str
     substation: str
@@ -91,7 +92,7 @@ class Substation:
     id: str
     name: str
     services: tuple[str, ...]
-    counters: tuple[Counter, ...]
+    counters: tuple[ScenarioCounter, ...]
     opens: clock_time
     closes: clock_time
     name_hi: str = ""
@@ -165,7 +166,7 @@ class Scenario:
     phones: PhonesConfig = field(default_factory=lambda: PhonesConfig())
 
     @cached_property
-    def counters(self) -> dict[str, Counter]:
+    def counters(self) -> dict[str, ScenarioCounter]:
         return {c.id: c for s in self.substations.values() for c in s.counters}
 
     def day_of(self, moment: float) -> str:
@@ -276,7 +277,7 @@ def _substation(hall: schema.SubstationModel, hours: schema.HoursModel, default_
         name=hall.name,
         name_hi=hall.name_hi,
         services=tuple(hall.services) if hall.services is not None else all_services,
-        counters=tuple(Counter(id=c.id, substation=hall.id, services=tuple(c.services),
+        counters=tuple(ScenarioCounter(id=c.id, substation=hall.id, services=tuple(c.services),
                                name=c.name or c.id, name_hi=c.name_hi) for c in hall.counters),
         opens=hall.opens or hours.opens,
         closes=hall.closes or hours.closes,

@@ -11,7 +11,7 @@ import pytest
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS, SETTINGS, STORE
 from counter_server.outbox import Payment, PaymentMode, PaymentStatus
-from counter_server.config import Counter, Settings, load_scenario
+from counter_server.config import Settings, ScenarioCounter, load_scenario
 from counter_server.queueing import Priority, Status
 from counter_server.services.payments import PAYMENT_WINDOW_AFTER_DONE_S
 from counter_server.store import IdempotencyConflict, IdempotencyKey
@@ -164,7 +164,7 @@ async def hall_api(aiohttp_client: Any, tmp_path: Path, clock: Clock, scenario_f
     return Api(client=client, admin=admin, board=board)
 
 
-def paying_counters(api: Api) -> tuple[str, list[Counter]]:
+def paying_counters(api: Api) -> tuple[str, list[ScenarioCounter]]:
     """The scenario's paid service and the counters of one hall that serves it."""
     scenario = api.client.app[SETTINGS].scenario
     service = paid_service(scenario)
@@ -173,7 +173,7 @@ def paying_counters(api: Api) -> tuple[str, list[Counter]]:
     return service, [c for c in hall.counters if service in c.services]
 
 
-async def served(api: Api, counter: Counter, service: str) -> dict:
+async def served(api: Api, counter: ScenarioCounter, service: str) -> dict:
     """A token of ``service`` issued at ``counter``'s hall, called there and being served."""
     await api.issue(counter.substation, service)
     token = await api.next(counter.id)

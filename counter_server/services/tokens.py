@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-from ..config import Counter, Scenario, Substation
+from ..config import Scenario, ScenarioCounter, Substation
 from ..queueing import (
     Action,
     CannotServeToday,
@@ -89,7 +89,7 @@ class TokenService:
         except KeyError:
             raise NotFound("substation", substation_id) from None
 
-    def counter(self, counter_id: str) -> Counter:
+    def counter(self, counter_id: str) -> ScenarioCounter:
         try:
             return self.scenario.counters[counter_id]
         except KeyError:
