@@ -67,6 +67,12 @@ class _Transient(Exception):
     pass
 
 
+def _reason(exc: Exception) -> str:
+    """Why a call failed, for the payment's record: the message, or the exception's name when it
+    has none (a timeout's message is empty, and "billing: " alone would tell ops nothing)."""
+    return str(exc) or exc.__class__.__name__
+
+
 class BillingGateway:
     def __init__(self, store: Store, billing_url: str, settings: GatewaySettings = GatewaySettings(),
                  *, simulated: bool = False, clock: Callable[[], float] = time.time,
@@ -248,7 +254,7 @@ class BillingGateway:
             wait = backoff_s(payment.attempts, self.settings.retry_base_s, self.settings.retry_cap_s)
             if not self.budget.try_retry():
                 wait = max(wait, self.settings.retry_cap_s)
-            await self._retry_later(payment, f"billing: {refusal or refusal.__class__.__name__}", wait)
+            await self._retry_later(payment, f"billing: {_reason(refusal)}", wait)
 
     async def _post(self, payment: Payment) -> str:
         """Post one payment; returns the billing reference."""
