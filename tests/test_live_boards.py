@@ -17,7 +17,7 @@ from counter_server.appkeys import HUB, KEYS, SETTINGS, STORE, TOKENS
 from counter_server.config import Settings
 from counter_server.store import Committed
 
-from .conftest import Api, Clock
+from testkit.api import Api, Clock
 
 
 async def receive(ws, timeout: float = 2.0) -> dict:
@@ -241,8 +241,8 @@ async def test_a_board_that_stops_reading_is_dropped_without_holding_up_others(a
 
 
 def _counter_event(i: int):
-    from counter_server.queueing import Event
-    return Event("counter_opened" if i % 2 else "counter_closed", None, 0.0, "test", "S01-C4")
+    from counter_server.queueing.events import CounterClosed, CounterOpened
+    return (CounterOpened if i % 2 else CounterClosed)(0.0, "test", "S01-C4")
 
 
 async def test_ops_channel_carries_the_billing_gateway_state(live: Api):

@@ -16,8 +16,9 @@ from counter_server.queueing import Priority, Status
 from counter_server.services.payments import PAYMENT_WINDOW_AFTER_DONE_S
 from counter_server.store import IdempotencyConflict, IdempotencyKey
 
-from .conftest import Api, Clock, paid_service
-from .test_store_contract import make_store, store  # noqa: F401 - the engine-parametrised fixtures
+from testkit.api import Api, Clock
+from testkit.scenarios import paid_service
+from .test_store_contract import add_payment, make_store, store  # noqa: F401 - the engine-parametrised fixtures
 
 
 def payment(pid: str, account: str, at: float = 0.0) -> Payment:
@@ -28,7 +29,7 @@ def payment(pid: str, account: str, at: float = 0.0) -> Payment:
 
 async def test_outbox_claims_the_oldest_payment_of_each_account_only(store):
     for pid, account in (("p1", "A"), ("p2", "A"), ("p3", "B"), ("p4", "C")):
-        await store.add_payment(payment(pid, account))
+        await add_payment(store, payment(pid, account))
     first = await store.claim_payments("w1", now=10, lease_s=30, limit=10)
     assert [p.id for p in first] == ["p1", "p3", "p4"]           # p2 waits behind p1
     assert await store.claim_payments("w2", now=11, lease_s=30, limit=10) == []   # leased
@@ -49,12 +50,12 @@ async def test_outbox_claims_the_oldest_payment_of_each_account_only(store):
 
 async def test_payment_idempotency(store):
     key = IdempotencyKey("k1", "pay-1", "fp")
-    first, replayed = await store.add_payment(payment("p1", "A"), key)
-    again, replayed_again = await store.add_payment(payment("p9", "A"), key)
+    first, replayed = await add_payment(store, payment("p1", "A"), key)
+    again, replayed_again = await add_payment(store, payment("p9", "A"), key)
     assert not replayed and replayed_again and again == first
     assert await store.get_payment("p9") is None
     with pytest.raises(IdempotencyConflict):
-        await store.add_payment(payment("p8", "A"), IdempotencyKey("k1", "pay-1", "other"))
+        await add_payment(store, payment("p8", "A"), IdempotencyKey("k1", "pay-1", "other"))
 
 
 async def test_take_payment_reads_the_committed_token_and_writes_in_one_step(store):
@@ -81,7 +82,7 @@ async def test_take_payment_reads_the_committed_token_and_writes_in_one_step(sto
 async def test_payments_survive_a_restart(make_store):  # noqa: F811
     first = make_store()
     await first.open()
-    await first.add_payment(payment("p1", "A"))
+    await add_payment(first, payment("p1", "A"))
     await first.close()
     second = make_store()
     await second.open()

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import Scenario
 from .boards import BoardTally
-from ..queueing import Event, HallView
+from ..queueing import DomainEvent, HallView
 from ..services.nearby import nearest
 from ..store import Committed
 from ..shapes import hall_json, iso, public_token_json
@@ -162,7 +162,7 @@ class LiveHub:
         for subscriber in list(channel.subscribers):
             subscriber.offer(text)
 
-    def _event_json(self, seq: int, event: Event) -> dict[str, Any]:
+    def _event_json(self, seq: int, event: DomainEvent) -> dict[str, Any]:
         return {
             "seq": seq,
             "kind": event.kind,
@@ -172,9 +172,6 @@ class LiveHub:
         }
 
     # -- subscribing -------------------------------------------------------------------
-
-    def has_channel(self, name: str) -> bool:
-        return name in self._channels
 
     def subscribe(self, name: str, since: int | None = None) -> tuple[list[str], Subscriber]:
         """The texts to send first (missed deltas, or a snapshot) and the new subscriber."""

@@ -17,7 +17,8 @@ from .errors import (
 )
 from .estimate import Estimate, ServiceTimes, ServiceTimeSeed, estimate_wait
 from .lifecycle import Action, allowed_actions
-from .model import Event, Lease, Origin, Priority, QueuePolicy, Status, Token, format_number
+from .events import EVENT_KINDS, DomainEvent, TokenEvent, event_from_log
+from .model import Lease, Origin, Priority, QueuePolicy, Status, Token, format_number
 from .queue import CounterView, HallView, Holder, ServiceView, SubstationQueue
 from .slots import LeaveAdvice, SlotPlan, leave_advice, slot_capacity
 
@@ -41,7 +42,10 @@ __all__ = [
     "ServiceView",
     "estimate_wait",
     "DomainError",
-    "Event",
+    "DomainEvent",
+    "EVENT_KINDS",
+    "TokenEvent",
+    "event_from_log",
     "IllegalMove",
     "Lease",
     "LeaseRefused",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from . import events
 from .model import QueuePolicy, Status, Token
 
 
@@ -64,20 +65,20 @@ AT_DAY_END: dict[Status, Status] = {**AT_CLOSING, Status.SERVING: Status.DONE}
 # The events the day's close records: its own kinds, so nobody mistakes them for a cashier's
 # move (a token finished with the day was never completed at the counter: its time there is
 # not a service time to learn from).
-CLOSING_EVENT_KIND: dict[Status, str] = {
-    Status.CLOSED_UNSERVED: "closed_unserved",
-    Status.DONE: "completed_at_close",
+CLOSING_EVENT_KIND: dict[Status, type[events.TokenEvent]] = {
+    Status.CLOSED_UNSERVED: events.TokenClosedUnserved,
+    Status.DONE: events.TokenCompletedAtClose,
 }
 
-EVENT_KIND: dict[Action, str] = {
-    Action.CALL: "called",
-    Action.RECALL: "recalled",
-    Action.START: "started",
-    Action.COMPLETE: "completed",
-    Action.NO_SHOW: "no_show",
-    Action.REQUEUE: "requeued",
-    Action.TRANSFER: "transferred",
-    Action.CANCEL: "cancelled",
+EVENT_KIND: dict[Action, type[events.TokenEvent]] = {
+    Action.CALL: events.TokenCalled,
+    Action.RECALL: events.TokenRecalled,
+    Action.START: events.TokenStarted,
+    Action.COMPLETE: events.TokenCompleted,
+    Action.NO_SHOW: events.TokenNoShow,
+    Action.REQUEUE: events.TokenRequeued,
+    Action.TRANSFER: events.TokenTransferred,
+    Action.CANCEL: events.TokenCancelled,
 }
 
 

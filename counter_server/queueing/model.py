@@ -86,18 +86,6 @@ class Token:
         return self.status in ACTIVE
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An appended record of one change: what happened to which token or counter, when, by whom."""
-
-    kind: str
-    token: Token | None
-    at: float
-    actor: str | None = None
-    counter: str | None = None
-    detail: Mapping[str, object] | None = None
-
-
 def _default_head_start() -> dict[Priority, float]:
     return {Priority.NORMAL: 0.0, Priority.SENIOR: 600.0, Priority.DISABLED: 900.0}
 

@@ -34,7 +34,19 @@ from .lifecycle import (
     allowed_actions,
     guard,
 )
-from .model import Event, Lease, Origin, Priority, QueuePolicy, Status, Token, format_number
+from .events import (
+    AdmissionChanged,
+    CounterClosed,
+    CounterOpened,
+    DomainEvent,
+    NumbersLeased,
+    SlotsPublished,
+    TokenBooked,
+    TokenCompleted,
+    TokenEvent,
+    TokenIssued,
+)
+from .model import Lease, Origin, Priority, QueuePolicy, Status, Token, format_number
 from .slots import SlotPlan
 
 
@@ -88,7 +100,7 @@ class SubstationQueue:
     """All of one substation's tokens for one day, with the waiting ones in call order.
 
     Methods check everything first and change state only when the move is allowed, then
-    record an Event in ``pending``; a store persists the pending events and the tokens they
+    record a DomainEvent in ``pending``; a store persists the pending events and the tokens they
     carry in one transaction, then calls ``drain()``. ``version`` counts applied changes so a
     store can tell whether a failed job left this object changed.
     """
@@ -127,7 +139,7 @@ class SubstationQueue:
         self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
         self._plans: dict[tuple[float, int], CallPlan] = {}   # (as of, version) -> its run
         self._issued_last: tuple[int, str, tuple[float, int]] | None = None   # see issue()
-        self.pending: list[Event] = []
+        self.pending: list[DomainEvent] = []
         self.version = 0
         # The moment the estimates are made for: the queue's latest change (bookings whose
         # slots start within a walk-in's wait are counted ahead of it from then).
@@ -326,7 +338,7 @@ class SubstationQueue:
             **self._holder_fields(holder),
         )
         before = self.version
-        issued = self._record("issued", self._numbered(token, letter), now, actor, None)
+        issued = self._record(TokenIssued, self._numbered(token, letter), now, actor, None)
         if self._waiting[-1][1] == issued.id:
             # Last in line: nothing ahead of it changed and its wait is the one the door just
             # worked out for a new token, so answering it needs no second run of the line.
@@ -337,8 +349,7 @@ class SubstationQueue:
         """Ops publish (or, with None, withdraw) the bookable slots of this day. Bookings
         already made keep their slots."""
         self.slot_plan = plan
-        self._event(Event("slots_published", None, now, actor, None,
-                          {"plan": plan.as_dict() if plan is not None else None}))
+        self._event(SlotsPublished(now, actor, None, plan))
 
     def book(
         self,
@@ -369,7 +380,7 @@ class SubstationQueue:
             ordinal=len(self.tokens), origin=Origin.SLOT, slot_at=slot_at,
             **self._holder_fields(holder),
         )
-        return self._record("booked", token, now, actor, None)
+        return self._record(TokenBooked, token, now, actor, None)
 
     def start_due_bookings(self, now: float, letters: Mapping[str, str],
                            actor: str | None = None) -> list[Token]:
@@ -379,7 +390,7 @@ class SubstationQueue:
         started = []
         for booked in due:
             token = replace(booked, status=Status.WAITING, issued_at=booked.slot_at)
-            started.append(self._record("issued", self._numbered(token, letters[token.service]),
+            started.append(self._record(TokenIssued, self._numbered(token, letters[token.service]),
                                         now, actor, None))
         return started
 
@@ -448,9 +459,7 @@ class SubstationQueue:
         lease = Lease(lease_id, counter, service, letter, first, first + size - 1)
         self.last_seq[service] = lease.last_seq
         self.leases[lease.id] = lease
-        self._event(Event("numbers_leased", None, now, actor, counter,
-                          {"lease": lease.id, "service": service, "first_seq": lease.first_seq,
-                           "last_seq": lease.last_seq}))
+        self._event(NumbersLeased(now, actor, counter, lease))
         return lease
 
     def issue_offline(self, token_id: str, lease_id: str, counter: str, number: str,
@@ -477,7 +486,7 @@ class SubstationQueue:
             number=number, seq=seq, priority=Priority(priority), status=Status.WAITING,
             issued_at=issued_at, ordinal=len(self.tokens),
         )
-        return self._record("issued", token, now, actor, counter)
+        return self._record(TokenIssued, token, now, actor, counter)
 
     def _numbered(self, token: Token, letter: str) -> Token:
         seq = self.last_seq.get(token.service, 0) + 1
@@ -525,15 +534,14 @@ class SubstationQueue:
         """Ops switch the door rule and the daily cap for this substation."""
         self.admission = enabled
         self.daily_cap = daily_cap
-        self._event(Event("admission_changed", None, now, actor, None,
-                          {"admission": enabled, "daily_cap": daily_cap}))
+        self._event(AdmissionChanged(now, actor, None, enabled, daily_cap))
 
     def open_counter(self, counter: str, now: float, actor: str | None = None) -> bool:
         """Open a counter; False (and no event) when it already was."""
         if counter not in self.closed:
             return False
         self.closed.discard(counter)
-        self._event(Event("counter_opened", None, now, actor, counter, {"open": True}))
+        self._event(CounterOpened(now, actor, counter))
         return True
 
     def close_counter(self, counter: str, now: float, actor: str | None = None) -> bool:
@@ -544,7 +552,7 @@ class SubstationQueue:
         if counter in self.closed:
             return False
         self.closed.add(counter)
-        self._event(Event("counter_closed", None, now, actor, counter, {"open": False}))
+        self._event(CounterClosed(now, actor, counter))
         return True
 
     # -- closing the day -----------------------------------------------------------------
@@ -579,7 +587,7 @@ class SubstationQueue:
         closed = replace(token, status=status, finished_at=now)
         return self._record(CLOSING_EVENT_KIND[status], closed, now, actor, token.counter)
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[DomainEvent]:
         """Hand over the recorded events once they are persisted."""
         events, self.pending = self.pending, []
         return events
@@ -605,15 +613,16 @@ class SubstationQueue:
         )
 
     def _record(
-        self, kind: str, token: Token, now: float, actor: str | None, counter: str | None
+        self, kind: type[TokenEvent], token: Token, now: float, actor: str | None,
+        counter: str | None
     ) -> Token:
         self._put(token)
-        if kind == EVENT_KIND[Action.COMPLETE]:
+        if kind is TokenCompleted:
             self._learn(token)
-        self._event(Event(kind=kind, token=token, at=now, actor=actor, counter=counter))
+        self._event(kind(now, actor, counter, token))
         return token
 
-    def _event(self, event: Event) -> None:
+    def _event(self, event: DomainEvent) -> None:
         self.pending.append(event)
         self.version += 1
         self.as_of = max(self.as_of, event.at)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from ..outbox import OutboxStats, Payment, PaymentStatus
-from ..queueing import Estimate, Event, HallView, SubstationQueue, Token
+from ..queueing import DomainEvent, Estimate, HallView, SubstationQueue, Token
 
 QueueChange = Callable[[SubstationQueue], Token | None]
 TokenChange = Callable[[SubstationQueue, Token], Token | None]
@@ -68,7 +68,7 @@ class Committed:
 
     substation: str
     day: str
-    events: list[tuple[int, Event]]
+    events: list[tuple[int, DomainEvent]]
     hall: HallView
 
 

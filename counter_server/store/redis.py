@@ -45,7 +45,7 @@ from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import (
     CounterView,
     Estimate,
-    Event,
+    DomainEvent as Event,
     HallView,
     Lease,
     QueuePolicy,

@@ -10,7 +10,6 @@ Plain reads use a second thread with its own connection, so they never wait behi
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import logging
 import os
@@ -20,28 +19,16 @@ import sqlite3
 import stat
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import MISSING, fields, replace
-from enum import Enum
-from functools import cache
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar
 
 import sqlite_utils
 
 from ..outbox import OutboxStats, Payment, PaymentStatus
-from ..queueing import (
-    Estimate,
-    Event,
-    Lease,
-    QueuePolicy,
-    SlotPlan,
-    SubstationQueue,
-    Token,
-    UnknownToken,
-)
+from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from .base import (
     EARLIER_PAYMENTS_READ,
     IDEMPOTENCY_TTL_S,
@@ -56,6 +43,28 @@ from .base import (
     TokenChange,
     read_or_make_secret,
 )
+from .codec import dumps, event_record, from_row, payment_record, refusal_record, to_row
+from .core import (
+    NO_RESULT,
+    CachedQueue,
+    PutAdmission,
+    PutCounterOpen,
+    PutLease,
+    PutSequence,
+    PutSlotPlan,
+    PutToken,
+    QueueCache,
+    QueueKey,
+    QueueRows,
+    RowChange,
+    build_queue,
+    merge_day,
+    replayed,
+    rows_changed,
+    settled,
+    snapshot_of,
+    view_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,50 +74,6 @@ Job = Callable[[sqlite_utils.Database], Any]
 TOKEN_COLUMNS = [f.name for f in fields(Token)]
 _STOP = object()
 PRUNE_EVERY_S = 6 * 3600   # how often the writer forgets idempotency keys past IDEMPOTENCY_TTL_S
-NO_RESULT = object()
-R = TypeVar("R")
-
-
-def to_row(record: Any) -> dict[str, Any]:
-    """A flat dataclass as a table row: enums stored by their value.
-
-    Reads the fields directly: ``dataclasses.asdict`` deep-copies and was a visible share of
-    the writer's time per token."""
-    row = {}
-    for name in _field_names(type(record)):
-        value = getattr(record, name)
-        row[name] = value.value if isinstance(value, Enum) else value
-    return row
-
-
-@cache
-def _field_names(kind: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(kind))
-
-
-@cache
-def _enum_fields(kind: type) -> dict[str, type[Enum]]:
-    hints = get_type_hints(kind)
-    return {f.name: hints[f.name] for f in fields(kind)
-            if isinstance(hints[f.name], type) and issubclass(hints[f.name], Enum)}
-
-
-def from_row(kind: type[R], row: Mapping[str, Any]) -> R:
-    """A dataclass back from a row (extra columns ignored), enums rebuilt from their value.
-
-    A field the row lacks, or holds as NULL while the field's default is not None, takes its
-    default: rows written before the field existed still load."""
-    enums = _enum_fields(kind)
-    values = {}
-    for f in fields(kind):
-        value = row.get(f.name)
-        if value is None and f.default is not MISSING and f.default is not None:
-            continue
-        values[f.name] = value
-    for name, enum in enums.items():
-        if name in values:
-            values[name] = enum(values[name])
-    return kind(**values)
 
 
 def connect(path: Path) -> sqlite_utils.Database:
@@ -292,11 +257,6 @@ _UPSERT_TOKEN = (
 )
 
 
-def _plan(raw: str | None) -> SlotPlan | None:
-    data = json.loads(raw) if raw else None
-    return SlotPlan.from_dict(data) if data else None
-
-
 class SQLiteStore:
     """The default engine: embedded, one file, survives ``kill -9`` with nothing acknowledged lost."""
 
@@ -315,11 +275,9 @@ class SQLiteStore:
         self.layouts = layouts or {}
         self.hall_head = hall_head
         self._listeners: list[CommitListener] = []
-        self._touched: dict[tuple[str, str], list[tuple[int, Event]]] = {}
-        self._cache_size = cache_size
+        self._touched: dict[QueueKey, list[tuple[int, DomainEvent]]] = {}
         self._batch_limit = batch_limit
-        self._queues: OrderedDict[tuple[str, str], SubstationQueue] = OrderedDict()
-        self._token_home: dict[str, tuple[str, str]] = {}
+        self._cache = QueueCache(cache_size)
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -387,11 +345,7 @@ class SQLiteStore:
         return await self._write(job)
 
     async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
-        def job(db: sqlite_utils.Database) -> QueueSnapshot:
-            q = self._queue(db, substation, day)
-            return QueueSnapshot(q.at_counters(), q.waiting(), q.estimates(), q.hall_view(self.hall_head))
-
-        return await self._write(job)
+        return await self._write(lambda db: snapshot_of(self._queue(db, substation, day), self.hall_head))
 
     async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
         return await self._write(lambda db: read(self._queue(db, substation, day)))
@@ -399,10 +353,7 @@ class SQLiteStore:
     async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
         def job(db: sqlite_utils.Database) -> tuple[Token, Estimate | None] | None:
             q = self._home_queue(db, token_id)
-            if q is None:
-                return None
-            token = q.get(token_id)
-            return token, q.estimate_for(token)
+            return view_of(q, token_id) if q is not None else None
 
         return await self._write(job)
 
@@ -429,10 +380,6 @@ class SQLiteStore:
 
     # -- payments outbox --------------------------------------------------------------------
 
-    async def add_payment(self, payment: Payment, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
-        """Write a queued payment and its event; (payment, replayed)."""
-        return await self.take_payment(payment.token_id, lambda token, earlier: payment, idem)
-
     async def take_payment(self, token_id: str, build: Callable[[Token | None, list[Payment]], Payment],
                            idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
         """Write the payment ``build`` makes of the token and its earlier payments as committed,
@@ -455,7 +402,7 @@ class SQLiteStore:
                 list(row.values()),
             )
             stored = replace(payment, ordinal=cur.lastrowid)
-            seq = self._payment_event(db, stored, "payment_queued", None)
+            seq = self._payment_event(db, stored, "payment_queued")
             if idem is not None:
                 self._remember(db, idem, seq)
             return stored, False
@@ -501,16 +448,19 @@ class SQLiteStore:
         handed back without being sent (limit reached, breaker open)."""
 
         def job(db: sqlite_utils.Database) -> Payment:
+            rows = list(db.query("SELECT * FROM payments WHERE id = ?", [payment_id]))
+            if not rows:
+                raise KeyError(payment_id)
+            payment = settled(from_row(Payment, rows[0]), status, now, reason=reason,
+                              billing_ref=billing_ref, attempted=attempted)
             db.execute(
-                "UPDATE payments SET status = ?, reason = ?, billing_ref = coalesce(?, billing_ref),"
-                " attempts = attempts + ?, updated_at = ?, claimed_by = NULL, not_before = ?"
-                " WHERE id = ?",
-                [status.value, reason, billing_ref, int(attempted), now, retry_at, payment_id],
+                "UPDATE payments SET status = ?, reason = ?, billing_ref = ?, attempts = ?,"
+                " updated_at = ?, claimed_by = NULL, not_before = ? WHERE id = ?",
+                [payment.status.value, payment.reason, payment.billing_ref, payment.attempts,
+                 payment.updated_at, retry_at, payment_id],
             )
-            (row,) = db.query("SELECT * FROM payments WHERE id = ?", [payment_id])
-            payment = from_row(Payment, row)
             if status is not PaymentStatus.QUEUED:
-                self._payment_event(db, payment, f"payment_{status.value}", None)
+                self._payment_event(db, payment, f"payment_{status.value}")
             return payment
 
         return await self._write(job)
@@ -525,16 +475,8 @@ class SQLiteStore:
 
         return await self._read(read)
 
-    def _payment_event(self, db: sqlite_utils.Database, payment: Payment, kind: str,
-                       actor: str | None) -> int:
-        row = to_row(payment)
-        cur = db.execute(
-            "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [payment.updated_at, payment.substation, payment.day, payment.token_id, kind, actor,
-             payment.counter, json.dumps(row)],
-        )
-        return cur.lastrowid
+    def _payment_event(self, db: sqlite_utils.Database, payment: Payment, kind: str) -> int:
+        return _append_event(db, payment_record(payment, kind))
 
     async def server_secret(self) -> bytes:
         """Kept in ``server.secret`` beside the database file, never inside it."""
@@ -589,11 +531,9 @@ class SQLiteStore:
                 where, args = "day = ? AND substation = ?", [day, substation]
             events = [{**row, "data": json.loads(row["data"])}
                       for row in db.query(f"SELECT * FROM events WHERE {where} ORDER BY seq", args)]
-            refused = [{"seq": None, "at": row["at"], "substation": row["substation"], "day": day,
-                        "token_id": None, "kind": "turned_away", "actor": None, "counter": None,
-                        "data": {"service": row["service"], "reason": row["reason"]}}
+            refused = [refusal_record(row["substation"], day, row["at"], row["service"], row["reason"])
                        for row in db.query(f"SELECT * FROM turned_away WHERE {where} ORDER BY id", args)]
-            return list(heapq.merge(events, refused, key=lambda e: e["at"]))
+            return merge_day(events, refused)
 
         return await self._read(read)
 
@@ -755,8 +695,7 @@ class SQLiteStore:
             log.error("commit failed, %d job(s) refused: %s", len(batch), exc)
             if db.conn.in_transaction:
                 db.execute("ROLLBACK")
-            self._queues.clear()
-            self._token_home.clear()
+            self._cache.clear()
             outcomes = [(future, None, exc) for future, _, _ in outcomes]
             self._touched = {}
         self._settle(outcomes, self._committed_changes(db))
@@ -803,54 +742,20 @@ class SQLiteStore:
 
     def _queue(self, db: sqlite_utils.Database, substation: str, day: str) -> SubstationQueue:
         key = (substation, day)
-        q = self._queues.get(key)
-        if q is not None:
-            self._queues.move_to_end(key)
-            return q
-        tokens = [from_row(Token, r) for r in db.query(
-            "SELECT * FROM tokens WHERE substation = ? AND day = ?", [substation, day]
-        )]
-        last_seq = dict(db.execute(
-            "SELECT service, last FROM sequences WHERE substation = ? AND day = ?",
-            [substation, day],
-        ).fetchall())
-        closed = [row[0] for row in db.execute(
-            "SELECT counter FROM counter_state WHERE substation = ? AND day = ? AND open = 0",
-            [substation, day],
-        ).fetchall()]
-        settings = db.execute(
-            "SELECT admission, daily_cap FROM substation_settings WHERE substation = ?", [substation]
-        ).fetchone() or (1, None)
-        leases = [Lease(r["id"], r["counter"], r["service"], r["letter"], r["first_seq"], r["last_seq"])
-                  for r in db.query("SELECT * FROM leases WHERE substation = ? AND day = ?",
-                                    [substation, day])]
-        plan = db.execute("SELECT plan FROM slot_plans WHERE substation = ? AND day = ?",
-                          [substation, day]).fetchone()
-        q = SubstationQueue(substation, day, self.policy, tokens, last_seq,
-                            self.layouts.get(substation, {}), closed,
-                            admission=bool(settings[0]), daily_cap=settings[1], leases=leases,
-                            slot_plan=_plan(plan[0] if plan else None))
-        self._queues[key] = q
-        self._token_home.update((t.id, key) for t in tokens)
-        while len(self._queues) > self._cache_size:
-            (old_key, old) = self._queues.popitem(last=False)
-            for token_id in old.tokens:
-                self._token_home.pop(token_id, None)
-        return q
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache.put(key, CachedQueue(
+                build_queue(key, _load_rows(db, key), self.policy, self.layouts)))
+        return cached.queue
 
     def _home_queue(self, db: sqlite_utils.Database, token_id: str) -> SubstationQueue | None:
-        home = self._token_home.get(token_id)
+        home = self._cache.home(token_id)
         if home is None:
             row = db.execute("SELECT substation, day FROM tokens WHERE id = ?", [token_id]).fetchone()
             if row is None:
                 return None
             home = (row[0], row[1])
         return self._queue(db, *home)
-
-    def _evict(self, q: SubstationQueue) -> None:
-        self._queues.pop((q.substation, q.day), None)
-        for token_id in q.tokens:
-            self._token_home.pop(token_id, None)
 
     def _apply(
         self,
@@ -867,7 +772,7 @@ class SQLiteStore:
                 self._remember(db, idem, appended[-1][0] if appended else None)
         except BaseException:
             if q.version != version:
-                self._evict(q)  # the savepoint is rolled back; reload from the file next time
+                self._cache.evict((q.substation, q.day))  # rolled back: reload from the file
             raise
         q.drain()
         if appended and self._listeners:
@@ -875,74 +780,28 @@ class SQLiteStore:
         return Applied(result, estimate=q.estimate_for(result) if result is not None else None)
 
     def _persist(
-        self, db: sqlite_utils.Database, q: SubstationQueue, events: list[Event]
-    ) -> list[tuple[int, Event]]:
+        self, db: sqlite_utils.Database, q: SubstationQueue, events: list[DomainEvent]
+    ) -> list[tuple[int, DomainEvent]]:
+        key = (q.substation, q.day)
         appended = []
         for event in events:
-            token = event.token
-            if token is not None:
-                data = to_row(token)
-                db.execute(_UPSERT_TOKEN, data)
-                self._token_home[token.id] = (q.substation, q.day)
-            else:
-                data = {"counter": event.counter, **(event.detail or {})}
-                if event.kind in ("counter_opened", "counter_closed"):
-                    db.execute(
-                        "INSERT INTO counter_state (substation, day, counter, open)"
-                        " VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET open = excluded.open",
-                        [q.substation, q.day, event.counter, int(data["open"])],
-                    )
-                elif event.kind == "numbers_leased":
-                    lease = q.leases[data["lease"]]
-                    db.execute(
-                        "INSERT INTO leases (id, substation, day, counter, service, letter,"
-                        " first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [lease.id, q.substation, q.day, lease.counter, lease.service, lease.letter,
-                         lease.first_seq, lease.last_seq],
-                    )
-                    self._save_sequence(db, q, lease.service)
-                elif event.kind == "slots_published":
-                    db.execute(
-                        "INSERT INTO slot_plans (substation, day, plan) VALUES (?, ?, ?)"
-                        " ON CONFLICT DO UPDATE SET plan = excluded.plan",
-                        [q.substation, q.day, json.dumps(data["plan"])],
-                    )
-                elif event.kind == "admission_changed":
-                    db.execute(
-                        "INSERT INTO substation_settings (substation, admission, daily_cap)"
-                        " VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET"
-                        " admission = excluded.admission, daily_cap = excluded.daily_cap",
-                        [q.substation, int(data["admission"]), data["daily_cap"]],
-                    )
-            if event.kind == "issued":
-                self._save_sequence(db, q, token.service)
-            cur = db.execute(
-                "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [event.at, q.substation, q.day, token.id if token else None, event.kind,
-                 event.actor, event.counter, json.dumps(data)],
-            )
-            appended.append((cur.lastrowid, event))
+            for change in rows_changed(q, event):
+                _write_row(db, key, change)
+                if isinstance(change, PutToken):
+                    self._cache.note_home(change.token.id, key)
+            appended.append((_append_event(db, event_record(q.substation, q.day, event)), event))
         return appended
-
-    def _save_sequence(self, db: sqlite_utils.Database, q: SubstationQueue, service: str) -> None:
-        db.execute(
-            "INSERT INTO sequences (substation, day, service, last) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT DO UPDATE SET last = max(last, excluded.last)",
-            [q.substation, q.day, service, q.last_seq.get(service, 0)],
-        )
 
     def _replay(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Applied | None:
         data = self._replay_data(db, idem)
         if data is None:
             return None
-        if data is NO_RESULT:
-            return Applied(None, replayed=True)
-        if "number" not in data:  # a change that made no token (a lease, a counter opened)
-            return Applied(None, replayed=True, detail=data)
-        token = from_row(Token, data)
-        q = self._home_queue(db, token.id)
-        return Applied(token, replayed=True, estimate=q.estimate_for(token) if q else None)
+
+        def estimate_for(token: Token) -> Estimate | None:
+            q = self._home_queue(db, token.id)
+            return q.estimate_for(token) if q is not None else None
+
+        return replayed(data, estimate_for)
 
     def _replay_data(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Any:
         """The data of the event a key's first request produced, NO_RESULT when it produced
@@ -990,3 +849,75 @@ class SQLiteStore:
         if db is not None:
             db.conn.close()
             self._reader_local.db = None
+
+
+# -- rows ------------------------------------------------------------------------------------
+
+
+def _load_rows(db: sqlite_utils.Database, key: QueueKey) -> QueueRows:
+    """The rows of one (substation, day), as the store core rebuilds a queue from them."""
+    substation, day = key
+    settings = db.execute(
+        "SELECT admission, daily_cap FROM substation_settings WHERE substation = ?", [substation]
+    ).fetchone() or (1, None)
+    plan = db.execute("SELECT plan FROM slot_plans WHERE substation = ? AND day = ?",
+                      [substation, day]).fetchone()
+    plan_data = json.loads(plan[0]) if plan and plan[0] else None
+    return QueueRows(
+        tokens=[from_row(Token, r) for r in db.query(
+            "SELECT * FROM tokens WHERE substation = ? AND day = ?", [substation, day])],
+        last_seq=dict(db.execute(
+            "SELECT service, last FROM sequences WHERE substation = ? AND day = ?", [substation, day]
+        ).fetchall()),
+        closed=[row[0] for row in db.execute(
+            "SELECT counter FROM counter_state WHERE substation = ? AND day = ? AND open = 0",
+            [substation, day]).fetchall()],
+        admission=bool(settings[0]),
+        daily_cap=settings[1],
+        leases=[Lease(r["id"], r["counter"], r["service"], r["letter"], r["first_seq"], r["last_seq"])
+                for r in db.query("SELECT * FROM leases WHERE substation = ? AND day = ?", [substation, day])],
+        slot_plan=SlotPlan.from_dict(plan_data) if plan_data else None,
+    )
+
+
+def _write_row(db: sqlite_utils.Database, key: QueueKey, change: RowChange) -> None:
+    """Write one row the store core says an event changed."""
+    substation, day = key
+    match change:
+        case PutToken(token=token):
+            db.execute(_UPSERT_TOKEN, to_row(token))
+        case PutSequence(service=service, last=last):
+            db.execute(
+                "INSERT INTO sequences (substation, day, service, last) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET last = max(last, excluded.last)",
+                [substation, day, service, last])
+        case PutCounterOpen(counter=counter, open=is_open):
+            db.execute(
+                "INSERT INTO counter_state (substation, day, counter, open) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET open = excluded.open",
+                [substation, day, counter, int(is_open)])
+        case PutLease(lease=lease):
+            db.execute(
+                "INSERT INTO leases (id, substation, day, counter, service, letter, first_seq, last_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [lease.id, substation, day, lease.counter, lease.service, lease.letter,
+                 lease.first_seq, lease.last_seq])
+        case PutSlotPlan(plan=plan):
+            db.execute(
+                "INSERT INTO slot_plans (substation, day, plan) VALUES (?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET plan = excluded.plan",
+                [substation, day, dumps(plan.as_dict() if plan is not None else None)])
+        case PutAdmission(admission=admission, daily_cap=daily_cap):
+            db.execute(
+                "INSERT INTO substation_settings (substation, admission, daily_cap) VALUES (?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET admission = excluded.admission, daily_cap = excluded.daily_cap",
+                [substation, int(admission), daily_cap])
+
+
+def _append_event(db: sqlite_utils.Database, record: Mapping[str, Any]) -> int:
+    """Append an event record to the log; its sequence number."""
+    cur = db.execute(
+        "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
+        " VALUES (:at, :substation, :day, :token_id, :kind, :actor, :counter, :data)",
+        {**record, "data": dumps(record["data"])})
+    return cur.lastrowid

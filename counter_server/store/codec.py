@@ -1,0 +1,158 @@
+"""How the store writes records down: rows of flat dataclasses, JSON, and the event log's records.
+
+Both engines keep the same forms, so a record reads back the same whichever engine wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import MISSING, fields
+from enum import Enum
+from functools import cache
+from typing import Any, TypeVar, get_type_hints
+
+from ..outbox import Payment
+from ..queueing import (
+    CounterView,
+    DomainEvent,
+    Estimate,
+    HallView,
+    ServiceView,
+    Token,
+    event_from_log,
+)
+
+R = TypeVar("R")
+
+
+def dumps(value: Any) -> str:
+    """The one JSON form the store writes (non-ASCII names kept as they are)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def to_row(record: Any) -> dict[str, Any]:
+    """A flat dataclass as a table row: enums stored by their value.
+
+    Reads the fields directly: ``dataclasses.asdict`` deep-copies and was a visible share of
+    the writer's time per token."""
+    row = {}
+    for name in _field_names(type(record)):
+        value = getattr(record, name)
+        row[name] = value.value if isinstance(value, Enum) else value
+    return row
+
+
+@cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(kind))
+
+
+@cache
+def _enum_fields(kind: type) -> dict[str, type[Enum]]:
+    hints = get_type_hints(kind)
+    return {f.name: hints[f.name] for f in fields(kind)
+            if isinstance(hints[f.name], type) and issubclass(hints[f.name], Enum)}
+
+
+def from_row(kind: type[R], row: Mapping[str, Any]) -> R:
+    """A dataclass back from a row (extra columns ignored), enums rebuilt from their value.
+
+    A field the row lacks, or holds as NULL while the field's default is not None, takes its
+    default: rows written before the field existed still load."""
+    enums = _enum_fields(kind)
+    values = {}
+    for f in fields(kind):
+        value = row.get(f.name)
+        if value is None and f.default is not MISSING and f.default is not None:
+            continue
+        values[f.name] = value
+    for name, enum in enums.items():
+        if name in values:
+            values[name] = enum(values[name])
+    return kind(**values)
+
+
+# -- the event log ---------------------------------------------------------------------------
+
+
+def event_data(event: DomainEvent) -> dict[str, Any]:
+    """What the log keeps of an event: the token as changed, or the counter and the detail."""
+    token = event.token
+    if token is not None:
+        return to_row(token)
+    return {"counter": event.counter, **event.detail()}
+
+
+def event_record(substation: str, day: str, event: DomainEvent) -> dict[str, Any]:
+    """An event as the log keeps it (``seq`` is the engine's to add)."""
+    token = event.token
+    return {"at": event.at, "substation": substation, "day": day,
+            "token_id": token.id if token is not None else None, "kind": event.kind,
+            "actor": event.actor, "counter": event.counter, "data": event_data(event)}
+
+
+def event_from_record(record: Mapping[str, Any]) -> DomainEvent:
+    """A logged event back as the domain's event (how replicas hand on each other's changes)."""
+    data = record["data"]
+    token = from_row(Token, data) if record["token_id"] is not None and "number" in data else None
+    detail = {k: v for k, v in data.items() if k != "counter"}
+    return event_from_log(record["kind"], record["at"], record["actor"], record["counter"], token, detail)
+
+
+def payment_record(payment: Payment, kind: str) -> dict[str, Any]:
+    """A payment's event (queued, posted, failed) as the log keeps it."""
+    return {"at": payment.updated_at, "substation": payment.substation, "day": payment.day,
+            "token_id": payment.token_id, "kind": kind, "actor": None, "counter": payment.counter,
+            "data": to_row(payment)}
+
+
+def refusal_record(substation: str, day: str, at: float, service: str, reason: str) -> dict[str, Any]:
+    """A consumer refused at the door, as ``day_events`` lists it beside the logged events."""
+    return {"seq": None, "at": at, "substation": substation, "day": day, "token_id": None,
+            "kind": "turned_away", "actor": None, "counter": None,
+            "data": {"service": service, "reason": reason}}
+
+
+# -- a hall, for the replicas' live boards ---------------------------------------------------
+
+
+def _estimate_json(e: Estimate) -> list:
+    return [e.p50_s, e.p90_s, e.ahead, e.counters]
+
+
+def _estimate(raw: list) -> Estimate:
+    return Estimate(raw[0], raw[1], raw[2], raw[3])
+
+
+def hall_to_json(hall: HallView) -> str:
+    """A hall view as JSON, so every replica's boards get the hall the committing replica saw."""
+    return dumps({
+        "substation": hall.substation,
+        "day": hall.day,
+        "counters": [[c.id, c.open, list(c.services), to_row(c.token) if c.token else None]
+                     for c in hall.counters],
+        "services": [[s.id, s.waiting, s.open_counters, s.mean_service_s, _estimate_json(s.estimate)]
+                     for s in hall.services],
+        "waiting_total": hall.waiting_total,
+        "waiting_head": [[to_row(t), _estimate_json(e)] for t, e in hall.waiting_head],
+        "issued_today": hall.issued_today,
+        "admission": hall.admission,
+        "daily_cap": hall.daily_cap,
+    })
+
+
+def hall_from_json(text: str) -> HallView:
+    raw = json.loads(text)
+    return HallView(
+        substation=raw["substation"],
+        day=raw["day"],
+        counters=tuple(CounterView(c[0], c[1], tuple(c[2]), from_row(Token, c[3]) if c[3] else None)
+                       for c in raw["counters"]),
+        services=tuple(ServiceView(s[0], s[1], s[2], s[3], _estimate(s[4])) for s in raw["services"]),
+        waiting_total=raw["waiting_total"],
+        waiting_head=tuple((from_row(Token, t), _estimate(e)) for t, e in raw["waiting_head"]),
+        issued_today=raw["issued_today"],
+        admission=raw["admission"],
+        daily_cap=raw["daily_cap"],
+    )
