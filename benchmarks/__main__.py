@@ -14,8 +14,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from . import billing_protection, live_fanout, token_latency
-from .common import Figure, print_table, progress
+from benchmarks import billing_protection, live_fanout, token_latency
+from testkit.figures import Figure, print_table, progress
 
 
 async def run_all(quick: bool, plot: Path | None) -> list[Figure]:

@@ -27,14 +27,15 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import BillingSimProcess, ServerProcess
-
-from .common import Figure, memory_mb
+from testkit.figures import Figure, memory_mb
+from testkit.processes import BillingSimProcess, ServerProcess
+from testkit.waiting import WaitTimedOut, wait_until_async
 
 NAME = "billing protection"
 
@@ -163,13 +164,14 @@ async def with_gateway(sim: BillingSimProcess, server: ServerProcess, counters: 
 
         await asyncio.gather(*[counter(n) for n in range(counters)])
         log(f"  with gateway: {len(run.acknowledged)} acknowledged; draining the outbox ...", quiet)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+
+        async def queued() -> int:
             async with session.get(f"{server.url}/api/v1/ops/billing") as resp:
-                queued = (await resp.json())["billing"]["outbox"]["queued"]
-            if queued == 0:
-                break
-            await asyncio.sleep(0.2)
+                return (await resp.json())["billing"]["outbox"]["queued"]
+
+        with suppress(WaitTimedOut):       # what was never posted is counted as lost below
+            await wait_until_async(queued, done=lambda n: n == 0, what="the outbox to drain",
+                                   timeout=180, interval=0.2)
         run.busy_s = time.monotonic() - started
         stop.set()
         await sampler

@@ -28,8 +28,7 @@ from pathlib import Path
 from counter_server.config import Scenario, load_scenario
 from counter_server.queueing import Estimate, Priority, SubstationQueue
 from counter_server.queueing.estimate import estimate_wait, expected_residual_s
-
-from .common import Figure, print_table, progress
+from testkit.figures import Figure, print_table, progress
 
 NAME = "wait estimate cost"
 TARGET_MS = 3.0            # for 500 waiting: "a few ms"

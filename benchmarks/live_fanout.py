@@ -16,13 +16,14 @@ import re
 import resource
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import ServerProcess
-
-from .common import Figure, memory_mb, percentile, print_table, progress
+from testkit.figures import Figure, memory_mb, percentile, print_table, progress
+from testkit.processes import ServerProcess
+from testkit.waiting import WaitTimedOut, wait_until_async
 
 NAME = "live fan-out"
 
@@ -60,12 +61,10 @@ async def run(server: ServerProcess, boards: int, deltas: int) -> dict[str, floa
                 async with api.post(f"{server.url}/api/v1/substations/S01/tokens",
                                     json={"service": "bill_payment"}) as resp:
                     assert resp.status == 201
-                deadline = time.perf_counter() + 10
-                while time.perf_counter() < deadline:
-                    fresh = [s for s in arrivals if s not in sent]
-                    if fresh and len(arrivals[fresh[0]]) >= boards:
-                        break
-                    await asyncio.sleep(0.005)
+                with suppress(WaitTimedOut):   # a delta some boards never got is counted missing
+                    await wait_until_async(lambda: every_board_has_the_new_delta(arrivals, sent, boards),
+                                           what=f"delta {i + 1} at all {boards} boards", timeout=10,
+                                           interval=0.005)
                 for seq in arrivals:
                     sent.setdefault(seq, started)
                 await asyncio.sleep(0.05)
@@ -78,6 +77,12 @@ async def run(server: ServerProcess, boards: int, deltas: int) -> dict[str, floa
     missing = boards * deltas - len(latencies)
     return {"boards": boards, "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
             "missing": missing, "rss_mb": rss, "peak_rss_mb": peak}
+
+
+def every_board_has_the_new_delta(arrivals: dict[int, list[float]], sent: dict[int, float],
+                                  boards: int) -> bool:
+    fresh = [seq for seq in arrivals if seq not in sent]
+    return bool(fresh) and len(arrivals[fresh[0]]) >= boards
 
 
 async def measure(board_counts: list[int], deltas: int = 20) -> list[Figure]:

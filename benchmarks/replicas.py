@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import OPEN_ALL_DAY, REDIS_SCENARIO, RedisProcess, ServerProcess
-
-from .common import Figure, memory_mb, percentile, print_table, progress
-from .token_latency import closed_loop
+from benchmarks.token_latency import closed_loop
+from testkit.figures import Figure, memory_mb, percentile, print_table, progress
+from testkit.processes import RedisProcess, ServerProcess
+from testkit.scenarios import OPEN_ALL_DAY, REDIS_SCENARIO
 
 NAME = "replicas"
 

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import ServerProcess, free_port
-
-from .common import Figure, memory_mb, percentile, print_table, progress
+from testkit.figures import Figure, memory_mb, percentile, print_table, progress
+from testkit.processes import ServerProcess, free_port, wait_for_port
 
 NAME = "token issue"
 BARE_APP = """
@@ -130,19 +129,6 @@ def committed(database: Path, token_ids: list[str]) -> int:
     return found
 
 
-def wait_for_port(port: int, proc: subprocess.Popen) -> None:
-    import socket
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("bare server exited")
-            time.sleep(0.05)
-    raise RuntimeError("bare server did not start")
-
-
 async def measure(requests: int = 2000, concurrency: int = 50, rounds: int = 3, rate: float = 200.0,
                   rate_seconds: float = 10.0) -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,7 +138,7 @@ async def measure(requests: int = 2000, concurrency: int = 50, rounds: int = 3, 
         bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
         acknowledged: list[str] = []
         try:
-            wait_for_port(bare_port, bare)
+            wait_for_port(bare_port, bare, "the bare aiohttp server")
             key = server.admin_key
             progress(f"{NAME}: {requests // 4} sequential issue + call-next pairs ...")
             issue_ms, next_ms = await sequential(server.url, key, requests // 4)

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import time
 import tomllib
 import urllib.request
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, time as clock_time
 from importlib import resources
@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from counter_server.config import DEFAULT_SCENARIO, load_scenario, merge
+from testkit.processes import free_port, wait_for_port
+from testkit.waiting import WaitTimedOut, wait_until
 
 if TYPE_CHECKING:   # imported where used: it needs numpy, one of the load tools checked first
     from loadtests.capacity.coverage import Coverage
@@ -157,23 +159,12 @@ def missing_load_tools() -> list[str]:
     return missing
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(port: int, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"peak-load: {what} exited early")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"peak-load: {what} did not start")
+    """Until ``proc`` listens; peak-load stops, saying which process did not start, if not."""
+    try:
+        wait_for_port(port, proc, what, timeout)
+    except (RuntimeError, WaitTimedOut) as exc:
+        raise SystemExit(f"peak-load: {exc}") from exc
 
 
 def get_json(url: str, key: str | None = None) -> dict:
@@ -323,12 +314,10 @@ def main(argv: list[str] | None = None) -> int:
                  "--html", str(args.out / "locust.html"), "--only-summary", "--stop-timeout", "5"],
                 env=env, timeout=duration + 120, check=False)
             print("peak-load: load over; draining the payment outbox ...", flush=True)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                outbox = get_json(f"{url}/api/v1/ops/billing", key)["billing"]["outbox"]
-                if outbox["queued"] == 0:
-                    break
-                time.sleep(0.5)
+            with suppress(WaitTimedOut):          # the report says what is left unposted
+                wait_until(lambda: get_json(f"{url}/api/v1/ops/billing", key)["billing"]["outbox"],
+                           done=lambda outbox: outbox["queued"] == 0, what="the outbox to drain",
+                           timeout=120, interval=0.5)
             billing = get_json(f"http://127.0.0.1:{sim_port}/stats")
             recorded = json.loads(given.read_text()) if given.exists() else {"ended": 0, "tokens": []}
         finally:

@@ -23,7 +23,9 @@ from counter_server.pages import SECURITY_HEADERS
 from counter_server.redact import redacted
 from counter_server.store import open_store
 
-from .conftest import ServerProcess, bearer, paid_service, run_cli
+from testkit.api import bearer
+from testkit.processes import ServerProcess, run_cli
+from testkit.scenarios import paid_service
 from .test_board_browser import ARGS, CHROMIUM
 
 PASSWORD = "s3cret-Billing-pw"

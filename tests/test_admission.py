@@ -10,7 +10,7 @@ import pytest
 from counter_server.queueing import CannotServeToday, Priority, QueuePolicy, ServiceTimeSeed, SubstationQueue
 from counter_server.services.nearby import nearest
 
-from .conftest import Api, Clock
+from testkit.api import Api, Clock
 
 POLICY = QueuePolicy(service_seeds={"bill_payment": ServiceTimeSeed(90.0, 0.0)})
 LAYOUT = {"C1": ("bill_payment",), "C2": ("bill_payment",)}

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from .conftest import Api
+from testkit.api import Api
 
 
 async def test_healthz_and_openapi_are_public(api: Api):

@@ -10,7 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import BillingSimProcess, ServerProcess, bearer
+from testkit.api import bearer
+from testkit.processes import BillingSimProcess, ServerProcess
+from testkit.waiting import wait_until_async
 
 GATEWAY_SCENARIO = """
 extends = "builtin"
@@ -200,3 +202,23 @@ async def test_bill_lookups_coalesce_and_go_stale_while_billing_is_down(billing_
         assert status == 503 and body["error"]["code"] == "billing_unavailable"
         status, body = await counters.call("GET", "/api/v1/bills/bad!")
         assert status in (404, 422)
+
+
+async def test_a_payment_whose_post_timed_out_says_so_in_its_reason(billing_sim, gateway_server):
+    billing_sim.start()
+    server = gateway_server
+    server.start()
+    async with aiohttp.ClientSession() as session:
+        counters = Counters(session, server)
+        await counters.open(1)
+        async with session.post(f"{billing_sim.url}/admin/latency", json={"extra_latency_ms": 1500}):
+            pass                                 # past the gateway's timeout (1 s): a bare TimeoutError
+        payment_id = await counters.pay(0)
+
+        async def payment() -> dict:
+            return (await counters.call("GET", f"/api/v1/payments/{payment_id}"))[1]["payment"]
+
+        tried = await wait_until_async(payment, what="the payment's first attempt",
+                                       done=lambda p: p["attempts"] >= 1)
+        assert tried["status"] == "queued"
+        assert tried["reason"] == "billing: TimeoutError"   # not "billing: " with no reason

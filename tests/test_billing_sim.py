@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 
-from .conftest import BillingSimProcess
+from testkit.processes import BillingSimProcess
 
 
 async def timed_lookups(session: aiohttp.ClientSession, url: str, concurrency: int) -> float:

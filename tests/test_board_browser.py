@@ -17,7 +17,9 @@ from playwright.async_api import Page, async_playwright
 
 from counter_server.config import Scenario, load_scenario
 
-from .conftest import ServerProcess, bearer, paid_service
+from testkit.api import bearer
+from testkit.processes import ServerProcess
+from testkit.scenarios import paid_service
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -10,7 +10,9 @@ import aiohttp
 
 from counter_server.config import load_scenario
 
-from .conftest import ServerProcess, bearer, paid_service
+from testkit.api import bearer
+from testkit.processes import ServerProcess
+from testkit.scenarios import paid_service
 from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 
 

@@ -10,7 +10,7 @@ import aiohttp
 
 from counter_server.live.boards import BoardTally, parse_board_status
 
-from .conftest import Api, bearer
+from testkit.api import Api, bearer
 
 
 async def receive_type(ws, kind: str, timeout: float = 3.0) -> dict:

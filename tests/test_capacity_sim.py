@@ -23,7 +23,7 @@ from loadtests.capacity.month import book_month, fresh_means, make_batch, make_p
 from loadtests.capacity.policies import Policy, door_wait_s, make_policy
 from loadtests.capacity.whatif import BOOKING, COUNTERS, ONLINE, WhatIfPoint, refine_online
 
-from .conftest import LAKESIDE
+from testkit.scenarios import LAKESIDE
 
 
 @pytest.fixture(scope="module")

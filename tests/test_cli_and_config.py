@@ -11,7 +11,9 @@ import pytest
 
 from counter_server.config import ScenarioError, load_scenario
 
-from .conftest import LAKESIDE, OPEN_ALL_DAY, ServerProcess, bearer, run_cli
+from testkit.api import bearer
+from testkit.processes import ServerProcess, run_cli
+from testkit.scenarios import LAKESIDE, OPEN_ALL_DAY
 
 
 def test_builtin_scenario_is_the_reference_case():
@@ -195,7 +197,7 @@ def test_ids_follow_the_apis_pattern():
 
 def test_every_scenario_the_suites_write_loads(tmp_path: Path):
     from loadtests.peak_load import rehearsal_scenario
-    from loadtests.processes import REDIS_SCENARIO
+    from testkit.scenarios import REDIS_SCENARIO
     from loadtests.reliability.common import REDIS_STORE, SCENARIO, write_scenario
     from counter_server.config import parse_scenario
     import tomllib

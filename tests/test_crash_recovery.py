@@ -6,7 +6,8 @@ import asyncio
 
 import aiohttp
 
-from .conftest import ServerProcess, bearer
+from testkit.api import bearer
+from testkit.processes import ServerProcess
 
 
 async def _issue_until_killed(session, url, key, acked, stop: asyncio.Event, substation: str):

@@ -37,7 +37,8 @@ from counter_server.queueing import (
     SubstationQueue,
 )
 
-from .conftest import OPEN_ALL_DAY, Api, Clock, paid_service
+from testkit.api import Api, Clock
+from testkit.scenarios import OPEN_ALL_DAY, paid_service
 from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 from .test_store_contract import TEST_REDIS_URL
 

@@ -30,7 +30,9 @@ from counter_server.appkeys import SETTINGS, TOKENS
 from counter_server.config import Scenario, Settings, load_scenario
 from counter_server.ops.logs import JsonFormatter, MalformedRequests
 from counter_server.phone.pages import qr_svg
-from tests.conftest import LAKESIDE, Clock, ServerProcess, bearer, paid_service
+from testkit.api import Clock, bearer
+from testkit.processes import ServerProcess
+from testkit.scenarios import LAKESIDE, paid_service
 
 LAKE = load_scenario(LAKESIDE)
 # The README's nginx sets `X-Forwarded-For $proxy_add_x_forwarded_for`: what came in, then the

@@ -12,7 +12,7 @@ from textual.widgets import Static
 from kiosk_client.app import KioskApp
 from kiosk_client.client import Call, KioskClient
 
-from .conftest import ServerProcess
+from testkit.processes import ServerProcess
 from .test_kiosk_client import ACCOUNT, cashier_key
 
 

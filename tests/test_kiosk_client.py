@@ -26,7 +26,7 @@ from kiosk_client.desk import Desk, NeedsServer
 from kiosk_client.journal import Journal
 from kiosk_client.slip import CUT, INIT
 
-from .conftest import ROOT, ServerProcess, free_port
+from testkit.processes import ROOT, ServerProcess, free_port
 
 ACCOUNT = "2140012345"
 

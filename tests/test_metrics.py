@@ -17,7 +17,8 @@ from counter_server.config import Settings
 from counter_server.ops.handlers import METRICS
 from counter_server.ops.logs import REQUEST_ID, configure_logging
 
-from .conftest import Api, ServerProcess, bearer
+from testkit.api import Api, bearer
+from testkit.processes import ServerProcess
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,7 +8,7 @@ from counter_server.config import load_scenario
 from counter_server.live import LiveHub
 from counter_server.services.nearby import nearest
 
-from .conftest import LAKESIDE, paid_service
+from testkit.scenarios import LAKESIDE, paid_service
 
 
 def test_a_boards_nearby_list_names_only_halls_that_take_the_payment():

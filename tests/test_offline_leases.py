@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .conftest import Api, Clock
+from testkit.api import Api, Clock
 
 
 def at(clock: Clock, seconds_ago: float) -> str:

@@ -15,7 +15,8 @@ from counter_server.app import create_app
 from counter_server.appkeys import KEYS, SETTINGS
 from counter_server.config import Scenario
 
-from .conftest import Api, paid_service
+from testkit.api import Api
+from testkit.scenarios import paid_service
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from counter_server.config import load_scenario
 from loadtests.capacity import cli as peak_sim
 from loadtests.capacity.demand import demand_from_scenario
 
-from .conftest import (OPEN_ALL_DAY, REDIS_SCENARIO, ROOT, RedisProcess, ServerProcess, free_port,
-                       paid_service, run_cli)
+from testkit.processes import ROOT, RedisProcess, ServerProcess, free_port, run_cli
+from testkit.scenarios import OPEN_ALL_DAY, REDIS_SCENARIO, paid_service
 
 
 def _issue(server: ServerProcess) -> str:

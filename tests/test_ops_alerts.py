@@ -20,7 +20,8 @@ from counter_server.ops.alerts import (
 )
 from counter_server.queueing import Action, Priority, SubstationQueue
 
-from .conftest import BOTH_SCENARIOS, Api, paid_service
+from testkit.api import Api
+from testkit.scenarios import BOTH_SCENARIOS, paid_service
 
 NOW = 1_764_050_000.0
 DAY = "2025-11-25"

@@ -11,7 +11,9 @@ import aiohttp
 
 from counter_server.config import Scenario, load_scenario
 
-from .conftest import ServerProcess, bearer, free_port, paid_service, run_cli
+from testkit.api import bearer
+from testkit.processes import ServerProcess, free_port, run_cli
+from testkit.scenarios import paid_service
 from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 
 SIGN_IN_S = 15_000

@@ -10,7 +10,8 @@ from counter_server.config import load_scenario, parse_scenario
 from loadtests.peak_load import Targets, estimate_coverage, rehearsal_scenario, summarise
 from loadtests.shapes import END_OF_MONTH_DAY, end_of_month, stress
 
-from .conftest import ROOT, paid_service
+from testkit.processes import ROOT
+from testkit.scenarios import paid_service
 
 
 def test_end_of_month_day_surges_dips_and_surges_again():

@@ -16,7 +16,8 @@ from counter_server.app import create_app
 from counter_server.appkeys import KEYS, PHONES, SETTINGS, STORE, TOKEN_WATCH
 from counter_server.config import Scenario, Settings, load_scenario
 
-from .conftest import Api, Clock, paid_service
+from testkit.api import Api, Clock
+from testkit.scenarios import paid_service
 
 PHONE = "+91 98765 43210"
 ACCOUNT = "KAN-20431877"

@@ -23,7 +23,8 @@ from counter_server.app import create_app
 from counter_server.appkeys import KEYS
 from counter_server.config import Scenario, Settings, Substation, load_scenario
 
-from .conftest import LAKESIDE, Clock, bearer, paid_service
+from testkit.api import Clock, bearer
+from testkit.scenarios import LAKESIDE, paid_service
 from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 
 PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}

@@ -31,7 +31,7 @@ from counter_server.config import Scenario, Settings, load_scenario
 from counter_server.queueing import AlreadyHolding, Holder, Priority, Status, Token
 from counter_server.services.phones import HolderDigests, account_number, holding_refusal
 
-from .conftest import Api, Clock
+from testkit.api import Api, Clock
 
 ACCOUNT = "KAN-20431877"
 PHONE = "9876543210"

@@ -8,41 +8,41 @@ import asyncio
 from pathlib import Path
 
 from benchmarks.common import print_table
-from loadtests.processes import ServerProcess
+from testkit.processes import ServerProcess
 from loadtests.reliability import access, badinput, crash, limits
-from loadtests.reliability.common import Outcome, make_keys, write_scenario
+from loadtests.reliability.common import PartTally, make_keys, write_scenario
 
 
-def _report(outcome: Outcome) -> None:
-    print_table(outcome.figures)           # shown with pytest -s, and on failure
-    print(outcome.last_line())
-    assert outcome.problems == [], outcome.problems
-    missed = [(f.benchmark, f.name, f.value) for f in outcome.figures if f.met is False]
+def _report(tally: PartTally) -> None:
+    print_table(tally.figures)           # shown with pytest -s, and on failure
+    print(tally.last_line())
+    assert tally.problems == [], tally.problems
+    missed = [(f.benchmark, f.name, f.value) for f in tally.figures if f.met is False]
     assert missed == []
 
 
 async def test_sigkill_rounds_lose_and_duplicate_nothing(tmp_path: Path):
-    outcome = Outcome()
-    await crash.sqlite_rounds(tmp_path, 3, outcome)
-    _report(outcome)
-    assert outcome.kills == 3 and outcome.rounds == 3
-    assert outcome.acknowledged > 100
-    assert outcome.lost == outcome.duplicated == outcome.five_xx == 0
+    tally = PartTally()
+    await crash.sqlite_rounds(tmp_path, 3, tally)
+    _report(tally)
+    assert tally.kills == 3 and tally.rounds == 3
+    assert tally.acknowledged > 100
+    assert tally.lost == tally.duplicated == tally.five_xx == 0
 
 
 async def test_billing_sim_killed_every_payment_posted_exactly_once(tmp_path: Path):
-    outcome = Outcome()
-    await crash.billing_round(tmp_path, outcome)
-    _report(outcome)
-    posted = next(f.value for f in outcome.figures if f.name == "payments posted to billing")
-    assert posted > 0 and outcome.lost == outcome.duplicated == 0
+    tally = PartTally()
+    await crash.billing_round(tmp_path, tally)
+    _report(tally)
+    posted = next(f.value for f in tally.figures if f.name == "payments posted to billing")
+    assert posted > 0 and tally.lost == tally.duplicated == 0
 
 
 async def test_replica_and_redis_killed_lose_and_duplicate_nothing(tmp_path: Path):
-    outcome = Outcome()
-    await crash.scaled_round(tmp_path, outcome)
-    _report(outcome)
-    assert outcome.acknowledged > 50 and outcome.lost == outcome.duplicated == 0
+    tally = PartTally()
+    await crash.scaled_round(tmp_path, tally)
+    _report(tally)
+    assert tally.acknowledged > 50 and tally.lost == tally.duplicated == 0
 
 
 def test_bad_inputs_never_answer_5xx_and_errors_keep_their_shape(tmp_path: Path):
@@ -51,15 +51,15 @@ def test_bad_inputs_never_answer_5xx_and_errors_keep_their_shape(tmp_path: Path)
     server.start()
     try:
         cashier, board = asyncio.run(make_keys(server.data_dir, [("cashier", "S01-C1"), ("board", None)], config))
-        outcome = Outcome()
-        badinput.run(server.url, {"admin": server.admin_key, "cashier": cashier, "board": board}, 1000, outcome,
+        tally = PartTally()
+        badinput.run(server.url, {"admin": server.admin_key, "cashier": cashier, "board": board}, 1000, tally,
                      exact_examples=None)   # schemathesis' own run: its test below
         assert server.proc.poll() is None, "the server died"
     finally:
         server.stop()
-    _report(outcome)
-    assert outcome.bad_inputs >= 1000 and outcome.five_xx == 0
-    generated = next(f.value for f in outcome.figures if f.name.startswith("schemathesis"))
+    _report(tally)
+    assert tally.bad_inputs >= 1000 and tally.five_xx == 0
+    generated = next(f.value for f in tally.figures if f.name.startswith("schemathesis"))
     assert generated >= 100
 
 
@@ -75,22 +75,22 @@ def test_schemathesis_all_phases_all_checks_finds_nothing(tmp_path: Path):
         assert server.proc.poll() is None, "the server died"
     finally:
         server.stop()
-    outcome = Outcome()
-    badinput.exact_figures(run, outcome)
-    _report(outcome)
+    tally = PartTally()
+    badinput.exact_figures(run, tally)
+    _report(tally)
     assert run.failures == [] and run.errors == []
     assert run.generated >= 300, run
 
 
 async def test_access_matrix_roles_keys_csrf_and_headers(tmp_path: Path):
-    outcome = Outcome()
-    await access.run(tmp_path, outcome)
-    _report(outcome)
-    checks = next(f.value for f in outcome.figures if f.name.startswith("access checks"))
+    tally = PartTally()
+    await access.run(tmp_path, tally)
+    _report(tally)
+    checks = next(f.value for f in tally.figures if f.name.startswith("access checks"))
     assert checks >= 60
 
 
 async def test_flood_slow_clients_and_silent_websockets_are_held_back(tmp_path: Path):
-    outcome = Outcome()
-    await limits.run(tmp_path, outcome, websockets=200, flood_s=2.0)
-    _report(outcome)
+    tally = PartTally()
+    await limits.run(tmp_path, tally, websockets=200, flood_s=2.0)
+    _report(tally)

@@ -17,7 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import REDIS_SCENARIO, BillingSimProcess, RedisProcess, ServerProcess, bearer, run_cli
+from testkit.api import bearer
+from testkit.processes import BillingSimProcess, RedisProcess, ServerProcess, run_cli
+from testkit.scenarios import REDIS_SCENARIO
 
 SCENARIO = REDIS_SCENARIO + """
 [billing]

@@ -21,7 +21,8 @@ from counter_server.ops.reports import (
     percentile,
 )
 
-from .conftest import Api, Clock, ServerProcess, bearer, run_cli
+from testkit.api import Api, Clock, bearer
+from testkit.processes import ServerProcess, run_cli
 
 IST = ZoneInfo("Asia/Kolkata")
 DAY = "2025-11-25"

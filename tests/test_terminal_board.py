@@ -28,7 +28,9 @@ from rich.cells import cell_len
 from counter_server.config import Scenario, Substation, load_scenario
 from display_board.terminal import EXIT_UNKNOWN_SUBSTATION, BoardState, Link, follow, render
 
-from .conftest import ROOT, ServerProcess, bearer, free_port, paid_service
+from testkit.api import bearer
+from testkit.processes import ROOT, ServerProcess, free_port
+from testkit.scenarios import paid_service
 
 WIDTHS = (80, 120, 160)
 

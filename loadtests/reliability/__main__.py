@@ -16,23 +16,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import print_table, progress
+from testkit.figures import print_table, progress
+from testkit.processes import ServerProcess
 
 from . import access, badinput, crash, limits, soak
-from .common import Outcome, make_keys, write_scenario
-from loadtests.processes import ServerProcess
+from .common import PartTally, make_keys, write_scenario
 
 
-def bad_input_part(workdir: Path, total: int, outcome: Outcome) -> None:
+def bad_input_part(workdir: Path, total: int, tally: PartTally) -> None:
     config = write_scenario(workdir / "badinput.toml")
     server = ServerProcess(data_dir=workdir / "badinput-data", config=config)
     server.start()
     try:
         cashier, board = asyncio.run(make_keys(server.data_dir, [("cashier", "S01-C1"), ("board", None)], config))
-        badinput.run(server.url, {"admin": server.admin_key, "cashier": cashier, "board": board}, total, outcome)
+        badinput.run(server.url, {"admin": server.admin_key, "cashier": cashier, "board": board}, total, tally)
         if server.proc.poll() is not None:
-            outcome.problem("bad input: the server died")
-            outcome.five_xx += 1
+            tally.problem("bad input: the server died")
+            tally.five_xx += 1
     finally:
         server.stop()
 
@@ -53,21 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only or ["crash", "billing", "scaled", "badinput", "access", "limits", "soak"])
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reliability-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    outcome = Outcome()
+    tally = PartTally()
     started = time.monotonic()
     steps = [
         ("crash", f"crash: {args.rounds} SIGKILL rounds of the server (SQLite)",
-         lambda: asyncio.run(crash.sqlite_rounds(workdir, args.rounds, outcome))),
+         lambda: asyncio.run(crash.sqlite_rounds(workdir, args.rounds, tally))),
         ("billing", "crash: billing-sim and then the server SIGKILLed",
-         lambda: asyncio.run(crash.billing_round(workdir, outcome))),
+         lambda: asyncio.run(crash.billing_round(workdir, tally))),
         ("scaled", "crash: a replica and Redis SIGKILLed (scaled mode)",
-         lambda: asyncio.run(crash.scaled_round(workdir, outcome))),
+         lambda: asyncio.run(crash.scaled_round(workdir, tally))),
         ("badinput", f"bad input: {args.bad_inputs} requests and frames",
-         lambda: bad_input_part(workdir, args.bad_inputs, outcome)),
-        ("access", "access: roles, keys, CSRF, headers", lambda: asyncio.run(access.run(workdir, outcome))),
+         lambda: bad_input_part(workdir, args.bad_inputs, tally)),
+        ("access", "access: roles, keys, CSRF, headers", lambda: asyncio.run(access.run(workdir, tally))),
         ("limits", "limits: flood, slow clients, never-reading WebSockets",
-         lambda: asyncio.run(limits.run(workdir, outcome, websockets=args.websockets))),
-        ("soak", f"soak: {args.soak_s:g} s of steady load", lambda: asyncio.run(soak.run(workdir, args.soak_s, outcome))),
+         lambda: asyncio.run(limits.run(workdir, tally, websockets=args.websockets))),
+        ("soak", f"soak: {args.soak_s:g} s of steady load", lambda: asyncio.run(soak.run(workdir, args.soak_s, tally))),
     ]
     try:
         for name, title, step in steps:
@@ -76,20 +76,20 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     step()
                 except Exception as exc:  # noqa: BLE001 - one part failing must not hide the others
-                    outcome.problem(f"{name}: the part failed to run: {exc!r}")
+                    tally.problem(f"{name}: the part failed to run: {exc!r}")
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     progress(f"done in {time.monotonic() - started:.0f} s")
-    print_table(outcome.figures)
-    if outcome.problems:
-        print(f"\nproblems ({len(outcome.problems)}):")
-        for problem in outcome.problems:
+    print_table(tally.figures)
+    if tally.problems:
+        print(f"\nproblems ({len(tally.problems)}):")
+        for problem in tally.problems:
             print(f"- {problem}")
     print()
-    print(outcome.last_line())
-    missed = [f for f in outcome.figures if f.met is False]
-    bad = outcome.lost or outcome.duplicated or outcome.five_xx or missed or outcome.problems
+    print(tally.last_line())
+    missed = [f for f in tally.figures if f.met is False]
+    bad = tally.lost or tally.duplicated or tally.five_xx or missed or tally.problems
     return 1 if bad else 0
 
 

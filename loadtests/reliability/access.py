@@ -9,16 +9,15 @@ read off the pages, and the ops controls are tried as a cross-site form would.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
-from loadtests.processes import ROOT, ServerProcess
+from testkit.figures import progress
+from testkit.processes import ServerProcess, run_cli
 
-from .common import Outcome, call, is_error_shape, make_keys, progress, write_scenario
+from .common import PartTally, call, is_error_shape, make_keys, write_scenario
 from .edges import probe_edges
 from .role_probe import probe_own_server, probe_roles
 
@@ -26,19 +25,14 @@ PROBE_ACCOUNT, PROBE_PHONE = "KAN-20431877", "9876543210"
 PAGE_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "counter_server", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
-
-
 class Matrix:
     """Each check: what was asked, the statuses allowed, and whether the answer held any key."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, secrets: list[str], outcome: Outcome) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, secrets: list[str], tally: PartTally) -> None:
         self.session = session
         self.url = url
         self.secrets = secrets
-        self.outcome = outcome
+        self.tally = tally
         self.checks = 0
         self.failed = 0
         self.echoed = 0
@@ -50,18 +44,18 @@ class Matrix:
         status, body = answered if answered is not None else (None, None)
         if status not in statuses:
             self.failed += 1
-            self.outcome.problem(f"access: {label}: got {status}, want {statuses}: {str(body)[:160]}")
+            self.tally.problem(f"access: {label}: got {status}, want {statuses}: {str(body)[:160]}")
         elif status >= 400 and not is_error_shape(body):
             self.failed += 1
-            self.outcome.problem(f"access: {label}: error not in the documented shape: {str(body)[:160]}")
+            self.tally.problem(f"access: {label}: error not in the documented shape: {str(body)[:160]}")
         text = str(body)
         if any(secret in text for secret in self.secrets):
             self.echoed += 1
-            self.outcome.problem(f"access: {label}: the answer echoes a key")
+            self.tally.problem(f"access: {label}: the answer echoes a key")
         return answered
 
 
-async def run(workdir: Path, outcome: Outcome) -> None:
+async def run(workdir: Path, tally: PartTally) -> None:
     part = "access"
     config = write_scenario(workdir / "access.toml")
     server = ServerProcess(data_dir=workdir / "access-data", config=config,
@@ -74,7 +68,7 @@ async def run(workdir: Path, outcome: Outcome) -> None:
                               ("board", None)], config)
         secrets = [admin, c1, c2, other_sub, board]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
-            m = Matrix(session, server.url, secrets, outcome)
+            m = Matrix(session, server.url, secrets, tally)
             # Tokens to act on: one called to S01-C2, one waiting at S01, one at S02.
             (_, issued) = await m.expect("admin issues at S01", (201,), "POST", "/api/v1/substations/S01/tokens",
                                          admin, json={"service": "bill_payment"})
@@ -164,17 +158,18 @@ async def run(workdir: Path, outcome: Outcome) -> None:
                                f"/api/v1/substations/S01/tokens?{name}={c1}", json=body)
 
             # `keys revoke` works at once, against the running server.
-            fresh = cli("keys", "create", "--role", "cashier", "--counter", "S01-C3", "--data-dir",
-                        str(server.data_dir), "--config", str(config)).stdout.strip()
+            fresh = run_cli("keys", "create", "--role", "cashier", "--counter", "S01-C3", "--data-dir",
+                            str(server.data_dir), "--config", str(config), check=False).stdout.strip()
             secrets.append(fresh)
             (_, me) = await m.expect("new key works", (200,), "GET", "/api/v1/me", fresh)
             started = time.monotonic()
-            revoked = cli("keys", "revoke", me["key"], "--data-dir", str(server.data_dir), "--config", str(config))
+            revoked = run_cli("keys", "revoke", me["key"], "--data-dir", str(server.data_dir), "--config", str(config),
+                              check=False)
             await m.expect("revoked key refused at once", (401,), "GET", "/api/v1/me", fresh)
             await m.expect("revoked key may not write", (401,), "POST", "/api/v1/counters/S01-C3/next", fresh)
             revoke_s = time.monotonic() - started
             if revoked.returncode != 0:
-                outcome.problem(f"access: keys revoke failed: {revoked.stderr}")
+                tally.problem(f"access: keys revoke failed: {revoked.stderr}")
 
             # CSRF: ops controls take the key from the Authorization header only, never a cookie,
             # so a cross-site form (no header can be set) gets 401; no page sets a cookie; no
@@ -189,7 +184,7 @@ async def run(workdir: Path, outcome: Outcome) -> None:
                 m.checks += 1
                 if "Access-Control-Allow-Origin" in resp.headers:
                     m.failed += 1
-                    outcome.problem("access: a CORS preflight from another origin is granted")
+                    tally.problem("access: a CORS preflight from another origin is granted")
 
             # Security headers on every page.
             pages = ("/board/S01", "/ops", "/static/board/board.js", "/static/ops/ops.js")
@@ -201,7 +196,7 @@ async def run(workdir: Path, outcome: Outcome) -> None:
                     if resp.status != 200 or absent or "Set-Cookie" in resp.headers:
                         missing += 1
                         m.failed += 1
-                        outcome.problem(f"access: page {page}: status {resp.status}, missing {absent}, "
+                        tally.problem(f"access: page {page}: status {resp.status}, missing {absent}, "
                                         f"cookie {resp.headers.get('Set-Cookie')}")
 
             # The probe's edge cases: dates out of range, log lines, oversized headers, links in the log.
@@ -222,9 +217,9 @@ async def run(workdir: Path, outcome: Outcome) -> None:
         in_log = sum(s in log for s in secrets)
         for text, n in (("plain keys in the store file", at_rest), ("plain keys in the server log", in_log)):
             if n:
-                outcome.problem(f"access: {n} {text}")
+                tally.problem(f"access: {n} {text}")
         if hashed != len(secrets):
-            outcome.problem(f"access: only {hashed} of {len(secrets)} keys found as SHA-256 digests at rest")
+            tally.problem(f"access: only {hashed} of {len(secrets)} keys found as SHA-256 digests at rest")
 
         # At rest, the probe's phone: neither its number nor its account in clear, nor under the
         # old unkeyed SHA-256 digest (a copied counter.db gave 10-digit phones back by brute
@@ -234,23 +229,23 @@ async def run(workdir: Path, outcome: Outcome) -> None:
         probe_cases += len(privacy)
         for problem in filter(None, privacy):
             m.failed += 1
-            outcome.problem(f"access: at rest: {problem}")
+            tally.problem(f"access: at rest: {problem}")
         progress(f"  access: {m.checks} checks ({probe_cases} from the outside probe), {m.failed} failed, "
                  f"{m.echoed} echoed a key; revoke took "
                  f"{revoke_s:.2f} s, its socket closed {roles.revoked_socket_closed_s or -1:.2f} s after; "
                  f"keys at rest {at_rest}, in log {in_log}")
-        outcome.figure(part, "access checks (roles, keys, CSRF, headers)", m.checks)
-        outcome.figure(part, "of which the outside probe's cases", probe_cases)
-        outcome.figure(part, "checks failed", m.failed, target="0", met=m.failed == 0)
-        outcome.figure(part, "answers echoing a key", m.echoed, target="0", met=m.echoed == 0)
-        outcome.figure(part, "plain keys in store file or log", at_rest + in_log, target="0",
+        tally.figure(part, "access checks (roles, keys, CSRF, headers)", m.checks)
+        tally.figure(part, "of which the outside probe's cases", probe_cases)
+        tally.figure(part, "checks failed", m.failed, target="0", met=m.failed == 0)
+        tally.figure(part, "answers echoing a key", m.echoed, target="0", met=m.echoed == 0)
+        tally.figure(part, "plain keys in store file or log", at_rest + in_log, target="0",
                        met=at_rest + in_log == 0)
-        outcome.figure(part, "keys revoke (CLI run) to first refusal", revoke_s, "s", target="at once (< 5 s)", met=revoke_s < 5)
+        tally.figure(part, "keys revoke (CLI run) to first refusal", revoke_s, "s", target="at once (< 5 s)", met=revoke_s < 5)
         closed_s = roles.revoked_socket_closed_s
-        outcome.figure(part, "key revoked in the store to its live socket closed",
+        tally.figure(part, "key revoked in the store to its live socket closed",
                        closed_s if closed_s is not None else -1, "s", target="< 1 s",
                        met=closed_s is not None and closed_s < 1)
-        outcome.figure(part, f"one key, 4 spellings of Bearer: let through of {own.spellings_tried}",
+        tally.figure(part, f"one key, 4 spellings of Bearer: let through of {own.spellings_tried}",
                        own.spellings_let_through if own.spellings_let_through is not None else -1,
                        target="<= 12 (burst 10)", met=own.spellings_let_through is not None
                        and own.spellings_let_through <= 12)

@@ -26,7 +26,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from .common import Outcome, call, is_error_shape, progress
+from testkit.figures import progress
+
+from .common import PartTally, call, is_error_shape
 
 
 @dataclass
@@ -184,12 +186,12 @@ def _failure_line(failure: Any) -> str:
     return " ".join(parts)[:300] if parts else json.dumps(failure)[:300]
 
 
-def exact_figures(run: ExactRun, outcome: Outcome, part: str = "bad input") -> None:
-    outcome.figure(part, f"schemathesis run ({PHASES}; all checks) test cases", run.generated, "cases")
-    outcome.figure(part, "schemathesis failures", len(run.failures), target="0", met=not run.failures)
-    outcome.figure(part, "schemathesis errors", len(run.errors), target="0", met=not run.errors)
+def exact_figures(run: ExactRun, tally: PartTally, part: str = "bad input") -> None:
+    tally.figure(part, f"schemathesis run ({PHASES}; all checks) test cases", run.generated, "cases")
+    tally.figure(part, "schemathesis failures", len(run.failures), target="0", met=not run.failures)
+    tally.figure(part, "schemathesis errors", len(run.errors), target="0", met=not run.errors)
     for line in run.failures + run.errors:
-        outcome.problem(f"schemathesis: {line}")
+        tally.problem(f"schemathesis: {line}")
 
 
 # -- a hand-made list: sizes, depths, types, encodings, numbers, unknowns -------------------
@@ -406,10 +408,10 @@ async def issue_some(url: str, key: str, n: int = 20) -> list[str]:
     return ids
 
 
-def run(url: str, keys: dict[str, str], total: int, outcome: Outcome,
+def run(url: str, keys: dict[str, str], total: int, tally: PartTally,
         exact_examples: int | None = 100, exact_max_s: float | None = None) -> None:
     """About ``total`` bad inputs: schemathesis the most, then the hand-made list, raw HTTP,
-    hypothesis moves and WebSocket frames; tallied into ``outcome`` with a line per kind.
+    hypothesis moves and WebSocket frames; tallied into ``tally`` with a line per kind.
     Then schemathesis' own run, all phases and all checks, ``exact_examples`` per operation
     (None: left out): the document must be exact, so it must find nothing."""
     part = "bad input"
@@ -433,17 +435,17 @@ def run(url: str, keys: dict[str, str], total: int, outcome: Outcome,
                     ("hand-made (sizes, depth, types, unicode, numbers)", handmade),
                     ("raw malformed HTTP", raw), ("hypothesis token moves", moves),
                     ("hypothesis WebSocket frames", frames)):
-        outcome.figure(part, name, n, "inputs")
-    outcome.figure(part, "refused by the HTTP parser (plain text)", plain + verdicts.parser_plain)
-    outcome.figure(part, "5xx or dropped", verdicts.five_xx, target="0", met=verdicts.five_xx == 0)
-    outcome.figure(part, "errors not in the documented shape", verdicts.bad_shape, target="0",
+        tally.figure(part, name, n, "inputs")
+    tally.figure(part, "refused by the HTTP parser (plain text)", plain + verdicts.parser_plain)
+    tally.figure(part, "5xx or dropped", verdicts.five_xx, target="0", met=verdicts.five_xx == 0)
+    tally.figure(part, "errors not in the documented shape", verdicts.bad_shape, target="0",
                    met=verdicts.bad_shape == 0)
-    outcome.bad_inputs += verdicts.sent
-    outcome.five_xx += verdicts.five_xx
+    tally.bad_inputs += verdicts.sent
+    tally.five_xx += verdicts.five_xx
     for example in verdicts.examples:
-        outcome.problem(example)
+        tally.problem(example)
     if exact_examples is not None:
         exact = schemathesis_exact(url, keys["admin"], exact_examples, exact_max_s)
         progress(f"  schemathesis, all phases and checks: {exact.generated} cases in {exact.seconds:.0f} s, "
                  f"{len(exact.failures)} failures, {len(exact.errors)} errors")
-        exact_figures(exact, outcome, part)
+        exact_figures(exact, tally, part)

@@ -12,11 +12,10 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import Figure, progress
 from counter_server.config import Settings, load_scenario
 from counter_server.services import KeyService
 from counter_server.store import open_store
-from loadtests.processes import ROOT
+from testkit.figures import Figure, progress
 
 # Open all day (so a run passes at any hour), with the gateway retrying quickly after billing
 # comes back, as in tests/test_replicas.py.
@@ -49,7 +48,7 @@ def write_scenario(path: Path, redis_url: str | None = None) -> Path:
 
 
 @dataclass
-class Outcome:
+class PartTally:
     """One part's figures for the table, its counts for the last line, and what went wrong."""
 
     rounds: int = 0
@@ -64,7 +63,7 @@ class Outcome:
 
     COUNTS = ("rounds", "kills", "acknowledged", "lost", "duplicated", "bad_inputs", "five_xx")
 
-    def add(self, other: "Outcome") -> "Outcome":
+    def add(self, other: "PartTally") -> "PartTally":
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.figures += other.figures
@@ -84,10 +83,6 @@ class Outcome:
         return (f"rounds={self.rounds} kills={self.kills} acknowledged={self.acknowledged} "
                 f"lost={self.lost} duplicated={self.duplicated} bad_inputs={self.bad_inputs} "
                 f"5xx={self.five_xx}")
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def make_keys(data_dir: Path, specs: Iterable[tuple[str, str | None]],
@@ -182,5 +177,5 @@ async def redis_view(url: str, prefix: str = "ccq:") -> tuple[dict[str, StoredTo
     return tokens, payments
 
 
-__all__ = ["ROOT", "Outcome", "SCENARIO", "bearer", "call", "is_error_shape", "make_keys", "progress",
+__all__ = ["PartTally", "SCENARIO", "call", "is_error_shape", "make_keys",
            "redis_view", "sqlite_view", "write_scenario"]

@@ -20,9 +20,11 @@ from typing import Any
 
 import aiohttp
 
-from loadtests.processes import BillingSimProcess, RedisProcess, ServerProcess
+from testkit.figures import progress
+from testkit.processes import BillingSimProcess, RedisProcess, ServerProcess
+from testkit.waiting import WaitTimedOut, wait_until_async
 
-from .common import Outcome, call, make_keys, progress, redis_view, sqlite_view, write_scenario
+from .common import PartTally, call, make_keys, redis_view, sqlite_view, write_scenario
 
 RANK = {"waiting": 0, "called": 1, "serving": 2, "done": 3}
 SUBSTATIONS = ("S01", "S02", "S03", "S04")
@@ -102,20 +104,20 @@ class Load:
         self.urls: list[str] = []
         self.pace_s = 0.0          # a pause after each answer (the soak's steady pace)
 
-    def answer(self, cashier: Cashier, op: Op, status: int, body: Any, outcome: Outcome) -> bool:
+    def answer(self, cashier: Cashier, op: Op, status: int, body: Any, tally: PartTally) -> bool:
         """Apply one answer; False when the request must be sent again later."""
         ledger = self.ledger
         if status in (502, 503, 504) or status == 429:
             return False                        # not acknowledged: the journal keeps it
         if status >= 500:
             ledger.five_xx += 1
-            outcome.problem(f"{op.kind} {op.path} answered {status}: {str(body)[:200]}")
+            tally.problem(f"{op.kind} {op.path} answered {status}: {str(body)[:200]}")
             return True
         if status >= 400:
             code = body.get("error", {}).get("code") if isinstance(body, dict) else str(body)[:40]
             ledger.refusals[f"{op.kind}:{code}"] += 1
             if op.kind != "issue" and code not in ("counter_busy",):
-                outcome.problem(f"{op.kind} {op.path} refused {status} {code}")
+                tally.problem(f"{op.kind} {op.path} refused {status} {code}")
                 cashier.holding = None
             return True
         ledger.acknowledged += 1
@@ -142,25 +144,25 @@ class Load:
                           headers={"Idempotency-Key": op.idem}, json=op.body)
 
     async def run_cashier(self, session: aiohttp.ClientSession, cashier: Cashier, stop: asyncio.Event,
-                          outcome: Outcome, index: int) -> None:
+                          tally: PartTally, index: int) -> None:
         while not stop.is_set():
             op = cashier.pending or cashier.next_op(self.tag)
             cashier.pending = op                     # written down before it is sent
             url = self.urls[index % len(self.urls)]
             answered = await self.send(session, cashier, op, url)
-            if answered is None or not self.answer(cashier, op, *answered, outcome):
+            if answered is None or not self.answer(cashier, op, *answered, tally):
                 if answered is None and len(self.urls) == 1:
                     return                           # the server is gone: wait for the restart
                 await asyncio.sleep(0.05)
                 continue
             cashier.pending = None
             if op.kind in ("issue", "next", "pay") and random.random() < 0.1 and answered[0] < 300:
-                await self.replay(session, cashier, op, url, answered[1], outcome)
+                await self.replay(session, cashier, op, url, answered[1], tally)
             if self.pace_s:
                 await asyncio.sleep(self.pace_s)
 
     async def replay(self, session: aiohttp.ClientSession, cashier: Cashier, op: Op, url: str, first: Any,
-                     outcome: Outcome) -> None:
+                     tally: PartTally) -> None:
         """Send an acknowledged request again with its key, as a kiosk whose answer was lost on
         the way does: the answer must name the same token or payment, and change nothing."""
         again = await self.send(session, cashier, op, url)
@@ -170,75 +172,80 @@ class Load:
         which = "payment" if op.kind == "pay" else "token"
         if (first.get(which) or {}).get("id") != (again[1].get(which) or {}).get("id"):
             self.ledger.replay_mismatch += 1
-            outcome.problem(f"{op.kind} sent again with Idempotency-Key {op.idem} answered another {which}")
+            tally.problem(f"{op.kind} sent again with Idempotency-Key {op.idem} answered another {which}")
 
-    async def run(self, session: aiohttp.ClientSession, stop: asyncio.Event, outcome: Outcome) -> None:
-        await asyncio.gather(*[self.run_cashier(session, c, stop, outcome, i)
+    async def run(self, session: aiohttp.ClientSession, stop: asyncio.Event, tally: PartTally) -> None:
+        await asyncio.gather(*[self.run_cashier(session, c, stop, tally, i)
                                for i, c in enumerate(self.cashiers)])
 
-    async def retry_pending(self, session: aiohttp.ClientSession, outcome: Outcome,
+    async def retry_pending(self, session: aiohttp.ClientSession, tally: PartTally,
                             deadline_s: float = 30.0) -> int:
         """The journals' unanswered requests, sent again with the same keys until answered."""
         deadline = time.monotonic() + deadline_s
         left = 0
         for i, cashier in enumerate(self.cashiers):
-            while cashier.pending is not None:
-                op = cashier.pending
-                answered = await self.send(session, cashier, op, self.urls[i % len(self.urls)])
-                if answered is not None and self.answer(cashier, op, *answered, outcome):
-                    cashier.pending = None
-                    self.ledger.retried += 1
-                elif time.monotonic() > deadline:
-                    left += 1
-                    break
-                else:
-                    await asyncio.sleep(0.2)
+            if cashier.pending is None:
+                continue
+            op, url = cashier.pending, self.urls[i % len(self.urls)]
+
+            async def answered_again(cashier: Cashier = cashier, op: Op = op, url: str = url) -> bool:
+                answered = await self.send(session, cashier, op, url)
+                return answered is not None and self.answer(cashier, op, *answered, tally)
+
+            try:
+                await wait_until_async(answered_again, what=f"an answer to {op.kind} {op.idem}",
+                                       timeout=max(0.0, deadline - time.monotonic()), interval=0.2)
+            except WaitTimedOut:
+                left += 1
+                continue
+            cashier.pending = None
+            self.ledger.retried += 1
         return left
 
 
-def check_store(ledger: Ledger, tokens: dict, payments: dict, outcome: Outcome, part: str) -> tuple[int, int]:
+def check_store(ledger: Ledger, tokens: dict, payments: dict, tally: PartTally, part: str) -> tuple[int, int]:
     """Lost and duplicated changes, comparing what clients were told with what is stored."""
     lost = dup = 0
     for token_id, status in ledger.token_status.items():
         stored = tokens.get(token_id)
         if stored is None or RANK.get(stored.status, 0) < RANK[status]:
             lost += 1
-            outcome.problem(f"{part}: acknowledged token {token_id} ({status}) is "
+            tally.problem(f"{part}: acknowledged token {token_id} ({status}) is "
                             f"{'missing' if stored is None else stored.status} in the store")
     for token_id, counter in ledger.token_counter.items():
         stored = tokens.get(token_id)
         if stored is not None and stored.counter != counter:
             lost += 1
-            outcome.problem(f"{part}: token {stored.number} called to {counter} is at {stored.counter}")
+            tally.problem(f"{part}: token {stored.number} called to {counter} is at {stored.counter}")
     for payment_id, token_id in ledger.payments.items():
         if payment_id not in payments:
             lost += 1
-            outcome.problem(f"{part}: acknowledged payment {payment_id} for {token_id} is missing")
+            tally.problem(f"{part}: acknowledged payment {payment_id} for {token_id} is missing")
     dup += ledger.replay_mismatch
     numbers = Counter((t.substation, t.day, t.service, t.number) for t in tokens.values())
     for where, n in numbers.items():
         if n > 1:
             dup += n - 1
-            outcome.problem(f"{part}: number {where} issued {n} times")
+            tally.problem(f"{part}: number {where} issued {n} times")
     per_token = Counter(p.token_id for p in payments.values())
     for token_id, n in per_token.items():
         if n > 1:
             dup += n - 1
-            outcome.problem(f"{part}: token {token_id} has {n} payments (one was taken)")
+            tally.problem(f"{part}: token {token_id} has {n} payments (one was taken)")
     if len(tokens) > len(ledger.issues_sent):
         dup += len(tokens) - len(ledger.issues_sent)
-        outcome.problem(f"{part}: {len(tokens)} tokens stored for {len(ledger.issues_sent)} issue requests")
+        tally.problem(f"{part}: {len(tokens)} tokens stored for {len(ledger.issues_sent)} issue requests")
     active = Counter(t.counter for t in tokens.values() if t.status in ("called", "serving"))
     for counter, n in active.items():
         if n > 1:
             dup += n - 1
-            outcome.problem(f"{part}: counter {counter} holds {n} tokens at once")
+            tally.problem(f"{part}: counter {counter} holds {n} tokens at once")
     sequences: dict[tuple, list[int]] = {}
     for t in tokens.values():
         sequences.setdefault((t.substation, t.day, t.service), []).append(t.seq)
     for where, seqs in sequences.items():
         if sorted(seqs) != list(range(1, len(seqs) + 1)):
-            outcome.problem(f"{part}: numbering of {where} has gaps: {sorted(set(range(1, max(seqs) + 1)) - set(seqs))[:10]}")
+            tally.problem(f"{part}: numbering of {where} has gaps: {sorted(set(range(1, max(seqs) + 1)) - set(seqs))[:10]}")
             dup += 0
     return lost, dup
 
@@ -264,7 +271,7 @@ async def server_and_load(workdir: Path, name: str, *extra_args: str) -> tuple[S
     return server, load
 
 
-async def sqlite_rounds(workdir: Path, rounds: int, outcome: Outcome, seed: int = 1) -> None:
+async def sqlite_rounds(workdir: Path, rounds: int, tally: PartTally, seed: int = 1) -> None:
     """``rounds`` SIGKILLs of a server on SQLite under load, each followed by a restart."""
     rng = random.Random(seed)
     server, load = await server_and_load(workdir, "crash")
@@ -273,53 +280,58 @@ async def sqlite_rounds(workdir: Path, rounds: int, outcome: Outcome, seed: int 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             for r in range(1, rounds + 1):
                 stop = asyncio.Event()
-                running = asyncio.create_task(load.run(session, stop, outcome))
+                running = asyncio.create_task(load.run(session, stop, tally))
                 await asyncio.sleep(rng.uniform(0.3, 2.0))
                 server.kill()
-                outcome.kills += 1
+                tally.kills += 1
                 stop.set()
                 await running
                 pending = sum(c.pending is not None for c in load.cashiers)
                 server.start()
-                left = await load.retry_pending(session, outcome)
+                left = await load.retry_pending(session, tally)
                 tokens, payments = sqlite_view(server.data_dir / "counter.db")
-                lost, dup = check_store(load.ledger, tokens, payments, outcome, f"sqlite round {r}")
-                outcome.rounds += 1
+                lost, dup = check_store(load.ledger, tokens, payments, tally, f"sqlite round {r}")
+                tally.rounds += 1
                 progress(f"  sqlite round {r}/{rounds}: SIGKILL, {pending} in flight, "
                          f"{load.ledger.acknowledged} acknowledged so far, {len(tokens)} tokens, "
                          f"{len(payments)} payments; lost {lost}, duplicated {dup}, unanswered {left}")
                 if left:
-                    outcome.problem(f"sqlite round {r}: {left} requests still unanswered after restart")
+                    tally.problem(f"sqlite round {r}: {left} requests still unanswered after restart")
         ledger = load.ledger
-        _tally(outcome, "crash: server SIGKILL (SQLite)", ledger, lost, dup, rounds)
+        _tally(tally, "crash: server SIGKILL (SQLite)", ledger, lost, dup, rounds)
     finally:
         server.stop()
 
 
-def _tally(outcome: Outcome, part: str, ledger: Ledger, lost: int, dup: int, rounds: int) -> None:
-    outcome.acknowledged += ledger.acknowledged
-    outcome.lost += lost
-    outcome.duplicated += dup
-    outcome.five_xx += ledger.five_xx
-    outcome.figure(part, "kill rounds", rounds)
-    outcome.figure(part, "acknowledged answers", ledger.acknowledged)
-    outcome.figure(part, "retried after restart", ledger.retried)
-    outcome.figure(part, "acknowledged requests sent again (same key)", ledger.replays)
-    outcome.figure(part, "lost", lost, target="0", met=lost == 0)
-    outcome.figure(part, "duplicated", dup, target="0", met=dup == 0)
+def _tally(tally: PartTally, part: str, ledger: Ledger, lost: int, dup: int, rounds: int) -> None:
+    tally.acknowledged += ledger.acknowledged
+    tally.lost += lost
+    tally.duplicated += dup
+    tally.five_xx += ledger.five_xx
+    tally.figure(part, "kill rounds", rounds)
+    tally.figure(part, "acknowledged answers", ledger.acknowledged)
+    tally.figure(part, "retried after restart", ledger.retried)
+    tally.figure(part, "acknowledged requests sent again (same key)", ledger.replays)
+    tally.figure(part, "lost", lost, target="0", met=lost == 0)
+    tally.figure(part, "duplicated", dup, target="0", met=dup == 0)
 
 
 async def _drain(session: aiohttp.ClientSession, url: str, key: str, timeout_s: float = 90.0) -> dict:
-    deadline = time.monotonic() + timeout_s
+    """The gateway's state once its outbox is empty, or the last state read in ``timeout_s``."""
     state: dict = {}
-    while time.monotonic() < deadline:
+
+    async def billing_state() -> dict:
+        nonlocal state
         answered = await call(session, "GET", f"{url}/api/v1/ops/billing", key)
         if answered is not None and answered[0] == 200:
             state = answered[1]["billing"]
-            if state["outbox"]["queued"] == 0:
-                break
-        await asyncio.sleep(0.3)
-    return state
+        return state
+
+    try:
+        return await wait_until_async(billing_state, done=lambda s: bool(s) and s["outbox"]["queued"] == 0,
+                                      what="the outbox to drain", timeout=timeout_s, interval=0.3)
+    except WaitTimedOut as timed_out:
+        return timed_out.last
 
 
 async def _billing_stats(session: aiohttp.ClientSession, sim: BillingSimProcess) -> dict:
@@ -328,7 +340,7 @@ async def _billing_stats(session: aiohttp.ClientSession, sim: BillingSimProcess)
     return answered[1]
 
 
-async def billing_round(workdir: Path, outcome: Outcome, seed: int = 2) -> None:
+async def billing_round(workdir: Path, tally: PartTally, seed: int = 2) -> None:
     """billing-sim SIGKILLed mid-load, then the server too while payments wait in the outbox;
     both restarted: every payment reaches billing exactly once."""
     rng = random.Random(seed)
@@ -343,28 +355,28 @@ async def billing_round(workdir: Path, outcome: Outcome, seed: int = 2) -> None:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             stop = asyncio.Event()
-            running = asyncio.create_task(load.run(session, stop, outcome))
+            running = asyncio.create_task(load.run(session, stop, tally))
             await asyncio.sleep(rng.uniform(0.5, 1.5))
             sim.kill()                                   # billing dies with posts in flight
             await asyncio.sleep(rng.uniform(0.5, 1.5))   # payments keep coming: queued
             server.kill()                                # and the server dies with a backlog
             stop.set()
             await running
-            outcome.kills += 2
+            tally.kills += 2
             server.start()
-            left = await load.retry_pending(session, outcome)
+            left = await load.retry_pending(session, tally)
             stop = asyncio.Event()
-            running = asyncio.create_task(load.run(session, stop, outcome))
+            running = asyncio.create_task(load.run(session, stop, tally))
             await asyncio.sleep(1.0)
             sim.start()                                  # billing back, with its journal
             await asyncio.sleep(1.0)
             stop.set()
             await running
-            left += await load.retry_pending(session, outcome)
+            left += await load.retry_pending(session, tally)
             state = await _drain(session, server.url, server.admin_key)
             stats = await _billing_stats(session, sim)
         tokens, payments = sqlite_view(server.data_dir / "counter.db")
-        lost, dup = check_store(load.ledger, tokens, payments, outcome, "billing round")
+        lost, dup = check_store(load.ledger, tokens, payments, tally, "billing round")
         posted = sum(p.status == "posted" for p in payments.values())
         journal = Counter(line.split('"payment_id": "')[1].split('"')[0]
                           for line in sim.journal.read_text().splitlines() if line.strip())
@@ -377,23 +389,23 @@ async def billing_round(workdir: Path, outcome: Outcome, seed: int = 2) -> None:
                         ("payments in billing's journal twice", in_billing_twice),
                         ("payments in billing's journal that the store does not know", unknown_to_us)):
             if n:
-                outcome.problem(f"billing round: {n} {text}")
+                tally.problem(f"billing round: {n} {text}")
         if left or state.get("outbox", {}).get("queued", 1):
-            outcome.problem(f"billing round: outbox not drained ({state.get('outbox')}), {left} unanswered")
-        outcome.rounds += 1
+            tally.problem(f"billing round: outbox not drained ({state.get('outbox')}), {left} unanswered")
+        tally.rounds += 1
         progress(f"  billing round: {len(payments)} payments stored, {posted} posted, billing holds "
                  f"{len(journal)}, re-posts answered as duplicates by billing {stats['duplicate_payments']}")
-        _tally(outcome, part, load.ledger, lost, dup, 1)
-        outcome.figure(part, "payments posted to billing", len(journal), target=f"= {len(payments)} stored",
+        _tally(tally, part, load.ledger, lost, dup, 1)
+        tally.figure(part, "payments posted to billing", len(journal), target=f"= {len(payments)} stored",
                        met=len(journal) == len(payments) == posted)
-        outcome.figure(part, "re-posts billing saw as duplicate", stats["duplicate_payments"], target="0",
+        tally.figure(part, "re-posts billing saw as duplicate", stats["duplicate_payments"], target="0",
                        met=stats["duplicate_payments"] == 0)
     finally:
         server.stop()
         sim.stop()
 
 
-async def scaled_round(workdir: Path, outcome: Outcome, seed: int = 3) -> None:
+async def scaled_round(workdir: Path, tally: PartTally, seed: int = 3) -> None:
     """Two replicas on one Redis (AOF, fsync always): replica A SIGKILLed under load, then Redis
     SIGKILLed and restarted, then A restarted. Clients on a dead replica go to the other."""
     rng = random.Random(seed)
@@ -410,7 +422,7 @@ async def scaled_round(workdir: Path, outcome: Outcome, seed: int = 3) -> None:
         load.urls = [a.url, b.url]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             stop = asyncio.Event()
-            running = asyncio.create_task(load.run(session, stop, outcome))
+            running = asyncio.create_task(load.run(session, stop, tally))
             await asyncio.sleep(rng.uniform(0.5, 1.5))
             a.kill()
             load.urls = [b.url]                          # the balancer sends everyone to B
@@ -424,16 +436,16 @@ async def scaled_round(workdir: Path, outcome: Outcome, seed: int = 3) -> None:
             await asyncio.sleep(1.0)
             stop.set()
             await running
-            outcome.kills += 2
-            left = await load.retry_pending(session, outcome)
+            tally.kills += 2
+            left = await load.retry_pending(session, tally)
         tokens, payments = await redis_view(redis.url.rsplit("/", 1)[0] + "/0")
-        lost, dup = check_store(load.ledger, tokens, payments, outcome, "scaled round")
+        lost, dup = check_store(load.ledger, tokens, payments, tally, "scaled round")
         if left:
-            outcome.problem(f"scaled round: {left} requests unanswered")
-        outcome.rounds += 1
+            tally.problem(f"scaled round: {left} requests unanswered")
+        tally.rounds += 1
         progress(f"  scaled round: {load.ledger.acknowledged} acknowledged, {len(tokens)} tokens, "
                  f"{len(payments)} payments; lost {lost}, duplicated {dup}")
-        _tally(outcome, part, load.ledger, lost, dup, 1)
+        _tally(tally, part, load.ledger, lost, dup, 1)
     finally:
         a.stop()
         b.stop()

@@ -10,11 +10,12 @@ that format; tests/test_http_edges.py checks the text format a terminal gets.
 from __future__ import annotations
 
 import asyncio
-import time
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from counter_server.phone.pages import qr_svg
-from loadtests.processes import ServerProcess
+from testkit.processes import ServerProcess
+from testkit.waiting import WaitTimedOut, wait_until_async
 
 if TYPE_CHECKING:
     from .access import Matrix
@@ -37,7 +38,7 @@ def _check(m: "Matrix", held: bool, problem: str) -> None:
     m.checks += 1
     if not held:
         m.failed += 1
-        m.outcome.problem(f"access: probe: {problem}")
+        m.tally.problem(f"access: probe: {problem}")
 
 
 async def probe_edges(m: "Matrix", server: ServerProcess, counter: str, cashier: str, admin: str,
@@ -62,12 +63,13 @@ async def probe_edges(m: "Matrix", server: ServerProcess, counter: str, cashier:
     answers = [await _first_line(server.port, OVERSIZED) for _ in range(5)]
     _check(m, all(a.endswith(b" 400 Bad Request") for a in answers), f"oversized headers answered {answers}")
 
-    deadline = time.monotonic() + 5
-    while True:   # the log is written as records are made; the last request's line shows it
-        log = server.log_path.read_text(encoding="utf-8", errors="replace") if server.log_path else ""
-        if "forged" in log or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
+    def server_log() -> str:
+        return server.log_path.read_text(encoding="utf-8", errors="replace") if server.log_path else ""
+
+    # The log is written as records are made; the last request's line shows it.
+    with suppress(WaitTimedOut):
+        await wait_until_async(lambda: "forged" in server_log(), what="the forged path's log line", timeout=5)
+    log = server_log()
     lines = log.split("\n")
     _check(m, not any(line.startswith(FORGED) for line in lines), "a path wrote a log line of its own")
     parse_errors = [line for line in lines if '"logger": "aiohttp.server"' in line]

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import memory_mb, percentile
-from loadtests.processes import ServerProcess
+from testkit.figures import memory_mb, percentile, progress
+from testkit.processes import ServerProcess
 
-from .common import Outcome, call, make_keys, progress, write_scenario
+from .common import PartTally, call, make_keys, write_scenario
 
 HANDSHAKE = (b"GET /api/v1/substations/S01/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
              b"Sec-WebSocket-Version: 13\r\n\r\n")
 
 
-async def flood(server: ServerProcess, keys: list[str], seconds: float, outcome: Outcome, part: str) -> None:
+async def flood(server: ServerProcess, keys: list[str], seconds: float, tally: PartTally, part: str) -> None:
     """Eight loops on one key as fast as they go; four polite kiosks (other keys, same address)
     at five requests a second each. The flood gets 429s; the polite ones none, and stay fast."""
     stop = time.monotonic() + seconds
@@ -48,12 +48,12 @@ async def flood(server: ServerProcess, keys: list[str], seconds: float, outcome:
     polite_refused = sum(n for s, n in polite.items() if s != 200)
     p95 = percentile(latencies, 0.95) * 1000
     progress(f"  flood: flooder {dict(flooder)}, polite {dict(polite)}, polite p95 {p95:.0f} ms")
-    outcome.figure(part, "flooding key: share refused with 429", refused * 100, "%", target="> 50 %", met=refused > 0.5)
-    outcome.figure(part, "polite kiosks refused during the flood", polite_refused, target="0", met=polite_refused == 0)
-    outcome.figure(part, "polite kiosks p95 during the flood", p95, "ms", target="< 250 ms", met=p95 < 250)
+    tally.figure(part, "flooding key: share refused with 429", refused * 100, "%", target="> 50 %", met=refused > 0.5)
+    tally.figure(part, "polite kiosks refused during the flood", polite_refused, target="0", met=polite_refused == 0)
+    tally.figure(part, "polite kiosks p95 during the flood", p95, "ms", target="< 250 ms", met=p95 < 250)
     if polite_refused:
-        outcome.problem(f"limits: polite kiosks refused {polite_refused} times during one key's flood")
-    outcome.five_xx += sum(n for s, n in [*flooder.items(), *polite.items()] if s is None or s >= 500)
+        tally.problem(f"limits: polite kiosks refused {polite_refused} times during one key's flood")
+    tally.five_xx += sum(n for s, n in [*flooder.items(), *polite.items()] if s is None or s >= 500)
 
 
 async def _closed_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trickle: bytes | None,
@@ -83,7 +83,7 @@ async def _closed_after(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     return None, answer
 
 
-async def slow_clients(server: ServerProcess, key: str, outcome: Outcome, part: str, limit_s: float = 40) -> None:
+async def slow_clients(server: ServerProcess, key: str, tally: PartTally, part: str, limit_s: float = 40) -> None:
     """A slowloris on the headers, one on the body, and an idle connection: each closed by the
     server, while a normal client keeps getting fast answers."""
     head = b"GET /api/v1/substations HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
@@ -121,16 +121,16 @@ async def slow_clients(server: ServerProcess, key: str, outcome: Outcome, part: 
         times = [c for k, c, _ in results if k == kind]
         still_open = sum(c is None for c in times)
         worst = max((c for c in times if c is not None), default=float("nan"))
-        outcome.figure(part, f"{kind} connections closed by the server (of 20)", 20 - still_open,
+        tally.figure(part, f"{kind} connections closed by the server (of 20)", 20 - still_open,
                        target="20", met=still_open == 0)
-        outcome.figure(part, f"{kind}: slowest close", worst, "s", target=f"< {limit_s:g} s", met=still_open == 0)
+        tally.figure(part, f"{kind}: slowest close", worst, "s", target=f"< {limit_s:g} s", met=still_open == 0)
         if still_open:
-            outcome.problem(f"limits: {still_open} {kind} connections still open after {limit_s:g} s")
+            tally.problem(f"limits: {still_open} {kind} connections still open after {limit_s:g} s")
     timeouts = sum(b"408" in a.split(b"\r\n", 1)[0] for k, _, a in results if k == "slow body")
     p95 = percentile(waits, 0.95) * 1000
     progress(f"  slow clients: closed {sum(c is not None for _, c, _ in results)} of {len(results)}, "
              f"slow bodies answered 408 {timeouts}; healthz p95 meanwhile {p95:.0f} ms")
-    outcome.figure(part, "healthz p95 beside the slow clients", p95, "ms", target="< 250 ms", met=p95 < 250)
+    tally.figure(part, "healthz p95 beside the slow clients", p95, "ms", target="< 250 ms", met=p95 < 250)
 
 
 def _open_silent_websockets(port: int, n: int) -> list[socket.socket]:
@@ -163,7 +163,7 @@ def _count_closed(sockets: list[socket.socket]) -> int:
     return closed
 
 
-async def silent_websockets(server: ServerProcess, key: str, n: int, outcome: Outcome, part: str,
+async def silent_websockets(server: ServerProcess, key: str, n: int, tally: PartTally, part: str,
                             wait_s: float = 20.0) -> None:
     """``n`` boards that never read while tokens are issued at their substation: the server
     stays fast, its memory bounded, and it closes them (heartbeat unanswered, buffer full)."""
@@ -181,7 +181,7 @@ async def silent_websockets(server: ServerProcess, key: str, n: int, outcome: Ou
                 waits.append(time.monotonic() - t)
                 issued += answered is not None and answered[0] == 201
                 if answered is not None and answered[0] >= 500:
-                    outcome.five_xx += 1
+                    tally.five_xx += 1
                 await asyncio.sleep(0.05)
         rss_now, rss_peak = memory_mb(server.proc.pid)
         closed = await asyncio.to_thread(_count_closed, sockets)
@@ -191,16 +191,16 @@ async def silent_websockets(server: ServerProcess, key: str, n: int, outcome: Ou
     p95 = percentile(waits, 0.95) * 1000
     progress(f"  {n} silent WebSockets: {closed} closed by the server within {wait_s:g} s; {issued} tokens "
              f"issued meanwhile, p95 {p95:.0f} ms; RSS {rss_before:.0f} -> peak {rss_peak:.0f} MB")
-    outcome.figure(part, f"never-reading WebSockets closed (of {n})", closed, target=str(n), met=closed == n,
+    tally.figure(part, f"never-reading WebSockets closed (of {n})", closed, target=str(n), met=closed == n,
                    peak_rss_mb=rss_peak)
-    outcome.figure(part, "token issue p95 beside them", p95, "ms", target="< 250 ms", met=p95 < 250)
-    outcome.figure(part, "server RSS growth with them", rss_peak - rss_before, "MB", target="< 200 MB",
+    tally.figure(part, "token issue p95 beside them", p95, "ms", target="< 250 ms", met=p95 < 250)
+    tally.figure(part, "server RSS growth with them", rss_peak - rss_before, "MB", target="< 200 MB",
                    met=rss_peak - rss_before < 200)
     if closed < n:
-        outcome.problem(f"limits: {n - closed} never-reading WebSockets still open after {wait_s:g} s")
+        tally.problem(f"limits: {n - closed} never-reading WebSockets still open after {wait_s:g} s")
 
 
-async def run(workdir: Path, outcome: Outcome, websockets: int = 1000, flood_s: float = 4.0) -> None:
+async def run(workdir: Path, tally: PartTally, websockets: int = 1000, flood_s: float = 4.0) -> None:
     part = "limits"
     config = write_scenario(workdir / "limits.toml")
     # The default rate limit (20 a second per key, bursts of 40) for the flood.
@@ -208,13 +208,13 @@ async def run(workdir: Path, outcome: Outcome, websockets: int = 1000, flood_s: 
     server.start()
     try:
         keys = await make_keys(server.data_dir, [("board", None)] * 5, config)
-        await flood(server, keys, flood_s, outcome, part)
+        await flood(server, keys, flood_s, tally, part)
     finally:
         server.stop()
     server = ServerProcess(data_dir=workdir / "limits-data", config=config)   # no rate limit
     server.start()
     try:
-        await slow_clients(server, server.admin_key, outcome, part)
-        await silent_websockets(server, server.admin_key, websockets, outcome, part)
+        await slow_clients(server, server.admin_key, tally, part)
+        await silent_websockets(server, server.admin_key, websockets, tally, part)
     finally:
         server.stop()

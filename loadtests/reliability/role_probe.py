@@ -20,7 +20,7 @@ import aiohttp
 
 from counter_server.config import Settings, load_scenario
 from counter_server.store import open_store
-from loadtests.processes import ServerProcess, free_port
+from testkit.processes import ServerProcess, free_port
 
 from .common import call, make_keys
 
@@ -48,7 +48,7 @@ def _check(m: "Matrix", held: bool, problem: str) -> None:
     m.checks += 1
     if not held:
         m.failed += 1
-        m.outcome.problem(f"access: probe: {problem}")
+        m.tally.problem(f"access: probe: {problem}")
 
 
 async def _handshake(session: aiohttp.ClientSession, url: str, **kw) -> int | None:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import memory_mb
-from .common import Outcome, progress, sqlite_view
+from testkit.figures import memory_mb, progress
+
+from .common import PartTally, sqlite_view
 from .crash import check_store, server_and_load
 
 
@@ -40,7 +41,7 @@ async def _boards(url: str, stop: asyncio.Event, n: int) -> int:
     return received
 
 
-async def run(workdir: Path, seconds: float, outcome: Outcome, boards: int = 40, every_s: float = 10.0) -> None:
+async def run(workdir: Path, seconds: float, tally: PartTally, boards: int = 40, every_s: float = 10.0) -> None:
     part = "soak"
     server, load = await server_and_load(workdir, "soak")
     try:
@@ -48,7 +49,7 @@ async def run(workdir: Path, seconds: float, outcome: Outcome, boards: int = 40,
         samples: list[tuple[float, float]] = []
         stop = asyncio.Event()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            cashiers = asyncio.create_task(load.run(session, stop, outcome))
+            cashiers = asyncio.create_task(load.run(session, stop, tally))
             watching = asyncio.create_task(_boards(server.url, stop, boards))
             started = time.monotonic()
             while time.monotonic() - started < seconds:
@@ -63,7 +64,7 @@ async def run(workdir: Path, seconds: float, outcome: Outcome, boards: int = 40,
             received = await watching
         rss_end, rss_peak = memory_mb(server.proc.pid)
         tokens, payments = sqlite_view(server.data_dir / "counter.db")
-        lost, dup = check_store(load.ledger, tokens, payments, outcome, "soak")
+        lost, dup = check_store(load.ledger, tokens, payments, tally, "soak")
     finally:
         server.stop()
     rss_start = samples[0][1]
@@ -72,15 +73,15 @@ async def run(workdir: Path, seconds: float, outcome: Outcome, boards: int = 40,
     growth = rss_end - warm
     progress(f"  soak: RSS at start {rss_start:.0f} MB, after warm-up {warm:.0f} MB, at end {rss_end:.0f} MB "
              f"(peak {rss_peak:.0f} MB); {load.ledger.acknowledged} acknowledged, {received} board messages")
-    outcome.acknowledged += load.ledger.acknowledged
-    outcome.lost += lost
-    outcome.duplicated += dup
-    outcome.five_xx += load.ledger.five_xx
-    outcome.figure(part, "duration", seconds, "s")
-    outcome.figure(part, "acknowledged answers", load.ledger.acknowledged)
-    outcome.figure(part, "board messages received", received)
-    outcome.figure(part, "server RSS at start", rss_start, "MB")
-    outcome.figure(part, "server RSS at end", rss_end, "MB", peak_rss_mb=rss_peak)
-    outcome.figure(part, "RSS growth after warm-up", growth, "MB", target="< 50 MB", met=growth < 50)
+    tally.acknowledged += load.ledger.acknowledged
+    tally.lost += lost
+    tally.duplicated += dup
+    tally.five_xx += load.ledger.five_xx
+    tally.figure(part, "duration", seconds, "s")
+    tally.figure(part, "acknowledged answers", load.ledger.acknowledged)
+    tally.figure(part, "board messages received", received)
+    tally.figure(part, "server RSS at start", rss_start, "MB")
+    tally.figure(part, "server RSS at end", rss_end, "MB", peak_rss_mb=rss_peak)
+    tally.figure(part, "RSS growth after warm-up", growth, "MB", target="< 50 MB", met=growth < 50)
     if growth >= 50:
-        outcome.problem(f"soak: RSS grew {growth:.0f} MB after warm-up")
+        tally.problem(f"soak: RSS grew {growth:.0f} MB after warm-up")

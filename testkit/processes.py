@@ -1,29 +1,57 @@
 """Real processes to test against: the counter server, billing-sim and a redis-server of one's
-own, each on a free loopback port, to start, kill with SIGKILL and start again.
-
-Shared by the pytest suite (tests/conftest.py), the benchmarks and the reliability runner.
+own, each on a free loopback port, to start, kill with SIGKILL and start again; and the
+``counter-server`` command line run once.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .scenarios import OPEN_ALL_DAY
+from .waiting import wait_until
+
+# The checkout this package sits in (tests read its files); children run from here.
 ROOT = Path(__file__).resolve().parents[1]
-OPEN_ALL_DAY = ROOT / "tests" / "scenarios" / "open-all-day.toml"
-# A second scenario that looks nothing like the built-in one (also open all day).
-LAKESIDE = ROOT / "tests" / "scenarios" / "lakeside.toml"
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on now, for a child process to take."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts connections on this loopback port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15.0) -> None:
+    """Until ``proc`` listens on ``port``; fails at once, naming ``what``, if it exits first."""
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening on {port}")
+        return accepts(port)
+
+    wait_until(listening, what=f"{what} to listen on port {port}", timeout=timeout)
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``counter-server ARGS`` run once, its output captured."""
+    return subprocess.run([sys.executable, "-m", "counter_server", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=check,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 class ChildProcess:
@@ -71,16 +99,10 @@ class ServerProcess(ChildProcess):
              "--host", "127.0.0.1", "--port", str(self.port), *config, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+        try:
+            wait_for_port(self.port, self.proc, "counter-server", timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}: {self.log_path.read_text()}") from exc
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -109,28 +131,17 @@ class BillingSimProcess(ChildProcess):
             [sys.executable, "-m", "counter_server.billing.simulator", "--port", str(self.port),
              "--journal", str(self.journal), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("billing-sim did not start")
+        wait_for_port(self.port, self.proc, "billing-sim", timeout)
 
 
-
-# A scenario open all day whose store is the Redis at {url}: for replicas sharing state.
-REDIS_SCENARIO = """
-extends = "builtin"
-[hours]
-opens = "00:00"
-closes = "23:59:59"
-closed_weekdays = []
-[store]
-engine = "redis"
-redis_url = "{url}"
-"""
+def answers_ping(port: int) -> bool:
+    """Whether a Redis on this loopback port answers PING (it may accept before it loads)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 @dataclass
@@ -156,13 +167,5 @@ class RedisProcess(ChildProcess):
              "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
              "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_until(lambda: answers_ping(self.port), what=f"redis-server to answer PING on {self.port}",
+                   timeout=timeout)

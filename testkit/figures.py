@@ -1,4 +1,5 @@
-"""What every benchmark shares: percentiles, a server's memory, and the one-table report."""
+"""The figures benchmarks and the reliability suite print: percentiles, a server's memory, and the
+one-table report."""
 
 from __future__ import annotations
 
