@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -82,17 +83,24 @@ class Counters:
         raise AssertionError(f"outbox not drained: {state}")
 
 
+@contextlib.asynccontextmanager
+async def running(sim: BillingSimProcess, server: ServerProcess
+                  ) -> AsyncIterator[tuple[aiohttp.ClientSession, Counters]]:
+    """Start the billing sim, then the server whose gateway talks to it; yield an HTTP session
+    and the counters of that server."""
+    sim.start()
+    server.start()
+    async with aiohttp.ClientSession() as session:
+        yield session, Counters(session, server)
+
+
 async def sim_stats(session: aiohttp.ClientSession, sim: BillingSimProcess) -> dict:
     async with session.get(f"{sim.url}/stats") as resp:
         return await resp.json()
 
 
 async def test_billing_killed_and_restarted_mid_load_loses_and_doubles_nothing(billing_sim, gateway_server):
-    billing_sim.start()
-    server = gateway_server
-    server.start()
-    async with aiohttp.ClientSession() as session:
-        counters = Counters(session, server)
+    async with running(billing_sim, gateway_server) as (session, counters):
         await counters.open()
         first = await asyncio.gather(*[counters.pay(i) for i in range(100)])
         await asyncio.sleep(0.3)
@@ -113,11 +121,7 @@ async def test_billing_killed_and_restarted_mid_load_loses_and_doubles_nothing(b
 
 async def test_breaker_opens_while_billing_is_down_and_closes_when_it_is_back(billing_sim, gateway_server):
     billing_sim.args = ["--recovery-seconds", "2"]
-    billing_sim.start()
-    server = gateway_server
-    server.start()
-    async with aiohttp.ClientSession() as session:
-        counters = Counters(session, server)
+    async with running(billing_sim, gateway_server) as (session, counters):
         await counters.open(2)
         async with session.post(f"{billing_sim.url}/admin/crash") as resp:
             assert resp.status == 200
@@ -142,11 +146,7 @@ async def test_breaker_opens_while_billing_is_down_and_closes_when_it_is_back(bi
 
 async def test_limit_falls_when_billing_slows_and_rises_after(billing_sim, gateway_server):
     billing_sim.args = ["--capacity", "100", "--knee", "50", "--base-latency-ms", "20"]
-    billing_sim.start()
-    server = gateway_server
-    server.start()
-    async with aiohttp.ClientSession() as session:
-        counters = Counters(session, server)
+    async with running(billing_sim, gateway_server) as (session, counters):
         await counters.open()
         stop = asyncio.Event()
 
@@ -183,11 +183,7 @@ async def test_limit_falls_when_billing_slows_and_rises_after(billing_sim, gatew
 
 
 async def test_bill_lookups_coalesce_and_go_stale_while_billing_is_down(billing_sim, gateway_server):
-    billing_sim.start()
-    server = gateway_server
-    server.start()
-    async with aiohttp.ClientSession() as session:
-        counters = Counters(session, server)
+    async with running(billing_sim, gateway_server) as (session, counters):
         before = (await sim_stats(session, billing_sim))["requests"]
         answers = await asyncio.gather(*[counters.call("GET", "/api/v1/bills/2140012345")
                                          for _ in range(40)])
@@ -205,11 +201,7 @@ async def test_bill_lookups_coalesce_and_go_stale_while_billing_is_down(billing_
 
 
 async def test_a_payment_whose_post_timed_out_says_so_in_its_reason(billing_sim, gateway_server):
-    billing_sim.start()
-    server = gateway_server
-    server.start()
-    async with aiohttp.ClientSession() as session:
-        counters = Counters(session, server)
+    async with running(billing_sim, gateway_server) as (session, counters):
         await counters.open(1)
         async with session.post(f"{billing_sim.url}/admin/latency", json={"extra_latency_ms": 1500}):
             pass                                 # past the gateway's timeout (1 s): a bare TimeoutError
