@@ -1,0 +1,256 @@
+"""The Redis engine's Lua scripts, each with its KEYS named in one place.
+
+Every script takes its KEYS in the order its ``keys`` tuple names them (some take more keys
+after those, as ``extra``) and one ARGV: a JSON object, decoded by ``cjson`` into ``A``. The
+Lua sees the keys by name, as ``K.<name>``. JSON the Python side wrote (events, tokens, halls)
+travels inside that object as strings and is stored as it came, so nothing in Lua depends on
+how Python formats JSON. Python numbers that must stay exact (times used as scores) are sent
+as strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    keys: tuple[str, ...]
+    body: str
+
+    def source(self) -> str:
+        named = ", ".join(f"{key} = KEYS[{i + 1}]" for i, key in enumerate(self.keys))
+        return (f"-- {self.name}\nlocal K = {{{named}}}\nlocal FIXED = {len(self.keys)}\n"
+                "local A = cjson.decode(ARGV[1])\n" + self.body)
+
+
+# A commit retried after its reply was lost (the client library resends on a dropped
+# connection) answers from its memo instead of applying twice; and the global sequence never
+# falls below what this replica has already seen (a Redis that lost data on restart must not
+# hand out sequence numbers boards already hold). A: floor. K: memo, seq.
+_MEMO_AND_FLOOR = """
+local memo = redis.call('GET', K.memo)
+if memo then return {'done', memo} end
+if tonumber(redis.call('GET', K.seq) or '0') < A.floor then redis.call('SET', K.seq, A.floor) end
+"""
+
+# A queue as committed: everything (since ''), or only the tokens changed since a version plus
+# the ones named; '' for a token that does not exist.
+_READ = """
+local function read_queue(since, ids)
+  local tokens = {}
+  if since == '' then
+    tokens = redis.call('HGETALL', K.tokens)
+  else
+    local changed = redis.call('ZRANGEBYSCORE', K.changed, '(' .. since, '+inf')
+    for _, id in ipairs(ids) do changed[#changed + 1] = id end
+    for _, id in ipairs(changed) do
+      tokens[#tokens + 1] = id
+      tokens[#tokens + 1] = redis.call('HGET', K.tokens, id) or ''
+    end
+  end
+  return {redis.call('GET', K.version) or '0', tokens, redis.call('HGETALL', K.seqs),
+          redis.call('HGETALL', K.counters), redis.call('HGETALL', K.leases),
+          redis.call('HGETALL', K.settings)}
+end
+"""
+
+QUEUE_KEYS = ("version", "changed", "tokens", "seqs", "counters", "leases", "settings")
+
+# A: since ('' for all), ids (tokens to read again).
+READ_QUEUE = Script("read_queue", QUEUE_KEYS, _READ + "return read_queue(A.since, A.ids)\n")
+
+# A batch of changes to one queue, run in Python against version A.version: refused whole
+# ('stale', and the queue's changes since) if the queue has moved on, or ('idem', j) if the
+# j-th idempotency key (extra key j) was used before.
+# A: version, floor, memo_ttl, idem_ttl; events: [event json, hall json or ''] each;
+#    puts: [hash name (a key of K), field, value] each (a put to 'tokens' also marks the token
+#    changed at this version); answers: per extra key [fingerprint, 1-based index of its
+#    answer's event or 0, write it or not]; touched: tokens to read again when stale.
+COMMIT_QUEUE = Script(
+    "commit_queue",
+    (*QUEUE_KEYS, "seq", "events", "memo", "homes", "waiting", "day"),
+    _MEMO_AND_FLOOR + _READ + """
+if tonumber(redis.call('GET', K.version) or '0') ~= A.version then
+  return {'stale', read_queue(tostring(A.version), A.touched)}
+end
+for j, answer in ipairs(A.answers) do
+  local seen = redis.call('GET', KEYS[FIXED + j])
+  if seen then return {'idem', tostring(j - 1), seen} end
+end
+local seqs = {}
+for _, event in ipairs(A.events) do
+  local seq = redis.call('INCR', K.seq)
+  if event[2] ~= '' then
+    redis.call('XADD', K.events, seq .. '-0', 'e', event[1], 'h', event[2])
+  else
+    redis.call('XADD', K.events, seq .. '-0', 'e', event[1])
+  end
+  redis.call('RPUSH', K.day, seq)
+  seqs[#seqs + 1] = seq
+end
+local last = ''
+if #seqs > 0 then
+  last = tostring(seqs[#seqs])
+  redis.call('SET', K.version, last)
+end
+for _, put in ipairs(A.puts) do
+  redis.call('HSET', K[put[1]], put[2], put[3])
+  if put[1] == 'tokens' then redis.call('ZADD', K.changed, last, put[2]) end
+end
+for j, answer in ipairs(A.answers) do
+  if answer[3] then
+    local kept = ''
+    if answer[2] > 0 then kept = tostring(seqs[answer[2]]) end
+    redis.call('SET', KEYS[FIXED + j], kept .. '\\n' .. answer[1], 'EX', A.idem_ttl)
+  end
+end
+local reply = table.concat(seqs, ' ')
+redis.call('SET', K.memo, reply, 'EX', A.memo_ttl)
+return {'ok', reply}
+""")
+
+PAYMENT_KEYS = ("payments", "ordinal", "account", "heads", "due", "queued", "counts", "claims",
+                "by_token")
+
+# A payment and its event. It is written only if the token (in K.token_queue) and its count of
+# payments are still as the payment was made from (A.token: its json, '' for none), so that
+# reading them and writing the payment is one step.
+# A: payment (json object without its ordinal), id, token_id, created_at, token, paid,
+#    list_limit (how many payment ids to keep per token), event (the event's json, data null),
+#    fingerprint ('' without a key), idem_ttl, floor, memo_ttl.
+# The stored payment is A.payment with ',"ordinal":N' added before its closing brace: valid
+# JSON whatever separators wrote it. Its event is kept with that payment beside it ('p').
+ADD_PAYMENT = Script(
+    "add_payment",
+    (*PAYMENT_KEYS, "seq", "events", "idem", "memo", "token_queue", "day"),
+    _MEMO_AND_FLOOR + """
+if A.fingerprint ~= '' then
+  local seen = redis.call('GET', K.idem)
+  if seen then return {'idem', seen} end
+end
+if (redis.call('HGET', K.token_queue, A.token_id) or '') ~= A.token then return {'stale', ''} end
+local paid = tonumber(redis.call('HGET', K.by_token, A.token_id .. '#n') or '0')
+if paid ~= A.paid then return {'stale', ''} end
+local ordinal = redis.call('INCR', K.ordinal)
+local stored = string.sub(A.payment, 1, -2) .. ',"ordinal":' .. ordinal .. '}'
+local id = A.id
+redis.call('HSET', K.payments, id, stored)
+redis.call('HSET', K.by_token, A.token_id .. '#n', paid + 1)
+if paid == 0 then redis.call('HSET', K.by_token, A.token_id, id)
+elseif paid < A.list_limit then
+  redis.call('HSET', K.by_token, A.token_id, redis.call('HGET', K.by_token, A.token_id) .. ' ' .. id)
+end
+redis.call('ZADD', K.account, ordinal, id)
+local head = redis.call('ZRANGE', K.account, 0, 0)
+if head[1] == id then
+  redis.call('ZADD', K.heads, ordinal, id)
+  redis.call('ZADD', K.due, 0, id)
+end
+redis.call('ZADD', K.queued, A.created_at, id)
+redis.call('HINCRBY', K.counts, 'queued', 1)
+local seq = redis.call('INCR', K.seq)
+redis.call('XADD', K.events, seq .. '-0', 'e', A.event, 'p', stored)
+redis.call('RPUSH', K.day, seq)
+if A.fingerprint ~= '' then
+  redis.call('SET', K.idem, seq .. '\\n' .. A.fingerprint, 'EX', A.idem_ttl)
+end
+local reply = seq .. '\\n' .. stored
+redis.call('SET', K.memo, reply, 'EX', A.memo_ttl)
+return {'ok', reply}
+""")
+
+# The oldest queued payment of each account (a "head") that is due: no retry pending and no
+# live lease. Claims lease them until A.lease_end; a claim found still held by a worker whose
+# lease lapsed (it died mid-post) is reported, so the new worker asks billing before posting.
+# A: now, lease_end (strings), limit, worker.
+CLAIM_PAYMENTS = Script("claim_payments", PAYMENT_KEYS, """
+local due = redis.call('ZRANGEBYSCORE', K.due, '-inf', A.now)
+local items = {}
+for _, id in ipairs(due) do
+  items[#items + 1] = {id, tonumber(redis.call('ZSCORE', K.heads, id) or '0')}
+end
+table.sort(items, function(a, b) return a[2] < b[2] end)
+local out = {}
+for k = 1, math.min(#items, A.limit) do
+  local id = items[k][1]
+  local before = redis.call('HGET', K.claims, id)
+  redis.call('ZADD', K.due, A.lease_end, id)
+  redis.call('HSET', K.claims, id, A.worker)
+  out[#out + 1] = redis.call('HGET', K.payments, id)
+  out[#out + 1] = before or ''
+end
+return out
+""")
+
+# One forwarding attempt's outcome, if the payment is still as read (A.expected).
+# A: id, expected, new (json), old_status, new_status, due (score when queued again, a
+#    string), event (json, '' for none), floor, memo_ttl.
+SETTLE_PAYMENT = Script(
+    "settle_payment",
+    (*PAYMENT_KEYS, "seq", "events", "memo", "day"),
+    _MEMO_AND_FLOOR + """
+local id = A.id
+if redis.call('HGET', K.payments, id) ~= A.expected then return {'stale', ''} end
+redis.call('HSET', K.payments, id, A.new)
+redis.call('HDEL', K.claims, id)
+if A.new_status == 'queued' then
+  if redis.call('ZSCORE', K.heads, id) then redis.call('ZADD', K.due, A.due, id) end
+elseif A.old_status == 'queued' then
+  redis.call('ZREM', K.account, id)
+  redis.call('ZREM', K.heads, id)
+  redis.call('ZREM', K.due, id)
+  redis.call('ZREM', K.queued, id)
+  local next = redis.call('ZRANGE', K.account, 0, 0, 'WITHSCORES')
+  if next[1] then
+    redis.call('ZADD', K.heads, next[2], next[1])
+    redis.call('ZADD', K.due, 0, next[1])
+  end
+end
+if A.old_status ~= A.new_status then
+  redis.call('HINCRBY', K.counts, A.old_status, -1)
+  redis.call('HINCRBY', K.counts, A.new_status, 1)
+end
+local reply = ''
+if A.event ~= '' then
+  reply = tostring(redis.call('INCR', K.seq))
+  redis.call('XADD', K.events, reply .. '-0', 'e', A.event)
+  redis.call('RPUSH', K.day, reply)
+end
+redis.call('SET', K.memo, reply, 'EX', A.memo_ttl)
+return {'ok', reply}
+""")
+
+KEY_KEYS = ("by_hash", "by_id")
+
+# A: hash, id, record (json). 0 when a key with this hash exists.
+ADD_KEY = Script("add_key", KEY_KEYS, """
+if redis.call('HSETNX', K.by_hash, A.hash, A.record) == 0 then return 0 end
+redis.call('HSET', K.by_id, A.id, A.hash)
+return 1
+""")
+
+# A: hash, expected (the record as read), record (revoked). 0 when it changed meanwhile.
+REPLACE_KEY = Script("replace_key", KEY_KEYS, """
+if redis.call('HGET', K.by_hash, A.hash) ~= A.expected then return 0 end
+redis.call('HSET', K.by_hash, A.hash, A.record)
+return 1
+""")
+
+# A: record (json), keyed (whether marker is an idempotency marker), idem_ttl, substation.
+TURNED_AWAY = Script("turned_away", ("list", "marker", "counts"), """
+if A.keyed and not redis.call('SET', K.marker, '1', 'NX', 'EX', A.idem_ttl) then return 0 end
+redis.call('RPUSH', K.list, A.record)
+redis.call('HINCRBY', K.counts, A.substation, 1)
+return 1
+""")
+
+# A: floor. The sequence, raised to at least the floor.
+RAISE_SEQ = Script("raise_seq", ("seq",), """
+if tonumber(redis.call('GET', K.seq) or '0') < A.floor then redis.call('SET', K.seq, A.floor) end
+return redis.call('GET', K.seq)
+""")
+
+SCRIPTS = (READ_QUEUE, COMMIT_QUEUE, ADD_PAYMENT, CLAIM_PAYMENTS, SETTLE_PAYMENT, ADD_KEY,
+           REPLACE_KEY, TURNED_AWAY, RAISE_SEQ)
