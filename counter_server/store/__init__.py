@@ -1,23 +1,13 @@
 """Storage: one Store contract (base.py) and its engines."""
 
-from .base import (
-    IDEMPOTENCY_TTL_S,
-    Applied,
-    CommitListener,
-    Committed,
-    IdempotencyConflict,
-    IdempotencyKey,
-    KeyRecord,
-    QueueChange,
-    QueueSnapshot,
-    Store,
-    StoreUnavailable,
-    TokenChange,
-)
+import redis.exceptions as _redis_errors
+
+from ..config import Settings
+from .base import IDEMPOTENCY_TTL_S, Applied, CommitListener, Committed, IdempotencyConflict
+from .base import IdempotencyKey, KeyRecord, QueueChange, QueueSnapshot, Store, StoreUnavailable
+from .base import TokenChange
 from .redis import RedisStore
 from .sqlite import SQLiteStore
-
-import redis.exceptions as _redis_errors
 
 # What "the store cannot answer now" looks like, whichever engine: the API answers 503 with
 # Retry-After for these, not 500.
@@ -25,7 +15,7 @@ STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     StoreUnavailable, _redis_errors.ConnectionError, _redis_errors.TimeoutError)
 
 
-async def open_store(settings: "Settings") -> Store:  # noqa: F821 - config imports this package
+async def open_store(settings: Settings) -> Store:
     """Open the engine the settings name: the SQLite file in the data dir (one process), or
     the Redis server that several replicas share."""
     chosen = settings.store

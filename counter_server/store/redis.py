@@ -44,52 +44,10 @@ from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from ..redact import redacted
 from . import redis_scripts as lua
-from .base import (
-    EARLIER_PAYMENTS_READ,
-    IDEMPOTENCY_TTL_S,
-    Applied,
-    CommitListener,
-    Committed,
-    IdempotencyConflict,
-    IdempotencyKey,
-    KeyRecord,
-    QueueChange,
-    QueueSnapshot,
-    StoreUnavailable,
-    TokenChange,
-)
-from .codec import (
-    dumps,
-    event_from_record,
-    event_record,
-    from_row,
-    hall_from_json,
-    hall_to_json,
-    payment_record,
-    refusal_record,
-    to_row,
-)
-from .core import (
-    NO_RESULT,
-    CachedQueue,
-    PutAdmission,
-    PutCounterOpen,
-    PutLease,
-    PutSequence,
-    PutSlotPlan,
-    PutToken,
-    QueueCache,
-    QueueKey,
-    QueueRows,
-    RowChange,
-    build_queue,
-    merge_day,
-    replayed,
-    rows_changed,
-    settled,
-    snapshot_of,
-    view_of,
-)
+from . import codec, core
+from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, CommitListener, Committed
+from .base import IdempotencyConflict, IdempotencyKey, KeyRecord, QueueChange, QueueSnapshot
+from .base import StoreUnavailable, TokenChange
 
 log = logging.getLogger(__name__)
 
@@ -106,38 +64,38 @@ def _entry_record(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
     return {"seq": int(entry_id.split("-")[0]), **record}
 
 
-def _hash_put(substation: str, day: str, change: RowChange) -> list[list[str]]:
+def _hash_put(substation: str, day: str, change: core.RowChange) -> list[list[str]]:
     """The hash fields (COMMIT_QUEUE's puts) that hold one row the store core says changed."""
     match change:
-        case PutToken(token=token):
-            return [["tokens", token.id, dumps(to_row(token))], ["homes", token.id, f"{substation}\t{day}"]]
-        case PutSequence(service=service, last=last):
+        case core.PutToken(token=token):
+            return [["tokens", token.id, codec.dumps(codec.to_row(token))], ["homes", token.id, f"{substation}\t{day}"]]
+        case core.PutSequence(service=service, last=last):
             return [["seqs", service, str(last)]]
-        case PutCounterOpen(counter=counter, open=is_open):
+        case core.PutCounterOpen(counter=counter, open=is_open):
             return [["counters", counter, "1" if is_open else "0"]]
-        case PutLease(lease=lease):
-            return [["leases", lease.id, dumps([lease.counter, lease.service, lease.letter,
+        case core.PutLease(lease=lease):
+            return [["leases", lease.id, codec.dumps([lease.counter, lease.service, lease.letter,
                                                 lease.first_seq, lease.last_seq])]]
-        case PutSlotPlan(plan=plan):   # kept beside the substation's settings
-            return [["settings", f"slots:{day}", dumps(plan.as_dict()) if plan is not None else ""]]
-        case PutAdmission(admission=admission, daily_cap=daily_cap):
+        case core.PutSlotPlan(plan=plan):   # kept beside the substation's settings
+            return [["settings", f"slots:{day}", codec.dumps(plan.as_dict()) if plan is not None else ""]]
+        case core.PutAdmission(admission=admission, daily_cap=daily_cap):
             return [["settings", "admission", "1" if admission else "0"],
                     ["settings", "daily_cap", "" if daily_cap is None else str(daily_cap)]]
     raise TypeError(f"no hash holds a {type(change).__name__}")
 
 
-def _queue_rows(day: str, found: list, base: SubstationQueue | None) -> tuple[int, QueueRows]:
+def _queue_rows(day: str, found: list, base: SubstationQueue | None) -> tuple[int, core.QueueRows]:
     """What READ_QUEUE found (over ``base`` when it read the changes only): the version and rows."""
     version, raw_tokens, seqs, counters, leases, settings = found
     tokens: dict[str, Token] = dict(base.tokens) if base is not None else {}
     for token_id, raw in zip(raw_tokens[::2], raw_tokens[1::2]):
         if raw:
-            tokens[token_id] = from_row(Token, json.loads(raw))
+            tokens[token_id] = codec.from_row(Token, json.loads(raw))
         else:
             tokens.pop(token_id, None)
     seqs, counters, leases, settings = (dict(zip(x[::2], x[1::2])) for x in (seqs, counters, leases, settings))
     plan = settings.get(f"slots:{day}")
-    return int(version or 0), QueueRows(
+    return int(version or 0), core.QueueRows(
         tokens=tokens.values(),
         last_seq={service: int(last) for service, last in seqs.items()},
         closed=[counter for counter, is_open in counters.items() if is_open == "0"],
@@ -198,9 +156,9 @@ class RedisStore:
         self._follower_redis: Redis | None = None
         self._follower: asyncio.Task[None] | None = None
         self._listeners: list[CommitListener] = []
-        self._cache = QueueCache(cache_size)
-        self._jobs: dict[QueueKey, list[_Job]] = {}
-        self._drainers: dict[QueueKey, asyncio.Task[None]] = {}
+        self._cache = core.QueueCache(cache_size)
+        self._jobs: dict[core.QueueKey, list[_Job]] = {}
+        self._drainers: dict[core.QueueKey, asyncio.Task[None]] = {}
         self._delivered = 0            # every event up to this seq has reached the listeners
         self._progress = asyncio.Condition()
         self.following = False         # the stream follower is connected
@@ -267,9 +225,9 @@ class RedisStore:
         """Run ``script`` by name: its keys given by name, its arguments as one JSON object."""
         registered: AsyncScript = (self._follower_scripts if follower else self._scripts)[script.name]
         return await registered(keys=[keys[name] for name in script.keys] + list(extra),
-                                args=[dumps(args)])
+                                args=[codec.dumps(args)])
 
-    def _queue_keys(self, key: QueueKey) -> dict[str, str]:
+    def _queue_keys(self, key: core.QueueKey) -> dict[str, str]:
         substation, day = key
         return {"version": self._k("q", substation, day, "version"),
                 "changed": self._k("q", substation, day, "changed"),
@@ -312,7 +270,7 @@ class RedisStore:
             raise UnknownToken(token_id)
         return await self._mutate(home, lambda q: change(q, q.get(token_id)), idem)
 
-    async def _mutate(self, key: QueueKey, change: QueueChange,
+    async def _mutate(self, key: core.QueueKey, change: QueueChange,
                       idem: IdempotencyKey | None) -> Applied:
         def run(q: SubstationQueue) -> Applied:
             result = change(q)
@@ -320,7 +278,7 @@ class RedisStore:
 
         return await self._queued(key, run, idem)
 
-    async def _queued(self, key: QueueKey, run: Callable[[SubstationQueue], Any],
+    async def _queued(self, key: core.QueueKey, run: Callable[[SubstationQueue], Any],
                       idem: IdempotencyKey | None = None) -> Any:
         """Run ``run`` on the queue's committed state, with whatever else waits for that queue.
 
@@ -333,7 +291,7 @@ class RedisStore:
             self._drainers[key] = asyncio.create_task(self._drain(key), name=f"redis-queue-{key[0]}")
         return await job.future
 
-    async def _drain(self, key: QueueKey) -> None:
+    async def _drain(self, key: core.QueueKey) -> None:
         try:
             while self._jobs.get(key):
                 batch = self._jobs.pop(key)
@@ -352,7 +310,7 @@ class RedisStore:
         finally:
             self._drainers.pop(key, None)
 
-    async def _run_batch(self, key: QueueKey, batch: list[_Job]) -> list[_Job]:
+    async def _run_batch(self, key: core.QueueKey, batch: list[_Job]) -> list[_Job]:
         """Run and commit ``batch``; returns the jobs left for the next batch (a second use of
         an idempotency key waits until the first is committed)."""
         recheck: set[str] | None = None      # after a refusal: re-read these and what changed
@@ -364,7 +322,7 @@ class RedisStore:
             q = cached.queue
             done: list[tuple[_Job, bool, Any, int, int]] = []
             later: list[_Job] = []
-            keys_seen: set[QueueKey] = set()
+            keys_seen: set[core.QueueKey] = set()
             broken = False
             for job in batch:
                 ident = (job.idem.principal, job.idem.key) if job.idem is not None else None
@@ -394,7 +352,7 @@ class RedisStore:
                     return []
                 continue
             outcome = await self._commit(key, cached, done)
-            if isinstance(outcome, CachedQueue):          # another replica changed the queue first
+            if isinstance(outcome, core.CachedQueue):          # another replica changed the queue first
                 await self._backoff(attempt)
                 continue
             if isinstance(outcome, tuple):            # its key answered an earlier request
@@ -420,8 +378,8 @@ class RedisStore:
         if attempt >= 3:   # a storm of conflicts: spread the contenders out a little
             await asyncio.sleep(random.uniform(0, min(0.02, 0.001 * attempt)))
 
-    async def _commit(self, key: QueueKey, cached: CachedQueue,
-                      done: list[tuple[_Job, bool, Any, int, int]]) -> int | tuple[_Job, str] | CachedQueue:
+    async def _commit(self, key: core.QueueKey, cached: core.CachedQueue,
+                      done: list[tuple[_Job, bool, Any, int, int]]) -> int | tuple[_Job, str] | core.CachedQueue:
         """Write the queue's pending events: the new version, (the job whose idempotency key
         was used before, that key's record), or, when another replica changed the queue first,
         the queue as it is now (the script answers with what changed)."""
@@ -433,8 +391,8 @@ class RedisStore:
         puts: list[list[str]] = []
         for i, event in enumerate(events):
             last = i == len(events) - 1
-            logged.append([dumps(event_record(substation, day, event)), hall_to_json(hall) if last else ""])
-            for change in rows_changed(q, event):
+            logged.append([codec.dumps(codec.event_record(substation, day, event)), codec.hall_to_json(hall) if last else ""])
+            for change in core.rows_changed(q, event):
                 puts += _hash_put(substation, day, change)
         if hall is not None:
             puts.append(["waiting", substation, str(hall.waiting_total)])
@@ -477,19 +435,19 @@ class RedisStore:
         return await self._replay_from(idem, seen, None) if seen is not None else None
 
     async def _replay_from(self, idem: IdempotencyKey | None, seen: str,
-                           draining: QueueKey | None) -> Applied:
+                           draining: core.QueueKey | None) -> Applied:
         """The first answer to a retried request. ``draining``: the queue whose drainer asks,
         read directly (asking through the drainer would wait for itself)."""
         data = await self._replay_data(idem, seen)
-        if data is NO_RESULT or "number" not in data:
-            return replayed(data, lambda token: None)
+        if data is core.NO_RESULT or "number" not in data:
+            return core.replayed(data, lambda token: None)
         token_id = data["id"]
         if draining is not None:
             cached = self._cache.get(draining) or await self._read_queue(draining, None, ())
-            view = view_of(cached.queue, token_id)
+            view = core.view_of(cached.queue, token_id)
         else:
             view = await self.token_view(token_id)
-        return replayed(data, lambda token: view[1] if view else None)
+        return core.replayed(data, lambda token: view[1] if view else None)
 
     async def _replay_data(self, idem: IdempotencyKey | None, seen: str) -> Any:
         assert idem is not None
@@ -497,7 +455,7 @@ class RedisStore:
         if fingerprint != idem.fingerprint:
             raise IdempotencyConflict(idem.key)
         if not seq:
-            return NO_RESULT
+            return core.NO_RESULT
         entries = await self.redis.xrange(self._events_key, f"{seq}-0", f"{seq}-0")
         if not entries:
             raise StoreUnavailable(f"event {seq} of an earlier answer is missing from Redis")
@@ -505,8 +463,8 @@ class RedisStore:
 
     # -- reading queues ----------------------------------------------------------------------
 
-    async def _read_queue(self, key: QueueKey, base: CachedQueue | None,
-                          recheck: Iterable[str]) -> CachedQueue:
+    async def _read_queue(self, key: core.QueueKey, base: core.CachedQueue | None,
+                          recheck: Iterable[str]) -> core.CachedQueue:
         """Read a queue in one atomic script: whole, or (given the copy this replica has) only
         the tokens changed since its version plus ``recheck``, the ones a refused batch touched."""
         since = str(base.version) if base is not None else ""
@@ -517,12 +475,12 @@ class RedisStore:
             raise StoreUnavailable(f"Redis did not answer: {exc}") from exc
         return self._cache_read(key, base, found)
 
-    def _cache_read(self, key: QueueKey, base: CachedQueue | None, found: list) -> CachedQueue:
+    def _cache_read(self, key: core.QueueKey, base: core.CachedQueue | None, found: list) -> core.CachedQueue:
         """Build and cache the queue READ_QUEUE found (over ``base`` when it read changes only)."""
         version, rows = _queue_rows(key[1], found, base.queue if base is not None else None)
-        return self._cache.put(key, CachedQueue(build_queue(key, rows, self.policy, self.layouts), version))
+        return self._cache.put(key, core.CachedQueue(core.build_queue(key, rows, self.policy, self.layouts), version))
 
-    async def _home(self, token_id: str) -> QueueKey | None:
+    async def _home(self, token_id: str) -> core.QueueKey | None:
         home = self._cache.home(token_id)
         if home is not None:
             return home
@@ -533,7 +491,7 @@ class RedisStore:
         return substation, day
 
     async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
-        return await self._queued((substation, day), lambda q: snapshot_of(q, self.hall_head))
+        return await self._queued((substation, day), lambda q: core.snapshot_of(q, self.hall_head))
 
     async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], Any]) -> Any:
         return await self._queued((substation, day), read)
@@ -542,14 +500,14 @@ class RedisStore:
         home = await self._home(token_id)
         if home is None:
             return None
-        return await self._queued(home, lambda q: view_of(q, token_id))
+        return await self._queued(home, lambda q: core.view_of(q, token_id))
 
     async def get_token(self, token_id: str) -> Token | None:
         home = await self._home(token_id)
         if home is None:
             return None
         raw = await self.redis.hget(self._k("q", *home, "tokens"), token_id)
-        return from_row(Token, json.loads(raw)) if raw is not None else None
+        return codec.from_row(Token, json.loads(raw)) if raw is not None else None
 
     async def waiting_counts(self, day: str) -> dict[str, int]:
         counts = await self.redis.hgetall(self._k("waiting", day))
@@ -566,7 +524,7 @@ class RedisStore:
         await self._run(lua.TURNED_AWAY,
                         {"list": self._k("turned", day), "marker": marker,
                          "counts": self._k("turned_count", day)},
-                        {"record": dumps(record), "keyed": idem is not None,
+                        {"record": codec.dumps(record), "keyed": idem is not None,
                          "idem_ttl": IDEMPOTENCY_TTL_S, "substation": substation})
 
     async def turned_away_count(self, substation: str, day: str) -> int:
@@ -592,8 +550,8 @@ class RedisStore:
         for raw in await self.redis.lrange(self._k("turned", day), 0, -1):
             row = json.loads(raw)
             if substation is None or row["substation"] == substation:
-                refused.append(refusal_record(row["substation"], day, row["at"], row["service"], row["reason"]))
-        return merge_day(events, refused)
+                refused.append(codec.refusal_record(row["substation"], day, row["at"], row["service"], row["reason"]))
+        return core.merge_day(events, refused)
 
     async def token_counts(self, day: str, substations: Iterable[str]) -> list[tuple[str, str | None, str, int]]:
         """How many of the day's tokens are in each status, per substation and counter."""
@@ -627,36 +585,36 @@ class RedisStore:
             if idem is not None:
                 seen = await self.redis.get(self._idem_key(idem))
                 if seen is not None:
-                    return from_row(Payment, await self._replay_data(idem, seen)), True
+                    return codec.from_row(Payment, await self._replay_data(idem, seen)), True
             home = await self._home(token_id)
             tokens_key = self._k("q", *home, "tokens") if home is not None else self._k("q", "-", "tokens")
             raw = await self.redis.hget(tokens_key, token_id)
             count, paid = await self.redis.hmget(self._k("pay", "by-token"), [f"{token_id}#n", token_id])
             found = await self.redis.hmget(self._k("pay"), paid.split()) if paid else []
-            earlier = [from_row(Payment, json.loads(p)) for p in found if p is not None]
-            payment = build(from_row(Token, json.loads(raw)) if raw is not None else None, earlier)
-            row = to_row(payment)
+            earlier = [codec.from_row(Payment, json.loads(p)) for p in found if p is not None]
+            payment = build(codec.from_row(Token, json.loads(raw)) if raw is not None else None, earlier)
+            row = codec.to_row(payment)
             row.pop("ordinal")
-            event = {**payment_record(payment, "payment_queued"), "data": None}
+            event = {**codec.payment_record(payment, "payment_queued"), "data": None}
             kind, answer = await self._run(
                 lua.ADD_PAYMENT,
                 {**self._pay_keys(payment.account), **self._log_keys(payment.day),
                  "idem": self._idem_key(idem), "token_queue": tokens_key},
-                {"payment": dumps(row), "id": payment.id, "token_id": payment.token_id,
+                {"payment": codec.dumps(row), "id": payment.id, "token_id": payment.token_id,
                  "created_at": repr(float(payment.created_at)), "token": raw or "",
                  "paid": int(count or 0), "list_limit": EARLIER_PAYMENTS_READ,
-                 "event": dumps(event), "fingerprint": idem.fingerprint if idem else "",
+                 "event": codec.dumps(event), "fingerprint": idem.fingerprint if idem else "",
                  "idem_ttl": IDEMPOTENCY_TTL_S, **self._memo_args()})
             if kind == "idem":
-                return from_row(Payment, await self._replay_data(idem, answer)), True
+                return codec.from_row(Payment, await self._replay_data(idem, answer)), True
             if kind != "stale":
                 _, _, stored = answer.partition("\n")
-                return from_row(Payment, json.loads(stored)), False
+                return codec.from_row(Payment, json.loads(stored)), False
         raise StoreUnavailable(f"token {token_id} keeps changing; retry")
 
     async def get_payment(self, payment_id: str) -> Payment | None:
         raw = await self.redis.hget(self._k("pay"), payment_id)
-        return from_row(Payment, json.loads(raw)) if raw is not None else None
+        return codec.from_row(Payment, json.loads(raw)) if raw is not None else None
 
     async def claim_payments(self, worker: str, now: float, lease_s: float, limit: int) -> list[Payment]:
         """Queued payments free to forward: the oldest of each account, not leased by another
@@ -669,7 +627,7 @@ class RedisStore:
                                  "limit": limit, "worker": worker})
         claimed = []
         for raw, before in zip(found[::2], found[1::2]):
-            payment = from_row(Payment, json.loads(raw))
+            payment = codec.from_row(Payment, json.loads(raw))
             if before:
                 payment = replace(payment, attempts=max(payment.attempts, 1))
             claimed.append(payment)
@@ -683,14 +641,14 @@ class RedisStore:
             raw = await self.redis.hget(self._k("pay"), payment_id)
             if raw is None:
                 raise KeyError(payment_id)
-            current = from_row(Payment, json.loads(raw))
-            payment = settled(current, status, now, reason=reason, billing_ref=billing_ref,
+            current = codec.from_row(Payment, json.loads(raw))
+            payment = core.settled(current, status, now, reason=reason, billing_ref=billing_ref,
                               attempted=attempted)
-            event = dumps(payment_record(payment, f"payment_{status.value}")) \
+            event = codec.dumps(codec.payment_record(payment, f"payment_{status.value}")) \
                 if status is not PaymentStatus.QUEUED else ""
             kind, _ = await self._run(
                 lua.SETTLE_PAYMENT, {**self._pay_keys(current.account), **self._log_keys(current.day)},
-                {"id": payment_id, "expected": raw, "new": dumps(to_row(payment)),
+                {"id": payment_id, "expected": raw, "new": codec.dumps(codec.to_row(payment)),
                  "old_status": current.status.value, "new_status": status.value,
                  "due": repr(float(retry_at)) if retry_at is not None else "0", "event": event,
                  **self._memo_args()})
@@ -712,7 +670,7 @@ class RedisStore:
         record = KeyRecord(id="k" + secrets.token_hex(4), role=role, counter=counter, label=label,
                            created_at=now)
         added = await self._run(lua.ADD_KEY, self._key_keys(),
-                                {"hash": key_hash, "id": record.id, "record": dumps(to_row(record))})
+                                {"hash": key_hash, "id": record.id, "record": codec.dumps(codec.to_row(record))})
         if not added:
             raise ValueError("an API key with this hash already exists")
         return record
@@ -734,7 +692,7 @@ class RedisStore:
             record = KeyRecord(**json.loads(raw))
             if record.revoked_at is not None:
                 return False
-            revoked = dumps(to_row(replace(record, revoked_at=now)))
+            revoked = codec.dumps(codec.to_row(replace(record, revoked_at=now)))
             if await self._run(lua.REPLACE_KEY, self._key_keys(),
                                {"hash": key_hash, "expected": raw, "record": revoked}):
                 return True
@@ -832,9 +790,9 @@ class RedisStore:
             record = json.loads(fields["e"])
             if record["kind"].startswith("payment_"):
                 continue
-            group.append((seq, event_from_record(record)))
+            group.append((seq, codec.event_from_record(record)))
             if "h" in fields:
-                hall = hall_from_json(fields["h"])
+                hall = codec.hall_from_json(fields["h"])
                 previous = batch[-1] if batch else None
                 if previous is not None and (previous.substation, previous.day) == (hall.substation, hall.day):
                     batch[-1] = Committed(hall.substation, hall.day, previous.events + group, hall)

@@ -29,42 +29,10 @@ import sqlite_utils
 
 from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
-from .base import (
-    EARLIER_PAYMENTS_READ,
-    IDEMPOTENCY_TTL_S,
-    Applied,
-    CommitListener,
-    Committed,
-    IdempotencyConflict,
-    IdempotencyKey,
-    KeyRecord,
-    QueueChange,
-    QueueSnapshot,
-    TokenChange,
-    read_or_make_secret,
-)
-from .codec import dumps, event_record, from_row, payment_record, refusal_record, to_row
-from .core import (
-    NO_RESULT,
-    CachedQueue,
-    PutAdmission,
-    PutCounterOpen,
-    PutLease,
-    PutSequence,
-    PutSlotPlan,
-    PutToken,
-    QueueCache,
-    QueueKey,
-    QueueRows,
-    RowChange,
-    build_queue,
-    merge_day,
-    replayed,
-    rows_changed,
-    settled,
-    snapshot_of,
-    view_of,
-)
+from . import codec, core
+from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, CommitListener, Committed
+from .base import IdempotencyConflict, IdempotencyKey, KeyRecord, QueueChange, QueueSnapshot
+from .base import TokenChange, read_or_make_secret
 
 log = logging.getLogger(__name__)
 
@@ -275,9 +243,9 @@ class SQLiteStore:
         self.layouts = layouts or {}
         self.hall_head = hall_head
         self._listeners: list[CommitListener] = []
-        self._touched: dict[QueueKey, list[tuple[int, DomainEvent]]] = {}
+        self._touched: dict[core.QueueKey, list[tuple[int, DomainEvent]]] = {}
         self._batch_limit = batch_limit
-        self._cache = QueueCache(cache_size)
+        self._cache = core.QueueCache(cache_size)
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -345,7 +313,7 @@ class SQLiteStore:
         return await self._write(job)
 
     async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
-        return await self._write(lambda db: snapshot_of(self._queue(db, substation, day), self.hall_head))
+        return await self._write(lambda db: core.snapshot_of(self._queue(db, substation, day), self.hall_head))
 
     async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
         return await self._write(lambda db: read(self._queue(db, substation, day)))
@@ -353,7 +321,7 @@ class SQLiteStore:
     async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
         def job(db: sqlite_utils.Database) -> tuple[Token, Estimate | None] | None:
             q = self._home_queue(db, token_id)
-            return view_of(q, token_id) if q is not None else None
+            return core.view_of(q, token_id) if q is not None else None
 
         return await self._write(job)
 
@@ -389,13 +357,13 @@ class SQLiteStore:
         def job(db: sqlite_utils.Database) -> tuple[Payment, bool]:
             replay = self._replay_data(db, idem)
             if replay is not None:
-                return from_row(Payment, replay), True
+                return codec.from_row(Payment, replay), True
             q = self._home_queue(db, token_id)
-            earlier = [from_row(Payment, r) for r in db.query(
+            earlier = [codec.from_row(Payment, r) for r in db.query(
                 "SELECT * FROM payments WHERE token_id = ? ORDER BY ordinal LIMIT ?",
                 [token_id, EARLIER_PAYMENTS_READ])]
             payment = build(q.tokens.get(token_id) if q is not None else None, earlier)
-            row = to_row(payment)
+            row = codec.to_row(payment)
             row.pop("ordinal")
             cur = db.execute(
                 f"INSERT INTO payments ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -412,7 +380,7 @@ class SQLiteStore:
     async def get_payment(self, payment_id: str) -> Payment | None:
         def read(db: sqlite_utils.Database) -> Payment | None:
             rows = list(db.query("SELECT * FROM payments WHERE id = ?", [payment_id]))
-            return from_row(Payment, rows[0]) if rows else None
+            return codec.from_row(Payment, rows[0]) if rows else None
 
         return await self._read(read)
 
@@ -436,7 +404,7 @@ class SQLiteStore:
                     row["attempts"] += 1
                 db.execute("UPDATE payments SET claimed_by = ?, not_before = ?, attempts = ?"
                            " WHERE ordinal = ?", [worker, now + lease_s, row["attempts"], row["ordinal"]])
-            return [from_row(Payment, row) for row in rows]
+            return [codec.from_row(Payment, row) for row in rows]
 
         return await self._write(job)
 
@@ -451,7 +419,7 @@ class SQLiteStore:
             rows = list(db.query("SELECT * FROM payments WHERE id = ?", [payment_id]))
             if not rows:
                 raise KeyError(payment_id)
-            payment = settled(from_row(Payment, rows[0]), status, now, reason=reason,
+            payment = core.settled(codec.from_row(Payment, rows[0]), status, now, reason=reason,
                               billing_ref=billing_ref, attempted=attempted)
             db.execute(
                 "UPDATE payments SET status = ?, reason = ?, billing_ref = ?, attempts = ?,"
@@ -476,7 +444,7 @@ class SQLiteStore:
         return await self._read(read)
 
     def _payment_event(self, db: sqlite_utils.Database, payment: Payment, kind: str) -> int:
-        return _append_event(db, payment_record(payment, kind))
+        return _append_event(db, codec.payment_record(payment, kind))
 
     async def server_secret(self) -> bytes:
         """Kept in ``server.secret`` beside the database file, never inside it."""
@@ -508,7 +476,7 @@ class SQLiteStore:
     async def get_token(self, token_id: str) -> Token | None:
         def read(db: sqlite_utils.Database) -> Token | None:
             rows = list(db.query("SELECT * FROM tokens WHERE id = ?", [token_id]))
-            return from_row(Token, rows[0]) if rows else None
+            return codec.from_row(Token, rows[0]) if rows else None
 
         return await self._read(read)
 
@@ -531,9 +499,9 @@ class SQLiteStore:
                 where, args = "day = ? AND substation = ?", [day, substation]
             events = [{**row, "data": json.loads(row["data"])}
                       for row in db.query(f"SELECT * FROM events WHERE {where} ORDER BY seq", args)]
-            refused = [refusal_record(row["substation"], day, row["at"], row["service"], row["reason"])
+            refused = [codec.refusal_record(row["substation"], day, row["at"], row["service"], row["reason"])
                        for row in db.query(f"SELECT * FROM turned_away WHERE {where} ORDER BY id", args)]
-            return merge_day(events, refused)
+            return core.merge_day(events, refused)
 
         return await self._read(read)
 
@@ -744,8 +712,8 @@ class SQLiteStore:
         key = (substation, day)
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache.put(key, CachedQueue(
-                build_queue(key, _load_rows(db, key), self.policy, self.layouts)))
+            cached = self._cache.put(key, core.CachedQueue(
+                core.build_queue(key, _load_rows(db, key), self.policy, self.layouts)))
         return cached.queue
 
     def _home_queue(self, db: sqlite_utils.Database, token_id: str) -> SubstationQueue | None:
@@ -785,11 +753,11 @@ class SQLiteStore:
         key = (q.substation, q.day)
         appended = []
         for event in events:
-            for change in rows_changed(q, event):
+            for change in core.rows_changed(q, event):
                 _write_row(db, key, change)
-                if isinstance(change, PutToken):
+                if isinstance(change, core.PutToken):
                     self._cache.note_home(change.token.id, key)
-            appended.append((_append_event(db, event_record(q.substation, q.day, event)), event))
+            appended.append((_append_event(db, codec.event_record(q.substation, q.day, event)), event))
         return appended
 
     def _replay(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Applied | None:
@@ -801,10 +769,10 @@ class SQLiteStore:
             q = self._home_queue(db, token.id)
             return q.estimate_for(token) if q is not None else None
 
-        return replayed(data, estimate_for)
+        return core.replayed(data, estimate_for)
 
     def _replay_data(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Any:
-        """The data of the event a key's first request produced, NO_RESULT when it produced
+        """The data of the event a key's first request produced, ``NO_RESULT`` when it produced
         none, or None when the key is new. A key reused for another request is refused."""
         if idem is None:
             return None
@@ -818,7 +786,7 @@ class SQLiteStore:
         if fingerprint != idem.fingerprint:
             raise IdempotencyConflict(idem.key)
         if event_seq is None:
-            return NO_RESULT
+            return core.NO_RESULT
         (data,) = db.execute("SELECT data FROM events WHERE seq = ?", [event_seq]).fetchone()
         return json.loads(data)
 
@@ -854,7 +822,7 @@ class SQLiteStore:
 # -- rows ------------------------------------------------------------------------------------
 
 
-def _load_rows(db: sqlite_utils.Database, key: QueueKey) -> QueueRows:
+def _load_rows(db: sqlite_utils.Database, key: core.QueueKey) -> core.QueueRows:
     """The rows of one (substation, day), as the store core rebuilds a queue from them."""
     substation, day = key
     settings = db.execute(
@@ -863,8 +831,8 @@ def _load_rows(db: sqlite_utils.Database, key: QueueKey) -> QueueRows:
     plan = db.execute("SELECT plan FROM slot_plans WHERE substation = ? AND day = ?",
                       [substation, day]).fetchone()
     plan_data = json.loads(plan[0]) if plan and plan[0] else None
-    return QueueRows(
-        tokens=[from_row(Token, r) for r in db.query(
+    return core.QueueRows(
+        tokens=[codec.from_row(Token, r) for r in db.query(
             "SELECT * FROM tokens WHERE substation = ? AND day = ?", [substation, day])],
         last_seq=dict(db.execute(
             "SELECT service, last FROM sequences WHERE substation = ? AND day = ?", [substation, day]
@@ -880,34 +848,34 @@ def _load_rows(db: sqlite_utils.Database, key: QueueKey) -> QueueRows:
     )
 
 
-def _write_row(db: sqlite_utils.Database, key: QueueKey, change: RowChange) -> None:
+def _write_row(db: sqlite_utils.Database, key: core.QueueKey, change: core.RowChange) -> None:
     """Write one row the store core says an event changed."""
     substation, day = key
     match change:
-        case PutToken(token=token):
-            db.execute(_UPSERT_TOKEN, to_row(token))
-        case PutSequence(service=service, last=last):
+        case core.PutToken(token=token):
+            db.execute(_UPSERT_TOKEN, codec.to_row(token))
+        case core.PutSequence(service=service, last=last):
             db.execute(
                 "INSERT INTO sequences (substation, day, service, last) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT DO UPDATE SET last = max(last, excluded.last)",
                 [substation, day, service, last])
-        case PutCounterOpen(counter=counter, open=is_open):
+        case core.PutCounterOpen(counter=counter, open=is_open):
             db.execute(
                 "INSERT INTO counter_state (substation, day, counter, open) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT DO UPDATE SET open = excluded.open",
                 [substation, day, counter, int(is_open)])
-        case PutLease(lease=lease):
+        case core.PutLease(lease=lease):
             db.execute(
                 "INSERT INTO leases (id, substation, day, counter, service, letter, first_seq, last_seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [lease.id, substation, day, lease.counter, lease.service, lease.letter,
                  lease.first_seq, lease.last_seq])
-        case PutSlotPlan(plan=plan):
+        case core.PutSlotPlan(plan=plan):
             db.execute(
                 "INSERT INTO slot_plans (substation, day, plan) VALUES (?, ?, ?)"
                 " ON CONFLICT DO UPDATE SET plan = excluded.plan",
-                [substation, day, dumps(plan.as_dict() if plan is not None else None)])
-        case PutAdmission(admission=admission, daily_cap=daily_cap):
+                [substation, day, codec.dumps(plan.as_dict() if plan is not None else None)])
+        case core.PutAdmission(admission=admission, daily_cap=daily_cap):
             db.execute(
                 "INSERT INTO substation_settings (substation, admission, daily_cap) VALUES (?, ?, ?)"
                 " ON CONFLICT DO UPDATE SET admission = excluded.admission, daily_cap = excluded.daily_cap",
@@ -919,5 +887,5 @@ def _append_event(db: sqlite_utils.Database, record: Mapping[str, Any]) -> int:
     cur = db.execute(
         "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
         " VALUES (:at, :substation, :day, :token_id, :kind, :actor, :counter, :data)",
-        {**record, "data": dumps(record["data"])})
+        {**record, "data": codec.dumps(record["data"])})
     return cur.lastrowid
