@@ -779,32 +779,25 @@ class RedisStore:
             self._cache.clear()
 
     def _dispatch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """Consecutive changes of one queue go out as one Committed, as a batch does in SQLite."""
-        group: list[tuple[int, DomainEvent]] = []
-        batch: list[Committed] = []
+        """Each commit goes out as one Committed, whichever replica made it, so the boards of
+        every replica get the same deltas (an entry with the hall, ``h``, ends a commit)."""
+        events: list[tuple[int, DomainEvent]] = []
         for entry_id, fields in entries:
             seq = int(entry_id.split("-")[0])
             self._delivered = max(self._delivered, seq)
-            if not self._listeners:
-                continue
             record = json.loads(fields["e"])
-            if record["kind"].startswith("payment_"):
+            if not self._listeners or record["kind"].startswith("payment_"):
                 continue
-            group.append((seq, codec.event_from_record(record)))
+            events.append((seq, codec.event_from_record(record)))
             if "h" in fields:
                 hall = codec.hall_from_json(fields["h"])
-                previous = batch[-1] if batch else None
-                if previous is not None and (previous.substation, previous.day) == (hall.substation, hall.day):
-                    batch[-1] = Committed(hall.substation, hall.day, previous.events + group, hall)
-                else:
-                    batch.append(Committed(hall.substation, hall.day, group, hall))
-                group = []
-        for change in batch:
-            for listener in self._listeners:
-                try:
-                    listener(change)
-                except Exception:  # noqa: BLE001 - one listener must not stop the others
-                    log.exception("commit listener failed")
+                change = Committed(hall.substation, hall.day, events, hall)
+                events = []
+                for listener in self._listeners:
+                    try:
+                        listener(change)
+                    except Exception:  # noqa: BLE001 - one listener must not stop the others
+                        log.exception("commit listener failed")
 
 
 def _stream_entries(found: Any) -> list[tuple[str, list]]:
