@@ -17,7 +17,7 @@ How a change stays atomic across replicas (optimistic concurrency, as with WATCH
 
 Payments (the outbox), API keys and the turned-away count are small scripts of their own.
 Nothing here is acknowledged before Redis has applied it; whether it also survives a restart of
-Redis depends on Redis's persistence (AOF ``appendfsync always`` or ``everysec``; see README).
+Redis depends on Redis's persistence (AOF ``appendfsync always`` or ``everysec``; see docs/replicas.md).
 """
 
 from __future__ import annotations
@@ -772,7 +772,7 @@ class RedisStore:
         current = int(await self._follower_redis.get(self._seq_key) or 0)
         if current < self._delivered:
             log.error("Redis has events only up to %d, but %d were seen: it lost data on restart "
-                      "(see README, Redis persistence). Continuing from %d.",
+                      "(see docs/replicas.md, Redis persistence). Continuing from %d.",
                       current, self._delivered, self._delivered)
             await self._run(lua.RAISE_SEQ, {"seq": self._seq_key}, {"floor": self._delivered},
                             follower=True)
