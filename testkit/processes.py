@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .scenarios import OPEN_ALL_DAY
-from .waiting import wait_until
+from .waiting import WaitTimedOut, wait_until
 
 # The checkout this package sits in (tests read its files); children run from here.
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +103,19 @@ class ServerProcess(ChildProcess):
             wait_for_port(self.port, self.proc, "counter-server", timeout)
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{exc}: {self.log_path.read_text()}") from exc
+
+    def log(self) -> str:
+        """What the server has logged so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path else ""
+
+    def log_once(self, wanted: str, timeout: float = 5.0) -> str:
+        """The log once ``wanted`` is in it (records are written as they are made), or as it
+        stands after ``timeout``: the caller's checks then say what is missing."""
+        try:
+            return wait_until(self.log, done=lambda text: wanted in text, what=f"{wanted!r} in the log",
+                              timeout=timeout)
+        except WaitTimedOut as timed_out:
+            return str(timed_out.last)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -6,17 +6,20 @@ the processes a test starts. What tests share that is not a fixture lives in ``t
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS
 from counter_server.config import Scenario, Settings, load_scenario
 from testkit.api import Api, Clock
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS
 from testkit.processes import BillingSimProcess, ServerProcess
 from testkit.scenarios import BOTH_SCENARIOS
 
@@ -64,3 +67,13 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     server = ServerProcess(data_dir=tmp_path / "data")
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert shutil.which("chromium") or Path(CHROMIUM).exists(), \
+        "Debian's chromium is missing: bash .ci/run installs it (apt-get install chromium)"
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

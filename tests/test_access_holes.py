@@ -24,9 +24,10 @@ from counter_server.redact import redacted
 from counter_server.store import open_store
 
 from testkit.api import bearer
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS
+from testkit.live import receive_text_until
 from testkit.processes import ServerProcess, run_cli
 from testkit.scenarios import paid_service
-from .test_board_browser import ARGS, CHROMIUM
 
 PASSWORD = "s3cret-Billing-pw"
 
@@ -53,12 +54,8 @@ async def handshake_status(client, path: str, **kw) -> int:
 
 async def next_of_type(ws, kind: str, timeout: float = 5.0) -> str:
     """The next text frame of this type, as sent (to search the raw text for secrets)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = await asyncio.wait_for(ws.receive(), max(0.01, deadline - time.monotonic()))
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        if json.loads(msg.data)["type"] == kind:
-            return msg.data
+    return await receive_text_until(ws, lambda message: message["type"] == kind, what=f"{kind!r} message",
+                                    timeout=timeout)
 
 
 # -- item 2: billing credentials -------------------------------------------------------------
@@ -229,7 +226,7 @@ def test_pages_may_connect_to_their_own_origin_only():
 def typed_host_browser_args() -> list[str]:
     # The pages are reached under a host name that is not the server's address (as a hall
     # screen types the name the utility gave it), so 'self' must follow what was typed.
-    return [*ARGS, "--host-resolver-rules=MAP hall-screens.test 127.0.0.1"]
+    return [*CHROMIUM_ARGS, "--host-resolver-rules=MAP hall-screens.test 127.0.0.1"]
 
 
 async def test_board_ops_and_phone_pages_connect_under_their_csp_and_nothing_else_does(

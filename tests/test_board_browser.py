@@ -6,7 +6,6 @@ import asyncio
 import json
 import math
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,23 +17,10 @@ from playwright.async_api import Page, async_playwright
 from counter_server.config import Scenario, load_scenario
 
 from testkit.api import bearer
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS
 from testkit.processes import ServerProcess
 from testkit.scenarios import paid_service
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-@pytest.fixture
-async def browser():
-    assert shutil.which("chromium") or Path(CHROMIUM).exists(), \
-        "Debian's chromium is missing: bash .ci/run installs it (apt-get install chromium)"
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
-
+from testkit.waiting import wait_until_async
 
 def counter_text(counter: str) -> str:
     return f"document.querySelector('[data-counter=\"{counter}\"] .number').textContent"
@@ -99,7 +85,7 @@ async def test_board_of_an_unknown_substation_is_a_json_404(server_process: Serv
 
 SIZES = [(1920, 1080), (1366, 768), (1080, 1920)]
 # Hall screens run their browser with autoplay allowed, so the chime (Web Audio) really plays.
-HALL_ARGS = [*ARGS, "--autoplay-policy=no-user-gesture-required"]
+HALL_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 
 
 @pytest.fixture
@@ -323,9 +309,8 @@ async def test_board_fits_whole_rows_at_every_size_with_and_without_the_pay_onli
 async def until(page: Page, expression: str, timeout: float = 10.0) -> None:
     """Polls from here: the page's own timers (and so Playwright's polling) stand still while
     its clock is paused."""
-    async with asyncio.timeout(timeout):
-        while not await page.evaluate(expression):
-            await asyncio.sleep(0.05)
+    await wait_until_async(lambda: page.evaluate(expression), what=f"the page to hold {expression}",
+                           timeout=timeout)
 
 
 async def test_calls_close_together_each_get_their_full_time(hall: Hall, hall_browser):
@@ -446,9 +431,8 @@ async def test_voice_falls_back_to_english_then_a_chime_and_ops_sees_it(hall: Ha
         assert await boards["hi"].is_hidden("#voice")
         assert "No Hindi voice" in await boards["en"].text_content("#voice")
         assert "No voice" in await boards["chime"].text_content("#voice")
-        async with asyncio.timeout(10):
-            while not reports or reports[-1] != {"connected": 3, "no_hindi_voice": 2, "chime_only": 1}:
-                await asyncio.sleep(0.05)
+        await wait_until_async(lambda: reports, done=lambda seen: bool(seen) and seen[-1] == {
+            "connected": 3, "no_hindi_voice": 2, "chime_only": 1}, what="ops told of the three boards' voices")
         reader.cancel()
 
     paid = paid_service(hall.scenario)

@@ -13,10 +13,9 @@ from counter_server.config import load_scenario
 from testkit.api import bearer
 from testkit.processes import ServerProcess
 from testkit.scenarios import paid_service
-from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 
 
-async def test_a_booking_for_another_day_leaves_todays_board_as_it_was(browser, scenario_file: Path,  # noqa: F811
+async def test_a_booking_for_another_day_leaves_todays_board_as_it_was(browser, scenario_file: Path,
                                                                         tmp_path: Path):
     scenario = load_scenario(scenario_file)
     service = paid_service(scenario)

@@ -11,25 +11,19 @@ import aiohttp
 from counter_server.live.boards import BoardTally, parse_board_status
 
 from testkit.api import Api, bearer
-
-
-async def receive_type(ws, kind: str, timeout: float = 3.0) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await ws.receive()
-            assert msg.type == aiohttp.WSMsgType.TEXT, msg
-            message = json.loads(msg.data)
-            if message["type"] == kind:
-                return message
+from testkit.live import receive_type, receive_until
 
 
 async def boards_until(ops, sid: str, expected: dict[str, int]) -> dict:
     """The ops channel's boards messages until one says ``expected`` for ``sid``."""
-    while True:
-        message = await receive_type(ops, "boards")
+
+    def says_expected(message: dict) -> bool:
+        if message["type"] != "boards":
+            return False
         assert message["v"] == 1
-        if message["boards"].get(sid) == expected:
-            return message
+        return message["boards"].get(sid) == expected
+
+    return await receive_until(ops, says_expected, what=f"ops told {sid}'s boards are {expected}")
 
 
 def status(voice: str) -> str:

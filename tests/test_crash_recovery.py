@@ -8,6 +8,7 @@ import aiohttp
 
 from testkit.api import bearer
 from testkit.processes import ServerProcess
+from testkit.waiting import wait_until_async
 
 
 async def _issue_until_killed(session, url, key, acked, stop: asyncio.Event, substation: str):
@@ -42,13 +43,12 @@ async def test_sigkill_while_issuing_loses_no_acknowledged_token(server_process:
         workers = [asyncio.create_task(
             _issue_until_killed(session, server_process.url, key, acked, stop, sub))
             for sub in ("S01", "S01", "S01", "S02", "S02", "S03")]
-        while len(acked) < 60:
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: len(acked) >= 60, what="60 tokens acknowledged", timeout=30, interval=0.01)
         # Serve some, so states other than "waiting" must survive too.
         for counter in ("S01-C1", "S01-C2", "S02-C1"):
             await _serve_some(session, server_process.url, key, acked, counter)
-        while len(acked) < 300:
-            await asyncio.sleep(0.005)
+        await wait_until_async(lambda: len(acked) >= 300, what="300 tokens acknowledged", timeout=60,
+                               interval=0.005)
         server_process.kill()                      # mid-flight: six workers are still issuing
         stop.set()
         await asyncio.gather(*workers)

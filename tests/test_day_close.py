@@ -8,9 +8,6 @@ the day's report, a server that was down over midnight, and the phone page in Ch
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -38,8 +35,9 @@ from counter_server.queueing import (
 )
 
 from testkit.api import Api, Clock
+from testkit.live import receive_type, receive_until
 from testkit.scenarios import OPEN_ALL_DAY, paid_service
-from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
+from testkit.waiting import wait_until_async
 from .test_store_contract import TEST_REDIS_URL
 
 DAY = "2026-11-25"
@@ -180,20 +178,6 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[[Settings], Any]]:
         await forget_redis(settings)
 
 
-async def receive_json(ws, timeout: float = 5.0) -> dict:
-    msg = await asyncio.wait_for(ws.receive(), timeout)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    return json.loads(msg.data)
-
-
-async def next_of(ws, accept: Callable[[dict], bool], timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = await receive_json(ws, max(0.1, deadline - time.monotonic()))
-        if accept(message):
-            return message
-
-
 async def status_of(api: Api, token: dict) -> str:
     status, body = await api.get(f"/api/v1/tokens/{token['id']}")
     assert status == 200, body
@@ -220,9 +204,9 @@ async def test_across_closing_and_midnight_nothing_stays_open(serve, tmp_path: P
                                          "phone": "+91 98765 43210"})
     assert status == 201, phone
     board = await api.client.ws_connect(f"/api/v1/substations/{sid}/live")
-    await next_of(board, lambda m: m["type"] == "snapshot")
+    await receive_type(board, "snapshot")
     follow = await api.client.ws_connect(f"/api/v1/public/tokens/{link_of(phone)}/live")
-    assert (await next_of(follow, lambda m: m["type"] == "token"))["token"]["status"] == "waiting"
+    assert (await receive_type(follow, "token"))["token"]["status"] == "waiting"
 
     clock.now = at_local(scenario, day, "23:59:25")
     called = await api.next(first)                              # called, not started by midnight
@@ -236,15 +220,16 @@ async def test_across_closing_and_midnight_nothing_stays_open(serve, tmp_path: P
     assert await status_of(api, waiting) == "closed_unserved"
     assert await status_of(api, called) == "called"             # a moment to reach the counter
     assert await status_of(api, serving) == "serving"           # may finish after closing
-    delta = await next_of(board, lambda m: m["type"] == "delta"
-                          and any(e["kind"] == "closed_unserved" for e in m["events"]))
+    delta = await receive_until(board, lambda m: m["type"] == "delta"
+                                and any(e["kind"] == "closed_unserved" for e in m["events"]),
+                                what="the delta closing the day's unserved tokens")
     hall = delta["hall"]
     assert hall["day"] == day.isoformat() and hall["waiting"] == 0 and hall["next"] == []
     assert all(s["waiting"] == 0 for s in hall["services"])
     assert sorted(e["token"]["number"] for e in delta["events"]) == sorted(
         [waiting["number"], phone["token"]["number"]])
-    told = await next_of(follow, lambda m: m["type"] == "token"
-                         and m["token"]["status"] != "waiting")
+    told = await receive_until(follow, lambda m: m["type"] == "token" and m["token"]["status"] != "waiting",
+                               what="the phone told its token is no longer waiting")
     assert told["token"]["status"] == "closed_unserved" and told["token"]["leave"] is None
     status, mine = await api.get(f"/api/v1/public/tokens/{link_of(phone)}", key=None)
     assert mine["token"]["status"] == "closed_unserved"
@@ -289,10 +274,8 @@ async def test_a_server_down_over_midnight_closes_yesterday_when_it_is_back(serv
 
     clock.now = at_local(scenario, day + timedelta(days=1), "09:00:00")
     api = await serve(settings)
-    deadline = time.monotonic() + 5
-    while await status_of(api, called) != "closed_unserved":    # the start-up round, in the background
-        assert time.monotonic() < deadline, "yesterday was not closed"
-        await asyncio.sleep(0.05)
+    await wait_until_async(lambda: status_of(api, called), done=lambda status: status == "closed_unserved",
+                           what="yesterday closed by the start-up round", timeout=5)   # in the background
     assert await status_of(api, waiting) == "closed_unserved"
     status, body = await api.get(f"/api/v1/reports/daily?date={day.isoformat()}")
     assert body["report"]["total"]["closed_unserved"] == 2 and body["report"]["total"]["open_at_end"] == 0
@@ -320,7 +303,7 @@ async def test_a_cashier_working_late_after_closing_keeps_the_tokens_issued_then
 # -- the phone page ----------------------------------------------------------------------------------
 
 async def test_the_phone_page_says_the_counters_closed_and_offers_the_first_free_slot(
-        aiohttp_server, browser, tmp_path: Path, scenario_file: Path):  # noqa: F811
+        aiohttp_server, browser, tmp_path: Path, scenario_file: Path):
     scenario = load_scenario(scenario_file)
     day = datetime.fromtimestamp(Clock().now, scenario.timezone).date()
     clock = Clock(at_local(scenario, day, "23:30:00"))

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -224,16 +223,6 @@ def raw_request(port: int, head: bytes) -> bytes:
         return sock.recv(200).split(b"\r\n", 1)[0]
 
 
-def log_once(server: ServerProcess, wanted: str, timeout: float = 5.0) -> str:
-    """The server's log once ``wanted`` is in it (records are written as they are made)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = server.log_path.read_text(encoding="utf-8", errors="replace")
-        if wanted in text or time.monotonic() > deadline:
-            return text
-        time.sleep(0.05)
-
-
 async def test_a_client_cannot_write_log_lines_or_floods_of_tracebacks(logged_server: ServerProcess):
     server = logged_server
     forged_path = "%0A" + FORGED.replace(" ", "%20")
@@ -268,7 +257,7 @@ async def test_a_client_cannot_write_log_lines_or_floods_of_tracebacks(logged_se
     async with aiohttp.ClientSession(server.url) as session:
         async with session.get("/healthz?last=one") as resp:
             assert resp.status == 200
-    log = log_once(server, "/healthz?last=one")
+    log = server.log_once("/healthz?last=one")
     lines = log.split("\n")
     assert not [line for line in lines if FORGED in line and not line[:8].count(":") == 2], lines
     assert not any(line.startswith(FORGED) for line in lines)

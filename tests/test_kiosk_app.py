@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from kiosk_client.app import KioskApp
 from kiosk_client.client import Call, KioskClient
 
 from testkit.processes import ServerProcess
+from testkit.waiting import wait_until_async
 from .test_kiosk_client import ACCOUNT, cashier_key
 
 
@@ -36,11 +37,16 @@ async def settle(pilot: Pilot) -> None:
     await pilot.pause()
 
 
-async def until(pilot: Pilot, condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the screen never got there"
+async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
+    """Until the screen shows ``what``, drawn frame by frame as the app does."""
+
+    async def shown() -> bool:
+        if condition():
+            return True
         await pilot.pause(0.1)
+        return False
+
+    await wait_until_async(shown, what=f"the screen to show {what}", timeout=10, interval=0)
 
 
 def text_of(app: KioskApp, selector: str) -> str:
@@ -60,7 +66,7 @@ async def test_a_full_serve_from_the_keyboard_then_offline_and_back(server_proce
     app = KioskApp(server_process.url, key, journal_path=tmp_path / "journal.sqlite", slip_path=str(slips),
                    lease_size=3, refresh_s=0.3, timeout=2.0, retries=1)
     async with app.run_test(size=(110, 34)) as pilot:
-        await until(pilot, lambda: "ONLINE" in text_of(app, "#status"))
+        await until(pilot, lambda: "ONLINE" in text_of(app, "#status"), "ONLINE")
         await settle(pilot)
         assert "S01-C1 Kidwai Nagar | ONLINE | billing up" in text_of(app, "#status")
         keys = Keyboard(pilot)
@@ -91,12 +97,12 @@ async def test_a_full_serve_from_the_keyboard_then_offline_and_back(server_proce
         await keys.press("f")                                       # finish while the server is away
         await keys.press("i", "enter")                              # issue from the leased block
         assert app.history[-1].journaled and app.history[-1].token["number"] == "B-001"
-        await until(pilot, lambda: "OFFLINE, 2 pending" in text_of(app, "#status"))
+        await until(pilot, lambda: "OFFLINE, 2 pending" in text_of(app, "#status"), "OFFLINE, 2 pending")
         await keys.press("n")
         assert "needs the server" in text_of(app, "#message")
 
         server_process.start()
-        await until(pilot, lambda: "ONLINE |" in text_of(app, "#status"))
+        await until(pilot, lambda: "ONLINE |" in text_of(app, "#status"), "ONLINE again")
         await settle(pilot)
         assert "pending" not in text_of(app, "#status")
         assert (await admin_get(server_process, f"/api/v1/tokens/{serving['id']}"))["token"]["status"] == "done"

@@ -18,19 +18,8 @@ from counter_server.config import Settings
 from counter_server.store import Committed
 
 from testkit.api import Api, Clock
-
-
-async def receive(ws, timeout: float = 2.0) -> dict:
-    msg = await asyncio.wait_for(ws.receive(), timeout)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    return json.loads(msg.data)
-
-
-async def receive_type(ws, kind: str, timeout: float = 2.0) -> dict:
-    while True:
-        message = await receive(ws, timeout)
-        if message["type"] == kind:
-            return message
+from testkit.live import receive_json, receive_type
+from testkit.waiting import wait_until_async
 
 
 @pytest.fixture
@@ -45,7 +34,7 @@ async def live(aiohttp_client, settings: Settings, clock: Clock) -> Api:
 
 async def test_snapshot_then_ordered_deltas(live: Api):
     ws = await live.client.ws_connect("/api/v1/substations/S01/live")
-    snapshot = await receive(ws)
+    snapshot = await receive_json(ws)
     assert snapshot["type"] == "snapshot" and snapshot["v"] == 1
     assert snapshot["hall"]["substation"] == "S01" and snapshot["hall"]["waiting"] == 0
     assert [n["substation"] for n in snapshot["nearby"]] and snapshot["online"]["hint_after_s"] == 1800
@@ -57,7 +46,7 @@ async def test_snapshot_then_ordered_deltas(live: Api):
     await live.act({**token, "counter": "S01-C1"}, "start")
     kinds = []
     for _ in range(3):
-        delta = await receive(ws)
+        delta = await receive_json(ws)
         assert delta["type"] == "delta" and delta["v"] == 1 and delta["substation"] == "S01"
         assert delta["prev"] == seq and delta["seq"] > seq
         seq = delta["seq"]
@@ -74,7 +63,7 @@ async def test_concurrent_changes_arrive_once_each_in_an_unbroken_chain(live: Ap
     """Changes committed together may share a delta; none is lost, repeated or out of order."""
     board = await live.client.ws_connect("/api/v1/substations/S01/live")
     ops = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.admin}"})
-    last = {"board": (await receive(board))["seq"], "ops": (await receive_type(ops, "snapshot"))["seq"]}
+    last = {"board": (await receive_json(board))["seq"], "ops": (await receive_type(ops, "snapshot"))["seq"]}
     issued = await asyncio.gather(*[live.issue("S01" if i % 3 else "S02") for i in range(30)])
     expected = {"board": sorted(t["number"] for i, t in enumerate(issued) if i % 3),
                 "ops": sorted(t["number"] + t["substation"] for t in issued)}
@@ -95,13 +84,13 @@ async def test_concurrent_changes_arrive_once_each_in_an_unbroken_chain(live: Ap
 
 async def test_reconnect_with_since_gets_missed_deltas_or_a_fresh_snapshot(live: Api):
     ws = await live.client.ws_connect("/api/v1/substations/S01/live")
-    seq = (await receive(ws))["seq"]
+    seq = (await receive_json(ws))["seq"]
     await ws.close()
     for _ in range(3):
         await live.issue("S01")
 
     ws = await live.client.ws_connect(f"/api/v1/substations/S01/live?since={seq}")
-    missed = [await receive(ws) for _ in range(3)]
+    missed = [await receive_json(ws) for _ in range(3)]
     assert [m["type"] for m in missed] == ["delta"] * 3
     assert missed[0]["prev"] == seq and [m["hall"]["waiting"] for m in missed] == [1, 2, 3]
     last = missed[-1]["seq"]
@@ -109,21 +98,21 @@ async def test_reconnect_with_since_gets_missed_deltas_or_a_fresh_snapshot(live:
 
     ws = await live.client.ws_connect(f"/api/v1/substations/S01/live?since={last}")
     await live.issue("S01")
-    delta = await receive(ws)                         # up to date: straight to the next delta
+    delta = await receive_json(ws)                         # up to date: straight to the next delta
     assert delta["type"] == "delta" and delta["prev"] == last
     await ws.close()
 
     for _ in range(8):                                # more than the backlog of 5 holds
         await live.issue("S01")
     ws = await live.client.ws_connect(f"/api/v1/substations/S01/live?since={last}")
-    fresh = await receive(ws)
+    fresh = await receive_json(ws)
     assert fresh["type"] == "snapshot" and fresh["hall"]["waiting"] == 12
     await ws.close()
 
 
 async def test_counter_close_and_estimates_reach_the_board(live: Api, clock: Clock):
     ws = await live.client.ws_connect("/api/v1/substations/S01/live")
-    await receive(ws)
+    await receive_json(ws)
     for _ in range(8):
         await live.issue("S01")
     for _ in range(8):
@@ -136,7 +125,7 @@ async def test_counter_close_and_estimates_reach_the_board(live: Api, clock: Clo
 
     status, body = await live.post("/api/v1/counters/S01-C2/close", await live.cashier("S01-C2"))
     assert status == 200 and body == {"counter": {"id": "S01-C2", "open": False}}
-    delta = await receive(ws)
+    delta = await receive_json(ws)
     assert [e["kind"] for e in delta["events"]] == ["counter_closed"]
     bill = next(s for s in delta["hall"]["services"] if s["id"] == "bill_payment")
     assert (bill["open_counters"], bill["estimate"]["p50_s"]) == (3, 180.0)   # 3 free: 2 rounds of 90 s
@@ -147,7 +136,7 @@ async def test_counter_close_and_estimates_reach_the_board(live: Api, clock: Clo
     clock.now += 190                                   # 190 s at the counter
     assert (await live.act(token, "complete"))[0] == 200
     for kind in ("called", "started", "completed"):
-        delta = await receive(ws)
+        delta = await receive_json(ws)
         assert delta["events"][-1]["kind"] == kind
     bill = next(s for s in delta["hall"]["services"] if s["id"] == "bill_payment")
     assert bill["mean_service_s"] == 93.0              # EWMA: 90 + 0.1 * (120 - 90), 190 s past the max
@@ -172,7 +161,7 @@ async def test_ops_channel_needs_a_key_and_sees_every_hall(live: Api):
         await live.client.ws_connect("/api/v1/live")
     assert err.value.status == 401
     ws = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.board}"})
-    snapshot = await receive(ws)
+    snapshot = await receive_json(ws)
     assert snapshot["type"] == "snapshot" and len(snapshot["halls"]) == 10
     await live.issue("S07")
     delta = await receive_type(ws, "delta")   # the ops channel also carries billing and alerts
@@ -191,8 +180,8 @@ async def test_heartbeats_flow_when_nothing_changes(aiohttp_client, settings: Se
     client = await aiohttp_client(create_app(replace(settings, write_admin_key=False,
                                                      live_heartbeat_s=0.2)))
     ws = await client.ws_connect("/api/v1/substations/S03/live")
-    snapshot = await receive(ws)
-    beat = await receive(ws, timeout=1.0)
+    snapshot = await receive_json(ws)
+    beat = await receive_json(ws, timeout=1.0)
     assert beat["type"] == "heartbeat" and beat["seq"] == snapshot["seq"] and beat["interval_s"] == 0.2
     assert len(beat["nearby"]) == 3
     await ws.close()
@@ -212,18 +201,16 @@ async def test_a_board_that_stops_reading_is_dropped_without_holding_up_others(a
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
                      ).encode())
     healthy = await client.ws_connect(path)
-    await receive(healthy)
-    while hub.connections() < 2:
-        await asyncio.sleep(0.01)
+    base = (await receive_json(healthy))["seq"]            # the channel's last sequence number
+    await wait_until_async(lambda: hub.connections() >= 2, what="both boards connected", interval=0.01)
 
     hall = (await client.app[STORE].queue_snapshot("S01", client.app[TOKENS].today())).hall
-    base = hub._channels["S01"].last_seq
     received = 0
 
     async def read_all() -> None:
         nonlocal received
         while received < 3000:
-            message = await receive(healthy, timeout=5)
+            message = await receive_json(healthy, timeout=5)
             if message["type"] == "delta":
                 assert message["seq"] == base + received + 1     # in order, none missing
                 received += 1
@@ -261,7 +248,7 @@ async def test_changes_to_another_day_never_reach_todays_boards(live: Api):
     await live.next("S01-C1")
     board = await live.client.ws_connect("/api/v1/substations/S01/live")
     ops = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.admin}"})
-    today = (await receive(board))["hall"]["day"]
+    today = (await receive_json(board))["hall"]["day"]
     await receive_type(ops, "snapshot")
     status, slots = await live.get("/api/v1/public/substations/S01/slots", key=None)
     tomorrow = next(d for d in slots["days"] if d["day"] > today and d["slots"])
@@ -274,7 +261,7 @@ async def test_changes_to_another_day_never_reach_todays_boards(live: Api):
     assert status == 200
     assert live.client.app[HUB].hall("S01").day == today            # the cache still holds today
     await live.issue("S01")                                           # then a change today
-    delta = await receive(board)
+    delta = await receive_json(board)
     assert delta["type"] == "delta" and [e["kind"] for e in delta["events"]] == ["issued"]
     hall = delta["hall"]
     assert (hall["day"], hall["waiting"]) == (today, 3)
@@ -289,7 +276,7 @@ async def test_boards_move_on_to_the_new_day_at_midnight(live: Api, clock: Clock
     await live.issue("S01")
     board = await live.client.ws_connect("/api/v1/substations/S01/live")
     ops = await live.client.ws_connect("/api/v1/live", headers={"Authorization": f"Bearer {live.admin}"})
-    before = (await receive(board))["hall"]
+    before = (await receive_json(board))["hall"]
     await receive_type(ops, "snapshot")
     assert before["waiting"] == 1
     midnight = datetime.combine(date.fromisoformat(before["day"]) + timedelta(days=1), dt_time(0, 0, 5),

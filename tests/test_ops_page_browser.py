@@ -14,7 +14,6 @@ from counter_server.config import Scenario, load_scenario
 from testkit.api import bearer
 from testkit.processes import ServerProcess, free_port, run_cli
 from testkit.scenarios import paid_service
-from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 
 SIGN_IN_S = 15_000
 
@@ -51,7 +50,7 @@ async def confirm_dialog(page, ok: bool, shot: Path | None = None) -> str:
     return asked
 
 
-async def test_ops_page_drives_counters_admission_cap_and_outbox(scenario_file: Path, browser,  # noqa: F811
+async def test_ops_page_drives_counters_admission_cap_and_outbox(scenario_file: Path, browser,
                                                                  tmp_path: Path):
     scenario = load_scenario(scenario_file)
     sid, service, (c1, c2, c3) = busy_hall(scenario)
@@ -66,7 +65,7 @@ async def test_ops_page_drives_counters_admission_cap_and_outbox(scenario_file: 
         server_process.stop()
 
 
-async def drive_the_ops_page(server_process: ServerProcess, browser, tmp_path: Path,  # noqa: F811
+async def drive_the_ops_page(server_process: ServerProcess, browser, tmp_path: Path,
                              scenario: Scenario, sid: str, service: str, counters: tuple[str, str, str],
                              labels: dict[str, str], hall_name: str) -> None:
     c1, c2, c3 = counters
@@ -193,7 +192,7 @@ async def drive_the_ops_page(server_process: ServerProcess, browser, tmp_path: P
     assert errors == []
 
 
-async def test_ops_page_refuses_a_wrong_or_non_admin_key(server_process: ServerProcess, browser):  # noqa: F811
+async def test_ops_page_refuses_a_wrong_or_non_admin_key(server_process: ServerProcess, browser):
     server_process.start()
     page = await browser.new_page(bypass_csp=True)
     await sign_in(page, server_process, key="not-a-key")
@@ -217,7 +216,7 @@ async def test_ops_page_refuses_a_wrong_or_non_admin_key(server_process: ServerP
             assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_ticket"
 
 
-async def test_ops_publish_a_days_slots_and_see_the_bookings(scenario_file: Path, browser,  # noqa: F811
+async def test_ops_publish_a_days_slots_and_see_the_bookings(scenario_file: Path, browser,
                                                              tmp_path: Path):
     scenario = load_scenario(scenario_file)
     service = paid_service(scenario)
@@ -264,7 +263,7 @@ async def test_ops_publish_a_days_slots_and_see_the_bookings(scenario_file: Path
         server_process.stop()
 
 
-async def test_ops_alerts_billing_down_and_offline_dimmed(scenario_file: Path, browser,  # noqa: F811
+async def test_ops_alerts_billing_down_and_offline_dimmed(scenario_file: Path, browser,
                                                           tmp_path: Path):
     """Alerts come first, loud, each with what to do; billing down is one. With the server gone
     every figure is dimmed under a banner saying since when it is stale."""

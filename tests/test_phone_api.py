@@ -3,7 +3,6 @@ slots and the token's own live feed."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import replace
 from datetime import datetime
@@ -18,6 +17,7 @@ from counter_server.config import Scenario, Settings, load_scenario
 
 from testkit.api import Api, Clock
 from testkit.scenarios import paid_service
+from testkit.waiting import wait_until_async
 
 PHONE = "+91 98765 43210"
 ACCOUNT = "KAN-20431877"
@@ -223,11 +223,8 @@ async def test_the_token_feed_follows_the_place_in_line(api: Api):
             seen.append(msg["token"]["ahead"])
     assert "98765" not in json.dumps(msg)
     await ws.close()
-    for _ in range(50):
-        if api.client.app[TOKEN_WATCH].watching() == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert api.client.app[TOKEN_WATCH].watching() == 0
+    await wait_until_async(lambda: api.client.app[TOKEN_WATCH].watching() == 0,
+                           what="the closed feed no longer watched", timeout=2.5)
 
 
 async def test_behind_a_trusted_load_balancer_each_client_has_its_own_limit(aiohttp_client, settings: Settings):

@@ -25,7 +25,6 @@ from counter_server.config import Scenario, Settings, Substation, load_scenario
 
 from testkit.api import Clock, bearer
 from testkit.scenarios import LAKESIDE, paid_service
-from .test_board_browser import browser  # noqa: F401 - the Chromium fixture
 
 PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 ACCOUNT = "KAN-20431877"
@@ -137,7 +136,7 @@ async def kanpur(aiohttp_server, tmp_path: Path, scenario: Scenario, clock: Cloc
 
 
 @pytest.fixture
-async def phone(browser):  # noqa: F811
+async def phone(browser):
     # Playwright's wait_for_function evaluates strings, which the page's CSP forbids (as it
     # should); these pages bypass CSP for the test, and test_the_page_obeys_its_csp runs without.
     context = await browser.new_context(**PHONE, bypass_csp=True)
@@ -395,7 +394,7 @@ async def measure(page, url: str) -> tuple[int, list[str]]:
     return sum(received.values()), [urls[r] for r, n in received.items() if n > 0 and r in urls]
 
 
-async def test_first_load_and_repeat_visit_are_small_over_a_slow_link(site: Site, browser):  # noqa: F811
+async def test_first_load_and_repeat_visit_are_small_over_a_slow_link(site: Site, browser):
     """A cheap phone on a poor 3G link (400 ms round trips, 50 KB/s down): the first visit of a
     substation's page (its QR code) costs under 60 KB with the Hindi webfont, a repeat visit
     under 10 KB (the page's files are cached as immutable; only the HTML and the figures come)."""
@@ -558,7 +557,7 @@ async def test_errors_are_shown_in_words_and_name_the_field(kanpur: Site, phone,
     assert await phone.evaluate("document.body.dataset.screen") == "slots"
 
 
-async def test_hindi_renders_in_the_webfont_and_the_page_obeys_its_csp(kanpur: Site, browser):  # noqa: F811
+async def test_hindi_renders_in_the_webfont_and_the_page_obeys_its_csp(kanpur: Site, browser):
     context = await browser.new_context(**PHONE)                         # CSP enforced
     page = await context.new_page()
     console: list[str] = []

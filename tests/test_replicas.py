@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,8 +17,10 @@ import aiohttp
 import pytest
 
 from testkit.api import bearer
+from testkit.live import receive_until
 from testkit.processes import BillingSimProcess, RedisProcess, ServerProcess, run_cli
 from testkit.scenarios import REDIS_SCENARIO
+from testkit.waiting import wait_until_async
 
 SCENARIO = REDIS_SCENARIO + """
 [billing]
@@ -98,12 +99,8 @@ async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 2.0) -> dict:
     """The next snapshot or delta (heartbeats skipped)."""
-    while True:
-        msg = await asyncio.wait_for(ws.receive(), timeout)
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        message = json.loads(msg.data)
-        if message["type"] != "heartbeat":
-            return message
+    return await receive_until(ws, lambda message: message["type"] != "heartbeat", what="a snapshot or delta",
+                               timeout=timeout)
 
 
 def numbers(delta: dict) -> list[str]:
@@ -233,14 +230,11 @@ async def test_redis_restart_replicas_reconnect_by_themselves(tmp_path: Path):
         assert time.monotonic() - started < 10
 
         cluster.redis.start()
-        deadline = time.monotonic() + 15
-        while True:                              # the replicas find Redis again by themselves
-            status, body = await cluster.call(cluster.a, "POST", "/api/v1/substations/S01/tokens",
-                                              json={"service": "bill_payment"})
-            if status == 201 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        assert status == 201, body
+        status, body = await wait_until_async(      # the replicas find Redis again by themselves
+            lambda: cluster.call(cluster.a, "POST", "/api/v1/substations/S01/tokens",
+                                 json={"service": "bill_payment"}),
+            done=lambda answer: answer[0] == 201, what="a token issued on A after Redis came back",
+            timeout=15, interval=0.2)
         assert body["token"]["number"] == "B-003"          # nothing before the restart was lost
         for token in before:
             status, got = await cluster.call(cluster.b, "GET", f"/api/v1/tokens/{token['id']}")
@@ -267,14 +261,11 @@ async def test_in_memory_redis_restart_loses_its_data_but_sequences_never_go_bac
         done = run_cli("keys", "create", "--role", "admin", "--store", "redis",
                        "--redis-url", cluster.redis.url, "--data-dir", str(tmp_path / "cli"))
         cluster.key = done.stdout.strip()
-        deadline = time.monotonic() + 15
-        while True:
-            status, body = await cluster.call(cluster.b, "POST", "/api/v1/substations/S01/tokens",
-                                              json={"service": "bill_payment"})
-            if status == 201 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        assert status == 201, body
+        status, body = await wait_until_async(
+            lambda: cluster.call(cluster.b, "POST", "/api/v1/substations/S01/tokens",
+                                 json={"service": "bill_payment"}),
+            done=lambda answer: answer[0] == 201, what="a token issued on B after Redis came back",
+            timeout=15, interval=0.2)
         assert body["token"]["number"] == "B-001"     # the day's numbering was lost with the data
         delta = await receive(board, timeout=10.0)
         assert numbers(delta) == ["B-001"] and delta["seq"] > seq and delta["prev"] == seq
@@ -307,18 +298,16 @@ async def test_outbox_shared_by_replicas_posts_each_payment_once_when_one_dies(t
             paid.append(body["payment"]["id"])
 
         # Kill A while it has posts in flight to billing: they land, but A never records it.
-        deadline = time.monotonic() + 10
-        while (await cluster.call(cluster.a, "GET", "/api/v1/ops/billing"))[1]["billing"]["in_flight"] == 0:
-            assert time.monotonic() < deadline, "A never forwarded a payment"
-            await asyncio.sleep(0.02)
+        async def billing_of(server: ServerProcess) -> dict:
+            return (await cluster.call(server, "GET", "/api/v1/ops/billing"))[1]["billing"]
+
+        await wait_until_async(lambda: billing_of(cluster.a), done=lambda state: state["in_flight"] > 0,
+                               what="A forwarding a payment", interval=0.02)
         cluster.a.kill()
 
-        deadline = time.monotonic() + 30
-        while True:
-            state = (await cluster.call(cluster.b, "GET", "/api/v1/ops/billing"))[1]["billing"]
-            if state["outbox"]["queued"] == 0 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
+        state = await wait_until_async(lambda: billing_of(cluster.b),
+                                       done=lambda state: state["outbox"]["queued"] == 0,
+                                       what="B draining the outbox", timeout=30, interval=0.2)
         assert state["outbox"] == {**state["outbox"], "queued": 0, "posted": 24, "failed": 0}
         assert state["forwarded"]["checked_before_retry"] >= 1     # B took over A's claims
         async with aiohttp.ClientSession() as raw:

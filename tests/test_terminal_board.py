@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from display_board.terminal import EXIT_UNKNOWN_SUBSTATION, BoardState, Link, fo
 from testkit.api import bearer
 from testkit.processes import ROOT, ServerProcess, free_port
 from testkit.scenarios import paid_service
+from testkit.waiting import WaitTimedOut, wait_until, wait_until_async
 
 WIDTHS = (80, 120, 160)
 
@@ -105,14 +107,6 @@ def plain(lines: list) -> list[str]:
     return [line.plain for line in lines]
 
 
-async def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the board did not get there in time")
-        await asyncio.sleep(0.05)
-
-
 # -- item 21: measured the way the terminal draws -----------------------------------------------
 
 async def test_every_hall_fits_80_120_and_160_columns_with_its_names_in_the_title(hall: Hall, wcswidth):
@@ -149,16 +143,16 @@ def tmux_capture(command: list[str], width: int, height: int = 40) -> tuple[list
     subprocess.run([*tmux, "new-session", "-d", "-x", str(width), "-y", str(height),
                     f"cd {ROOT} && {shell}; sleep 30"], check=True, timeout=10)
     try:
-        shown: list[str] = []
-        for _ in range(100):
-            time.sleep(0.1)
-            shown = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True,
-                                   check=True, timeout=10).stdout.splitlines()
-            if shown and "━━" in shown[0] and any(line.strip() for line in shown[3:]):
-                break
+        def pane() -> list[str]:
+            return subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True,
+                                  check=True, timeout=10).stdout.splitlines()
+
+        with suppress(WaitTimedOut):                      # the caller's checks say what is missing
+            wait_until(pane, done=lambda shown: bool(shown) and "━━" in shown[0]
+                       and any(line.strip() for line in shown[3:]), what="the board drawn", timeout=10,
+                       interval=0.1)
         time.sleep(0.3)                                   # let the frame finish drawing
-        shown = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True,
-                               check=True, timeout=10).stdout.splitlines()
+        shown = pane()
         joined = subprocess.run([*tmux, "capture-pane", "-p", "-J"], capture_output=True,
                                 text=True, check=True, timeout=10).stdout.splitlines()
         return shown, joined
@@ -205,18 +199,20 @@ async def test_unreachable_server_is_named_while_the_board_keeps_trying(tmp_path
     substation = next(iter(load_scenario(scenario_file).substations.values()))
     state, link, stop = BoardState(), Link(url), asyncio.Event()
     runner = asyncio.create_task(follow(url, substation.id, state, link, stop=stop))
-    await wait_until(lambda: link.problem is not None)
+    await wait_until_async(lambda: link.problem is not None, what="the board naming its problem")
     screen = "\n".join(plain(render(state, link, 80)))
     assert f"Cannot reach the server at {url}" in screen and "Trying again in" in screen
     assert "Connecting" not in screen
     server = ServerProcess(data_dir=tmp_path / "data", config=scenario_file, port=port)
     server.start()
     try:
-        await wait_until(lambda: state.hall is not None, timeout=20)   # it kept trying
+        await wait_until_async(lambda: state.hall is not None, what="the hall, once the server is up",
+                               timeout=20)   # it kept trying
         screen = "\n".join(plain(render(state, link, 80, now=state.last_heard)))
         assert substation.name in screen and "Cannot reach" not in screen and "OFFLINE" not in screen
         server.kill()
-        await wait_until(lambda: not link.connected and link.problem is not None)
+        await wait_until_async(lambda: not link.connected and link.problem is not None,
+                               what="the board noticing the server is gone")
         screen = "\n".join(plain(render(state, link, 80, now=state.last_heard)))
         assert "OFFLINE" in screen and url in screen and substation.name in screen
     finally:
@@ -289,17 +285,18 @@ async def test_terminal_client_sees_a_token_called_and_resumes_after_a_restart(h
     def serving(counter_id: str) -> dict | None:
         return next(c for c in state.hall["counters"] if c["id"] == counter_id)["token"]
 
-    await wait_until(lambda: state.hall is not None)
+    await wait_until_async(lambda: state.hall is not None, what="the hall's snapshot")
     await hall.issue(1)
     await hall.call(first.id)
-    await wait_until(lambda: serving(first.id) is not None)
+    await wait_until_async(lambda: serving(first.id) is not None, what=f"{first.id} serving")
     seen = state.seq
     hall.server.kill()
     hall.server.start()
     await hall.issue(1)
     called = await hall.call(second.id)
-    await wait_until(lambda: state.seq is not None and state.seq > seen
-                     and serving(second.id) is not None, timeout=20)
+    await wait_until_async(lambda: state.seq is not None and state.seq > seen
+                           and serving(second.id) is not None, what=f"{second.id} serving, after the restart",
+                           timeout=20)
     assert serving(second.id)["number"] == called["number"]
     stop.set()
     await hall.issue(1)                                     # one more message lets it notice stop

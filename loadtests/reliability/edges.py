@@ -10,12 +10,10 @@ that format; tests/test_http_edges.py checks the text format a terminal gets.
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from counter_server.phone.pages import qr_svg
 from testkit.processes import ServerProcess
-from testkit.waiting import WaitTimedOut, wait_until_async
 
 if TYPE_CHECKING:
     from .access import Matrix
@@ -63,13 +61,7 @@ async def probe_edges(m: "Matrix", server: ServerProcess, counter: str, cashier:
     answers = [await _first_line(server.port, OVERSIZED) for _ in range(5)]
     _check(m, all(a.endswith(b" 400 Bad Request") for a in answers), f"oversized headers answered {answers}")
 
-    def server_log() -> str:
-        return server.log_path.read_text(encoding="utf-8", errors="replace") if server.log_path else ""
-
-    # The log is written as records are made; the last request's line shows it.
-    with suppress(WaitTimedOut):
-        await wait_until_async(lambda: "forged" in server_log(), what="the forged path's log line", timeout=5)
-    log = server_log()
+    log = server.log_once("forged")      # the last request's line shows the log is written
     lines = log.split("\n")
     _check(m, not any(line.startswith(FORGED) for line in lines), "a path wrote a log line of its own")
     parse_errors = [line for line in lines if '"logger": "aiohttp.server"' in line]
