@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from benchmarks.common import print_table
-from testkit.processes import ServerProcess
 from loadtests.reliability import access, badinput, crash, limits
 from loadtests.reliability.common import PartTally, make_keys, write_scenario
+from testkit.figures import print_table
+from testkit.processes import ServerProcess
 
 
 def _report(tally: PartTally) -> None:
