@@ -421,3 +421,40 @@ def test_counter_index_follows_every_move():
     assert q.current_at("C1") is None and q.current_at("C2").id == a.id
     reloaded = SubstationQueue("S01", "d", POLICY, q.tokens.values(), q.last_seq)
     assert reloaded.current_at("C2").id == a.id
+
+
+def test_a_copy_caught_up_with_every_kind_of_event_matches_the_queue_that_made_them():
+    from counter_server.queueing import EVENT_KINDS, Holder, SlotPlan
+
+    q = SubstationQueue("S01", "d", SEEDED, counters=LAYOUT, closed=["C4"])
+    copy = SubstationQueue("S01", "d", SEEDED, counters=LAYOUT, closed=["C4"])
+    for i in range(6):
+        issue(q, i, priority=Priority.SENIOR if i == 4 else Priority.NORMAL)
+    q.publish_slots(SlotPlan(first_at=100.0, slot_s=900, count=2, capacity=1), 6)
+    q.book("b1", "bill_payment", Priority.NORMAL, 100.0, 7, Holder("a1", "p1", "4321"))
+    q.set_admission(False, 50, 8)
+    lease = q.lease_numbers("L1", "C2", "bill_payment", "B", 5, 9)
+    q.issue_offline("off1", lease.id, "C2", lease.numbers()[0], Priority.NORMAL, 9.5, 10)
+    q.open_counter("C4", 11)
+    first = q.call_next("C1", ["bill_payment"], 12)
+    q.act(first.id, Action.START, 13)
+    q.act(first.id, Action.COMPLETE, 150)
+    q.start_due_bookings(151, {"bill_payment": "B"})
+    second = q.call_next("C1", ["bill_payment"], 152)
+    q.act(second.id, Action.TRANSFER, 153, to_service="complaint")
+    q.call_next("C2", ["bill_payment"], 154)
+    q.act(q.waiting()[-1].id, Action.CANCEL, 155)
+    q.close_counter("C4", 156)
+    q.close_hall(200, closes_at=190)
+    q.lease_numbers("L2", "C4", "complaint", "C", 3, 201)     # numbering moves on by a lease alone
+    events = q.drain()
+    assert {type(e) for e in events} >= set(EVENT_KINDS.values()) - {
+        EVENT_KINDS[k] for k in ("recalled", "no_show", "requeued", "completed_at_close")}
+    for event in events:
+        copy.catch_up(event)
+    assert copy.version == q.version and copy.tokens == q.tokens and copy.last_seq == q.last_seq
+    assert (copy.closed, copy.leases, copy.slot_plan, copy.admission, copy.daily_cap) == (
+        q.closed, q.leases, q.slot_plan, q.admission, q.daily_cap)
+    assert copy.hall_view(12) == q.hall_view(12) and copy.estimates() == q.estimates()
+    assert copy.issue("t-next", "bill_payment", "B", Priority.NORMAL, 300).number == \
+        q.issue("t-next", "bill_payment", "B", Priority.NORMAL, 300).number

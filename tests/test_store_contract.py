@@ -379,6 +379,29 @@ async def test_a_replica_hears_the_other_replicas_changes_in_order(replicas):
     assert heard["a"] == [e["seq"] for e in await a.events()]
 
 
+async def test_a_replica_that_has_heard_the_others_change_commits_without_running_again(replicas):
+    a, b = replicas
+    heard = {"a": 0, "b": 0}
+    a.add_listener(lambda c: heard.__setitem__("a", c.events[-1][0]))
+    b.add_listener(lambda c: heard.__setitem__("b", c.events[-1][0]))
+
+    async def both_have_heard_all() -> None:
+        last = (await a.events())[-1]["seq"]
+        await until(lambda: heard["a"] == heard["b"] == last)
+
+    for i in range(12):
+        applied = await (a, b)[i % 2].mutate_queue("S01", DAY, issuing(f"t{i}", i))
+        assert applied.token.number == f"B-{i + 1:03d}"
+        await both_have_heard_all()
+    called = await a.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 20))
+    await both_have_heard_all()
+    started = await b.mutate_token(called.token.id, lambda q, t: q.act(t.id, Action.START, 21))
+    assert called.token.id == "t0" and started.token.status is Status.SERVING
+    assert a.conflicts == b.conflicts == 0       # each replica's copy was brought up to date
+    await both_have_heard_all()
+    assert (await a.queue_snapshot("S01", DAY)) == (await b.queue_snapshot("S01", DAY))
+
+
 async def test_an_idempotent_retry_on_the_other_replica_replays(replicas):
     a, b = replicas
     key = IdempotencyKey("k1", "slip-9", "fp")

@@ -587,6 +587,32 @@ class SubstationQueue:
         closed = replace(token, status=status, finished_at=now)
         return self._record(CLOSING_EVENT_KIND[status], closed, now, actor, token.counter)
 
+    def catch_up(self, event: DomainEvent) -> None:
+        """Bring this copy up to the state a change committed elsewhere (by another replica)
+        left the queue in, recording nothing: what a rebuild from the stored rows would give."""
+        match event:
+            case TokenEvent(changed=token):
+                self._put(token)
+                if isinstance(event, TokenIssued):
+                    self.last_seq[token.service] = max(self.last_seq.get(token.service, 0), token.seq)
+                elif isinstance(event, TokenCompleted):
+                    self._learn(token)
+            case CounterOpened():
+                self.closed.discard(event.counter)
+            case CounterClosed():
+                self.closed.add(event.counter)
+            case NumbersLeased(lease=lease):
+                self.leases[lease.id] = lease
+                self.last_seq[lease.service] = max(self.last_seq.get(lease.service, 0), lease.last_seq)
+            case SlotsPublished(plan=plan):
+                self.slot_plan = plan
+            case AdmissionChanged(admission=admission, daily_cap=daily_cap):
+                self.admission, self.daily_cap = admission, daily_cap
+            case _:
+                raise TypeError(f"a {type(event).__name__} event cannot be caught up with")
+        self.version += 1
+        self.as_of = max(self.as_of, event.at)
+
     def drain(self) -> list[DomainEvent]:
         """Hand over the recorded events once they are persisted."""
         events, self.pending = self.pending, []

@@ -65,6 +65,8 @@ READ_QUEUE = Script("read_queue", QUEUE_KEYS, _READ + "return read_queue(A.since
 # ('stale', and the queue's changes since) if the queue has moved on, or ('idem', j) if the
 # j-th idempotency key (extra key j) was used before.
 # A: version, floor, memo_ttl, idem_ttl; events: [event json, hall json or ''] each;
+#    (the last event also keeps A.version, as 'v', so other replicas can tell whether their
+#    copy of the queue was the one the batch ran on);
 #    puts: [hash name (a key of K), field, value] each (a put to 'tokens' also marks the token
 #    changed at this version); answers: per extra key [fingerprint, 1-based index of its
 #    answer's event or 0, write it or not]; touched: tokens to read again when stale.
@@ -83,7 +85,7 @@ local seqs = {}
 for _, event in ipairs(A.events) do
   local seq = redis.call('INCR', K.seq)
   if event[2] ~= '' then
-    redis.call('XADD', K.events, seq .. '-0', 'e', event[1], 'h', event[2])
+    redis.call('XADD', K.events, seq .. '-0', 'e', event[1], 'h', event[2], 'v', A.version)
   else
     redis.call('XADD', K.events, seq .. '-0', 'e', event[1])
   end
