@@ -137,7 +137,7 @@ def test_a_day_with_booked_consumers_is_pinned(booking_runs: dict[str, MonthResu
 def test_whatif_points_are_pinned(kanpur: Scenario, demand: DemandParams) -> None:
     tasks = whatif_tasks(kanpur, demand, [_policy(kanpur, demand, "door")], SEED, 6, [5], [0.4],
                          booking_shares=[0.3])
-    points = [p for out in run_tasks(tasks) for p in out]
+    points = [p for out in run_tasks(tasks) for p in out.points]
     assert [(p.axis, p.x) for p in points] == [(p.axis, p.x) for p in WHATIF_DOOR]
     for found, expected in zip(points, WHATIF_DOOR, strict=True):
         assert found.p90_wait_s == pytest.approx(expected.p90_wait_s, rel=1e-9)

@@ -91,6 +91,22 @@ def test_shortcut_and_event_loop_agree(kanpur) -> None:
             assert fast.lost_s == pytest.approx(slow.lost_s)
 
 
+def test_booked_shortcut_and_event_loop_agree(kanpur) -> None:
+    """A day of walk-ins and booked consumers of the one service: the two-line shortcut must
+    give the event loop's outcome to the last bit, for every policy and door rule."""
+    plan = make_plan(kanpur, demand_from_scenario(kanpur).with_changes(booking_share=0.4), days=12)
+    bookings, _, _ = book_month(plan, seed=3)
+    day = next(d for d in plan.days if len(bookings[d, 0].times) and d > plan.days[0])
+    batch = make_batch(plan, 0, day, 3, fresh_means(plan, day)[0], {0: 600}, bookings[day, 0])
+    assert 0 < int(np.sum(batch.booked)) < len(batch.times)
+    for name in ("none", "door", "hint", "door+hint"):
+        for estimate in ("p50", "p90", "max"):
+            p = policy(name, estimate)
+            fast = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times)
+            slow = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times, events=True)
+            assert fast == slow, (name, estimate)
+
+
 def test_door_estimates_are_the_servers() -> None:
     """p50/p90 at the door are the server's own wait estimate, so the simulation judges the rule
     the server runs."""

@@ -28,7 +28,8 @@ from .demand import (DEFAULTS, FROM_PHONES, REQUIRED, DemandError, DemandParams,
                      demand_from_scenario, phones_default)
 from .month import MonthResult, make_plan
 from .policies import DOOR_ESTIMATES, POLICY_NAMES, Policy, make_policy
-from .whatif import BOOKING, Task, WhatIfPoint, refine_online, run_tasks, whatif_tasks
+from .whatif import (BOOKING, RunResult, Task, WhatIfPoint, fold_same_runs, refine_online,
+                     run_tasks, whatif_tasks)
 
 # Flag -> [demand] key it overrides.
 DEMAND_FLAGS = {
@@ -232,24 +233,25 @@ def _run(args: argparse.Namespace) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     target_s = target_min * 60
-    tasks = [Task(plan, policy, args.seed) for policy in policies]
+    tasks = [Task(plan, tuple(policies), args.seed)]
     if whatif_days > 0:
-        tasks += whatif_tasks(scenario, demand, policies, args.seed, whatif_days, counters, shares,
-                              args.counters, booking, args.days)
-    bar = tqdm(total=len(tasks), desc="peak-sim runs", unit="run", disable=args.no_progress,
-               file=sys.stderr)
-    main_runs: dict[int, MonthResult] = {}
+        tasks = fold_same_runs(tasks + whatif_tasks(scenario, demand, policies, args.seed,
+                                                    whatif_days, counters, shares, args.counters,
+                                                    booking, args.days))
+    halls = coverage.hall_days(plan, scenario, args.seed)
+    bar = tqdm(total=len(tasks) + len(halls), desc="peak-sim runs", unit="run",
+               disable=args.no_progress, file=sys.stderr)
     plots: list[Path] = []
 
-    def done(index: int, result: MonthResult | list[WhatIfPoint]) -> None:
+    def done(index: int, result: RunResult | coverage.Coverage) -> None:
         bar.update()
-        if isinstance(result, MonthResult):
-            main_runs[index] = result
-            if len(main_runs) == len(policies):  # plot them while the what-if runs go on
-                plots.extend(_main_plots([main_runs[i] for i in sorted(main_runs)], plan.sample_times,
-                                         target_s, args.out))
+        if isinstance(result, RunResult) and result.months is not None:
+            # plot the main runs while the what-if runs go on
+            plots.extend(_main_plots(result.months, plan.sample_times, target_s, args.out))
 
-    outputs = run_tasks(tasks, args.jobs, on_done=done)
+    outputs = run_tasks([*tasks, *halls], args.jobs, on_done=done)
+    measured = coverage.total(outputs[len(tasks):])
+    outputs = outputs[:len(tasks)]
     if args.whatif_online is None:  # a second round, between the grid's last miss and first hit
         finer = refine_online(_points(outputs), target_s, args.whatif_online_step)
         by_name = {p.name: p for p in policies}
@@ -262,7 +264,7 @@ def _run(args: argparse.Namespace) -> int:
         outputs += run_tasks(extra, args.jobs, on_done=done)
     bar.close()
     simulated = time.perf_counter() - started
-    results = [o for o in outputs if isinstance(o, MonthResult)]
+    results = [month for o in outputs if o.months is not None for month in o.months]
     points = _points(outputs)
 
     for result in results:
@@ -274,7 +276,6 @@ def _run(args: argparse.Namespace) -> int:
     answer += report.booking_answer_lines(booking_points, labels)
     for line in answer:
         print(line)
-    measured = coverage.measure(plan, scenario, args.seed)
     print(measured.line())
     sections = [("Estimate coverage", coverage.summary_text(measured, coverage.busiest_day(plan)))]
     if booking_points:
@@ -301,13 +302,14 @@ def _run(args: argparse.Namespace) -> int:
         results=results, answer_text=answer, plots=plots, notes=notes, sections=sections)
     print(f"\nwrote {', '.join(str(p) for p in [*plots, summary])}")
     processes = f"{args.jobs} process{'es' if args.jobs != 1 else ''}"
-    print(f"{len(tasks)} runs in {simulated:.1f} s, all written {time.perf_counter() - started:.1f} s "
+    runs = sum(len(task.policies) for task in tasks)
+    print(f"{runs} runs and {len(halls)} halls' coverage in {simulated:.1f} s, all written {time.perf_counter() - started:.1f} s "
           f"after start-up ({processes})")
     return 0
 
 
-def _points(outputs: list[MonthResult | list[WhatIfPoint]]) -> list[WhatIfPoint]:
-    return [p for o in outputs if isinstance(o, list) for p in o]
+def _points(outputs: list[RunResult]) -> list[WhatIfPoint]:
+    return [p for o in outputs for p in o.points]
 
 
 def _main_plots(results: list[MonthResult], sample_times: list[float], target_s: float,

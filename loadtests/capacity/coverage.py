@@ -150,13 +150,40 @@ def busiest_day(plan: MonthPlan) -> int:
 def measure(plan: MonthPlan, scenario: Scenario, seed: int, day: int | None = None) -> Coverage:
     """Coverage over ``day`` (default: the plan's busiest) at every hall, with the day's fresh
     arrivals (the same consumers the month runs draw) and the server's door rule."""
+    return total(hall.run() for hall in hall_days(plan, scenario, seed, day))
+
+
+@dataclass(frozen=True)
+class HallDay:
+    """One hall's part of ``measure``: a job ``peak-sim`` runs in its pool beside the month runs."""
+
+    plan: MonthPlan
+    where: int
+    day: int
+    seed: int
+    letters: tuple[str, ...]
+    policy: QueuePolicy
+
+    @property
+    def cost(self) -> float:
+        """Roughly the seconds it takes: every token issued runs the server's estimate of the
+        hall's whole line (about 0.3 ms a token on a busy day)."""
+        return 3e-4 * float(fresh_means(self.plan, self.day)[self.where].sum())
+
+    def run(self) -> Coverage:
+        means = fresh_means(self.plan, self.day)
+        batch = make_batch(self.plan, self.where, self.day, self.seed, means[self.where], {})
+        return coverage_day(self.plan.layouts[self.where], self.plan.services, self.letters,
+                            batch, self.policy)
+
+
+def hall_days(plan: MonthPlan, scenario: Scenario, seed: int,
+              day: int | None = None) -> list[HallDay]:
+    """``measure``'s work, one job per hall (``total`` of their results is the measure)."""
     day = busiest_day(plan) if day is None else day
-    letters = [scenario.services[sv.id].letter for sv in plan.services]
-    means = fresh_means(plan, day)
-    return total(coverage_day(layout, plan.services, letters,
-                              make_batch(plan, where, day, seed, means[where], {}),
-                              scenario.policy)
-                 for where, layout in enumerate(plan.layouts))
+    letters = tuple(scenario.services[sv.id].letter for sv in plan.services)
+    return [HallDay(plan, where, day, seed, letters, scenario.policy)
+            for where in range(len(plan.layouts))]
 
 
 def summary_text(measured: Coverage, day: int) -> str:

@@ -113,6 +113,40 @@ def _seconds(t) -> float:
     return t.hour * 3600.0 + t.minute * 60.0 + t.second
 
 
+class DoorTable:
+    """The door's wait (``door_wait_s``) by people ahead, for one service and number of
+    counters: worked out as far as a day needs it, one entry per count."""
+
+    __slots__ = ("values", "_figures")
+
+    def __init__(self, kind: str, counters: int, service: ServiceTime, bound_s: float) -> None:
+        self.values: list[float] = []
+        self._figures = (kind, counters, service.mean_s, service.sd_s, bound_s, service.mean_error_s)
+
+    def grow(self, ahead: int) -> None:
+        """Fill ``values`` up to ``ahead`` included."""
+        kind, counters, mean, sd, top, err = self._figures
+        values = self.values
+        while ahead >= len(values):
+            a = len(values)
+            values.append(door_wait_s(kind, a, a, counters, mean, sd, top, err))
+
+
+class DoorWaits:
+    """The door tables of a run, kept from one day to the next: the door's estimate depends on
+    the service, the counters and the estimate used, never on the day."""
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[str, int, ServiceTime, float], DoorTable] = {}
+
+    def table(self, kind: str, counters: int, service: ServiceTime, bound_s: float) -> DoorTable:
+        key = (kind, counters, service, bound_s)
+        found = self._tables.get(key)
+        if found is None:
+            found = self._tables[key] = DoorTable(kind, counters, service, bound_s)
+        return found
+
+
 @dataclass
 class DayOutcome:
     """What happened at one substation on one day."""
@@ -134,19 +168,27 @@ class DayOutcome:
 
 
 def run_day(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
-            payment: int, sample_times: Sequence[float] = (), events: bool = False) -> DayOutcome:
+            payment: int, sample_times: Sequence[float] = (), events: bool = False,
+            door_waits: DoorWaits | None = None) -> DayOutcome:
     """Simulate one substation's day; ``sample_times`` are clock times to record the line at.
 
     ``payment`` is the index of the service that can be paid online instead (the hint and the
     door's online offer apply to it only). When the day's consumers all want one service (the
     usual case: bill payment only) the shortcut ``one_line`` gives the same outcome several times
-    faster; ``events=True`` forces the event loop (the tests compare the two). A day with booked
-    consumers always takes the event loop: two classes are not one FIFO line.
+    faster, and with booked consumers of that one service too, ``booked_line``; ``events=True``
+    forces the general event loop (the tests compare them). ``door_waits`` keeps the door's
+    estimates from one day to the next of a run (a fresh one when None).
     """
+    door_waits = door_waits or DoorWaits()
     kinds = np.unique(np.asarray(batch.services, dtype=int))
-    if len(kinds) == 1 and not events and not (batch.booked is not None and np.any(batch.booked)):
-        return one_line(layout, services, batch, policy, payment, sample_times, int(kinds[0]))
-    return event_loop(layout, services, batch, policy, payment, sample_times)
+    if len(kinds) == 1 and not events:
+        s = int(kinds[0])
+        if not (batch.booked is not None and np.any(batch.booked)):
+            return one_line(layout, services, batch, policy, payment, sample_times, s, door_waits)
+        if any(s in served for served in layout.counters):
+            return booked_line(layout, services, batch, policy, payment, sample_times, s,
+                               door_waits)
+    return event_loop(layout, services, batch, policy, payment, sample_times, door_waits)
 
 
 def _per_service(layout: Layout, services: Sequence[ServiceTime],
@@ -169,7 +211,8 @@ def _check_bound(policy: Policy, bound: Sequence[float], present: set[int]) -> N
 
 
 def one_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
-             payment: int, sample_times: Sequence[float], s: int) -> DayOutcome:
+             payment: int, sample_times: Sequence[float], s: int,
+             door_waits: DoorWaits | None = None) -> DayOutcome:
     """The day when everyone wants service ``s``: one FIFO line before the counters serving it.
 
     Then a consumer starts at max(arrival, the earliest time a counter frees), and the line at
@@ -196,7 +239,8 @@ def one_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatc
     offer_online = s == payment
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
     mean, sd, top, err = services[s].mean_s, services[s].sd_s, bound[s], services[s].mean_error_s
-    door_table: list[float] = []           # the door's estimate by people ahead, as needed
+    door_estimate = (door_waits or DoorWaits()).table(kind, c, services[s], top)
+    door_table = door_estimate.values      # the door's estimate by people ahead, as needed
     hint_from = _hint_from(hint_after, mean, c, n) if hint else n + 1
     frees = [0.0] * c                      # when each counter is next free (a heap)
     line: deque = deque()                  # start times of those waiting, in order
@@ -223,9 +267,8 @@ def one_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatc
             continue
         first_free = frees[0]
         if door and (ahead or first_free > t):
-            while ahead >= len(door_table):
-                a = len(door_table)
-                door_table.append(door_wait_s(kind, a, a, c, mean, sd, top, err))
+            if ahead >= len(door_table):
+                door_estimate.grow(ahead)
             if t + door_table[ahead] > closes:
                 refused += 1
                 if offer_online and u_door[j] < accept:
@@ -320,8 +363,121 @@ def _plain_line(times: Sequence[float], lengths: Sequence[float], frees: list[fl
     return stop, int(in_line.max())
 
 
+def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch,
+                policy: Policy, payment: int, sample_times: Sequence[float], s: int,
+                door_waits: DoorWaits | None = None) -> DayOutcome:
+    """``event_loop`` for a day when walk-ins and the booked all want service ``s`` (a booking
+    what-if's usual day): two lines, the booked one first, before counters that are all alike
+    for the day, so a count of free counters and a heap of finishing times stand for the
+    counters. The same events in the same order as ``event_loop``, without its per-service
+    bookkeeping. At least one counter must serve ``s``.
+    """
+    closes = layout.closes_s
+    counters_for, _, bound = _per_service(layout, services, {s})
+    _check_bound(policy, bound, {s})
+    c = len(counters_for[s])
+    mean, sd, top, err = services[s].mean_s, services[s].sd_s, bound[s], services[s].mean_error_s
+    out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
+    waits, booked_waits, samples = out.waits, out.booked_waits, out.queue_samples
+    times, lengths = _as_list(batch.times), _as_list(batch.service_s)
+    u_hint, u_door = _as_list(batch.u_hint), _as_list(batch.u_door)
+    booked = _as_list(batch.booked)
+    hint = policy.hint and s == payment
+    door, kind = policy.door, policy.door_estimate
+    hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
+    offer_online = s == payment
+    door_estimate = (door_waits or DoorWaits()).table(kind, c, services[s], top)
+    door_table = door_estimate.values      # the door's estimate by people ahead, as needed
+    line: deque = deque()                  # walk-ins waiting: (arrival, service length)
+    booked_line_: deque = deque()          # the booked waiting: (slot start, service length)
+    finishing: list[float] = []
+    free = c
+    n = len(times)
+    n_samples = len(sample_times)
+    next_sample = sample_times[0] if n_samples else math.inf
+    si = i = waiting = max_queue = 0
+    online_hint = refused = online_door = sent_home = 0
+    last_start = 0.0
+    inf = math.inf
+    heappush, heappop = heapq.heappush, heapq.heappop
+
+    while True:
+        ta = times[i] if i < n else inf
+        td = finishing[0] if finishing else inf
+        t = ta if ta <= td else td
+        if t > closes:
+            break
+        while next_sample <= t:
+            samples.append(waiting)
+            si += 1
+            next_sample = sample_times[si] if si < n_samples else inf
+        if ta <= td:
+            length = lengths[i]
+            expected = booked[i]
+            j = i
+            i += 1
+            ahead = len(line) + len(booked_line_)
+            if hint and not expected and ahead * mean / c > hint_after and u_hint[j] < uptake:
+                online_hint += 1
+                continue
+            if ahead == 0 and free:
+                free -= 1
+                heappush(finishing, t + length)
+                (booked_waits if expected else waits).append(0.0)
+                last_start = t
+                continue
+            if expected:
+                booked_line_.append((t, length))
+            else:
+                if door:
+                    if ahead >= len(door_table):
+                        door_estimate.grow(ahead)
+                    if t + door_table[ahead] > closes:
+                        refused += 1
+                        if offer_online and u_door[j] < accept:
+                            online_door += 1
+                        else:
+                            sent_home += 1
+                        continue
+                line.append((t, length))
+            waiting += 1
+            if waiting > max_queue:
+                max_queue = waiting
+        else:
+            heappop(finishing)
+            if booked_line_:
+                came, length = booked_line_.popleft()
+                booked_waits.append(t - came)
+            elif line:
+                came, length = line.popleft()
+                waits.append(t - came)
+            else:
+                free += 1
+                continue
+            waiting -= 1
+            last_start = t
+            heappush(finishing, t + length)
+
+    while si < n_samples:
+        samples.append(waiting if sample_times[si] <= closes else 0)
+        si += 1
+    for left in (line, booked_line_):
+        if left:
+            out.turned_away_closing += len(left)
+            sent_home += len(left)
+            out.lost_s += sum(closes - came for came, _ in left)
+    if sent_home:
+        out.sent_home[s] = sent_home
+    out.online_hint, out.refused_at_door, out.online_door = online_hint, refused, online_door
+    out.served = len(waits) + len(booked_waits)
+    out.max_queue = max_queue
+    out.last_wait_end_s = last_start
+    return out
+
+
 def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
-               payment: int, sample_times: Sequence[float]) -> DayOutcome:
+               payment: int, sample_times: Sequence[float],
+               door_waits: DoorWaits | None = None) -> DayOutcome:
     """The general day: several services, counters serving different sets of them, and booked
     consumers, called before walk-ins (earliest slot first) by every counter serving them.
 
@@ -338,6 +494,9 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     mean = [sv.mean_s for sv in services]
     sd = [sv.sd_s for sv in services]
     err = [sv.mean_error_s for sv in services]
+    door_waits = door_waits or DoorWaits()
+    door_tables = [door_waits.table(policy.door_estimate, n_for[s], services[s], bound[s])
+                   for s in range(n_services)]
 
     lines: list[deque] = [deque() for _ in range(n_services)]
     booked_lines: list[deque] = [deque() for _ in range(n_services)]   # (slot start, length)
@@ -402,9 +561,13 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
             if expected:
                 line = booked_lines[s]
             elif door:
-                shared_ahead = (sum(len(lines[x]) + len(booked_lines[x]) for x in shared[s])
-                                if kind == "max" else ahead)
-                if t + door_wait_s(kind, ahead, shared_ahead, c, mean[s], sd[s], bound[s], err[s]) > closes:
+                # p50/p90 depend on ``ahead`` only, the max bound on the shared count only
+                key = (sum(len(lines[x]) + len(booked_lines[x]) for x in shared[s])
+                       if kind == "max" else ahead)
+                table = door_tables[s]
+                if key >= len(table.values):
+                    table.grow(key)
+                if t + table.values[key] > closes:
                     out.refused_at_door += 1
                     if s == payment and u_door[j] < accept:
                         out.online_door += 1

@@ -18,7 +18,8 @@ from counter_server.config import Scenario
 
 from .booking import Request, assign_slots, slot_capacity, slot_starts
 from .demand import ArrivalBatch, DemandParams, arrival_times
-from .model import DayOutcome, Layout, ServiceTime, index_of, layouts, run_day, service_times
+from .model import (DayOutcome, DoorWaits, Layout, ServiceTime, index_of, layouts, run_day,
+                    service_times)
 from .policies import Policy
 
 FRESH, BACK, RETURNS, BOOK = 0, 1, 2, 3   # purposes of the random streams
@@ -275,22 +276,32 @@ def fresh_means(plan: MonthPlan, day: int) -> np.ndarray:
     return means
 
 
-def simulate_month(plan: MonthPlan, policy: Policy, seed: int) -> MonthResult:
-    """Run the plan's days under ``policy``, day by day, those sent home coming back next day."""
+MonthBookings = tuple[dict[tuple[int, int], DayBookings], int, int]   # what book_month returns
+
+
+def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
+                   booked: MonthBookings | None = None) -> MonthResult:
+    """Run the plan's days under ``policy``, day by day, those sent home coming back next day.
+
+    ``booked`` is ``book_month(plan, seed)`` when the caller has it already: bookings do not
+    depend on the policy, so runs of one plan under several policies make them once.
+    """
     result = MonthResult(policy=policy)
     bookings: dict[tuple[int, int], DayBookings] = {}
     if plan.demand.booking_share > 0:
-        bookings, result.bookings, result.unbooked = book_month(plan, seed)
+        bookings, result.bookings, result.unbooked = booked or book_month(plan, seed)
     back: list[dict[int, int]] = [{} for _ in plan.layouts]
     sample_times = plan.sample_times
     payment = plan.payment
+    door_waits = DoorWaits()
     for day in plan.days:
         means = fresh_means(plan, day)
         outcomes: list[DayOutcome] = []
         for where, layout in enumerate(plan.layouts):
             batch = make_batch(plan, where, day, seed, means[where], back[where],
                                bookings.get((day, where)))
-            outcomes.append(run_day(layout, plan.services, batch, policy, payment, sample_times))
+            outcomes.append(run_day(layout, plan.services, batch, policy, payment, sample_times,
+                                    door_waits=door_waits))
         back = [_coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
         result.days.append(_day_stats(plan, day, outcomes))
         waits = np.concatenate([np.asarray(o.waits, dtype=np.float32) for o in outcomes])

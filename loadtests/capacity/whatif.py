@@ -1,7 +1,8 @@
 """Runs: the policies side by side, and what-if runs with other counter numbers, online shares
 or shares of consumers booking a slot.
 
-Each run is one task (plan, policy, seed); tasks run in a process pool because each is
+Each task is one plan under every policy (bookings, which no policy changes, made once for all);
+tasks run in a process pool, beside the estimate coverage's halls, because each is
 single-threaded Python and ops' machines have a few cores. Results do not depend on the number of
 workers: every task seeds its own random streams.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from counter_server.config import Scenario
 
 from .demand import DemandParams
-from .month import MonthPlan, MonthResult, make_plan, simulate_month
+from .month import MonthPlan, MonthResult, book_month, make_plan, simulate_month
 from .policies import Policy
 
 COUNTERS, ONLINE, BOOKING = "counters", "online", "booking"   # the what-if axes
@@ -23,16 +25,26 @@ COUNTERS, ONLINE, BOOKING = "counters", "online", "booking"   # the what-if axes
 
 @dataclass(frozen=True)
 class Task:
-    """One run: ``axis``/``x`` say which what-if point it is (None for the main runs), ``also``
-    which other points the same run stands for (today's counters at today's online share is on
-    both curves)."""
+    """One plan run under each of ``policies``: ``axis``/``x`` say which what-if point it is
+    (None for the main runs), ``also`` which other points the same runs stand for (today's
+    counters at today's online share is on both curves)."""
 
     plan: MonthPlan
-    policy: Policy
+    policies: tuple[Policy, ...]
     seed: int
     axis: str | None = None
     x: float = 0.0
     also: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def cost(self) -> float:
+        """Roughly the seconds it takes (what the pool's order goes by): booking runs take the
+        event loop and more of it the more book."""
+        per_day = 0.007 * (1 + 10 * self.plan.demand.booking_share)
+        return per_day * len(self.plan.days) * len(self.policies)
+
+    def run(self) -> RunResult:
+        return run_task(self)
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,24 @@ class WhatIfPoint:
         return self.turned_away_closing + self.refused_at_door
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """A task's answer: the whole months for the main runs (None for a what-if run: less to
+    pickle), and the what-if points its runs stand for."""
+
+    months: list[MonthResult] | None
+    points: list[WhatIfPoint]
+
+
+class Job(Protocol):
+    """What the pool runs: a ``Task`` or any other piece of the work with a rough cost."""
+
+    @property
+    def cost(self) -> float: ...
+
+    def run(self) -> Any: ...
+
+
 def whatif_tasks(scenario: Scenario, demand: DemandParams, policies: Sequence[Policy], seed: int,
                  days: int, counters: Iterable[int], online_shares: Iterable[float],
                  counters_per_substation: int | None = None, booking_shares: Iterable[float] = (),
@@ -65,14 +95,14 @@ def whatif_tasks(scenario: Scenario, demand: DemandParams, policies: Sequence[Po
     that two curves need is made once. Booking runs cover ``booking_days`` (None: the whole
     month) instead: bookers move to earlier days, which a last-week replay would not have."""
     tasks: list[Task] = []
+    policies = tuple(policies)
 
     def add(plan: MonthPlan, axis: str, x: float) -> None:
-        for p in policies:
-            same = next((k for k, t in enumerate(tasks) if t.plan == plan and t.policy == p), None)
-            if same is None:
-                tasks.append(Task(plan, p, seed, axis, x))
-            else:
-                tasks[same] = replace(tasks[same], also=(*tasks[same].also, (axis, x)))
+        same = next((k for k, t in enumerate(tasks) if t.plan == plan), None)
+        if same is None:
+            tasks.append(Task(plan, policies, seed, axis, x))
+        else:
+            tasks[same] = replace(tasks[same], also=(*tasks[same].also, (axis, x)))
 
     for n in counters:
         add(make_plan(scenario, demand, days, counters_per_substation=n), COUNTERS, float(n))
@@ -102,16 +132,36 @@ def refine_online(points: Sequence[WhatIfPoint], target_s: float,
     return found
 
 
-def run_task(task: Task) -> MonthResult | list[WhatIfPoint]:
-    """A main run returns the whole month; a what-if run only its summary (less to pickle), one
-    per point it stands for."""
-    result = simulate_month(task.plan, task.policy, task.seed)
-    if task.axis is None:
-        return result
+def fold_same_runs(tasks: Sequence[Task]) -> list[Task]:
+    """``tasks`` less those whose plan and policies an earlier task runs already, that one
+    standing for their points too (nobody booking over the main runs' days is the main runs)."""
+    kept: list[Task] = []
+    for task in tasks:
+        same = next((k for k, t in enumerate(kept)
+                     if t.plan == task.plan and t.policies == task.policies), None)
+        if same is None or task.axis is None:
+            kept.append(task)
+            continue
+        kept[same] = replace(kept[same], also=(*kept[same].also, (task.axis, task.x), *task.also))
+    return kept
+
+
+def run_task(task: Task) -> RunResult:
+    """The plan under each policy, bookings made once for all of them. A main run keeps the
+    whole months; a what-if run only its points (less to pickle), one per point it stands for."""
+    booked = book_month(task.plan, task.seed) if task.plan.demand.booking_share > 0 else None
+    months = [simulate_month(task.plan, policy, task.seed, booked) for policy in task.policies]
+    marks = task.also if task.axis is None else ((task.axis, task.x), *task.also)
+    points = [point for month in months for point in points_of(month, marks)]
+    return RunResult(months if task.axis is None else None, points)
+
+
+def points_of(result: MonthResult, marks: Iterable[tuple[str, float]]) -> list[WhatIfPoint]:
+    """A run's what-if summary, once per (axis, x) it stands for."""
     return [WhatIfPoint(
         axis=axis,
         x=x,
-        policy=task.policy.name,
+        policy=result.policy.name,
         p90_wait_s=result.last_week_p90_s(),
         turned_away_closing=result.total("turned_away_closing", last_week_only=True),
         refused_at_door=result.total("refused_at_door", last_week_only=True),
@@ -120,31 +170,31 @@ def run_task(task: Task) -> MonthResult | list[WhatIfPoint]:
         booked_p90_s=result.booked_p90_s(),
         bookings=result.bookings,
         unbooked=result.unbooked,
-    ) for axis, x in ((task.axis, task.x), *task.also)]
+    ) for axis, x in marks]
 
 
-def run_tasks(tasks: Sequence[Task], jobs: int = 1,
-              on_done: Callable[[int, MonthResult | list[WhatIfPoint]], None] | None = None,
-              ) -> list[MonthResult | list[WhatIfPoint]]:
-    """Results in the order of ``tasks``; ``jobs`` > 1 runs them in that many processes.
+def run_tasks(jobs: Sequence[Job], processes: int = 1,
+              on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
+    """Each job's ``run()``, in the order of ``jobs``; ``processes`` > 1 runs them in that many
+    processes, the costliest first so no core waits for one long job at the end.
 
-    ``on_done(index, result)`` is called as each task finishes (progress, or starting on the
+    ``on_done(index, result)`` is called as each job finishes (progress, or starting on the
     main runs' plots while the what-if runs go on).
     """
-    results: list[MonthResult | list[WhatIfPoint] | None] = [None] * len(tasks)
-    if jobs <= 1 or len(tasks) <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = run_task(task)
+    results: list[Any] = [None] * len(jobs)
+    if processes <= 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            results[i] = job.run()
             if on_done:
                 on_done(i, results[i])
-        return results  # type: ignore[return-value]
-    # Longest first: the main (whole-month) runs, then the what-if runs with the heaviest load.
-    order = sorted(range(len(tasks)), key=lambda i: (tasks[i].axis is not None, -len(tasks[i].plan.days)))
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_task, tasks[i]): i for i in order}
+        return results
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        futures = {pool.submit(jobs[i].run): i for i in order}
         for future in as_completed(futures):
             i = futures[future]
             results[i] = future.result()
             if on_done:
                 on_done(i, results[i])
-    return results  # type: ignore[return-value]
+    return results
+
