@@ -12,35 +12,33 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import setup_routes
 from .api.errors import error_middleware
 from .api.forwarded import forwarded_for_middleware
-from .api.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
+from .api.ratelimit import RateLimiter, TokenBuckets, rate_limit_middleware
 from .api.requests import auth_middleware
-from .api.phones import setup_phone_routes
-from .appkeys import (GATEWAY, HUB, KEYS, PAYMENTS, PHONES, REQUEST_DIGEST_KEY, SETTINGS, STORE, TOKEN_WATCH,
-                      TOKENS)
+from .appkeys import (GATEWAY, HUB, KEYS, METRICS, OPS, PAYMENTS, PHONE_LIMITER, PHONES, RATE_LIMITER,
+                      REQUEST_DIGEST_KEY, SETTINGS, STORE, TOKEN_WATCH, TOKENS)
 from .billing.gateway import BillingGateway
 from .billing.simulator import create_sim_app
 from .config import Settings
 from .live import OPS_CHANNEL, LiveHub
 from .live.today import today_halls
 from .live.token_watch import TokenWatch
-from .ops.handlers import setup_ops
-from .ops.metrics import Metrics
+from .ops.metrics import Metrics, echo_request_id
+from .ops.service import OpsService
 from .ops.status import push_alerts
-from .pages import page_headers, setup_pages
-from .phone.pages import setup_phone_pages
+from .pages import page_headers
+from .routes import add_routes
 from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
 from .services.phones import PhoneLinks, PhoneService
-from .store import open_store
+from .store import Store, open_store
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
-    limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, clock=settings.clock)
     metrics = Metrics()  # this app's own Prometheus registry
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -51,58 +49,64 @@ def create_app(settings: Settings) -> web.Application:
         app.middlewares.insert(1, forwarded_for_middleware(settings.trusted_proxies))
     app[SETTINGS] = settings
     app[RATE_LIMITER] = limiter
+    takes = settings.scenario.phones.takes_per_hour_per_address
+    app[PHONE_LIMITER] = TokenBuckets(takes / 3600.0, takes, clock=settings.clock)
+    app[METRICS] = metrics
+    app.on_response_prepare.append(echo_request_id)
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_hang_up_boards)
-    setup_routes(app)
-    setup_phone_routes(app)
-    setup_pages(app)
-    setup_phone_pages(app)
-    setup_ops(app, metrics)
+    add_routes(app)
     return app
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    """Open the store, build the services, the live hub and the billing gateway; close all after."""
+    """Open the store, build the services, the live hub and the billing gateway, each whole;
+    on the way out, stop the background rounds and wait for them before anything closes."""
     settings = app[SETTINGS]
     scenario = settings.scenario
     store = await open_store(settings)   # SQLite file, or the Redis several replicas share
     try:
         app[STORE] = store
-        app[TOKENS] = tokens = TokenService(scenario, store, settings.clock)
+        hub = LiveHub(scenario, backlog=settings.live_backlog, client_buffer=settings.live_client_buffer,
+                      heartbeat_s=settings.live_heartbeat_s, clock=settings.clock)
+        app[TOKENS] = tokens = TokenService(scenario, store, settings.clock, cached_hall=hub.hall)
         app[KEYS] = KeyService(store, scenario, settings.clock)
         if settings.write_admin_key:
             await _first_admin_key(app[KEYS], settings)
-        hub = LiveHub(scenario, backlog=settings.live_backlog, client_buffer=settings.live_client_buffer,
-                      heartbeat_s=settings.live_heartbeat_s, clock=settings.clock)
         hub.prime(await tokens.halls(), await store.last_seq())
         store.add_listener(hub.publish)
-        tokens.cached_hall = hub.hall
         app[HUB] = hub
         app[TOKEN_WATCH] = watch = TokenWatch(store)
         store.add_listener(watch.on_commit)
         watch.start()
         async with _billing_gateway(app, store) as gateway:
             app[GATEWAY] = gateway
+            app[OPS] = OpsService(scenario, store, settings.clock, gateway=gateway)
             app[PAYMENTS] = PaymentService(tokens, store, settings.clock, on_queued=gateway.wake)
             secret = await store.server_secret()
             app[REQUEST_DIGEST_KEY] = hmac.new(secret, b"request-fingerprint", hashlib.sha256).digest()
             links = PhoneLinks(secret)
             app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, links, settings.clock)
-            background = [asyncio.create_task(_push_billing_to_ops(gateway, hub, tokens)),
-                          asyncio.create_task(_start_booked_slots(phones)),
-                          asyncio.create_task(_close_days(tokens, hub))]
+            background = [
+                asyncio.create_task(_push_billing_to_ops(gateway, hub, tokens, settings.ops_push_every_s)),
+                asyncio.create_task(_start_booked_slots(phones, settings.booked_slots_every_s)),
+                asyncio.create_task(_close_days(tokens, hub, settings.day_close_every_s)),
+            ]
             try:
                 yield
             finally:
                 for task in background:
                     task.cancel()
+                # A round half-way through a write finishes it (or is cancelled at an await)
+                # before the gateway and the store close under it.
+                await asyncio.gather(*background, return_exceptions=True)
                 await watch.stop()
     finally:
         await store.close()
 
 
 @contextlib.asynccontextmanager
-async def _billing_gateway(app: web.Application, store) -> AsyncIterator[BillingGateway]:
+async def _billing_gateway(app: web.Application, store: Store) -> AsyncIterator[BillingGateway]:
     """The gateway to the configured billing server, or to a simulated one run in-process."""
     settings = app[SETTINGS]
     billing = settings.scenario.billing
@@ -129,8 +133,9 @@ async def _billing_gateway(app: web.Application, store) -> AsyncIterator[Billing
 
 
 async def _push_billing_to_ops(gateway: BillingGateway, hub: LiveHub, tokens: TokenService,
-                               every_s: float = 1.0) -> None:
-    """Ops watch the gateway live: its state and the alerts go out on the ops channel every second."""
+                               every_s: float) -> None:
+    """Ops watch the gateway live: its state and the alerts go out on the ops channel every
+    ``every_s`` (a second by default)."""
     while True:
         await asyncio.sleep(every_s)
         try:
@@ -141,7 +146,7 @@ async def _push_billing_to_ops(gateway: BillingGateway, hub: LiveHub, tokens: To
             log.exception("billing snapshot for ops failed")
 
 
-async def _start_booked_slots(phones: PhoneService, every_s: float = 15.0) -> None:
+async def _start_booked_slots(phones: PhoneService, every_s: float) -> None:
     """Bookings become waiting tokens as their slots start (a counter calling next does it too,
     so a booked consumer is never passed over between two of these rounds)."""
     while True:
@@ -152,7 +157,7 @@ async def _start_booked_slots(phones: PhoneService, every_s: float = 15.0) -> No
         await asyncio.sleep(every_s)
 
 
-async def _close_days(tokens: TokenService, hub: LiveHub, every_s: float = 1.0) -> None:
+async def _close_days(tokens: TokenService, hub: LiveHub, every_s: float) -> None:
     """At closing time and at the day boundary, close what the day left open; the first round,
     at start-up, also closes the days a server down over midnight left open. A round with
     nothing due reads nothing. When a new day begins, boards are moved on to it."""

@@ -1,24 +1,41 @@
-"""Typed keys for what the app factory puts on the aiohttp Application."""
+"""Typed keys of everything the app factory puts on the aiohttp Application, all in one place.
+
+The keys' types are imported for type checkers only: importing this module imports no service,
+store or handler, so any module can read a key without making an import cycle through here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .billing.gateway import BillingGateway
-from .config import Settings
-from .live import LiveHub
-from .live.token_watch import TokenWatch
-from .services import KeyService, TokenService
-from .services.payments import PaymentService
-from .services.phones import PhoneService
-from .store import Store
+if TYPE_CHECKING:
+    from .api.ratelimit import RateLimiter, TokenBuckets
+    from .billing.gateway import BillingGateway
+    from .config import Settings
+    from .live.hub import LiveHub
+    from .live.token_watch import TokenWatch
+    from .ops.metrics import Metrics
+    from .ops.service import OpsService
+    from .services.keys import KeyService
+    from .services.payments import PaymentService
+    from .services.phones import PhoneService
+    from .services.tokens import TokenService
+    from .store import Store
 
-SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
-TOKENS = web.AppKey("tokens", TokenService)
-KEYS = web.AppKey("keys", KeyService)
-HUB = web.AppKey("hub", LiveHub)
-PAYMENTS = web.AppKey("payments", PaymentService)
-GATEWAY = web.AppKey("gateway", BillingGateway)
-PHONES = web.AppKey("phones", PhoneService)
-TOKEN_WATCH = web.AppKey("token_watch", TokenWatch)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+STORE: web.AppKey[Store] = web.AppKey("store")
+TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
+KEYS: web.AppKey[KeyService] = web.AppKey("keys")
+HUB: web.AppKey[LiveHub] = web.AppKey("hub")
+PAYMENTS: web.AppKey[PaymentService] = web.AppKey("payments")
+GATEWAY: web.AppKey[BillingGateway] = web.AppKey("gateway")
+PHONES: web.AppKey[PhoneService] = web.AppKey("phones")
+TOKEN_WATCH: web.AppKey[TokenWatch] = web.AppKey("token_watch")
+OPS: web.AppKey[OpsService] = web.AppKey("ops")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")   # this app's own Prometheus registry
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")   # per API key and address
+PHONE_LIMITER: web.AppKey[TokenBuckets] = web.AppKey("phone_limiter")   # phones' takes per address
 # Keys the digests of requests kept for Idempotency-Key replays (derived from the server's secret).
-REQUEST_DIGEST_KEY = web.AppKey("request_digest_key", bytes)
+REQUEST_DIGEST_KEY: web.AppKey[bytes] = web.AppKey("request_digest_key")

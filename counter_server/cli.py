@@ -203,7 +203,7 @@ def _check_config(args: argparse.Namespace) -> int:
     """Validate a scenario file (or print its schema) and say what it resolves to, before an
     operator starts a server on it: a typo is refused here, in one or two lines, exit status 2."""
     from .scenario.schema import json_schema
-    from .scenario.summary import describe
+    from .check_config import describe
 
     if args.schema:
         print(json.dumps(json_schema(), indent=1, ensure_ascii=False))

@@ -323,6 +323,12 @@ class Settings:
     live_heartbeat_s: float = 5.0
     live_client_buffer: int = 256
     live_backlog: int = 1000
+    # A keyed live connection asks whether its key still stands this often (answered from a list
+    # of live key ids at most 0.4 s old): a revoked key's sockets close within a second.
+    live_key_recheck_s: float = 0.5
+    ops_push_every_s: float = 1.0       # the gateway's state and the alerts go out to ops
+    booked_slots_every_s: float = 15.0  # bookings whose slot has begun become waiting tokens
+    day_close_every_s: float = 1.0      # closing time and the day boundary are looked for
     rate_limit_per_s: float = 20.0
     rate_limit_burst: float = 40.0
     billing_url: str | None = None   # overrides the scenario's [billing] url

@@ -39,8 +39,3 @@ async def page_headers(request: web.Request, handler) -> web.StreamResponse:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
     return response
-
-
-def setup_pages(app: web.Application) -> None:
-    app.router.add_get("/board/{sid}", board_page)
-    app.router.add_static("/static/board/", BOARD_WEB, name="board_static")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 

@@ -11,7 +11,7 @@ import pytest
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS, SETTINGS, STORE
 from counter_server.outbox import Payment, PaymentMode, PaymentStatus
-from counter_server.config import Settings, ScenarioCounter, load_scenario
+from counter_server.config import ScenarioCounter, Settings, load_scenario
 from counter_server.queueing import Priority, Status
 from counter_server.services.payments import PAYMENT_WINDOW_AFTER_DONE_S
 from counter_server.store import IdempotencyConflict, IdempotencyKey

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from counter_server.api.ratelimit import RATE_LIMITER, TokenBuckets
+from counter_server.api.ratelimit import TokenBuckets
 from counter_server.app import create_app
-from counter_server.appkeys import KEYS
+from counter_server.appkeys import KEYS, RATE_LIMITER
 
-from .conftest import Api
+from testkit.api import Api, Clock
 
 
 def test_token_bucket_refills_at_its_rate():
@@ -43,3 +43,15 @@ async def test_a_flooding_kiosk_gets_429_with_retry_after_and_others_are_unaffec
         status, _ = await api.get("/api/v1/substations/S01/queue", neighbour)
         assert status == 200
     assert client.app[RATE_LIMITER].refused >= 21
+
+
+async def test_the_limit_refills_on_the_servers_own_clock(aiohttp_client, settings, clock: Clock):
+    """The buckets read the settings' clock: moving it refills them, with no waiting."""
+    client = await aiohttp_client(create_app(replace(settings, write_admin_key=False,
+                                                     rate_limit_per_s=2, rate_limit_burst=2)))
+    api = Api(client=client)
+    api.admin, _ = await client.app[KEYS].create("admin")
+    statuses = [(await api.get("/api/v1/me"))[0] for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    clock.now += 0.5                                     # one token's refill at 2 a second
+    assert [(await api.get("/api/v1/me"))[0] for _ in range(2)] == [200, 429]

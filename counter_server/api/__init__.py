@@ -1,5 +1,2 @@
-"""HTTP handlers: validate, authorise, call a service, shape JSON. Nothing else lives here."""
-
-from .routes import setup_routes
-
-__all__ = ["setup_routes"]
+"""HTTP and WebSocket handlers: validate, authorise, call a service, shape JSON. Nothing else
+lives here; the route table that names them is ``counter_server/routes.py``."""

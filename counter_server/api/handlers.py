@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import GATEWAY, PAYMENTS, SETTINGS, STORE, TOKENS
+from ..appkeys import GATEWAY, OPS, PAYMENTS, SETTINGS, TOKENS
 from ..queueing import Action
 from ..store import Applied
 from ..shapes import hall_json, payment_json, substation_json, token_json
@@ -131,9 +131,7 @@ async def put_admission(request: web.Request) -> web.Response:
 
 async def get_admission(request: web.Request) -> web.Response:
     sid = request.match_info["sid"]
-    tokens = request.app[TOKENS]
-    hall = (await tokens.queue(sid)).hall
-    turned_away = await request.app[STORE].turned_away_count(sid, hall.day)
+    hall, turned_away = await request.app[TOKENS].admission(sid)
     return web.json_response({"substation": sid, "admission": hall.admission,
                               "daily_cap": hall.daily_cap, "issued_today": hall.issued_today,
                               "turned_away_today": turned_away})
@@ -201,7 +199,5 @@ async def ops_billing_pause(request: web.Request) -> web.Response:
     """Ops: pause or resume forwarding payments (they keep queueing durably meanwhile)."""
     actor_of(request).require_admin()
     await parse_body(request, NoBody)
-    request.app[GATEWAY].paused = request.match_info["state"] == "pause"
-    if not request.app[GATEWAY].paused:
-        request.app[GATEWAY].wake()
+    request.app[OPS].pause_forwarding(actor_of(request), request.match_info["state"] == "pause")
     return await ops_billing(request)

@@ -6,22 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from datetime import date, datetime
+from datetime import date
 
 from aiohttp import web
 
-from ..appkeys import HUB, PHONES, SETTINGS, TOKEN_WATCH
-from ..live.handlers import read_until_closed
+from ..appkeys import HUB, PHONE_LIMITER, PHONES, SETTINGS, TOKEN_WATCH
+from ..config import Scenario
 from ..live.hub import SCHEMA_VERSION
 from ..queueing import ServiceView
+from ..services.phones import ListedHall
 from ..shapes import iso, phone_token_json, slot_plan_json
 from ..store import IdempotencyKey
 from .errors import ApiError
-from .ratelimit import TokenBuckets
+from .live import read_until_closed
 from .requests import actor_of, idempotency_of, parse_body, public, whole_number
 from .schemas import DAY_SHAPE, BookSlot, PublishSlots, TakeToken
 
-PHONE_LIMITER = web.AppKey("phone_limiter", TokenBuckets)
 MAX_TRAVEL_MIN = 300
 
 
@@ -66,28 +66,22 @@ def _service_wait(view: ServiceView | None) -> dict:
             "estimate": {"p50_s": view.estimate.p50_s, "p90_s": view.estimate.p90_s}}
 
 
-def _listed(request: web.Request, sid: str, today: date, now: datetime) -> dict:
-    """A substation as the phone's list shows it: each service's own wait, whether its hours
-    are on now and how many counters are open, so a card never says "closed" and "open" at once."""
-    scenario = request.app[SETTINGS].scenario
-    substation = scenario.substations[sid]
-    reopens = substation.days.next_open(today)
-    hall = request.app[HUB].hall(sid)
-    views = {v.id: v for v in hall.services} if hall else {}
+def _listed_json(listed: ListedHall, scenario: Scenario) -> dict:
+    """A substation's card: each service's own wait, whether its hours are on now and how many
+    counters are open, so a card never says "closed" and "open" at once."""
+    substation, hall = listed.substation, listed.hall
     services = [{"id": s, "name": scenario.services[s].name, "name_hi": scenario.services[s].name_hi,
-                 **_service_wait(views.get(s))} for s in substation.services]
-    default = request.app[PHONES].default_service(substation)
-    shown = next(s for s in services if s["id"] == (default or substation.services[0]))
-    open_today = reopens == today
+                 **_service_wait(listed.service_view(s))} for s in substation.services]
+    shown = next(s for s in services if s["id"] == listed.shown_service)
     return {
-        "id": sid, "name": substation.name, "name_hi": substation.name_hi,
+        "id": substation.id, "name": substation.name, "name_hi": substation.name_hi,
         "opens": substation.opens.isoformat("minutes"), "closes": substation.closes.isoformat("minutes"),
-        "open_today": open_today,
-        "opens_on": reopens.isoformat() if reopens else None,
-        "in_hours": open_today and substation.opens <= now.time() < substation.closes,
+        "open_today": listed.open_today,
+        "opens_on": listed.reopens.isoformat() if listed.reopens else None,
+        "in_hours": listed.in_hours,
         "counters": len(substation.counters),
         "counters_open": sum(1 for c in hall.counters if c.open) if hall else 0,
-        "default_service": default,
+        "default_service": listed.default_service,
         "services": services,
         "waiting": hall.waiting_total if hall else 0,
         # The wait of ``estimate_service`` (the paid service here, else the first one offered).
@@ -98,24 +92,16 @@ def _listed(request: web.Request, sid: str, today: date, now: datetime) -> dict:
 
 @public
 async def list_substations(request: web.Request) -> web.Response:
-    """Substations with each service's wait; sorted by the wait for the paid service (halls
-    without it after), shortest first. The page re-sorts by the service a consumer picks."""
+    """Substations with each service's wait, in the order the phone service gives them (by the
+    wait for the paid service). The page re-sorts by the service a consumer picks."""
     scenario = request.app[SETTINGS].scenario
-    now = datetime.fromtimestamp(request.app[PHONES].clock(), scenario.timezone)
-    found = [_listed(request, sid, now.date(), now) for sid in scenario.substations]
-
-    def p50(s: dict) -> float | None:
-        return (s["estimate"] or {}).get("p50_s") if s["default_service"] else None
-
-    found.sort(key=lambda s: (not s["open_today"], p50(s) is None, p50(s) or 0, s["id"]))
+    found = request.app[PHONES].hall_list()
     online = scenario.online
-    shortest = next((p50(s) for s in found if s["open_today"] and p50(s) is not None), None)
     response = web.json_response({
-        "substations": found,
+        "substations": [_listed_json(listed, scenario) for listed in found.halls],
         "payment_service": scenario.payment_service,
         "travel_minutes": scenario.phones.travel_minutes,
-        "online": {"text": online.text, "text_hi": online.text_hi,
-                   "suggest": shortest is None or shortest >= online.hint_after_s},
+        "online": {"text": online.text, "text_hi": online.text_hi, "suggest": found.suggest_online},
     })
     response.enable_compression()   # every visit fetches it: ~10 KB of JSON, ~1.5 KB on the wire
     return response
@@ -229,16 +215,3 @@ def _day(raw: str) -> str:
         return date.fromisoformat(raw).isoformat()
     except ValueError:
         raise ApiError(400, "invalid_day", "day must be a date, YYYY-MM-DD.", field="day") from None
-
-
-def setup_phone_routes(app: web.Application) -> None:
-    rate = app[SETTINGS].scenario.phones.takes_per_hour_per_address
-    app[PHONE_LIMITER] = TokenBuckets(rate / 3600.0, rate)
-    app.router.add_get("/api/v1/public/substations", list_substations)
-    app.router.add_post("/api/v1/public/substations/{sid}/tokens", take_token)
-    app.router.add_get("/api/v1/public/substations/{sid}/slots", list_slots)
-    app.router.add_post("/api/v1/public/substations/{sid}/bookings", book_slot)
-    app.router.add_get("/api/v1/public/tokens/{link}", get_token)
-    app.router.add_post("/api/v1/public/tokens/{link}/cancel", cancel_token)
-    app.router.add_get("/api/v1/public/tokens/{link}/live", token_live)
-    app.router.add_put("/api/v1/ops/substations/{sid}/slots/{day}", put_slots)

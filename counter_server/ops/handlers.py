@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from ..api.errors import ApiError
-from ..api.ratelimit import RATE_LIMITER
-from ..api.requests import ACTOR, actor_of, parse_body
+from ..api.live import ops_live
+from ..api.requests import ACTOR, actor_of, bearer_key, parse_body
 from ..api.schemas import NoBody
-from ..appkeys import GATEWAY, HUB, KEYS, SETTINGS, STORE, TOKENS
-from ..live.handlers import ops_live
-from ..live.today import today_halls
+from ..appkeys import GATEWAY, HUB, KEYS, METRICS, OPS, RATE_LIMITER, TOKENS
 from ..pages import SECURITY_HEADERS
 from ..services import Actor, Forbidden, Role
-from .metrics import REQUEST_ID_HEADER, REQUEST_ID_KEY, Metrics, Reading
+from .metrics import Reading
 from .reports import daily_csv, daily_json, monthly_csv, monthly_json
-from .service import OpsService
 from .status import alerts_now
 
 OPS_WEB = Path(__file__).resolve().parent / "web"
-METRICS = web.AppKey("metrics", Metrics)
-OPS = web.AppKey("ops", OpsService)
 FORMATS = ("json", "csv")
 
 
@@ -112,9 +106,8 @@ async def ops_live_by_ticket(request: web.Request) -> web.WebSocketResponse:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format (Authorization: Bearer with an admin or board key)."""
     header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    actor = await request.app[KEYS].authenticate(key.strip()) \
-        if scheme.lower() == "bearer" and 0 < len(key) <= 200 else None
+    key = bearer_key(header)
+    actor = await request.app[KEYS].authenticate(key) if key is not None else None
     if actor is None:
         raise ApiError(401, "missing_key" if not header else "invalid_key",
                        "Scrape /metrics with 'Authorization: Bearer KEY' (an admin or board key).",
@@ -126,45 +119,16 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def _reading(app: web.Application) -> Reading:
+    """Today's figures as they stand; reading them changes nothing (no board is moved on)."""
     tokens, hub = app[TOKENS], app[HUB]
     today = tokens.today()
-    halls = await today_halls(tokens, hub)
     limiter = app[RATE_LIMITER]
     return Reading(
-        halls=halls,
-        token_counts=await app[STORE].token_counts(today, [h.substation for h in halls]),
+        halls=await tokens.current_halls(),
+        token_counts=await tokens.token_counts(today),
         billing=await app[GATEWAY].snapshot(),
         live_connections=hub.connections(),
         live_dropped=hub.dropped,
         live_published=hub.published,
         rate_limited={"key": limiter.keys.refused, "address": limiter.addresses.refused},
     )
-
-
-async def _request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    rid = request.get(REQUEST_ID_KEY)
-    if rid is not None:
-        response.headers.setdefault(REQUEST_ID_HEADER, rid)
-
-
-async def _ops_service(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    app[OPS] = OpsService(settings.scenario, app[STORE], settings.clock)
-    yield
-
-
-def setup_ops(app: web.Application, metrics_: Metrics) -> None:
-    """Routes of the ops page, reports, overview and metrics. Call after the core services'
-    cleanup context is registered: the ops service is built from their store."""
-    app[METRICS] = metrics_
-    app.cleanup_ctx.append(_ops_service)
-    app.on_response_prepare.append(_request_id_header)
-    app.router.add_get("/ops", ops_page)
-    app.router.add_static("/static/ops/", OPS_WEB, name="ops_static")
-    app.router.add_get("/ops/live", ops_live_by_ticket)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/reports/daily", report_daily)
-    app.router.add_get("/api/v1/reports/monthly", report_monthly)
-    app.router.add_get("/api/v1/ops/overview", overview)
-    app.router.add_get("/api/v1/ops/alerts", alerts)
-    app.router.add_post("/api/v1/ops/live-ticket", live_ticket)

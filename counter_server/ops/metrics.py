@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..api.errors import ApiError, Handler, as_api_error
+from ..api.requests import ACTOR
 from ..queueing import CannotServeToday, HallView, Status
 from .logs import REQUEST_ID
 
@@ -160,6 +161,13 @@ def _billing_families(b: dict[str, Any]) -> Iterator[Metric]:
                             value=outbox["oldest_queued_s"] or 0)
 
 
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries its request's id (the client's own, or the one made for it)."""
+    rid = request.get(REQUEST_ID_KEY)
+    if rid is not None:
+        response.headers.setdefault(REQUEST_ID_HEADER, rid)
+
+
 def route_of(request: web.Request) -> str:
     """The route's pattern (``/api/v1/tokens/{tid}/{action}``): bounded label values."""
     resource = request.match_info.route.resource
@@ -243,8 +251,6 @@ class Metrics:
 def _log_change(request: web.Request, route: str, status: int, code: str | None,
                 response: web.StreamResponse | None, elapsed: float) -> None:
     """One line per change request: who, which counter and token, and how it ended."""
-    from ..api.requests import ACTOR  # the auth middleware's key; imported late (cycle)
-
     actor = request.get(ACTOR)
     fields: dict[str, Any] = {
         "method": request.method, "route": route, "status": status,

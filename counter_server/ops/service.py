@@ -1,4 +1,5 @@
-"""Ops use cases: reports from the store's events, today's overview, live tickets for the page.
+"""Ops use cases: reports from the store's events, today's overview, live tickets for the page,
+pausing the forwarding of payments to billing.
 
 Reports are computed off the event loop (the arithmetic over a busy day's events takes a
 noticeable fraction of a second), so the counters' requests keep flowing while a manager reads.
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from ..config import Scenario
 from ..queueing import Status
@@ -21,6 +23,9 @@ from ..services import Actor, InvalidField, NotFound
 from ..services.dates import RANGE_WORDS, check_day, day_in_range
 from ..store import Store
 from .reports import DailyReport, MonthlyReport, daily_report, monthly_report
+
+if TYPE_CHECKING:
+    from ..billing.gateway import BillingGateway
 
 TICKET_TTL_S = 30.0
 MAX_TICKETS = 1000
@@ -33,9 +38,12 @@ class _Ticket:
 
 
 class OpsService:
-    def __init__(self, scenario: Scenario, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, scenario: Scenario, store: Store, clock: Callable[[], float] = time.time,
+                 gateway: BillingGateway | None = None) -> None:
+        """``gateway``: the server's own, which ops may pause; reports run without one (the CLI)."""
         self.scenario = scenario
         self.store = store
+        self.gateway = gateway
         self.clock = clock
         self._tickets: dict[str, _Ticket] = {}
 
@@ -117,6 +125,18 @@ class OpsService:
             entry["turned_away"] = await self.store.turned_away_count(sid, day)
         return {"day": day, "payment_service": self.scenario.payment_service,
                 "substations": substations, "counters": counters}
+
+    # -- the billing outbox ------------------------------------------------------------------
+
+    def pause_forwarding(self, actor: Actor, paused: bool) -> None:
+        """Pause or resume forwarding payments to billing (admin); they keep queueing durably
+        meanwhile, and a resumed gateway starts on them at once."""
+        actor.require_admin()
+        if self.gateway is None:
+            raise RuntimeError("This ops service has no billing gateway to pause.")
+        self.gateway.paused = paused
+        if not paused:
+            self.gateway.wake()
 
     # -- tickets for the ops page's live channel -------------------------------------------
 

@@ -150,11 +150,3 @@ async def qr_code(request: web.Request) -> web.Response:
     return web.Response(body=svg, content_type="image/svg+xml",
                         headers={**SECURITY_HEADERS, "Cache-Control": "max-age=3600" if shared else
                                  "private, max-age=3600", **({} if shared else {"Vary": "Host"})})
-
-
-def setup_phone_pages(app: web.Application) -> None:
-    app.router.add_get("/q", phone_page)
-    app.router.add_get("/q/t/{link}", phone_page)
-    app.router.add_get("/q/{sid}", phone_page)
-    app.router.add_get("/q/{sid}/qr.svg", qr_code)
-    app.router.add_get("/static/q/{name}", phone_asset)

@@ -26,9 +26,11 @@ from ..queueing import (
     AlreadyHolding,
     CannotServeToday,
     Estimate,
+    HallView,
     Holder,
     Origin,
     Priority,
+    ServiceView,
     SlotPlan,
     SlotUnavailable,
     SubstationQueue,
@@ -156,6 +158,37 @@ class SlotDay:
         return sum(max(0, capacity - booked) for _, capacity, booked in self.slots)
 
 
+@dataclass(frozen=True)
+class ListedHall:
+    """A substation as the phone's list shows it: its hall now (None before it has one), the
+    service whose wait its card shows, and whether it opens today and its hours are on."""
+
+    substation: Substation
+    hall: HallView | None
+    default_service: str | None
+    shown_service: str      # the default service, else the first one offered
+    reopens: date | None    # the first open day from today on
+    open_today: bool
+    in_hours: bool
+
+    def service_view(self, service_id: str) -> ServiceView | None:
+        return next((v for v in self.hall.services if v.id == service_id), None) if self.hall else None
+
+    @property
+    def paid_wait_s(self) -> float | None:
+        """What orders the list: the p50 wait for the default (paid) service; None without one."""
+        view = self.service_view(self.shown_service) if self.default_service else None
+        return view.estimate.p50_s if view is not None else None
+
+
+@dataclass(frozen=True)
+class HallList:
+    """The phone's list of substations and whether to suggest paying online instead."""
+
+    halls: list[ListedHall]
+    suggest_online: bool
+
+
 class PhoneService:
     def __init__(self, tokens: TokenService, store: Store, lookup_account: AccountLookup,
                  links: PhoneLinks, clock: Callable[[], float] = time.time) -> None:
@@ -171,6 +204,29 @@ class PhoneService:
         # Slot lists by substation, for a few seconds: at the month-end peak many phones ask,
         # and each list reads two weeks of queues. Bookings made here clear it at once.
         self._slot_lists: dict[str, tuple[float, list[SlotDay]]] = {}
+
+    # -- the list of substations ---------------------------------------------------------------
+
+    def hall_list(self) -> HallList:
+        """Every substation, open today first, then by the wait for the paid service (halls
+        without it after), shortest first; paying online is suggested when no hall open today
+        has a wait for it below the boards' "pay online" hint. Read from the cached halls:
+        every phone visit asks."""
+        now = datetime.fromtimestamp(self.clock(), self.scenario.timezone)
+        halls = [self._listed(substation, now) for substation in self.scenario.substations.values()]
+        halls.sort(key=lambda h: (not h.open_today, h.paid_wait_s is None, h.paid_wait_s or 0, h.substation.id))
+        shortest = next((h.paid_wait_s for h in halls if h.open_today and h.paid_wait_s is not None), None)
+        return HallList(halls, suggest_online=shortest is None or shortest >= self.scenario.online.hint_after_s)
+
+    def _listed(self, substation: Substation, now: datetime) -> ListedHall:
+        today = now.date()
+        reopens = substation.days.next_open(today)
+        default = self.default_service(substation)
+        open_today = reopens == today
+        return ListedHall(substation=substation, hall=self.tokens.cached_hall(substation.id),
+                          default_service=default, shown_service=default or substation.services[0],
+                          reopens=reopens, open_today=open_today,
+                          in_hours=open_today and substation.opens <= now.time() < substation.closes)
 
     # -- taking a token now -------------------------------------------------------------------
 

@@ -65,6 +65,7 @@ class TokenService:
         store: Store,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_token_id,
+        cached_hall: Callable[[str], HallView | None] = lambda substation_id: None,
     ) -> None:
         self.scenario = scenario
         self.store = store
@@ -72,8 +73,8 @@ class TokenService:
         self.new_id = new_id
         self.letters = {s.id: s.letter for s in scenario.services.values()}
         # The halls as last committed, kept by whoever listens to the store (the live hub):
-        # refusals at the door read nearby halls from here instead of the store.
-        self.cached_hall: Callable[[str], HallView | None] = lambda substation_id: None
+        # refusals at the door and today's figures read halls from here instead of the store.
+        self.cached_hall = cached_hall
         # How far closing has gone: per substation, (day, rounds of close_hall done that day),
         # and the last day every substation's queue was closed through.
         self._closing_rounds: dict[str, tuple[str, int]] = {}
@@ -242,6 +243,17 @@ class TokenService:
             return cached
         return (await self.store.queue_snapshot(substation_id, day)).hall
 
+    async def current_halls(self) -> list[HallView]:
+        """Every substation's hall today, read only: the cached copy where it is of today, else
+        the store's (what /metrics shows; it moves no board on to a new day)."""
+        day = self.today()
+        return [await self.hall(sid, day) for sid in self.scenario.substations]
+
+    async def admission(self, substation_id: str) -> tuple[HallView, int]:
+        """A substation's hall today (admission, cap, issued) and how many its door turned away."""
+        hall = (await self.queue(substation_id)).hall
+        return hall, await self.store.turned_away_count(hall.substation, hall.day)
+
     async def set_admission(self, actor: Actor, substation_id: str, enabled: bool,
                             daily_cap: int | None) -> None:
         """Ops switch admission at the door and the daily cap of one substation."""
@@ -372,3 +384,7 @@ class TokenService:
 
     async def waiting_counts(self) -> dict[str, int]:
         return await self.store.waiting_counts(self.today())
+
+    async def token_counts(self, day: str) -> list[tuple[str, str | None, str, int]]:
+        """``day``'s tokens counted by (substation, counter, status), every substation."""
+        return await self.store.token_counts(day, list(self.scenario.substations))

@@ -1,4 +1,7 @@
-"""WebSocket endpoints: one hall's channel (public) and the ops channel of all substations."""
+"""WebSocket endpoints: one hall's channel (public) and the ops channel of all substations.
+
+They are HTTP handlers like the rest of ``api/``; the hub they serve from lives in ``live/``,
+which imports nothing of the API."""
 
 from __future__ import annotations
 
@@ -9,22 +12,19 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-from ..api.errors import ApiError
-from ..api.requests import actor_of, public, whole_number
 from ..appkeys import HUB, KEYS, SETTINGS, TOKENS
+from ..live.boards import parse_board_status
+from ..live.hub import OPS_CHANNEL, LiveHub, Subscriber
+from ..live.today import today_hall
 from ..services import Actor, Forbidden, KeyService, Role
-from .boards import parse_board_status
-from .hub import OPS_CHANNEL, LiveHub, Subscriber
-from .today import today_hall
+from .errors import ApiError
+from .requests import actor_of, public, whole_number
 
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4001
 CLOSE_KEY_REVOKED = 4003
 CLOSE_GOING_AWAY = 1001
-# A keyed connection asks whether its key still stands this often (answered from a list of
-# live key ids at most 0.4 s old): a revoked key's sockets close within a second.
-KEY_RECHECK_S = 0.5
 
 
 def _since(request: web.Request) -> int | None:
@@ -70,7 +70,8 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
     initial, subscriber = hub.subscribe(channel, since)
     reader = asyncio.create_task(_read_frames(ws, hub, subscriber))
     reader.add_done_callback(lambda _: subscriber.end())   # the board hung up: stop writing
-    key_guard = asyncio.create_task(_end_when_revoked(request.app[KEYS], actor.key_id, subscriber)) \
+    recheck_s = request.app[SETTINGS].live_key_recheck_s
+    key_guard = asyncio.create_task(_end_when_revoked(request.app[KEYS], actor.key_id, subscriber, recheck_s)) \
         if actor is not None else None
     try:
         for text in initial:
@@ -102,11 +103,11 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
     return ws
 
 
-async def _end_when_revoked(keys: KeyService, key_id: str, subscriber: Subscriber) -> None:
+async def _end_when_revoked(keys: KeyService, key_id: str, subscriber: Subscriber, every_s: float) -> None:
     """Returns (having ended the subscription) once the key is revoked: the socket outlives
     the handshake that checked its key. A store that cannot answer ends nothing."""
     while True:
-        await asyncio.sleep(KEY_RECHECK_S)
+        await asyncio.sleep(every_s)
         try:
             live = await keys.is_live(key_id)
         except Exception as exc:  # noqa: BLE001 - the next round asks again

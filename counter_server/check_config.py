@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import time
 
-from ..config import OpeningDays, Scenario, Substation
-from .schema import WEEKDAYS
+from .config import OpeningDays, Scenario, Substation
+from .scenario.schema import WEEKDAYS
 
 
 def describe(scenario: Scenario, source: str) -> str:
