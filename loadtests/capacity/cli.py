@@ -15,7 +15,9 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,8 @@ from .demand import (DEFAULTS, FROM_PHONES, REQUIRED, DemandError, DemandParams,
                      demand_from_scenario, phones_default)
 from .month import MonthResult, make_plan
 from .policies import DOOR_ESTIMATES, POLICY_NAMES, Policy, make_policy
-from .whatif import (BOOKING, RunResult, Task, WhatIfPoint, fold_same_runs, refine_online,
-                     run_tasks, whatif_tasks)
+from .whatif import (BOOKING, COUNTERS, ONLINE, RunResult, Task, WhatIfPoint, fold_same_runs,
+                     refine_online, run_tasks, whatif_tasks)
 
 # Flag -> [demand] key it overrides.
 DEMAND_FLAGS = {
@@ -239,40 +241,73 @@ def _run(args: argparse.Namespace) -> int:
                                                     whatif_days, counters, shares, args.counters,
                                                     booking, args.days))
     halls = coverage.hall_days(plan, scenario, args.seed)
-    bar = tqdm(total=len(tasks) + len(halls), desc="peak-sim runs", unit="run",
-               disable=args.no_progress, file=sys.stderr)
-    plots: list[Path] = []
+    jobs = _in_pool_order(tasks, halls)
+    bar = tqdm(total=len(jobs), desc="peak-sim runs", unit="run", disable=args.no_progress,
+               file=sys.stderr)
+    labels = {p.name: p.label for p in policies}
+    left = Counter(axis for task in tasks for axis, _ in task.marks)   # runs still to come
+    found: list[WhatIfPoint] = []
+    second: list[Task] = []
+    drawing = ThreadPoolExecutor(max_workers=1)   # plots drawn beside the runs, not after them
+    drawn: dict[str, Future] = {}
 
-    def done(index: int, result: RunResult | coverage.Coverage) -> None:
+    def draw(axis: str) -> None:
+        if axis == COUNTERS:
+            drawn[axis] = drawing.submit(report.plot_counters, list(found), labels, target_s,
+                                         now_counters, args.out / report.PLOTS["counters"])
+        elif axis == ONLINE:
+            drawn[axis] = drawing.submit(report.plot_online, list(found), labels, target_s,
+                                         demand.online_share, whatif_days,
+                                         args.out / report.PLOTS["online"])
+        else:
+            drawn[axis] = drawing.submit(
+                report.plot_booking, [p for p in found if p.axis == BOOKING], labels, target_s,
+                demand.last_week_days, args.out / report.PLOTS["booking"],
+                demand.booking_day_choice)
+
+    def done(job: Task | coverage.HallDay, result: RunResult | coverage.Coverage) -> list[Task]:
         bar.update()
-        if isinstance(result, RunResult) and result.months is not None:
-            # plot the main runs while the what-if runs go on
-            plots.extend(_main_plots(result.months, plan.sample_times, target_s, args.out))
+        if not isinstance(job, Task):
+            return []
+        found.extend(result.points)
+        if result.months is not None:
+            drawn["main"] = drawing.submit(_main_plots, result.months, plan.sample_times,
+                                           target_s, args.out)
+        more: list[Task] = []
+        for axis in dict.fromkeys(axis for axis, _ in job.marks):
+            left[axis] -= 1
+            if left[axis] == 0 and axis == ONLINE and args.whatif_online is None and not second:
+                # a second round, between the grid's last miss and first hit
+                more = _second_round(scenario, demand, policies, args.seed, whatif_days,
+                                     args.counters, found, target_s, args.whatif_online_step)
+                second.extend(more)
+                left[axis] += len(more)
+                bar.total += len(more)
+                bar.refresh()
+            if left[axis] == 0:
+                draw(axis)
+        return more
 
-    outputs = run_tasks([*tasks, *halls], args.jobs, on_done=done)
-    measured = coverage.total(outputs[len(tasks):])
-    outputs = outputs[:len(tasks)]
-    if args.whatif_online is None:  # a second round, between the grid's last miss and first hit
-        finer = refine_online(_points(outputs), target_s, args.whatif_online_step)
-        by_name = {p.name: p for p in policies}
-        extra = [task for name, more in finer.items()
-                 for task in whatif_tasks(scenario, demand, [by_name[name]], args.seed, whatif_days,
-                                          [], more, args.counters)]
-        bar.total += len(extra)
-        bar.refresh()
-        tasks += extra
-        outputs += run_tasks(extra, args.jobs, on_done=done)
+    outcomes = run_tasks(jobs, args.jobs, on_done=done)
     bar.close()
     simulated = time.perf_counter() - started
-    results = [month for o in outputs if o.months is not None for month in o.months]
-    points = _points(outputs)
+    result_of = {id(job): out for job, out in zip([*jobs, *second], outcomes, strict=True)}
+    measured = coverage.total(result_of[id(hall)] for hall in halls)
+    ordered = [result_of[id(task)] for task in [*tasks, *second]]
+    results = [month for o in ordered if o.months is not None for month in o.months]
+    points = _points(ordered)
+    booking_points = [p for p in points if p.axis == BOOKING]
+    for axis in (COUNTERS, ONLINE) if points else ():   # no run on that axis: drawn empty
+        if axis not in drawn:
+            draw(axis)
+    drawing.shutdown()
+    plots = [*drawn["main"].result(),
+             *(drawn[axis].result() for axis in (COUNTERS, ONLINE, BOOKING) if axis in drawn)]
 
     for result in results:
         print(report.format_table(result))
         print()
-    labels = {p.name: p.label for p in policies}
     answer = report.answer_lines(report.answers(points, target_s), labels, target_s) if points else []
-    booking_points = [p for p in points if p.axis == BOOKING]
     answer += report.booking_answer_lines(booking_points, labels)
     for line in answer:
         print(line)
@@ -285,15 +320,6 @@ def _run(args: argparse.Namespace) -> int:
         print(report.booking_table(booking_points, labels, demand.last_week_days))
         sections.append((title, report.booking_table(booking_points, labels, demand.last_week_days,
                                                      markdown=True)))
-    if points:
-        plots.append(report.plot_counters(points, labels, target_s, now_counters,
-                                          args.out / report.PLOTS["counters"]))
-        plots.append(report.plot_online(points, labels, target_s, demand.online_share,
-                                        whatif_days, args.out / report.PLOTS["online"]))
-    if booking_points:
-        plots.append(report.plot_booking(booking_points, labels, target_s, demand.last_week_days,
-                                         args.out / report.PLOTS["booking"],
-                                         demand.booking_day_choice))
     notes = _notes(demand, whatif_days, plan.days, now_counters, bool(booking_points))
     summary = report.write_summary(
         args.out / report.SUMMARY, scenario_name=scenario.name,
@@ -302,14 +328,33 @@ def _run(args: argparse.Namespace) -> int:
         results=results, answer_text=answer, plots=plots, notes=notes, sections=sections)
     print(f"\nwrote {', '.join(str(p) for p in [*plots, summary])}")
     processes = f"{args.jobs} process{'es' if args.jobs != 1 else ''}"
-    runs = sum(len(task.policies) for task in tasks)
-    print(f"{runs} runs and {len(halls)} halls' coverage in {simulated:.1f} s, all written {time.perf_counter() - started:.1f} s "
-          f"after start-up ({processes})")
+    runs = sum(len(task.policies) for task in [*tasks, *second])
+    print(f"{runs} runs and {len(halls)} halls' estimate coverage in {simulated:.1f} s, all written "
+          f"{time.perf_counter() - started:.1f} s after start-up ({processes})")
     return 0
 
 
 def _points(outputs: list[RunResult]) -> list[WhatIfPoint]:
     return [p for o in outputs for p in o.points]
+
+
+def _in_pool_order(tasks: Sequence[Task], halls: Sequence[coverage.HallDay]) -> list[Task | coverage.HallDay]:
+    """The main runs first (their plots are drawn while the rest runs), then the online share's
+    (their answer decides the second round), then the rest costliest first."""
+    online = [t for t in tasks[1:] if any(axis == ONLINE for axis, _ in t.marks)]
+    rest = [t for t in tasks[1:] if t not in online]
+    return [tasks[0], *online, *sorted([*rest, *halls], key=lambda job: -job.cost)]
+
+
+def _second_round(scenario: Scenario, demand: DemandParams, policies: Sequence[Policy], seed: int,
+                  days: int, counters_per_substation: int | None, points: Sequence[WhatIfPoint],
+                  target_s: float, step: float) -> list[Task]:
+    """Online shares every ``step`` where each policy first meets the p90 target."""
+    finer = refine_online(points, target_s, step)
+    by_name = {p.name: p for p in policies}
+    return [task for name, more in finer.items()
+            for task in whatif_tasks(scenario, demand, [by_name[name]], seed, days, [], more,
+                                     counters_per_substation)]
 
 
 def _main_plots(results: list[MonthResult], sample_times: list[float], target_s: float,

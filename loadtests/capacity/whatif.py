@@ -9,8 +9,9 @@ workers: every task seeds its own random streams.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -37,10 +38,15 @@ class Task:
     also: tuple[tuple[str, float], ...] = ()
 
     @property
+    def marks(self) -> tuple[tuple[str, float], ...]:
+        """The what-if points (axis, x) its runs stand for."""
+        return self.also if self.axis is None else ((self.axis, self.x), *self.also)
+
+    @property
     def cost(self) -> float:
-        """Roughly the seconds it takes (what the pool's order goes by): booking runs take the
-        event loop and more of it the more book."""
-        per_day = 0.007 * (1 + 10 * self.plan.demand.booking_share)
+        """Roughly the seconds it takes (what the pool's order goes by): a day under one policy
+        takes about 6 ms, more the more consumers book a slot."""
+        per_day = 0.006 * (1 + 2 * self.plan.demand.booking_share)
         return per_day * len(self.plan.days) * len(self.policies)
 
     def run(self) -> RunResult:
@@ -151,8 +157,7 @@ def run_task(task: Task) -> RunResult:
     whole months; a what-if run only its points (less to pickle), one per point it stands for."""
     booked = book_month(task.plan, task.seed) if task.plan.demand.booking_share > 0 else None
     months = [simulate_month(task.plan, policy, task.seed, booked) for policy in task.policies]
-    marks = task.also if task.axis is None else ((task.axis, task.x), *task.also)
-    points = [point for month in months for point in points_of(month, marks)]
+    points = [point for month in months for point in points_of(month, task.marks)]
     return RunResult(months if task.axis is None else None, points)
 
 
@@ -174,27 +179,37 @@ def points_of(result: MonthResult, marks: Iterable[tuple[str, float]]) -> list[W
 
 
 def run_tasks(jobs: Sequence[Job], processes: int = 1,
-              on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
-    """Each job's ``run()``, in the order of ``jobs``; ``processes`` > 1 runs them in that many
-    processes, the costliest first so no core waits for one long job at the end.
+              on_done: Callable[[Job, Any], Sequence[Job] | None] | None = None) -> list[Any]:
+    """Each job's ``run()``, in the order given (put the costliest first, so no core waits on
+    one long job at the end); ``processes`` > 1 runs them in that many processes.
 
-    ``on_done(index, result)`` is called as each job finishes (progress, or starting on the
-    main runs' plots while the what-if runs go on).
+    ``on_done(job, result)`` is called as each job finishes (progress, or drawing plots while
+    the rest runs) and may return more jobs: they run next, before those not yet started, and
+    their results follow in the list.
     """
+    jobs = list(jobs)
+    queue = deque(range(len(jobs)))
     results: list[Any] = [None] * len(jobs)
-    if processes <= 1 or len(jobs) <= 1:
-        for i, job in enumerate(jobs):
-            results[i] = job.run()
-            if on_done:
-                on_done(i, results[i])
-        return results
-    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)
-    with ProcessPoolExecutor(max_workers=processes) as pool:
-        futures = {pool.submit(jobs[i].run): i for i in order}
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if on_done:
-                on_done(i, results[i])
-    return results
 
+    def finished(i: int, result: Any) -> None:
+        results[i] = result
+        more = list(on_done(jobs[i], result) or ()) if on_done else []
+        queue.extendleft(reversed(range(len(jobs), len(jobs) + len(more))))
+        jobs.extend(more)
+        results.extend([None] * len(more))
+
+    if processes <= 1:
+        while queue:
+            i = queue.popleft()
+            finished(i, jobs[i].run())
+        return results
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        running: dict[Future, int] = {}
+        while queue or running:
+            while queue and len(running) < processes:  # no more in flight: later jobs may come first
+                i = queue.popleft()
+                running[pool.submit(jobs[i].run)] = i
+            ready, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in ready:
+                finished(running.pop(future), future.result())
+    return results
