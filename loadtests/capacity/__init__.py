@@ -13,5 +13,7 @@ away, and what more counters or more online payment would change. Layers, pure f
 * ``coverage`` the busiest day run through the server's own queue and estimator: the share of
                tokens called within the p50 and p90 they were given (``estimate coverage``);
 * ``report``   the per-day table, the PNG plots and the Markdown summary;
+* ``schedule`` the runs in a process pool in the order that keeps every core busy, each plot
+               drawn as soon as its figures are in;
 * ``cli``      ``peak-sim``.
 """

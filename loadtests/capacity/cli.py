@@ -15,23 +15,19 @@ import argparse
 import os
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from counter_server.config import Scenario, ScenarioError, load_scenario
 
 from . import coverage, report
 from .demand import (DEFAULTS, FROM_PHONES, REQUIRED, DemandError, DemandParams,
                      demand_from_scenario, phones_default)
-from .month import MonthResult, make_plan
+from .month import make_plan
 from .policies import DOOR_ESTIMATES, POLICY_NAMES, Policy, make_policy
-from .whatif import (BOOKING, COUNTERS, ONLINE, RunResult, Task, WhatIfPoint, fold_same_runs,
-                     refine_online, run_tasks, whatif_tasks)
+from .schedule import PlotFigures, run_all
+from .whatif import BOOKING, Task, WhatIfPoint, fold_same_runs, refine_online, whatif_tasks
 
 # Flag -> [demand] key it overrides.
 DEMAND_FLAGS = {
@@ -240,69 +236,26 @@ def _run(args: argparse.Namespace) -> int:
         tasks = fold_same_runs(tasks + whatif_tasks(scenario, demand, policies, args.seed,
                                                     whatif_days, counters, shares, args.counters,
                                                     booking, args.days))
-    halls = coverage.hall_days(plan, scenario, args.seed)
-    jobs = _in_pool_order(tasks, halls)
-    bar = tqdm(total=len(jobs), desc="peak-sim runs", unit="run", disable=args.no_progress,
-               file=sys.stderr)
     labels = {p.name: p.label for p in policies}
-    left = Counter(axis for task in tasks for axis, _ in task.marks)   # runs still to come
-    found: list[WhatIfPoint] = []
-    second: list[Task] = []
-    drawing = ThreadPoolExecutor(max_workers=1)   # plots drawn beside the runs, not after them
-    drawn: dict[str, Future] = {}
+    figures = PlotFigures(args.out, labels, target_s, now_counters, demand.online_share,
+                          whatif_days, demand.last_week_days, demand.booking_day_choice)
 
-    def draw(axis: str) -> None:
-        if axis == COUNTERS:
-            drawn[axis] = drawing.submit(report.plot_counters, list(found), labels, target_s,
-                                         now_counters, args.out / report.PLOTS["counters"])
-        elif axis == ONLINE:
-            drawn[axis] = drawing.submit(report.plot_online, list(found), labels, target_s,
-                                         demand.online_share, whatif_days,
-                                         args.out / report.PLOTS["online"])
-        else:
-            drawn[axis] = drawing.submit(
-                report.plot_booking, [p for p in found if p.axis == BOOKING], labels, target_s,
-                demand.last_week_days, args.out / report.PLOTS["booking"],
-                demand.booking_day_choice)
+    def second_round(points: list[WhatIfPoint]) -> list[Task]:
+        """Online shares every step where each policy first meets the p90 target."""
+        finer = refine_online(points, target_s, args.whatif_online_step)
+        by_name = {p.name: p for p in policies}
+        return [task for name, more in finer.items()
+                for task in whatif_tasks(scenario, demand, [by_name[name]], args.seed,
+                                         whatif_days, [], more, args.counters)]
 
-    def done(job: Task | coverage.HallDay, result: RunResult | coverage.Coverage) -> list[Task]:
-        bar.update()
-        if not isinstance(job, Task):
-            return []
-        found.extend(result.points)
-        if result.months is not None:
-            drawn["main"] = drawing.submit(_main_plots, result.months, plan.sample_times,
-                                           target_s, args.out)
-        more: list[Task] = []
-        for axis in dict.fromkeys(axis for axis, _ in job.marks):
-            left[axis] -= 1
-            if left[axis] == 0 and axis == ONLINE and args.whatif_online is None and not second:
-                # a second round, between the grid's last miss and first hit
-                more = _second_round(scenario, demand, policies, args.seed, whatif_days,
-                                     args.counters, found, target_s, args.whatif_online_step)
-                second.extend(more)
-                left[axis] += len(more)
-                bar.total += len(more)
-                bar.refresh()
-            if left[axis] == 0:
-                draw(axis)
-        return more
-
-    outcomes = run_tasks(jobs, args.jobs, on_done=done)
-    bar.close()
+    halls = coverage.hall_days(plan, scenario, args.seed)
+    finished = run_all(plan, tasks, halls, args.jobs, figures,
+                       second_round if args.whatif_online is None else None,
+                       progress=not args.no_progress)
     simulated = time.perf_counter() - started
-    result_of = {id(job): out for job, out in zip([*jobs, *second], outcomes, strict=True)}
-    measured = coverage.total(result_of[id(hall)] for hall in halls)
-    ordered = [result_of[id(task)] for task in [*tasks, *second]]
-    results = [month for o in ordered if o.months is not None for month in o.months]
-    points = _points(ordered)
+    results, points, measured, plots = (finished.months, finished.points, finished.coverage,
+                                        finished.plots)
     booking_points = [p for p in points if p.axis == BOOKING]
-    for axis in (COUNTERS, ONLINE) if points else ():   # no run on that axis: drawn empty
-        if axis not in drawn:
-            draw(axis)
-    drawing.shutdown()
-    plots = [*drawn["main"].result(),
-             *(drawn[axis].result() for axis in (COUNTERS, ONLINE, BOOKING) if axis in drawn)]
 
     for result in results:
         print(report.format_table(result))
@@ -328,41 +281,9 @@ def _run(args: argparse.Namespace) -> int:
         results=results, answer_text=answer, plots=plots, notes=notes, sections=sections)
     print(f"\nwrote {', '.join(str(p) for p in [*plots, summary])}")
     processes = f"{args.jobs} process{'es' if args.jobs != 1 else ''}"
-    runs = sum(len(task.policies) for task in [*tasks, *second])
-    print(f"{runs} runs and {len(halls)} halls' estimate coverage in {simulated:.1f} s, all written "
+    print(f"{finished.runs} runs and {len(halls)} halls' estimate coverage in {simulated:.1f} s, all written "
           f"{time.perf_counter() - started:.1f} s after start-up ({processes})")
     return 0
-
-
-def _points(outputs: list[RunResult]) -> list[WhatIfPoint]:
-    return [p for o in outputs for p in o.points]
-
-
-def _in_pool_order(tasks: Sequence[Task], halls: Sequence[coverage.HallDay]) -> list[Task | coverage.HallDay]:
-    """The main runs first (their plots are drawn while the rest runs), then the online share's
-    (their answer decides the second round), then the rest costliest first."""
-    online = [t for t in tasks[1:] if any(axis == ONLINE for axis, _ in t.marks)]
-    rest = [t for t in tasks[1:] if t not in online]
-    return [tasks[0], *online, *sorted([*rest, *halls], key=lambda job: -job.cost)]
-
-
-def _second_round(scenario: Scenario, demand: DemandParams, policies: Sequence[Policy], seed: int,
-                  days: int, counters_per_substation: int | None, points: Sequence[WhatIfPoint],
-                  target_s: float, step: float) -> list[Task]:
-    """Online shares every ``step`` where each policy first meets the p90 target."""
-    finer = refine_online(points, target_s, step)
-    by_name = {p.name: p for p in policies}
-    return [task for name, more in finer.items()
-            for task in whatif_tasks(scenario, demand, [by_name[name]], seed, days, [], more,
-                                     counters_per_substation)]
-
-
-def _main_plots(results: list[MonthResult], sample_times: list[float], target_s: float,
-                out: Path) -> list[Path]:
-    plots = [report.plot_queues(results, sample_times, out / report.PLOTS["queue"])]
-    if any(r.last_week() for r in results):
-        plots.append(report.plot_waits(results, target_s, out / report.PLOTS["waits"]))
-    return plots
 
 
 def _shares_from(now: float) -> list[float]:

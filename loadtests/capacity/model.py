@@ -23,7 +23,7 @@ import numpy as np
 from counter_server.config import Scenario, Service, Substation
 
 from .demand import ArrivalBatch
-from .policies import Policy, door_wait_s
+from .policies import DoorWaits, Policy
 
 
 @dataclass(frozen=True)
@@ -111,40 +111,6 @@ def layouts(scenario: Scenario, counters_per_substation: int | None = None) -> t
 
 def _seconds(t) -> float:
     return t.hour * 3600.0 + t.minute * 60.0 + t.second
-
-
-class DoorTable:
-    """The door's wait (``door_wait_s``) by people ahead, for one service and number of
-    counters: worked out as far as a day needs it, one entry per count."""
-
-    __slots__ = ("values", "_figures")
-
-    def __init__(self, kind: str, counters: int, service: ServiceTime, bound_s: float) -> None:
-        self.values: list[float] = []
-        self._figures = (kind, counters, service.mean_s, service.sd_s, bound_s, service.mean_error_s)
-
-    def grow(self, ahead: int) -> None:
-        """Fill ``values`` up to ``ahead`` included."""
-        kind, counters, mean, sd, top, err = self._figures
-        values = self.values
-        while ahead >= len(values):
-            a = len(values)
-            values.append(door_wait_s(kind, a, a, counters, mean, sd, top, err))
-
-
-class DoorWaits:
-    """The door tables of a run, kept from one day to the next: the door's estimate depends on
-    the service, the counters and the estimate used, never on the day."""
-
-    def __init__(self) -> None:
-        self._tables: dict[tuple[str, int, ServiceTime, float], DoorTable] = {}
-
-    def table(self, kind: str, counters: int, service: ServiceTime, bound_s: float) -> DoorTable:
-        key = (kind, counters, service, bound_s)
-        found = self._tables.get(key)
-        if found is None:
-            found = self._tables[key] = DoorTable(kind, counters, service, bound_s)
-        return found
 
 
 @dataclass
@@ -238,8 +204,9 @@ def one_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatc
     door, kind = policy.door, policy.door_estimate
     offer_online = s == payment
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
-    mean, sd, top, err = services[s].mean_s, services[s].sd_s, bound[s], services[s].mean_error_s
-    door_estimate = (door_waits or DoorWaits()).table(kind, c, services[s], top)
+    mean = services[s].mean_s
+    door_estimate = (door_waits or DoorWaits()).table(kind, c, mean, services[s].sd_s, bound[s],
+                                                      services[s].mean_error_s)
     door_table = door_estimate.values      # the door's estimate by people ahead, as needed
     hint_from = _hint_from(hint_after, mean, c, n) if hint else n + 1
     frees = [0.0] * c                      # when each counter is next free (a heap)
@@ -376,7 +343,7 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
     counters_for, _, bound = _per_service(layout, services, {s})
     _check_bound(policy, bound, {s})
     c = len(counters_for[s])
-    mean, sd, top, err = services[s].mean_s, services[s].sd_s, bound[s], services[s].mean_error_s
+    mean = services[s].mean_s
     out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
     waits, booked_waits, samples = out.waits, out.booked_waits, out.queue_samples
     times, lengths = _as_list(batch.times), _as_list(batch.service_s)
@@ -386,7 +353,8 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
     door, kind = policy.door, policy.door_estimate
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
     offer_online = s == payment
-    door_estimate = (door_waits or DoorWaits()).table(kind, c, services[s], top)
+    door_estimate = (door_waits or DoorWaits()).table(kind, c, mean, services[s].sd_s, bound[s],
+                                                      services[s].mean_error_s)
     door_table = door_estimate.values      # the door's estimate by people ahead, as needed
     line: deque = deque()                  # walk-ins waiting: (arrival, service length)
     booked_line_: deque = deque()          # the booked waiting: (slot start, service length)
@@ -492,11 +460,9 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     _check_bound(policy, bound, set(kinds))
     n_for = [len(c) for c in counters_for]
     mean = [sv.mean_s for sv in services]
-    sd = [sv.sd_s for sv in services]
-    err = [sv.mean_error_s for sv in services]
     door_waits = door_waits or DoorWaits()
-    door_tables = [door_waits.table(policy.door_estimate, n_for[s], services[s], bound[s])
-                   for s in range(n_services)]
+    door_tables = [door_waits.table(policy.door_estimate, n_for[s], mean[s], services[s].sd_s,
+                                    bound[s], services[s].mean_error_s) for s in range(n_services)]
 
     lines: list[deque] = [deque() for _ in range(n_services)]
     booked_lines: list[deque] = [deque() for _ in range(n_services)]   # (slot start, length)

@@ -18,9 +18,8 @@ from counter_server.config import Scenario
 
 from .booking import Request, assign_slots, slot_capacity, slot_starts
 from .demand import ArrivalBatch, DemandParams, arrival_times
-from .model import (DayOutcome, DoorWaits, Layout, ServiceTime, index_of, layouts, run_day,
-                    service_times)
-from .policies import Policy
+from .model import DayOutcome, Layout, ServiceTime, index_of, layouts, run_day, service_times
+from .policies import DoorWaits, Policy
 
 FRESH, BACK, RETURNS, BOOK = 0, 1, 2, 3   # purposes of the random streams
 

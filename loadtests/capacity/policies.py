@@ -81,3 +81,38 @@ def door_wait_s(kind: str, ahead: int, ahead_shared: int, counters: int, mean_s:
         estimate = estimate_wait(ahead, counters, mean_s, sd_s, mean_error_s=mean_error_s)
         return estimate.p50_s if kind == "p50" else estimate.p90_s
     return math.ceil((ahead_shared + 1) / counters) * max_s
+
+
+class DoorTable:
+    """The door's wait (``door_wait_s``) by people ahead, for one service and number of
+    counters: worked out as far as a day needs it, one entry per count."""
+
+    __slots__ = ("values", "_figures")
+
+    def __init__(self, figures: tuple[str, int, float, float, float, float]) -> None:
+        self.values: list[float] = []
+        self._figures = figures   # door_wait_s's: kind, counters, mean, sd, max, mean error
+
+    def grow(self, ahead: int) -> None:
+        """Fill ``values`` up to ``ahead`` included."""
+        kind, counters, mean, sd, top, err = self._figures
+        values = self.values
+        while ahead >= len(values):
+            a = len(values)
+            values.append(door_wait_s(kind, a, a, counters, mean, sd, top, err))
+
+
+class DoorWaits:
+    """The door tables of a run, kept from one day to the next: the door's estimate depends on
+    the service's figures, the counters and the estimate used, never on the day."""
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[str, int, float, float, float, float], DoorTable] = {}
+
+    def table(self, kind: str, counters: int, mean_s: float, sd_s: float, max_s: float,
+              mean_error_s: float) -> DoorTable:
+        key = (kind, counters, mean_s, sd_s, max_s, mean_error_s)
+        found = self._tables.get(key)
+        if found is None:
+            found = self._tables[key] = DoorTable(key)
+        return found
