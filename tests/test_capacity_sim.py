@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,9 @@ from loadtests.capacity.booking import (Request, assign_slots, booked_per_slot, 
                                         slot_starts)
 from loadtests.capacity.month import book_month, fresh_means, make_batch, make_plan, simulate_month
 from loadtests.capacity.policies import Policy, door_wait_s, make_policy
-from loadtests.capacity.whatif import BOOKING, COUNTERS, ONLINE, WhatIfPoint, refine_online
+from loadtests.capacity.schedule import in_pool_order
+from loadtests.capacity.whatif import (BOOKING, COUNTERS, ONLINE, WhatIfPoint, refine_online, run_tasks,
+                                       whatif_tasks)
 
 from testkit.scenarios import LAKESIDE
 
@@ -441,6 +443,47 @@ def test_refinement_looks_between_miss_and_hit() -> None:
     points = [WhatIfPoint(ONLINE, x, "none", p * 60, 0, 0, 0, 0) for x, p in ((0.2, 90), (0.6, 40), (0.7, 5))]
     assert refine_online(points, 1800, 0.02) == {"none": [0.62, 0.64, 0.66, 0.68]}
     assert refine_online(points, 1800, 0) == {}
+
+
+# -- the pool -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Square:
+    """The smallest job the pool takes."""
+
+    n: int
+    cost: float = 0.0
+
+    def run(self) -> int:
+        return self.n * self.n
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_jobs_a_finished_job_asks_for_run_next(processes: int) -> None:
+    """A job's follow-ups (the online share's second round) run before the jobs not yet
+    started; results come back in the order given, follow-ups last."""
+    started: list[int] = []
+
+    def done(job: Square, result: int) -> list[Square]:
+        started.append(job.n)
+        return [Square(10), Square(11)] if job.n == 1 else []
+
+    jobs = [Square(1), *(Square(n) for n in range(2, 8))]
+    assert run_tasks(jobs, processes, on_done=done) == [1, 4, 9, 16, 25, 36, 49, 100, 121]
+    assert started.index(10) < started.index(7) and started.index(11) < started.index(7)
+
+
+def test_the_pool_takes_main_runs_then_online_shares_then_the_costliest(kanpur) -> None:
+    demand = demand_from_scenario(kanpur)
+    main_run = whatif_tasks(kanpur, demand, [policy("none")], 1, 3, [4], [])[0]
+    tasks = [replace(main_run, axis=None, also=()),
+             *whatif_tasks(kanpur, demand, [policy("none")], 1, 3, [5, 8], [0.5], None, [0.2])]
+    halls = coverage.hall_days(make_plan(kanpur, demand), kanpur, 1)[:2]
+    order = in_pool_order(tasks, halls)
+    assert order[:2] == [tasks[0], next(t for t in tasks if t.axis == ONLINE)]
+    costs = [job.cost for job in order[2:]]
+    assert costs == sorted(costs, reverse=True) and len(order) == len(tasks) + len(halls)
 
 
 # -- the CLI ----------------------------------------------------------------------------------------

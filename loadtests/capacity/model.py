@@ -426,16 +426,11 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
             last_start = t
             heappush(finishing, t + length)
 
-    while si < n_samples:
-        samples.append(waiting if sample_times[si] <= closes else 0)
-        si += 1
-    for left in (line, booked_line_):
-        if left:
-            out.turned_away_closing += len(left)
-            sent_home += len(left)
-            out.lost_s += sum(closes - came for came, _ in left)
+    _sample_until_closing(samples, sample_times, si, waiting, closes)
     if sent_home:
         out.sent_home[s] = sent_home
+    for left in (line, booked_line_):
+        _turn_away(out, s, left, closes)
     out.online_hint, out.refused_at_door, out.online_door = online_hint, refused, online_door
     out.served = len(waits) + len(booked_waits)
     out.max_queue = max_queue
@@ -583,19 +578,30 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
             last_start = t
             heappush(finishing, (t + length, k))
 
-    while si < n_samples:
-        samples.append(waiting if sample_times[si] <= closes else 0)
-        si += 1
+    _sample_until_closing(samples, sample_times, si, waiting, closes)
     for s, line in enumerate(lines + booked_lines):
-        if line:
-            s %= n_services
-            out.turned_away_closing += len(line)
-            sent_home[s] = sent_home.get(s, 0) + len(line)
-            out.lost_s += sum(closes - came for came, _ in line)
+        _turn_away(out, s % n_services, line, closes)
     out.served = len(waits) + len(booked_waits)
     out.max_queue = max_queue
     out.last_wait_end_s = last_start
     return out
+
+
+def _sample_until_closing(samples: list[int], sample_times: Sequence[float], si: int, waiting: int,
+                          closes: float) -> None:
+    """The line's samples from ``si`` on, once the day's last event is past: ``waiting`` until
+    closing, nobody after."""
+    for at in sample_times[si:]:
+        samples.append(waiting if at <= closes else 0)
+
+
+def _turn_away(out: DayOutcome, s: int, line: deque, closes: float) -> None:
+    """Those of service ``s`` still in ``line`` at closing: turned away and sent home, their
+    time in line lost."""
+    if line:
+        out.turned_away_closing += len(line)
+        out.sent_home[s] = out.sent_home.get(s, 0) + len(line)
+        out.lost_s += sum(closes - came for came, _ in line)
 
 
 def _as_list(values: Sequence) -> list:
