@@ -157,24 +157,54 @@ class DayBookings:
     service_s: np.ndarray
 
 
+Group = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # service, times, lengths, u
+
+
+class FreshArrivals:
+    """The fresh consumers of one plan and seed, drawn once for every policy a task runs (and
+    its bookings): they come from a random stream of their own, the same whoever came back."""
+
+    def __init__(self, plan: MonthPlan, seed: int) -> None:
+        self.plan, self.seed = plan, seed
+        self._drawn: dict[tuple[int, int], list[Group]] = {}
+
+    def groups(self, where: int, day: int, means: Sequence[float]) -> list[Group]:
+        """``make_batch``'s fresh groups at ``where`` on ``day`` (``means``: fresh_means')."""
+        found = self._drawn.get((day, where))
+        if found is None:
+            found = self._drawn[day, where] = _fresh_groups(self.plan, where, day, self.seed, means)
+        return found
+
+
+def _fresh_groups(plan: MonthPlan, where: int, day: int, seed: int,
+                  fresh: Sequence[float]) -> list[Group]:
+    rng = _rng(seed, FRESH, day, where)
+    return _groups(plan, where, rng, [int(rng.poisson(m)) for m in fresh])
+
+
+def _groups(plan: MonthPlan, where: int, rng: np.random.Generator,
+            counts: Sequence[int]) -> list[Group]:
+    """Per service with anyone: their arrival times, service times and policy draws."""
+    layout = plan.layouts[where]
+    return [(s, arrival_times(rng, count, layout.opens_s, layout.closes_s,
+                              plan.demand.intraday_profile),
+             plan.services[s].draw(rng, count), rng.random(count), rng.random(count))
+            for s, count in enumerate(counts) if count]
+
+
 def make_batch(plan: MonthPlan, where: int, day: int, seed: int, fresh: Sequence[float],
-               back: dict[int, int], booking: DayBookings | None = None) -> ArrivalBatch:
+               back: dict[int, int], booking: DayBookings | None = None,
+               arrivals: FreshArrivals | None = None) -> ArrivalBatch:
     """One substation's arrivals: Poisson counts of fresh consumers per service, plus ``back``,
     less the fresh payers who booked, plus those booked for today (``booking``).
 
-    Fresh consumers come from their own random stream, so they are the same whoever came back.
+    Fresh consumers come from their own random stream, so they are the same whoever came back;
+    ``arrivals`` (for this plan and seed) has them drawn already.
     """
-    layout = plan.layouts[where]
-    rng_fresh = _rng(seed, FRESH, day, where)
-    rng_back = _rng(seed, BACK, day, where)
-    groups = []
-    for rng, counts in ((rng_fresh, [int(rng_fresh.poisson(m)) for m in fresh]),
-                        (rng_back, [back.get(s, 0) for s in range(len(plan.services))])):
-        for s, count in enumerate(counts):
-            if count:
-                groups.append((s, arrival_times(rng, count, layout.opens_s, layout.closes_s,
-                                                plan.demand.intraday_profile),
-                               plan.services[s].draw(rng, count), rng.random(count), rng.random(count)))
+    groups = list(arrivals.groups(where, day, fresh) if arrivals is not None
+                  else _fresh_groups(plan, where, day, seed, fresh))
+    groups += _groups(plan, where, _rng(seed, BACK, day, where),
+                      [back.get(s, 0) for s in range(len(plan.services))])
     returning = sum(back.values())
     if booking is not None:
         return _with_bookings(groups, booking, plan.payment, returning)
@@ -209,7 +239,8 @@ def _with_bookings(groups: list, booking: DayBookings, payment: int, returning: 
     return ArrivalBatch(times[order], kinds[order], lengths, u_hint, u_door, returning, flags[order])
 
 
-def book_month(plan: MonthPlan, seed: int) -> tuple[dict[tuple[int, int], DayBookings], int, int]:
+def book_month(plan: MonthPlan, seed: int, arrivals: FreshArrivals | None = None,
+               ) -> tuple[dict[tuple[int, int], DayBookings], int, int]:
     """Who books, and which slot each gets: (day, substation) -> DayBookings, then how many
     wanted to book and how many found no free slot (they walk in on their own day).
 
@@ -235,7 +266,7 @@ def book_month(plan: MonthPlan, seed: int) -> tuple[dict[tuple[int, int], DayBoo
         requests: list[Request] = []
         for day in plan.days:
             # The day's fresh batch with nobody back: its payers, in the order make_batch keeps.
-            batch = make_batch(plan, where, day, seed, fresh[day][where], {})
+            batch = make_batch(plan, where, day, seed, fresh[day][where], {}, arrivals=arrivals)
             payers = np.asarray(batch.services) == plan.payment
             times = np.asarray(batch.times)[payers]
             lengths[day] = np.asarray(batch.service_s)[payers]
@@ -279,16 +310,18 @@ MonthBookings = tuple[dict[tuple[int, int], DayBookings], int, int]   # what boo
 
 
 def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
-                   booked: MonthBookings | None = None) -> MonthResult:
+                   booked: MonthBookings | None = None,
+                   arrivals: FreshArrivals | None = None) -> MonthResult:
     """Run the plan's days under ``policy``, day by day, those sent home coming back next day.
 
-    ``booked`` is ``book_month(plan, seed)`` when the caller has it already: bookings do not
-    depend on the policy, so runs of one plan under several policies make them once.
+    ``booked`` (``book_month(plan, seed)``) and ``arrivals`` (for this plan and seed) are what
+    does not depend on the policy: runs of one plan under several policies make them once.
     """
     result = MonthResult(policy=policy)
+    arrivals = arrivals or FreshArrivals(plan, seed)
     bookings: dict[tuple[int, int], DayBookings] = {}
     if plan.demand.booking_share > 0:
-        bookings, result.bookings, result.unbooked = booked or book_month(plan, seed)
+        bookings, result.bookings, result.unbooked = booked or book_month(plan, seed, arrivals)
     back: list[dict[int, int]] = [{} for _ in plan.layouts]
     sample_times = plan.sample_times
     payment = plan.payment
@@ -298,7 +331,7 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
         outcomes: list[DayOutcome] = []
         for where, layout in enumerate(plan.layouts):
             batch = make_batch(plan, where, day, seed, means[where], back[where],
-                               bookings.get((day, where)))
+                               bookings.get((day, where)), arrivals)
             outcomes.append(run_day(layout, plan.services, batch, policy, payment, sample_times,
                                     door_waits=door_waits))
         back = [_coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]

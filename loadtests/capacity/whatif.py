@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from counter_server.config import Scenario
 
 from .demand import DemandParams
-from .month import MonthPlan, MonthResult, book_month, make_plan, simulate_month
+from .month import FreshArrivals, MonthPlan, MonthResult, book_month, make_plan, simulate_month
 from .policies import Policy
 
 COUNTERS, ONLINE, BOOKING = "counters", "online", "booking"   # the what-if axes
@@ -153,10 +153,14 @@ def fold_same_runs(tasks: Sequence[Task]) -> list[Task]:
 
 
 def run_task(task: Task) -> RunResult:
-    """The plan under each policy, bookings made once for all of them. A main run keeps the
-    whole months; a what-if run only its points (less to pickle), one per point it stands for."""
-    booked = book_month(task.plan, task.seed) if task.plan.demand.booking_share > 0 else None
-    months = [simulate_month(task.plan, policy, task.seed, booked) for policy in task.policies]
+    """The plan under each policy, bookings and fresh consumers made once for all of them. A
+    main run keeps the whole months; a what-if run only its points (less to pickle), one per
+    point it stands for."""
+    arrivals = FreshArrivals(task.plan, task.seed)
+    booked = (book_month(task.plan, task.seed, arrivals) if task.plan.demand.booking_share > 0
+              else None)
+    months = [simulate_month(task.plan, policy, task.seed, booked, arrivals)
+              for policy in task.policies]
     points = [point for month in months for point in points_of(month, task.marks)]
     return RunResult(months if task.axis is None else None, points)
 
