@@ -10,7 +10,6 @@ import asyncio
 import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -42,6 +41,7 @@ from counter_server.store import (
     SQLiteStore,
     Store,
 )
+from testkit.waiting import wait_until_async
 
 DAY = "2026-11-25"
 POLICY = QueuePolicy()
@@ -87,14 +87,6 @@ async def make_store(request, tmp_path: Path) -> AsyncIterator[Callable[[], Stor
     cleanup = getattr(engine, "cleanup", None)
     if cleanup is not None:
         await cleanup()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for what a store hands its listeners (Redis: after the event stream brings it)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -314,7 +306,7 @@ async def test_listeners_get_committed_changes_in_sequence_order(store: Store):
     await store.mutate_queue("S01", DAY, issuing("t1", 1))
     await store.mutate_queue("S02", DAY, issuing("t2", 2))
     await store.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 3))
-    await until(lambda: sum(len(c.events) for c in seen) == 3)
+    await wait_until_async(lambda: sum(len(c.events) for c in seen) == 3, what="three events heard")
     seqs = [seq for change in seen for seq, _ in change.events]
     assert seqs == sorted(seqs) and seqs[0] > start and len(set(seqs)) == 3
     assert [(c.substation, [e.kind for _, e in c.events]) for c in seen] in (
@@ -374,7 +366,8 @@ async def test_a_replica_hears_the_other_replicas_changes_in_order(replicas):
     b.add_listener(lambda c: heard["b"].extend(seq for seq, _ in c.events))
     for i in range(20):
         await (a, b)[i % 2].mutate_queue(f"S0{i % 3 + 1}", DAY, issuing(f"t{i}", i))
-    await until(lambda: len(heard["a"]) == 20 and len(heard["b"]) == 20)
+    await wait_until_async(lambda: len(heard["a"]) == 20 and len(heard["b"]) == 20,
+                           what="both replicas hearing all 20 changes")
     assert heard["a"] == heard["b"] == sorted(heard["a"])
     assert heard["a"] == [e["seq"] for e in await a.events()]
 
@@ -387,7 +380,8 @@ async def test_a_replica_that_has_heard_the_others_change_commits_without_runnin
 
     async def both_have_heard_all() -> None:
         last = (await a.events())[-1]["seq"]
-        await until(lambda: heard["a"] == heard["b"] == last)
+        await wait_until_async(lambda: heard["a"] == heard["b"] == last,
+                               what=f"both replicas hearing event {last}")
 
     for i in range(12):
         applied = await (a, b)[i % 2].mutate_queue("S01", DAY, issuing(f"t{i}", i))
