@@ -60,6 +60,8 @@ def run_all(plan: MonthPlan, tasks: Sequence[Task], halls: Sequence[coverage.Hal
     left = Counter(axis for task in tasks for axis, _ in task.marks)   # runs still to come
     found: list[WhatIfPoint] = []
     second: list[Task] = []
+    # Its thread starts with the first plot, after the pool has started every process (a
+    # forking pool starts them all at its first job), so no process is forked beside it.
     drawing = ThreadPoolExecutor(max_workers=1)
     drawn: dict[str, Future] = {}
 
