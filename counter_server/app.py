@@ -36,6 +36,8 @@ from .store import Store, open_store
 
 log = logging.getLogger(__name__)
 
+BACKGROUND_STOP_S = 10.0   # how long shutdown waits for a cancelled background round to end
+
 
 def create_app(settings: Settings) -> web.Application:
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, clock=settings.clock)
@@ -98,8 +100,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 for task in background:
                     task.cancel()
                 # A round half-way through a write finishes it (or is cancelled at an await)
-                # before the gateway and the store close under it.
-                await asyncio.gather(*background, return_exceptions=True)
+                # before the gateway and the store close under it; one that will not stop is
+                # said, not waited for forever.
+                _, stuck = await asyncio.wait(background, timeout=BACKGROUND_STOP_S)
+                if stuck:
+                    log.warning("%d background round(s) did not stop within %g s", len(stuck), BACKGROUND_STOP_S)
                 await watch.stop()
     finally:
         await store.close()
