@@ -34,7 +34,7 @@ from testkit.processes import ServerProcess
 from testkit.scenarios import LAKESIDE, paid_service
 
 LAKE = load_scenario(LAKESIDE)
-# The README's nginx sets `X-Forwarded-For $proxy_add_x_forwarded_for`: what came in, then the
+# The nginx of docs/replicas.md sets `X-Forwarded-For $proxy_add_x_forwarded_for`: what came in, then the
 # address nginx saw. Behind a carrier's proxy that is two entries: the carrier's client's (as
 # the carrier wrote it) and the carrier's proxy.
 CARRIER_PROXY = "198.51.100.20"

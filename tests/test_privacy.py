@@ -116,7 +116,7 @@ async def test_a_copied_database_gives_no_phone_or_account_back(aiohttp_client, 
 async def test_digests_an_older_version_wrote_are_blanked_once(aiohttp_client, tmp_path: Path,
                                                                  scenario: Scenario, clock: Clock):
     """A data dir written before the digests were keyed: its unkeyed digests leave the files on
-    the first start. The price, said in the README: that day, such a holder may take a second
+    the first start. The price, said in docs/security.md: that day, such a holder may take a second
     token (nothing left to match it by)."""
     data = tmp_path / "data"
     api = await start(aiohttp_client, data, roomy(scenario), clock)

@@ -153,7 +153,7 @@ class ExactRun:
 
 def schemathesis_exact(url: str, admin_key: str, max_examples: int, max_time_s: float | None = None,
                        seed: int = 10) -> ExactRun:
-    """The command the README gives, with an admin key, as a process of its own (its phases
+    """The command docs/reliability.md gives, with an admin key, as a process of its own (its phases
     and checks are the CLI's; the repository's schemathesis.toml lets WebSockets answer 101)."""
     executable = Path(sys.executable).with_name("schemathesis")
     started = time.monotonic()
