@@ -74,13 +74,8 @@ class Counters:
         return (await self.call("GET", "/api/v1/ops/billing"))[1]["billing"]
 
     async def drained(self, timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = await self.billing()
-            if state["outbox"]["queued"] == 0:
-                return state
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"outbox not drained: {state}")
+        return await wait_until_async(self.billing, done=lambda state: state["outbox"]["queued"] == 0,
+                                      what="the outbox drained", timeout=timeout, interval=0.1)
 
 
 @contextlib.asynccontextmanager
@@ -127,13 +122,15 @@ async def test_breaker_opens_while_billing_is_down_and_closes_when_it_is_back(bi
             assert resp.status == 200
         ids = [await counters.pay(i) for i in range(20)]
         states = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        async def breaker_state() -> dict:
             state = await counters.billing()
             states.append(state["breaker"]["state"])
-            if state["outbox"]["queued"] == 0 and state["breaker"]["state"] == "closed":
-                break
-            await asyncio.sleep(0.05)
+            return state
+
+        await wait_until_async(breaker_state, what="the outbox drained and the breaker closed again",
+                               done=lambda s: s["outbox"]["queued"] == 0 and s["breaker"]["state"] == "closed",
+                               timeout=15)
         assert "open" in states and states[-1] == "closed"
         assert (await counters.call("GET", "/healthz"))[1]["billing"]["state"] in ("up", "slow")
         stats = await sim_stats(session, billing_sim)
