@@ -1,4 +1,5 @@
-"""The data dir ``serve`` serves: checked before anything is written, and locked while served.
+"""The data dir ``serve`` serves: checked before anything is written, locked while served, and
+readable by the server's user only, with the server's secret kept in it beside the database.
 
 The SQLite engine keeps each hall's queue in the server's memory and numbers tokens from it, so
 two servers on one data dir would each hand out B-021, B-022... to different people. ``serve``
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +105,57 @@ def _read_holder(fd: int) -> str:
     except OSError:
         return ""
     return text.splitlines()[0].strip() if text.strip() else ""
+
+
+# -- what the data dir holds is the server's user's alone ---------------------------------------
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private(path: Path) -> list[str]:
+    """The data dir readable by the server's user only (0700) and the database, its WAL and
+    shared-memory files, the server secret and the admin key 0600; the database file made
+    0600 before SQLite opens it (SQLite gives its -wal and -shm files the database's mode).
+    Tightens a data dir made by an older version; returns what it tightened.
+
+    A directory this user does not own, or a shared sticky one such as /tmp, is left as it is."""
+    tightened = []
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    info = folder.stat()
+    if (info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX
+            and stat.S_IMODE(info.st_mode) != PRIVATE_DIR_MODE):
+        os.chmod(folder, PRIVATE_DIR_MODE)
+        tightened.append(str(folder))
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.with_name("server.secret"),
+                 path.with_name("admin.key")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & ~PRIVATE_FILE_MODE:
+            os.chmod(file, PRIVATE_FILE_MODE)
+            tightened.append(file.name)
+    return tightened
+
+
+def read_or_make_secret(path: Path) -> bytes:
+    """The secret in ``path``, made there (mode 0600) when there is none yet."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        text = path.read_text("ascii").strip()
+        try:
+            secret = bytes.fromhex(text)
+        except ValueError:
+            secret = b""
+        if len(secret) < 32:
+            raise ValueError(f"{path} does not hold a server secret (64 hex digits); "
+                             "move it away to make a new one (phones' links will stop working)") from None
+        return secret
+    secret = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex() + "\n")
+    return secret

@@ -8,11 +8,8 @@ commits does the caller get an answer, so whatever was acknowledged survives a c
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, TypeVar
 
 from ..outbox import OutboxStats, Payment, PaymentStatus
@@ -202,23 +199,3 @@ class Store(Protocol):
         """32 random bytes made on first use and the same ever after (on every replica), that
         key the links phones hold: kept apart from the state, so a copy of the state alone
         forges nothing."""
-
-
-def read_or_make_secret(path: Path) -> bytes:
-    """The secret in ``path``, made there (mode 0600) when there is none yet."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        text = path.read_text("ascii").strip()
-        try:
-            secret = bytes.fromhex(text)
-        except ValueError:
-            secret = b""
-        if len(secret) < 32:
-            raise ValueError(f"{path} does not hold a server secret (64 hex digits); "
-                             "move it away to make a new one (phones' links will stop working)") from None
-        return secret
-    secret = secrets.token_bytes(32)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret.hex() + "\n")
-    return secret

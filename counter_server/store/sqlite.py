@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import queue
 import secrets
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,12 +25,13 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from ..datadir import make_private, read_or_make_secret
 from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from . import codec, core
 from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, CommitListener, Committed
 from .base import IdempotencyConflict, IdempotencyKey, KeyRecord, QueueChange, QueueSnapshot
-from .base import TokenChange, read_or_make_secret
+from .base import TokenChange
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +50,6 @@ def connect(path: Path) -> sqlite_utils.Database:
     db.execute("PRAGMA busy_timeout = 10000")
     db.execute("PRAGMA synchronous = FULL")
     return db
-
-
-PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
-
-
-def make_private(path: Path) -> list[str]:
-    """The data dir readable by the server's user only (0700) and the database, its WAL and
-    shared-memory files, the server secret and the admin key 0600; the database file made
-    0600 before SQLite opens it (SQLite gives its -wal and -shm files the database's mode).
-    Tightens a data dir made by an older version; returns what it tightened.
-
-    A directory this user does not own, or a shared sticky one such as /tmp, is left as it is."""
-    tightened = []
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
-    info = folder.stat()
-    if (info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX
-            and stat.S_IMODE(info.st_mode) != PRIVATE_DIR_MODE):
-        os.chmod(folder, PRIVATE_DIR_MODE)
-        tightened.append(str(folder))
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
-    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.with_name("server.secret"),
-                 path.with_name("admin.key")):
-        try:
-            mode = stat.S_IMODE(file.stat().st_mode)
-        except FileNotFoundError:
-            continue
-        if mode & ~PRIVATE_FILE_MODE:
-            os.chmod(file, PRIVATE_FILE_MODE)
-            tightened.append(file.name)
-    return tightened
 
 
 HOLDER_DIGESTS = ("holder_digests", "hmac-sha256")   # store_meta: how account_ref/phone_ref are made
