@@ -79,6 +79,8 @@ async def test_metrics_show_tokens_waits_requests_refusals_billing_and_connectio
     assert value(got, "counter_server_outbox_payments", status="queued") == 0
     assert value(got, "counter_server_billing_shed_total", priority="payment") == 0
     assert value(got, "counter_server_rate_limited_total", bucket="key") == 0
+    assert value(got, "counter_server_store_commits_total") >= 7      # 3 issued, called, started, ...
+    assert value(got, "counter_server_store_conflicts_total") == 0     # one SQLite writer
     # a WebSocket's hour-long life is not a request latency
     assert value(got, "counter_server_http_request_duration_seconds_count", route="/api/v1/live",
                  method="GET") is None

@@ -10,7 +10,7 @@ from ..api.errors import ApiError
 from ..api.live import ops_live
 from ..api.requests import ACTOR, actor_of, bearer_key, parse_body
 from ..api.schemas import NoBody
-from ..appkeys import GATEWAY, HUB, KEYS, METRICS, OPS, RATE_LIMITER, TOKENS
+from ..appkeys import GATEWAY, HUB, KEYS, METRICS, OPS, RATE_LIMITER, STORE, TOKENS
 from ..pages import SECURITY_HEADERS
 from ..services import Actor, Forbidden, Role
 from .metrics import Reading
@@ -131,4 +131,6 @@ async def _reading(app: web.Application) -> Reading:
         live_dropped=hub.dropped,
         live_published=hub.published,
         rate_limited={"key": limiter.keys.refused, "address": limiter.addresses.refused},
+        store_commits=app[STORE].commits,
+        store_conflicts=app[STORE].conflicts,
     )

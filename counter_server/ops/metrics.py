@@ -47,6 +47,8 @@ class Reading:
     live_dropped: int = 0
     live_published: int = 0
     rate_limited: dict[str, int] = field(default_factory=dict)
+    store_commits: int = 0
+    store_conflicts: int = 0
 
 
 class LiveCollector(Collector):
@@ -111,6 +113,11 @@ class LiveCollector(Collector):
         for bucket, n in sorted(r.rate_limited.items()):
             limited.add_metric([bucket], n)
         yield limited
+        yield CounterMetricFamily("counter_server_store_commits", "Commits this process made to the store",
+                                  value=r.store_commits)
+        yield CounterMetricFamily("counter_server_store_conflicts",
+                                  "Changes run again because another replica changed the queue first",
+                                  value=r.store_conflicts)
         if r.billing is not None:
             yield from _billing_families(r.billing)
 

@@ -111,6 +111,9 @@ class KeyRecord:
 
 
 class Store(Protocol):
+    commits: int     # transactions (group commits) this process made
+    conflicts: int   # changes run again because another replica changed their queue first
+
     async def open(self) -> None:
         """Connect, create the schema if needed, recover state."""
 

@@ -220,6 +220,7 @@ class SQLiteStore:
         self._point_db: sqlite_utils.Database | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0
+        self.conflicts = 0   # one writer owns the file: a change never has to run again
 
     # -- life cycle ------------------------------------------------------------------------
 
