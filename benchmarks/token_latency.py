@@ -1,16 +1,20 @@
 """How fast the server issues tokens, against a bare aiohttp handler on the same machine.
 
-Starts ``counter-server`` and a bare aiohttp app (same JSON size, no work) as processes on
-loopback ports, then measures in one run:
+Starts ``counter-server`` (SQLite, ``synchronous=FULL``, door admission off, rate limits
+raised but on) and a bare aiohttp app (same JSON size, no work) as processes on loopback ports,
+both pinned to core 0, then measures in one run:
   * sequential latency (one request at a time): median and p99 of issue and call-next;
-  * closed-loop throughput, N concurrent clients issuing tokens, server and bare handler in
-    alternating rounds (the median of each), and their ratio (target: at least 0.5);
+  * throughput driven by wrk pinned to core 1 (``benchmarks.token_wrk``; Debian's
+    ``apt-get install -y wrk``), every request its own Idempotency-Key over the scenario's
+    halls, server and bare handler in alternating rounds (the median of each), and their
+    ratio (target: at least 0.5); compare ratios, not absolute figures, when something else
+    runs on the machine;
   * open-loop p99 at a fixed 200 issues/s, timed from each request's scheduled moment so a
     stall counts against every request it delays (target: under 20 ms);
   * durability: the server is killed with SIGKILL and every acknowledged token is looked up
     in its SQLite file (target: all of them).
 
-    python -m benchmarks.token_latency [--requests 2000] [--concurrency 50] [--rounds 3]
+    python -m benchmarks.token_latency [--seconds 10] [--concurrency 50] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,28 +23,43 @@ import argparse
 import asyncio
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
+from benchmarks.token_wrk import LOAD_CORE, SERVER_CORE, issue_script, pin, require_wrk, run_wrk, start_bare
+from counter_server.config import load_scenario
 from testkit.figures import Figure, memory_mb, percentile, print_table, progress
-from testkit.processes import ServerProcess, free_port, wait_for_port
+from testkit.processes import ServerProcess
+from testkit.scenarios import OPEN_ALL_DAY, paid_service
 
 NAME = "token issue"
-BARE_APP = """
-import sys
-from aiohttp import web
-async def handler(request):
-    await request.read()
-    return web.json_response({"token": {"id": "t_x", "number": "B-001", "status": "waiting"}}, status=201)
-app = web.Application()
-app.router.add_post("/{tail:.*}", handler)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
-"""
+# Rate limits stay on, as for every real request, but far above what one core can issue.
+RAISED_LIMITS = ["--rate-limit", "1000000", "--rate-burst", "1000000"]
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the requests ask for, taken from the scenario: its halls and its paid service."""
+
+    halls: list[str]
+    service: str
+    first_counter: str
+
+    @classmethod
+    def of(cls, config: Path) -> Load:
+        scenario = load_scenario(config)
+        service = paid_service(scenario)
+        halls = [hall.id for hall in scenario.substations.values()
+                 if any(service in counter.services for counter in hall.counters)]
+        first = next(c.id for c in scenario.substations[halls[0]].counters if service in c.services)
+        return cls(halls, service, first)
+
+    def issue_url(self, base: str, i: int) -> str:
+        return f"{base}/api/v1/substations/{self.halls[i % len(self.halls)]}/tokens"
 
 
 async def timed_post(session: aiohttp.ClientSession, url: str, **kw) -> tuple[float, dict]:
@@ -51,54 +70,37 @@ async def timed_post(session: aiohttp.ClientSession, url: str, **kw) -> tuple[fl
     return (time.perf_counter() - start) * 1000, body
 
 
-def issue_url(base: str, i: int) -> str:
-    return f"{base}/api/v1/substations/S{i % 10 + 1:02d}/tokens"
+async def admission_off(base: str, key: str, halls: list[str]) -> None:
+    """Door admission off at every hall, as an admin: the door would refuse tokens that cannot
+    be served before closing, and a benchmark issues far more than a day's worth."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
+        for hall in halls:
+            async with session.put(f"{base}/api/v1/ops/substations/{hall}/admission",
+                                   json={"admission": False}) as resp:
+                assert resp.status == 200, await resp.text()
 
 
-async def sequential(base: str, key: str, n: int) -> tuple[list[float], list[float]]:
+async def sequential(base: str, key: str, load: Load, n: int) -> tuple[list[float], list[float]]:
     headers = {"Authorization": f"Bearer {key}"}
     issue_ms, next_ms = [], []
     async with aiohttp.ClientSession(headers=headers) as session:
         for _ in range(n):
-            ms, _ = await timed_post(session, f"{base}/api/v1/substations/S01/tokens",
-                                     json={"service": "bill_payment"})
+            ms, _ = await timed_post(session, load.issue_url(base, 0), json={"service": load.service})
             issue_ms.append(ms)
-            ms, body = await timed_post(session, f"{base}/api/v1/counters/S01-C1/next")
+            ms, body = await timed_post(session, f"{base}/api/v1/counters/{load.first_counter}/next")
             next_ms.append(ms)
             await session.post(f"{base}/api/v1/tokens/{body['token']['id']}/cancel")
     return issue_ms, next_ms
 
 
-async def closed_loop(base: str, key: str, n: int, concurrency: int) -> tuple[float, float, list[str]]:
-    """Tokens issued per second, p99 ms and the acknowledged ids, ``concurrency`` clients
-    each sending its next request as soon as the last is answered."""
-    headers = {"Authorization": f"Bearer {key}"}
-    latencies: list[float] = []
-    acknowledged: list[str] = []
-    todo = iter(range(n))
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        for i in todo:
-            ms, body = await timed_post(session, issue_url(base, i), json={"service": "bill_payment"})
-            latencies.append(ms)
-            acknowledged.append(body["token"]["id"])
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*[client(session) for _ in range(concurrency)])
-        elapsed = time.perf_counter() - start
-    return n / elapsed, percentile(latencies, 0.99), acknowledged
-
-
-async def open_loop(base: str, key: str, rate: float, seconds: float) -> tuple[float, float, list[str]]:
+async def open_loop(base: str, key: str, load: Load, rate: float, seconds: float) -> tuple[float, float, list[str]]:
     """p50 and p99 ms at a fixed arrival rate, each timed from its scheduled send moment."""
     headers = {"Authorization": f"Bearer {key}"}
     latencies: list[float] = []
     acknowledged: list[str] = []
 
     async def one(session: aiohttp.ClientSession, i: int, due: float) -> None:
-        async with session.post(issue_url(base, i), json={"service": "bill_payment"}) as resp:
+        async with session.post(load.issue_url(base, i), json={"service": load.service}) as resp:
             body = await resp.json()
             assert resp.status == 201, body
         latencies.append((time.perf_counter() - due) * 1000)
@@ -106,7 +108,7 @@ async def open_loop(base: str, key: str, rate: float, seconds: float) -> tuple[f
 
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0)) as session:
         for i in range(50):                               # warm the connection pool first
-            await timed_post(session, issue_url(base, i), json={"service": "bill_payment"})
+            await timed_post(session, load.issue_url(base, i), json={"service": load.service})
         tasks = []
         start = time.perf_counter()
         for i in range(int(rate * seconds)):
@@ -115,6 +117,12 @@ async def open_loop(base: str, key: str, rate: float, seconds: float) -> tuple[f
             tasks.append(asyncio.create_task(one(session, i, due)))
         await asyncio.gather(*tasks)
     return percentile(latencies, 0.5), percentile(latencies, 0.99), acknowledged
+
+
+def tokens_in(database: Path) -> int:
+    """How many tokens the SQLite file holds in all."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT count(*) FROM tokens").fetchone()[0]
 
 
 def committed(database: Path, token_ids: list[str]) -> int:
@@ -129,68 +137,80 @@ def committed(database: Path, token_ids: list[str]) -> int:
     return found
 
 
-async def measure(requests: int = 2000, concurrency: int = 50, rounds: int = 3, rate: float = 200.0,
-                  rate_seconds: float = 10.0) -> list[Figure]:
+async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3, rate: float = 200.0,
+                  rate_seconds: float = 10.0, sequential_pairs: int = 500) -> list[Figure]:
+    require_wrk()
+    load = Load.of(OPEN_ALL_DAY)
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(data_dir=Path(tmp) / "data")
+        server = ServerProcess(data_dir=Path(tmp) / "data", extra_args=RAISED_LIMITS)
         server.start()
-        bare_port = free_port()
-        bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
+        pin(server.proc.pid, SERVER_CORE)
+        bare, bare_url = start_bare()
         acknowledged: list[str] = []
+        wrk_answered = 0
         try:
-            wait_for_port(bare_port, bare, "the bare aiohttp server")
             key = server.admin_key
-            progress(f"{NAME}: {requests // 4} sequential issue + call-next pairs ...")
-            issue_ms, next_ms = await sequential(server.url, key, requests // 4)
-            server_rps, server_p99, bare_rps = [], [], []
+            await admission_off(server.url, key, load.halls)
+            progress(f"{NAME}: {sequential_pairs} sequential issue + call-next pairs ...")
+            issue_ms, next_ms = await sequential(server.url, key, load, sequential_pairs)
+            script = issue_script(load.halls, load.service, key)
+            server_runs, bare_runs = [], []
             for r in range(rounds):
-                progress(f"{NAME}: throughput round {r + 1}/{rounds}, {requests} issues from "
-                         f"{concurrency} clients, server then bare handler ...")
-                rps, p99, ids = await closed_loop(server.url, key, requests, concurrency)
-                server_rps.append(rps)
-                server_p99.append(p99)
-                acknowledged += ids
-                bare_rps.append((await closed_loop(f"http://127.0.0.1:{bare_port}", key, requests,
-                                                   concurrency))[0])
+                progress(f"{NAME}: wrk round {r + 1}/{rounds}, {seconds:g} s at {concurrency} connections, "
+                         f"server (core {SERVER_CORE}) then bare handler, wrk on core {LOAD_CORE} ...")
+                server_runs.append(run_wrk(server.url, script, Path(tmp), seconds, concurrency))
+                wrk_answered += server_runs[-1].requests - server_runs[-1].failed
+                bare_runs.append(run_wrk(bare_url, script, Path(tmp), seconds, concurrency))
             progress(f"{NAME}: open loop, {rate:.0f} issues/s for {rate_seconds:g} s ...")
-            open_p50, open_p99, ids = await open_loop(server.url, key, rate, rate_seconds)
+            open_p50, open_p99, ids = await open_loop(server.url, key, load, rate, rate_seconds)
             acknowledged += ids
             _, peak_mb = memory_mb(server.proc.pid)
             progress(f"{NAME}: SIGKILL the server, then look for every acknowledged token ...")
             server.kill()
-            found = committed(server.data_dir / "counter.db", acknowledged)
+            database = server.data_dir / "counter.db"
+            found = committed(database, acknowledged)
+            in_file = tokens_in(database)
         finally:
             server.stop()
             bare.terminate()
             bare.wait()
 
-    ratio = statistics.median(server_rps) / statistics.median(bare_rps)
+    tokens_per_s = statistics.median(run.ok_per_s for run in server_runs)
+    bare_per_s = statistics.median(run.ok_per_s for run in bare_runs)
+    failed = sum(run.failed for run in server_runs)
+    ratio = tokens_per_s / bare_per_s
+    # wrk acknowledged tokens it cannot name; the file must hold at least as many in all.
+    acknowledged_total = wrk_answered + len(acknowledged) + sequential_pairs
     rows = [
         ("issue, median (one at a time)", statistics.median(issue_ms), "ms", "", None),
         ("issue, p99 (one at a time)", percentile(issue_ms, 0.99), "ms", "", None),
         ("call next, median (one at a time)", statistics.median(next_ms), "ms", "", None),
         ("call next, p99 (one at a time)", percentile(next_ms, 0.99), "ms", "", None),
-        (f"server, {concurrency} clients", statistics.median(server_rps), "tokens/s", "", None),
-        (f"server p99, {concurrency} clients", statistics.median(server_p99), "ms", "", None),
-        (f"bare aiohttp handler, {concurrency} clients", statistics.median(bare_rps), "req/s", "", None),
+        (f"server under wrk, {concurrency} connections", tokens_per_s, "tokens/s", "", None),
+        (f"server p99 under wrk, {concurrency} connections",
+         statistics.median(run.latency_p99_ms for run in server_runs), "ms", "", None),
+        ("server answers other than 2xx under wrk", failed, "", "0", failed == 0),
+        (f"bare aiohttp handler under wrk, {concurrency} connections", bare_per_s, "req/s", "", None),
         ("throughput, server / bare", ratio, "", ">= 0.5", ratio >= 0.5),
         (f"p50 at {rate:.0f} issues/s", open_p50, "ms", "", None),
         (f"p99 at {rate:.0f} issues/s", open_p99, "ms", "< 20 ms", open_p99 < 20),
         ("acknowledged tokens in the file after SIGKILL", found, f"of {len(acknowledged)}",
          "all", found == len(acknowledged)),
+        ("tokens in the file after SIGKILL, wrk's included", in_file, f"of {acknowledged_total} acknowledged",
+         "all", in_file >= acknowledged_total),
     ]
     return [Figure(NAME, name, value, unit, target, met, peak_mb) for name, value, unit, target, met in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="issues per throughput round")
-    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each wrk run")
+    parser.add_argument("--concurrency", type=int, default=50, help="wrk's open connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating server / bare rounds")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop issues per second")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    print_table(asyncio.run(measure(args.requests, args.concurrency, args.rounds, args.rate,
+    print_table(asyncio.run(measure(args.seconds, args.concurrency, args.rounds, args.rate,
                                     args.rate_seconds)))
 
 
