@@ -2,7 +2,7 @@
 
 A phone needs its token's place and wait, not the hall: after a change at its substation,
 one read of the queue answers every phone watching a token there, at most once per
-``interval_s``, however many phones watch. Each phone keeps only the newest answer, so a slow
+``interval_s`` for that substation, however many phones watch. Each phone keeps only the newest answer, so a slow
 link never builds a backlog.
 """
 
@@ -83,24 +83,41 @@ class TokenWatch:
             self._wake.set()
 
     async def _run(self) -> None:
+        # Each hall's phones are answered at most once per interval_s, counted per hall: a
+        # change at one hall is never held back because another hall was answered just now.
+        due: dict[tuple[str, str], float] = {}
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            dirty, self._dirty = self._dirty, set()
-            for key in dirty:
-                watchers = self._watchers.get(key)
-                if not watchers:
-                    continue
-                try:
-                    views = await self.store.read_queue(*key, _views_of({w.token_id for w in watchers}))
-                except Exception:  # noqa: BLE001 - one failed read must not end every phone's feed
-                    log.exception("reading token views of %s failed", key)
-                    self._dirty.add(key)
-                    continue
-                for watcher in list(watchers):
-                    if watcher.token_id in views:
-                        watcher.offer(views[watcher.token_id])
-            await asyncio.sleep(self.interval_s)   # changes meanwhile are answered together
+            now = loop.time()
+            waiting = [due[key] for key in self._dirty if due.get(key, now) > now]
+            if len(waiting) == len(self._dirty):
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(waiting) - now if waiting else None):
+                        await self._wake.wait()
+                continue
+            ready = {key for key in self._dirty if due.get(key, now) <= now}
+            self._dirty -= ready
+            for key in ready:
+                due[key] = now + self.interval_s
+                await self._answer(key)
+            for key in [k for k, at in due.items() if at <= now and k not in self._dirty]:
+                del due[key]
+
+    async def _answer(self, key: tuple[str, str]) -> None:
+        """One read of the hall's queue, offered to every phone watching a token there."""
+        watchers = self._watchers.get(key)
+        if not watchers:
+            return
+        try:
+            views = await self.store.read_queue(*key, _views_of({w.token_id for w in watchers}))
+        except Exception:  # noqa: BLE001 - one failed read must not end every phone's feed
+            log.exception("reading token views of %s failed", key)
+            self._dirty.add(key)
+            return
+        for watcher in list(watchers):
+            if watcher.token_id in views:
+                watcher.offer(views[watcher.token_id])
 
 
 def _views_of(token_ids: set[str]) -> Callable[[SubstationQueue], dict[str, View]]:
