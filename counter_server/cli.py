@@ -30,7 +30,7 @@ from .ops.reports import daily_csv, daily_json, daily_text, monthly_csv, monthly
 from .ops.service import OpsService
 from .config import STORE_ENGINES, ScenarioError, Settings, env_default, load_scenario
 from .datadir import LOCK_NAME, DataDirError, DataDirLock, check_data_dir, lock_data_dir
-from .listen import ListenError, address_of, bind_sockets
+from .listen import ListenError, address_of, bind_sockets, raise_open_files
 from .services import KeyService, ServiceError
 from .store import Store, StoreUnavailable, open_store
 from .store.redis import redacted
@@ -240,6 +240,8 @@ def _serve(args: argparse.Namespace, scenario) -> int:
         f"{counters} counters); {where}",
         flush=True,
     )
+    if (short := raise_open_files(settings.open_files)) is not None:
+        print(f"counter-server: {short}", flush=True)
     if fresh:
         made = "new data dir" if not existed else "no database yet in data dir"
         print(f"counter-server: {made} {data_dir}, no tokens yet", flush=True)

@@ -326,6 +326,9 @@ class Settings:
     # A keyed live connection asks whether its key still stands this often (answered from a list
     # of live key ids at most 0.4 s old): a revoked key's sockets close within a second.
     live_key_recheck_s: float = 0.5
+    # Open files the server asks for at start (its soft RLIMIT_NOFILE, up to the hard limit):
+    # one per live connection (10,000 boards and phones) plus the database, logs and listeners.
+    open_files: int = 10_000 + 1024
     ops_push_every_s: float = 1.0       # the gateway's state and the alerts go out to ops
     booked_slots_every_s: float = 15.0  # bookings whose slot has begun become waiting tokens
     day_close_every_s: float = 1.0      # closing time and the day boundary are looked for

@@ -9,6 +9,7 @@ has started, so a client connecting early is refused rather than kept waiting.
 from __future__ import annotations
 
 import errno
+import resource
 import socket
 
 
@@ -45,6 +46,26 @@ def bind_sockets(host: str, port: int) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+def raise_open_files(wanted: int) -> str | None:
+    """Raise this process's soft open-files limit towards ``wanted`` (never past the hard limit,
+    which only root may raise): each live board or phone holds a socket, and the usual soft
+    limit of 1024 would refuse the 1,000th. Returns a line to say when ``wanted`` is out of reach."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft >= wanted:
+        return None
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return None
+    return (f"open files limited to {soft} (wanted {wanted}; the hard limit is {hard}): fewer live "
+            "boards and phones can connect; raise it with ulimit -Hn or the service's LimitNOFILE")
 
 
 def address_of(sockets: list[socket.socket]) -> str:
