@@ -1,4 +1,5 @@
-"""Every benchmark in one run, one table: token issue, live fan-out, billing protection.
+"""Every benchmark in one run, one table: token issue, live fan-out, billing protection, the
+Redis engine and its replicas, a simulated month, and the unit costs the scaling sheet uses.
 
 Each figure sits beside its target (where the issues set one) and the server's peak RSS in
 the run that measured it. Progress goes to stderr; the table to stdout. Everything runs on
@@ -15,7 +16,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from benchmarks import billing_protection, live_fanout, token_latency
+from benchmarks import billing_protection, live_fanout, peak_sim, replicas, token_latency, unit_costs
 from testkit.figures import Figure, print_table, progress
 
 
@@ -28,6 +29,9 @@ async def run_all(quick: bool, plot: Path | None) -> list[Figure]:
     figures += await live_fanout.measure([100, 2000] if quick else [100, 500, 2000],
                                          deltas=5 if quick else 20)
     figures += await billing_protection.measure(duration=2 if quick else 5, plot_path=plot)
+    figures += await replicas.measure(seconds=2 if quick else 5)
+    figures += peak_sim.measure(runs=1 if quick else 3)
+    figures += await unit_costs.measure(tokens=500 if quick else 2000, connections=200 if quick else 1000)
     return figures
 
 
