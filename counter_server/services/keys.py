@@ -4,9 +4,8 @@ Keys are 256-bit random strings, so a plain digest is enough to make a stolen da
 for logging in (there is nothing to brute-force, unlike a password).
 
 ``counter-server keys revoke`` writes to the store while the server runs, and nothing tells
-the server: a request is refused within ``KEY_MAX_AGE_S`` because ``authenticate`` reads a
-key from the store at most that often (once per key, not once per request, under load); a live
-connection, checked only at its handshake, asks
+the server: a request is refused at once because every one reads its key from the store
+(``authenticate``, uncached); a live connection, checked only at its handshake, asks
 ``is_live`` every half second, answered from one list of live key ids read at most every
 ``LIVE_IDS_MAX_AGE_S`` however many connections ask.
 """
@@ -28,10 +27,6 @@ KEY_PREFIX = "ccq_"
 # How stale the live key ids may be when a live connection asks: with its check every 0.5 s,
 # a revoked key's sockets close within a second.
 LIVE_IDS_MAX_AGE_S = 0.4
-# How long a key read from the store answers for later requests with the same key: a revoked
-# key is refused within this (well inside the second revocation is promised in).
-KEY_MAX_AGE_S = 0.5
-KEYS_CACHED = 1024   # a key per counter and board, many times over; unknown keys are not kept
 
 
 def hash_key(key: str) -> str:
@@ -48,7 +43,6 @@ class KeyService:
         self._live_ids: frozenset[str] = frozenset()
         self._live_ids_read_at: float | None = None
         self._reading: asyncio.Future[frozenset[str]] | None = None
-        self._recent: dict[str, tuple[float, Actor]] = {}   # digest -> (read at, its actor)
 
     async def create(self, role: str, counter: str | None = None, label: str = "") -> tuple[str, KeyRecord]:
         """A new key and its record; the plain key is returned here and nowhere else."""
@@ -68,24 +62,9 @@ class KeyService:
         return plain, record
 
     async def authenticate(self, plain: str) -> Actor | None:
-        """The key's actor, or None for a key unknown or revoked; a valid key is read from the
-        store at most every ``KEY_MAX_AGE_S``."""
-        digest = hash_key(plain)
-        now = self.monotonic()
-        recent = self._recent.get(digest)
-        if recent is not None and now - recent[0] <= KEY_MAX_AGE_S:
-            return recent[1]
-        record = await self.store.find_key(digest)
+        record = await self.store.find_key(hash_key(plain))
         if record is None:
-            self._recent.pop(digest, None)
             return None
-        actor = self._actor_of(record)
-        if len(self._recent) >= KEYS_CACHED:
-            self._recent.clear()
-        self._recent[digest] = (now, actor)
-        return actor
-
-    def _actor_of(self, record: KeyRecord) -> Actor:
         counter = self.scenario.counters.get(record.counter) if record.counter else None
         return Actor(
             key_id=record.id,
