@@ -14,7 +14,19 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from . import events
+from .events import (
+    TokenCalled,
+    TokenCancelled,
+    TokenClosedUnserved,
+    TokenCompleted,
+    TokenCompletedAtClose,
+    TokenEvent,
+    TokenNoShow,
+    TokenRecalled,
+    TokenRequeued,
+    TokenStarted,
+    TokenTransferred,
+)
 from .model import QueuePolicy, Status, Token
 
 
@@ -65,20 +77,20 @@ AT_DAY_END: dict[Status, Status] = {**AT_CLOSING, Status.SERVING: Status.DONE}
 # The events the day's close records: its own kinds, so nobody mistakes them for a cashier's
 # move (a token finished with the day was never completed at the counter: its time there is
 # not a service time to learn from).
-CLOSING_EVENT_KIND: dict[Status, type[events.TokenEvent]] = {
-    Status.CLOSED_UNSERVED: events.TokenClosedUnserved,
-    Status.DONE: events.TokenCompletedAtClose,
+CLOSING_EVENT_KIND: dict[Status, type[TokenEvent]] = {
+    Status.CLOSED_UNSERVED: TokenClosedUnserved,
+    Status.DONE: TokenCompletedAtClose,
 }
 
-EVENT_KIND: dict[Action, type[events.TokenEvent]] = {
-    Action.CALL: events.TokenCalled,
-    Action.RECALL: events.TokenRecalled,
-    Action.START: events.TokenStarted,
-    Action.COMPLETE: events.TokenCompleted,
-    Action.NO_SHOW: events.TokenNoShow,
-    Action.REQUEUE: events.TokenRequeued,
-    Action.TRANSFER: events.TokenTransferred,
-    Action.CANCEL: events.TokenCancelled,
+EVENT_KIND: dict[Action, type[TokenEvent]] = {
+    Action.CALL: TokenCalled,
+    Action.RECALL: TokenRecalled,
+    Action.START: TokenStarted,
+    Action.COMPLETE: TokenCompleted,
+    Action.NO_SHOW: TokenNoShow,
+    Action.REQUEUE: TokenRequeued,
+    Action.TRANSFER: TokenTransferred,
+    Action.CANCEL: TokenCancelled,
 }
 
 

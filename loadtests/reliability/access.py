@@ -17,42 +17,12 @@ import aiohttp
 from testkit.figures import progress
 from testkit.processes import ServerProcess, run_cli
 
-from .common import PartTally, call, is_error_shape, make_keys, write_scenario
+from .common import Matrix, PartTally, make_keys, write_scenario
 from .edges import probe_edges
 from .role_probe import probe_own_server, probe_roles
 
 PROBE_ACCOUNT, PROBE_PHONE = "KAN-20431877", "9876543210"
 PAGE_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
-
-
-class Matrix:
-    """Each check: what was asked, the statuses allowed, and whether the answer held any key."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str, secrets: list[str], tally: PartTally) -> None:
-        self.session = session
-        self.url = url
-        self.secrets = secrets
-        self.tally = tally
-        self.checks = 0
-        self.failed = 0
-        self.echoed = 0
-
-    async def expect(self, label: str, statuses: tuple[int, ...], method: str, path: str,
-                     key: str | None = None, **kw) -> tuple[int, object] | None:
-        answered = await call(self.session, method, self.url + path, key, **kw)
-        self.checks += 1
-        status, body = answered if answered is not None else (None, None)
-        if status not in statuses:
-            self.failed += 1
-            self.tally.problem(f"access: {label}: got {status}, want {statuses}: {str(body)[:160]}")
-        elif status >= 400 and not is_error_shape(body):
-            self.failed += 1
-            self.tally.problem(f"access: {label}: error not in the documented shape: {str(body)[:160]}")
-        text = str(body)
-        if any(secret in text for secret in self.secrets):
-            self.echoed += 1
-            self.tally.problem(f"access: {label}: the answer echoes a key")
-        return answered
 
 
 async def run(workdir: Path, tally: PartTally) -> None:

@@ -10,13 +10,11 @@ that format; tests/test_http_edges.py checks the text format a terminal gets.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from counter_server.phone.pages import qr_svg
 from testkit.processes import ServerProcess
 
-if TYPE_CHECKING:
-    from .access import Matrix
+from .common import Matrix
 
 FORGED = "12:00:00 WARNING counter_server.app: forged"
 OVERSIZED = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"

@@ -14,18 +14,13 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import aiohttp
 
 from counter_server.config import Settings, load_scenario
 from counter_server.store import open_store
 from testkit.processes import ServerProcess, free_port
 
-from .common import call, make_keys
-
-if TYPE_CHECKING:
-    from .access import Matrix
+from .common import Matrix, call, make_keys
 
 EVIL = "https://evil.example"
 PASSWORD = "probe-Billing-pw-7"
