@@ -27,7 +27,7 @@ async def run_all(quick: bool, plot: Path | None) -> list[Figure]:
                                            rate_seconds=3 if quick else 10,
                                            sequential_pairs=100 if quick else 500)
     figures += await live_fanout.measure([100, 2000] if quick else [100, 500, 2000],
-                                         deltas=5 if quick else 20)
+                                         deltas=5 if quick else 20, connections=None if quick else 10_000)
     figures += await billing_protection.measure(duration=2 if quick else 5, plot_path=plot)
     figures += await replicas.measure(seconds=2 if quick else 5)
     figures += peak_sim.measure(runs=1 if quick else 3)

@@ -14,23 +14,14 @@ import asyncio
 import base64
 import multiprocessing
 import os
-import resource
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from counter_server.listen import raise_open_files
+
 CONNECT_BATCH = 200          # handshakes in flight at once per process
 HEAD_BYTES = 40              # enough of a message to read its type
-
-
-def raise_open_files(wanted: int) -> int:
-    """This process's soft RLIMIT_NOFILE raised towards ``wanted`` (never past the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
 
 
 class _LiveSocket(asyncio.Protocol):

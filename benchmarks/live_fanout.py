@@ -27,7 +27,8 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.live_clients import LiveClients, Target, raise_open_files
+from benchmarks.live_clients import LiveClients, Target
+from counter_server.listen import raise_open_files
 from testkit.figures import Figure, memory_mb, percentile, print_table, progress
 from testkit.processes import ServerProcess
 from testkit.scenarios import OPEN_ALL_DAY
