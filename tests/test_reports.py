@@ -42,7 +42,7 @@ class Day:
         self.tokens: dict[str, dict] = {}
         self.seq = 0
 
-    def _add(self, kind: str, when: str, substation: str, *, token: str | None = None,
+    def add(self, kind: str, when: str, substation: str, *, token: str | None = None,
              counter: str | None = None, actor: str = "admin:k0", data: dict | None = None) -> None:
         self.seq += 1
         self.events.append({"seq": self.seq, "at": at(when, self.day), "substation": substation,
@@ -55,13 +55,13 @@ class Day:
                             "issued_at": at(when, self.day), "counter": None, "called_at": None,
                             "started_at": None, "finished_at": None}
         actor = f"cashier@{by}:k1" if by else "admin:k0"
-        self._add("issued", when, substation, token=tid, actor=actor, data=dict(self.tokens[tid]))
+        self.add("issued", when, substation, token=tid, actor=actor, data=dict(self.tokens[tid]))
 
     def move(self, tid: str, kind: str, when: str, by: str | None, **changes: object) -> None:
         """An event ``by`` a counter (None: not at a counter) that changes the token."""
         token = self.tokens[tid]
         token.update(changes)
-        self._add(kind, when, token["substation"], token=tid, counter=by, data=dict(token))
+        self.add(kind, when, token["substation"], token=tid, counter=by, data=dict(token))
 
     def call(self, tid: str, when: str, counter: str) -> None:
         self.move(tid, "called", when, counter, status="called", counter=counter, called_at=at(when, self.day))
@@ -80,9 +80,9 @@ class Day:
         row = {"id": pid, "token_id": tid, "substation": self.tokens[tid]["substation"], "counter": counter,
                "account": "2140012345", "amount_paise": paise, "mode": "cash", "status": "queued",
                "day": self.day}
-        self._add("payment_queued", when, row["substation"], token=tid, counter=counter, data=dict(row))
+        self.add("payment_queued", when, row["substation"], token=tid, counter=counter, data=dict(row))
         if outcome is not None:
-            self._add(f"payment_{outcome}", when, row["substation"], token=tid, counter=counter,
+            self.add(f"payment_{outcome}", when, row["substation"], token=tid, counter=counter,
                       data={**row, "status": outcome})
 
 
@@ -341,9 +341,9 @@ def test_tokens_the_day_closed_are_counted_as_closed_unserved_not_open_or_served
     d.call("W1", "17:20", "S01-C1")                       # called, never started
     d.call("S1", "17:25", "S01-C2")
     d.move("S1", "started", "17:26", "S01-C2", status="serving", started_at=at("17:26"))
-    d._add("booked", "12:00", "S01", token="B1", data={"id": "B1", "number": "", "status": "booked"})
+    d.add("booked", "12:00", "S01", token="B1", data={"id": "B1", "number": "", "status": "booked"})
     for tid, counter in (("B1", None), ("W2", None), ("W1", "S01-C1")):
-        d._add("closed_unserved", "17:30", "S01", token=tid, counter=counter, actor="day-close",
+        d.add("closed_unserved", "17:30", "S01", token=tid, counter=counter, actor="day-close",
                data={"id": tid, "number": d.tokens.get(tid, {}).get("number", ""),
                      "status": "closed_unserved"})
     d.move("S1", "completed_at_close", "23:59", "S01-C2", status="done", finished_at=at("23:59"))
