@@ -385,7 +385,7 @@ async def measure(page, url: str) -> tuple[int, list[str]]:
     cdp.on("Network.requestWillBeSent", lambda e: urls.__setitem__(e["requestId"], e["request"]["url"]))
     cdp.on("Network.loadingFinished", lambda e: received.__setitem__(e["requestId"], e["encodedDataLength"]))
     await page.goto(url, wait_until="commit")
-    await page.wait_for_function("document.body.dataset.screen !== 'loading'"
+    await page.wait_for_function("document.body && document.body.dataset.screen !== 'loading'"
                                  " && document.querySelectorAll('#services input, #stations li').length > 0",
                                  timeout=15_000)
     await page.evaluate("document.fonts.ready.then(() => true)")
