@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import redis
 
+from benchmarks.token_latency import admission_off
 from counter_server.config import load_scenario
 from testkit.figures import Figure, memory_mb, print_table, progress
 from testkit.processes import RedisProcess, ServerProcess
@@ -46,14 +47,10 @@ def redis_counts(client: redis.Redis) -> tuple[int, int, int]:
 
 async def issue_tokens(server: ServerProcess, halls: list[str], service: str, n: int) -> None:
     """``n`` tokens over ``halls`` from CLIENTS clients, door admission off."""
+    await admission_off(server.url, server.admin_key, halls)
     headers = {"Authorization": f"Bearer {server.admin_key}"}
     todo = iter(range(n))
     async with aiohttp.ClientSession(headers=headers) as session:
-        for hall in halls:
-            async with session.put(f"{server.url}/api/v1/ops/substations/{hall}/admission",
-                                   json={"admission": False}) as resp:
-                assert resp.status == 200, await resp.text()
-
         async def client() -> None:
             for i in todo:
                 async with session.post(f"{server.url}/api/v1/substations/{halls[i % len(halls)]}/tokens",
