@@ -147,6 +147,7 @@ class StoreConfig:
     engine: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "ccq:"
+    stream_keep: int = 20_000   # Redis: entries the live stream keeps (it is trimmed past this)
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
                               gateway=_knobs(GatewaySettings, model.billing),
                               simulator=_knobs(SimSettings, model.billing.simulator)),
         store=StoreConfig(engine=model.store.engine, redis_url=model.store.redis_url,
-                          redis_prefix=model.store.redis_prefix),
+                          redis_prefix=model.store.redis_prefix, stream_keep=model.store.stream_keep),
         phones=replace(_knobs(PhonesConfig, model.phones), public_url=model.phones.public_url.rstrip("/")),
     )
 
@@ -347,9 +348,9 @@ class Settings:
     def store(self) -> StoreConfig:
         """The store to open: the scenario's ``[store]`` with this run's overrides laid over it."""
         base = self.scenario.store
-        return StoreConfig(engine=self.store_engine or base.engine,
-                           redis_url=self.redis_url or base.redis_url,
-                           redis_prefix=self.redis_prefix or base.redis_prefix)
+        return replace(base, engine=self.store_engine or base.engine,
+                       redis_url=self.redis_url or base.redis_url,
+                       redis_prefix=self.redis_prefix or base.redis_prefix)
 
     @property
     def database_path(self) -> Path:

@@ -18,7 +18,7 @@ from counter_server.store import IdempotencyConflict, IdempotencyKey
 
 from testkit.api import Api, Clock
 from testkit.scenarios import paid_service
-from .test_store_contract import add_payment, make_store, store  # noqa: F401 - the engine-parametrised fixtures
+from .test_store_contract import add_payment, logged, make_store, store  # noqa: F401 - the engine-parametrised fixtures
 
 
 def payment(pid: str, account: str, at: float = 0.0) -> Payment:
@@ -44,7 +44,7 @@ async def test_outbox_claims_the_oldest_payment_of_each_account_only(store):
     assert (posted.status, posted.billing_ref, posted.attempts) == (PaymentStatus.POSTED, "BILL-1", 1)
     stats = await store.outbox_stats(now=50)
     assert (stats.queued, stats.posted, stats.failed, stats.oldest_queued_s) == (3, 1, 0, 50)
-    kinds = [e["kind"] for e in await store.events()]
+    kinds = [e["kind"] for e in await logged(store, "2026-11-25")]
     assert kinds.count("payment_queued") == 4 and kinds.count("payment_posted") == 1
 
 
@@ -75,7 +75,7 @@ async def test_take_payment_reads_the_committed_token_and_writes_in_one_step(sto
     with pytest.raises(LookupError):                              # refused: nothing written
         await store.take_payment("t404", build)
     assert seen[-1] is None
-    kinds = [e["kind"] for e in await store.events()]
+    kinds = [e["kind"] for e in await logged(store, "2026-11-25")]
     assert kinds == ["issued", "payment_queued"]
 
 

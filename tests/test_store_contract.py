@@ -30,6 +30,7 @@ from counter_server.queueing import (
     SlotPlan,
     Status,
     SubstationQueue,
+    Token,
     UnknownToken,
 )
 from counter_server.store import (
@@ -101,6 +102,17 @@ def issuing(token_id: str, at: float = 0.0, service: str = "bill_payment", lette
     return lambda q: q.issue(token_id, service, letter, Priority.NORMAL, at, "tester")
 
 
+async def token_of(store: Store, token_id: str) -> Token | None:
+    """The token as the store holds it now, or None."""
+    view = await store.token_view(token_id)
+    return view[0] if view is not None else None
+
+
+async def logged(store: Store, day: str = DAY, after: int = 0) -> list[dict]:
+    """The day's logged events after seq ``after``, oldest first (refusals at the door left out)."""
+    return [e for e in await store.day_events(day) if e["seq"] is not None and e["seq"] > after]
+
+
 async def add_payment(store: Store, payment: Payment, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
     """Write ``payment`` as it is, whatever the token: how these tests fill the outbox."""
     return await store.take_payment(payment.token_id, lambda token, earlier: payment, idem)
@@ -123,7 +135,7 @@ async def test_changes_survive_a_restart_and_numbering_continues(make_store):
         assert [t.id for t in waiting] == ["t1", "t2"]
         applied = await second.mutate_queue("S01", DAY, issuing("t3", 6))
         assert applied.token.number == "B-004"
-        assert (await second.get_token("t0")).counter == "S01-C1"
+        assert (await token_of(second, "t0")).counter == "S01-C1"
     finally:
         await second.close()
 
@@ -149,10 +161,10 @@ async def test_slot_plans_bookings_and_remote_holders_survive_a_restart(make_sto
             await second.mutate_queue("S01", DAY, lambda q: q.issue(
                 "r2", "bill_payment", "B", Priority.NORMAL, 30.0, holder=Holder("a9", "p1")))
         await second.mutate_queue("S01", DAY, lambda q: q.start_due_bookings(1900.0, {"bill_payment": "B"})[0])
-        booked = await second.get_token("b1")
+        booked = await token_of(second, "b1")
         assert (booked.status, booked.number, booked.origin, booked.account_hint) == (
             Status.WAITING, "B-002", Origin.SLOT, "4321")
-        assert (await second.get_token("r1")).origin is Origin.REMOTE
+        assert (await token_of(second, "r1")).origin is Origin.REMOTE
         assert [t.id for t in (await second.queue_snapshot("S01", DAY)).waiting] == ["b1", "r1"]
     finally:
         await second.close()
@@ -161,11 +173,11 @@ async def test_slot_plans_bookings_and_remote_holders_survive_a_restart(make_sto
 async def test_every_change_is_an_appended_event_with_who_and_when(store: Store):
     await store.mutate_queue("S01", DAY, issuing("t1", 10))
     await store.mutate_token("t1", lambda q, t: q.act(t.id, Action.CANCEL, 11, "cashier@S01-C1:k1"))
-    events = await store.events()
+    events = await logged(store)
     assert [(e["kind"], e["token_id"], e["at"]) for e in events] == [
         ("issued", "t1", 10), ("cancelled", "t1", 11)]
     assert events[1]["actor"] == "cashier@S01-C1:k1" and events[1]["data"]["status"] == "cancelled"
-    assert await store.events(after=events[0]["seq"]) == events[1:]
+    assert await logged(store, after=events[0]["seq"]) == events[1:]
 
 
 async def test_a_failing_change_leaves_nothing_behind(store: Store):
@@ -175,7 +187,7 @@ async def test_a_failing_change_leaves_nothing_behind(store: Store):
 
     with pytest.raises(RuntimeError):
         await store.mutate_queue("S01", DAY, issue_then_fail)
-    assert await store.get_token("t1") is None
+    assert await token_of(store, "t1") is None
     snapshot = await store.queue_snapshot("S01", DAY)
     assert (snapshot.at_counters, snapshot.waiting) == ([], [])
     applied = await store.mutate_queue("S01", DAY, issuing("t2"))
@@ -185,7 +197,7 @@ async def test_a_failing_change_leaves_nothing_behind(store: Store):
 async def test_unknown_token(store: Store):
     with pytest.raises(UnknownToken):
         await store.mutate_token("nope", lambda q, t: t)
-    assert await store.get_token("nope") is None
+    assert await token_of(store, "nope") is None
 
 
 async def test_idempotency_replays_and_refuses_a_different_request(store: Store):
@@ -193,7 +205,7 @@ async def test_idempotency_replays_and_refuses_a_different_request(store: Store)
     first = await store.mutate_queue("S01", DAY, issuing("t1"), key)
     again = await store.mutate_queue("S01", DAY, issuing("t2"), key)
     assert not first.replayed and again.replayed and again.token == first.token
-    assert await store.get_token("t2") is None
+    assert await token_of(store, "t2") is None
     with pytest.raises(IdempotencyConflict):
         await store.mutate_queue("S01", DAY, issuing("t3"), IdempotencyKey("k1", "slip-7", "other"))
     other_principal = await store.mutate_queue("S01", DAY, issuing("t4"), IdempotencyKey("k2", "slip-7", "x"))
@@ -294,7 +306,7 @@ async def test_sqlite_forgets_idempotency_keys_past_their_ttl(tmp_path: Path):
             assert [k for (k,) in db.execute("SELECT key FROM idempotency")] == ["recent"]
         replay = await store.mutate_queue("S01", DAY, issuing("t-other", 2), IdempotencyKey("kiosk", "recent", "f"))
         assert replay.replayed and replay.token.id == "t-recent"
-        assert await store.get_token("t-old") is not None        # the token itself stays
+        assert await token_of(store, "t-old") is not None        # the token itself stays
     finally:
         await store.close()
 
@@ -314,7 +326,7 @@ async def test_listeners_get_committed_changes_in_sequence_order(store: Store):
     assert seen[-1].hall.counters == () or seen[-1].hall.waiting_total == 0
     assert seen[0].events[0][1].token.number == "B-001"
     assert await store.last_seq() == seqs[-1]
-    assert [e["seq"] for e in await store.events(after=start)] == seqs
+    assert [e["seq"] for e in await logged(store, after=start)] == seqs
 
 
 # -- Redis: several replicas over one Redis ------------------------------------------------------
@@ -369,7 +381,7 @@ async def test_a_replica_hears_the_other_replicas_changes_in_order(replicas):
     await wait_until_async(lambda: len(heard["a"]) == 20 and len(heard["b"]) == 20,
                            what="both replicas hearing all 20 changes")
     assert heard["a"] == heard["b"] == sorted(heard["a"])
-    assert heard["a"] == [e["seq"] for e in await a.events()]
+    assert heard["a"] == [e["seq"] for e in await logged(a)]
 
 
 async def test_a_replica_that_has_heard_the_others_change_commits_without_running_again(replicas):
@@ -379,7 +391,7 @@ async def test_a_replica_that_has_heard_the_others_change_commits_without_runnin
     b.add_listener(lambda c: heard.__setitem__("b", c.events[-1][0]))
 
     async def both_have_heard_all() -> None:
-        last = (await a.events())[-1]["seq"]
+        last = (await logged(a))[-1]["seq"]
         await wait_until_async(lambda: heard["a"] == heard["b"] == last,
                                what=f"both replicas hearing event {last}")
 
@@ -402,11 +414,44 @@ async def test_an_idempotent_retry_on_the_other_replica_replays(replicas):
     first = await a.mutate_queue("S01", DAY, issuing("t1"), key)
     again = await b.mutate_queue("S01", DAY, issuing("t2"), key)
     assert again.replayed and again.token == first.token and again.estimate is not None
-    assert await b.get_token("t2") is None
+    assert await token_of(b, "t2") is None
     called = IdempotencyKey("k2", "call-1", "fp")
     one = await a.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 5), called)
     two = await b.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], 6), called)
     assert one.token.id == "t1" and two.replayed and two.token == one.token
+
+
+async def test_the_redis_stream_is_trimmed_and_carries_what_changed_not_the_hall():
+    """The stream is only the replicas' live feed: it keeps about ``stream_keep`` entries of a
+    few hundred bytes, while the day's event log and the answers kept for retries stay whole."""
+    engine = RedisEngine()
+    writer = RedisStore(engine.url, POLICY, prefix=engine.prefix, stream_keep=100)
+    follower = RedisStore(engine.url, POLICY, prefix=engine.prefix, stream_keep=100)
+    heard: list[Committed] = []
+    follower.add_listener(heard.append)
+    await writer.open()
+    await follower.open()
+    try:
+        key = IdempotencyKey("kiosk", "slip-1", "fp")
+        first = await writer.mutate_queue("S01", DAY, issuing("t0", 0), key)
+        for i in range(1, 400):
+            await writer.mutate_queue("S01", DAY, issuing(f"t{i}", i))
+        await wait_until_async(lambda: heard and heard[-1].events[-1][0] == 400, what="the follower at event 400")
+        client = writer.redis
+        stream = writer.prefix + "events"
+        assert await client.xlen(stream) <= 100 + 100          # trimmed whole nodes, about keep
+        entries = await client.xrange(stream, "-", "+")
+        assert all(set(fields) <= {"e", "v", "pay"} for _, fields in entries)
+        assert max(len(fields["e"]) for _, fields in entries) < 1000
+        assert [e["token_id"] for e in await logged(writer)] == [f"t{i}" for i in range(400)]
+        replay = await follower.mutate_queue("S01", DAY, issuing("t-again", 500), key)
+        assert replay.replayed and replay.token == first.token    # its event left the stream long ago
+        assert heard[-1].hall.waiting_total == 400 and heard[-1].hall == (
+            await writer.queue_snapshot("S01", DAY)).hall   # the follower's hall is the writer's
+    finally:
+        await follower.close()
+        await writer.close()
+        await engine.cleanup()
 
 
 async def test_redis_outbox_claims_are_shared_and_a_lapsed_claim_is_taken_over(replicas):
@@ -452,7 +497,7 @@ async def test_take_payment_sees_the_tokens_earlier_payments_in_the_same_step(st
     assert len(taken) == 1, outcomes
     first = taken[0][0]
     assert all(isinstance(o, LookupError) and first.id in str(o) for o in outcomes if o is not taken[0])
-    assert [e["kind"] for e in await store.events()].count("payment_queued") == 1
+    assert [e["kind"] for e in await logged(store)].count("payment_queued") == 1
     assert seen.count([]) >= 1 and [first.id] in seen
     # The payments a later build sees are whole (status, amount, part), oldest first.
     second, _ = await store.take_payment("t1", lambda token, earlier: replace(
@@ -555,12 +600,12 @@ async def test_the_days_close_is_kept_like_any_change(make_store):
     second = make_store()
     await second.open()
     try:
-        statuses = {f"t{i}": (await second.get_token(f"t{i}")).status for i in range(4)}
+        statuses = {f"t{i}": (await token_of(second, f"t{i}")).status for i in range(4)}
         assert statuses == {"t0": Status.CLOSED_UNSERVED, "t1": Status.SERVING,
                             "t2": Status.CLOSED_UNSERVED, "t3": Status.CLOSED_UNSERVED}
-        assert (await second.get_token("b1")).status is Status.CLOSED_UNSERVED
+        assert (await token_of(second, "b1")).status is Status.CLOSED_UNSERVED
         await second.mutate_queue("S01", DAY, lambda q: q.close_day(90_000, "day-close") and None)
-        assert (await second.get_token("t1")).status is Status.DONE
+        assert (await token_of(second, "t1")).status is Status.DONE
         snapshot = await second.queue_snapshot("S01", DAY)
         assert snapshot.at_counters == [] and snapshot.waiting == [] and snapshot.hall.waiting_total == 0
         assert all(n == 0 for n in (await second.waiting_counts(DAY)).values())

@@ -248,6 +248,8 @@ class StoreModel(Table):
     engine: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite: one file, one server; redis: shared by replicas.")
     redis_url: Annotated[str, AfterValidator(_redis_address)] = "redis://127.0.0.1:6379/0"
     redis_prefix: Text = "ccq:"
+    stream_keep: int = Field(20_000, ge=1_000, description="Redis: about how many events the live "
+                             "stream keeps for replicas that reconnect (the event log itself is kept whole).")
 
 
 class DemandModel(Table):

@@ -22,7 +22,7 @@ async def open_store(settings: Settings) -> Store:
     layouts = settings.scenario.layouts()
     if chosen.engine == "redis":
         store: Store = RedisStore(chosen.redis_url, settings.scenario.policy, layouts,
-                                  prefix=chosen.redis_prefix)
+                                  prefix=chosen.redis_prefix, stream_keep=chosen.stream_keep)
     else:
         store = SQLiteStore(settings.database_path, settings.scenario.policy, layouts)
     await store.open()

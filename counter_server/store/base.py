@@ -129,8 +129,6 @@ class Store(Protocol):
     ) -> Applied:
         """Run ``change`` on the queue that holds ``token_id``; UnknownToken when none does."""
 
-    async def get_token(self, token_id: str) -> Token | None: ...
-
     async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot: ...
 
     async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
@@ -163,9 +161,6 @@ class Store(Protocol):
 
     async def list_keys(self) -> list[KeyRecord]: ...
 
-    async def events(self, after: int = 0, limit: int = 1000) -> list[dict]:
-        """Appended events with ``seq`` greater than ``after``, oldest first."""
-
     async def day_events(self, day: str, substation: str | None = None) -> list[dict]:
         """One day's events (as ``events`` gives them, payments included) and its refusals at
         the door (kind ``turned_away``, ``seq`` None, data: service and reason), in time order."""
@@ -174,9 +169,6 @@ class Store(Protocol):
         """(substation, counter, status, how many) of the day's tokens, for metrics and ops."""
 
     # -- the payments outbox ---------------------------------------------------------------
-
-    async def add_payment(self, payment: Payment, idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
-        """Write a queued payment and its event; (payment, replayed)."""
 
     async def take_payment(self, token_id: str, build: Callable[[Token | None, list[Payment]], Payment],
                            idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:

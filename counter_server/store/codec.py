@@ -13,15 +13,7 @@ from functools import cache
 from typing import Any, TypeVar, get_type_hints
 
 from ..outbox import Payment
-from ..queueing import (
-    CounterView,
-    DomainEvent,
-    Estimate,
-    HallView,
-    ServiceView,
-    Token,
-    event_from_log,
-)
+from ..queueing import DomainEvent, Token, event_from_log
 
 R = TypeVar("R")
 
@@ -112,47 +104,3 @@ def refusal_record(substation: str, day: str, at: float, service: str, reason: s
     return {"seq": None, "at": at, "substation": substation, "day": day, "token_id": None,
             "kind": "turned_away", "actor": None, "counter": None,
             "data": {"service": service, "reason": reason}}
-
-
-# -- a hall, for the replicas' live boards ---------------------------------------------------
-
-
-def _estimate_json(e: Estimate) -> list:
-    return [e.p50_s, e.p90_s, e.ahead, e.counters]
-
-
-def _estimate(raw: list) -> Estimate:
-    return Estimate(raw[0], raw[1], raw[2], raw[3])
-
-
-def hall_to_json(hall: HallView) -> str:
-    """A hall view as JSON, so every replica's boards get the hall the committing replica saw."""
-    return dumps({
-        "substation": hall.substation,
-        "day": hall.day,
-        "counters": [[c.id, c.open, list(c.services), to_row(c.token) if c.token else None]
-                     for c in hall.counters],
-        "services": [[s.id, s.waiting, s.open_counters, s.mean_service_s, _estimate_json(s.estimate)]
-                     for s in hall.services],
-        "waiting_total": hall.waiting_total,
-        "waiting_head": [[to_row(t), _estimate_json(e)] for t, e in hall.waiting_head],
-        "issued_today": hall.issued_today,
-        "admission": hall.admission,
-        "daily_cap": hall.daily_cap,
-    })
-
-
-def hall_from_json(text: str) -> HallView:
-    raw = json.loads(text)
-    return HallView(
-        substation=raw["substation"],
-        day=raw["day"],
-        counters=tuple(CounterView(c[0], c[1], tuple(c[2]), from_row(Token, c[3]) if c[3] else None)
-                       for c in raw["counters"]),
-        services=tuple(ServiceView(s[0], s[1], s[2], s[3], _estimate(s[4])) for s in raw["services"]),
-        waiting_total=raw["waiting_total"],
-        waiting_head=tuple((from_row(Token, t), _estimate(e)) for t, e in raw["waiting_head"]),
-        issued_today=raw["issued_today"],
-        admission=raw["admission"],
-        daily_cap=raw["daily_cap"],
-    )

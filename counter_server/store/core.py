@@ -6,15 +6,18 @@
 * ``QueueRows`` and ``build_queue``: a queue rebuilt from the rows of a (substation, day).
 * ``QueueCache``: the queues an engine keeps in memory, and which queue holds each token.
 * ``replayed``: the first answer to a retried request, from what the log kept of it.
+* ``StoreCore``: what both engines do the same way around their own storage (listeners, the
+  cache, the reads made of a queue), so an engine writes only how it loads and commits.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ..outbox import Payment, PaymentStatus
 from ..queueing import (
@@ -35,10 +38,13 @@ from ..queueing.events import (
     SlotsPublished,
     TokenIssued,
 )
-from .base import Applied, QueueSnapshot
+from .base import Applied, CommitListener, Committed, QueueSnapshot
 from .codec import from_row
 
+log = logging.getLogger(__name__)
+
 QueueKey = tuple[str, str]   # (substation, day)
+T = TypeVar("T")
 
 # -- the rows an event changes ---------------------------------------------------------------
 
@@ -136,6 +142,11 @@ def view_of(q: SubstationQueue, token_id: str) -> tuple[Token, Estimate | None] 
     return (token, q.estimate_for(token)) if token is not None else None
 
 
+def applied(q: SubstationQueue, result: Token | None) -> Applied:
+    """A change's answer: the token it returned and, while that token waits, its estimate."""
+    return Applied(result, estimate=q.estimate_for(result) if result is not None else None)
+
+
 @dataclass
 class CachedQueue:
     """A queue in memory and the version of the stored queue it was read at (the sequence
@@ -186,6 +197,52 @@ class QueueCache:
     def _forget_homes(self, q: SubstationQueue) -> None:
         for token_id in q.tokens:
             self._homes.pop(token_id, None)
+
+
+# -- what both engines share ----------------------------------------------------------------
+
+
+class StoreCore:
+    """The part of the Store contract both engines fulfil the same way. An engine adds how it
+    reads a queue in turn with its changes (``read_queue``) and finds a token's queue
+    (``_read_home``), how it commits, and its payments, keys and event log."""
+
+    def __init__(self, policy: QueuePolicy, layouts: Mapping[str, Mapping[str, Iterable[str]]] | None,
+                 *, hall_head: int, cache_size: int) -> None:
+        self.policy = policy
+        self.layouts = layouts or {}
+        self.hall_head = hall_head
+        self.commits = 0       # transactions (group commits) this process made
+        self.conflicts = 0     # changes run again because another replica came first
+        self._listeners: list[CommitListener] = []
+        self._cache = QueueCache(cache_size)
+
+    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
+        raise NotImplementedError
+
+    async def _read_home(self, token_id: str, read: Callable[[SubstationQueue], T]) -> T | None:
+        """``read`` run on the queue that holds the token, None when no queue does."""
+        raise NotImplementedError
+
+    async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
+        return await self.read_queue(substation, day, lambda q: snapshot_of(q, self.hall_head))
+
+    async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
+        return await self._read_home(token_id, lambda q: view_of(q, token_id))
+
+    def add_listener(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, change: Committed) -> None:
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:  # noqa: BLE001 - one listener must not stop the others
+                log.exception("commit listener failed")
+
+    def _cached(self, key: QueueKey, rows: QueueRows, version: int = 0) -> CachedQueue:
+        """The queue built from ``rows``, cached as read at ``version``."""
+        return self._cache.put(key, CachedQueue(build_queue(key, rows, self.policy, self.layouts), version))
 
 
 # -- idempotent replays ----------------------------------------------------------------------

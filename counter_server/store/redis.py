@@ -10,10 +10,12 @@ How a change stays atomic across replicas (optimistic concurrency, as with WATCH
   If another replica changed the queue meanwhile, nothing is written: the replica reloads
   the queue and runs the change again. So two replicas never hand one token to two counters
   and never reuse a number.
-* Each event takes the next global sequence number (``INCR`` inside the script) and is
-  appended to one Redis stream (``XADD`` with that number as its id), which is both the event
-  log and the feed of every replica's live boards: each replica follows the stream and hands
-  the changes to its listeners in sequence order, whichever replica made them.
+* Each event takes the next global sequence number (``INCR`` inside the script), is appended
+  to its day's list (the event log reports read) and to one Redis stream (``XADD`` with that
+  number as its id, trimmed to ``stream_keep`` entries), the feed of every replica's live
+  boards: each replica follows the stream, brings its copy of the queue up to date and hands
+  each commit, with the hall as that copy shows it, to its listeners in sequence order,
+  whichever replica made it. The entries carry what changed, never the whole hall.
 
 Payments (the outbox), API keys and the turned-away count are small scripts of their own.
 Nothing here is acknowledged before Redis has applied it; whether it also survives a restart of
@@ -30,7 +32,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -41,27 +43,30 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..outbox import OutboxStats, Payment, PaymentStatus
-from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
+from ..queueing import DomainEvent, HallView, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from ..redact import redacted
 from . import redis_scripts as lua
 from . import codec, core
-from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, CommitListener, Committed
-from .base import IdempotencyConflict, IdempotencyKey, KeyRecord, QueueChange, QueueSnapshot
-from .base import StoreUnavailable, TokenChange
+from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, Committed, IdempotencyConflict
+from .base import IdempotencyKey, KeyRecord, QueueChange, StoreUnavailable, TokenChange
 
 log = logging.getLogger(__name__)
 
 COMMIT_MEMO_TTL_S = 600              # a commit retried after a lost reply answers from this
 MAX_ATTEMPTS = 200                   # conflicting replicas retry; past this, the store is "busy"
+T = TypeVar("T")
 
 
-def _entry_record(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
-    """A stream entry as the event log's record, with its ``seq`` (a payment's event keeps
-    the payment beside it, in ``p``)."""
-    record = json.loads(fields["e"])
-    if "p" in fields:
-        record["data"] = json.loads(fields["p"])
-    return {"seq": int(entry_id.split("-")[0]), **record}
+def _logged(raw: str) -> dict[str, Any] | None:
+    """One entry of a day's event list as the log's record with its ``seq`` (a payment's event
+    keeps the payment beside it); None for an entry of an earlier version (a bare number)."""
+    found = json.loads(raw)
+    if not isinstance(found, list):
+        return None
+    seq, record, *payment = found
+    if payment:
+        record["data"] = payment[0]
+    return {"seq": seq, **record}
 
 
 def _hash_put(substation: str, day: str, change: core.RowChange) -> list[list[str]]:
@@ -132,7 +137,7 @@ def _touched(q: SubstationQueue) -> set[str]:
 # -- the store -----------------------------------------------------------------------------------
 
 
-class RedisStore:
+class RedisStore(core.StoreCore):
     """The scaled engine: any number of replicas share one Redis server."""
 
     def __init__(
@@ -145,26 +150,24 @@ class RedisStore:
         hall_head: int = 12,
         cache_size: int = 64,
         block_ms: int = 1000,
+        stream_keep: int = 20_000,
     ) -> None:
+        super().__init__(policy, layouts, hall_head=hall_head, cache_size=cache_size)
         self.url = url
-        self.policy = policy
-        self.layouts = layouts or {}
         self.prefix = prefix
-        self.hall_head = hall_head
         self._block_ms = block_ms
+        self.stream_keep = stream_keep
         self._redis: Redis | None = None
         self._follower_redis: Redis | None = None
         self._follower: asyncio.Task[None] | None = None
-        self._listeners: list[CommitListener] = []
-        self._cache = core.QueueCache(cache_size)
         self._jobs: dict[core.QueueKey, list[_Job]] = {}
         self._drainers: dict[core.QueueKey, asyncio.Task[None]] = {}
         self._delivered = 0            # every event up to this seq has reached the listeners
+        self._read_to = 0              # the stream has been read up to this seq
+        self._heard: list[tuple[int, DomainEvent]] = []   # a commit read in part
         self._progress = asyncio.Condition()
         self.following = False         # the stream follower is connected
         self._closing = False
-        self.conflicts = 0             # changes run again because another replica came first
-        self.commits = 0
         self._seq_key = self._k("seq")
         self._events_key = self._k("events")
 
@@ -178,7 +181,7 @@ class RedisStore:
         self._redis = self._client(socket_timeout=5.0)
         try:
             await self._redis.ping()
-            self._delivered = int(await self._redis.get(self._seq_key) or 0)
+            self._delivered = self._read_to = int(await self._redis.get(self._seq_key) or 0)
         except RedisError as exc:
             await self._redis.aclose()
             self._redis = None
@@ -243,8 +246,8 @@ class RedisStore:
         return {"seq": self._seq_key, "events": self._events_key, "day": self._k("day", day),
                 "memo": self._k("commit", uuid.uuid4().hex)}
 
-    def _memo_args(self) -> dict[str, Any]:
-        return {"floor": self._delivered, "memo_ttl": COMMIT_MEMO_TTL_S}
+    def _log_args(self) -> dict[str, Any]:
+        return {"floor": self._read_to, "memo_ttl": COMMIT_MEMO_TTL_S, "keep": self.stream_keep}
 
     @property
     def redis(self) -> Redis:
@@ -272,11 +275,7 @@ class RedisStore:
 
     async def _mutate(self, key: core.QueueKey, change: QueueChange,
                       idem: IdempotencyKey | None) -> Applied:
-        def run(q: SubstationQueue) -> Applied:
-            result = change(q)
-            return Applied(result, estimate=q.estimate_for(result) if result is not None else None)
-
-        return await self._queued(key, run, idem)
+        return await self._queued(key, lambda q: core.applied(q, change(q)), idem)
 
     async def _queued(self, key: core.QueueKey, run: Callable[[SubstationQueue], Any],
                       idem: IdempotencyKey | None = None) -> Any:
@@ -386,16 +385,14 @@ class RedisStore:
         substation, day = key
         q = cached.queue
         events = q.pending
-        hall = q.hall_view(self.hall_head) if events else None
-        logged: list[list[str]] = []
+        logged: list[str] = []
         puts: list[list[str]] = []
-        for i, event in enumerate(events):
-            last = i == len(events) - 1
-            logged.append([codec.dumps(codec.event_record(substation, day, event)), codec.hall_to_json(hall) if last else ""])
+        for event in events:
+            logged.append(codec.dumps(codec.event_record(substation, day, event)))
             for change in core.rows_changed(q, event):
                 puts += _hash_put(substation, day, change)
-        if hall is not None:
-            puts.append(["waiting", substation, str(hall.waiting_total)])
+        if events:
+            puts.append(["waiting", substation, str(len(q.waiting()))])
         keyed = [(job, ok, start, end) for job, ok, _, start, end in done if job.idem is not None]
         # Its answer is its last event (1-based in this batch); a change that made none (nobody
         # waits) is remembered as such; a refused one is not remembered at all.
@@ -406,7 +403,7 @@ class RedisStore:
         try:
             reply = await self._run(
                 lua.COMMIT_QUEUE, keys,
-                {"version": cached.version, "idem_ttl": IDEMPOTENCY_TTL_S, **self._memo_args(),
+                {"version": cached.version, "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args(),
                  "events": logged, "puts": puts, "answers": answers, "touched": sorted(_touched(q))},
                 extra=[self._idem_key(job.idem) for job, _, _, _ in keyed])
         except RedisError as exc:
@@ -451,15 +448,15 @@ class RedisStore:
 
     async def _replay_data(self, idem: IdempotencyKey | None, seen: str) -> Any:
         assert idem is not None
-        seq, _, fingerprint = seen.partition("\n")
+        seq, fingerprint, answer = (seen.split("\n", 2) + [""])[:3]
         if fingerprint != idem.fingerprint:
             raise IdempotencyConflict(idem.key)
         if not seq:
             return core.NO_RESULT
-        entries = await self.redis.xrange(self._events_key, f"{seq}-0", f"{seq}-0")
-        if not entries:
-            raise StoreUnavailable(f"event {seq} of an earlier answer is missing from Redis")
-        return _entry_record(*entries[0])["data"]
+        if not answer:
+            raise StoreUnavailable(f"the answer to {idem.key!r} was kept by an earlier version; "
+                                   "send the request with a new Idempotency-Key")
+        return json.loads(answer)["data"]
 
     # -- reading queues ----------------------------------------------------------------------
 
@@ -478,7 +475,7 @@ class RedisStore:
     def _cache_read(self, key: core.QueueKey, base: core.CachedQueue | None, found: list) -> core.CachedQueue:
         """Build and cache the queue READ_QUEUE found (over ``base`` when it read changes only)."""
         version, rows = _queue_rows(key[1], found, base.queue if base is not None else None)
-        return self._cache.put(key, core.CachedQueue(core.build_queue(key, rows, self.policy, self.layouts), version))
+        return self._cached(key, rows, version)
 
     async def _home(self, token_id: str) -> core.QueueKey | None:
         home = self._cache.home(token_id)
@@ -490,24 +487,12 @@ class RedisStore:
         substation, day = raw.split("\t")
         return substation, day
 
-    async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
-        return await self._queued((substation, day), lambda q: core.snapshot_of(q, self.hall_head))
-
-    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], Any]) -> Any:
+    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
         return await self._queued((substation, day), read)
 
-    async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
+    async def _read_home(self, token_id: str, read: Callable[[SubstationQueue], T]) -> T | None:
         home = await self._home(token_id)
-        if home is None:
-            return None
-        return await self._queued(home, lambda q: core.view_of(q, token_id))
-
-    async def get_token(self, token_id: str) -> Token | None:
-        home = await self._home(token_id)
-        if home is None:
-            return None
-        raw = await self.redis.hget(self._k("q", *home, "tokens"), token_id)
-        return codec.from_row(Token, json.loads(raw)) if raw is not None else None
+        return await self._queued(home, read) if home is not None else None
 
     async def waiting_counts(self, day: str) -> dict[str, int]:
         counts = await self.redis.hgetall(self._k("waiting", day))
@@ -535,17 +520,11 @@ class RedisStore:
     async def day_events(self, day: str, substation: str | None = None) -> list[dict]:
         """One day's events (payments included) and its refusals at the door (kind
         ``turned_away``, ``seq`` None), in time order: what daily reports are made of."""
-        seqs = [int(s) for s in await self.redis.lrange(self._k("day", day), 0, -1)]
-        events: list[dict] = []
-        for start in range(0, len(seqs), 500):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for seq in seqs[start:start + 500]:
-                    pipe.xrange(self._events_key, f"{seq}-0", f"{seq}-0")
-                for entries in await pipe.execute():
-                    for entry in entries:
-                        record = _entry_record(*entry)
-                        if substation is None or record["substation"] == substation:
-                            events.append(record)
+        logged = [_logged(raw) for raw in await self.redis.lrange(self._k("day", day), 0, -1)]
+        events = [r for r in logged if r is not None and substation in (None, r["substation"])]
+        if len(events) < len(logged) and substation is None:
+            log.warning("%d events of %s were written by an earlier version and are not read",
+                        logged.count(None), day)
         refused = []
         for raw in await self.redis.lrange(self._k("turned", day), 0, -1):
             row = json.loads(raw)
@@ -604,7 +583,7 @@ class RedisStore:
                  "created_at": repr(float(payment.created_at)), "token": raw or "",
                  "paid": int(count or 0), "list_limit": EARLIER_PAYMENTS_READ,
                  "event": codec.dumps(event), "fingerprint": idem.fingerprint if idem else "",
-                 "idem_ttl": IDEMPOTENCY_TTL_S, **self._memo_args()})
+                 "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args()})
             if kind == "idem":
                 return codec.from_row(Payment, await self._replay_data(idem, answer)), True
             if kind != "stale":
@@ -651,7 +630,7 @@ class RedisStore:
                 {"id": payment_id, "expected": raw, "new": codec.dumps(codec.to_row(payment)),
                  "old_status": current.status.value, "new_status": status.value,
                  "due": repr(float(retry_at)) if retry_at is not None else "0", "event": event,
-                 **self._memo_args()})
+                 **self._log_args()})
             if kind != "stale":
                 return payment
         raise StoreUnavailable(f"payment {payment_id} keeps changing; retry")
@@ -713,9 +692,6 @@ class RedisStore:
         await self.redis.set(key, secrets.token_hex(32), nx=True)
         return bytes.fromhex(await self.redis.get(key))
 
-    def add_listener(self, listener: CommitListener) -> None:
-        self._listeners.append(listener)
-
     async def last_seq(self) -> int:
         """The newest event this replica's listeners have been given, once they have caught up
         with Redis: a hub primed with it gets every later change exactly once, in order."""
@@ -726,10 +702,6 @@ class RedisStore:
             except TimeoutError:
                 log.warning("event follower is behind (at %d of %d)", self._delivered, target)
         return self._delivered
-
-    async def events(self, after: int = 0, limit: int = 1000) -> list[dict]:
-        entries = await self.redis.xrange(self._events_key, f"{after + 1}-0", "+", count=limit)
-        return [_entry_record(*entry) for entry in entries]
 
     async def _follow(self) -> None:
         """Follow the shared event stream and hand each committed change to the listeners, in
@@ -743,7 +715,7 @@ class RedisStore:
                 if lost:
                     await self._recover()
                 found = await self._follower_redis.xread(
-                    {self._events_key: f"{self._delivered}-0"}, count=1000, block=self._block_ms)
+                    {self._events_key: f"{self._read_to}-0"}, count=1000, block=self._block_ms)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -757,10 +729,10 @@ class RedisStore:
                 continue
             if lost:
                 log.warning("Redis at %s is back; following events from %d", redacted(self.url),
-                            self._delivered)
+                            self._read_to)
             lost, pause, self.following = False, 0.05, True
             for _stream, entries in _stream_entries(found):
-                self._dispatch(entries)
+                await self._dispatch(entries)
             async with self._progress:
                 self._progress.notify_all()
 
@@ -770,52 +742,61 @@ class RedisStore:
         forget what this replica cached, so nothing stale is used again."""
         assert self._follower_redis is not None
         current = int(await self._follower_redis.get(self._seq_key) or 0)
-        if current < self._delivered:
+        if current < self._read_to:
             log.error("Redis has events only up to %d, but %d were seen: it lost data on restart "
                       "(see docs/replicas.md, Redis persistence). Continuing from %d.",
-                      current, self._delivered, self._delivered)
-            await self._run(lua.RAISE_SEQ, {"seq": self._seq_key}, {"floor": self._delivered},
+                      current, self._read_to, self._read_to)
+            await self._run(lua.RAISE_SEQ, {"seq": self._seq_key}, {"floor": self._read_to},
                             follower=True)
             self._cache.clear()
 
-    def _dispatch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """Each commit goes out as one Committed, whichever replica made it, so the boards of
-        every replica get the same deltas (an entry with the hall, ``h``, ends a commit)."""
-        events: list[tuple[int, DomainEvent]] = []
+    async def _dispatch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Each commit goes out as one Committed, whichever replica made it (the entry with
+        ``v`` ends a commit), with the hall after it as this replica's copy shows it."""
         for entry_id, fields in entries:
             seq = int(entry_id.split("-")[0])
-            self._delivered = max(self._delivered, seq)
+            if seq > self._read_to + 1:
+                log.warning("events %d to %d were not heard (the stream keeps %d); cached queues "
+                            "are read again", self._read_to + 1, seq - 1, self.stream_keep)
+                self._cache.clear()
+                self._heard = []
+            self._read_to = seq
+            if "e" not in fields:         # a payment's event: nothing for the boards
+                self._delivered = seq
+                continue
             record = json.loads(fields["e"])
-            if record["kind"].startswith("payment_"):
+            self._heard.append((seq, codec.event_from_record(record)))
+            if "v" not in fields:
                 continue
-            events.append((seq, codec.event_from_record(record)))
-            if "h" not in fields:
-                continue
-            hall = codec.hall_from_json(fields["h"])
-            change = Committed(hall.substation, hall.day, events, hall)
-            events = []
-            self._catch_up(change, int(fields.get("v", -1)))
-            for listener in self._listeners:
-                try:
-                    listener(change)
-                except Exception:  # noqa: BLE001 - one listener must not stop the others
-                    log.exception("commit listener failed")
+            events, self._heard = self._heard, []
+            key = (record["substation"], record["day"])
+            hall = await self._hall_after(key, int(fields["v"]), events)
+            if hall is not None:
+                self._notify(Committed(*key, events, hall))
+            self._delivered = seq
 
-    def _catch_up(self, change: Committed, base: int) -> None:
-        """Another replica's commit, applied to this replica's copy of the queue when that copy
-        is the one the commit ran on (and no batch of ours is running on it): the next change
-        here then commits at once instead of being refused as stale and run again."""
-        key = (change.substation, change.day)
+    async def _hall_after(self, key: core.QueueKey, base: int,
+                          events: list[tuple[int, DomainEvent]]) -> HallView | None:
+        """The hall after a commit. When this replica's copy of the queue is the one the commit
+        ran on, the commit is applied to it (so the next change here commits at once instead of
+        being refused as stale); a copy that holds the commit gives the hall; else the hall is
+        read through the queue's drainer, which never shows a change not yet committed."""
         cached = self._cache.get(key)
-        last = change.events[-1][0]
-        if cached is None or cached.version >= last or cached.version != base or key in self._drainers:
-            return
-        for _, event in change.events:
-            cached.queue.catch_up(event)
-        cached.version = last
-        for _, event in change.events:
-            if event.token is not None:
-                self._cache.note_home(event.token.id, key)
+        last = events[-1][0]
+        if cached is not None and key not in self._drainers:
+            if cached.version == base:
+                for _, event in events:
+                    cached.queue.catch_up(event)
+                    if event.token is not None:
+                        self._cache.note_home(event.token.id, key)
+                cached.version = last
+            if cached.version >= last:
+                return cached.queue.hall_view(self.hall_head)
+        try:
+            return await self.read_queue(*key, lambda q: q.hall_view(self.hall_head))
+        except (StoreUnavailable, RedisError) as exc:
+            log.warning("the hall of %s on %s after event %d could not be read: %s", *key, last, exc)
+            return None
 
 
 def _stream_entries(found: Any) -> list[tuple[str, list]]:

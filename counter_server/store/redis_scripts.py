@@ -2,10 +2,18 @@
 
 Every script takes its KEYS in the order its ``keys`` tuple names them (some take more keys
 after those, as ``extra``) and one ARGV: a JSON object, decoded by ``cjson`` into ``A``. The
-Lua sees the keys by name, as ``K.<name>``. JSON the Python side wrote (events, tokens, halls)
+Lua sees the keys by name, as ``K.<name>``. JSON the Python side wrote (events, tokens)
 travels inside that object as strings and is stored as it came, so nothing in Lua depends on
 how Python formats JSON. Python numbers that must stay exact (times used as scores) are sent
 as strings.
+
+Where an event goes: each takes the next number of ``K.seq``; its record is appended to the
+day's list ``K.day`` as ``[seq, record]`` (a payment's as ``[seq, record, payment]``), which is
+the event log reports read; and an entry with that number as its id is added to the stream
+``K.events``, the live feed every replica follows, trimmed to about ``A.keep`` entries. A
+queue's entries carry the event (``e``), the commit's last one also the version the commit ran
+on (``v``); a payment's entry carries only ``pay``. The answer kept for an idempotency key is
+``seq \n fingerprint \n JSON whose data is the answer`` (seq empty when there was no event).
 """
 
 from __future__ import annotations
@@ -64,8 +72,8 @@ READ_QUEUE = Script("read_queue", QUEUE_KEYS, _READ + "return read_queue(A.since
 # A batch of changes to one queue, run in Python against version A.version: refused whole
 # ('stale', and the queue's changes since) if the queue has moved on, or ('idem', j) if the
 # j-th idempotency key (extra key j) was used before.
-# A: version, floor, memo_ttl, idem_ttl; events: [event json, hall json or ''] each;
-#    (the last event also keeps A.version, as 'v', so other replicas can tell whether their
+# A: version, floor, memo_ttl, idem_ttl, keep; events: the event records' json
+#    (the last entry also keeps A.version, as 'v', so other replicas can tell whether their
 #    copy of the queue was the one the batch ran on);
 #    puts: [hash name (a key of K), field, value] each (a put to 'tokens' also marks the token
 #    changed at this version); answers: per extra key [fingerprint, 1-based index of its
@@ -82,14 +90,14 @@ for j, answer in ipairs(A.answers) do
   if seen then return {'idem', tostring(j - 1), seen} end
 end
 local seqs = {}
-for _, event in ipairs(A.events) do
+for i, event in ipairs(A.events) do
   local seq = redis.call('INCR', K.seq)
-  if event[2] ~= '' then
-    redis.call('XADD', K.events, seq .. '-0', 'e', event[1], 'h', event[2], 'v', A.version)
+  if i == #A.events then
+    redis.call('XADD', K.events, 'MAXLEN', '~', A.keep, seq .. '-0', 'e', event, 'v', A.version)
   else
-    redis.call('XADD', K.events, seq .. '-0', 'e', event[1])
+    redis.call('XADD', K.events, 'MAXLEN', '~', A.keep, seq .. '-0', 'e', event)
   end
-  redis.call('RPUSH', K.day, seq)
+  redis.call('RPUSH', K.day, '[' .. seq .. ',' .. event .. ']')
   seqs[#seqs + 1] = seq
 end
 local last = ''
@@ -103,9 +111,9 @@ for _, put in ipairs(A.puts) do
 end
 for j, answer in ipairs(A.answers) do
   if answer[3] then
-    local kept = ''
-    if answer[2] > 0 then kept = tostring(seqs[answer[2]]) end
-    redis.call('SET', KEYS[FIXED + j], kept .. '\\n' .. answer[1], 'EX', A.idem_ttl)
+    local kept, record = '', ''
+    if answer[2] > 0 then kept, record = tostring(seqs[answer[2]]), A.events[answer[2]] end
+    redis.call('SET', KEYS[FIXED + j], kept .. '\\n' .. answer[1] .. '\\n' .. record, 'EX', A.idem_ttl)
   end
 end
 local reply = table.concat(seqs, ' ')
@@ -121,9 +129,9 @@ PAYMENT_KEYS = ("payments", "ordinal", "account", "heads", "due", "queued", "cou
 # reading them and writing the payment is one step.
 # A: payment (json object without its ordinal), id, token_id, created_at, token, paid,
 #    list_limit (how many payment ids to keep per token), event (the event's json, data null),
-#    fingerprint ('' without a key), idem_ttl, floor, memo_ttl.
+#    fingerprint ('' without a key), idem_ttl, floor, memo_ttl, keep.
 # The stored payment is A.payment with ',"ordinal":N' added before its closing brace: valid
-# JSON whatever separators wrote it. Its event is kept with that payment beside it ('p').
+# JSON whatever separators wrote it. Its event is logged with that payment beside it.
 ADD_PAYMENT = Script(
     "add_payment",
     (*PAYMENT_KEYS, "seq", "events", "idem", "memo", "token_queue", "day"),
@@ -153,10 +161,10 @@ end
 redis.call('ZADD', K.queued, A.created_at, id)
 redis.call('HINCRBY', K.counts, 'queued', 1)
 local seq = redis.call('INCR', K.seq)
-redis.call('XADD', K.events, seq .. '-0', 'e', A.event, 'p', stored)
-redis.call('RPUSH', K.day, seq)
+redis.call('XADD', K.events, 'MAXLEN', '~', A.keep, seq .. '-0', 'pay', '1')
+redis.call('RPUSH', K.day, '[' .. seq .. ',' .. A.event .. ',' .. stored .. ']')
 if A.fingerprint ~= '' then
-  redis.call('SET', K.idem, seq .. '\\n' .. A.fingerprint, 'EX', A.idem_ttl)
+  redis.call('SET', K.idem, seq .. '\\n' .. A.fingerprint .. '\\n{"data":' .. stored .. '}', 'EX', A.idem_ttl)
 end
 local reply = seq .. '\\n' .. stored
 redis.call('SET', K.memo, reply, 'EX', A.memo_ttl)
@@ -188,7 +196,7 @@ return out
 
 # One forwarding attempt's outcome, if the payment is still as read (A.expected).
 # A: id, expected, new (json), old_status, new_status, due (score when queued again, a
-#    string), event (json, '' for none), floor, memo_ttl.
+#    string), event (json, '' for none), floor, memo_ttl, keep.
 SETTLE_PAYMENT = Script(
     "settle_payment",
     (*PAYMENT_KEYS, "seq", "events", "memo", "day"),
@@ -217,8 +225,8 @@ end
 local reply = ''
 if A.event ~= '' then
   reply = tostring(redis.call('INCR', K.seq))
-  redis.call('XADD', K.events, reply .. '-0', 'e', A.event)
-  redis.call('RPUSH', K.day, reply)
+  redis.call('XADD', K.events, 'MAXLEN', '~', A.keep, reply .. '-0', 'pay', '1')
+  redis.call('RPUSH', K.day, '[' .. reply .. ',' .. A.event .. ']')
 end
 redis.call('SET', K.memo, reply, 'EX', A.memo_ttl)
 return {'ok', reply}

@@ -29,9 +29,8 @@ from ..datadir import make_private, read_or_make_secret
 from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from . import codec, core
-from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, CommitListener, Committed
-from .base import IdempotencyConflict, IdempotencyKey, KeyRecord, QueueChange, QueueSnapshot
-from .base import TokenChange
+from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, Committed, IdempotencyConflict
+from .base import IdempotencyKey, KeyRecord, QueueChange, TokenChange
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,6 @@ def forget_unkeyed_digests(db: sqlite_utils.Database) -> tuple[int, int]:
     in seconds; today's keyed digests cannot be compared with them anyway, so a holder of such
     a token could take a second one that day. Overwritten with zeros (secure_delete) and
     checkpointed, so the old bytes leave the file and its WAL. (tokens, events) blanked."""
-    db.execute("CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
     name, value = HOLDER_DIGESTS
     if db.execute("SELECT 1 FROM store_meta WHERE name = ?", [name]).fetchone() is not None:
         return 0, 0
@@ -90,98 +88,68 @@ def forget_unkeyed_digests(db: sqlite_utils.Database) -> tuple[int, int]:
     return tokens, events
 
 
-TOKEN_COLUMNS_ADDED = {"origin": str, "slot_at": float, "account_ref": str, "phone_ref": str,
-                       "account_hint": str}
-PAYMENT_COLUMNS_ADDED = {"part": int}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY, substation TEXT, day TEXT, service TEXT, number TEXT, seq INTEGER,
+  priority TEXT, status TEXT, issued_at REAL, counter TEXT, target_counter TEXT, called_at REAL,
+  started_at REAL, finished_at REAL, recalls INTEGER, requeues INTEGER, transfers INTEGER,
+  ordinal INTEGER, origin TEXT, slot_at REAL, account_ref TEXT, phone_ref TEXT, account_hint TEXT);
+CREATE INDEX IF NOT EXISTS idx_tokens_substation_day ON tokens (substation, day);
+CREATE TABLE IF NOT EXISTS sequences (
+  substation TEXT, day TEXT, service TEXT, last INTEGER, PRIMARY KEY (substation, day, service));
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, substation TEXT NOT NULL,
+  day TEXT NOT NULL, token_id TEXT, kind TEXT NOT NULL, actor TEXT, counter TEXT, data TEXT NOT NULL);
+-- Daily reports read one day's events; without this they scanned every event ever kept.
+CREATE INDEX IF NOT EXISTS idx_events_day ON events (day, substation);
+CREATE TABLE IF NOT EXISTS idempotency (
+  principal TEXT, key TEXT, fingerprint TEXT, event_seq INTEGER, created_at REAL,
+  PRIMARY KEY (principal, key));
+CREATE INDEX IF NOT EXISTS idx_idempotency_created ON idempotency (created_at);
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY, hash TEXT, role TEXT, counter TEXT, label TEXT, created_at REAL, revoked_at REAL);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_api_keys_hash ON api_keys (hash);
+CREATE TABLE IF NOT EXISTS substation_settings (
+  substation TEXT PRIMARY KEY, admission INTEGER, daily_cap INTEGER);
+CREATE TABLE IF NOT EXISTS turned_away (
+  id INTEGER PRIMARY KEY, substation TEXT, day TEXT, service TEXT, reason TEXT, at REAL,
+  principal TEXT, idempotency_key TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_turned_away_principal_idempotency_key
+  ON turned_away (principal, idempotency_key);
+CREATE TABLE IF NOT EXISTS payments (
+  ordinal INTEGER PRIMARY KEY, id TEXT, token_id TEXT, substation TEXT, counter TEXT, account TEXT,
+  amount_paise INTEGER, mode TEXT, status TEXT, day TEXT, created_at REAL, updated_at REAL,
+  attempts INTEGER, reason TEXT, billing_ref TEXT, claimed_by TEXT, not_before REAL, part INTEGER);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_payments_id ON payments (id);
+CREATE INDEX IF NOT EXISTS idx_payments_status_account_ordinal ON payments (status, account, ordinal);
+CREATE INDEX IF NOT EXISTS idx_payments_token_id ON payments (token_id);
+-- The claim scans only queued payments, oldest first, and stops at its limit: without this
+-- it sorted the whole backlog on the writer each time (2.3 ms at 2,000 queued, vs 0.03 ms).
+CREATE INDEX IF NOT EXISTS idx_payments_queued ON payments (ordinal) WHERE status = 'queued';
+CREATE TABLE IF NOT EXISTS leases (
+  id TEXT PRIMARY KEY, substation TEXT, day TEXT, counter TEXT, service TEXT, letter TEXT,
+  first_seq INTEGER, last_seq INTEGER);
+CREATE INDEX IF NOT EXISTS idx_leases_substation_day ON leases (substation, day);
+CREATE TABLE IF NOT EXISTS slot_plans (substation TEXT, day TEXT, plan TEXT, PRIMARY KEY (substation, day));
+CREATE TABLE IF NOT EXISTS counter_state (
+  substation TEXT, day TEXT, counter TEXT, open INTEGER, PRIMARY KEY (substation, day, counter));
+CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Columns added after the first release: a file made before them gets them on open.
+COLUMNS_ADDED = {"tokens": {"origin": "TEXT", "slot_at": "REAL", "account_ref": "TEXT",
+                            "phone_ref": "TEXT", "account_hint": "TEXT"},
+                 "payments": {"part": "INTEGER"}}
 
 
 def create_schema(db: sqlite_utils.Database) -> None:
-    db.enable_wal()
-    db["tokens"].create(
-        {
-            "id": str, "substation": str, "day": str, "service": str, "number": str, "seq": int,
-            "priority": str, "status": str, "issued_at": float, "counter": str,
-            "target_counter": str, "called_at": float, "started_at": float,
-            "finished_at": float, "recalls": int, "requeues": int, "transfers": int,
-            "ordinal": int, **TOKEN_COLUMNS_ADDED,
-        },
-        pk="id",
-        if_not_exists=True,
-    )
-    for name, kind in TOKEN_COLUMNS_ADDED.items():   # a file made before these columns existed
-        if name not in db["tokens"].columns_dict:
-            db["tokens"].add_column(name, kind)
-    db["tokens"].create_index(["substation", "day"], if_not_exists=True)
-    db["sequences"].create(
-        {"substation": str, "day": str, "service": str, "last": int},
-        pk=("substation", "day", "service"),
-        if_not_exists=True,
-    )
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS events ("
-        " seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, substation TEXT NOT NULL,"
-        " day TEXT NOT NULL, token_id TEXT, kind TEXT NOT NULL, actor TEXT, counter TEXT,"
-        " data TEXT NOT NULL)"
-    )
-    # Daily reports read one day's events; without this they scanned every event ever kept.
-    db.execute("CREATE INDEX IF NOT EXISTS idx_events_day ON events (day, substation)")
-    db["idempotency"].create(
-        {"principal": str, "key": str, "fingerprint": str, "event_seq": int, "created_at": float},
-        pk=("principal", "key"),
-        if_not_exists=True,
-    )
-    db.execute("CREATE INDEX IF NOT EXISTS idx_idempotency_created ON idempotency (created_at)")
-    db["api_keys"].create(
-        {"id": str, "hash": str, "role": str, "counter": str, "label": str,
-         "created_at": float, "revoked_at": float},
-        pk="id",
-        if_not_exists=True,
-    )
-    db["api_keys"].create_index(["hash"], unique=True, if_not_exists=True)
-    db["substation_settings"].create(
-        {"substation": str, "admission": int, "daily_cap": int}, pk="substation", if_not_exists=True
-    )
-    db["turned_away"].create(
-        {"id": int, "substation": str, "day": str, "service": str, "reason": str, "at": float,
-         "principal": str, "idempotency_key": str},
-        pk="id",
-        if_not_exists=True,
-    )
-    db["turned_away"].create_index(["principal", "idempotency_key"], unique=True, if_not_exists=True)
-    db["payments"].create(
-        {"ordinal": int, "id": str, "token_id": str, "substation": str, "counter": str,
-         "account": str, "amount_paise": int, "mode": str, "status": str, "day": str,
-         "created_at": float,
-         "updated_at": float, "attempts": int, "reason": str, "billing_ref": str,
-         "claimed_by": str, "not_before": float, **PAYMENT_COLUMNS_ADDED},
-        pk="ordinal",
-        if_not_exists=True,
-    )
-    for name, kind in PAYMENT_COLUMNS_ADDED.items():   # a file made before these columns existed
-        if name not in db["payments"].columns_dict:
-            db["payments"].add_column(name, kind)
-    db["payments"].create_index(["id"], unique=True, if_not_exists=True)
-    db["payments"].create_index(["status", "account", "ordinal"], if_not_exists=True)
-    db["payments"].create_index(["token_id"], if_not_exists=True)   # one payment per token
-    # The claim scans only queued payments, oldest first, and stops at its limit: without this
-    # it sorted the whole backlog on the writer each time (2.3 ms at 2,000 queued, vs 0.03 ms).
-    db.execute("CREATE INDEX IF NOT EXISTS idx_payments_queued ON payments (ordinal)"
-               " WHERE status = 'queued'")
-    db["leases"].create(
-        {"id": str, "substation": str, "day": str, "counter": str, "service": str, "letter": str,
-         "first_seq": int, "last_seq": int},
-        pk="id",
-        if_not_exists=True,
-    )
-    db["leases"].create_index(["substation", "day"], if_not_exists=True)
-    db["slot_plans"].create(
-        {"substation": str, "day": str, "plan": str}, pk=("substation", "day"), if_not_exists=True
-    )
-    db["counter_state"].create(
-        {"substation": str, "day": str, "counter": str, "open": int},
-        pk=("substation", "day", "counter"),
-        if_not_exists=True,
-    )
+    db.execute("PRAGMA journal_mode = WAL")
+    for table, added in COLUMNS_ADDED.items():   # before the indexes, which may name them
+        if db[table].exists():
+            for name, kind in added.items():
+                if name not in db[table].columns_dict:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    db.conn.executescript(SCHEMA)
 
 
 _UPSERT_TOKEN = (
@@ -192,7 +160,7 @@ _UPSERT_TOKEN = (
 )
 
 
-class SQLiteStore:
+class SQLiteStore(core.StoreCore):
     """The default engine: embedded, one file, survives ``kill -9`` with nothing acknowledged lost."""
 
     def __init__(
@@ -205,22 +173,16 @@ class SQLiteStore:
         cache_size: int = 64,
         batch_limit: int = 512,
     ) -> None:
+        super().__init__(policy, layouts, hall_head=hall_head, cache_size=cache_size)
         self.path = Path(path)
-        self.policy = policy
-        self.layouts = layouts or {}
-        self.hall_head = hall_head
-        self._listeners: list[CommitListener] = []
         self._touched: dict[core.QueueKey, list[tuple[int, DomainEvent]]] = {}
         self._batch_limit = batch_limit
-        self._cache = core.QueueCache(cache_size)
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
         self._point_db: sqlite_utils.Database | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.commits = 0
-        self.conflicts = 0   # one writer owns the file: a change never has to run again
+        self._loop: asyncio.AbstractEventLoop | None = None   # one writer: conflicts stay 0
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -280,16 +242,13 @@ class SQLiteStore:
 
         return await self._write(job)
 
-    async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
-        return await self._write(lambda db: core.snapshot_of(self._queue(db, substation, day), self.hall_head))
-
     async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
         return await self._write(lambda db: read(self._queue(db, substation, day)))
 
-    async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
-        def job(db: sqlite_utils.Database) -> tuple[Token, Estimate | None] | None:
+    async def _read_home(self, token_id: str, read: Callable[[SubstationQueue], T]) -> T | None:
+        def job(db: sqlite_utils.Database) -> T | None:
             q = self._home_queue(db, token_id)
-            return core.view_of(q, token_id) if q is not None else None
+            return read(q) if q is not None else None
 
         return await self._write(job)
 
@@ -418,9 +377,6 @@ class SQLiteStore:
         """Kept in ``server.secret`` beside the database file, never inside it."""
         return await asyncio.to_thread(read_or_make_secret, self.path.with_name("server.secret"))
 
-    def add_listener(self, listener: CommitListener) -> None:
-        self._listeners.append(listener)
-
     async def last_seq(self) -> int:
         def read(db: sqlite_utils.Database) -> int:
             (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
@@ -440,22 +396,6 @@ class SQLiteStore:
         return await self._read(read)
 
     # -- reads -----------------------------------------------------------------------------
-
-    async def get_token(self, token_id: str) -> Token | None:
-        def read(db: sqlite_utils.Database) -> Token | None:
-            rows = list(db.query("SELECT * FROM tokens WHERE id = ?", [token_id]))
-            return codec.from_row(Token, rows[0]) if rows else None
-
-        return await self._read(read)
-
-    async def events(self, after: int = 0, limit: int = 1000) -> list[dict]:
-        def read(db: sqlite_utils.Database) -> list[dict]:
-            rows = db.query(
-                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit]
-            )
-            return [{**row, "data": json.loads(row["data"])} for row in rows]
-
-        return await self._read(read)
 
     async def day_events(self, day: str, substation: str | None = None) -> list[dict]:
         """One day's events (as ``events`` gives them, payments included) and its refusals at
@@ -658,11 +598,7 @@ class SQLiteStore:
 
         def settle() -> None:
             for change in committed:
-                for listener in self._listeners:
-                    try:
-                        listener(change)
-                    except Exception:  # noqa: BLE001 - a listener must not lose others' answers
-                        log.exception("commit listener failed")
+                self._notify(change)
             for future, result, exc in outcomes:
                 if future.done():
                     continue
@@ -680,8 +616,7 @@ class SQLiteStore:
         key = (substation, day)
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache.put(key, core.CachedQueue(
-                core.build_queue(key, _load_rows(db, key), self.policy, self.layouts)))
+            cached = self._cached(key, _load_rows(db, key))
         return cached.queue
 
     def _home_queue(self, db: sqlite_utils.Database, token_id: str) -> SubstationQueue | None:
@@ -713,7 +648,7 @@ class SQLiteStore:
         q.drain()
         if appended and self._listeners:
             self._touched.setdefault((q.substation, q.day), []).extend(appended)
-        return Applied(result, estimate=q.estimate_for(result) if result is not None else None)
+        return core.applied(q, result)
 
     def _persist(
         self, db: sqlite_utils.Database, q: SubstationQueue, events: list[DomainEvent]
