@@ -14,7 +14,8 @@ from enum import StrEnum
 class PaymentStatus(StrEnum):
     QUEUED = "queued"
     POSTED = "posted"
-    FAILED = "failed"
+    FAILED = "failed"       # refused by billing for good: on the worklist until resubmitted or refunded
+    REFUNDED = "refunded"   # a failed payment whose cash went back to the consumer
 
 
 class PaymentMode(StrEnum):

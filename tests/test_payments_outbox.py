@@ -79,6 +79,57 @@ async def test_take_payment_reads_the_committed_token_and_writes_in_one_step(sto
     assert kinds == ["issued", "payment_queued"]
 
 
+async def test_a_failed_payment_is_resubmitted_in_its_accounts_order_or_refunded(store):  # noqa: F811
+    for pid, account in (("p1", "A"), ("p2", "A"), ("p3", "B")):
+        await add_payment(store, payment(pid, account))
+    assert [p.id for p in await store.claim_payments("w", now=1, lease_s=30, limit=10)] == ["p1", "p3"]
+    await store.settle_payment("p1", PaymentStatus.FAILED, 2, reason="billing refused (422): no such account")
+    await store.settle_payment("p3", PaymentStatus.FAILED, 2, reason="billing refused (422): no such account")
+    assert [p.id for p in await store.failed_payments()] == ["p1", "p3"]
+    assert [p.id for p in await store.claim_payments("w", now=3, lease_s=30, limit=10)] == ["p2"]
+
+    def corrected(current: Payment) -> Payment:
+        return replace(current, account="A2", status=PaymentStatus.QUEUED, reason=None, updated_at=4)
+
+    again = await store.amend_payment("p1", corrected, "payment_resubmitted", "cashier@S01-C1:k1")
+    assert (again.status, again.account, again.ordinal) == (PaymentStatus.QUEUED, "A2", 1)
+    # p2 (account A) is still leased to w; p1 now belongs to A2 and is free to go at once.
+    assert [p.id for p in await store.claim_payments("w2", now=5, lease_s=30, limit=10)] == ["p1"]
+    await store.settle_payment("p1", PaymentStatus.POSTED, 6, billing_ref="BILL-1")
+
+    def refunded(current: Payment) -> Payment:
+        return replace(current, status=PaymentStatus.REFUNDED, updated_at=7)
+
+    await store.amend_payment("p3", refunded, "payment_refunded", "admin:k0")
+    assert await store.failed_payments() == []
+    with pytest.raises(KeyError):
+        await store.amend_payment("p404", refunded, "payment_refunded", "admin:k0")
+
+    def refuse(current: Payment) -> Payment:
+        raise LookupError("not failed")
+
+    with pytest.raises(LookupError):                     # refused by the caller: nothing written
+        await store.amend_payment("p3", refuse, "payment_refunded", "admin:k0")
+    assert [(p.id, p.status) for p in [await store.get_payment(i) for i in ("p1", "p2", "p3")]] == [
+        ("p1", PaymentStatus.POSTED), ("p2", PaymentStatus.QUEUED), ("p3", PaymentStatus.REFUNDED)]
+    events = await logged(store, "2026-11-25")
+    assert [(e["kind"], e["actor"]) for e in events if e["kind"] in ("payment_resubmitted", "payment_refunded")] == [
+        ("payment_resubmitted", "cashier@S01-C1:k1"), ("payment_refunded", "admin:k0")]
+    stats = await store.outbox_stats(now=8)
+    assert (stats.queued, stats.posted, stats.failed) == (1, 1, 0)
+    # Resubmitted to its own account, it goes before the account's later payment again.
+    for pid in ("p4", "p5"):
+        await add_payment(store, payment(pid, "C"))
+    assert "p4" in [p.id for p in await store.claim_payments("w", now=40, lease_s=30, limit=10)]
+    await store.settle_payment("p4", PaymentStatus.FAILED, 41, reason="billing refused (409)")
+
+    def as_it_was(current: Payment) -> Payment:
+        return replace(current, status=PaymentStatus.QUEUED, updated_at=42)
+
+    await store.amend_payment("p4", as_it_was, "payment_resubmitted", "admin:k0")
+    assert [p.id for p in await store.claim_payments("w", now=43, lease_s=30, limit=10)] == ["p4"]
+
+
 async def test_payments_survive_a_restart(make_store):  # noqa: F811
     first = make_store()
     await first.open()

@@ -186,6 +186,16 @@ class Store(Protocol):
                              reason: str | None = None, billing_ref: str | None = None,
                              retry_at: float | None = None, attempted: bool = True) -> Payment: ...
 
+    async def amend_payment(self, payment_id: str, amend: Callable[[Payment], Payment], kind: str,
+                            actor: str) -> Payment:
+        """Rewrite a payment as ``amend`` makes it of the stored one, logging an event of ``kind``
+        by ``actor``, atomically with that read (what ``amend`` raises goes to the caller and
+        nothing is written): a failed payment resubmitted, queued again in its account's order
+        (its account perhaps corrected), or refunded. KeyError when there is no such payment."""
+
+    async def failed_payments(self, limit: int = 500) -> list[Payment]:
+        """Payments billing refused for good, not yet resubmitted or refunded, oldest first."""
+
     async def outbox_stats(self, now: float) -> OutboxStats: ...
 
     # -- the server's own secret -------------------------------------------------------------

@@ -92,10 +92,10 @@ def event_from_record(record: Mapping[str, Any]) -> DomainEvent:
     return event_from_log(record["kind"], record["at"], record["actor"], record["counter"], token, detail)
 
 
-def payment_record(payment: Payment, kind: str) -> dict[str, Any]:
-    """A payment's event (queued, posted, failed) as the log keeps it."""
+def payment_record(payment: Payment, kind: str, actor: str | None = None) -> dict[str, Any]:
+    """A payment's event (queued, posted, failed, resubmitted, refunded) as the log keeps it."""
     return {"at": payment.updated_at, "substation": payment.substation, "day": payment.day,
-            "token_id": payment.token_id, "kind": kind, "actor": None, "counter": payment.counter,
+            "token_id": payment.token_id, "kind": kind, "actor": actor, "counter": payment.counter,
             "data": to_row(payment)}
 
 

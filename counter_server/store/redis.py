@@ -551,7 +551,7 @@ class RedisStore(core.StoreCore):
                 "account": self._k("pay", "account", account), "heads": self._k("pay", "heads"),
                 "due": self._k("pay", "due"), "queued": self._k("pay", "queued"),
                 "counts": self._k("pay", "counts"), "claims": self._k("pay", "claims"),
-                "by_token": self._k("pay", "by-token")}
+                "by_token": self._k("pay", "by-token"), "failed": self._k("pay", "failed")}
 
     async def take_payment(self, token_id: str, build: Callable[[Token | None, list[Payment]], Payment],
                            idem: IdempotencyKey | None = None) -> tuple[Payment, bool]:
@@ -616,24 +616,43 @@ class RedisStore(core.StoreCore):
                              reason: str | None = None, billing_ref: str | None = None,
                              retry_at: float | None = None, attempted: bool = True) -> Payment:
         """Record the outcome of one forwarding attempt (see SQLiteStore.settle_payment)."""
+        def settle(current: Payment) -> Payment:
+            return core.settled(current, status, now, reason=reason, billing_ref=billing_ref,
+                                attempted=attempted)
+
+        kind = f"payment_{status.value}" if status is not PaymentStatus.QUEUED else None
+        return await self._rewrite_payment(payment_id, settle, kind, None, retry_at)
+
+    async def amend_payment(self, payment_id: str, amend: Callable[[Payment], Payment], kind: str,
+                            actor: str) -> Payment:
+        return await self._rewrite_payment(payment_id, amend, kind, actor, None)
+
+    async def _rewrite_payment(self, payment_id: str, change: Callable[[Payment], Payment],
+                               kind: str | None, actor: str | None, retry_at: float | None) -> Payment:
+        """The payment as ``change`` makes it of the stored one, written (with its event, if
+        ``kind``) only if it is still as read; unclaimed, not to be tried before ``retry_at``."""
         for _ in range(MAX_ATTEMPTS):
             raw = await self.redis.hget(self._k("pay"), payment_id)
             if raw is None:
                 raise KeyError(payment_id)
             current = codec.from_row(Payment, json.loads(raw))
-            payment = core.settled(current, status, now, reason=reason, billing_ref=billing_ref,
-                              attempted=attempted)
-            event = codec.dumps(codec.payment_record(payment, f"payment_{status.value}")) \
-                if status is not PaymentStatus.QUEUED else ""
-            kind, _ = await self._run(
-                lua.SETTLE_PAYMENT, {**self._pay_keys(current.account), **self._log_keys(current.day)},
+            payment = change(current)
+            event = codec.dumps(codec.payment_record(payment, kind, actor)) if kind is not None else ""
+            answer, _ = await self._run(
+                lua.SETTLE_PAYMENT, {**self._pay_keys(payment.account), **self._log_keys(payment.day)},
                 {"id": payment_id, "expected": raw, "new": codec.dumps(codec.to_row(payment)),
-                 "old_status": current.status.value, "new_status": status.value,
+                 "old_status": current.status.value, "new_status": payment.status.value,
+                 "ordinal": payment.ordinal, "created_at": repr(float(payment.created_at)),
                  "due": repr(float(retry_at)) if retry_at is not None else "0", "event": event,
                  **self._log_args()})
-            if kind != "stale":
+            if answer != "stale":
                 return payment
         raise StoreUnavailable(f"payment {payment_id} keeps changing; retry")
+
+    async def failed_payments(self, limit: int = 500) -> list[Payment]:
+        ids = await self.redis.zrange(self._k("pay", "failed"), 0, limit - 1)
+        found = await self.redis.hmget(self._k("pay"), ids) if ids else []
+        return [codec.from_row(Payment, json.loads(raw)) for raw in found if raw is not None]
 
     async def outbox_stats(self, now: float) -> OutboxStats:
         async with self.redis.pipeline(transaction=True) as pipe:

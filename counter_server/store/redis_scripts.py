@@ -122,7 +122,7 @@ return {'ok', reply}
 """)
 
 PAYMENT_KEYS = ("payments", "ordinal", "account", "heads", "due", "queued", "counts", "claims",
-                "by_token")
+                "by_token", "failed")
 
 # A payment and its event. It is written only if the token (in K.token_queue) and its count of
 # payments are still as the payment was made from (A.token: its json, '' for none), so that
@@ -194,9 +194,11 @@ end
 return out
 """)
 
-# One forwarding attempt's outcome, if the payment is still as read (A.expected).
-# A: id, expected, new (json), old_status, new_status, due (score when queued again, a
-#    string), event (json, '' for none), floor, memo_ttl, keep.
+# A payment rewritten, if it is still as read (A.expected): one forwarding attempt's outcome, or
+# a failed payment resubmitted (queued again in its account's order, K.account being the
+# account it now has) or refunded. K.failed lists the failed ones, by ordinal.
+# A: id, expected, new (json), old_status, new_status, ordinal, created_at and due (scores,
+#    strings; due when queued again), event (json, '' for none), floor, memo_ttl, keep.
 SETTLE_PAYMENT = Script(
     "settle_payment",
     (*PAYMENT_KEYS, "seq", "events", "memo", "day"),
@@ -205,7 +207,19 @@ local id = A.id
 if redis.call('HGET', K.payments, id) ~= A.expected then return {'stale', ''} end
 redis.call('HSET', K.payments, id, A.new)
 redis.call('HDEL', K.claims, id)
-if A.new_status == 'queued' then
+if A.new_status == 'queued' and A.old_status ~= 'queued' then
+  local before = redis.call('ZRANGE', K.account, 0, 0)[1]
+  redis.call('ZADD', K.account, A.ordinal, id)
+  redis.call('ZADD', K.queued, A.created_at, id)
+  if redis.call('ZRANGE', K.account, 0, 0)[1] == id then
+    if before then
+      redis.call('ZREM', K.heads, before)
+      redis.call('ZREM', K.due, before)
+    end
+    redis.call('ZADD', K.heads, A.ordinal, id)
+    redis.call('ZADD', K.due, 0, id)
+  end
+elseif A.new_status == 'queued' then
   if redis.call('ZSCORE', K.heads, id) then redis.call('ZADD', K.due, A.due, id) end
 elseif A.old_status == 'queued' then
   redis.call('ZREM', K.account, id)
@@ -221,6 +235,8 @@ end
 if A.old_status ~= A.new_status then
   redis.call('HINCRBY', K.counts, A.old_status, -1)
   redis.call('HINCRBY', K.counts, A.new_status, 1)
+  if A.new_status == 'failed' then redis.call('ZADD', K.failed, A.ordinal, id) end
+  if A.old_status == 'failed' then redis.call('ZREM', K.failed, id) end
 end
 local reply = ''
 if A.event ~= '' then

@@ -297,7 +297,7 @@ class SQLiteStore(core.StoreCore):
                 list(row.values()),
             )
             stored = replace(payment, ordinal=cur.lastrowid)
-            seq = self._payment_event(db, stored, "payment_queued")
+            seq = _append_event(db, codec.payment_record(stored, "payment_queued"))
             if idem is not None:
                 self._remember(db, idem, seq)
             return stored, False
@@ -342,23 +342,39 @@ class SQLiteStore(core.StoreCore):
         with ``retry_at``) to be tried again later. ``attempted`` is False when the payment was
         handed back without being sent (limit reached, breaker open)."""
 
-        def job(db: sqlite_utils.Database) -> Payment:
-            rows = list(db.query("SELECT * FROM payments WHERE id = ?", [payment_id]))
-            if not rows:
-                raise KeyError(payment_id)
-            payment = core.settled(codec.from_row(Payment, rows[0]), status, now, reason=reason,
-                              billing_ref=billing_ref, attempted=attempted)
-            db.execute(
-                "UPDATE payments SET status = ?, reason = ?, billing_ref = ?, attempts = ?,"
-                " updated_at = ?, claimed_by = NULL, not_before = ? WHERE id = ?",
-                [payment.status.value, payment.reason, payment.billing_ref, payment.attempts,
-                 payment.updated_at, retry_at, payment_id],
-            )
-            if status is not PaymentStatus.QUEUED:
-                self._payment_event(db, payment, f"payment_{status.value}")
-            return payment
+        def settle(current: Payment) -> Payment:
+            return core.settled(current, status, now, reason=reason, billing_ref=billing_ref,
+                                attempted=attempted)
 
-        return await self._write(job)
+        kind = f"payment_{status.value}" if status is not PaymentStatus.QUEUED else None
+        return await self._write(lambda db: self._rewrite_payment(db, payment_id, settle, kind, None, retry_at))
+
+    async def amend_payment(self, payment_id: str, amend: Callable[[Payment], Payment], kind: str,
+                            actor: str) -> Payment:
+        return await self._write(lambda db: self._rewrite_payment(db, payment_id, amend, kind, actor, None))
+
+    def _rewrite_payment(self, db: sqlite_utils.Database, payment_id: str, change: Callable[[Payment], Payment],
+                         kind: str | None, actor: str | None, retry_at: float | None) -> Payment:
+        """The payment as ``change`` makes it of the stored one, written with its event (if
+        ``kind``); unclaimed, and not to be tried before ``retry_at``."""
+        rows = list(db.query("SELECT * FROM payments WHERE id = ?", [payment_id]))
+        if not rows:
+            raise KeyError(payment_id)
+        payment = change(codec.from_row(Payment, rows[0]))
+        row = codec.to_row(payment)
+        row.pop("ordinal")
+        db.execute(f"UPDATE payments SET {', '.join(f'{c} = :{c}' for c in row)}, claimed_by = NULL,"
+                   " not_before = :not_before WHERE id = :id", {**row, "not_before": retry_at})
+        if kind is not None:
+            _append_event(db, codec.payment_record(payment, kind, actor))
+        return payment
+
+    async def failed_payments(self, limit: int = 500) -> list[Payment]:
+        def read(db: sqlite_utils.Database) -> list[Payment]:
+            return [codec.from_row(Payment, row) for row in db.query(
+                "SELECT * FROM payments WHERE status = 'failed' ORDER BY ordinal LIMIT ?", [limit])]
+
+        return await self._read(read)
 
     async def outbox_stats(self, now: float) -> OutboxStats:
         def read(db: sqlite_utils.Database) -> OutboxStats:
@@ -369,9 +385,6 @@ class SQLiteStore(core.StoreCore):
                                counts.get("failed", 0), now - oldest if oldest is not None else None)
 
         return await self._read(read)
-
-    def _payment_event(self, db: sqlite_utils.Database, payment: Payment, kind: str) -> int:
-        return _append_event(db, codec.payment_record(payment, kind))
 
     async def server_secret(self) -> bytes:
         """Kept in ``server.secret`` beside the database file, never inside it."""
