@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
-from .outbox import Payment
+from .outbox import Payment, PaymentStatus
 from .config import Scenario, Substation
 from .queueing import CounterView, Estimate, HallView, SlotPlan, Status, Token, leave_advice
 
@@ -167,6 +167,23 @@ def provisional_receipt(payment: Payment) -> str:
     return f"PROV-{payment.substation}-{payment.ordinal:06d}"
 
 
+_REFUSALS = {   # what billing's answer means for the cashier holding the cash
+    "(422)": "Billing does not accept this account number or amount: check the account on the bill, "
+             "then resubmit with it corrected, or refund the consumer.",
+    "(404)": "Billing does not know this account: check the account on the bill, then resubmit with it "
+             "corrected, or refund the consumer.",
+    "(409)": "Billing holds a different payment under this payment's id: ask billing before resubmitting.",
+    "(400)": "Billing could not read the payment: resubmit it; if it fails again, call billing support.",
+}
+
+
+def refusal_in_words(payment: Payment) -> str:
+    """Why billing refused a payment, in words a cashier acts on."""
+    reason = payment.reason or ""
+    return next((words for code, words in _REFUSALS.items() if code in reason),
+                f"Billing refused the payment ({reason or 'no reason given'}): resubmit it or refund the consumer.")
+
+
 def payment_json(payment: Payment, scenario: Scenario) -> dict[str, Any]:
     """A payment as the API shows it; ``status`` is queued until billing has it."""
     tz = scenario.timezone
@@ -180,6 +197,7 @@ def payment_json(payment: Payment, scenario: Scenario) -> dict[str, Any]:
         "mode": payment.mode.value,
         "status": payment.status.value,
         "reason": payment.reason,
+        "reason_text": refusal_in_words(payment) if payment.status is PaymentStatus.FAILED else None,
         "attempts": payment.attempts,
         "billing_ref": payment.billing_ref,
         "created_at": iso(payment.created_at, tz),

@@ -18,6 +18,7 @@ from counter_server.store import IdempotencyConflict, IdempotencyKey
 
 from testkit.api import Api, Clock
 from testkit.scenarios import paid_service
+from testkit.waiting import wait_until_async
 from .test_store_contract import add_payment, logged, make_store, store  # noqa: F401 - the engine-parametrised fixtures
 
 
@@ -325,3 +326,49 @@ async def test_a_payment_billing_refused_for_good_may_be_taken_again(hall_api: A
                                                     reason="no such account")
     status, again = await hall_api.post("/api/v1/payments", key, json=pay_body(token, "2140012345"))
     assert status == 202 and again["payment"]["receipt"] != first["payment"]["receipt"], again
+
+
+async def test_failed_payments_are_a_worklist_resubmitted_corrected_or_refunded(hall_api: Api, clock: Clock):
+    """Billing refused two payments for good: the cashier sees them with the reason in words,
+    resubmits one with the account corrected (billing then posts it) and refunds the other."""
+    service, (counter, other, *_) = paying_counters(hall_api)
+    key, other_key = await hall_api.cashier(counter.id), await hall_api.cashier(other.id)
+    assert (await hall_api.post("/api/v1/ops/billing/pause"))[0] == 200   # nothing posted meanwhile
+    store = hall_api.client.app[STORE]
+    taken = []
+    for account in ("2140000001", "2140000002"):
+        token = await served(hall_api, counter, service)
+        status, body = await hall_api.post("/api/v1/payments", key, json=pay_body(token, account))
+        assert status == 202, body
+        taken.append(body["payment"])
+        assert (await hall_api.act(token, "complete"))[0] == 200
+        await store.settle_payment(body["payment"]["id"], PaymentStatus.FAILED, clock.now,
+                                   reason='billing refused the payment (422): {"error": "invalid account or amount"}')
+    status, listed = await hall_api.get("/api/v1/payments?status=failed", key)
+    assert status == 200 and [p["id"] for p in listed["payments"]] == [p["id"] for p in taken]
+    assert "check the account on the bill" in listed["payments"][0]["reason_text"]
+    assert (await hall_api.get("/api/v1/payments?status=failed", other_key))[1]["payments"] == []
+    assert (await hall_api.get("/api/v1/payments?status=queued", key))[0] == 400
+    first, second = (p["id"] for p in taken)
+    status, body = await hall_api.post(f"/api/v1/payments/{first}/resubmit", other_key, json={})
+    assert status == 403, body                                   # another counter's cash
+    status, body = await hall_api.post(f"/api/v1/payments/{first}/resubmit", key, json={"account": "12"})
+    assert status == 422 and body["error"]["field"] == "account"
+    status, body = await hall_api.post(f"/api/v1/payments/{first}/resubmit", key, json={"account": "2140012345"})
+    assert status == 200 and (body["payment"]["status"], body["payment"]["account"]) == ("queued", "2140012345")
+    status, body = await hall_api.post(f"/api/v1/payments/{first}/resubmit", key, json={})
+    assert status == 409 and body["error"]["code"] == "payment_not_failed", body
+    status, body = await hall_api.post(f"/api/v1/payments/{second}/refund", key)
+    assert status == 200 and body["payment"]["status"] == "refunded"
+    assert (await hall_api.post("/api/v1/payments/p_nothing/refund", key))[0] == 404
+    assert (await hall_api.get("/api/v1/payments?status=failed", key))[1]["payments"] == []
+    assert (await hall_api.post("/api/v1/ops/billing/resume"))[0] == 200
+
+    async def posted() -> bool:
+        return (await hall_api.get(f"/api/v1/payments/{first}", key))[1]["payment"]["status"] == "posted"
+
+    await wait_until_async(posted, what="the resubmitted payment posted by billing")
+    day = taken[0]["created_at"][:10]
+    kinds = [(e["kind"], e["actor"]) for e in await store.day_events(day) if e["kind"].startswith("payment_")]
+    assert [k for k, a in kinds if k in ("payment_resubmitted", "payment_refunded")
+            and a.startswith(f"cashier@{counter.id}:")] == ["payment_resubmitted", "payment_refunded"]

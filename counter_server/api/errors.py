@@ -21,7 +21,7 @@ from ..queueing import (
 )
 from ..services import Forbidden, InvalidField, NotFound, ServiceError
 from ..services.errors import AlreadyPaid
-from ..services.payments import TokenNotAtCounter
+from ..services.payments import PaymentNotFailed, TokenNotAtCounter
 from ..store import STORE_UNAVAILABLE, IdempotencyConflict
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
 _SERVICE_STATUS: dict[type[ServiceError], int] = {
     TokenNotAtCounter: 409,
     AlreadyPaid: 409,
+    PaymentNotFailed: 409,
     NotFound: 404,
     Forbidden: 403,
     InvalidField: 422,

@@ -18,6 +18,7 @@ from .schemas import (
     NoBody,
     OfflineToken,
     RecordPayment,
+    ResubmitPayment,
     Transfer,
 )
 
@@ -150,6 +151,29 @@ async def post_payment(request: web.Request) -> web.Response:
 
 async def get_payment(request: web.Request) -> web.Response:
     payment = await request.app[PAYMENTS].get(actor_of(request), request.match_info["pid"])
+    return web.json_response({"payment": payment_json(payment, request.app[SETTINGS].scenario)})
+
+
+async def list_payments(request: web.Request) -> web.Response:
+    """The failed-payments worklist (``?status=failed``, the one list there is)."""
+    status = request.query.get("status")
+    if status != "failed":
+        raise ApiError(400, "invalid_query", "List payments with ?status=failed: the worklist of "
+                       "payments billing refused.", field="status")
+    found = await request.app[PAYMENTS].failed(actor_of(request))
+    scenario = request.app[SETTINGS].scenario
+    return web.json_response({"payments": [payment_json(p, scenario) for p in found]})
+
+
+async def resubmit_payment(request: web.Request) -> web.Response:
+    body = await parse_body(request, ResubmitPayment)
+    payment = await request.app[PAYMENTS].resubmit(actor_of(request), request.match_info["pid"], body.account)
+    return web.json_response({"payment": payment_json(payment, request.app[SETTINGS].scenario)})
+
+
+async def refund_payment(request: web.Request) -> web.Response:
+    await parse_body(request, NoBody)
+    payment = await request.app[PAYMENTS].refund(actor_of(request), request.match_info["pid"])
     return web.json_response({"payment": payment_json(payment, request.app[SETTINGS].scenario)})
 
 

@@ -28,6 +28,7 @@ from .schemas import (
     OfflineToken,
     PublishSlots,
     RecordPayment,
+    ResubmitPayment,
     TakeToken,
     Transfer,
 )
@@ -189,7 +190,14 @@ def build_openapi() -> dict[str, Any]:
             "requestBody": _body("OfflineToken"),
             "responses": {"201": _answer("The token", TOKEN_ANSWER), **mutating},
         }},
-        "/api/v1/payments": {"post": {
+        "/api/v1/payments": {"get": {
+            "summary": "The worklist of payments billing refused for good (?status=failed); a "
+                       "cashier sees its own counter's",
+            "parameters": [{"name": "status", "in": "query", "required": True,
+                            "schema": {"type": "string", "enum": ["failed"]}}],
+            "responses": {"200": _answer("Failed payments, oldest first", {"type": "object"}),
+                          **_errors(400, 401, 403)},
+        }, "post": {
             "summary": "Record a payment: durable at once, forwarded to billing later",
             "parameters": [IDEMPOTENCY],
             "requestBody": _body("RecordPayment"),
@@ -204,9 +212,25 @@ def build_openapi() -> dict[str, Any]:
                               "finished_too_long_ago, not_served)", ERROR)},
         }},
         "/api/v1/payments/{pid}": {"get": {
-            "summary": "A payment: queued, posted or failed (with the reason)",
+            "summary": "A payment: queued, posted, failed (with the reason, also in words) or refunded",
             "parameters": [_path("pid")],
             "responses": {"200": _answer("Payment", {"type": "object"}), **_errors(401, 403, 404)},
+        }},
+        "/api/v1/payments/{pid}/resubmit": {"post": {
+            "summary": "Send a failed payment to billing again, its account corrected if given",
+            "parameters": [_path("pid")],
+            "requestBody": {"required": False, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ResubmitPayment"}}}},
+            "responses": {"200": _answer("The payment, queued again", {"type": "object"}), **mutating,
+                          "409": _answer("payment_not_failed: only a failed payment is resubmitted", ERROR)},
+        }},
+        "/api/v1/payments/{pid}/refund": {"post": {
+            "summary": "Record that a failed payment's cash went back to the consumer",
+            "parameters": [_path("pid")],
+            "requestBody": {"required": False, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/NoBody"}}}},
+            "responses": {"200": _answer("The payment, refunded", {"type": "object"}), **mutating,
+                          "409": _answer("payment_not_failed: only a failed payment is refunded", ERROR)},
         }},
         "/api/v1/bills/{account}": {"get": {
             "summary": "A consumer's bill through the gateway's cache (stale while billing is down)",
@@ -341,7 +365,7 @@ def build_openapi() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                **_body_schemas(IssueToken, Transfer, NoBody, RecordPayment, LeaseRequest, OfflineToken,
+                **_body_schemas(IssueToken, Transfer, NoBody, RecordPayment, ResubmitPayment, LeaseRequest, OfflineToken,
                                 AdmissionSettings, TakeToken, BookSlot, PublishSlots),
                 "Token": {"type": "object", "properties": token_props},
                 "Estimate": {"type": "object", "properties": {

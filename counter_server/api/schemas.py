@@ -140,6 +140,15 @@ class RecordPayment(BaseModel):
         "already_paid)."))
 
 
+class ResubmitPayment(BaseModel):
+    """Body of POST /api/v1/payments/{pid}/resubmit: a failed payment sent to billing again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: str | None = Field(default=None, pattern=ACCOUNT_PATTERN, description=(
+        "The corrected account number, when billing refused the one the payment had."))
+
+
 class LeaseRequest(BaseModel):
     """Body of POST /api/v1/counters/{cid}/leases."""
 

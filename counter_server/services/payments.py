@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..outbox import Payment, PaymentMode, PaymentStatus
 from ..queueing import Status, Token
@@ -21,6 +22,10 @@ PAYMENT_WINDOW_AFTER_DONE_S = 5 * 60
 
 class TokenNotAtCounter(ServiceError):
     code = "token_not_at_counter"
+
+
+class PaymentNotFailed(ServiceError):
+    code = "payment_not_failed"
 
 
 def new_payment_id() -> str:
@@ -64,7 +69,7 @@ def check_not_paid(token: Token, earlier: list[Payment], part: bool = False) -> 
     token takes any number of payments marked ``part`` (two bills, one bill in two modes), but
     never parts beside an unmarked payment. A payment billing refused for good (failed) does
     not count: the cashier may take it again, e.g. with the account corrected."""
-    standing = [p for p in earlier if p.status is not PaymentStatus.FAILED]
+    standing = [p for p in earlier if p.status not in (PaymentStatus.FAILED, PaymentStatus.REFUNDED)]
     whole = [p for p in standing if not p.part]
     if not whole and (part or not standing):
         return
@@ -120,6 +125,51 @@ class PaymentService:
         stored, replayed = await self.store.take_payment(token_id, payment_for, idem)
         self.on_queued()
         return stored, replayed
+
+    async def failed(self, actor: Actor) -> list[Payment]:
+        """The worklist: payments billing refused for good, oldest first, with the cash still
+        in a drawer; a cashier sees its own counter's, an admin every counter's."""
+        actor.require_writer()
+        found = await self.store.failed_payments()
+        return [p for p in found if actor.role is Role.ADMIN or p.counter == actor.counter]
+
+    async def resubmit(self, actor: Actor, payment_id: str, account: str | None = None) -> Payment:
+        """Send a failed payment to billing again, the same payment (billing's idempotency key
+        is its id), with the account corrected when given; it goes in its account's order."""
+        def again(current: Payment) -> Payment:
+            self._require_failed(actor, current, "resubmitted")
+            return replace(current, status=PaymentStatus.QUEUED, account=account or current.account,
+                           reason=None, updated_at=self.clock())
+
+        payment = await self._amend(payment_id, again, "payment_resubmitted", actor)
+        self.on_queued()
+        return payment
+
+    async def refund(self, actor: Actor, payment_id: str) -> Payment:
+        """Record that a failed payment's cash went back to the consumer (its reason is kept)."""
+        def refunded(current: Payment) -> Payment:
+            self._require_failed(actor, current, "refunded")
+            return replace(current, status=PaymentStatus.REFUNDED, updated_at=self.clock())
+
+        return await self._amend(payment_id, refunded, "payment_refunded", actor)
+
+    async def _amend(self, payment_id: str, change: Callable[[Payment], Payment], kind: str,
+                     actor: Actor) -> Payment:
+        actor.require_writer()
+        try:
+            return await self.store.amend_payment(payment_id, change, kind, actor.label)
+        except KeyError:
+            raise NotFound("payment", payment_id) from None
+
+    @staticmethod
+    def _require_failed(actor: Actor, payment: Payment, done: str) -> None:
+        if actor.role is not Role.ADMIN and payment.counter != actor.counter:
+            raise Forbidden(f"Only the counter that took payment {provisional_receipt(payment)} "
+                            f"({payment.counter}), or an admin, may have it {done}.", counter=actor.counter)
+        if payment.status is not PaymentStatus.FAILED:
+            raise PaymentNotFailed(
+                f"Payment {provisional_receipt(payment)} is {payment.status.value}: only a payment billing "
+                f"refused (failed) can be {done}.", payment=payment.id, payment_status=payment.status.value)
 
     async def get(self, actor: Actor, payment_id: str) -> Payment:
         payment = await self.store.get_payment(payment_id)
