@@ -32,6 +32,7 @@ def route_table() -> list[web.AbstractRouteDef]:
         web.post("/api/v1/counters/{cid}/{state:open|close}", api.counter_open_state),
         web.post("/api/v1/counters/{cid}/leases", api.post_lease),
         web.post("/api/v1/counters/{cid}/offline-tokens", api.post_offline_token),
+        web.get("/api/v1/counters/{cid}/cash-up", api.counter_cash_up),
         web.post("/api/v1/payments", api.post_payment),
         web.get("/api/v1/payments", api.list_payments),
         web.get("/api/v1/payments/{pid}", api.get_payment),

@@ -372,3 +372,43 @@ async def test_failed_payments_are_a_worklist_resubmitted_corrected_or_refunded(
     kinds = [(e["kind"], e["actor"]) for e in await store.day_events(day) if e["kind"].startswith("payment_")]
     assert [k for k, a in kinds if k in ("payment_resubmitted", "payment_refunded")
             and a.startswith(f"cashier@{counter.id}:")] == ["payment_resubmitted", "payment_refunded"]
+
+
+async def test_cash_up_adds_up_over_a_day_with_failures_a_resubmission_and_a_refund(hall_api: Api, clock: Clock):
+    service, (counter, other, *_) = paying_counters(hall_api)
+    key = await hall_api.cashier(counter.id)
+    assert (await hall_api.post("/api/v1/ops/billing/pause"))[0] == 200   # the test settles them itself
+    store = hall_api.client.app[STORE]
+    ids = []
+    for paise, mode in ((10_000, "cash"), (25_050, "cash"), (7_500, "upi"), (120_000, "cheque")):
+        token = await served(hall_api, counter, service)
+        status, body = await hall_api.post("/api/v1/payments", key, json={**pay_body(token, paise=paise), "mode": mode})
+        assert status == 202, body
+        ids.append(body["payment"]["id"])
+        assert (await hall_api.act(token, "complete"))[0] == 200
+    await store.settle_payment(ids[0], PaymentStatus.POSTED, clock.now, billing_ref="BILL-1")
+    for pid in ids[1:3]:
+        await store.settle_payment(pid, PaymentStatus.FAILED, clock.now, reason="billing refused the payment (404)")
+    assert (await hall_api.post(f"/api/v1/payments/{ids[1]}/resubmit", key, json={"account": "2140099999"}))[0] == 200
+    assert (await hall_api.post(f"/api/v1/payments/{ids[2]}/refund", key))[0] == 200
+    status, body = await hall_api.get(f"/api/v1/counters/{counter.id}/cash-up", key)
+    assert status == 200, body
+    cash = body["cash_up"]
+    recorded = [(await hall_api.get(f"/api/v1/payments/{pid}", key))[1]["payment"] for pid in ids]
+    assert cash["taken"] == {"count": 4, "paise": sum(p["amount_paise"] for p in recorded)}
+    for name, statuses in (("posted", {"posted"}), ("pending", {"queued"}), ("failed", {"failed"}),
+                           ("refunded", {"refunded"})):
+        mine = [p for p in recorded if p["status"] in statuses]
+        assert cash[name] == {"count": len(mine), "paise": sum(p["amount_paise"] for p in mine)}, name
+    assert (cash["posted"]["count"], cash["pending"]["count"], cash["refunded"]["count"]) == (1, 2, 1)
+    assert sum(cash[n]["paise"] for n in ("posted", "pending", "failed", "refunded")) == cash["taken"]["paise"]
+    assert cash["by_mode"] == {"cash": {"count": 2, "paise": 35_050}, "cheque": {"count": 1, "paise": 120_000},
+                               "upi": {"count": 1, "paise": 7_500}}
+    status, report = await hall_api.get(f"/api/v1/reports/daily?date={cash['day']}&format=json")
+    row = next(r for r in report["report"]["rows"] if r["counter"] == counter.id)
+    assert (row["payments_taken"], row["payments_pending"], row["payments_refunded"]) == (4, 2, 1)
+    assert (await hall_api.get(f"/api/v1/counters/{counter.id}/cash-up", await hall_api.cashier(other.id)))[0] == 403
+    assert (await hall_api.get("/api/v1/counters/NOPE-9/cash-up"))[0] == 404
+    assert (await hall_api.get(f"/api/v1/counters/{counter.id}/cash-up?date=yesterday", key))[0] in (400, 422)
+    other_cash = (await hall_api.get(f"/api/v1/counters/{other.id}/cash-up"))[1]["cash_up"]
+    assert other_cash["taken"] == {"count": 0, "paise": 0} and other_cash["by_mode"] == {}

@@ -400,9 +400,10 @@ def test_payments_are_called_taken_in_the_text_the_csv_and_the_json():
     header = daily_csv(report).splitlines()[0].split(",")
     assert [c for c in header if c.startswith("payments_")] == [
         "payments_taken", "payments_taken_paise", "payments_posted", "payments_posted_paise",
-        "payments_failed", "payments_failed_paise"]
+        "payments_pending", "payments_pending_paise", "payments_failed", "payments_failed_paise",
+        "payments_refunded", "payments_refunded_paise"]
     assert "queued" not in ",".join(header)
-    assert "payments (Rs) taken/posted/failed" in daily_text(report)
+    assert "payments (Rs) taken/posted/pending/failed/refunded" in daily_text(report)
     body = daily_json(report)
     assert body["total"]["payments_taken"] == 3 and "taken" in body["definitions"]["payments"]
     assert not any("queued" in key for key in body["total"])

@@ -177,6 +177,13 @@ async def refund_payment(request: web.Request) -> web.Response:
     return web.json_response({"payment": payment_json(payment, request.app[SETTINGS].scenario)})
 
 
+async def counter_cash_up(request: web.Request) -> web.Response:
+    """A counter's payments of a day (``?date=``, today by default), as its drawer is counted."""
+    ops = request.app[OPS]
+    day = ops.parse_day(request.query.get("date"))
+    return web.json_response({"cash_up": await ops.cash_up(actor_of(request), request.match_info["cid"], day)})
+
+
 async def me(request: web.Request) -> web.Response:
     """Who this key belongs to: a kiosk learns its counter from it."""
     actor = actor_of(request)

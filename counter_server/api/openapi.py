@@ -190,6 +190,13 @@ def build_openapi() -> dict[str, Any]:
             "requestBody": _body("OfflineToken"),
             "responses": {"201": _answer("The token", TOKEN_ANSWER), **mutating},
         }},
+        "/api/v1/counters/{cid}/cash-up": {"get": {
+            "summary": "A counter's payments of a day as its drawer is counted: taken (by mode), "
+                       "posted, pending, failed, refunded (its cashier, or an admin)",
+            "parameters": [_path("cid"), {"name": "date", "in": "query", "required": False, "schema": DAY,
+                                          "description": "YYYY-MM-DD; left out: today"}],
+            "responses": {"200": _answer("Cash-up", {"type": "object"}), **_errors(400, 401, 403, 404, 422)},
+        }},
         "/api/v1/payments": {"get": {
             "summary": "The worklist of payments billing refused for good (?status=failed); a "
                        "cashier sees its own counter's",

@@ -20,9 +20,11 @@ figure is tested against a hand-built day with known answers. Definitions, as ma
 - **busiest hour**: a substation's hour (local time) with the most tokens issued; a counter's
   hour with the most tokens it served.
 - **payments taken**: taken at the counters that day (written to the outbox, each with its
-  provisional receipt), and of those, **posted** to billing and **failed** for good so far,
-  with their amounts in paise. "Taken" is the word everywhere (text, CSV, JSON): a payment
-  still queued for billing and one already posted were both taken.
+  provisional receipt), and of those, **posted** to billing, **pending** (not yet posted:
+  waiting for billing, or resubmitted), **failed** for good and not yet resubmitted or
+  refunded, and **refunded** to the consumer, with their amounts in paise; taken = posted +
+  pending + failed + refunded. "Taken" is the word everywhere (text, CSV, JSON): a payment
+  still waiting for billing and one already posted were both taken.
 
 On a substation (or total) row every issued token ends in one column: issued = served +
 no-shows + cancelled + closed unserved + open at end, except that closed unserved also counts
@@ -79,8 +81,9 @@ class Tally:
     served_waits: list[float] = field(default_factory=list)
     service: list[float] = field(default_factory=list)
     hours: Counter = field(default_factory=Counter)
-    payments: dict[str, list[int]] = field(
-        default_factory=lambda: {"taken": [0, 0], "posted": [0, 0], "failed": [0, 0]})
+    payments: dict[str, list[int]] = field(default_factory=lambda: {
+        "taken": [0, 0], "posted": [0, 0], "pending": [0, 0], "failed": [0, 0], "refunded": [0, 0]})
+    modes: dict[str, list[int]] = field(default_factory=dict)   # taken, by mode: [count, paise]
 
     def add(self, other: Tally) -> None:
         for name in ("issued", "served", "no_shows", "cancelled", "closed_unserved", "open_at_end",
@@ -90,9 +93,11 @@ class Tally:
         self.served_waits += other.served_waits
         self.service += other.service
         self.hours.update(other.hours)
-        for status, (n, paise) in other.payments.items():
-            self.payments[status][0] += n
-            self.payments[status][1] += paise
+        for mine, theirs in ((self.payments, other.payments), (self.modes, other.modes)):
+            for status, (n, paise) in theirs.items():
+                kept = mine.setdefault(status, [0, 0])
+                kept[0] += n
+                kept[1] += paise
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,12 @@ class Figures:
     payments_taken_paise: int
     payments_posted: int
     payments_posted_paise: int
+    payments_pending: int
+    payments_pending_paise: int
     payments_failed: int
     payments_failed_paise: int
+    payments_refunded: int
+    payments_refunded_paise: int
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
@@ -165,8 +174,12 @@ def figures(substation: str, counter: str | None, tally: Tally, *, door: bool) -
         payments_taken_paise=pay["taken"][1],
         payments_posted=pay["posted"][0],
         payments_posted_paise=pay["posted"][1],
+        payments_pending=pay["pending"][0],
+        payments_pending_paise=pay["pending"][1],
         payments_failed=pay["failed"][0],
         payments_failed_paise=pay["failed"][1],
+        payments_refunded=pay["refunded"][0],
+        payments_refunded_paise=pay["refunded"][1],
     )
 
 
@@ -219,10 +232,13 @@ class DayTallies:
         return total
 
 
+_PAYMENT_COLUMN = {"posted": "posted", "failed": "failed", "refunded": "refunded"}   # else pending
+
+
 def tally_day(events: Iterable[Mapping[str, Any]], tz: tzinfo) -> DayTallies:
     """Fold one day's events (any order of substations; each token's events in seq order)."""
     lives: dict[str, _Life] = {}
-    payments: dict[str, tuple[str, str | None, str, int]] = {}
+    payments: dict[str, tuple[str, str | None, str, int, str]] = {}
     day = DayTallies()
     hours: dict[int, list] = {}
 
@@ -239,7 +255,8 @@ def tally_day(events: Iterable[Mapping[str, Any]], tz: tzinfo) -> DayTallies:
             hours.setdefault(hour_of(event["at"]), [0, 0, 0, []])[2] += 1
             continue
         if kind.startswith("payment_"):
-            payments[data["id"]] = (sid, data.get("counter"), data["status"], int(data["amount_paise"]))
+            payments[data["id"]] = (sid, data.get("counter"), data["status"], int(data["amount_paise"]),
+                                    data.get("mode", "cash"))
             continue
         token_id = event.get("token_id")
         if not token_id or "number" not in data:
@@ -311,16 +328,15 @@ def tally_day(events: Iterable[Mapping[str, Any]], tz: tzinfo) -> DayTallies:
         elif life.status in AT_END:
             sub.open_at_end += 1
 
-    for sid, counter, status, paise in payments.values():
+    for sid, counter, status, paise, mode in payments.values():
         targets = [day.substation(sid), day.counter(sid, counter)]
         for tally in targets:
             if tally is None:
                 continue
-            tally.payments["taken"][0] += 1
-            tally.payments["taken"][1] += paise
-            if status in ("posted", "failed"):
-                tally.payments[status][0] += 1
-                tally.payments[status][1] += paise
+            for kept in (tally.payments["taken"], tally.payments[_PAYMENT_COLUMN.get(status, "pending")],
+                         tally.modes.setdefault(mode, [0, 0])):
+                kept[0] += 1
+                kept[1] += paise
     day.by_hour = {h: (v[0], v[1], v[2], v[3]) for h, v in hours.items()}
     return day
 
@@ -402,6 +418,16 @@ def monthly_report(month: str, days: Iterable[tuple[str, Iterable[Mapping[str, A
     return MonthlyReport(month, substation, rows, figures(substation or ALL, None, pooled, door=True))
 
 
+def cash_up(day: str, counter: str, substation: str, events: Iterable[Mapping[str, Any]],
+            tz: tzinfo) -> dict[str, Any]:
+    """A counter's payments of the day as its cashier counts the drawer: taken (by mode), and of
+    those posted, pending, failed and refunded, each a count and paise; they add up to taken."""
+    tally = tally_day(events, tz).counters.get((substation, counter), Tally())
+    money = {name: {"count": n, "paise": paise} for name, (n, paise) in tally.payments.items()}
+    return {"day": day, "substation": substation, "counter": counter, **money,
+            "by_mode": {mode: {"count": n, "paise": paise} for mode, (n, paise) in sorted(tally.modes.items())}}
+
+
 def figures_json(row: Figures) -> dict[str, Any]:
     return {name: getattr(row, name) for name in COLUMNS}
 
@@ -465,7 +491,8 @@ DEFINITIONS = {
                    "and total rows): issued = served + no_shows + cancelled + closed_unserved + "
                    "open_at_end, but for booked slots the day closed before they started",
     "payments": "taken at the counters that day (each given a provisional receipt); of those, "
-                "posted to billing and failed for good so far; amounts in paise",
+                "posted to billing, pending (not yet posted), failed for good and refunded so far: "
+                "taken = posted + pending + failed + refunded; amounts in paise",
 }
 
 
@@ -485,13 +512,14 @@ def _rupees(paise: int) -> str:
 
 TEXT_HEADER = ("where", "issued", "served", "no-show", "cancel", "closed", "open", "away",
                "wait p50/p90/max min", "svc p50/p90 min", "busiest", "<=15m", "<=30m",
-               "payments (Rs) taken/posted/failed")
+               "payments (Rs) taken/posted/pending/failed/refunded")
 TEXT_KEY = ("Substation rows: issued = served + no-show + cancel + closed + open. closed: closed "
             "unserved by the day's\nclose (booked slots that never started count there, not as issued); "
             "open: still waiting, called or\nbeing served at the end (when the report was made); away: "
             "turned away at the door, never issued.\nCounter rows: issued by that counter's cashier, the "
-            "rest ended there. Payments taken: given a provisional\nreceipt at a counter; posted and "
-            "failed: of those, by billing so far.")
+            "rest ended there. Payments taken: given a provisional\nreceipt at a counter; of those, posted "
+            "by billing, pending (not yet posted), failed for good, and\nrefunded: taken = posted + "
+            "pending + failed + refunded.")
 
 
 def _text_row(name: str, row: Figures) -> tuple[str, ...]:
@@ -505,7 +533,9 @@ def _text_row(name: str, row: Figures) -> tuple[str, ...]:
         row.busiest_hour or "-", _percent(row.served_within_15_min), _percent(row.served_within_30_min),
         f"{row.payments_taken} {_rupees(row.payments_taken_paise)} / "
         f"{row.payments_posted} {_rupees(row.payments_posted_paise)} / "
-        f"{row.payments_failed} {_rupees(row.payments_failed_paise)}",
+        f"{row.payments_pending} {_rupees(row.payments_pending_paise)} / "
+        f"{row.payments_failed} {_rupees(row.payments_failed_paise)} / "
+        f"{row.payments_refunded} {_rupees(row.payments_refunded_paise)}",
     )
 
 

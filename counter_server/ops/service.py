@@ -22,7 +22,7 @@ from ..queueing import Status
 from ..services import Actor, InvalidField, NotFound
 from ..services.dates import RANGE_WORDS, check_day, day_in_range
 from ..store import Store
-from .reports import DailyReport, MonthlyReport, daily_report, monthly_report
+from .reports import DailyReport, MonthlyReport, cash_up, daily_report, monthly_report
 
 if TYPE_CHECKING:
     from ..billing.gateway import BillingGateway
@@ -95,6 +95,15 @@ class OpsService:
         events = await self.store.day_events(day, substation)
         return await asyncio.to_thread(daily_report, day, events, self.scenario.timezone,
                                        layout=self.layout(substation), substation=substation)
+
+    async def cash_up(self, actor: Actor, counter: str, day: str) -> dict:
+        """The counter's cash-up for ``day``: its cashier's own, or any counter's for an admin."""
+        found = self.scenario.counters.get(counter)
+        if found is None:
+            raise NotFound("counter", counter[:40])
+        actor.require_counter(counter)
+        events = await self.store.day_events(day, found.substation)
+        return await asyncio.to_thread(cash_up, day, counter, found.substation, events, self.scenario.timezone)
 
     async def monthly(self, month: str, substation: str | None = None) -> MonthlyReport:
         year, number = int(month[:4]), int(month[5:7])
