@@ -29,11 +29,11 @@ from .ops.logs import FORMATS, configure_logging
 from .ops.reports import daily_csv, daily_json, daily_text, monthly_csv, monthly_json, monthly_text
 from .ops.service import OpsService
 from .config import STORE_ENGINES, ScenarioError, Settings, env_default, load_scenario
+from .scenario.schema import host_port
 from .datadir import LOCK_NAME, DataDirError, DataDirLock, check_data_dir, lock_data_dir
 from .listen import ListenError, address_of, bind_sockets, raise_open_files
 from .services import KeyService, ServiceError
 from .store import Store, StoreUnavailable, open_store
-from .store.redis import redacted
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -93,6 +93,27 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", default=env_default("redis_url", None),
                         help="the Redis server of --store redis (default: the config's "
                              "[store] redis_url, else redis://127.0.0.1:6379/0)")
+    parser.add_argument("--redis-sentinel", action="append", type=_sentinel, metavar="HOST:PORT",
+                        help="a Redis Sentinel that names the primary (repeat for each); the "
+                             "replica follows a failover by itself (default: the config's [store] "
+                             "redis_sentinels)")
+    parser.add_argument("--redis-master", default=None, metavar="NAME",
+                        help="the Sentinels' name for the primary (default: the config's [store] "
+                             "redis_master, else counter-redis)")
+
+
+def _sentinel(value: str) -> str:
+    try:
+        host_port(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _store_overrides(args: argparse.Namespace) -> dict:
+    """The store flags, as Settings takes them."""
+    return {"store_engine": args.store, "redis_url": args.redis_url,
+            "redis_sentinels": tuple(args.redis_sentinel or ()), "redis_master": args.redis_master}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,7 +243,7 @@ def _serve(args: argparse.Namespace, scenario) -> int:
     then serve. Each refusal is one line on stderr and exit status 2."""
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, scenario=scenario,
                         rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
-                        billing_url=args.billing_url, store_engine=args.store, redis_url=args.redis_url,
+                        billing_url=args.billing_url, **_store_overrides(args),
                         trusted_proxies=tuple(args.trusted_proxy))
     sqlite = settings.store.engine == "sqlite"
     data_dir = settings.data_dir.absolute()
@@ -233,8 +254,7 @@ def _serve(args: argparse.Namespace, scenario) -> int:
         print(f"counter-server: {exc}", file=sys.stderr)
         return 2
     counters = len(scenario.counters)
-    where = (f"state in Redis at {redacted(settings.store.redis_url)}"
-             if not sqlite else f"data in {data_dir}")
+    where = (f"state in Redis at {settings.store_address}" if not sqlite else f"data in {data_dir}")
     print(
         f"counter-server: {scenario.name} ({len(scenario.substations)} substations, "
         f"{counters} counters); {where}",
@@ -296,8 +316,7 @@ async def _open_store_or_say(settings: Settings) -> Store | None:
 
 
 async def _keys(args: argparse.Namespace, scenario) -> int:
-    settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
-                        redis_url=args.redis_url)
+    settings = Settings(data_dir=args.data_dir, scenario=scenario, **_store_overrides(args))
     if settings.store.engine == "sqlite":   # a typo in --data-dir must not start an empty store
         try:
             check_data_dir(settings.data_dir)
@@ -338,8 +357,7 @@ async def _keys(args: argparse.Namespace, scenario) -> int:
 
 async def _report(args: argparse.Namespace, scenario) -> int:
     """Reports read the store directly (the data dir's file, or Redis): no server needs to run."""
-    settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
-                        redis_url=args.redis_url)
+    settings = Settings(data_dir=args.data_dir, scenario=scenario, **_store_overrides(args))
     if settings.store.engine == "sqlite" and not settings.database_path.exists():
         print(f"counter-server: no data in {args.data_dir} (give --data-dir)", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from .scenario.billing import GatewaySettings, SimSettings
 from .queueing import Priority, QueuePolicy, ServiceTimeSeed
 from .scenario import schema
 from .scenario.schema import STORE_ENGINES, WEEKDAYS
+from .redact import redacted
 
 
 class ScenarioError(ValueError):
@@ -148,6 +149,17 @@ class StoreConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "ccq:"
     stream_keep: int = 20_000   # Redis: entries the live stream keeps (it is trimmed past this)
+    redis_sentinels: tuple[str, ...] = ()   # HOST:PORT of Sentinels that name the primary
+    redis_master: str = "counter-redis"     # the Sentinels' name for it
+    min_replicas_ack: int | None = None     # replicas that must confirm a change (WAIT)
+
+    @property
+    def replicas_ack(self) -> int:
+        """Redis replicas each acknowledged change waits for: 1 by default behind Sentinels,
+        since Redis replicates asynchronously and a failover would lose what only the primary had."""
+        if self.min_replicas_ack is not None:
+            return self.min_replicas_ack
+        return 1 if self.redis_sentinels else 0
 
 
 @dataclass(frozen=True)
@@ -266,7 +278,10 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
                               gateway=_knobs(GatewaySettings, model.billing),
                               simulator=_knobs(SimSettings, model.billing.simulator)),
         store=StoreConfig(engine=model.store.engine, redis_url=model.store.redis_url,
-                          redis_prefix=model.store.redis_prefix, stream_keep=model.store.stream_keep),
+                          redis_prefix=model.store.redis_prefix, stream_keep=model.store.stream_keep,
+                          redis_sentinels=tuple(model.store.redis_sentinels),
+                          redis_master=model.store.redis_master,
+                          min_replicas_ack=model.store.min_replicas_ack),
         phones=replace(_knobs(PhonesConfig, model.phones), public_url=model.phones.public_url.rstrip("/")),
     )
 
@@ -340,6 +355,8 @@ class Settings:
     store_engine: str | None = None  # overrides the scenario's [store] engine ("sqlite", "redis")
     redis_url: str | None = None     # overrides the scenario's [store] redis_url
     redis_prefix: str | None = None  # overrides the scenario's [store] redis_prefix
+    redis_sentinels: tuple[str, ...] = ()   # override the scenario's [store] redis_sentinels
+    redis_master: str | None = None  # overrides the scenario's [store] redis_master
     # Load balancers whose X-Forwarded-For is believed (one hop): behind them every client
     # would otherwise share the balancer's address in the per-address limits.
     trusted_proxies: tuple[str, ...] = ()
@@ -350,7 +367,18 @@ class Settings:
         base = self.scenario.store
         return replace(base, engine=self.store_engine or base.engine,
                        redis_url=self.redis_url or base.redis_url,
-                       redis_prefix=self.redis_prefix or base.redis_prefix)
+                       redis_prefix=self.redis_prefix or base.redis_prefix,
+                       redis_sentinels=self.redis_sentinels or base.redis_sentinels,
+                       redis_master=self.redis_master or base.redis_master)
+
+    @property
+    def store_address(self) -> str:
+        """Where the Redis state is, as logs and ops may show it (no password)."""
+        store = self.store
+        if store.redis_sentinels:
+            return (f"the primary {store.redis_master!r} named by Sentinels {', '.join(store.redis_sentinels)}"
+                    f" (changes wait for {store.replicas_ack} replica(s))")
+        return redacted(store.redis_url)
 
     @property
     def database_path(self) -> Path:

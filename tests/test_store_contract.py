@@ -41,6 +41,7 @@ from counter_server.store import (
     RedisStore,
     SQLiteStore,
     Store,
+    StoreUnavailable,
 )
 from testkit.waiting import wait_until_async
 
@@ -451,6 +452,26 @@ async def test_the_redis_stream_is_trimmed_and_carries_what_changed_not_the_hall
     finally:
         await follower.close()
         await writer.close()
+        await engine.cleanup()
+
+
+async def test_a_change_redis_replicas_do_not_confirm_is_not_acknowledged():
+    """With replicas_ack, a change is answered only once WAIT says enough Redis replicas have
+    it: against a Redis with none, it is refused as unavailable (and a retry with its key
+    replays it once it is confirmed), while reads still answer."""
+    engine = RedisEngine()
+    store = RedisStore(engine.url, POLICY, prefix=engine.prefix, replicas_ack=1, ack_timeout_ms=100)
+    await store.open()
+    try:
+        key = IdempotencyKey("kiosk", "slip-1", "fp")
+        with pytest.raises(StoreUnavailable, match="0 of the 1 Redis replica"):
+            await store.mutate_queue("S01", DAY, issuing("t1"), key)
+        assert [t.id for t in (await store.queue_snapshot("S01", DAY)).waiting] == ["t1"]   # made, not confirmed
+        store.replicas_ack = 0
+        again = await store.mutate_queue("S01", DAY, issuing("t2"), key)
+        assert again.replayed and again.token.id == "t1"
+    finally:
+        await store.close()
         await engine.cleanup()
 
 

@@ -82,6 +82,20 @@ def _web_address(value: str) -> str:
     return value
 
 
+def host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:26379`` for IPv6) as (host, port); ValueError naming what is wrong."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, got {value!r}")
+    return host, int(port)
+
+
+def _host_port(value: str) -> str:
+    host_port(value)
+    return value
+
+
 def _redis_address(value: str) -> str:
     if not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"must be a redis://, rediss:// or unix:// address, got {value!r}")
@@ -250,6 +264,13 @@ class StoreModel(Table):
     redis_prefix: Text = "ccq:"
     stream_keep: int = Field(20_000, ge=1_000, description="Redis: about how many events the live "
                              "stream keeps for replicas that reconnect (the event log itself is kept whole).")
+    redis_sentinels: tuple[Annotated[str, AfterValidator(_host_port)], ...] = Field(
+        default=(), description="Redis Sentinels (HOST:PORT) that name the primary and follow "
+        "a failover; with them redis_url gives only the database and password.")
+    redis_master: Text = Field("counter-redis", description="The Sentinels' name for the primary.")
+    min_replicas_ack: int | None = Field(None, ge=0, le=16, description="Redis replicas that must "
+                                         "confirm a change (WAIT) before it is acknowledged; default 1 "
+                                         "with Sentinels, else 0.")
 
 
 class DemandModel(Table):

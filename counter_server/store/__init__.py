@@ -3,6 +3,7 @@
 import redis.exceptions as _redis_errors
 
 from ..config import Settings
+from ..scenario.schema import host_port
 from .base import IDEMPOTENCY_TTL_S, Applied, CommitListener, Committed, IdempotencyConflict
 from .base import IdempotencyKey, KeyRecord, QueueChange, QueueSnapshot, Store, StoreUnavailable
 from .base import TokenChange
@@ -22,7 +23,9 @@ async def open_store(settings: Settings) -> Store:
     layouts = settings.scenario.layouts()
     if chosen.engine == "redis":
         store: Store = RedisStore(chosen.redis_url, settings.scenario.policy, layouts,
-                                  prefix=chosen.redis_prefix, stream_keep=chosen.stream_keep)
+                                  prefix=chosen.redis_prefix, stream_keep=chosen.stream_keep,
+                                  sentinels=[host_port(s) for s in chosen.redis_sentinels],
+                                  master=chosen.redis_master, replicas_ack=chosen.replicas_ack)
     else:
         store = SQLiteStore(settings.database_path, settings.scenario.policy, layouts)
     await store.open()

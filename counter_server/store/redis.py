@@ -20,6 +20,9 @@ How a change stays atomic across replicas (optimistic concurrency, as with WATCH
 Payments (the outbox), API keys and the turned-away count are small scripts of their own.
 Nothing here is acknowledged before Redis has applied it; whether it also survives a restart of
 Redis depends on Redis's persistence (AOF ``appendfsync always`` or ``everysec``; see docs/replicas.md).
+Behind Redis Sentinel (``sentinels``), the replicas follow a failover by themselves, and a change
+is acknowledged only once ``WAIT`` says ``replicas_ack`` Redis replicas have it too, so it survives
+the loss of the primary.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ import logging
 import random
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -151,9 +156,18 @@ class RedisStore(core.StoreCore):
         cache_size: int = 64,
         block_ms: int = 1000,
         stream_keep: int = 20_000,
+        sentinels: Sequence[tuple[str, int]] = (),
+        master: str = "counter-redis",
+        replicas_ack: int = 0,
+        ack_timeout_ms: int = 2000,
     ) -> None:
         super().__init__(policy, layouts, hall_head=hall_head, cache_size=cache_size)
         self.url = url
+        self.sentinels = list(sentinels)
+        self.master = master
+        self.replicas_ack = replicas_ack
+        self._ack_timeout_ms = ack_timeout_ms
+        self._sentinel_clients: list[Sentinel] = []
         self.prefix = prefix
         self._block_ms = block_ms
         self.stream_keep = stream_keep
@@ -185,20 +199,36 @@ class RedisStore(core.StoreCore):
         except RedisError as exc:
             await self._redis.aclose()
             self._redis = None
-            raise StoreUnavailable(f"Redis at {redacted(self.url)} does not answer: {exc}") from exc
+            raise StoreUnavailable(f"Redis at {self.address} does not answer: {exc}") from exc
         # The follower blocks on XREAD, so it has its own connection with a longer read timeout.
         self._follower_redis = self._client(socket_timeout=self._block_ms / 1000 + 5.0)
         self._scripts = {script.name: self._redis.register_script(script.source()) for script in lua.SCRIPTS}
         self._follower_scripts = {lua.RAISE_SEQ.name: self._follower_redis.register_script(lua.RAISE_SEQ.source())}
         self._follower = asyncio.create_task(self._follow(), name="redis-event-follower")
 
+    @property
+    def address(self) -> str:
+        """Where the state is, as a log line may say it (no password)."""
+        if self.sentinels:
+            return f"{self.master!r} (Sentinels {', '.join(f'{h}:{p}' for h, p in self.sentinels)})"
+        return redacted(self.url)
+
     def _client(self, socket_timeout: float) -> Redis:
-        return Redis.from_url(
-            self.url, decode_responses=True, socket_timeout=socket_timeout,
+        options: dict[str, Any] = dict(
+            decode_responses=True, socket_timeout=socket_timeout,
             socket_connect_timeout=2.0, health_check_interval=10,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError],
         )
+        if not self.sentinels:
+            return Redis.from_url(self.url, **options)
+        # The URL gives the database and password; the Sentinels say which server is primary,
+        # and the pool asks them again whenever a connection to it fails (a failover).
+        found = parse_url(self.url)
+        sentinel = Sentinel(self.sentinels, sentinel_kwargs={"socket_timeout": 2.0, "socket_connect_timeout": 2.0})
+        self._sentinel_clients.append(sentinel)
+        return sentinel.master_for(self.master, db=found.get("db", 0), username=found.get("username"),
+                                   password=found.get("password"), **options)
 
     async def close(self) -> None:
         self._closing = True
@@ -221,14 +251,31 @@ class RedisStore(core.StoreCore):
         for client in (self._follower_redis, self._redis):
             if client is not None:
                 await client.aclose()
+        for sentinel in self._sentinel_clients:
+            for client in sentinel.sentinels:
+                await client.aclose()
+        self._sentinel_clients = []
         self._redis = self._follower_redis = None
 
     async def _run(self, script: lua.Script, keys: Mapping[str, str], args: Mapping[str, Any],
-                   extra: Iterable[str] = (), *, follower: bool = False) -> Any:
-        """Run ``script`` by name: its keys given by name, its arguments as one JSON object."""
+                   extra: Iterable[str] = (), *, follower: bool = False, writes: bool = True) -> Any:
+        """Run ``script`` by name: its keys given by name, its arguments as one JSON object. A
+        script that changes what is acknowledged waits, on the same connection, until
+        ``replicas_ack`` Redis replicas have the change (else StoreUnavailable: not acknowledged;
+        a retry with the same Idempotency-Key learns whether it was made). ``writes`` False: this
+        call changes nothing acknowledged (a batch of reads only checks the queue's version)."""
         registered: AsyncScript = (self._follower_scripts if follower else self._scripts)[script.name]
-        return await registered(keys=[keys[name] for name in script.keys] + list(extra),
-                                args=[codec.dumps(args)])
+        call = {"keys": [keys[name] for name in script.keys] + list(extra), "args": [codec.dumps(args)]}
+        if not (self.replicas_ack and script.acknowledged and writes and not follower):
+            return await registered(**call)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await registered(**call, client=pipe)
+            pipe.wait(self.replicas_ack, self._ack_timeout_ms)
+            answer, confirmed = await pipe.execute()
+        if confirmed < self.replicas_ack:
+            raise StoreUnavailable(f"{confirmed} of the {self.replicas_ack} Redis replica(s) asked for confirmed "
+                                   f"the change within {self._ack_timeout_ms} ms; retry with the same Idempotency-Key")
+        return answer
 
     def _queue_keys(self, key: core.QueueKey) -> dict[str, str]:
         substation, day = key
@@ -405,7 +452,7 @@ class RedisStore(core.StoreCore):
                 lua.COMMIT_QUEUE, keys,
                 {"version": cached.version, "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args(),
                  "events": logged, "puts": puts, "answers": answers, "touched": sorted(_touched(q))},
-                extra=[self._idem_key(job.idem) for job, _, _, _ in keyed])
+                extra=[self._idem_key(job.idem) for job, _, _, _ in keyed], writes=bool(events or answers))
         except RedisError as exc:
             raise StoreUnavailable(f"Redis did not confirm the change: {exc}") from exc
         kind = reply[0]
@@ -706,10 +753,16 @@ class RedisStore(core.StoreCore):
     # -- the event log and live fan-out ------------------------------------------------------
 
     async def server_secret(self) -> bytes:
-        """One key every replica reads; the first replica to ask makes it."""
+        """One key every replica reads; the first replica to ask makes it (and, behind
+        Sentinels, waits until a replica has it: phones' links must outlive a failover)."""
         key = self._k("secret")
-        await self.redis.set(key, secrets.token_hex(32), nx=True)
-        return bytes.fromhex(await self.redis.get(key))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, secrets.token_hex(32), nx=True)
+            if self.replicas_ack:
+                pipe.wait(self.replicas_ack, self._ack_timeout_ms)
+            pipe.get(key)
+            found = await pipe.execute()
+        return bytes.fromhex(found[-1])
 
     async def last_seq(self) -> int:
         """The newest event this replica's listeners have been given, once they have caught up
@@ -741,13 +794,13 @@ class RedisStore(core.StoreCore):
                 if self._closing or (me is not None and me.cancelling()):
                     return   # the client may turn a cancelled read into an error of its own
                 if not lost:
-                    log.warning("lost Redis at %s (%s); reconnecting", redacted(self.url), exc)
+                    log.warning("lost Redis at %s (%s); reconnecting", self.address, exc)
                 lost, self.following = True, False
                 await asyncio.sleep(pause)
                 pause = min(2.0, pause * 2)
                 continue
             if lost:
-                log.warning("Redis at %s is back; following events from %d", redacted(self.url),
+                log.warning("Redis at %s is back; following events from %d", self.address,
                             self._read_to)
             lost, pause, self.following = False, 0.05, True
             for _stream, entries in _stream_entries(found):

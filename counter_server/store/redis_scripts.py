@@ -26,6 +26,7 @@ class Script:
     name: str
     keys: tuple[str, ...]
     body: str
+    acknowledged: bool = True   # it writes what callers are told is kept (behind Sentinels: WAIT)
 
     def source(self) -> str:
         named = ", ".join(f"{key} = KEYS[{i + 1}]" for i, key in enumerate(self.keys))
@@ -67,7 +68,8 @@ end
 QUEUE_KEYS = ("version", "changed", "tokens", "seqs", "counters", "leases", "settings")
 
 # A: since ('' for all), ids (tokens to read again).
-READ_QUEUE = Script("read_queue", QUEUE_KEYS, _READ + "return read_queue(A.since, A.ids)\n")
+READ_QUEUE = Script("read_queue", QUEUE_KEYS, _READ + "return read_queue(A.since, A.ids)\n",
+                    acknowledged=False)
 
 # A batch of changes to one queue, run in Python against version A.version: refused whole
 # ('stale', and the queue's changes since) if the queue has moved on, or ('idem', j) if the
@@ -192,7 +194,7 @@ for k = 1, math.min(#items, A.limit) do
   out[#out + 1] = before or ''
 end
 return out
-""")
+""", acknowledged=False)   # a lost lease only lets another worker ask billing first
 
 # A payment rewritten, if it is still as read (A.expected): one forwarding attempt's outcome, or
 # a failed payment resubmitted (queued again in its account's order, K.account being the
@@ -270,13 +272,13 @@ if A.keyed and not redis.call('SET', K.marker, '1', 'NX', 'EX', A.idem_ttl) then
 redis.call('RPUSH', K.list, A.record)
 redis.call('HINCRBY', K.counts, A.substation, 1)
 return 1
-""")
+""", acknowledged=False)   # a count for reports: not worth a wait at the door
 
 # A: floor. The sequence, raised to at least the floor.
 RAISE_SEQ = Script("raise_seq", ("seq",), """
 if tonumber(redis.call('GET', K.seq) or '0') < A.floor then redis.call('SET', K.seq, A.floor) end
 return redis.call('GET', K.seq)
-""")
+""", acknowledged=False)
 
 SCRIPTS = (READ_QUEUE, COMMIT_QUEUE, ADD_PAYMENT, CLAIM_PAYMENTS, SETTLE_PAYMENT, ADD_KEY,
            REPLACE_KEY, TURNED_AWAY, RAISE_SEQ)
