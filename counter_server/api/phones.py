@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 from datetime import date
 
@@ -162,7 +163,11 @@ async def cancel_token(request: web.Request) -> web.Response:
 
 @public
 async def token_live(request: web.Request) -> web.WebSocketResponse:
-    """WebSocket: the token's own view now, then again whenever it changes."""
+    """WebSocket: the token's own view now, then again whenever it changes.
+
+    Ten thousand phones may follow their tokens at once, so each costs one task: the handler
+    reads the socket (pings, close) while that task writes the newest view when it changes,
+    else a heartbeat, encoded once per connection."""
     travel_s = _travel_s(request)
     link = request.match_info["link"]
     token, _ = await request.app[PHONES].view(link)   # 404 before the upgrade
@@ -172,28 +177,34 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=1024)
     await ws.prepare(request)
     watcher = await watch.add(token)
-    reader = asyncio.create_task(read_until_closed(ws))
-    try:
+    heartbeat = json.dumps({"type": "heartbeat", "v": SCHEMA_VERSION, "interval_s": heartbeat_s})
+
+    async def write() -> None:
+        if watcher.latest is None:
+            await ws.send_str(heartbeat)
         while not ws.closed:
-            if watcher.latest is not None and watcher.changed.is_set():
-                watcher.changed.clear()
-                token, estimate = watcher.latest
-                await ws.send_json({"type": "token", "v": SCHEMA_VERSION,
-                                    "token": phone_token_json(token, link, scenario, estimate, travel_s)})
-            else:
-                await ws.send_json({"type": "heartbeat", "v": SCHEMA_VERSION, "interval_s": heartbeat_s})
-            changed = asyncio.ensure_future(watcher.changed.wait())
-            await asyncio.wait([changed, reader], timeout=heartbeat_s, return_when=asyncio.FIRST_COMPLETED)
-            changed.cancel()
-            if reader.done():
-                break
+            if not watcher.changed.is_set():
+                try:
+                    async with asyncio.timeout(heartbeat_s):
+                        await watcher.changed.wait()
+                except TimeoutError:
+                    await ws.send_str(heartbeat)
+                    continue
+            watcher.changed.clear()
+            token, estimate = watcher.latest
+            await ws.send_json({"type": "token", "v": SCHEMA_VERSION,
+                                "token": phone_token_json(token, link, scenario, estimate, travel_s)})
+
+    writer = asyncio.create_task(write())
+    try:
+        await read_until_closed(ws)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         watch.remove(token, watcher)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+            await writer
     return ws
 
 
