@@ -43,7 +43,12 @@ def describe(scenario: Scenario, source: str) -> str:
     lines.append("billing: " + (billing.url if billing.url else "simulated in-process (no [billing] url)")
                  + f"; concurrency {billing.gateway.initial_limit}..{billing.gateway.max_concurrency}")
     store = scenario.store
-    lines.append(f"store: {store.engine}" + (f" ({store.redis_prefix}*)" if store.engine == "redis" else ""))
+    where = ""
+    if store.engine == "redis":
+        behind = (f", primary {store.redis_master!r} via {len(store.redis_sentinels)} Sentinels, changes "
+                  f"confirmed by {store.replicas_ack} replica(s)" if store.redis_sentinels else "")
+        where = f" ({store.redis_prefix}*{behind})"
+    lines.append(f"store: {store.engine}{where}")
     return "\n".join(lines)
 
 

@@ -90,6 +90,8 @@ TYPOS_AND_IMPOSSIBLE_VALUES = {
                     "services[1].letter", "must be one capital letter A-Z, not 'NC'"),
     "booking share": (lambda t: t.replace("booking_share = 0.25", "booking_share = 1.5"),
                       "phones.booking_share", "must be below 1, not 1.5"),
+    "sentinel without port": (lambda t: t + '\n[store]\nredis_sentinels = ["10.0.0.11:26379", "10.0.0.12"]\n',
+                              "store.redis_sentinels[1]", "must be HOST:PORT with a port from 1 to 65535"),
 }
 
 

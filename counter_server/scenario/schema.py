@@ -264,7 +264,8 @@ class StoreModel(Table):
     redis_prefix: Text = "ccq:"
     stream_keep: int = Field(20_000, ge=1_000, description="Redis: about how many events the live "
                              "stream keeps for replicas that reconnect (the event log itself is kept whole).")
-    redis_sentinels: tuple[Annotated[str, AfterValidator(_host_port)], ...] = Field(
+    redis_sentinels: Annotated[tuple[Annotated[str, AfterValidator(_host_port)], ...],
+                               BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)] = Field(
         default=(), description="Redis Sentinels (HOST:PORT) that name the primary and follow "
         "a failover; with them redis_url gives only the database and password.")
     redis_master: Text = Field("counter-redis", description="The Sentinels' name for the primary.")
