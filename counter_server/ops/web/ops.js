@@ -88,8 +88,7 @@ async function signIn(key) {
   overviewTimer = setInterval(refreshOverview, 5000);
   connect();
   setUpSlots();
-  refreshSettle();
-  setUpCashUp();
+  setUpCashUp();              // (refreshOverview has asked for the payments to settle)
 }
 
 function signOut(reason) {
@@ -739,6 +738,7 @@ function settleRow(p) {
   error.hidden = true;
   form.append(input, resubmitButton, refundButton, error);
   form.onsubmit = (event) => { event.preventDefault(); resubmit(p.id, row); };
+  input.oninput = () => { error.hidden = true; };          // a refusal stands until the account is edited
   refundButton.onclick = () => askRefund(p.id, row);
   row.append(cell("Receipt", "receipt"), cell("Counter", "where"), cell("Account", "account"),
              cell("Amount", "num amount"), cell("Mode", "mode"), cell("Taken", "when"),
