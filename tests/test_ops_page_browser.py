@@ -426,6 +426,11 @@ async def settle_and_cash_up(server: ServerProcess, billing, browser, tmp_path: 
         assert await page.text_content(f"{row} .mode") == "cash"
         assert await page.input_value(f"{row} input.settle-account") == bad
         assert await page.text_content(f"{other_row} .amount") == "Rs 750.00"
+        # The cash-up follows the failures at once: each counter's failed figure.
+        for counter, paise in ((c1, "Rs 1,234.50"), (c2, "Rs 750.00")):
+            await page.wait_for_function(
+                f"document.querySelector('{cashup_cell(counter, 'failed')} b')?.textContent === '1'", timeout=5_000)
+            assert await page.text_content(f"{cashup_cell(counter, 'failed')} .rs") == paise
         await page.screenshot(path=str(tmp_path / "ops-settle.png"), full_page=True)
 
         # A correction the server refuses: its own words, in place; the payment stays listed.

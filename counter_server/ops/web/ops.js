@@ -425,11 +425,14 @@ function showBilling(b) {
   $("b-breaker").textContent = b.breaker.state.replace("_", "-");
   $("b-shed").textContent = `${b.shed.payment || 0} / ${b.shed.lookup || 0}`;
   $("b-posted").textContent = `${b.outbox.posted} / ${b.outbox.failed}`;
-  // A payment failing (or settled elsewhere) moves the failed count: the worklist reloads now.
-  if (ops.failedCount !== null && ops.failedCount !== b.outbox.failed) refreshSettle();
+  // A payment failing (or settled elsewhere) moves the failed count: the worklist reloads now,
+  // and the cash-up with it, so the two never disagree for long; other moves wait their turn.
+  const failedMoved = ops.failedCount !== null && ops.failedCount !== b.outbox.failed;
   ops.failedCount = b.outbox.failed;
   ops.paySig = `${b.outbox.queued}/${b.outbox.posted}/${b.outbox.failed}`;
-  if (cashUp.loaded) cashUpIfMoved();
+  if (failedMoved) refreshSettle();
+  if (failedMoved && cashUp.loaded) refreshCashUp();
+  else if (cashUp.loaded) cashUpIfMoved();
   const toggle = $("outbox-toggle");
   toggle.textContent = b.paused ? "Resume outbox" : "Pause outbox";
   toggle.dataset.action = b.paused ? "resume" : "pause";
