@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from counter_server.config import Scenario, load_scenario
 
 from testkit.api import bearer
+from testkit.billing import refusing_billing
 from testkit.processes import ServerProcess, free_port, run_cli
 from testkit.scenarios import paid_service
+from testkit.waiting import wait_until_async
 
 SIGN_IN_S = 15_000
 
@@ -340,3 +341,176 @@ async def test_ops_alerts_billing_down_and_offline_dimmed(scenario_file: Path, b
         assert errors == []
     finally:
         server.stop()
+
+
+def cashup_cell(counter: str, figure: str) -> str:
+    return f'#cashup-rows tr[data-counter="{counter}"] td.{figure}'
+
+
+async def test_ops_settle_failed_payments_and_cash_up(scenario_file: Path, browser, tmp_path: Path):
+    """Billing (a server of the test's own) refuses two accounts for good: the payments appear
+    on the ops page without a reload, with the reason in words. A bad correction is refused in
+    place with the server's words; a good one resubmits the payment (it leaves the list and the
+    counter's cash-up shows it pending, then posted); the other is refunded after a question,
+    and the cash-up counts it refunded."""
+    scenario = load_scenario(scenario_file)
+    service = paid_service(scenario)
+    sid, c1, c2 = next((s, *serving[:2]) for s, sub in scenario.substations.items()
+                       if len(serving := [c.id for c in sub.counters if service in c.services]) >= 2)
+    idle = next(c for c in scenario.counters if c not in (c1, c2))
+    bad, worse, good, corrected = "BAD-0001", "BAD-0002", "2140000007", "2140012345"
+    async with refusing_billing(bad, worse) as billing:
+        server = ServerProcess(data_dir=tmp_path / "data", config=scenario_file,
+                               extra_args=["--rate-limit", "0", "--billing-url", billing.url])
+        server.start()
+        try:
+            await settle_and_cash_up(server, billing, browser, tmp_path, scenario, sid, service,
+                                     (c1, c2, idle), (bad, worse, good, corrected))
+        finally:
+            server.stop()
+
+
+async def settle_and_cash_up(server: ServerProcess, billing, browser, tmp_path: Path, scenario: Scenario,
+                             sid: str, service: str, counters: tuple[str, str, str],
+                             accounts: tuple[str, str, str, str]) -> None:
+    c1, c2, idle = counters
+    bad, worse, good, corrected = accounts
+    page = await browser.new_page(viewport={"width": 1366, "height": 768}, bypass_csp=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await sign_in(page, server)
+    await page.wait_for_function("document.body.dataset.state === 'live'", timeout=SIGN_IN_S)
+    # Nothing refused yet: the list says so in words; every counter took nothing today.
+    await page.wait_for_selector("#settle[data-count='0'] #settle-empty:not([hidden])", timeout=5_000)
+    assert (await page.text_content("#settle-empty")).startswith("No payments to settle")
+    await page.wait_for_selector(f'#cashup-rows tr[data-counter="{c1}"].nothing', timeout=5_000)
+    assert await page.locator("#cashup-rows tr").count() == len(scenario.counters)
+    today = datetime.now(scenario.timezone).date().isoformat()
+    assert await page.input_value("#cashup-day") == today
+    assert f"took nothing on {today}" in await page.text_content(f'#cashup-rows tr[data-counter="{c1}"]')
+
+    async with aiohttp.ClientSession(headers=bearer(server.admin_key)) as session:
+        async def call(method: str, path: str, expect: int = 200, **kw) -> dict:
+            async with session.request(method, server.url + path, **kw) as resp:
+                assert resp.status == expect, await resp.text()
+                return await resp.json()
+
+        async def pay(counter: str, account: str, paise: int, mode: str) -> dict:
+            await call("POST", f"/api/v1/substations/{sid}/tokens", 201, json={"service": service})
+            token = (await call("POST", f"/api/v1/counters/{counter}/next"))["token"]
+            await call("POST", f"/api/v1/tokens/{token['id']}/start")
+            payment = (await call("POST", "/api/v1/payments", 202, json={
+                "token_id": token["id"], "account": account, "amount_paise": paise, "mode": mode}))["payment"]
+            await call("POST", f"/api/v1/tokens/{token['id']}/complete")
+            return payment
+
+        refused = await pay(c1, bad, 1_234_50, "cash")
+        posted = await pay(c1, good, 500_00, "cash")
+        other = await pay(c2, worse, 750_00, "upi")
+
+        # Both refusals appear on the open page (no reload), oldest first, in words.
+        row, other_row = (f'#settle-rows tr[data-receipt="{p["receipt"]}"]' for p in (refused, other))
+        await page.wait_for_selector(other_row, timeout=15_000)
+        listed = (await call("GET", "/api/v1/payments?status=failed"))["payments"]
+        assert [p["id"] for p in listed] == [refused["id"], other["id"]]
+        assert await page.locator("#settle-rows tr").count() == 2
+        assert await page.text_content("#settle-count") == "2"
+        assert await page.get_attribute("#settle-rows tr:first-child", "data-payment") == refused["id"]
+        reason = await page.text_content(f"{row} .reason")
+        assert reason == listed[0]["reason_text"] and "check the account on the bill" in reason
+        assert "422" not in reason                                     # words, not billing's raw answer
+        assert await page.text_content(f"{row} .receipt") == refused["receipt"]
+        assert await page.text_content(f"{row} .where b") == scenario.counters[c1].label
+        assert await page.text_content(f"{row} .account") == bad
+        assert await page.text_content(f"{row} .amount") == "Rs 1,234.50"
+        assert await page.text_content(f"{row} .mode") == "cash"
+        assert await page.input_value(f"{row} input.settle-account") == bad
+        assert await page.text_content(f"{other_row} .amount") == "Rs 750.00"
+        # The cash-up follows the failures at once: each counter's failed figure.
+        for counter, paise in ((c1, "Rs 1,234.50"), (c2, "Rs 750.00")):
+            await page.wait_for_function(
+                f"document.querySelector('{cashup_cell(counter, 'failed')} b')?.textContent === '1'", timeout=5_000)
+            assert await page.text_content(f"{cashup_cell(counter, 'failed')} .rs") == paise
+        await page.screenshot(path=str(tmp_path / "ops-settle.png"), full_page=True)
+
+        # A correction the server refuses: its own words, in place; the payment stays listed.
+        await page.fill(f"{row} input.settle-account", "12")
+        await page.click(f"{row} button[data-action=resubmit]")
+        await page.wait_for_selector(f"{row} .settle-error:not([hidden])", timeout=5_000)
+        said = (await call("POST", f"/api/v1/payments/{refused['id']}/resubmit", 422,
+                           json={"account": "12"}))["error"]["message"]
+        assert await page.text_content(f"{row} .settle-error") == said and said.startswith("account")
+        assert (await call("GET", f"/api/v1/payments/{refused['id']}"))["payment"]["status"] == "failed"
+        await page.screenshot(path=str(tmp_path / "ops-settle-refused.png"))
+        await at_phone_width(page, "#settle", tmp_path / "ops-settle-phone.png")
+
+        # Corrected: the same payment, a new attempt; it leaves the list and billing posts it.
+        await page.fill(f"{row} input.settle-account", corrected)
+        await page.click(f"{row} button[data-action=resubmit]")
+        await page.wait_for_selector(row, state="detached", timeout=5_000)
+        assert await page.locator("#settle-rows tr").count() == 1
+        await page.wait_for_function(
+            f"""(() => {{ const c = document.querySelector('{cashup_cell(c1, "taken")} b');
+                        return c && c.textContent === '2'; }})()""", timeout=5_000)
+        async def status() -> str:
+            return (await call("GET", f"/api/v1/payments/{refused['id']}"))["payment"]["status"]
+        await wait_until_async(status, done=lambda s: s == "posted", what="the resubmitted payment posted")
+        assert billing.posted[refused["id"]]["account"] == corrected
+        # The cash-up follows by itself: both of c1's payments posted, none pending or failed.
+        await page.wait_for_function(
+            f"document.querySelector('{cashup_cell(c1, 'posted')} b')?.textContent === '2'", timeout=15_000)
+        assert await page.text_content(f"{cashup_cell(c1, 'posted')} .rs") == "Rs 1,734.50"
+        for figure in ("pending", "failed", "refunded"):
+            assert await page.text_content(cashup_cell(c1, figure)) == "0", figure
+        assert billing.posted[posted["id"]]["account"] == good
+
+        # Refund the other: asked first (cancel: still listed), then gone; the list says so.
+        await page.click(f"{other_row} button[data-action=refund]")
+        asked = await confirm_dialog(page, ok=False)
+        assert other["receipt"] in asked and "Rs 750.00" in asked
+        assert await page.locator(other_row).count() == 1
+        await page.click(f"{other_row} button[data-action=refund]")
+        await confirm_dialog(page, ok=True)
+        await page.wait_for_selector("#settle[data-count='0'] #settle-empty:not([hidden])", timeout=5_000)
+        assert (await page.text_content("#settle-empty")).startswith("No payments to settle")
+        assert (await call("GET", f"/api/v1/payments/{other['id']}"))["payment"]["status"] == "refunded"
+        await page.wait_for_function(
+            f"document.querySelector('{cashup_cell(c2, 'refunded')} b')?.textContent === '1'", timeout=5_000)
+        assert await page.text_content(f"{cashup_cell(c2, 'refunded')} .rs") == "Rs 750.00"
+        assert await page.text_content(f'#cashup-rows tr[data-counter="{c2}"] .mode-line[data-mode="upi"]') \
+            == "upi 1 Rs 750.00"
+        assert await page.text_content(cashup_cell(c2, "cash")) == "0"
+        # The total row adds up the counters; an idle counter says it took nothing.
+        total = "#cashup-total tr"
+        assert await page.text_content(f"{total} td.taken") == "3Rs 2,484.50"
+        assert await page.text_content(f"{total} td.cash") == "2Rs 1,734.50"
+        assert "took nothing" in await page.text_content(f'#cashup-rows tr[data-counter="{idle}"]')
+        served = (await call("GET", f"/api/v1/counters/{c2}/cash-up"))["cash_up"]
+        assert (served["refunded"], served["taken"]) == ({"count": 1, "paise": 750_00}, {"count": 1, "paise": 750_00})
+        await page.screenshot(path=str(tmp_path / "ops-cashup.png"), full_page=True)
+
+    # Another day: the date input reloads it (nothing taken yesterday); Today goes back.
+    yesterday = (datetime.now(scenario.timezone).date() - timedelta(days=1)).isoformat()
+    await page.fill("#cashup-day", yesterday)
+    await page.wait_for_function(f"document.getElementById('cashup-table').dataset.day === '{yesterday}'",
+                                 timeout=5_000)
+    assert await page.locator("#cashup-rows tr.nothing").count() == len(scenario.counters)
+    assert "no counter took any payment" in await page.text_content("#cashup-note")
+    await page.click("#cashup-today")
+    await page.wait_for_function(f"document.getElementById('cashup-table').dataset.day === '{today}'",
+                                 timeout=5_000)
+
+    await at_phone_width(page, "#cashup", tmp_path / "ops-cashup-phone.png")
+    assert errors == []
+
+
+async def at_phone_width(page, section: str, shot: Path) -> None:
+    """The page at a phone's width: nothing wider than the screen; ``section`` photographed.
+    Then back to the laptop's 1366x768."""
+    await page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page is {width} px wide on a 390 px phone"
+        await page.locator(section).screenshot(path=str(shot))
+    finally:
+        await page.set_viewport_size({"width": 1366, "height": 768})

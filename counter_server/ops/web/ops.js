@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 const ops = {
   halls: new Map(), seq: null, overview: null, billing: null, intervalS: 5, lastHeard: 0,
   alerts: [], boards: {},          // the server's alerts; what the hall boards report of their voices
+  failedCount: null, paySig: null, // the outbox's counts as last heard: when they move, payments moved
   series: { limit: [], inflight: [], outbox: [], waiting: [] },
 };
 let socket = null;
@@ -87,6 +88,7 @@ async function signIn(key) {
   overviewTimer = setInterval(refreshOverview, 5000);
   connect();
   setUpSlots();
+  setUpCashUp();              // (refreshOverview has asked for the payments to settle)
 }
 
 function signOut(reason) {
@@ -97,6 +99,9 @@ function signOut(reason) {
   ops.seq = null;
   ops.alerts = [];
   ops.boards = {};
+  ops.paySig = null;
+  ops.failedCount = null;
+  resetPayments();
   $("app").hidden = true;
   $("login").hidden = false;
   $("key").value = "";
@@ -164,6 +169,7 @@ function receive(message) {
     ops.timezone = message.timezone;                       // the scenario's, not this browser's
     ops.halls = new Map(message.halls.map((h) => [h.substation, h]));
     refreshOverview();                                     // counts may have moved while away
+    relabelPayments();                                     // counters by name, now they are known
   } else if (message.type === "delta") {
     if (ops.seq !== null && message.prev !== ops.seq) { socket.close(); return; }
     ops.seq = message.seq;
@@ -204,6 +210,8 @@ async function refreshOverview() {
     ops.overview = await api("GET", "/api/v1/ops/overview");
     renderHalls();
   } catch (error) { /* the next refresh tries again */ }
+  refreshSettle();              // the payments to settle and the cash-up follow the same cycle
+  if (cashUp.loaded) cashUpIfMoved();
 }
 
 /** A moment as the halls' clocks read it (the scenario's time zone). */
@@ -417,6 +425,14 @@ function showBilling(b) {
   $("b-breaker").textContent = b.breaker.state.replace("_", "-");
   $("b-shed").textContent = `${b.shed.payment || 0} / ${b.shed.lookup || 0}`;
   $("b-posted").textContent = `${b.outbox.posted} / ${b.outbox.failed}`;
+  // A payment failing (or settled elsewhere) moves the failed count: the worklist reloads now,
+  // and the cash-up with it, so the two never disagree for long; other moves wait their turn.
+  const failedMoved = ops.failedCount !== null && ops.failedCount !== b.outbox.failed;
+  ops.failedCount = b.outbox.failed;
+  ops.paySig = `${b.outbox.queued}/${b.outbox.posted}/${b.outbox.failed}`;
+  if (failedMoved) refreshSettle();
+  if (failedMoved && cashUp.loaded) refreshCashUp();
+  else if (cashUp.loaded) cashUpIfMoved();
   const toggle = $("outbox-toggle");
   toggle.textContent = b.paused ? "Resume outbox" : "Pause outbox";
   toggle.dataset.action = b.paused ? "resume" : "pause";
@@ -553,8 +569,6 @@ $("outbox-toggle").addEventListener("click", () => {
       pausing ? "Outbox paused: payments keep queueing durably" : "Outbox resumed");
 });
 
-if (sessionStorage.getItem(KEY_NAME)) signIn(sessionStorage.getItem(KEY_NAME));
-
 // -- bookable slots ----------------------------------------------------------------------------
 
 async function setUpSlots() {
@@ -619,3 +633,374 @@ function publishSlots() {
     await showSlots();
   });
 }
+
+// -- payments to settle ----------------------------------------------------------------------------
+// Payments billing refused for good (every counter's, oldest first) wait here until ops correct
+// the account and resubmit them (the same payment, a new attempt) or record them refunded. The
+// list reloads on the page's refresh cycle and as soon as the live feed's count of failed
+// payments moves. Rows are kept by payment id, so an account being typed survives a reload.
+
+const settle = {
+  rows: new Map(),       // payment id -> its table row
+  payments: new Map(),   // payment id -> the payment as last listed
+  asked: 0,              // lists asked for so far (numbers each answer)
+  loading: false, again: false, loaded: false,
+  settled: new Map(),    // payment id -> lists asked before it was settled here (their answers are stale for it)
+};
+
+function rupees(paise) {
+  return `Rs ${Math.floor(paise / 100).toLocaleString("en-US")}.${String(paise % 100).padStart(2, "0")}`;
+}
+
+/** A counter by its display name and its hall's, from the live snapshot (ids until it comes). */
+function counterLabel(sid, cid) {
+  const hall = ops.halls.get(sid);
+  const counter = hall && hall.counters.find((c) => c.id === cid);
+  return { name: (counter && counter.name) || cid, hall: hall ? hall.name : sid };
+}
+
+/** When a payment was taken, as the halls' clocks read it: the time, and the day if not today. */
+function takenText(iso) {
+  if (!iso) return "–";
+  const day = iso.slice(0, 10), time = iso.slice(11, 16);
+  return day === cashUp.today ? time : `${day} ${time}`;
+}
+
+async function refreshSettle() {
+  if (!sessionStorage.getItem(KEY_NAME)) return;
+  if (settle.loading) { settle.again = true; return; }
+  settle.loading = true;
+  const asked = ++settle.asked;
+  try {
+    const { payments } = await api("GET", "/api/v1/payments?status=failed");
+    showSettle(payments, asked);
+  } catch (error) {
+    if (!settle.loaded) $("settle-empty").textContent = `Cannot load the payments to settle: ${error.message}`;
+  } finally {
+    settle.loading = false;
+    if (settle.again) { settle.again = false; refreshSettle(); }
+  }
+}
+
+function showSettle(payments, asked) {
+  settle.loaded = true;
+  for (const [id, before] of settle.settled) if (asked > before) settle.settled.delete(id);
+  const listed = payments.filter((p) => !settle.settled.has(p.id));
+  const keep = new Set(listed.map((p) => p.id));
+  for (const [id, row] of settle.rows) {
+    if (!keep.has(id)) { row.remove(); settle.rows.delete(id); settle.payments.delete(id); }
+  }
+  const order = listed.map((p) => {
+    settle.payments.set(p.id, p);
+    let row = settle.rows.get(p.id);
+    if (!row) { row = settleRow(p); settle.rows.set(p.id, row); } else fillSettleRow(row, p);
+    return row;
+  });
+  const body = $("settle-rows");
+  if (order.some((row, i) => body.children[i] !== row) || body.children.length !== order.length) {
+    const focused = document.activeElement;
+    body.replaceChildren(...order);
+    if (focused && body.contains(focused)) focused.focus();
+  }
+  showSettleCount();
+}
+
+function showSettleCount() {
+  const n = settle.rows.size;
+  $("settle").dataset.count = String(n);
+  $("settle-count").textContent = String(n);
+  $("settle-count").className = "badge" + (n ? " warn" : " up");
+  $("settle-table").hidden = n === 0;
+  $("settle-empty").hidden = n > 0;
+  if (n === 0) $("settle-empty").textContent = "No payments to settle: billing has refused none that wait for a corrected account or a refund.";
+}
+
+function cell(label, className, text) {
+  const td = el("td", className, text);
+  td.dataset.label = label;
+  return td;
+}
+
+function settleRow(p) {
+  const row = el("tr", "settle-row");
+  row.dataset.payment = p.id;
+  const form = el("form", "settle-act");
+  const input = el("input", "settle-account");
+  input.name = "account";
+  input.autocomplete = "off";
+  input.spellcheck = false;
+  input.value = p.account;
+  const resubmitButton = el("button", "", "Resubmit");
+  resubmitButton.type = "submit";
+  resubmitButton.dataset.action = "resubmit";
+  const refundButton = el("button", "danger", "Refund");
+  refundButton.type = "button";
+  refundButton.dataset.action = "refund";
+  const error = el("p", "settle-error error");
+  error.setAttribute("role", "alert");
+  error.hidden = true;
+  form.append(input, resubmitButton, refundButton, error);
+  form.onsubmit = (event) => { event.preventDefault(); resubmit(p.id, row); };
+  input.oninput = () => { error.hidden = true; };          // a refusal stands until the account is edited
+  refundButton.onclick = () => askRefund(p.id, row);
+  row.append(cell("Receipt", "receipt"), cell("Counter", "where"), cell("Account", "account"),
+             cell("Amount", "num amount"), cell("Mode", "mode"), cell("Taken", "when"),
+             cell("Why billing refused it", "reason"));
+  const act = cell("Resubmit or refund", "act");
+  act.append(form);
+  row.append(act);
+  fillSettleRow(row, p);
+  return row;
+}
+
+function fillSettleRow(row, p) {
+  const where = counterLabel(p.substation, p.counter);
+  row.dataset.receipt = p.receipt;
+  row.querySelector(".receipt").textContent = p.receipt;
+  const counter = row.querySelector(".where");
+  counter.replaceChildren(el("b", "", where.name), el("span", "hall-name", where.hall));
+  row.querySelector(".account").textContent = p.account;
+  row.querySelector(".amount").textContent = rupees(p.amount_paise);
+  row.querySelector(".mode").textContent = p.mode;
+  row.querySelector(".when").textContent = takenText(p.created_at);
+  const reason = row.querySelector(".reason");
+  reason.textContent = p.reason_text || p.reason || "–";
+  reason.title = p.reason ? `Billing answered: ${p.reason}; ${p.attempts} attempt${p.attempts === 1 ? "" : "s"}` : "";
+  row.querySelector(".settle-account").setAttribute("aria-label", `Account to resubmit ${p.receipt} with`);
+}
+
+/** Settled from this page: out of the list at once (an answer asked for earlier is stale for it). */
+function settled(id) {
+  settle.settled.set(id, settle.asked);
+  const row = settle.rows.get(id);
+  if (row) row.remove();
+  settle.rows.delete(id);
+  settle.payments.delete(id);
+  showSettleCount();
+  refreshSettle();
+  refreshCashUp();
+}
+
+async function settleAction(row, work) {
+  const error = row.querySelector(".settle-error");
+  const buttons = row.querySelectorAll("button");
+  error.hidden = true;
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    await work();
+  } catch (failure) {
+    error.textContent = failure.message;      // the server's own words, where the action was
+    error.hidden = false;
+    if (failure.status === 422) row.querySelector(".settle-account").focus();
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+function resubmit(id, row) {
+  const p = settle.payments.get(id);
+  if (!p) return;
+  const account = row.querySelector(".settle-account").value.trim();
+  const body = account === p.account ? {} : { account };
+  settleAction(row, async () => {
+    const { payment } = await api("POST", `/api/v1/payments/${encodeURIComponent(id)}/resubmit`, body);
+    settled(id);
+    toast(`${p.receipt} resubmitted to billing with account ${payment.account}`, true);
+  });
+}
+
+function askRefund(id, row) {
+  const p = settle.payments.get(id);
+  if (!p) return;
+  const where = counterLabel(p.substation, p.counter);
+  confirmThen(`Record ${p.receipt} refunded?`,
+    `${rupees(p.amount_paise)} (${p.mode}) taken at ${where.name}, ${where.hall} for account ${p.account}: `
+    + "record that the consumer has been given it back. It is not sent to billing again, and the "
+    + "counter's cash-up counts it refunded.", "Record refund",
+    () => settleAction(row, async () => {
+      await api("POST", `/api/v1/payments/${encodeURIComponent(id)}/refund`);
+      settled(id);
+      toast(`${p.receipt} recorded refunded (${rupees(p.amount_paise)})`, true);
+    }));
+}
+
+// -- cash-up ---------------------------------------------------------------------------------------
+// One row per counter for a day: taken, and of it posted, pending, failed and refunded, with the
+// cash and the other modes. The day's report says which counters took anything (one request);
+// only those are asked for their cash-up (the modes), so a day of idle counters costs nothing.
+// Live changes (the feed's outbox counts) reload it, at most every CASH_UP_EVERY_MS.
+
+const CASH_UP_EVERY_MS = 10_000;
+const cashUp = { loads: 0, sig: null, at: 0, today: null, followToday: true, loaded: false, last: null };
+const FIGURES = ["taken", "posted", "pending", "failed", "refunded"];
+
+function setUpCashUp() {
+  const input = $("cashup-day");
+  input.onchange = () => { cashUp.followToday = !input.value || input.value === cashUp.today; refreshCashUp(); };
+  $("cashup-today").onclick = () => { cashUp.followToday = true; input.value = cashUp.today || ""; refreshCashUp(); };
+  $("cashup-form").onsubmit = (event) => { event.preventDefault(); refreshCashUp(); };
+  refreshCashUp();
+}
+
+/** Reload when payments have moved since the last load (not more often than CASH_UP_EVERY_MS). */
+function cashUpIfMoved() {
+  const due = Date.now() - cashUp.at >= CASH_UP_EVERY_MS;
+  if (due && (ops.paySig !== cashUp.sig || Date.now() - cashUp.at >= 6 * CASH_UP_EVERY_MS)) refreshCashUp();
+}
+
+function fromReport(row) {
+  const figures = { by_mode: null };
+  for (const name of FIGURES) figures[name] = { count: row[`payments_${name}`], paise: row[`payments_${name}_paise`] };
+  return figures;
+}
+
+async function refreshCashUp() {
+  if (!sessionStorage.getItem(KEY_NAME)) return;
+  const load = ++cashUp.loads;
+  cashUp.sig = ops.paySig;
+  cashUp.at = Date.now();
+  const picked = $("cashup-day").value;
+  const date = cashUp.followToday || !picked ? "" : `date=${encodeURIComponent(picked)}&`;
+  try {
+    const { report } = await api("GET", `/api/v1/reports/daily?${date}format=json`);
+    const rows = report.rows.filter((r) => r.counter !== null);
+    const found = new Map();
+    const took = rows.filter((r) => r.payments_taken > 0);
+    for (let i = 0; i < took.length; i += 4) {                   // a few at a time: the key's rate limit
+      await Promise.all(took.slice(i, i + 4).map(async (r) => {
+        try {
+          const { cash_up: c } = await api("GET", `/api/v1/counters/${encodeURIComponent(r.counter)}/cash-up?date=${report.day}`);
+          found.set(r.counter, c);
+        } catch (error) { /* the report's figures stand in, without the modes */ }
+      }));
+    }
+    if (load !== cashUp.loads) return;                           // a newer load (another day) won
+    if (cashUp.followToday) {
+      cashUp.today = report.day;
+      $("cashup-day").value = report.day;
+    }
+    showCashUp(report.day, rows.map((r) => ({ substation: r.substation, counter: r.counter,
+                                              ...(found.get(r.counter) || fromReport(r)) })));
+  } catch (error) {
+    if (load !== cashUp.loads) return;
+    $("cashup-note").hidden = false;
+    $("cashup-note").textContent = `Cannot load the cash-up: ${error.message}`;
+  }
+}
+
+function moneyCell(label, className, figure) {
+  const td = cell(label, `num ${className}`);
+  if (!figure || figure.count === 0) {
+    td.classList.add("zero");
+    td.textContent = "0";
+    return td;
+  }
+  td.append(el("b", "", String(figure.count)), el("span", "rs", rupees(figure.paise)));
+  return td;
+}
+
+/** The cash of a counter's modes; a dash when its modes could not be loaded. */
+function cashCell(byMode) {
+  if (byMode !== null) return moneyCell("Cash", "cash", byMode.cash);
+  const td = cell("Cash", "num cash", "–");
+  td.title = "Modes could not be loaded";
+  return td;
+}
+
+function otherModes(byMode) {
+  if (byMode === null) return null;
+  return Object.entries(byMode).filter(([mode]) => mode !== "cash");
+}
+
+function modesCell(others) {
+  const td = cell("Other modes", "modes");
+  if (others === null) { td.textContent = "–"; td.title = "Modes could not be loaded"; return td; }
+  if (!others.length) { td.textContent = "none"; td.classList.add("zero"); return td; }
+  for (const [mode, figure] of others) {
+    const line = el("span", "mode-line");
+    line.dataset.mode = mode;
+    line.append(`${mode} `, el("b", "", String(figure.count)), " ", el("span", "rs", rupees(figure.paise)));
+    td.append(line);
+  }
+  return td;
+}
+
+function showCashUp(day, rows) {
+  cashUp.loaded = true;
+  cashUp.last = { day, rows };
+  const total = { by_mode: {} };
+  for (const name of FIGURES) total[name] = { count: 0, paise: 0 };
+  let taking = 0, modesKnown = true;
+  const body = rows.map((r) => {
+    const where = counterLabel(r.substation, r.counter);
+    const tr = el("tr", "cashup-row");
+    tr.dataset.counter = r.counter;
+    const name = cell("Counter", "where");
+    name.append(el("b", "", where.name), el("span", "hall-name", where.hall));
+    tr.append(name);
+    if (r.taken.count === 0) {
+      tr.classList.add("nothing");
+      const none = cell("", "nothing-note", `took nothing on ${day}`);
+      none.colSpan = 7;
+      tr.append(none);
+      return tr;
+    }
+    taking += 1;
+    for (const figure of FIGURES) {
+      total[figure].count += r[figure].count;
+      total[figure].paise += r[figure].paise;
+      tr.append(moneyCell(figure[0].toUpperCase() + figure.slice(1), figure, r[figure]));
+    }
+    if (r.by_mode === null) modesKnown = false;
+    for (const [mode, figure] of Object.entries(r.by_mode || {})) {
+      const sum = total.by_mode[mode] || (total.by_mode[mode] = { count: 0, paise: 0 });
+      sum.count += figure.count;
+      sum.paise += figure.paise;
+    }
+    tr.append(cashCell(r.by_mode), modesCell(otherModes(r.by_mode)));
+    return tr;
+  });
+  $("cashup-rows").replaceChildren(...body);
+  const foot = el("tr", "cashup-row total");
+  foot.dataset.counter = "";
+  foot.append(cell("", "where", `All ${rows.length} counters`));
+  for (const figure of FIGURES) foot.append(moneyCell(figure[0].toUpperCase() + figure.slice(1), figure, total[figure]));
+  foot.append(cashCell(modesKnown ? total.by_mode : null),
+              modesCell(modesKnown ? otherModes(total.by_mode) : null));
+  $("cashup-total").replaceChildren(foot);
+  $("cashup-table").hidden = false;
+  $("cashup-table").dataset.day = day;
+  const note = $("cashup-note");
+  note.hidden = false;
+  note.textContent = taking
+    ? `${day === cashUp.today ? "Today, " : ""}${day}: ${taking} of ${rows.length} counters took payments.`
+    : `${day === cashUp.today ? "Today, " : ""}${day}: no counter took any payment.`;
+}
+
+/** The payments and the cash-up drawn again as they were, with counters' and halls' names. */
+function relabelPayments() {
+  for (const [id, row] of settle.rows) fillSettleRow(row, settle.payments.get(id));
+  if (cashUp.last) showCashUp(cashUp.last.day, cashUp.last.rows);
+}
+
+function resetPayments() {
+  settle.rows.clear();
+  settle.payments.clear();
+  settle.settled.clear();
+  settle.loaded = false;
+  $("settle-rows").replaceChildren();
+  $("settle-table").hidden = true;
+  $("settle-empty").hidden = false;
+  $("settle-empty").textContent = "Loading the payments billing refused…";
+  cashUp.loads += 1;
+  cashUp.loaded = false;
+  cashUp.last = null;
+  cashUp.followToday = true;
+  $("cashup-rows").replaceChildren();
+  $("cashup-total").replaceChildren();
+  $("cashup-table").hidden = true;
+  $("cashup-note").textContent = "Loading the cash-up…";
+}
+
+// Signed in already (a reload of this tab): straight back in, once everything above is defined.
+if (sessionStorage.getItem(KEY_NAME)) signIn(sessionStorage.getItem(KEY_NAME));
