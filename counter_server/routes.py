@@ -55,6 +55,7 @@ def route_table() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/ops/alerts", ops.alerts),
         web.post("/api/v1/ops/live-ticket", ops.live_ticket),
         web.get("/api/v1/reports/daily", ops.report_daily),
+        web.get("/api/v1/reports/cash-up", ops.report_cash_up),
         web.get("/api/v1/reports/monthly", ops.report_monthly),
         web.get("/metrics", ops.metrics),
         # Consumers' phones (public: a token's link is what lets a phone see its own token).

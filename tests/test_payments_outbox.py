@@ -412,3 +412,8 @@ async def test_cash_up_adds_up_over_a_day_with_failures_a_resubmission_and_a_ref
     assert (await hall_api.get(f"/api/v1/counters/{counter.id}/cash-up?date=yesterday", key))[0] in (400, 422)
     other_cash = (await hall_api.get(f"/api/v1/counters/{other.id}/cash-up"))[1]["cash_up"]
     assert other_cash["taken"] == {"count": 0, "paise": 0} and other_cash["by_mode"] == {}
+    status, every = await hall_api.get(f"/api/v1/reports/cash-up?date={cash['day']}")   # the ops page's one call
+    assert status == 200 and every["day"] == cash["day"]
+    assert [c["counter"] for c in every["counters"]] == list(hall_api.client.app[SETTINGS].scenario.counters)
+    assert next(c for c in every["counters"] if c["counter"] == counter.id) == cash
+    assert (await hall_api.get("/api/v1/reports/cash-up", key))[0] == 403            # a cashier sees its own only

@@ -270,6 +270,18 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {"200": _answer("Settings", {"type": "object"}), **mutating},
             },
         },
+        "/api/v1/reports/cash-up": {"get": {
+            "summary": "Every counter's cash-up for a day: taken (by mode), posted, pending, failed, "
+                       "refunded (admin)",
+            "parameters": [
+                {"name": "date", "in": "query", "required": False, "schema": DAY,
+                 "description": "YYYY-MM-DD; left out: today"},
+                {"name": "substation", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": ID_PATTERN}, "description": "One substation; left out: all"},
+            ],
+            "responses": {"200": _answer("The day and each counter's cash-up", {"type": "object"}),
+                          **_errors(400, 401, 403, 404, 422)},
+        }},
         "/api/v1/reports/daily": {"get": {
             "summary": "Daily report per substation and counter: issued, served, no-shows, cancelled, "
                        "turned away, waits, service times, busiest hour, served within 15/30 min, "

@@ -59,6 +59,15 @@ async def report_daily(request: web.Request) -> web.Response:
     return web.json_response({"report": daily_json(report)})
 
 
+async def report_cash_up(request: web.Request) -> web.Response:
+    """Every counter's cash-up for a day (``?date=``, ``?substation=``): one call for the ops page."""
+    actor_of(request).require_admin()
+    ops = request.app[OPS]
+    day = ops.parse_day(request.query.get("date"))
+    substation = ops.parse_substation(request.query.get("substation"))
+    return web.json_response({"day": day, "counters": await ops.all_cash_ups(day, substation)})
+
+
 async def report_monthly(request: web.Request) -> web.Response:
     """One row per day of a month and the month's own figures, as JSON or CSV."""
     _reader(request)

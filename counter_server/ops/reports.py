@@ -418,14 +418,21 @@ def monthly_report(month: str, days: Iterable[tuple[str, Iterable[Mapping[str, A
     return MonthlyReport(month, substation, rows, figures(substation or ALL, None, pooled, door=True))
 
 
-def cash_up(day: str, counter: str, substation: str, events: Iterable[Mapping[str, Any]],
-            tz: tzinfo) -> dict[str, Any]:
-    """A counter's payments of the day as its cashier counts the drawer: taken (by mode), and of
-    those posted, pending, failed and refunded, each a count and paise; they add up to taken."""
-    tally = tally_day(events, tz).counters.get((substation, counter), Tally())
-    money = {name: {"count": n, "paise": paise} for name, (n, paise) in tally.payments.items()}
-    return {"day": day, "substation": substation, "counter": counter, **money,
-            "by_mode": {mode: {"count": n, "paise": paise} for mode, (n, paise) in sorted(tally.modes.items())}}
+def cash_ups(day: str, layout: Mapping[str, Sequence[str]], events: Iterable[Mapping[str, Any]],
+             tz: tzinfo) -> list[dict[str, Any]]:
+    """Each counter's payments of the day (``layout``: substation -> its counters, in order) as
+    its cashier counts the drawer: taken (by mode), and of those posted, pending, failed and
+    refunded, each a count and paise; they add up to taken."""
+    tallies = tally_day(events, tz).counters
+    found = []
+    for substation, counters in layout.items():
+        for counter in counters:
+            tally = tallies.get((substation, counter), Tally())
+            money = {name: {"count": n, "paise": paise} for name, (n, paise) in tally.payments.items()}
+            found.append({"day": day, "substation": substation, "counter": counter, **money,
+                          "by_mode": {mode: {"count": n, "paise": paise}
+                                      for mode, (n, paise) in sorted(tally.modes.items())}})
+    return found
 
 
 def figures_json(row: Figures) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ..queueing import Status
 from ..services import Actor, InvalidField, NotFound
 from ..services.dates import RANGE_WORDS, check_day, day_in_range
 from ..store import Store
-from .reports import DailyReport, MonthlyReport, cash_up, daily_report, monthly_report
+from .reports import DailyReport, MonthlyReport, cash_ups, daily_report, monthly_report
 
 if TYPE_CHECKING:
     from ..billing.gateway import BillingGateway
@@ -103,7 +103,14 @@ class OpsService:
             raise NotFound("counter", counter[:40])
         actor.require_counter(counter)
         events = await self.store.day_events(day, found.substation)
-        return await asyncio.to_thread(cash_up, day, counter, found.substation, events, self.scenario.timezone)
+        (one,) = await asyncio.to_thread(cash_ups, day, {found.substation: [counter]}, events,
+                                         self.scenario.timezone)
+        return one
+
+    async def all_cash_ups(self, day: str, substation: str | None = None) -> list[dict]:
+        """Every counter's cash-up for ``day`` (of one substation, or all), in the scenario's order."""
+        events = await self.store.day_events(day, substation)
+        return await asyncio.to_thread(cash_ups, day, self.layout(substation), events, self.scenario.timezone)
 
     async def monthly(self, month: str, substation: str | None = None) -> MonthlyReport:
         year, number = int(month[:4]), int(month[5:7])

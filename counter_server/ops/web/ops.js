@@ -826,9 +826,7 @@ function askRefund(id, row) {
 
 // -- cash-up ---------------------------------------------------------------------------------------
 // One row per counter for a day: taken, and of it posted, pending, failed and refunded, with the
-// cash and the other modes. The day's report says which counters took anything (one request);
-// only those are asked for their cash-up (the modes), so a day of idle counters costs nothing.
-// Live changes (the feed's outbox counts) reload it, at most every CASH_UP_EVERY_MS.
+// cash and the other modes, all from one request (/api/v1/reports/cash-up). Live changes (the feed's outbox counts) reload it, at most every CASH_UP_EVERY_MS.
 
 const CASH_UP_EVERY_MS = 10_000;
 const cashUp = { loads: 0, sig: null, at: 0, today: null, followToday: true, loaded: false, last: null };
@@ -848,39 +846,21 @@ function cashUpIfMoved() {
   if (due && (ops.paySig !== cashUp.sig || Date.now() - cashUp.at >= 6 * CASH_UP_EVERY_MS)) refreshCashUp();
 }
 
-function fromReport(row) {
-  const figures = { by_mode: null };
-  for (const name of FIGURES) figures[name] = { count: row[`payments_${name}`], paise: row[`payments_${name}_paise`] };
-  return figures;
-}
-
 async function refreshCashUp() {
   if (!sessionStorage.getItem(KEY_NAME)) return;
   const load = ++cashUp.loads;
   cashUp.sig = ops.paySig;
   cashUp.at = Date.now();
   const picked = $("cashup-day").value;
-  const date = cashUp.followToday || !picked ? "" : `date=${encodeURIComponent(picked)}&`;
+  const date = cashUp.followToday || !picked ? "" : `?date=${encodeURIComponent(picked)}`;
   try {
-    const { report } = await api("GET", `/api/v1/reports/daily?${date}format=json`);
-    const rows = report.rows.filter((r) => r.counter !== null);
-    const found = new Map();
-    const took = rows.filter((r) => r.payments_taken > 0);
-    for (let i = 0; i < took.length; i += 4) {                   // a few at a time: the key's rate limit
-      await Promise.all(took.slice(i, i + 4).map(async (r) => {
-        try {
-          const { cash_up: c } = await api("GET", `/api/v1/counters/${encodeURIComponent(r.counter)}/cash-up?date=${report.day}`);
-          found.set(r.counter, c);
-        } catch (error) { /* the report's figures stand in, without the modes */ }
-      }));
-    }
+    const { day, counters } = await api("GET", `/api/v1/reports/cash-up${date}`);   // one call, every counter
     if (load !== cashUp.loads) return;                           // a newer load (another day) won
     if (cashUp.followToday) {
-      cashUp.today = report.day;
-      $("cashup-day").value = report.day;
+      cashUp.today = day;
+      $("cashup-day").value = day;
     }
-    showCashUp(report.day, rows.map((r) => ({ substation: r.substation, counter: r.counter,
-                                              ...(found.get(r.counter) || fromReport(r)) })));
+    showCashUp(day, counters);
   } catch (error) {
     if (load !== cashUp.loads) return;
     $("cashup-note").hidden = false;
@@ -899,22 +879,16 @@ function moneyCell(label, className, figure) {
   return td;
 }
 
-/** The cash of a counter's modes; a dash when its modes could not be loaded. */
 function cashCell(byMode) {
-  if (byMode !== null) return moneyCell("Cash", "cash", byMode.cash);
-  const td = cell("Cash", "num cash", "–");
-  td.title = "Modes could not be loaded";
-  return td;
+  return moneyCell("Cash", "cash", byMode.cash);
 }
 
 function otherModes(byMode) {
-  if (byMode === null) return null;
   return Object.entries(byMode).filter(([mode]) => mode !== "cash");
 }
 
 function modesCell(others) {
   const td = cell("Other modes", "modes");
-  if (others === null) { td.textContent = "–"; td.title = "Modes could not be loaded"; return td; }
   if (!others.length) { td.textContent = "none"; td.classList.add("zero"); return td; }
   for (const [mode, figure] of others) {
     const line = el("span", "mode-line");
@@ -930,7 +904,7 @@ function showCashUp(day, rows) {
   cashUp.last = { day, rows };
   const total = { by_mode: {} };
   for (const name of FIGURES) total[name] = { count: 0, paise: 0 };
-  let taking = 0, modesKnown = true;
+  let taking = 0;
   const body = rows.map((r) => {
     const where = counterLabel(r.substation, r.counter);
     const tr = el("tr", "cashup-row");
@@ -951,8 +925,7 @@ function showCashUp(day, rows) {
       total[figure].paise += r[figure].paise;
       tr.append(moneyCell(figure[0].toUpperCase() + figure.slice(1), figure, r[figure]));
     }
-    if (r.by_mode === null) modesKnown = false;
-    for (const [mode, figure] of Object.entries(r.by_mode || {})) {
+    for (const [mode, figure] of Object.entries(r.by_mode)) {
       const sum = total.by_mode[mode] || (total.by_mode[mode] = { count: 0, paise: 0 });
       sum.count += figure.count;
       sum.paise += figure.paise;
@@ -965,8 +938,7 @@ function showCashUp(day, rows) {
   foot.dataset.counter = "";
   foot.append(cell("", "where", `All ${rows.length} counters`));
   for (const figure of FIGURES) foot.append(moneyCell(figure[0].toUpperCase() + figure.slice(1), figure, total[figure]));
-  foot.append(cashCell(modesKnown ? total.by_mode : null),
-              modesCell(modesKnown ? otherModes(total.by_mode) : null));
+  foot.append(cashCell(total.by_mode), modesCell(otherModes(total.by_mode)));
   $("cashup-total").replaceChildren(foot);
   $("cashup-table").hidden = false;
   $("cashup-table").dataset.day = day;
