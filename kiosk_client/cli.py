@@ -33,7 +33,7 @@ from .client import Json, KioskClient, KioskError, ServerError
 from .desk import Desk, ActionResult, describe_error
 from .journal import FAILED, PENDING, Journal
 from .slip import print_slip, render
-from .text import cash_up_check, cash_up_rows, failed_line, money_table, parse_rupees, token_line
+from .text import cash_up_table, failed_line, parse_rupees, token_line
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 PRIORITIES = ("normal", "senior", "disabled")
@@ -337,17 +337,6 @@ async def cmd_refund(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
     return emit_result(desk, args, out, await desk.refund(args.payment))
 
 
-def cash_up_lines(desk: Desk, cash: Json) -> list[str]:
-    """The cash-up as a short table for the terminal."""
-    counter = str(cash.get("counter") or desk.cid)
-    name = desk.counter_name(counter)
-    title = f"Cash-up {cash['day']}, {counter}" + (f" ({name})" if name != counter else "")
-    if desk.substation_name:
-        title += f", {desk.substation_name}"
-    taken, parts = cash_up_rows(cash)
-    return [title, *money_table([taken, parts], 44), cash_up_check(cash)]
-
-
 async def cmd_cashup(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
     cash = await desk.cash_up(args.date)
     if args.slip:
@@ -355,7 +344,8 @@ async def cmd_cashup(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
             print_slip(render(desk.cash_up_slip(cash), args.paper, args.slip_format), args.slip)
         except OSError as exc:
             sys.stderr.write(f"kiosk: cash-up slip NOT printed to {args.slip}: {exc.strerror or exc}\n")
-    emit(out, args.json, cash, "\n".join(cash_up_lines(desk, cash)))
+    lines = cash_up_table(cash, desk.counter_name(cash.get("counter")), desk.substation_name)
+    emit(out, args.json, cash, "\n".join(lines))
     return EXIT_OK
 
 

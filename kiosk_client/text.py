@@ -129,14 +129,23 @@ def cash_up_rows(cash: Json) -> tuple[list[CashUpRow], list[CashUpRow]]:
     return taken, parts
 
 
+def _parts_sum(cash: Json) -> tuple[int, int]:
+    return (sum(int(cash[name]["count"]) for name, _ in CASH_UP_PARTS),
+            sum(int(cash[name]["paise"]) for name, _ in CASH_UP_PARTS))
+
+
+def cash_up_adds_up(cash: Json) -> bool:
+    """Whether posted, pending, failed and refunded add up to taken; the kiosk checks the
+    server's sums rather than trusting them, since the drawer is counted against them."""
+    return _parts_sum(cash) == (int(cash["taken"]["count"]), int(cash["taken"]["paise"]))
+
+
 def cash_up_check(cash: Json) -> str:
-    """Whether posted, pending, failed and refunded add up to taken, in words; the kiosk checks
-    the server's sums rather than trusting them, since the drawer is counted against them."""
+    """``cash_up_adds_up`` in words, with the difference when they do not."""
     taken = cash["taken"]
-    count = sum(int(cash[name]["count"]) for name, _ in CASH_UP_PARTS)
-    paise = sum(int(cash[name]["paise"]) for name, _ in CASH_UP_PARTS)
+    count, paise = _parts_sum(cash)
     sums = "Posted + pending + failed + refunded"
-    if (count, paise) == (int(taken["count"]), int(taken["paise"])):
+    if cash_up_adds_up(cash):
         return f"{sums} = taken: they add up."
     return (f"{sums} = {count}, {rupees(paise)}: they do NOT add up to taken ({taken['count']}, "
             f"{rupees(int(taken['paise']))}). Tell the supervisor.")
@@ -160,3 +169,13 @@ def money_table(blocks: list[list[CashUpRow]], width: int, rule: str = "-") -> l
             out.append(rule * width)
         out += [row("  " * r.depth + r.label, str(r.count), rupees(r.paise)) for r in block]
     return out
+
+
+def cash_up_table(cash: Json, counter_name: str = "", substation_name: str = "", width: int = 44) -> list[str]:
+    """The cash-up for a terminal: a title, the table, and whether it adds up."""
+    counter = str(cash.get("counter") or "")
+    title = f"Cash-up {cash['day']}: {counter}" + (f" ({counter_name})" if counter_name not in ("", counter) else "")
+    if substation_name:
+        title += f", {substation_name}"
+    taken, parts = cash_up_rows(cash)
+    return [title, *money_table([taken, parts], width), cash_up_check(cash)]

@@ -489,7 +489,7 @@ async def test_failed_payments_resubmitted_corrected_or_refunded_and_the_cash_up
                 assert tuple(map(sum, zip(*parts))) == figures["Taken"]
                 assert sum(figures[m][1] for m in ("Cash", "UPI", "Cheque")) == figures["Taken"][1]
             assert "taken: they add up." in " ".join(table.split()) and "they add up." in printed
-            assert table.splitlines()[0] == f"Cash-up {cash['day']}, {counter.id} ({counter.label}), {hall.name}"
+            assert table.splitlines()[0] == f"Cash-up {cash['day']}: {counter.id} ({counter.label}), {hall.name}"
             for line in ("CASH-UP", f"{counter.label} ({counter.id})", hall.name, "Counted by"):
                 assert line in printed, (line, printed)
 
