@@ -237,7 +237,7 @@ WIDE_CSS = """
 .wide { width: 96%; max-width: 110; height: auto; max-height: 96%; }
 .wide DataTable { height: auto; max-height: 12; margin-bottom: 1; }
 .dialog .ok { color: $success; text-style: bold; }
-.dialog .why { color: $warning; }
+.dialog .why { color: $warning; margin-bottom: 1; }
 """
 
 

@@ -88,7 +88,7 @@ def payment_line(payment: Json) -> str:
             f"{payment.get('account')}: receipt {payment.get('receipt')} ({payment.get('status')})")
 
 
-MODE_LABEL = {"cash": "Cash", "cheque": "Cheque", "card": "Card", "upi": "UPI", "dd": "Demand draft"}
+MODE_LABEL = {"cash": "Cash", "cheque": "Cheque", "card": "Card", "upi": "UPI", "dd": "DD"}
 #: What a day's payments at a counter became; together they are what it took.
 CASH_UP_PARTS = (("posted", "Posted"), ("pending", "Pending"), ("failed", "Failed"), ("refunded", "Refunded"))
 
