@@ -345,9 +345,9 @@ class WorklistScreen(ModalScreen[str | None]):
             result = await work()
         except KioskError as exc:
             self.outcome = describe_error(exc)
-            self._say(self.outcome, error=True)
-            await self._reload()
-            self._say(describe_error(exc), error=True)   # the refusal stays in view, not the count
+            if not exc.transient:
+                await self._reload()           # someone else may have settled it meanwhile
+            self._say(self.outcome, error=True)   # the refusal stays in view, not the count
         else:
             self.outcome = result.message() + "."
             await self._reload(self.outcome)
