@@ -2,6 +2,7 @@
 server's and billing's state in plain words.
 
     i issue   n next   r recall   s start   f finish   x no-show   t transfer   p pay   y sync
+    w failed payments (resubmit, refund)   c the day's cash-up (print it)
 
 Every action goes through a ``Desk``, so the screen keeps working when the server is away:
 finishing, starting, recalls, no-shows and cash payments wait in the journal (the top line
@@ -10,6 +11,7 @@ counts them) and go out in order when it is back; tokens are issued from a lease
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from datetime import datetime
 from collections.abc import Awaitable, Callable
@@ -25,11 +27,20 @@ from textual.widgets import DataTable, Footer, Static
 from .client import Json, KioskClient, KioskError
 from .desk import Desk, ActionResult, View, describe_error
 from .journal import Journal
-from .screens import IssueScreen, PaymentForm, PayScreen, TransferScreen, TransferTarget
+from .screens import (
+    CashUpScreen,
+    IssueScreen,
+    PaymentForm,
+    PayScreen,
+    TransferScreen,
+    TransferTarget,
+    WorklistScreen,
+)
 from .slip import print_slip, render
 from .text import PRIORITY_LABEL, clock_text, origin_text, wait_text
 
-ACTIONS = ("issue", "next", "recall", "start", "finish", "no_show", "transfer", "pay", "sync")
+ACTIONS = ("issue", "next", "recall", "start", "finish", "no_show", "transfer", "pay", "sync", "worklist",
+           "cash_up")
 #: How long after finishing a token ``p`` still takes its payment: a little inside the server's
 #: window (counter_server.services.payments.PAYMENT_WINDOW_AFTER_DONE_S, 5 minutes), so the
 #: form is not filled in for a payment the server would refuse.
@@ -56,22 +67,30 @@ class KioskApp(App[None]):
         Binding("r", "recall", "Recall", priority=True),
         Binding("s", "start", "Start", priority=True),
         Binding("f", "finish", "Finish", priority=True),
-        Binding("x", "no_show", "No-show", priority=True),
+        # x and y keep out of the footer so it fits 80 columns: the box above says x when a token
+        # is called, and y when the journal holds something (it syncs by itself anyway).
+        Binding("x", "no_show", "No-show", priority=True, show=False),
         Binding("t", "transfer", "Transfer", priority=True),
         Binding("p", "pay", "Pay", priority=True),
-        Binding("y", "sync", "Sync", priority=True),
+        Binding("y", "sync", "Sync", priority=True, show=False),
+        Binding("w", "worklist", "Failed", priority=True),
+        Binding("c", "cash_up", "Cash-up", priority=True),
         Binding("q", "quit", "Quit", priority=True, show=False),   # ctrl+q too; keeps 80 columns
     ]
 
     def __init__(self, server: str, key: str, *, counter: str | None = None,
                  journal_path: str | Path = "kiosk-journal.sqlite", slip_path: str | None = None,
                  slip_format: str = "escpos", paper_mm: int = 58, lease_size: int = 10,
-                 refresh_s: float = 2.0, timeout: float = 5.0, retries: int = 3) -> None:
+                 refresh_s: float = 2.0, timeout: float = 5.0, retries: int = 3,
+                 failed_check_s: float = 30.0) -> None:
         super().__init__()
         self.server, self.key, self.counter = server, key, counter
         self.journal_path = Path(journal_path)
         self.slip_path, self.slip_format, self.paper_mm = slip_path, slip_format, paper_mm
         self.lease_size, self.refresh_s = lease_size, refresh_s
+        self.failed_check_s = failed_check_s   # how often the top line recounts the failed payments
+        self.failed_payments: int | None = None
+        self._failed_checked_at: float | None = None
         self.timeout, self.retries = timeout, retries
         self.desk: Desk | None = None
         self.history: deque[ActionResult] = deque(maxlen=500)   # this session's results, newest last
@@ -159,16 +178,34 @@ class KioskApp(App[None]):
                     await self.desk.ensure_leases()
                 except KioskError as exc:
                     self.say(f"Could not lease numbers for offline issue: {describe_error(exc)}", error=True)
+                await self._count_failed()
             self.show(view)
         finally:
             self._refreshing = False
 
+    async def _count_failed(self) -> None:
+        """Recount the failed payments every ``failed_check_s``: billing refuses one minutes after
+        it was taken, and the cashier must learn of it without asking."""
+        assert self.desk is not None
+        now = time.monotonic()
+        if self._failed_checked_at is not None and now - self._failed_checked_at < self.failed_check_s:
+            return
+        try:
+            self.failed_payments = len(await self.desk.failed_payments())
+        except KioskError:
+            return   # the next refresh says what is wrong with the server
+        self._failed_checked_at = now
+
     def show(self, view: View) -> None:
         status = self.query_one("#status", Static)
-        status.update(Text(view.status_line()))
+        line = view.status_line()
+        if self.failed_payments:
+            line += f" | {self.failed_payments} payment(s) FAILED: w"
+        status.update(Text(line))
         billing = (view.billing or {}).get("state")
         status.set_class(view.online is False, "offline")
-        status.set_class(bool(view.online) and (billing in ("slow", "down") or view.failed > 0), "degraded")
+        status.set_class(bool(view.online) and (billing in ("slow", "down") or view.failed > 0
+                                                or bool(self.failed_payments)), "degraded")
         self.query_one("#current", Static).update(self._current_text(view))
         table = self.query_one("#queue", DataTable)
         table.clear()
@@ -194,7 +231,7 @@ class KioskApp(App[None]):
                         "calling the next needs the server (call by voice).")
             else:
                 line = f"Nobody at the counter. {view.waiting} waiting in the hall: press n to call the next."
-            return Text.assemble(("AT THE COUNTER\n", "dim"), line)
+            return Text.assemble(("AT THE COUNTER\n", "dim"), line, self._sync_hint(view))
         names = self.desk.service_names if self.desk else {}
         service = names.get(token.get("service", ""), token.get("service", ""))
         priority = token.get("priority", "normal")
@@ -203,7 +240,12 @@ class KioskApp(App[None]):
         times = f"called {clock_text(token.get('called_at'))}, recalls {token.get('recalls', 0)}"
         return Text.assemble(("AT THE COUNTER\n", "dim"), (token.get("number", "?"), "bold reverse"),
                              f"  {str(token.get('status', '')).upper()}  {service}{who}{origin_text(token)}\n",
-                             f"{times}    keys: {hint}")
+                             f"{times}    keys: {hint}", ", y sync" if view.pending or view.failed else "")
+
+    @staticmethod
+    def _sync_hint(view: View) -> str:
+        """y is not in the footer: say it while the journal holds something to send or look at."""
+        return "\ny: send the journal now" if view.pending or view.failed else ""
 
     # --- acting -------------------------------------------------------------------------------
 
@@ -339,3 +381,38 @@ class KioskApp(App[None]):
             return text
 
         self._run("sync", sync)
+
+    async def action_worklist(self) -> None:
+        """The failed payments: pick one, then resubmit it (its account corrected) or refund it."""
+        assert self.desk is not None
+        desk = self.desk
+        name = desk.counter_name()
+        where = desk.cid + (f" ({name})" if name != desk.cid else "")
+
+        def closed(outcome: str | None) -> None:
+            if outcome:
+                self.say(outcome)
+            self._failed_checked_at = None    # recount at once: the top line must not lag behind
+            self.run_worker(self.refresh_view(sync=False), group="refresh")
+
+        await self.push_screen(WorklistScreen(where, desk.failed_payments, desk.resubmit, desk.refund), closed)
+
+    async def action_cash_up(self) -> None:
+        """Today's cash-up, to count the drawer against; printed on the slip printer with p."""
+        assert self.desk is not None
+        desk = self.desk
+
+        def names(cash: Json) -> tuple[str, str]:
+            return desk.counter_name(cash.get("counter")), desk.substation_name
+
+        await self.push_screen(CashUpScreen(desk.cash_up, names, self._print_cash_up))
+
+    def _print_cash_up(self, cash: Json) -> tuple[bool, str]:
+        """Print the cash-up slip: whether it went to the printer, and what to tell the cashier."""
+        if self.desk is None or self.slip_path is None:
+            return False, "No printer is set: start the kiosk with --slip DEVICE (or KIOSK_SLIP)."
+        try:
+            print_slip(render(self.desk.cash_up_slip(cash), self.paper_mm, self.slip_format), self.slip_path)
+        except OSError as exc:
+            return False, f"Cash-up slip NOT printed: {exc.strerror or exc}"
+        return True, f"Cash-up slip printed ({cash['day']})."

@@ -10,7 +10,11 @@ action cannot wait in the journal.
 
 While the server answers, every command tops up this counter's leased numbers (as the app
 does), so ``kiosk issue`` still works when the server goes away; ``--slip`` prints a token
-slip for ``issue`` and a provisional receipt for ``pay``.
+slip for ``issue``, a provisional receipt for ``pay`` and the day's cash-up for ``cashup``.
+
+Payments billing refused for good are this counter's worklist: ``failed`` lists them with the
+reason in words, ``resubmit`` sends one again (``--account`` corrects its account), ``refund``
+records that its cash went back to the consumer. These and ``cashup`` need the server.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +33,7 @@ from .client import Json, KioskClient, KioskError, ServerError
 from .desk import Desk, ActionResult, describe_error
 from .journal import FAILED, PENDING, Journal
 from .slip import print_slip, render
-from .text import parse_rupees, token_line
+from .text import cash_up_table, failed_line, parse_rupees, token_line
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 PRIORITIES = ("normal", "senior", "disabled")
@@ -64,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         """Before or after the command: a subcommand's copy only overrides when given."""
         keep = argparse.SUPPRESS
         p.add_argument("--slip", default=keep if default is keep else env.get("KIOSK_SLIP"),
-                       help="print token slips and payment receipts to this printer device or file "
-                            "(KIOSK_SLIP)")
+                       help="print token slips, payment receipts and the cash-up to this printer device "
+                            "or file (KIOSK_SLIP)")
         p.add_argument("--slip-format", choices=("escpos", "text"), default=keep if default is keep else "escpos")
         p.add_argument("--paper", type=int, choices=(58, 80), default=keep if default is keep else 58,
                        help="paper width in mm (58 or 80)")
@@ -98,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument("--part", action="store_true",
                      help="one of several payments for this token (two bills, or one bill in two modes)")
     slip_options(pay, argparse.SUPPRESS)
+    sub.add_parser("failed", help="this counter's failed payments (billing refused them), with the reason")
+    resubmit = sub.add_parser("resubmit", help="send a failed payment to billing again")
+    resubmit.add_argument("payment", metavar="PAYMENT_ID_OR_RECEIPT")
+    resubmit.add_argument("--account", help="the corrected account number (default: the payment's own)")
+    refund = sub.add_parser("refund", help="record that a failed payment's cash went back to the consumer")
+    refund.add_argument("payment", metavar="PAYMENT_ID_OR_RECEIPT")
+    cashup = sub.add_parser("cashup", help="the day's payments at this counter, to count the drawer against")
+    cashup.add_argument("--date", type=day_arg, help="YYYY-MM-DD (default: today)")
+    slip_options(cashup, argparse.SUPPRESS)
     sub.add_parser("status", help="server, billing, this counter's token and the journal")
     sub.add_parser("sync", help="replay the offline journal")
     lease = sub.add_parser("lease", help="lease numbers for issuing while offline")
@@ -106,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     app = sub.add_parser("app", help="the terminal app (also with no command)")
     slip_options(app, argparse.SUPPRESS)
     return parser
+
+
+def day_arg(text: str) -> str:
+    """A day as YYYY-MM-DD, checked before anything is sent."""
+    try:
+        day = date.fromisoformat(text) if len(text) == 10 else None   # 3.11 takes 20261201 too
+    except ValueError:
+        day = None
+    if day is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day as YYYY-MM-DD")
+    return day.isoformat()
 
 
 def read_key(args: argparse.Namespace) -> str | None:
@@ -286,6 +311,44 @@ async def cmd_sync(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_REFUSED if report.failed else EXIT_OK
 
 
+async def cmd_failed(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
+    payments = await desk.failed_payments()
+    if args.json:
+        emit(out, True, {"payments": payments}, "")
+        return EXIT_OK
+    where = f"{desk.cid} ({desk.counter_name()})" if desk.counter_name() != desk.cid else desk.cid
+    if not payments:
+        emit(out, False, None, f"No failed payments at {where}.")
+        return EXIT_OK
+    lines = [f"{len(payments)} failed payment(s) at {where}, oldest first "
+             "(resubmit RECEIPT [--account A], or refund RECEIPT):"]
+    for payment in payments:
+        lines.append(f"  {failed_line(payment)}")
+        lines.append(f"      {payment.get('reason_text') or payment.get('reason') or 'no reason given'}")
+    emit(out, False, None, "\n".join(lines))
+    return EXIT_OK
+
+
+async def cmd_resubmit(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
+    return emit_result(desk, args, out, await desk.resubmit(args.payment, args.account))
+
+
+async def cmd_refund(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
+    return emit_result(desk, args, out, await desk.refund(args.payment))
+
+
+async def cmd_cashup(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
+    cash = await desk.cash_up(args.date)
+    if args.slip:
+        try:
+            print_slip(render(desk.cash_up_slip(cash), args.paper, args.slip_format), args.slip)
+        except OSError as exc:
+            sys.stderr.write(f"kiosk: cash-up slip NOT printed to {args.slip}: {exc.strerror or exc}\n")
+    lines = cash_up_table(cash, desk.counter_name(cash.get("counter")), desk.substation_name)
+    emit(out, args.json, cash, "\n".join(lines))
+    return EXIT_OK
+
+
 async def cmd_lease(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
     lease = await desk.lease(args.service, args.size)
     data: Json = {"id": lease.id, "counter": lease.counter, "service": lease.service, "day": lease.day,
@@ -303,6 +366,10 @@ COMMANDS: dict[str, Callable[[Desk, argparse.Namespace, TextIO], Awaitable[int]]
     "no-show": token_command("no-show"),
     "transfer": cmd_transfer,
     "pay": cmd_pay,
+    "failed": cmd_failed,
+    "resubmit": cmd_resubmit,
+    "refund": cmd_refund,
+    "cashup": cmd_cashup,
     "status": cmd_status,
     "sync": cmd_sync,
     "lease": cmd_lease,

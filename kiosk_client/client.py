@@ -143,6 +143,22 @@ def payment_call(token_id: str, account: str, amount_paise: int, mode: str = "ca
     return Call("POST", "/api/v1/payments", {**body, "part": True} if part else body)
 
 
+def resubmit_call(payment_id: str, account: str | None = None) -> Call:
+    """Send a payment billing refused to it again, its account corrected when given."""
+    return Call("POST", f"/api/v1/payments/{seg(payment_id)}/resubmit",
+                {"account": account} if account else {})
+
+
+def refund_call(payment_id: str) -> Call:
+    """Record that a refused payment's cash went back to the consumer."""
+    return Call("POST", f"/api/v1/payments/{seg(payment_id)}/refund")
+
+
+def cash_up_call(counter: str, day: str | None = None) -> Call:
+    query = f"?date={quote(day, safe='')}" if day else ""
+    return Call("GET", f"/api/v1/counters/{seg(counter)}/cash-up{query}")
+
+
 def lease_call(counter: str, service: str, size: int = 10) -> Call:
     return Call("POST", f"/api/v1/counters/{seg(counter)}/leases", {"service": service, "size": size})
 
@@ -344,6 +360,22 @@ class KioskClient:
 
     async def payment(self, payment_id: str) -> Json:
         return (await self.send(Call("GET", f"/api/v1/payments/{seg(payment_id)}")))["payment"]
+
+    async def failed_payments(self) -> list[Json]:
+        """The worklist: payments billing refused for good, oldest first (a cashier's own counter's)."""
+        return (await self.send(Call("GET", "/api/v1/payments?status=failed")))["payments"]
+
+    async def resubmit(self, payment_id: str, account: str | None = None, *, idem: str | None = None) -> Json:
+        """A failed payment queued for billing again (the same payment; the account corrected when given)."""
+        return (await self.send(resubmit_call(payment_id, account), idem=idem))["payment"]
+
+    async def refund(self, payment_id: str, *, idem: str | None = None) -> Json:
+        return (await self.send(refund_call(payment_id), idem=idem))["payment"]
+
+    async def cash_up(self, counter: str, day: str | None = None) -> Json:
+        """The counter's payments of ``day`` (today by default): taken by mode, posted, pending,
+        failed and refunded, each {"count", "paise"}."""
+        return (await self.send(cash_up_call(counter, day)))["cash_up"]
 
     async def bill(self, account: str) -> Json:
         """{"bill": {...}, "stale": bool, "age_s": float} through the server's billing gateway."""

@@ -26,17 +26,20 @@ from .client import (
     ServerError,
     Unreachable,
     call_next_call,
+    cash_up_call,
     issue_call,
     lease_call,
     new_idempotency_key,
     offline_token_call,
     payment_call,
+    refund_call,
+    resubmit_call,
     seg,
     token_action_call,
     transfer_call,
 )
 from .journal import Entry, Journal, Lease, SyncReport, replay
-from .slip import PaymentSlip, Slip
+from .slip import CashUpSlip, PaymentSlip, Slip
 from .text import payment_line, rupees, token_line
 
 #: Moves the journal may take while offline, and the statuses each needs (checked locally then,
@@ -78,8 +81,12 @@ class ActionResult:
 
     def message(self, names: Mapping[str, str] | None = None) -> str:
         """One line for the cashier; ``names`` maps service ids to their names."""
-        if self.payment is not None:
-            text = f"Payment {payment_line(self.payment)}"
+        if self.payment is not None and self.action == "refund":
+            text = (f"Refunded {payment_line(self.payment)}: hand the consumer "
+                    f"{rupees(int(self.payment['amount_paise']))} back and take the provisional receipt")
+        elif self.payment is not None:
+            done = {"resubmit": "Resubmitted"}.get(self.action, "Payment")
+            text = f"{done} {payment_line(self.payment)}"
         elif self.lease is not None:
             numbers = self.lease["numbers"]
             text = f"Leased {len(numbers)} numbers, {numbers[0]} to {numbers[-1]}, for offline issue"
@@ -594,7 +601,7 @@ class Desk:
     def slip_for(self, result: ActionResult) -> Slip | PaymentSlip | None:
         """What the printer gives the consumer: a token slip for an issue, a provisional receipt
         for a payment (its receipt number, amount, the account's last digits, counter, time)."""
-        if result.payment is not None:
+        if result.payment is not None and result.action == "pay":
             token = result.token or {}
             number = token.get("number") if token.get("id") == result.payment.get("token_id") else None
             counter = self.counter_name(result.payment.get("counter"))
@@ -604,6 +611,63 @@ class Desk:
             return Slip.from_token(result.token, service_name=self.service_name(result.token["service"]),
                                    substation_name=self.substation_name)
         return None
+
+
+    # --- failed payments and the cash-up: each needs the server --------------------------------
+
+    async def _needs_server(self, call: Call, what: str, idem: str | None = None) -> Json:
+        try:
+            return await self._send(call, idem)
+        except Unreachable as exc:
+            raise NeedsServer(f"{exc.message} {what} needs the server.") from exc
+
+    async def failed_payments(self) -> list[Json]:
+        """This counter's worklist: payments billing refused for good, oldest first, each with
+        its reason in words (``reason_text``). An admin key sees every counter's; only this one's
+        are kept."""
+        answer = await self._needs_server(Call("GET", "/api/v1/payments?status=failed"),
+                                          "The failed-payments worklist")
+        return [p for p in answer.get("payments", []) if p.get("counter") == self.cid]
+
+    async def find_failed(self, ref: str) -> str:
+        """The id of the failed payment a cashier names by its id or by its receipt number (what
+        the consumer's slip shows). An id not on the worklist goes to the server as it is, which
+        says why (not failed, another counter's, unknown); a receipt there is no id for is refused here."""
+        ref = ref.strip()
+        for payment in await self.failed_payments():
+            if ref == payment.get("id") or ref.upper() == str(payment.get("receipt", "")).upper():
+                return str(payment["id"])
+        if ref.upper().startswith(("PROV-", "OFFLINE-")):
+            raise KioskError(f"Receipt {ref} is not on counter {self.cid}'s worklist of failed payments "
+                             "(billing may have posted it, or it was refunded): `kiosk failed` lists them.")
+        return ref
+
+    async def resubmit(self, ref: str, account: str | None = None) -> ActionResult:
+        """Send a failed payment (by id or receipt) to billing again, the account corrected when given."""
+        if account is not None:
+            account = account.strip()
+            if not ACCOUNT.match(account):
+                raise KioskError(f"Account {account!r}: 4-24 letters, digits or dashes.")
+        pid = await self.find_failed(ref)
+        answer = await self._needs_server(resubmit_call(pid, account), "Resubmitting a payment",
+                                          new_idempotency_key())
+        return ActionResult("resubmit", payment=answer["payment"])
+
+    async def refund(self, ref: str) -> ActionResult:
+        """Record that a failed payment's cash went back to the consumer."""
+        pid = await self.find_failed(ref)
+        answer = await self._needs_server(refund_call(pid), "Recording a refund", new_idempotency_key())
+        return ActionResult("refund", payment=answer["payment"])
+
+    async def cash_up(self, day: str | None = None) -> Json:
+        """This counter's cash-up for ``day`` (YYYY-MM-DD; the server's today when None)."""
+        answer = await self._needs_server(cash_up_call(self.cid, day), "The cash-up")
+        return answer["cash_up"]
+
+    def cash_up_slip(self, cash: Json) -> CashUpSlip:
+        """The cash-up as the slip printer prints it, with the counter's and hall's names."""
+        return CashUpSlip.from_cash_up(cash, counter_name=self.counter_name(cash.get("counter")),
+                                       substation_name=self.substation_name, printed_at=self.server_now())
 
 
 def describe_error(exc: BaseException) -> str:

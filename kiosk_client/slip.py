@@ -1,6 +1,7 @@
-"""The slips a counter prints: the token slip a consumer takes to the waiting hall, and the
-provisional receipt for a payment. Plain text, or ESC/POS bytes for the 58 mm and 80 mm thermal
-receipt printers found at counters.
+"""The slips a counter prints: the token slip a consumer takes to the waiting hall, the
+provisional receipt for a payment, and the cash-up the cashier counts the drawer against at the end
+of the day. Plain text, or ESC/POS bytes for the 58 mm and 80 mm thermal receipt printers found at
+counters.
 
 The ESC/POS writer is a handful of commands (init, align, character size, bold, cut) that every
 such printer understands, so no driver library is needed. The slip is printed in English only:
@@ -11,12 +12,13 @@ to be rendered to a raster image (GS v 0) first, which this writer does not do.
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from .client import Json
-from .text import PRIORITY_LABEL, rupees, wait_text
+from .text import PRIORITY_LABEL, CashUpRow, cash_up_check, cash_up_rows, money_table, rupees, wait_text
 
 ESC, GS, LF = b"\x1b", b"\x1d", b"\n"
 INIT = ESC + b"@"                     # ESC @: reset the printer
@@ -144,8 +146,68 @@ class PaymentSlip:
         return ("Keep this slip until the payment", "shows on your bill.")
 
 
-def slip_text(slip: Slip | PaymentSlip, paper_mm: int = 58) -> str:
+@dataclass(frozen=True)
+class CashUpSlip:
+    """What the end-of-day cash-up slip says: the counter's day, what it took by mode, what became
+    of it (posted, pending, failed, refunded) and whether that adds up, with room to sign.
+
+    Unlike the consumer's slips it is a table, printed left-aligned in columns."""
+
+    substation: str
+    counter: str
+    day: str
+    taken: tuple[CashUpRow, ...]
+    parts: tuple[CashUpRow, ...]
+    check: str
+    printed_at: datetime | None = None
+
+    heading = "CASH-UP"
+
+    @classmethod
+    def from_cash_up(cls, cash: Json, *, counter_name: str | None = None, substation_name: str | None = None,
+                     printed_at: datetime | None = None) -> CashUpSlip:
+        sub, cid = str(cash.get("substation") or ""), str(cash.get("counter") or "")
+        taken, parts = cash_up_rows(cash)
+        return cls(
+            substation=f"{substation_name} ({sub})" if substation_name and sub else (substation_name or sub),
+            counter=f"{counter_name} ({cid})" if counter_name and counter_name != cid else cid,
+            day=str(cash["day"]),
+            taken=tuple(taken),
+            parts=tuple(parts),
+            check=cash_up_check(cash),
+            printed_at=printed_at,
+        )
+
+    @property
+    def day_text(self) -> str:
+        try:
+            return date.fromisoformat(self.day).strftime("%a %d %b %Y")
+        except ValueError:
+            return self.day
+
+    def head(self) -> list[str]:
+        """Centred above the table."""
+        return [self.counter, self.day_text]
+
+    def table(self, cols: int) -> list[str]:
+        return money_table([list(self.taken), list(self.parts)], cols)
+
+    def tail(self, cols: int) -> list[str]:
+        """Centred under the table: the sums checked, when it was printed."""
+        out = textwrap.wrap(self.check, cols)
+        if self.printed_at is not None:
+            out.append(f"Printed {self.printed_at.strftime('%d %b %Y %H:%M')}")
+        return out
+
+    @staticmethod
+    def signature(cols: int) -> list[str]:
+        return ["Counted by", "", "_" * cols]
+
+
+def slip_text(slip: Slip | PaymentSlip | CashUpSlip, paper_mm: int = 58) -> str:
     """The slip as plain text, centred for the paper's width."""
+    if isinstance(slip, CashUpSlip):
+        return cash_up_text(slip, COLUMNS[paper_mm])
     cols = COLUMNS[paper_mm]
     title = f"{slip.heading} {slip.big}"
     head = [title] if len(title) <= cols else [slip.heading, slip.big]   # one line where it fits
@@ -153,8 +215,10 @@ def slip_text(slip: Slip | PaymentSlip, paper_mm: int = 58) -> str:
     return "\n".join(r.center(cols).rstrip() for r in rows) + "\n"
 
 
-def slip_escpos(slip: Slip | PaymentSlip, paper_mm: int = 58) -> bytes:
+def slip_escpos(slip: Slip | PaymentSlip | CashUpSlip, paper_mm: int = 58) -> bytes:
     """The slip as ESC/POS: centred, the number as large as fits the paper, then a cut."""
+    if isinstance(slip, CashUpSlip):
+        return cash_up_escpos(slip, COLUMNS[paper_mm])
     cols = COLUMNS[paper_mm]
     scale = max(1, min(4, cols // max(1, len(slip.big))))
     out = bytearray(INIT + ALIGN["centre"])
@@ -171,7 +235,41 @@ def slip_escpos(slip: Slip | PaymentSlip, paper_mm: int = 58) -> bytes:
     return bytes(out)
 
 
-def render(slip: Slip | PaymentSlip, paper_mm: int, slip_format: str) -> bytes | str:
+def cash_up_text(slip: CashUpSlip, cols: int = COLUMNS[58]) -> str:
+    """The cash-up as plain text ``cols`` wide (32, 42 or 48 on the usual printers): the heading
+    centred, the figures in columns."""
+    rule = "-" * cols
+    rows = [*(r.center(cols) for r in (slip.substation, rule, slip.heading, *slip.head())), rule,
+            *slip.table(cols), rule, *(r.center(cols) for r in slip.tail(cols)), rule, *slip.signature(cols)]
+    return "\n".join(r.rstrip() for r in rows) + "\n"
+
+
+def cash_up_escpos(slip: CashUpSlip, cols: int = COLUMNS[58]) -> bytes:
+    """The cash-up as ESC/POS: heading centred and large, the table left-aligned (what was taken
+    in bold), then a cut."""
+    out = bytearray(INIT + ALIGN["centre"])
+    out += BOLD_ON + _ascii(slip.substation) + BOLD_OFF + LF
+    out += _ascii("-" * cols) + LF
+    out += size(2, 2) + BOLD_ON + _ascii(slip.heading) + BOLD_OFF + size(1, 1) + LF
+    for line in slip.head():
+        out += _ascii(line) + LF
+    out += _ascii("-" * cols) + LF + ALIGN["left"]
+    table = slip.table(cols)
+    taken_at = len(slip.taken)       # the header row, then the modes, then "Taken"
+    for number, line in enumerate(table):
+        text = _ascii(line.rstrip())
+        out += (BOLD_ON + text + BOLD_OFF if number == taken_at else text) + LF
+    out += _ascii("-" * cols) + LF + ALIGN["centre"]
+    for line in slip.tail(cols):
+        out += _ascii(line) + LF
+    out += _ascii("-" * cols) + LF + ALIGN["left"]
+    for line in slip.signature(cols):
+        out += _ascii(line) + LF
+    out += CUT
+    return bytes(out)
+
+
+def render(slip: Slip | PaymentSlip | CashUpSlip, paper_mm: int, slip_format: str) -> bytes | str:
     """The slip in the printer's format: ESC/POS bytes, or plain text."""
     return slip_escpos(slip, paper_mm) if slip_format == "escpos" else slip_text(slip, paper_mm)
 

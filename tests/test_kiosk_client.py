@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from counter_server.config import load_scenario
+from counter_server.config import Scenario, ScenarioCounter, load_scenario
 from counter_server.services.keys import KeyService
 from counter_server.store.sqlite import SQLiteStore
 from kiosk_client import cli
@@ -26,7 +27,10 @@ from kiosk_client.desk import Desk, NeedsServer
 from kiosk_client.journal import Journal
 from kiosk_client.slip import CUT, INIT
 
+from testkit.billing import refusing_billing
 from testkit.processes import ROOT, ServerProcess, free_port
+from testkit.scenarios import paid_service
+from testkit.waiting import wait_until_async
 
 ACCOUNT = "2140012345"
 
@@ -358,3 +362,146 @@ async def test_a_payment_prints_its_provisional_receipt_and_a_second_is_refused(
     server_process.start()
     report = await kiosk_here("sync")                              # the journal's payment lands
     assert [e["kind"] for e in report["done"]] == ["payment"] and report["failed"] == []
+
+
+# --- failed payments, the worklist, and the cash-up ----------------------------------------------
+
+#: Accounts the test's billing server refuses for good; the corrected one it posts.
+REFUSED = ("9990000001", "9990000002")
+CORRECTED = "2140055555"
+
+
+def paying_counter(scenario: Scenario) -> ScenarioCounter:
+    """A counter that takes the scenario's paid service (its names come from the scenario)."""
+    service = paid_service(scenario)
+    return next(c for s in scenario.substations.values() for c in s.counters if service in c.services)
+
+
+def refusing_server(tmp_path: Path, scenario_file: Path, billing_url: str) -> ServerProcess:
+    return ServerProcess(data_dir=tmp_path / "data", config=scenario_file,
+                         extra_args=["--rate-limit", "0", "--billing-url", billing_url])
+
+
+async def serve_and_pay(kiosk_here: Callable[..., Awaitable[Any]], service: str, account: str, rupees: str,
+                        mode: str) -> dict:
+    """One consumer from the counter's own keys: issued, called, served, paid, finished."""
+    await kiosk_here("issue", "--service", service)
+    await kiosk_here("next")
+    await kiosk_here("start")
+    paid = await kiosk_here("pay", "--account", account, "--amount", rupees, "--mode", mode)
+    await kiosk_here("complete")
+    return paid
+
+
+async def until_failed(kiosk_here: Callable[..., Awaitable[Any]], count: int) -> list[dict]:
+    """The worklist once the gateway has had billing refuse ``count`` payments."""
+    answer = await wait_until_async(lambda: kiosk_here("failed"), done=lambda a: len(a["payments"]) == count,
+                                    what=f"{count} failed payments on the worklist", timeout=20, interval=0.3)
+    return answer["payments"]
+
+
+def slip_figures(text: str) -> dict[str, tuple[int, int]]:
+    """{label: (count, paise)} from the cash-up table's rows, as a person would read them."""
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"^\s*(\S.*?)\s+(\d+)\s+Rs ([\d,]+)\.(\d\d)$", line)
+        if match:
+            label, count, whole, cents = match.groups()
+            found[label] = (int(count), int(whole.replace(",", "")) * 100 + int(cents))
+    return found
+
+
+async def test_failed_payments_resubmitted_corrected_or_refunded_and_the_cash_up_slip_through_the_cli(
+        tmp_path: Path, scenario_file: Path):
+    scenario = load_scenario(scenario_file)
+    counter = paying_counter(scenario)
+    service = paid_service(scenario)
+    hall = scenario.substations[counter.substation]
+    async with refusing_billing(*REFUSED) as billing:
+        server = refusing_server(tmp_path, scenario_file, billing.url)
+        server.start()
+        try:
+            key = await cashier_key(server, counter.id)
+            kiosk_here = in_process(server, key, tmp_path / "journal.sqlite")
+            env = kiosk_env(server, key, tmp_path / "journal.sqlite")
+            first = await serve_and_pay(kiosk_here, service, REFUSED[0], "250.50", "cash")
+            second = await serve_and_pay(kiosk_here, service, REFUSED[1], "75", "upi")
+            good = await serve_and_pay(kiosk_here, service, ACCOUNT, "1,200", "cheque")
+            failed = await until_failed(kiosk_here, 2)
+            assert [p["id"] for p in failed] == [first["id"], second["id"]]        # oldest first
+            assert billing.refusals >= 2 and all(p["reason_text"] for p in failed)
+
+            listed = kiosk(env, "failed").stdout
+            assert f"2 failed payment(s) at {counter.id}" in listed and counter.label in listed
+            for payment, amount, mode in ((first, "Rs 250.50", "cash"), (second, "Rs 75.00", "upi")):
+                row = next(line for line in listed.splitlines() if payment["receipt"] in line)
+                assert payment["account"] in row and amount in row and mode in row, row
+                taken = datetime.fromisoformat(payment["created_at"]).strftime("%d %b %H:%M")
+                assert taken in row, row
+                reason = listed.splitlines()[listed.splitlines().index(row) + 1].strip()
+                assert reason == failed[[p["id"] for p in failed].index(payment["id"])]["reason_text"]
+                assert "account" in reason and "resubmit" in reason and "refund" in reason   # in words
+
+            # by receipt, the account corrected: queued again, then posted by billing under it
+            again = await kiosk_here("resubmit", first["receipt"].lower(), "--account", CORRECTED)
+            assert (again["id"], again["status"], again["account"]) == (first["id"], "queued", CORRECTED)
+            posted = await wait_until_async(lambda: _admin(server, f"/api/v1/payments/{first['id']}"),
+                                            done=lambda a: a["payment"]["status"] == "posted",
+                                            what="the resubmitted payment posted", timeout=20, interval=0.3)
+            assert posted["payment"]["billing_ref"] == billing.posted[first["id"]]["billing_ref"]
+            assert billing.posted[first["id"]]["account"] == CORRECTED
+
+            # by id, refunded; then neither is on the worklist, and a second go is refused in words
+            line = kiosk(env, "refund", second["id"]).stdout
+            assert line.startswith(f"Refunded Rs 75.00 upi for {REFUSED[1]}: receipt {second['receipt']}")
+            assert "hand the consumer Rs 75.00 back" in line
+            assert (await _admin(server, f"/api/v1/payments/{second['id']}"))["payment"]["status"] == "refunded"
+            refused = (await kiosk_here("refund", first["id"], rc=1))["error"]
+            assert (refused["http_status"], refused["code"], refused["payment_status"]) == (
+                409, "payment_not_failed", "posted")
+            assert first["receipt"] in refused["message"]
+            not_listed = kiosk(env, "resubmit", second["receipt"], rc=1).stderr
+            assert second["receipt"] in not_listed and "kiosk failed" in not_listed
+            assert "4-24 letters" in kiosk(env, "resubmit", second["id"], "--account", "no way!", rc=1).stderr
+            assert (await kiosk_here("failed"))["payments"] == []
+            assert kiosk(env, "failed").stdout.strip() == f"No failed payments at {counter.id} ({counter.label})."
+
+            # the cash-up: the terminal's table, the slip, and the server's figures agree and add up
+            slip = tmp_path / "cash-up.txt"
+            table = kiosk(env, "cashup", "--slip", str(slip), "--slip-format", "text").stdout
+            cash = await _admin(server, f"/api/v1/counters/{counter.id}/cash-up")
+            cash = cash["cash_up"]
+            assert await kiosk_here("cashup", "--date", cash["day"]) == cash
+            assert cash["taken"] == {"count": 3, "paise": 25050 + 7500 + 120000}
+            assert (cash["posted"], cash["refunded"]) == ({"count": 2, "paise": 25050 + 120000},
+                                                          {"count": 1, "paise": 7500})
+            assert cash["pending"]["count"] == cash["failed"]["count"] == 0
+            assert set(cash["by_mode"]) == {"cash", "upi", "cheque"} and good["mode"] == "cheque"
+            printed = slip.read_text()
+            assert max(len(line) for line in printed.splitlines()) <= 32                # 58 mm paper
+            for text in (table, printed):
+                figures = slip_figures(text)
+                assert figures["Taken"] == (3, cash["taken"]["paise"])
+                for name in ("posted", "pending", "failed", "refunded"):
+                    assert figures[name.capitalize()] == (cash[name]["count"], cash[name]["paise"]), name
+                assert (figures["Cash"], figures["UPI"], figures["Cheque"]) == ((1, 25050), (1, 7500), (1, 120000))
+                parts = [figures[n] for n in ("Posted", "Pending", "Failed", "Refunded")]
+                assert tuple(map(sum, zip(*parts))) == figures["Taken"]
+                assert sum(figures[m][1] for m in ("Cash", "UPI", "Cheque")) == figures["Taken"][1]
+            assert "taken: they add up." in " ".join(table.split()) and "they add up." in printed
+            assert table.splitlines()[0] == f"Cash-up {cash['day']}: {counter.id} ({counter.label}), {hall.name}"
+            for line in ("CASH-UP", f"{counter.label} ({counter.id})", hall.name, "Counted by"):
+                assert line in printed, (line, printed)
+
+            roll = tmp_path / "roll.bin"                                                 # ESC/POS, 80 mm
+            kiosk(env, "--slip", str(roll), "--paper", "80", "cashup")
+            data = roll.read_bytes()
+            assert data.startswith(INIT) and data.endswith(CUT) and b"-" * 48 + b"\n" in data
+            assert b"CASH-UP" in data and max(data) < 0x80
+            assert "YYYY-MM-DD" in kiosk(env, "cashup", "--date", "1 Dec", rc=2).stderr
+
+            server.stop()
+            away = kiosk(env, "failed", rc=3).stderr
+            assert "cannot be reached" in away and "worklist needs the server" in away
+        finally:
+            server.stop()

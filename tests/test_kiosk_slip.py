@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from kiosk_client.slip import PaymentSlip, Slip, print_slip, size, slip_escpos, slip_text
-from kiosk_client.text import origin_text, parse_rupees, token_line, wait_text
+from kiosk_client.slip import CashUpSlip, PaymentSlip, Slip, cash_up_text, print_slip, size, slip_escpos, slip_text
+from kiosk_client.text import origin_text, parse_rupees, rupees, token_line, wait_text
 
 TOKEN = {
     "id": "t_abc", "number": "B-042", "substation": "S01", "service": "bill_payment",
@@ -129,3 +131,53 @@ def test_an_offline_receipt_says_it_waits_for_the_server():
     text = slip_text(receipt_of(offline))
     assert "OFFLINE-S01-C1-000003" in text and "Taken offline: sent to the" in text
     assert "Rs 1,234.50 upi (part payment)" in text
+
+
+CASH_UP = {
+    "day": "2026-12-01", "substation": "S01", "counter": "S01-C1",
+    "taken": {"count": 4, "paise": 1_000_000_00 + 25_050 + 7_500 + 120_000},
+    "posted": {"count": 2, "paise": 1_000_000_00 + 120_000}, "pending": {"count": 1, "paise": 25_050},
+    "failed": {"count": 0, "paise": 0}, "refunded": {"count": 1, "paise": 7_500},
+    "by_mode": {"cash": {"count": 2, "paise": 1_000_000_00 + 25_050}, "dd": {"count": 1, "paise": 120_000},
+                "upi": {"count": 1, "paise": 7_500}},
+}
+
+
+def cash_up_of(cash: dict = CASH_UP) -> CashUpSlip:
+    return CashUpSlip.from_cash_up(cash, counter_name="Counter 1", substation_name="Kidwai Nagar",
+                                   printed_at=datetime(2026, 12, 1, 19, 5))
+
+
+@pytest.mark.parametrize("cols", [32, 42, 48])
+def test_the_cash_up_slip_fits_each_printer_width_with_every_figure_whole(cols: int):
+    text = cash_up_text(cash_up_of(), cols)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= cols and "-" * cols in lines
+    rows = {m.group(1).strip(): (m.group(1), int(m.group(2)), m.group(3))
+            for m in (re.match(r"^(.*?) +(\d+) +(Rs [\d,.]+)$", line) for line in lines) if m}
+    assert rows["Taken"][1:] == (4, rupees(CASH_UP["taken"]["paise"])) == (4, "Rs 1,001,525.50")   # whole
+    assert rows["Cash"][0].startswith("  Cash") and rows["UPI"][1:] == (1, "Rs 75.00")
+    assert rows["DD"][1:] == (1, "Rs 1,200.00")
+    for label in ("Posted", "Pending", "Failed", "Refunded"):
+        name = label.lower()
+        assert rows[label][1:] == (CASH_UP[name]["count"], rupees(CASH_UP[name]["paise"])), label
+    for head in ("Kidwai Nagar (S01)", "CASH-UP", "Counter 1 (S01-C1)", "Tue 01 Dec 2026",
+                 "Printed 01 Dec 2026 19:05", "Counted by"):
+        assert head in text, head
+    assert "they add up." in " ".join(text.split())
+
+
+def test_a_cash_up_that_does_not_add_up_says_so_and_by_how_much():
+    wrong = {**CASH_UP, "pending": {"count": 0, "paise": 0}}
+    text = " ".join(cash_up_text(cash_up_of(wrong), 48).split())
+    assert "do NOT add up to taken" in text and "Tell the supervisor" in text
+    assert "they add up." not in text
+
+
+def test_the_cash_up_in_escpos_is_a_left_aligned_table_with_taken_in_bold():
+    data = slip_escpos(cash_up_of(), 58)
+    assert data.startswith(b"\x1b@\x1ba\x01") and data.endswith(b"\x1dV\x42\x03")
+    assert b"\x1d!\x11\x1bE\x01CASH-UP" in data                          # the heading at 2x
+    table = data[data.index(b"\x1ba\x00"):]                               # left-aligned from here
+    assert b"\x1bE\x01Taken " in table and b"  UPI " in table and max(data) < 0x80
+    assert slip_text(cash_up_of(), 80) == cash_up_text(cash_up_of(), 48)
