@@ -12,6 +12,7 @@ The wire (the whole of it):
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from aiohttp import web
 from counter_server.billing.contract import BillNotFound, Overloaded, PaymentRefused, PaymentRequest, RetryLater
 
 REFUSED_PREFIX = "NA-"   # accounts this billing server will not book to
+BUSY_RETRY_AFTER_S = 1   # what it asks for when busy: longer than the gateway's first backoff
 
 
 @dataclass
@@ -29,7 +31,12 @@ class FormBillingState:
 
     booked: dict[str, dict[str, str]] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    request_times: list[float] = field(default_factory=list)   # time.monotonic() of each
     busy: bool = False
+
+    def heard(self, kind: str, form: dict[str, str]) -> None:
+        self.requests.append((kind, form))
+        self.request_times.append(time.monotonic())
 
 
 FORM_STATE = web.AppKey("form_billing", FormBillingState)
@@ -38,9 +45,9 @@ FORM_STATE = web.AppKey("form_billing", FormBillingState)
 async def _pay(request: web.Request) -> web.Response:
     state = request.app[FORM_STATE]
     form = dict(await request.post())
-    state.requests.append(("pay", form))
+    state.heard("pay", form)
     if state.busy:
-        return web.Response(text="BUSY", status=503, headers={"Retry-After": "1"})
+        return web.Response(text="BUSY", status=503, headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
     if form["acct"].startswith(REFUSED_PREFIX):
         return web.Response(text="NO account closed")
     first = state.booked.get(form["txn"])
@@ -52,14 +59,14 @@ async def _pay(request: web.Request) -> web.Response:
 
 async def _txn(request: web.Request) -> web.Response:
     state = request.app[FORM_STATE]
-    state.requests.append(("txn", dict(request.query)))
+    state.heard("txn", dict(request.query))
     found = state.booked.get(request.query["id"])
     return web.Response(text=f"OK {found['ref']}" if found else "NONE")
 
 
 async def _bill(request: web.Request) -> web.Response:
     account = request.query["acct"]
-    request.app[FORM_STATE].requests.append(("bill", dict(request.query)))
+    request.app[FORM_STATE].heard("bill", dict(request.query))
     if account.startswith(REFUSED_PREFIX):
         return web.Response(text="NONE")
     return web.Response(text=f"OK 45600 Consumer {account[-4:]}")

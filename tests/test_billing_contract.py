@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS, SETTINGS
@@ -20,7 +19,7 @@ from counter_server.billing.simulator import SIM, create_sim_app
 from counter_server.config import Scenario, Settings, load_scenario
 from counter_server.scenario.billing import SimSettings
 from testkit.api import Api
-from testkit.form_billing import FORM_STATE, FormBillingAdapter, create_form_billing_app
+from testkit.form_billing import BUSY_RETRY_AFTER_S, FORM_STATE, FormBillingAdapter, create_form_billing_app
 from testkit.processes import run_cli
 from testkit.scenarios import OPEN_ALL_DAY, paid_service
 from testkit.waiting import wait_until_async
@@ -212,9 +211,13 @@ async def test_second_adapter_retries_when_busy_and_asks_before_posting_again(fo
     state.busy = False
     paid = await _settled(form_api, payment)
     assert paid["status"] == "posted" and paid["attempts"] >= 2, paid
-    kinds = [kind for kind, form in state.requests if form.get("txn", form.get("id")) == paid["id"]]
-    assert kinds[0] == "pay" and "txn" in kinds, kinds      # asked its status before posting again
+    mine = [(kind, at) for (kind, form), at in zip(state.requests, state.request_times)
+            if form.get("txn", form.get("id")) == paid["id"]]
+    kinds = [kind for kind, _ in mine]
+    assert kinds[0] == "pay" and kinds[1] == "txn", kinds      # asked its status before posting again
     assert len(state.booked) == 1
+    # billing's Retry-After, not the gateway's shorter first backoff, set when it tried again
+    assert mine[1][1] - mine[0][1] >= BUSY_RETRY_AFTER_S * 0.95 > form_api.client.app[SETTINGS].scenario.billing.gateway.retry_base_s * 2
 
 
 # -- naming an adapter: refused early, naming it -----------------------------------------------
