@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import time
@@ -125,24 +126,35 @@ async def test_backup_under_load_holds_every_acknowledged_token_and_restores(tmp
         restored.stop()
 
 
-@pytest.fixture
-def backup_of_a_day(tmp_path: Path, server_process: ServerProcess) -> Path:
-    """A backup of a server that issued a few tokens (taken after it stopped)."""
-    server_process.start()
-    _door_open_all_day(server_process.url, server_process.admin_key)
+@pytest.fixture(scope="module")
+def a_days_backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A backup of a server that issued a token in each hall (taken after it stopped); made
+    once, copied for each test, which may damage its copy."""
     import urllib.request
 
-    for sub, service in HALLS:
-        request = urllib.request.Request(
-            f"{server_process.url}/api/v1/substations/{sub}/tokens", method="POST",
-            data=json.dumps({"service": service}).encode(),
-            headers={**bearer(server_process.admin_key), "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            assert resp.status == 201
-    server_process.stop()
-    out = tmp_path / "backup"
-    run_cli("backup", "--data-dir", str(server_process.data_dir), str(out))
-    return out
+    base = tmp_path_factory.mktemp("day")
+    server = ServerProcess(data_dir=base / "data")
+    try:
+        server.start()
+        _door_open_all_day(server.url, server.admin_key)
+        for sub, service in HALLS:
+            request = urllib.request.Request(
+                f"{server.url}/api/v1/substations/{sub}/tokens", method="POST",
+                data=json.dumps({"service": service}).encode(),
+                headers={**bearer(server.admin_key), "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                assert resp.status == 201
+    finally:
+        server.stop()
+    run_cli("backup", "--data-dir", str(server.data_dir), str(base / "backup"))
+    return base / "backup"
+
+
+@pytest.fixture
+def backup_of_a_day(a_days_backup: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "backup"
+    shutil.copytree(a_days_backup, copy)
+    return copy
 
 
 def _refused(*args: str) -> str:
@@ -233,11 +245,22 @@ def test_backup_refuses_redis_with_the_docs_pointer(tmp_path: Path):
     assert (ROOT / "docs" / "backups.md").exists()
 
 
-def test_backup_refuses_no_data_and_an_occupied_out(backup_of_a_day: Path, tmp_path: Path):
+def test_backup_refuses_no_data_and_an_occupied_out(a_days_backup: Path, backup_of_a_day: Path, tmp_path: Path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert f"no data in {empty}" in _refused("backup", "--data-dir", str(empty), str(tmp_path / "o"))
     earlier = os.listdir(backup_of_a_day)
-    message = _refused("backup", "--data-dir", str(tmp_path / "data"), str(backup_of_a_day))
+    message = _refused("backup", "--data-dir", str(a_days_backup.parent / "data"), str(backup_of_a_day))
     assert f"backup {backup_of_a_day} is not empty" in message
     assert os.listdir(backup_of_a_day) == earlier
+
+
+def test_restore_into_an_empty_data_dir_left_with_a_lock_nobody_holds(backup_of_a_day: Path, tmp_path: Path):
+    target = tmp_path / "emptied"
+    target.mkdir(mode=0o700)
+    (target / "server.lock").write_text("pid 1, http://127.0.0.1:8080\n")   # from a server long gone
+    result = run_cli("restore", str(backup_of_a_day), "--data-dir", str(target))
+    assert f"restored {len(HALLS)} tokens" in result.stdout
+    assert (target / "counter.db").read_bytes() == (backup_of_a_day / "counter.db").read_bytes()
+    assert (target / "server.secret").read_bytes() == (backup_of_a_day / "server.secret").read_bytes()
+    assert {oct(p.stat().st_mode & 0o777) for p in target.iterdir() if p.name != "server.lock"} == {oct(0o600)}
