@@ -125,6 +125,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy a file into a new one readable by this user only from its first byte, fsynced."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle, source.open("rb") as reading:
+        shutil.copyfileobj(reading, handle, 1 << 20)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -203,9 +212,7 @@ def take_backup(database: Path, out: Path, *, pages_per_step: int = PAGES_PER_ST
     os.replace(partial, final)
     secret = database.with_name(SECRET_NAME)
     if secret.exists():
-        shutil.copyfile(secret, out / SECRET_NAME)
-        os.chmod(out / SECRET_NAME, 0o600)
-        _fsync(out / SECRET_NAME)
+        _copy_private(secret, out / SECRET_NAME)
     summary = BackupSummary(
         format=BACKUP_FORMAT, taken_at=clock(), source=str(database.absolute()),
         database_bytes=final.stat().st_size, database_sha256=_sha256(final), pages=total,
@@ -300,12 +307,7 @@ def restore_backup(backup: Path, data_dir: Path, database_name: str) -> BackupSu
     try:
         _refuse_unusable(where, locked_by_us=True)   # again under the lock: nothing came in meanwhile
         for name in names:
-            partial = where / (name + ".restoring")
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle, (backup / name).open("rb") as source:
-                shutil.copyfileobj(source, handle, 1 << 20)
-                handle.flush()
-                os.fsync(handle.fileno())
+            _copy_private(backup / name, where / (name + ".restoring"))
         if _sha256(where / (database_name + ".restoring")) != summary.database_sha256:
             raise BackupError(f"the copy into {where} differs from the backup (disk full or failing?)")
         for name in names:

@@ -21,6 +21,7 @@ import json
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -421,7 +422,7 @@ def _backup_or_restore(args: argparse.Namespace, scenario) -> int:
     return 0
 
 
-def _progress_printer(every_s: float):
+def _progress_printer(every_s: float) -> Callable[[int, int], None]:
     """Says how far a copy is on stderr: when it begins, then at most every ``every_s`` seconds
     once it has taken that long (a short copy says nothing more)."""
     import time
