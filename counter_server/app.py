@@ -18,6 +18,7 @@ from .api.ratelimit import RateLimiter, TokenBuckets, rate_limit_middleware
 from .api.requests import auth_middleware
 from .appkeys import (GATEWAY, HUB, KEYS, METRICS, OPS, PAYMENTS, PHONE_LIMITER, PHONES, RATE_LIMITER,
                       REQUEST_DIGEST_KEY, SETTINGS, STORE, TOKEN_WATCH, TOKENS)
+from .billing.contract import load_adapter_class
 from .billing.gateway import BillingGateway
 from .billing.simulator import create_sim_app
 from .config import Settings
@@ -28,6 +29,7 @@ from .ops.metrics import Metrics, echo_request_id
 from .ops.service import OpsService
 from .ops.status import push_alerts
 from .pages import page_headers
+from .redact import redacted
 from .routes import add_routes
 from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
@@ -126,7 +128,11 @@ async def _billing_gateway(app: web.Application, store: Store) -> AsyncIterator[
         url = f"http://{host}:{port}"
         log.warning("No billing server configured: payments go to a SIMULATED billing server at %s. "
                     "Give --billing-url (or [billing] url) to reach the real one.", url)
-    gateway = BillingGateway(store, url, billing.gateway, simulated=runner is not None,
+    adapter = None
+    if billing.adapter is not None:   # checked when the scenario was read; built as Class(url, timeout_s)
+        adapter = load_adapter_class(billing.adapter)(url, billing.gateway.timeout_s)
+        log.info("Billing through %s at %s", billing.adapter, redacted(url))
+    gateway = BillingGateway(store, url, billing.gateway, adapter=adapter, simulated=runner is not None,
                              clock=settings.clock)
     await gateway.start()
     try:

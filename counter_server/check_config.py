@@ -41,6 +41,7 @@ def describe(scenario: Scenario, source: str) -> str:
                  f"bookable, {phones.booking_days} days ahead")
     billing = scenario.billing
     lines.append("billing: " + (billing.url if billing.url else "simulated in-process (no [billing] url)")
+                 + f" through {billing.adapter or 'the HTTP JSON contract'}"
                  + f"; concurrency {billing.gateway.initial_limit}..{billing.gateway.max_concurrency}")
     store = scenario.store
     where = ""

@@ -6,6 +6,8 @@
     counter-server keys list|revoke ...
     counter-server serve --store redis --redis-url redis://HOST:6379/0   (one of several replicas)
     counter-server report --data-dir DIR [--date D | --month M] [--substation S] [--format F] [--chart PNG]
+    counter-server backup --data-dir DIR OUT    (while the server runs)
+    counter-server restore BACKUP --data-dir DIR   (into an empty data dir)
 
 Defaults can be overridden with COUNTER_SERVER_DATA_DIR, _HOST, _PORT and _CONFIG.
 """
@@ -19,11 +21,14 @@ import json
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from .app import create_app
+from .backup import DOCS as BACKUP_DOCS
+from .backup import PAGES_PER_STEP, BackupError, restore_backup, take_backup
 from .ops.chart import ChartUnavailable, daily_chart, monthly_chart
 from .ops.logs import FORMATS, configure_logging
 from .ops.reports import daily_csv, daily_json, daily_text, monthly_csv, monthly_json, monthly_text
@@ -173,6 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--chart", type=Path, metavar="PNG",
                         help="also draw waits by hour (of a day) or by day (of a month); needs matplotlib")
 
+    backup = commands.add_parser("backup", help="copy the SQLite store into a new directory while "
+                                 "the server keeps serving")
+    _common(backup)
+    _store_options(backup)
+    backup.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) directory for the backup")
+    backup.add_argument("--pages-per-step", type=int, default=PAGES_PER_STEP,
+                        help=f"database pages copied at a time (default {PAGES_PER_STEP}, 16 MB)")
+    backup.add_argument("--step-pause", type=float, default=0.0, metavar="SECONDS",
+                        help="rest between steps, leaving the disk to the server (default 0)")
+    backup.add_argument("--progress-every", type=float, default=1.0, metavar="SECONDS",
+                        help="how often a long copy says how far it is, on stderr (default 1)")
+    restore = commands.add_parser("restore", help="check a backup and put it in place in an empty "
+                                  "data dir")
+    _common(restore)
+    _store_options(restore)
+    restore.add_argument("backup", type=Path, metavar="BACKUP", help="a directory written by backup")
+
     check = commands.add_parser("check-config", help="check a scenario file and print what it resolves "
                                 "to, starting nothing (exit status 2 if it is refused)")
     check.add_argument("file", type=Path, nargs="?", default=env_default("config", None),
@@ -217,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args, scenario)
     if args.command == "report":
         return asyncio.run(_report(args, scenario))
+    if args.command in ("backup", "restore"):
+        return _backup_or_restore(args, scenario)
     return asyncio.run(_keys(args, scenario))
 
 
@@ -390,6 +414,48 @@ async def _report(args: argparse.Namespace, scenario) -> int:
             return 3
         print(f"chart: {drawn}", file=sys.stderr)
     return 0
+
+
+def _backup_or_restore(args: argparse.Namespace, scenario) -> int:
+    """``backup`` beside a running server (it takes no lock: SQLite's snapshot keeps the copy
+    whole), ``restore`` into an empty data dir; Redis is refused with where its backup is said."""
+    settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
+                        redis_url=args.redis_url)
+    if settings.store.engine != "sqlite":
+        print(f"counter-server: {args.command}: the store is Redis, which keeps its own AOF and RDB "
+              f"files; back those up (and restore them) as {BACKUP_DOCS} says", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "restore":
+            summary = restore_backup(args.backup, settings.data_dir, settings.database_path.name)
+            print(f"restored {summary.describe()} (backup of {summary.source}) into "
+                  f"{settings.data_dir.absolute()}")
+            return 0
+        summary = take_backup(settings.database_path, args.out, pages_per_step=args.pages_per_step,
+                              step_pause_s=args.step_pause, progress=_progress_printer(args.progress_every))
+    except BackupError as exc:
+        print(f"counter-server: {exc}", file=sys.stderr)
+        return 2
+    print(f"backup: {summary.describe()} in {summary.seconds:.2f} s -> {args.out.absolute()}")
+    return 0
+
+
+def _progress_printer(every_s: float) -> Callable[[int, int], None]:
+    """Says how far a copy is on stderr: when it begins, then at most every ``every_s`` seconds
+    once it has taken that long (a short copy says nothing more)."""
+    import time
+
+    shown = {"at": time.monotonic()}
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == 0:
+            print(f"backup: copying {total:,} pages", file=sys.stderr, flush=True)
+        elif done < total and now - shown["at"] >= every_s:
+            shown["at"] = now
+            print(f"backup: {done / total:.0%} ({done:,} of {total:,} pages)", file=sys.stderr, flush=True)
+
+    return show
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ class BillingConfig:
     simulated billing server in-process (and says so), so the defaults work on their own."""
 
     url: str | None = None
+    adapter: str | None = None   # package.module:Class; None: the HTTP JSON contract
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     simulator: SimSettings = field(default_factory=SimSettings)
 
@@ -274,7 +275,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         payment_service=model.demand.payment_service,
         online=OnlinePayment(hint_after_s=model.online.hint_after_minutes * 60.0,
                              text=model.online.text, text_hi=model.online.text_hi),
-        billing=BillingConfig(url=model.billing.url,
+        billing=BillingConfig(url=model.billing.url, adapter=model.billing.adapter,
                               gateway=_knobs(GatewaySettings, model.billing),
                               simulator=_knobs(SimSettings, model.billing.simulator)),
         store=StoreConfig(engine=model.store.engine, redis_url=model.store.redis_url,

@@ -1,5 +1,9 @@
 """The billing gateway: counters never call the billing server; this does, gently.
 
+It speaks to billing only through a ``BillingAdapter`` (contract.py): the HTTP JSON one by
+default, or the class a utility names in ``[billing] adapter``; what an answer means (retry,
+refused, overloaded) is the adapter's to say and the gateway's to act on.
+
 Payments wait in the durable outbox (the store) and a worker forwards them under an adaptive
 concurrency limit, behind a circuit breaker, with jittered backoff and a retry budget. Before
 re-posting a payment whose earlier attempt ended in doubt (timeout, crash), it asks the
@@ -19,12 +23,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-
 from ..redact import redacted
 from ..scenario.billing import GatewaySettings
 from ..store import Store
 from ..outbox import Payment, PaymentStatus
+from .contract import BillingAdapter, BillNotFound, Overloaded, PaymentRefused, PaymentRequest, RetryLater
+from .http_json import HttpJsonAdapter
 from .resilience import (
     AIMDLimit,
     BreakerOpen,
@@ -43,11 +47,7 @@ from .resilience import (
 
 log = logging.getLogger(__name__)
 
-
-class BillNotFound(Exception):
-    def __init__(self, account: str) -> None:
-        super().__init__(f"The billing server knows no account {account!r}.")
-        self.account = account
+__all__ = ["BillingGateway", "BillNotFound", "BillingUnavailable"]
 
 
 class BillingUnavailable(Exception):
@@ -58,14 +58,6 @@ class BillingUnavailable(Exception):
         self.retry_after_s = retry_after_s
 
 
-class _Permanent(Exception):
-    """The billing server refused the payment itself (not a load problem): do not retry."""
-
-
-class _Transient(Exception):
-    pass
-
-
 def _reason(exc: Exception) -> str:
     """Why a call failed, for the payment's record: the message, or the exception's name when it
     has none (a timeout's message is empty, and "billing: " alone would tell ops nothing)."""
@@ -74,10 +66,13 @@ def _reason(exc: Exception) -> str:
 
 class BillingGateway:
     def __init__(self, store: Store, billing_url: str, settings: GatewaySettings = GatewaySettings(),
-                 *, simulated: bool = False, clock: Callable[[], float] = time.time,
+                 *, adapter: BillingAdapter | None = None, simulated: bool = False,
+                 clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.billing_url = billing_url.rstrip("/")
+        self.adapter: BillingAdapter = adapter or HttpJsonAdapter(
+            self.billing_url, settings.timeout_s, connections=settings.max_concurrency + 8)
         self.settings = settings
         self.simulated = simulated
         self.clock = clock
@@ -89,7 +84,6 @@ class BillingGateway:
         self.worker_id = "w_" + secrets.token_hex(4)
         self.paused = False
         self.counts = {"posted": 0, "failed": 0, "retries": 0, "deferred": 0, "checked_before_retry": 0}
-        self._session: aiohttp.ClientSession | None = None
         self._worker: asyncio.Task[None] | None = None
         self._forwarding: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
@@ -97,9 +91,7 @@ class BillingGateway:
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        connector = aiohttp.TCPConnector(limit=self.settings.max_concurrency + 8)
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        await self.adapter.start()
         self._worker = asyncio.create_task(self._forward_outbox(), name="billing-outbox")
 
     async def stop(self) -> None:
@@ -109,8 +101,7 @@ class BillingGateway:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
+        await self.adapter.close()
 
     def wake(self) -> None:
         """A payment was queued: look at the outbox now rather than at the next poll."""
@@ -132,19 +123,18 @@ class BillingGateway:
                 raise BillingUnavailable(str(exc), 1.0) from None
             signal = LoadSignal.DROPPED
             try:
-                async with self._session.get(f"{self.billing_url}/bills/{account}") as resp:
-                    if resp.status == 404:
-                        signal = LoadSignal.IGNORE
-                        self.breaker.on_success()
-                        raise BillNotFound(account)
-                    if resp.status != 200:
-                        raise BillingUnavailable(f"billing answered {resp.status}", 1.0)
-                    bill = await resp.json()
+                bill = await self.adapter.lookup_bill(account)
                 signal = LoadSignal.SUCCESS
                 self.breaker.on_success()
                 return bill
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise BillingUnavailable(f"billing did not answer: {exc.__class__.__name__}", 1.0) from None
+            except BillNotFound:
+                signal = LoadSignal.IGNORE
+                self.breaker.on_success()
+                raise
+            except Overloaded as exc:
+                raise BillingUnavailable(str(exc), exc.retry_after_s or 1.0) from None
+            except Exception as exc:  # noqa: BLE001 - RetryLater, or an adapter's own failure
+                raise BillingUnavailable(_reason(exc), 1.0) from None
             finally:
                 if signal is LoadSignal.DROPPED:
                     self.breaker.on_failure()
@@ -231,10 +221,13 @@ class BillingGateway:
         try:
             ref = await self._post(payment)
             signal = LoadSignal.SUCCESS
-        except _Permanent as exc:
+        except PaymentRefused as exc:
             signal = LoadSignal.IGNORE
             refusal: Exception = exc
-        except (_Transient, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - RetryLater, Overloaded, or an adapter's own failure
+            if not isinstance(exc, RetryLater):
+                log.warning("billing adapter %s failed: %r (retried as if unanswered)",
+                            type(self.adapter).__name__, exc)
             refusal = exc
         finally:
             permit.release(signal)   # the round trip to billing only, not our own bookkeeping
@@ -251,28 +244,22 @@ class BillingGateway:
         else:
             self.breaker.on_failure()
             wait = backoff_s(payment.attempts, self.settings.retry_base_s, self.settings.retry_cap_s)
+            if isinstance(refusal, Overloaded) and refusal.retry_after_s is not None:
+                wait = max(wait, min(refusal.retry_after_s, self.settings.retry_cap_s))   # billing's own word
             if not self.budget.try_retry():
                 wait = max(wait, self.settings.retry_cap_s)
             await self._retry_later(payment, f"billing: {_reason(refusal)}", wait)
 
     async def _post(self, payment: Payment) -> str:
         """Post one payment; returns the billing reference."""
-        assert self._session is not None
         if payment.attempts > 0:  # an earlier attempt may have landed: ask before posting again
             self.counts["checked_before_retry"] += 1
-            async with self._session.get(f"{self.billing_url}/payments/{payment.id}") as resp:
-                if resp.status == 200:
-                    return (await resp.json())["billing_ref"]
-                if resp.status != 404:
-                    raise _Transient(f"status check answered {resp.status}")
-        body = {"payment_id": payment.id, "account": payment.account,
-                "amount_paise": payment.amount_paise, "mode": payment.mode.value}
-        async with self._session.post(f"{self.billing_url}/payments", json=body) as resp:
-            if resp.status in (200, 201):
-                return (await resp.json())["billing_ref"]
-            if resp.status in (400, 404, 409, 422):
-                raise _Permanent(f"billing refused the payment ({resp.status}): {await resp.text()}")
-            raise _Transient(f"billing answered {resp.status}")
+            ref = await self.adapter.payment_status(payment.id)
+            if ref is not None:
+                return ref
+        return await self.adapter.post_payment(PaymentRequest(
+            payment_id=payment.id, account=payment.account, amount_paise=payment.amount_paise,
+            mode=payment.mode.value))
 
     async def _retry_later(self, payment: Payment, reason: str, wait_s: float,
                            attempted: bool = True) -> None:

@@ -2,9 +2,11 @@
 
 It has a fixed capacity of concurrent requests; latency grows with concurrency past a knee;
 held above capacity for ``overload_s`` seconds it crashes: it answers 503 to everything for
-``recovery_s`` seconds (requests in flight are lost), then comes back. Payments are idempotent
-on their id; a repeated post is answered with the first result and counted in
-``duplicate_payments``, so a test can tell whether anybody posted twice.
+``recovery_s`` seconds (requests in flight are lost), then comes back. It speaks the HTTP JSON contract of docs/billing-contract.md, every answer as written
+there: payments are idempotent on their id (also sent as ``Idempotency-Key``); a repeated
+post of the same payment is answered with the first result and counted in
+``duplicate_payments``, so a test can tell whether anybody posted twice, and the same id for a
+different payment is refused (409).
 
 ``/admin/crash``, ``/admin/recover`` and ``/admin/latency`` let a test break it on purpose.
 They exist only when asked for: the ``billing-sim`` command (a test stand-in, run to be
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import re
 import sys
 import time
@@ -32,6 +35,9 @@ from aiohttp import web
 from ..scenario.billing import SimSettings
 
 ACCOUNT = re.compile(r"^[0-9A-Za-z\-]{4,24}$")
+PAYMENT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+MODES = ("cash", "cheque", "card", "upi", "dd")   # the contract's payment modes
+AMOUNT_MAX_PAISE = 10**12
 UNKNOWN_PREFIX = "NA-"   # never known (the tests' "no such account")
 # The simulated utility's numbering plan: the accounts it has consumers for. Anything else, a
 # made-up "AAAA-1" or "1234", is unknown, as it would be to a real billing server. Matched on
@@ -123,8 +129,11 @@ SIM = web.AppKey("sim", SimState)
 
 
 def _unavailable(state: SimState) -> web.Response:
+    """503 with Retry-After: the seconds until it is back (at least 1), as the contract says."""
     state.rejected += 1
-    return web.json_response({"error": "billing server unavailable"}, status=503)
+    wait = max(1, math.ceil(state.down_until - state.clock()))
+    return web.json_response({"error": "billing server unavailable"}, status=503,
+                             headers={"Retry-After": str(wait)})
 
 
 @web.middleware
@@ -160,21 +169,40 @@ async def get_bill(request: web.Request) -> web.Response:
     })
 
 
+def _refused(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
 async def post_payment(request: web.Request) -> web.Response:
+    """POST /payments: book a payment once, however often it is posted (the contract's 2.)."""
     state = request.app[SIM]
     try:
         body = await request.json()
-        payment_id, account, amount = body["payment_id"], body["account"], int(body["amount_paise"])
-    except (ValueError, KeyError, TypeError):
-        return web.json_response({"error": "payment_id, account and amount_paise are required"}, status=422)
-    if not ACCOUNT.match(str(account)) or amount <= 0:
-        return web.json_response({"error": "invalid account or amount"}, status=422)
+    except ValueError:
+        return _refused(400, "the body is not JSON")
+    if not isinstance(body, dict):
+        return _refused(400, "the body is not a JSON object")
+    payment_id, account, amount = body.get("payment_id"), body.get("account"), body.get("amount_paise")
+    mode = body.get("mode", "cash")
+    if not isinstance(payment_id, str) or not PAYMENT_ID.match(payment_id):
+        return _refused(422, "payment_id is required: 1-64 letters, digits, '.', '_' or '-'")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and key != payment_id:
+        return _refused(422, "Idempotency-Key differs from payment_id")
+    if not isinstance(account, str) or not ACCOUNT.match(account):
+        return _refused(422, "account is required: 4-24 letters, digits or '-'")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= AMOUNT_MAX_PAISE:
+        return _refused(422, f"amount_paise is required: a whole number of paise, 1 to {AMOUNT_MAX_PAISE}")
+    if mode not in MODES:
+        return _refused(422, f"mode must be one of {', '.join(MODES)}")
+    asked = {"payment_id": payment_id, "account": account, "amount_paise": amount, "mode": mode}
     first = state.payments.get(payment_id)
     if first is not None:
+        if any(name in first and first[name] != value for name, value in asked.items()):  # older journals lack mode
+            return _refused(409, f"payment_id {payment_id} was posted before for a different payment")
         state.duplicate_payments += 1
         return web.json_response({**first, "duplicate": True})
-    record = {"payment_id": payment_id, "account": account, "amount_paise": amount,
-              "billing_ref": f"BILL-{len(state.payments) + 1:07d}"}
+    record = {**asked, "billing_ref": f"BILL-{len(state.payments) + 1:07d}"}
     state.record(record)
     return web.json_response(record, status=201)
 

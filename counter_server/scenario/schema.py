@@ -96,6 +96,18 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _adapter_name(value: str) -> str:
+    """A billing adapter class that can be imported and has the contract's methods, checked
+    when the scenario is read (check-config and serve), not at the first payment."""
+    from ..billing.contract import AdapterNameError, load_adapter_class
+
+    try:
+        load_adapter_class(value)
+    except AdapterNameError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 def _redis_address(value: str) -> str:
     if not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"must be a redis://, rediss:// or unix:// address, got {value!r}")
@@ -235,6 +247,9 @@ class BillingModel(Table):
     """[billing]: where the billing server is and how gently the gateway treats it."""
 
     url: Annotated[str, AfterValidator(_web_address)] | None = Field(None, description="The billing server (default: a simulated one, in-process).")
+    adapter: Annotated[str, AfterValidator(_adapter_name)] | None = Field(
+        None, description="package.module:Class speaking to the billing server (default: the HTTP JSON "
+        "contract of docs/billing-contract.md); it needs url.")
     max_concurrency: int = Field(GatewaySettings.max_concurrency, ge=1, description="Ceiling of the adaptive concurrency limit.")
     initial_limit: int = Field(GatewaySettings.initial_limit, ge=1)
     timeout_s: Positive = GatewaySettings.timeout_s
@@ -249,6 +264,9 @@ class BillingModel(Table):
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> BillingModel:
+        if self.adapter is not None and self.url is None:
+            raise Problem(["adapter"], f"{self.adapter} needs [billing] url: the simulated billing "
+                          "server run without one speaks only the HTTP JSON contract")
         if self.initial_limit > self.max_concurrency:
             raise Problem(["initial_limit"], f"{self.initial_limit} is above max_concurrency ({self.max_concurrency})")
         if self.retry_base_s > self.retry_cap_s:
