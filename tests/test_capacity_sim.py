@@ -16,6 +16,7 @@ from counter_server.queueing.estimate import estimate_wait
 from loadtests.capacity import coverage, report
 from loadtests.capacity.cli import main
 from loadtests.capacity.demand import ArrivalBatch, DemandError, arrival_times, demand_from_scenario
+from loadtests.capacity.erlang import erlang_a, erlang_c
 from loadtests.capacity.model import Layout, ServiceTime, run_day
 from loadtests.capacity.booking import (Request, assign_slots, booked_per_slot, slot_capacity,
                                         slot_starts)
@@ -28,6 +29,11 @@ from loadtests.capacity.whatif import (BOOKING, COUNTERS, ONLINE, WhatIfPoint, r
 from testkit.scenarios import LAKESIDE
 
 
+# Nobody leaves of their own accord: the door's and the booking's own effects, not hidden by
+# people giving up.
+PATIENT = {"patience_mean_minutes": 0, "balk_wait_minutes": 0}
+
+
 @pytest.fixture(scope="module")
 def kanpur():
     return load_scenario()
@@ -38,43 +44,98 @@ def policy(name: str, estimate: str = "p90") -> Policy:
                        hint_uptake=0.25)
 
 
-# -- a case with a known answer: M/M/c -----------------------------------------------------------
+# -- cases with a known answer: M/M/c (Erlang C) and M/M/c+M (Erlang A) ---------------------------
 
 
-def erlang_c(arrival_rate: float, mean_s: float, c: int) -> tuple[float, float]:
-    """P(wait > 0) and the decay rate of P(wait > x) = C exp(-rate x) in an M/M/c queue."""
-    a = arrival_rate * mean_s
-    below = sum(a ** k / math.factorial(k) for k in range(c))
-    top = a ** c / math.factorial(c) / (1 - a / c)
-    return top / (below + top), c / mean_s - arrival_rate
-
-
-@pytest.mark.parametrize("services", [1, 2], ids=["one line", "two services, event loop"])
-def test_mm_c_waits_match_erlang_c(services: int) -> None:
-    """Poisson arrivals, exponential service, 4 counters at 75 % load, half a million consumers,
-    counters open far past the last arrival: the mean wait, the share who wait at all and the
-    tail P(wait > 2 x mean) match Erlang C. With two services (all counters serve both, same
-    mean) it is still M/M/c, but runs through the general event loop."""
-    c, mean, load, horizon = 4, 60.0, 0.75, 1e7
-    rate = load * c / mean
-    rng = np.random.default_rng(2024)
-    n = int(rng.poisson(rate * horizon))
-    times = arrival_times(rng, n, 0.0, horizon, [1.0])
+def _mm_day(c: int, services: int, rate: float, mean: float, n: int, patience_s: float | None,
+            seed: int):
+    """n Poisson arrivals at ``rate``, exponential service (and patience, unless None), ``c``
+    counters serving every service, open far past the last arrival; the day's outcome."""
+    rng = np.random.default_rng(seed)
+    times = arrival_times(rng, n, 0.0, n / rate, [1.0])
+    patience = None if patience_s is None else rng.exponential(patience_s, n)
     batch = ArrivalBatch(times, rng.integers(0, services, n), rng.exponential(mean, n),
-                         rng.random(n), rng.random(n))
+                         rng.random(n), rng.random(n), 0, None, patience,
+                         None if patience is None else rng.random(n))
     layout = Layout("X", 0.0, 1e15, tuple(tuple(range(services)) for _ in range(c)))
     kinds = tuple(ServiceTime(f"s{i}", mean, mean, None, None, "exponential") for i in range(services))
+    return run_day(layout, kinds, batch, policy("none"), 0)
 
-    out = run_day(layout, kinds, batch, policy("none"), 0)
+
+@pytest.mark.parametrize(("c", "services"), [(1, 1), (4, 1), (12, 1), (4, 2)],
+                         ids=["1 counter", "4 counters", "12 counters", "4 counters, two services, event loop"])
+def test_mm_c_waits_match_erlang_c(c: int, services: int) -> None:
+    """Poisson arrivals, exponential service, counters at 75 % load, half a million consumers,
+    counters open far past the last arrival: the mean wait, the share who wait at all and the
+    tail P(wait > 2 x mean wait) match Erlang C. With two services (all counters serve both,
+    same mean) it is still M/M/c, but runs through the general event loop."""
+    mean, load, n = 60.0, 0.75, 500_000
+    rate = load * c / mean
+    out = _mm_day(c, services, rate, mean, n, None, 2024)
 
     assert out.served == n and out.turned_away_closing == 0
     waits = np.asarray(out.waits)
-    p_wait, decay = erlang_c(rate, mean, c)
-    mean_wait = p_wait / decay                                    # 30.6 s
-    assert waits.mean() == pytest.approx(mean_wait, rel=0.05)
-    assert (waits > 0).mean() == pytest.approx(p_wait, rel=0.05)  # 0.509
-    x = 2 * mean_wait
-    assert (waits > x).mean() == pytest.approx(p_wait * math.exp(-decay * x), rel=0.06)
+    model = erlang_c(rate, mean, c)
+    assert waits.mean() == pytest.approx(model.mean_wait_s, rel=0.05)       # 30.6 s at 4
+    assert (waits > 0).mean() == pytest.approx(model.p_wait, rel=0.05)      # 0.509 at 4
+    x = 2 * model.mean_wait_s
+    assert (waits > x).mean() == pytest.approx(model.p_wait * math.exp(-model.decay * x), rel=0.06)
+
+
+# (counters, load, mean service s, mean patience s): a counter under load, counters a little
+# and well overloaded, and a large hall at full load; abandonment 5-28 %.
+ERLANG_A_CASES = [(1, 0.9, 60.0, 120.0), (4, 1.1, 90.0, 600.0), (10, 1.3, 90.0, 900.0),
+                  (25, 1.0, 60.0, 300.0)]
+
+
+@pytest.mark.parametrize(("c", "load", "mean", "patience"), ERLANG_A_CASES,
+                         ids=[f"{c} counters at {load:g}" for c, load, *_ in ERLANG_A_CASES])
+def test_mm_c_m_abandonment_and_waits_match_erlang_a(c, load, mean, patience) -> None:
+    """People giving up after an exponential patience (M/M/c+M): 300,000 arrivals, and the share
+    who give up and the mean wait of those served match Erlang A's formulas within 5 %."""
+    n, rate = 300_000, load * c / mean
+    out = _mm_day(c, 1, rate, mean, n, patience, 7)
+    model = erlang_a(rate, mean, patience, c)
+
+    assert out.served + out.reneged == n and out.turned_away_closing == 0 and out.balked == 0
+    assert out.reneged / n == pytest.approx(model.p_abandon, rel=0.05)
+    assert np.mean(out.waits) == pytest.approx(model.mean_wait_served_s, rel=0.05)
+    assert (np.asarray(out.waits) > 0).sum() / n == pytest.approx(
+        model.p_wait - model.p_abandon, rel=0.05)   # waited and then were served
+
+
+def test_erlang_a_formulas_agree_with_little_and_erlang_c() -> None:
+    """The chain's abandonment is theta x E[waiting] / lambda (each waiting person gives up at
+    rate theta), and with patience far beyond any wait Erlang A is Erlang C."""
+    for c, load, mean, patience in ERLANG_A_CASES:
+        model = erlang_a(load * c / mean, mean, patience, c)
+        assert model.p_abandon == pytest.approx(model.mean_waiting / patience / (load * c / mean), rel=1e-9)
+        assert 0 < model.p_abandon < model.p_wait < 1
+    patient = erlang_a(0.75 * 4 / 60, 60.0, 1e9, 4)
+    c_model = erlang_c(0.75 * 4 / 60, 60.0, 4)
+    assert patient.p_wait == pytest.approx(c_model.p_wait, rel=1e-6)
+    assert patient.mean_wait_served_s == pytest.approx(c_model.mean_wait_s, rel=1e-6)
+    assert patient.p_abandon < 1e-6
+
+
+def test_balking_at_the_shown_wait_bounds_the_line() -> None:
+    """Everyone arriving to a shown wait at or past balk_wait_s goes home: with 2 counters of
+    60 s and a 10-minute balking wait nobody joins 20 or more ahead; below it some do balk, in
+    proportion, so the line stays short where without balking it grows all day."""
+    c, mean, n = 2, 60.0, 20_000
+    rng = np.random.default_rng(5)
+    times = arrival_times(rng, n, 0.0, 8 * 3600.0, [1.0])     # 2.5 x what the counters serve
+    batch = ArrivalBatch(times, np.zeros(n, dtype=int), rng.exponential(mean, n), rng.random(n),
+                         rng.random(n), 0, None, np.full(n, np.inf), rng.random(n))
+    layout = Layout("X", 0.0, 8 * 3600.0, ((0,), (0,)))
+    kinds = (ServiceTime("s", mean, mean, None, None, "exponential"),)
+    for events in (False, True):
+        out = run_day(layout, kinds, batch, policy("none"), 0, events=events, balk_wait_s=600.0)
+        assert out.max_queue <= 600.0 * c / mean and out.max_queue >= 10
+        assert out.balked > n / 2 and out.reneged == 0
+        assert out.served + out.balked + out.turned_away_closing == n
+    patient = run_day(layout, kinds, batch, policy("none"), 0)
+    assert patient.balked == 0 and patient.max_queue > 5_000
 
 
 def test_shortcut_and_event_loop_agree(kanpur) -> None:
@@ -194,11 +255,13 @@ def test_those_sent_home_come_back_the_next_day(kanpur) -> None:
         demand = demand_from_scenario(kanpur, {"come_back_share": share})
         month = simulate_month(make_plan(kanpur, demand, days=3), policy(door), seed=4)
         for before, after in zip(month.days, month.days[1:], strict=False):
-            home = before.turned_away_closing + before.refused_at_door - before.online_door
+            home = before.sent_home
+            assert home == (before.turned_away_closing + before.refused_at_door - before.online_door
+                            + before.balked + before.reneged)
             assert home > 1_000
             assert after.returning == pytest.approx(share * home, rel=0.05, abs=0)
         last = month.days[-1]
-        home = last.turned_away_closing + last.refused_at_door - last.online_door
+        home = last.sent_home
         assert month.unpaid_at_month_end == pytest.approx(share * home, rel=0.05, abs=0)
 
 
@@ -206,18 +269,24 @@ def test_the_line_at_closing_is_who_is_turned_away(kanpur) -> None:
     plan = make_plan(kanpur, demand_from_scenario(kanpur), days=1)
     day, at_close = plan.days[0], plan.sample_times.index(plan.layouts[0].closes_s)
     batch = make_batch(plan, 0, day, 1, fresh_means(plan, day)[0], {0: 500})
-    for events in (False, True):
-        out = run_day(plan.layouts[0], plan.services, batch, policy("none"), 0, plan.sample_times, events)
-        assert out.queue_samples[0] == 0 and out.turned_away_closing > 500
+    seen = []
+    for events in (False, True):   # one line, people giving up and balking; the event loop
+        out = run_day(plan.layouts[0], plan.services, batch, policy("none"), 0, plan.sample_times, events,
+                      balk_wait_s=plan.demand.balk_wait_s)
+        assert out.queue_samples[0] == 0 and out.turned_away_closing > 50
+        assert out.reneged > 500 and out.balked > 100
         assert out.queue_samples[at_close] == out.turned_away_closing
         assert max(out.queue_samples) <= out.max_queue
+        seen.append((out.served, out.turned_away_closing, out.balked, out.reneged, out.max_queue,
+                     out.queue_samples, out.sent_home))
+    assert seen[0] == seen[1]
 
 
 def test_admission_never_lets_anyone_wait_past_closing(kanpur) -> None:
     """On the month's last (overloaded) day: with no policy thousands are still waiting at
     closing; with the door's bound nobody is, nobody starts after closing, and the door did refuse
     people; the server's p90 rule lets only a handful through to be turned away."""
-    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=1)
+    plan = make_plan(kanpur, demand_from_scenario(kanpur, PATIENT), days=1)
     day = plan.days[0]
     none = simulate_month(plan, policy("none"), seed=1).days[0]
     bound = simulate_month(plan, policy("door", "max"), seed=1).days[0]
@@ -238,7 +307,8 @@ def test_admission_never_lets_anyone_wait_past_closing(kanpur) -> None:
 
 def test_admission_bound_holds_with_mixed_services(kanpur) -> None:
     """Counters serving different sets of services (the event loop): the bound still holds."""
-    demand = demand_from_scenario(kanpur, {"visits_per_day": {"new_connection": 400, "complaint": 1500}})
+    demand = demand_from_scenario(kanpur, {"visits_per_day": {"new_connection": 400, "complaint": 1500},
+                                           **PATIENT})
     plan = make_plan(kanpur, demand, days=1)
     none = simulate_month(plan, policy("none"), seed=2).days[0]
     bound = simulate_month(plan, policy("door", "max"), seed=2).days[0]
@@ -329,7 +399,7 @@ def test_booked_go_ahead_of_walk_ins() -> None:
 def booked_month(kanpur):
     """The month's last 17 working days (the last week and the 11-day booking horizon before it)
     with the online hint, 20 % of the last week's payers booking."""
-    demand = demand_from_scenario(kanpur, {"booking_share": 0.2})
+    demand = demand_from_scenario(kanpur, {"booking_share": 0.2, **PATIENT})
     plan = make_plan(kanpur, demand, days=17)
     return plan, simulate_month(plan, policy("hint"), seed=1)
 
@@ -350,7 +420,8 @@ def test_booking_share_zero_is_todays_run(kanpur) -> None:
 
 def test_booking_lowers_the_last_week_wait(kanpur, booked_month) -> None:
     plan, booked = booked_month
-    today = simulate_month(make_plan(kanpur, demand_from_scenario(kanpur), days=17), policy("hint"), 1)
+    today = simulate_month(make_plan(kanpur, demand_from_scenario(kanpur, PATIENT), days=17),
+                           policy("hint"), 1)
     assert booked.bookings > 20_000 and booked.unbooked == 0
     assert booked.last_week_p90_s() < today.last_week_p90_s() - 10 * 60
     away = ("turned_away_closing", "refused_at_door")

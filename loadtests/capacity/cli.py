@@ -52,6 +52,9 @@ DEMAND_FLAGS = {
     "booking_horizon": "booking_horizon_days",
     "last_slot_before_close": "booking_last_slot_before_close_minutes",
     "booking_day": "booking_day_choice",
+    "patience_min": "patience_mean_minutes",
+    "balk_wait_min": "balk_wait_minutes",
+    "due_date_cycles": "due_date_cycles",
 }
 DEFAULT_BOOKING_SHARES = "0,0.1,0.2,0.3,0.4"
 
@@ -145,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--booking-day", choices=["earliest", "quietest"],
                    help="the day the slot screen offers within the horizon: the earliest with a "
                    "free slot, or the one with the most free slots (default: earliest)")
+    d.add_argument("--patience-min", type=float,
+                   help="mean minutes a person waits in line before giving up (exponential; "
+                   "0: nobody gives up; default: the scenario's, else 60)")
+    d.add_argument("--balk-wait-min", type=float,
+                   help="shown wait (minutes) at which everyone arriving goes home at once, "
+                   "fewer in proportion below it (0: nobody balks; default: the scenario's, else 240)")
+    d.add_argument("--due-date-cycles", type=int,
+                   help="billing cycles with due dates spread over the month (default 1: one, "
+                   "at month-end)")
 
     pol = p.add_argument_group("policies")
     pol.add_argument("--policies", default="none,door,hint",

@@ -30,11 +30,14 @@ SUMMARY = "summary.md"
 DPI = 110
 PNG_OPTIONS = {"compress_level": 3}   # zlib's default 6 takes longer than drawing the plot
 
-COLUMNS = ("day", "", "arrivals", "back", "served", "away@close", "refused", "online",
-           "p50 min", "p90 min", "longest")
-LEGEND = ("  *: last week; back: arrivals sent home on an earlier day; away@close: still waiting "
-          "at closing;\n  refused: at the door; online: paid online instead (hint or door); "
-          "p50/p90: wait of the served;\n  longest: longest line at one substation")
+COLUMNS = ("day", "", "arrivals", "back", "served", "away@close", "refused", "balked", "gave up",
+           "online", "p50 min", "p90 min", "longest")
+LEGEND = ("  *: last week; back: arrivals sent home on an earlier day; turned away by cause: "
+          "away@close: still waiting\n  at closing; refused: at the door; balked: saw the shown "
+          "wait and went home; gave up: left the line\n  before being called; online: paid online "
+          "instead (hint or door); p50/p90: wait of the served;\n  longest: longest line at one "
+          "substation")
+WAIT_COLUMNS = (10, 11)   # p50 and p90 in a row
 
 
 def _row(d: DayStats | None, label: str, rows: Sequence[DayStats]) -> list[str]:
@@ -42,13 +45,15 @@ def _row(d: DayStats | None, label: str, rows: Sequence[DayStats]) -> list[str]:
     if d is not None:
         return [str(d.day), "*" if d.last_week else "", f"{d.arrivals:,}", f"{d.returning:,}",
                 f"{d.served:,}", f"{d.turned_away_closing:,}", f"{d.refused_at_door:,}",
+                f"{d.balked:,}", f"{d.reneged:,}",
                 f"{d.online_hint + d.online_door:,}", f"{d.wait_p50_s / 60:.1f}",
                 f"{d.wait_p90_s / 60:.1f}", f"{d.longest_queue:,}"]
     total = {k: sum(getattr(r, k) for r in rows) for k in
              ("arrivals", "returning", "served", "turned_away_closing", "refused_at_door",
-              "online_hint", "online_door")}
+              "balked", "reneged", "online_hint", "online_door")}
     return [label, "", f"{total['arrivals']:,}", f"{total['returning']:,}", f"{total['served']:,}",
             f"{total['turned_away_closing']:,}", f"{total['refused_at_door']:,}",
+            f"{total['balked']:,}", f"{total['reneged']:,}",
             f"{total['online_hint'] + total['online_door']:,}", "", "",
             f"{max((r.longest_queue for r in rows), default=0):,}"]
 
@@ -61,12 +66,12 @@ def table_rows(result: MonthResult, last_week_only: bool = False) -> list[list[s
     if lw:
         waits = result.last_week_waits()
         row = _row(None, "last wk", lw)
-        row[8], row[9] = _minutes(waits, 50), _minutes(waits, 90)
+        row[WAIT_COLUMNS[0]], row[WAIT_COLUMNS[1]] = _minutes(waits, 50), _minutes(waits, 90)
         rows.append(row)
     if not last_week_only and len(result.days) > len(lw):
         waits = np.concatenate([result.waits[d.day] for d in result.days])
         row = _row(None, "all", result.days)
-        row[8], row[9] = _minutes(waits, 50), _minutes(waits, 90)
+        row[WAIT_COLUMNS[0]], row[WAIT_COLUMNS[1]] = _minutes(waits, 50), _minutes(waits, 90)
         rows.append(row)
     return rows
 
@@ -92,14 +97,15 @@ def format_table(result: MonthResult, last_week_only: bool = False) -> str:
 def _afterword(result: MonthResult) -> str:
     return (f"Still unpaid after the last day (sent home, coming back): "
             f"{result.unpaid_at_month_end:,}; hours spent in line by those then turned away at "
-            f"closing: {result.total('lost_hours'):,.0f}.")
+            f"closing: {result.total('lost_hours'):,.0f}, by those who gave up: "
+            f"{result.total('gave_up_hours'):,.0f}.")
 
 
 def markdown_table(result: MonthResult, last_week_only: bool = False) -> str:
     """The same table in Markdown."""
     header = ["day", "last week", "arrivals", "coming back", "served", "turned away at closing",
-              "refused at the door", "paid online instead", "wait p50 (min)", "wait p90 (min)",
-              "longest line"]
+              "refused at the door", "balked (saw the wait, went home)", "gave up in line",
+              "paid online instead", "wait p50 (min)", "wait p90 (min)", "longest line"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in table_rows(result, last_week_only):
         r = list(r)
@@ -231,7 +237,7 @@ def plot_online(points: Sequence[WhatIfPoint], labels: dict[str, str], target_s:
     wait_ax.axhline(target_s / 60, color="black", linestyle="--", linewidth=1,
                     label=f"target: p90 under {target_s / 60:.0f} min")
     away_ax.set_ylabel("turned away per last-week day (people)")
-    away_ax.set_title("Turned away: at closing + refused at the door\n(whoever comes back counts again)",
+    away_ax.set_title("Turned away: at closing, at the door, balked, gave up\n(whoever comes back counts again)",
                       fontsize=11)
     wait_ax.set_ylabel("last-week p90 wait (minutes)")
     wait_ax.set_title("Last-week p90 wait of served consumers", fontsize=11)
@@ -267,7 +273,7 @@ def plot_booking(points: Sequence[WhatIfPoint], labels: dict[str, str], target_s
     wait_ax.set_ylim(bottom=0)
     for ax, title, ylabel in (
             (wait_ax, "Last-week p90 wait of walk-ins", "minutes"),
-            (away_ax, "Turned away per last-week day: at closing + refused at the door\n"
+            (away_ax, "Turned away per last-week day: at closing, at the door, balked, gave up\n"
              "(whoever comes back counts again)", "people"),
             (booked_ax, "Booked consumers: p90 wait from their slot's start (whole month)", "minutes"),
             (none_ax, "Wanted to book but found no free slot (whole month; they walked in)",

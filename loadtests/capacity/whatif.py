@@ -69,10 +69,13 @@ class WhatIfPoint:
     booked_p90_s: float = 0.0
     bookings: int = 0       # consumers who wanted a slot, whole run
     unbooked: int = 0       # of them, those who found none free
+    balked: int = 0         # saw the shown wait and went home
+    reneged: int = 0        # gave up waiting in line
 
     @property
     def turned_away(self) -> int:
-        return self.turned_away_closing + self.refused_at_door
+        """Left unserved, by any cause: at closing, at the door, balking, giving up."""
+        return self.turned_away_closing + self.refused_at_door + self.balked + self.reneged
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,8 @@ def points_of(result: MonthResult, marks: Iterable[tuple[str, float]]) -> list[W
         booked_p90_s=result.booked_p90_s(),
         bookings=result.bookings,
         unbooked=result.unbooked,
+        balked=result.total("balked", last_week_only=True),
+        reneged=result.total("reneged", last_week_only=True),
     ) for axis, x in marks]
 
 
