@@ -687,3 +687,57 @@ def test_a_scenario_naming_no_paid_service_asks_for_the_flag(tmp_path: Path, cap
     assert main(["--config", str(config), "--days", "1", "--out", str(tmp_path), "--no-progress",
                  "--whatif-days", "0", "--payment-service", "water-bill"]) == 0
     assert "estimate coverage: p50" in capsys.readouterr().out
+
+
+# -- billing cycles and advice per hall ------------------------------------------------------------
+
+
+def test_due_date_cycles_spread_the_month_end_rush(kanpur) -> None:
+    """Each cycle count keeps the month's counter payments; more cycles move them out of the
+    last week (40 % today, by the scenario), one cycle is today's month day by day."""
+    today = demand_from_scenario(kanpur, {"due_date_cycles": 1})
+    shares = []
+    for k in (1, 2, 4):
+        demand = today.with_changes(due_date_cycles=k)
+        month = sum(demand.counter_payments_on(d) for d in range(1, demand.working_days + 1))
+        assert month == pytest.approx(demand.counter_payments_per_month, rel=1e-12)
+        shares.append(demand.month_end_share())
+    assert shares[0] == pytest.approx(today.last_week_share)
+    assert shares[0] > shares[1] > shares[2] > 6 / 26
+    two = today.with_changes(due_date_cycles=2)
+    assert two.counter_payments_on(13) == pytest.approx(two.counter_payments_on(26))   # both due days
+    with pytest.raises(DemandError, match="due_date_cycles"):
+        today.with_changes(due_date_cycles=0)
+
+
+def test_each_hall_gets_the_fewest_counters_meeting_the_target() -> None:
+    """On a scenario whose halls differ, each last-week day's figure meets the p90 target and
+    one counter fewer does not; the busier hall needs more; the city plan moves counters before
+    opening extra ones."""
+    from loadtests.capacity.halls import city_plan, hall_week, with_counters
+
+    scenario = load_scenario(LAKESIDE)
+    demand = demand_from_scenario(scenario)
+    demand = demand.with_changes(connections=demand.connections * 3)
+    plan = make_plan(scenario, demand)
+    target = 15 * 60.0
+    weeks = [hall_week(plan, policy("none"), 3, where, target) for where, lay in enumerate(plan.layouts)
+             if any(plan.payment in c for c in lay.counters)]
+    assert weeks and all(len(w.needed) == demand.last_week_days for w in weeks)
+    assert any(w.needed[0] > 1 for w in weeks) and any(max(w.needed) > w.today for w in weeks)
+    for week in weeks:
+        where = [lay.substation for lay in plan.layouts].index(week.substation)
+        for k, (n, met) in enumerate(zip(week.needed, week.met, strict=True)):
+            assert met and week.p90_s[k] < target
+            if n > 1 and k == 0:   # the first day starts with nobody back: rerun it one short
+                day = week.days[0]
+                batch = make_batch(plan, where, day, 3, fresh_means(plan, day)[where], {})
+                out = run_day(with_counters(plan.layouts[where], n - 1), plan.services, batch,
+                              policy("none"), plan.payment, balk_wait_s=demand.balk_wait_s)
+                assert np.percentile(out.waits, 90) >= target
+    city = city_plan(weeks)
+    for k in range(len(city.moved)):
+        short = sum(max(0, w.needed[k] - w.today) for w in weeks)
+        assert city.moved[k] + city.extra[k] == short
+        assert city.extra[k] == max(0, city.needed_per_day[k] - city.counters_now)
+    assert city.extra_days <= city.own_most_extra_days <= city.same_extra_days

@@ -513,6 +513,8 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
     inf = math.inf
     heappush, heappop = heapq.heappush, heapq.heappop
     gone = giving.gone if giving is not None else [0] * len(services)   # gave up, still listed
+    expiring = giving.expiring if giving is not None else []   # read here: a call costs more
+    state = giving.state if giving is not None else bytearray(n)
 
     while True:
         ta = times[i] if i < n else inf
@@ -521,12 +523,12 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
         if t > closes:
             break
         while next_sample <= t:
-            if giving is not None:
+            if expiring and expiring[0][0] <= next_sample:
                 waiting -= giving.until(next_sample)
             samples.append(waiting)
             si += 1
             next_sample = sample_times[si] if si < n_samples else inf
-        if giving is not None:
+        if expiring and expiring[0][0] <= t:
             waiting -= giving.until(t)
         if ta <= td:
             length = lengths[i]
@@ -544,8 +546,7 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
                 free -= 1
                 heappush(finishing, t + length)
                 (booked_waits if expected else waits).append(0.0)
-                if giving is not None:
-                    giving.state[j] = STARTED
+                state[j] = STARTED
                 last_start = t
                 continue
             if expected:
@@ -569,7 +570,7 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
                 max_queue = waiting
         else:
             heappop(finishing)
-            if giving is not None:
+            if line and state[line[0][2]] == GAVE_UP:
                 giving.drop_gone(line)
             if booked_line_:
                 came, length, j = booked_line_.popleft()
@@ -577,8 +578,7 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
             elif line:
                 came, length, j = line.popleft()
                 waits.append(t - came)
-                if giving is not None:
-                    giving.state[j] = STARTED
+                state[j] = STARTED
             else:
                 free += 1
                 continue
@@ -646,6 +646,8 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     u_balk = _as_list(batch.u_balk) if giving is not None else []
     balking = giving is not None and balk_wait_s > 0
     gone = giving.gone if giving is not None else [0] * n_services   # gave up, still listed
+    expiring = giving.expiring if giving is not None else []   # read here: a call costs more
+    state = giving.state if giving is not None else bytearray(n)
     n_samples = len(sample_times)
     next_sample = sample_times[0] if n_samples else math.inf
     si = 0
@@ -663,12 +665,12 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
         if t > closes:
             break
         while next_sample <= t:
-            if giving is not None:
+            if expiring and expiring[0][0] <= next_sample:
                 waiting -= giving.until(next_sample)
             samples.append(waiting)
             si += 1
             next_sample = sample_times[si] if si < n_samples else inf
-        if giving is not None:
+        if expiring and expiring[0][0] <= t:
             waiting -= giving.until(t)
         if ta <= td:
             s = kinds[i]
@@ -742,7 +744,8 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
                 continue
             if giving is not None:
                 for x in served:
-                    giving.drop_gone(lines[x])
+                    if lines[x] and state[lines[x][0][2]] == GAVE_UP:
+                        giving.drop_gone(lines[x])
             if len(served) == 1:
                 line = lines[served[0]]
                 if not line:
@@ -760,8 +763,7 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
                     free[k] = True
                     continue
             came, length, j = line.popleft()
-            if giving is not None:
-                giving.state[j] = STARTED
+            state[j] = STARTED
             waiting -= 1
             waits.append(t - came)
             last_start = t

@@ -382,7 +382,7 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
                                bookings.get((day, where)), arrivals)
             outcomes.append(run_day(layout, plan.services, batch, policy, payment, sample_times,
                                     door_waits=door_waits, balk_wait_s=plan.demand.balk_wait_s))
-        back = [_coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
+        back = [coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
         result.days.append(_day_stats(plan, day, outcomes))
         waits = np.concatenate([np.asarray(o.waits, dtype=np.float32) for o in outcomes])
         result.waits[day] = waits
@@ -394,7 +394,7 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
     return result
 
 
-def _coming_back(plan: MonthPlan, seed: int, day: int, where: int,
+def coming_back(plan: MonthPlan, seed: int, day: int, where: int,
                  sent_home: dict[int, int]) -> dict[int, int]:
     share = plan.demand.come_back_share
     if share >= 1.0:
