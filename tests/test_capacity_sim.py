@@ -154,20 +154,38 @@ def test_shortcut_and_event_loop_agree(kanpur) -> None:
             assert fast.lost_s == pytest.approx(slow.lost_s)
 
 
-def test_booked_shortcut_and_event_loop_agree(kanpur) -> None:
+@pytest.mark.parametrize("leaving", [False, True], ids=["nobody leaves", "people leave"])
+def test_booked_shortcut_and_event_loop_agree(kanpur, leaving: bool) -> None:
     """A day of walk-ins and booked consumers of the one service: the two-line shortcut must
-    give the event loop's outcome to the last bit, for every policy and door rule."""
-    plan = make_plan(kanpur, demand_from_scenario(kanpur).with_changes(booking_share=0.4), days=12)
+    give the event loop's outcome to the last bit, for every policy and door rule. With people
+    balking and giving up, the shortcut walks consumer by consumer instead: the same outcome,
+    but for the longest line, which it reads at walk-ins' arrivals only."""
+    flags = {} if leaving else PATIENT
+    plan = make_plan(kanpur, demand_from_scenario(kanpur, flags).with_changes(booking_share=0.4), days=12)
     bookings, _, _ = book_month(plan, seed=3)
     day = next(d for d in plan.days if len(bookings[d, 0].times) and d > plan.days[0])
     batch = make_batch(plan, 0, day, 3, fresh_means(plan, day)[0], {0: 600}, bookings[day, 0])
     assert 0 < int(np.sum(batch.booked)) < len(batch.times)
+    balk = plan.demand.balk_wait_s
     for name in ("none", "door", "hint", "door+hint"):
         for estimate in ("p50", "p90", "max"):
             p = policy(name, estimate)
-            fast = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times)
-            slow = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times, events=True)
-            assert fast == slow, (name, estimate)
+            fast = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times, balk_wait_s=balk)
+            slow = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times, events=True,
+                           balk_wait_s=balk)
+            if not leaving:
+                assert fast == slow, (name, estimate)
+                continue
+            assert slow.reneged > 0 and slow.balked > 0
+            for key in ("served", "turned_away_closing", "refused_at_door", "online_hint",
+                        "online_door", "sent_home", "queue_samples", "balked", "reneged"):
+                assert getattr(fast, key) == getattr(slow, key), (name, estimate, key)
+            assert sorted(fast.waits) == pytest.approx(sorted(slow.waits))
+            assert sorted(fast.booked_waits) == pytest.approx(sorted(slow.booked_waits))
+            assert fast.lost_s == pytest.approx(slow.lost_s)
+            assert fast.gave_up_s == pytest.approx(slow.gave_up_s)
+            assert fast.last_wait_end_s == pytest.approx(slow.last_wait_end_s)
+            assert slow.max_queue - 5 <= fast.max_queue <= slow.max_queue
 
 
 def test_door_estimates_are_the_servers() -> None:

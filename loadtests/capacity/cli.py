@@ -419,8 +419,9 @@ def _notes(demand: DemandParams, whatif_days: int, days: Sequence[int], counters
                      f"{counters} counters the days before hardly send anyone home.")
     if booking:
         notes.append(
-            "Booking what-if runs cover the last week, the booking horizon before it and a day "
-            "more (the main runs' days when earlier payers book too): bookers move to earlier "
+            "Booking what-if runs with anyone booking cover the last week, the booking horizon "
+            "before it and a day more (the main runs' days when earlier payers book too; share 0 "
+            "is the main runs): bookers move to earlier "
             f"days (the {demand.booking_day_choice} day with a free slot among their own and the "
             f"{demand.booking_horizon_days} working days before), so a last-week replay would "
             "miss them. The share is of the last week's fresh payers; earlier payers book at "

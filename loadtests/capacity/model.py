@@ -169,6 +169,9 @@ def run_day(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch
                                       balk_wait_s, door_waits)
             return one_line(layout, services, batch, policy, payment, sample_times, s, door_waits)
         if any(s in served for served in layout.counters):
+            if batch.patience_s is not None:
+                return impatient_booked_line(layout, services, batch, policy, payment,
+                                             sample_times, s, balk_wait_s, door_waits)
             return booked_line(layout, services, batch, policy, payment, sample_times, s,
                                door_waits, balk_wait_s)
     return event_loop(layout, services, batch, policy, payment, sample_times, door_waits,
@@ -413,6 +416,155 @@ def impatient_line(layout: Layout, services: Sequence[ServiceTime], batch: Arriv
     out.online_hint, out.refused_at_door, out.online_door = online_hint, refused, online_door
     out.balked, out.reneged, out.gave_up_s = balked, reneged, gave_up
     out.served = len(waits)
+    out.turned_away_closing = closing
+    out.lost_s = lost
+    out.max_queue = max_queue
+    out.last_wait_end_s = last_start
+    home = closing + sent_home + balked + reneged
+    if home:
+        out.sent_home[s] = home
+    return out
+
+
+def impatient_booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch,
+                          policy: Policy, payment: int, sample_times: Sequence[float], s: int,
+                          balk_wait_s: float = 0.0, door_waits: DoorWaits | None = None) -> DayOutcome:
+    """``booked_line`` when people leave of their own accord, walked consumer by consumer as
+    ``impatient_line`` is, the booked fitted in: a counter that frees takes any booked
+    consumer whose slot has started first, so before a walk-in is given the first free counter
+    at time T, every booked consumer whose slot starts by T takes one (earliest slot first) and
+    T is worked out again. The booked are counted in the line from their slot's start. The
+    longest line is read at walk-ins' arrivals, so a line of the booked alone between two
+    walk-ins may be missed; every other figure is ``booked_line``'s.
+    """
+    closes = layout.closes_s
+    counters_for, _, bound = _per_service(layout, services, {s})
+    _check_bound(policy, bound, {s})
+    c = len(counters_for[s])
+    mean = services[s].mean_s
+    out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
+    waits, booked_waits, samples = out.waits, out.booked_waits, out.queue_samples
+    booked = np.asarray(batch.booked, dtype=bool)
+    walk = ~booked
+    times = np.asarray(batch.times)
+    lengths_all = np.asarray(batch.service_s)
+    w_times, w_lengths = times[walk].tolist(), lengths_all[walk].tolist()
+    w_patience = np.asarray(batch.patience_s)[walk].tolist()
+    w_balk = np.asarray(batch.u_balk)[walk].tolist()
+    w_hint, w_door = np.asarray(batch.u_hint)[walk].tolist(), np.asarray(batch.u_door)[walk].tolist()
+    b_times, b_lengths = times[booked].tolist(), lengths_all[booked].tolist()
+    nb = len(b_times)
+    hint = policy.hint and s == payment
+    door, kind = policy.door, policy.door_estimate
+    hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
+    offer_online = s == payment
+    door_estimate = (door_waits or DoorWaits()).table(kind, c, mean, services[s].sd_s, bound[s],
+                                                      services[s].mean_error_s)
+    door_table = door_estimate.values
+    balk_per_ahead = mean / c / balk_wait_s if balk_wait_s > 0 else 0.0
+    frees = [0.0] * c
+    line: list[float] = []      # heap: when each of those waiting (and arrived) leaves the line
+    pending: deque = deque()    # booked given a counter already: (slot start, start), in order
+    heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
+    inf = math.inf
+    online_hint = refused = online_door = sent_home = balked = reneged = closing = 0
+    lost = gave_up = last_start = 0.0
+    max_queue = bi = si = 0
+    n_samples = len(sample_times)
+    next_sample = sample_times[0] if n_samples else inf
+
+    def book_until(at: float, arrived: float) -> None:
+        """Give counters to the booked whose slot starts by ``at``, and count in the line
+        those who arrived by ``arrived`` (before it, for a sample: the event loop samples
+        before what happens at the sample's time) and still wait."""
+        nonlocal bi, last_start, closing, lost
+        while bi < nb and b_times[bi] <= at:
+            slot = b_times[bi]
+            start = frees[0] if frees[0] > slot else slot
+            if start > closes:
+                closing += 1
+                lost += closes - slot
+                start = inf
+            else:
+                heapreplace(frees, start + b_lengths[bi])
+                booked_waits.append(start - slot)
+                if start > last_start:
+                    last_start = start
+            pending.append((slot, start))
+            bi += 1
+        while pending and pending[0][0] <= arrived:
+            slot, start = pending.popleft()
+            if start > slot:
+                heappush(line, start)
+
+    for j, t in enumerate(w_times):
+        while next_sample <= t:
+            book_until(next_sample, next_sample - 1e-9)
+            while line and line[0] <= next_sample:
+                heappop(line)
+            samples.append(len(line))
+            si += 1
+            next_sample = sample_times[si] if si < n_samples else inf
+        book_until(t, t)
+        while line and line[0] <= t:
+            heappop(line)
+        ahead = len(line)
+        if hint and ahead * mean / c > hint_after and w_hint[j] < uptake:
+            online_hint += 1
+            continue
+        if ahead and w_balk[j] < ahead * balk_per_ahead:
+            balked += 1
+            continue
+        first_free = frees[0]
+        if door and (ahead or first_free > t):
+            if ahead >= len(door_table):
+                door_estimate.grow(ahead)
+            if t + door_table[ahead] > closes:
+                refused += 1
+                if offer_online and w_door[j] < accept:
+                    online_door += 1
+                else:
+                    sent_home += 1
+                continue
+        starts = first_free if first_free > t else t
+        while bi < nb and b_times[bi] <= starts:   # the booked go first at that counter
+            book_until(starts, t)
+            starts = frees[0] if frees[0] > t else t
+        if starts == t:
+            heapreplace(frees, t + w_lengths[j])
+            waits.append(0.0)
+            if t > last_start:
+                last_start = t
+            continue
+        give_up = t + w_patience[j]
+        if give_up < starts and give_up <= closes:
+            reneged += 1
+            gave_up += w_patience[j]
+            heappush(line, give_up)
+        elif starts > closes:
+            closing += 1
+            lost += closes - t
+            heappush(line, inf)
+        else:
+            heapreplace(frees, starts + w_lengths[j])
+            waits.append(starts - t)
+            if starts > last_start:
+                last_start = starts
+            heappush(line, starts)
+        if ahead >= max_queue:
+            max_queue = ahead + 1
+    for at in sample_times[si:]:
+        if at > closes:
+            samples.append(0)
+            continue
+        book_until(at, at - 1e-9)
+        while line and line[0] <= at:
+            heappop(line)
+        samples.append(len(line))
+    book_until(inf, inf)
+    out.online_hint, out.refused_at_door, out.online_door = online_hint, refused, online_door
+    out.balked, out.reneged, out.gave_up_s = balked, reneged, gave_up
+    out.served = len(waits) + len(booked_waits)
     out.turned_away_closing = closing
     out.lost_s = lost
     out.max_queue = max_queue

@@ -108,7 +108,8 @@ def whatif_tasks(scenario: Scenario, demand: DemandParams, policies: Sequence[Po
     month) instead: bookers move to earlier days, which a last-week replay would not have; so
     do the billing-cycle runs (``cycles``: due dates on that many cycles), whose other cycles'
     rushes come before the last week. ``booking_reach`` (None: ``booking_days``) shortens the
-    booking runs to the days bookers can reach."""
+    booking runs with anyone booking to the days bookers can reach (the days before see no
+    booking, so little changes but the cost)."""
     tasks: list[Task] = []
     policies = tuple(policies)
 
@@ -125,8 +126,9 @@ def whatif_tasks(scenario: Scenario, demand: DemandParams, policies: Sequence[Po
         add(make_plan(scenario, demand.with_changes(online_share=share), days,
                       counters_per_substation=counters_per_substation), ONLINE, float(share))
     for share in booking_shares:
-        add(make_plan(scenario, demand.with_changes(booking_share=share),
-                      booking_reach if booking_reach is not None else booking_days,
+        # nobody booking is today's run: over the booking days, the main runs when they are
+        reach = booking_days if share == 0 or booking_reach is None else booking_reach
+        add(make_plan(scenario, demand.with_changes(booking_share=share), reach,
                       counters_per_substation=counters_per_substation), BOOKING, float(share))
     for k in cycles:
         add(make_plan(scenario, demand.with_changes(due_date_cycles=int(k)), booking_days,
