@@ -625,6 +625,14 @@ def test_cli_runs_end_to_end(tmp_path: Path, capsys) -> None:
     line = re.search(r"^estimate coverage: p50 \d+ %, p90 \d+ %$", printed, re.M)
     assert line and "## Estimate coverage" in summary and line.group(0) in summary
     assert "| connections | 60000 | scenario [demand] |" in summary
+    # advice per hall and the billing cycles, printed and in the summary
+    assert re.search(r"no policy: to keep each last-week day's p90 under 30 min in every hall, the "
+                     r"halls need \d+ to \d+ counters a day .* costs \d+ extra counter-days", printed)
+    assert "## Advice per hall" in summary and "| city |" in summary and "| extra |" in summary
+    assert re.search(r"no policy: bills due on 4 cycles instead of one change the last-week p90", printed)
+    assert "## What if bills fell due on several cycles" in summary
+    assert len(re.findall(r"^\| (1 \(today\)|2|4) \| ", summary, re.M)) == 3 * 3
+    assert "Assumption: with K cycles" in summary
 
     # Two processes, same seed: the very same summary.
     assert main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0

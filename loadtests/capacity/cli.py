@@ -291,6 +291,7 @@ def _run(args: argparse.Namespace) -> int:
     city = report.city_plans(finished.hall_weeks) if finished.hall_weeks else []
     answer += report.hall_answer_lines(city, labels, target_s)
     answer += report.booking_answer_lines(booking_points, labels)
+    answer += report.cycles_answer_lines(points, labels)
     for line in answer:
         print(line)
     print(measured.line())

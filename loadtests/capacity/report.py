@@ -439,6 +439,22 @@ def plot_halls(weeks: Sequence[HallWeek], labels: dict[str, str], target_s: floa
     return path
 
 
+def cycles_answer_lines(points: Sequence[WhatIfPoint], labels: dict[str, str]) -> list[str]:
+    """Per policy: what the most cycles tried do to the last week against today's one."""
+    lines = []
+    for name, pts in _by_policy(points, CYCLES).items():
+        base = next((p for p in pts if p.x == 1), None)
+        most = pts[-1]
+        if base is None or most.x == 1:
+            continue
+        lines.append(
+            f"{labels.get(name, name)}: bills due on {most.x:g} cycles instead of one change the "
+            f"last-week p90 wait from {base.p90_wait_s / 60:.1f} to {most.p90_wait_s / 60:.1f} min "
+            f"and those turned away in the last week from {base.turned_away:,} to "
+            f"{most.turned_away:,}.")
+    return lines
+
+
 CYCLES_HEADER = ("due-date cycles", "policy", "month-end share of counter payments",
                  "last-week p90 (min)", "turned away, last week", "of them balked / gave up",
                  "worst day's p90 (min)")
