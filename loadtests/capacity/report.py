@@ -1,4 +1,4 @@
-"""What ops read: the per-day table, five PNG plots and a Markdown summary with the answer.
+"""What ops read: the per-day table, six PNG plots and a Markdown summary with the answer.
 
 Plots are drawn on ``matplotlib.figure.Figure`` objects (the Agg renderer, no pyplot), so making
 them touches no global state and needs no display. matplotlib is imported by the first plot, not
