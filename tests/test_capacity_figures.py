@@ -1,9 +1,11 @@
 """peak-sim's figures pinned: the built-in scenario, seed 1, gives these numbers to the person.
 
 The simulator is made faster from time to time; a faster run must tell ops the same thing. The
-figures below were computed by the simulator before it was tuned for speed. Counts must match
-exactly; waits and hours to a relative 1e-9 (the last bits of a percentile may differ between
-numpy builds, nothing a report shows).
+figures below were computed by the simulator before it was tuned for speed, with nobody leaving
+the line of their own accord (``PATIENT``: the model before balking and giving up came in, whose
+random draws are untouched by them); ``LEAVING_LAST_DAY`` pins the scenario's own month, where
+people balk and give up. Counts must match exactly; waits and hours to a relative 1e-9 (the last
+bits of a percentile may differ between numpy builds, nothing a report shows).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from loadtests.capacity.policies import Policy, make_policy
 from loadtests.capacity.whatif import WhatIfPoint, run_tasks, whatif_tasks
 
 SEED = 1
-FLOAT_FIELDS = ("wait_p50_s", "wait_p90_s", "lost_hours")
+FLOAT_FIELDS = ("wait_p50_s", "wait_p90_s", "lost_hours", "gave_up_hours")
+PATIENT = {"patience_mean_minutes": 0, "balk_wait_minutes": 0}
 
 # The last working day of the month under each policy, the whole month simulated.
 LAST_DAY = {
@@ -40,6 +43,28 @@ LAST_DAY = {
 # (still unpaid after the last day, last-week p90 wait in seconds)
 MONTH_END = {"none": (68283, 19512.115234375), "door": (11362, 16226.01171875),
              "hint": (18736, 15308.0751953125)}
+
+# The built-in scenario as it is: people balk at the shown wait and give up in line.
+LEAVING_LAST_DAY = {
+    "none": dict(day=26, last_week=True, arrivals=81815, returning=57598, served=12818,
+                 turned_away_closing=2708, refused_at_door=0, online_hint=0, online_door=0,
+                 longest_queue=413, wait_p50_s=3967.5765105103637, wait_p90_s=4408.354883327438,
+                 lost_hours=1281.646685435736, booked=0, balked=41205, reneged=25084,
+                 gave_up_hours=10972.419354334299),
+    "door": dict(day=26, last_week=True, arrivals=71498, returning=47281, served=12791,
+                 turned_away_closing=8, refused_at_door=9026, online_hint=0, online_door=4496,
+                 longest_queue=395, wait_p50_s=3541.168319609569, wait_p90_s=4235.904128233233,
+                 lost_hours=0.6375083986935635, booked=0, balked=29714, reneged=19959,
+                 gave_up_hours=8374.416551648364),
+    "hint": dict(day=26, last_week=True, arrivals=43643, returning=19426, served=12800,
+                 turned_away_closing=1088, refused_at_door=0, online_hint=10451, online_door=0,
+                 longest_queue=233, wait_p50_s=2375.906697200371, wait_p90_s=2949.8894401794587,
+                 lost_hours=285.50573007912186, booked=0, balked=7817, reneged=11487,
+                 gave_up_hours=3449.6258590959437),
+}
+# (still unpaid after the last day, last-week p90 wait in seconds, the month's longest line)
+LEAVING_MONTH_END = {"none": (68997, 4103.27294921875, 413), "door": (54211, 3904.286376953125, 395),
+                     "hint": (20392, 2728.886962890625, 233)}
 
 # A fifth of the last week's payers book a slot: day 20 gets the last of the moved bookings.
 BOOKING_DAY_20_DOOR = dict(day=20, last_week=False, arrivals=12270, returning=1205, served=12183,
@@ -81,7 +106,7 @@ def kanpur() -> Scenario:
 
 @pytest.fixture(scope="module")
 def demand(kanpur: Scenario) -> DemandParams:
-    return demand_from_scenario(kanpur)
+    return demand_from_scenario(kanpur, PATIENT)
 
 
 def _policy(kanpur: Scenario, demand: DemandParams, name: str) -> Policy:
@@ -94,7 +119,8 @@ def _assert_day(found: dict, expected: dict) -> None:
     counts = {k: v for k, v in expected.items() if k not in FLOAT_FIELDS}
     assert {k: found[k] for k in counts} == counts
     for key in FLOAT_FIELDS:
-        assert found[key] == pytest.approx(expected[key], rel=1e-9), key
+        assert found[key] == pytest.approx(expected.get(key, 0.0), rel=1e-9), key
+    assert (found["balked"], found["reneged"]) == (expected.get("balked", 0), expected.get("reneged", 0))
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +136,19 @@ def test_the_month_last_day_is_pinned(main_runs: dict[str, MonthResult], name: s
     unpaid, p90 = MONTH_END[name]
     assert result.unpaid_at_month_end == unpaid
     assert result.last_week_p90_s() == pytest.approx(p90, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(LEAVING_LAST_DAY))
+def test_the_month_where_people_leave_is_pinned(kanpur: Scenario, name: str) -> None:
+    """The scenario's own figures: with people balking and giving up, no hall's line passes a
+    few hundred, where with everyone patient it reached 7,147."""
+    demand = demand_from_scenario(kanpur)
+    result = simulate_month(make_plan(kanpur, demand), _policy(kanpur, demand, name), SEED)
+    _assert_day(asdict(result.days[-1]), LEAVING_LAST_DAY[name])
+    unpaid, p90, longest = LEAVING_MONTH_END[name]
+    assert result.unpaid_at_month_end == unpaid
+    assert result.last_week_p90_s() == pytest.approx(p90, rel=1e-9)
+    assert max(d.longest_queue for d in result.days) == longest < 1_500
 
 
 @pytest.fixture(scope="module")

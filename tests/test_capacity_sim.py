@@ -16,6 +16,7 @@ from counter_server.queueing.estimate import estimate_wait
 from loadtests.capacity import coverage, report
 from loadtests.capacity.cli import main
 from loadtests.capacity.demand import ArrivalBatch, DemandError, arrival_times, demand_from_scenario
+from loadtests.capacity.erlang import erlang_a, erlang_c
 from loadtests.capacity.model import Layout, ServiceTime, run_day
 from loadtests.capacity.booking import (Request, assign_slots, booked_per_slot, slot_capacity,
                                         slot_starts)
@@ -28,6 +29,11 @@ from loadtests.capacity.whatif import (BOOKING, COUNTERS, ONLINE, WhatIfPoint, r
 from testkit.scenarios import LAKESIDE
 
 
+# Nobody leaves of their own accord: the door's and the booking's own effects, not hidden by
+# people giving up.
+PATIENT = {"patience_mean_minutes": 0, "balk_wait_minutes": 0}
+
+
 @pytest.fixture(scope="module")
 def kanpur():
     return load_scenario()
@@ -38,43 +44,98 @@ def policy(name: str, estimate: str = "p90") -> Policy:
                        hint_uptake=0.25)
 
 
-# -- a case with a known answer: M/M/c -----------------------------------------------------------
+# -- cases with a known answer: M/M/c (Erlang C) and M/M/c+M (Erlang A) ---------------------------
 
 
-def erlang_c(arrival_rate: float, mean_s: float, c: int) -> tuple[float, float]:
-    """P(wait > 0) and the decay rate of P(wait > x) = C exp(-rate x) in an M/M/c queue."""
-    a = arrival_rate * mean_s
-    below = sum(a ** k / math.factorial(k) for k in range(c))
-    top = a ** c / math.factorial(c) / (1 - a / c)
-    return top / (below + top), c / mean_s - arrival_rate
-
-
-@pytest.mark.parametrize("services", [1, 2], ids=["one line", "two services, event loop"])
-def test_mm_c_waits_match_erlang_c(services: int) -> None:
-    """Poisson arrivals, exponential service, 4 counters at 75 % load, half a million consumers,
-    counters open far past the last arrival: the mean wait, the share who wait at all and the
-    tail P(wait > 2 x mean) match Erlang C. With two services (all counters serve both, same
-    mean) it is still M/M/c, but runs through the general event loop."""
-    c, mean, load, horizon = 4, 60.0, 0.75, 1e7
-    rate = load * c / mean
-    rng = np.random.default_rng(2024)
-    n = int(rng.poisson(rate * horizon))
-    times = arrival_times(rng, n, 0.0, horizon, [1.0])
+def _mm_day(c: int, services: int, rate: float, mean: float, n: int, patience_s: float | None,
+            seed: int):
+    """n Poisson arrivals at ``rate``, exponential service (and patience, unless None), ``c``
+    counters serving every service, open far past the last arrival; the day's outcome."""
+    rng = np.random.default_rng(seed)
+    times = arrival_times(rng, n, 0.0, n / rate, [1.0])
+    patience = None if patience_s is None else rng.exponential(patience_s, n)
     batch = ArrivalBatch(times, rng.integers(0, services, n), rng.exponential(mean, n),
-                         rng.random(n), rng.random(n))
+                         rng.random(n), rng.random(n), 0, None, patience,
+                         None if patience is None else rng.random(n))
     layout = Layout("X", 0.0, 1e15, tuple(tuple(range(services)) for _ in range(c)))
     kinds = tuple(ServiceTime(f"s{i}", mean, mean, None, None, "exponential") for i in range(services))
+    return run_day(layout, kinds, batch, policy("none"), 0)
 
-    out = run_day(layout, kinds, batch, policy("none"), 0)
+
+@pytest.mark.parametrize(("c", "services"), [(1, 1), (4, 1), (12, 1), (4, 2)],
+                         ids=["1 counter", "4 counters", "12 counters", "4 counters, two services, event loop"])
+def test_mm_c_waits_match_erlang_c(c: int, services: int) -> None:
+    """Poisson arrivals, exponential service, counters at 75 % load, half a million consumers,
+    counters open far past the last arrival: the mean wait, the share who wait at all and the
+    tail P(wait > 2 x mean wait) match Erlang C. With two services (all counters serve both,
+    same mean) it is still M/M/c, but runs through the general event loop."""
+    mean, load, n = 60.0, 0.75, 500_000
+    rate = load * c / mean
+    out = _mm_day(c, services, rate, mean, n, None, 2024)
 
     assert out.served == n and out.turned_away_closing == 0
     waits = np.asarray(out.waits)
-    p_wait, decay = erlang_c(rate, mean, c)
-    mean_wait = p_wait / decay                                    # 30.6 s
-    assert waits.mean() == pytest.approx(mean_wait, rel=0.05)
-    assert (waits > 0).mean() == pytest.approx(p_wait, rel=0.05)  # 0.509
-    x = 2 * mean_wait
-    assert (waits > x).mean() == pytest.approx(p_wait * math.exp(-decay * x), rel=0.06)
+    model = erlang_c(rate, mean, c)
+    assert waits.mean() == pytest.approx(model.mean_wait_s, rel=0.05)       # 30.6 s at 4
+    assert (waits > 0).mean() == pytest.approx(model.p_wait, rel=0.05)      # 0.509 at 4
+    x = 2 * model.mean_wait_s
+    assert (waits > x).mean() == pytest.approx(model.p_wait * math.exp(-model.decay * x), rel=0.06)
+
+
+# (counters, load, mean service s, mean patience s): a counter under load, counters a little
+# and well overloaded, and a large hall at full load; abandonment 5-28 %.
+ERLANG_A_CASES = [(1, 0.9, 60.0, 120.0), (4, 1.1, 90.0, 600.0), (10, 1.3, 90.0, 900.0),
+                  (25, 1.0, 60.0, 300.0)]
+
+
+@pytest.mark.parametrize(("c", "load", "mean", "patience"), ERLANG_A_CASES,
+                         ids=[f"{c} counters at {load:g}" for c, load, *_ in ERLANG_A_CASES])
+def test_mm_c_m_abandonment_and_waits_match_erlang_a(c, load, mean, patience) -> None:
+    """People giving up after an exponential patience (M/M/c+M): 300,000 arrivals, and the share
+    who give up and the mean wait of those served match Erlang A's formulas within 5 %."""
+    n, rate = 300_000, load * c / mean
+    out = _mm_day(c, 1, rate, mean, n, patience, 7)
+    model = erlang_a(rate, mean, patience, c)
+
+    assert out.served + out.reneged == n and out.turned_away_closing == 0 and out.balked == 0
+    assert out.reneged / n == pytest.approx(model.p_abandon, rel=0.05)
+    assert np.mean(out.waits) == pytest.approx(model.mean_wait_served_s, rel=0.05)
+    assert (np.asarray(out.waits) > 0).sum() / n == pytest.approx(
+        model.p_wait - model.p_abandon, rel=0.05)   # waited and then were served
+
+
+def test_erlang_a_formulas_agree_with_little_and_erlang_c() -> None:
+    """The chain's abandonment is theta x E[waiting] / lambda (each waiting person gives up at
+    rate theta), and with patience far beyond any wait Erlang A is Erlang C."""
+    for c, load, mean, patience in ERLANG_A_CASES:
+        model = erlang_a(load * c / mean, mean, patience, c)
+        assert model.p_abandon == pytest.approx(model.mean_waiting / patience / (load * c / mean), rel=1e-9)
+        assert 0 < model.p_abandon < model.p_wait < 1
+    patient = erlang_a(0.75 * 4 / 60, 60.0, 1e9, 4)
+    c_model = erlang_c(0.75 * 4 / 60, 60.0, 4)
+    assert patient.p_wait == pytest.approx(c_model.p_wait, rel=1e-6)
+    assert patient.mean_wait_served_s == pytest.approx(c_model.mean_wait_s, rel=1e-6)
+    assert patient.p_abandon < 1e-6
+
+
+def test_balking_at_the_shown_wait_bounds_the_line() -> None:
+    """Everyone arriving to a shown wait at or past balk_wait_s goes home: with 2 counters of
+    60 s and a 10-minute balking wait nobody joins 20 or more ahead; below it some do balk, in
+    proportion, so the line stays short where without balking it grows all day."""
+    c, mean, n = 2, 60.0, 20_000
+    rng = np.random.default_rng(5)
+    times = arrival_times(rng, n, 0.0, 8 * 3600.0, [1.0])     # 2.5 x what the counters serve
+    batch = ArrivalBatch(times, np.zeros(n, dtype=int), rng.exponential(mean, n), rng.random(n),
+                         rng.random(n), 0, None, np.full(n, np.inf), rng.random(n))
+    layout = Layout("X", 0.0, 8 * 3600.0, ((0,), (0,)))
+    kinds = (ServiceTime("s", mean, mean, None, None, "exponential"),)
+    for events in (False, True):
+        out = run_day(layout, kinds, batch, policy("none"), 0, events=events, balk_wait_s=600.0)
+        assert out.max_queue <= 600.0 * c / mean and out.max_queue >= 10
+        assert out.balked > n / 2 and out.reneged == 0
+        assert out.served + out.balked + out.turned_away_closing == n
+    patient = run_day(layout, kinds, batch, policy("none"), 0)
+    assert patient.balked == 0 and patient.max_queue > 5_000
 
 
 def test_shortcut_and_event_loop_agree(kanpur) -> None:
@@ -93,20 +154,38 @@ def test_shortcut_and_event_loop_agree(kanpur) -> None:
             assert fast.lost_s == pytest.approx(slow.lost_s)
 
 
-def test_booked_shortcut_and_event_loop_agree(kanpur) -> None:
+@pytest.mark.parametrize("leaving", [False, True], ids=["nobody leaves", "people leave"])
+def test_booked_shortcut_and_event_loop_agree(kanpur, leaving: bool) -> None:
     """A day of walk-ins and booked consumers of the one service: the two-line shortcut must
-    give the event loop's outcome to the last bit, for every policy and door rule."""
-    plan = make_plan(kanpur, demand_from_scenario(kanpur).with_changes(booking_share=0.4), days=12)
+    give the event loop's outcome to the last bit, for every policy and door rule. With people
+    balking and giving up, the shortcut walks consumer by consumer instead: the same outcome,
+    but for the longest line, which it reads at walk-ins' arrivals only."""
+    flags = {} if leaving else PATIENT
+    plan = make_plan(kanpur, demand_from_scenario(kanpur, flags).with_changes(booking_share=0.4), days=12)
     bookings, _, _ = book_month(plan, seed=3)
     day = next(d for d in plan.days if len(bookings[d, 0].times) and d > plan.days[0])
     batch = make_batch(plan, 0, day, 3, fresh_means(plan, day)[0], {0: 600}, bookings[day, 0])
     assert 0 < int(np.sum(batch.booked)) < len(batch.times)
+    balk = plan.demand.balk_wait_s
     for name in ("none", "door", "hint", "door+hint"):
         for estimate in ("p50", "p90", "max"):
             p = policy(name, estimate)
-            fast = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times)
-            slow = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times, events=True)
-            assert fast == slow, (name, estimate)
+            fast = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times, balk_wait_s=balk)
+            slow = run_day(plan.layouts[0], plan.services, batch, p, 0, plan.sample_times, events=True,
+                           balk_wait_s=balk)
+            if not leaving:
+                assert fast == slow, (name, estimate)
+                continue
+            assert slow.reneged > 0 and slow.balked > 0
+            for key in ("served", "turned_away_closing", "refused_at_door", "online_hint",
+                        "online_door", "sent_home", "queue_samples", "balked", "reneged"):
+                assert getattr(fast, key) == getattr(slow, key), (name, estimate, key)
+            assert sorted(fast.waits) == pytest.approx(sorted(slow.waits))
+            assert sorted(fast.booked_waits) == pytest.approx(sorted(slow.booked_waits))
+            assert fast.lost_s == pytest.approx(slow.lost_s)
+            assert fast.gave_up_s == pytest.approx(slow.gave_up_s)
+            assert fast.last_wait_end_s == pytest.approx(slow.last_wait_end_s)
+            assert slow.max_queue - 5 <= fast.max_queue <= slow.max_queue
 
 
 def test_door_estimates_are_the_servers() -> None:
@@ -194,11 +273,13 @@ def test_those_sent_home_come_back_the_next_day(kanpur) -> None:
         demand = demand_from_scenario(kanpur, {"come_back_share": share})
         month = simulate_month(make_plan(kanpur, demand, days=3), policy(door), seed=4)
         for before, after in zip(month.days, month.days[1:], strict=False):
-            home = before.turned_away_closing + before.refused_at_door - before.online_door
+            home = before.sent_home
+            assert home == (before.turned_away_closing + before.refused_at_door - before.online_door
+                            + before.balked + before.reneged)
             assert home > 1_000
             assert after.returning == pytest.approx(share * home, rel=0.05, abs=0)
         last = month.days[-1]
-        home = last.turned_away_closing + last.refused_at_door - last.online_door
+        home = last.sent_home
         assert month.unpaid_at_month_end == pytest.approx(share * home, rel=0.05, abs=0)
 
 
@@ -206,18 +287,24 @@ def test_the_line_at_closing_is_who_is_turned_away(kanpur) -> None:
     plan = make_plan(kanpur, demand_from_scenario(kanpur), days=1)
     day, at_close = plan.days[0], plan.sample_times.index(plan.layouts[0].closes_s)
     batch = make_batch(plan, 0, day, 1, fresh_means(plan, day)[0], {0: 500})
-    for events in (False, True):
-        out = run_day(plan.layouts[0], plan.services, batch, policy("none"), 0, plan.sample_times, events)
-        assert out.queue_samples[0] == 0 and out.turned_away_closing > 500
+    seen = []
+    for events in (False, True):   # one line, people giving up and balking; the event loop
+        out = run_day(plan.layouts[0], plan.services, batch, policy("none"), 0, plan.sample_times, events,
+                      balk_wait_s=plan.demand.balk_wait_s)
+        assert out.queue_samples[0] == 0 and out.turned_away_closing > 50
+        assert out.reneged > 500 and out.balked > 100
         assert out.queue_samples[at_close] == out.turned_away_closing
         assert max(out.queue_samples) <= out.max_queue
+        seen.append((out.served, out.turned_away_closing, out.balked, out.reneged, out.max_queue,
+                     out.queue_samples, out.sent_home))
+    assert seen[0] == seen[1]
 
 
 def test_admission_never_lets_anyone_wait_past_closing(kanpur) -> None:
     """On the month's last (overloaded) day: with no policy thousands are still waiting at
     closing; with the door's bound nobody is, nobody starts after closing, and the door did refuse
     people; the server's p90 rule lets only a handful through to be turned away."""
-    plan = make_plan(kanpur, demand_from_scenario(kanpur), days=1)
+    plan = make_plan(kanpur, demand_from_scenario(kanpur, PATIENT), days=1)
     day = plan.days[0]
     none = simulate_month(plan, policy("none"), seed=1).days[0]
     bound = simulate_month(plan, policy("door", "max"), seed=1).days[0]
@@ -238,7 +325,8 @@ def test_admission_never_lets_anyone_wait_past_closing(kanpur) -> None:
 
 def test_admission_bound_holds_with_mixed_services(kanpur) -> None:
     """Counters serving different sets of services (the event loop): the bound still holds."""
-    demand = demand_from_scenario(kanpur, {"visits_per_day": {"new_connection": 400, "complaint": 1500}})
+    demand = demand_from_scenario(kanpur, {"visits_per_day": {"new_connection": 400, "complaint": 1500},
+                                           **PATIENT})
     plan = make_plan(kanpur, demand, days=1)
     none = simulate_month(plan, policy("none"), seed=2).days[0]
     bound = simulate_month(plan, policy("door", "max"), seed=2).days[0]
@@ -329,7 +417,7 @@ def test_booked_go_ahead_of_walk_ins() -> None:
 def booked_month(kanpur):
     """The month's last 17 working days (the last week and the 11-day booking horizon before it)
     with the online hint, 20 % of the last week's payers booking."""
-    demand = demand_from_scenario(kanpur, {"booking_share": 0.2})
+    demand = demand_from_scenario(kanpur, {"booking_share": 0.2, **PATIENT})
     plan = make_plan(kanpur, demand, days=17)
     return plan, simulate_month(plan, policy("hint"), seed=1)
 
@@ -350,7 +438,8 @@ def test_booking_share_zero_is_todays_run(kanpur) -> None:
 
 def test_booking_lowers_the_last_week_wait(kanpur, booked_month) -> None:
     plan, booked = booked_month
-    today = simulate_month(make_plan(kanpur, demand_from_scenario(kanpur), days=17), policy("hint"), 1)
+    today = simulate_month(make_plan(kanpur, demand_from_scenario(kanpur, PATIENT), days=17),
+                           policy("hint"), 1)
     assert booked.bookings > 20_000 and booked.unbooked == 0
     assert booked.last_week_p90_s() < today.last_week_p90_s() - 10 * 60
     away = ("turned_away_closing", "refused_at_door")
@@ -536,6 +625,14 @@ def test_cli_runs_end_to_end(tmp_path: Path, capsys) -> None:
     line = re.search(r"^estimate coverage: p50 \d+ %, p90 \d+ %$", printed, re.M)
     assert line and "## Estimate coverage" in summary and line.group(0) in summary
     assert "| connections | 60000 | scenario [demand] |" in summary
+    # advice per hall and the billing cycles, printed and in the summary
+    assert re.search(r"no policy: to keep each last-week day's p90 under 30 min in every hall, the "
+                     r"halls need \d+ to \d+ counters a day .* costs \d+ extra counter-days", printed)
+    assert "## Advice per hall" in summary and "| city |" in summary and "| extra |" in summary
+    assert re.search(r"no policy: bills due on 4 cycles instead of one change the last-week p90", printed)
+    assert "## What if bills fell due on several cycles" in summary
+    assert len(re.findall(r"^\| (1 \(today\)|2|4) \| ", summary, re.M)) == 3 * 3
+    assert "Assumption: with K cycles" in summary
 
     # Two processes, same seed: the very same summary.
     assert main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
@@ -616,3 +713,57 @@ def test_a_scenario_naming_no_paid_service_asks_for_the_flag(tmp_path: Path, cap
     assert main(["--config", str(config), "--days", "1", "--out", str(tmp_path), "--no-progress",
                  "--whatif-days", "0", "--payment-service", "water-bill"]) == 0
     assert "estimate coverage: p50" in capsys.readouterr().out
+
+
+# -- billing cycles and advice per hall ------------------------------------------------------------
+
+
+def test_due_date_cycles_spread_the_month_end_rush(kanpur) -> None:
+    """Each cycle count keeps the month's counter payments; more cycles move them out of the
+    last week (40 % today, by the scenario), one cycle is today's month day by day."""
+    today = demand_from_scenario(kanpur, {"due_date_cycles": 1})
+    shares = []
+    for k in (1, 2, 4):
+        demand = today.with_changes(due_date_cycles=k)
+        month = sum(demand.counter_payments_on(d) for d in range(1, demand.working_days + 1))
+        assert month == pytest.approx(demand.counter_payments_per_month, rel=1e-12)
+        shares.append(demand.month_end_share())
+    assert shares[0] == pytest.approx(today.last_week_share)
+    assert shares[0] > shares[1] > shares[2] > 6 / 26
+    two = today.with_changes(due_date_cycles=2)
+    assert two.counter_payments_on(13) == pytest.approx(two.counter_payments_on(26))   # both due days
+    with pytest.raises(DemandError, match="due_date_cycles"):
+        today.with_changes(due_date_cycles=0)
+
+
+def test_each_hall_gets_the_fewest_counters_meeting_the_target() -> None:
+    """On a scenario whose halls differ, each last-week day's figure meets the p90 target and
+    one counter fewer does not; the busier hall needs more; the city plan moves counters before
+    opening extra ones."""
+    from loadtests.capacity.halls import city_plan, hall_week, with_counters
+
+    scenario = load_scenario(LAKESIDE)
+    demand = demand_from_scenario(scenario)
+    demand = demand.with_changes(connections=demand.connections * 3)
+    plan = make_plan(scenario, demand)
+    target = 15 * 60.0
+    weeks = [hall_week(plan, policy("none"), 3, where, target) for where, lay in enumerate(plan.layouts)
+             if any(plan.payment in c for c in lay.counters)]
+    assert weeks and all(len(w.needed) == demand.last_week_days for w in weeks)
+    assert any(w.needed[0] > 1 for w in weeks) and any(max(w.needed) > w.today for w in weeks)
+    for week in weeks:
+        where = [lay.substation for lay in plan.layouts].index(week.substation)
+        for k, (n, met) in enumerate(zip(week.needed, week.met, strict=True)):
+            assert met and week.p90_s[k] < target
+            if n > 1 and k == 0:   # the first day starts with nobody back: rerun it one short
+                day = week.days[0]
+                batch = make_batch(plan, where, day, 3, fresh_means(plan, day)[where], {})
+                out = run_day(with_counters(plan.layouts[where], n - 1), plan.services, batch,
+                              policy("none"), plan.payment, balk_wait_s=demand.balk_wait_s)
+                assert np.percentile(out.waits, 90) >= target
+    city = city_plan(weeks)
+    for k in range(len(city.moved)):
+        short = sum(max(0, w.needed[k] - w.today) for w in weeks)
+        assert city.moved[k] + city.extra[k] == short
+        assert city.extra[k] == max(0, city.needed_per_day[k] - city.counters_now)
+    assert city.extra_days <= city.own_most_extra_days <= city.same_extra_days

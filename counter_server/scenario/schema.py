@@ -316,6 +316,9 @@ class DemandModel(Table):
     booking_last_slot_before_close_minutes: Number | None = None
     booking_horizon_days: Count | None = None
     booking_day_choice: Literal["earliest", "quietest"] | None = None
+    patience_mean_minutes: Number | None = Field(None, description="Mean time a person waits in line before giving up (exponential; 0: nobody gives up).")
+    balk_wait_minutes: Number | None = Field(None, description="Shown wait at which everyone arriving goes home at once; below it the share grows in proportion (0: nobody balks).")
+    due_date_cycles: int | None = Field(None, ge=1, le=31, description="Billing cycles whose due dates are spread over the month (1: one due date, at month-end).")
     substation_weights: dict[str, Number] | None = Field(None, description="Relative draw of each hall (1 for any not named).")
     visits_per_day: dict[str, Number] | None = Field(None, description="Daily visits of each service but the paid one.")
 

@@ -24,10 +24,11 @@ from counter_server.config import Scenario, ScenarioError, load_scenario
 from . import coverage, report
 from .demand import (DEFAULTS, FROM_PHONES, REQUIRED, DemandError, DemandParams,
                      demand_from_scenario, phones_default)
+from .halls import HallJob, last_week_days
 from .month import make_plan
 from .policies import DOOR_ESTIMATES, POLICY_NAMES, Policy, make_policy
 from .schedule import PlotFigures, run_all
-from .whatif import BOOKING, Task, WhatIfPoint, fold_same_runs, refine_online, whatif_tasks
+from .whatif import BOOKING, CYCLES, Task, WhatIfPoint, fold_same_runs, refine_online, whatif_tasks
 
 # Flag -> [demand] key it overrides.
 DEMAND_FLAGS = {
@@ -52,6 +53,9 @@ DEMAND_FLAGS = {
     "booking_horizon": "booking_horizon_days",
     "last_slot_before_close": "booking_last_slot_before_close_minutes",
     "booking_day": "booking_day_choice",
+    "patience_min": "patience_mean_minutes",
+    "balk_wait_min": "balk_wait_minutes",
+    "due_date_cycles": "due_date_cycles",
 }
 DEFAULT_BOOKING_SHARES = "0,0.1,0.2,0.3,0.4"
 
@@ -145,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--booking-day", choices=["earliest", "quietest"],
                    help="the day the slot screen offers within the horizon: the earliest with a "
                    "free slot, or the one with the most free slots (default: earliest)")
+    d.add_argument("--patience-min", type=float,
+                   help="mean minutes a person waits in line before giving up (exponential; "
+                   "0: nobody gives up; default: the scenario's, else 60)")
+    d.add_argument("--balk-wait-min", type=float,
+                   help="shown wait (minutes) at which everyone arriving goes home at once, "
+                   "fewer in proportion below it (0: nobody balks; default: the scenario's, else 240)")
+    d.add_argument("--due-date-cycles", type=int,
+                   help="billing cycles with due dates spread over the month (default 1: one, "
+                   "at month-end)")
 
     pol = p.add_argument_group("policies")
     pol.add_argument("--policies", default="none,door,hint",
@@ -174,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shares of the last week's counter payers who book a slot instead of "
                    "walking in, each run over the simulated days ('' for none; default: %s)"
                    % DEFAULT_BOOKING_SHARES)
+    w.add_argument("--whatif-cycles", type=_ints, default=[1, 2, 4],
+                   help="billing cycles to try, due dates spread over the month by account "
+                   "number, each run over the simulated days ('' for none; default: 1,2,4, "
+                   "1 being today's)")
+    w.add_argument("--no-hall-advice", action="store_true",
+                   help="skip the advice per hall (counters each hall needs each last-week day)")
     w.add_argument("--target-min", type=float, default=None,
                    help="p90 wait target in minutes (default: the scenario's hint_after_minutes)")
     return p
@@ -228,6 +247,10 @@ def _run(args: argparse.Namespace) -> int:
     booking = args.whatif_booking if whatif_days > 0 else []
     if any(not 0 <= s <= 1 for s in booking):
         raise ValueError("--whatif-booking: shares must be between 0 and 1")
+    cycles = args.whatif_cycles if whatif_days > 0 else []
+    if any(not 1 <= k <= demand.working_days for k in cycles):
+        raise ValueError(f"--whatif-cycles: each must be between 1 and the month's "
+                         f"{demand.working_days} working days")
 
     args.out.mkdir(parents=True, exist_ok=True)
     target_s = target_min * 60
@@ -235,7 +258,8 @@ def _run(args: argparse.Namespace) -> int:
     if whatif_days > 0:
         tasks = fold_same_runs(tasks + whatif_tasks(scenario, demand, policies, args.seed,
                                                     whatif_days, counters, shares, args.counters,
-                                                    booking, args.days))
+                                                    booking, args.days, cycles,
+                                                    _booking_days(demand, args.days)))
     labels = {p.name: p.label for p in policies}
     figures = PlotFigures(args.out, labels, target_s, now_counters, demand.online_share,
                           whatif_days, demand.last_week_days, demand.booking_day_choice)
@@ -249,9 +273,12 @@ def _run(args: argparse.Namespace) -> int:
                                          whatif_days, [], more, args.counters)]
 
     halls = coverage.hall_days(plan, scenario, args.seed)
+    hall_jobs = ([HallJob(plan, policy, args.seed, where, target_s) for policy in policies
+                  for where in range(len(plan.layouts))]
+                 if last_week_days(plan) and not args.no_hall_advice else [])
     finished = run_all(plan, tasks, halls, args.jobs, figures,
                        second_round if args.whatif_online is None else None,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, hall_jobs=hall_jobs)
     simulated = time.perf_counter() - started
     results, points, measured, plots = (finished.months, finished.points, finished.coverage,
                                         finished.plots)
@@ -261,7 +288,10 @@ def _run(args: argparse.Namespace) -> int:
         print(report.format_table(result))
         print()
     answer = report.answer_lines(report.answers(points, target_s), labels, target_s) if points else []
+    city = report.city_plans(finished.hall_weeks) if finished.hall_weeks else []
+    answer += report.hall_answer_lines(city, labels, target_s)
     answer += report.booking_answer_lines(booking_points, labels)
+    answer += report.cycles_answer_lines(points, labels)
     for line in answer:
         print(line)
     print(measured.line())
@@ -273,6 +303,25 @@ def _run(args: argparse.Namespace) -> int:
         print(report.booking_table(booking_points, labels, demand.last_week_days))
         sections.append((title, report.booking_table(booking_points, labels, demand.last_week_days,
                                                      markdown=True)))
+    if city:
+        title = (f"Advice per hall: counters each hall needs on each last-week day for a p90 "
+                 f"under {target_min:g} min, today's online share")
+        print(f"\n{title}:")
+        for one in city:
+            print(report.hall_table(one, labels))
+            print()
+        sections.append((title, "\n\n".join(report.hall_table(one, labels, markdown=True)
+                                             for one in city) + "\n\n" + HALL_NOTE))
+    cycle_points = [p for p in points if p.axis == CYCLES]
+    if cycle_points:
+        shares = {int(p.x): demand.with_changes(due_date_cycles=int(p.x)).month_end_share()
+                  for p in cycle_points}
+        title = "What if bills fell due on several cycles (last week; worst day: whole run)"
+        print(f"\n{title}:")
+        print(report.cycles_table(cycle_points, labels, shares))
+        print(CYCLES_NOTE)
+        sections.append((title, report.cycles_table(cycle_points, labels, shares, markdown=True)
+                         + "\n\n" + CYCLES_NOTE))
     notes = _notes(demand, whatif_days, plan.days, now_counters, bool(booking_points))
     summary = report.write_summary(
         args.out / report.SUMMARY, scenario_name=scenario.name,
@@ -284,6 +333,34 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{finished.runs} runs and {len(halls)} halls' estimate coverage in {simulated:.1f} s, all written "
           f"{time.perf_counter() - started:.1f} s after start-up ({processes})")
     return 0
+
+
+HALL_NOTE = (
+    "Each hall is worked out on its own (its consumers keep their hall), day by day through the "
+    "last week from nobody coming back, those it sends home coming back to it the next day; a "
+    "figure is the fewest counters (its own counters repeated) whose day's p90 wait of the "
+    "served is under the target, `+` when even four times today's did not reach it. city: the "
+    "halls' total; moved: counters lent by halls with some to spare that day; extra: opened "
+    "beyond the city's own. The built-in scenario's halls are alike (same counters, hours and "
+    "weight), so there they differ by chance only: read the week's most per hall, not one "
+    "day's figure.")
+CYCLES_NOTE = (
+    "Assumption: with K cycles, accounts fall in K equal groups by account number, group k due "
+    "round(k x working days / K) working days before month-end, and each group pays over the "
+    "working days before its due date as the whole city pays before month-end today (the last "
+    "week's share of counter payments in its last week), wrapping round the month; nothing "
+    "else changes. K = 1 is today's month. Runs cover the same days as the main runs, since the "
+    "other cycles' rushes come earlier in the month.")
+
+
+def _booking_days(demand: DemandParams, days: int | None) -> int | None:
+    """The days booking runs cover: the last week and the booking horizon before it, and a day
+    before that for those it sends home, when nobody books earlier (days before those see no
+    booking, so a run of them is today's); the whole run otherwise."""
+    if demand.booking_early_factor > 0:
+        return days
+    reach = demand.last_week_days + demand.booking_horizon_days + 1
+    return min(reach, days) if days is not None else min(reach, demand.working_days)
 
 
 def _shares_from(now: float) -> list[float]:
@@ -343,7 +420,9 @@ def _notes(demand: DemandParams, whatif_days: int, days: Sequence[int], counters
                      f"{counters} counters the days before hardly send anyone home.")
     if booking:
         notes.append(
-            "Booking what-if runs cover the same days as the main runs: bookers move to earlier "
+            "Booking what-if runs with anyone booking cover the last week, the booking horizon "
+            "before it and a day more (the main runs' days when earlier payers book too; share 0 "
+            "is the main runs): bookers move to earlier "
             f"days (the {demand.booking_day_choice} day with a free slot among their own and the "
             f"{demand.booking_horizon_days} working days before), so a last-week replay would "
             "miss them. The share is of the last week's fresh payers; earlier payers book at "

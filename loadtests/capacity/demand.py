@@ -67,6 +67,16 @@ DEFAULTS: dict[str, Any] = {
     # Which day of the horizon the slot screen offers: "earliest" with a free slot, or
     # "quietest" (most free slots).
     "booking_day_choice": "earliest",
+    # People leave (see docs/peak.md, "People who leave"). Reneging: a person in line gives up
+    # when their patience runs out, patience exponential with this mean (0: nobody gives up).
+    "patience_mean_minutes": 60,
+    # Balking: a person who sees the shown wait (people ahead x mean service / counters, the
+    # boards' figure) goes home at once with probability shown wait / this, all of them at or
+    # past it (linear discouragement; 0: nobody balks).
+    "balk_wait_minutes": 240,
+    # Billing cycles: accounts split into this many groups by account number, their due dates
+    # spread evenly over the month, each group paying as today's month pays before month-end.
+    "due_date_cycles": 1,
 }
 
 
@@ -103,6 +113,14 @@ class DemandParams:
     booking_last_slot_before_close_s: float = 3600.0
     booking_horizon_days: int = 10
     booking_day_choice: str = "earliest"
+    patience_mean_s: float = 0.0      # 0: nobody gives up in line
+    balk_wait_s: float = 0.0          # 0: nobody balks at the shown wait
+    due_date_cycles: int = 1
+
+    @property
+    def impatient(self) -> bool:
+        """Whether anybody leaves the line of their own accord (reneging or balking)."""
+        return self.patience_mean_s > 0 or self.balk_wait_s > 0
 
     @property
     def payments_per_month(self) -> float:
@@ -113,11 +131,30 @@ class DemandParams:
         return self.payments_per_month * (1.0 - self.online_share)
 
     def counter_payments_on(self, day: int) -> float:
-        """Expected counter payments city-wide on working day ``day`` (1-based)."""
+        """Expected counter payments city-wide on working day ``day`` (1-based).
+
+        With ``due_date_cycles`` K above 1, accounts fall in K equal groups, group k due
+        round(k x working_days / K) working days before month-end; each group pays over the
+        working days before its due date as the month pays today before month-end (the last
+        week's share in the last week before it), wrapping round the month.
+        """
         month = self.counter_payments_per_month
+        k = self.due_date_cycles
+        if k <= 1:
+            return month * self._share_on(day)
+        n = self.working_days
+        return month / k * sum(self._share_on((day - 1 + round(i * n / k)) % n + 1) for i in range(k))
+
+    def _share_on(self, day: int) -> float:
+        """Today's share of the month's counter payments on ``day``: one due date, month-end."""
         if self.is_last_week(day):
-            return month * self.last_week_share / self.last_week_days
-        return month * (1.0 - self.last_week_share) / (self.working_days - self.last_week_days)
+            return self.last_week_share / self.last_week_days
+        return (1.0 - self.last_week_share) / (self.working_days - self.last_week_days)
+
+    def month_end_share(self) -> float:
+        """The last week's share of the month's counter payments under these cycles."""
+        days = range(self.working_days - self.last_week_days + 1, self.working_days + 1)
+        return sum(self.counter_payments_on(d) for d in days) / max(self.counter_payments_per_month, 1e-12)
 
     def is_last_week(self, day: int) -> bool:
         return day > self.working_days - self.last_week_days
@@ -199,6 +236,9 @@ def demand_from_scenario(scenario: Scenario, overrides: Mapping[str, Any] | None
                                                  "booking_last_slot_before_close_minutes") * 60.0,
         booking_horizon_days=int(_number(get("booking_horizon_days"), "booking_horizon_days")),
         booking_day_choice=str(get("booking_day_choice")),
+        patience_mean_s=_number(get("patience_mean_minutes"), "patience_mean_minutes") * 60.0,
+        balk_wait_s=_number(get("balk_wait_minutes"), "balk_wait_minutes") * 60.0,
+        due_date_cycles=int(_number(get("due_date_cycles"), "due_date_cycles")),
     ))
 
 
@@ -233,6 +273,11 @@ def _checked(p: DemandParams) -> DemandParams:
                           "booking_last_slot_before_close_minutes 0 or more")
     if p.booking_day_choice not in ("earliest", "quietest"):
         raise DemandError("booking_day_choice: must be \"earliest\" or \"quietest\"")
+    if p.patience_mean_s < 0 or p.balk_wait_s < 0:
+        raise DemandError("patience_mean_minutes and balk_wait_minutes: must be 0 (off) or more")
+    if not 1 <= p.due_date_cycles <= p.working_days:
+        raise DemandError(f"due_date_cycles: must be between 1 and working_days_per_month "
+                          f"({p.working_days}), got {p.due_date_cycles}")
     if p.service_time_distribution not in ("bounded", "exponential"):
         raise DemandError("service_time_distribution: must be \"bounded\" or \"exponential\"")
     return p
@@ -274,6 +319,10 @@ class ArrivalBatch:
     u_door: Sequence[float]
     returning: int = 0
     booked: Sequence[bool] | None = None   # True: came at their slot's start (None: nobody)
+    # Each consumer's patience in line (s; inf: never gives up) and uniform draw for balking;
+    # None when nobody leaves of their own accord (then the draws are not made at all).
+    patience_s: Sequence[float] | None = None
+    u_balk: Sequence[float] | None = None
 
 
 def arrival_times(rng: np.random.Generator, count: int, opens_s: float, closes_s: float,

@@ -8,6 +8,15 @@ waits is turned away. Booked consumers (slot bookings) are the one priority clas
 go ahead of every walk-in once their slot has started, which is what the booking what-if asks
 about. Senior/disabled head starts, no-shows and recalls are left out: they shift who waits, not
 how many the counters can serve.
+
+People may leave of their own accord (``ArrivalBatch.patience_s``): a walk-in who sees the shown
+wait (people ahead x mean service time / counters, the boards' figure) balks, going home at once,
+with probability shown wait / ``balk_wait_s`` (linear discouragement); one who joins gives up
+when their wait passes their patience. With exponential service and patience and no balking, a
+day is Erlang A (M/M/c+M; ``erlang.py`` has its formulas, and a test holds the simulation to
+them). In a FIFO line before counters that are alike, whoever is ahead and gives up leaves before
+their own start, so a newcomer's wait is when the first counter frees for them; if that passes
+their patience they leave without taking it.
 """
 
 from __future__ import annotations
@@ -131,11 +140,14 @@ class DayOutcome:
     sent_home: dict[int, int] = field(default_factory=dict)   # service index -> people
     queue_samples: list[int] = field(default_factory=list)
     last_wait_end_s: float = 0.0  # when the last served consumer's wait ended
+    balked: int = 0               # saw the shown wait and went home
+    reneged: int = 0              # joined, then gave up waiting before being called
+    gave_up_s: float = 0.0        # time in line of those who gave up
 
 
 def run_day(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
             payment: int, sample_times: Sequence[float] = (), events: bool = False,
-            door_waits: DoorWaits | None = None) -> DayOutcome:
+            door_waits: DoorWaits | None = None, balk_wait_s: float = 0.0) -> DayOutcome:
     """Simulate one substation's day; ``sample_times`` are clock times to record the line at.
 
     ``payment`` is the index of the service that can be paid online instead (the hint and the
@@ -143,18 +155,27 @@ def run_day(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch
     usual case: bill payment only) the shortcut ``one_line`` gives the same outcome several times
     faster, and with booked consumers of that one service too, ``booked_line``; ``events=True``
     forces the general event loop (the tests compare them). ``door_waits`` keeps the door's
-    estimates from one day to the next of a run (a fresh one when None).
+    estimates from one day to the next of a run (a fresh one when None). When the batch carries
+    patience (people leave of their own accord), ``balk_wait_s`` is the shown wait at which
+    every walk-in balks (0: nobody does) and ``impatient_line`` takes the one-line days.
     """
     door_waits = door_waits or DoorWaits()
     kinds = np.unique(np.asarray(batch.services, dtype=int))
     if len(kinds) == 1 and not events:
         s = int(kinds[0])
         if not (batch.booked is not None and np.any(batch.booked)):
+            if batch.patience_s is not None:
+                return impatient_line(layout, services, batch, policy, payment, sample_times, s,
+                                      balk_wait_s, door_waits)
             return one_line(layout, services, batch, policy, payment, sample_times, s, door_waits)
         if any(s in served for served in layout.counters):
+            if batch.patience_s is not None:
+                return impatient_booked_line(layout, services, batch, policy, payment,
+                                             sample_times, s, balk_wait_s, door_waits)
             return booked_line(layout, services, batch, policy, payment, sample_times, s,
-                               door_waits)
-    return event_loop(layout, services, batch, policy, payment, sample_times, door_waits)
+                               door_waits, balk_wait_s)
+    return event_loop(layout, services, batch, policy, payment, sample_times, door_waits,
+                      balk_wait_s)
 
 
 def _per_service(layout: Layout, services: Sequence[ServiceTime],
@@ -284,6 +305,276 @@ def one_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatc
     return out
 
 
+def impatient_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch,
+                   policy: Policy, payment: int, sample_times: Sequence[float], s: int,
+                   balk_wait_s: float = 0.0, door_waits: DoorWaits | None = None) -> DayOutcome:
+    """``one_line`` when people leave of their own accord: the same FIFO line, walked consumer
+    by consumer, where each also balks at the shown wait or gives up once their wait passes
+    their patience.
+
+    A newcomer's wait is ``max(0, first counter free - arrival)`` (those ahead who give up leave
+    before their own start, which is no later than the newcomer's); one whose wait passes their
+    patience leaves then, without taking the counter. The line is a heap of the times its people
+    leave it (starting, giving up or, for those who would start after closing, closing).
+    """
+    closes = layout.closes_s
+    counters_for, _, bound = _per_service(layout, services, {s})
+    _check_bound(policy, bound, {s})
+    c = len(counters_for[s])
+    out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
+    times = _as_list(batch.times)
+    n = len(times)
+    if c == 0:
+        out.turned_away_closing = n
+        out.sent_home[s] = n
+        out.queue_samples = [0] * len(sample_times)
+        return out
+    lengths, patience, u_balk = _as_list(batch.service_s), _as_list(batch.patience_s), _as_list(batch.u_balk)
+    hint = policy.hint and s == payment
+    u_hint = _as_list(batch.u_hint) if hint else []
+    u_door = _as_list(batch.u_door) if policy.door else []
+    door, kind = policy.door, policy.door_estimate
+    offer_online = s == payment
+    hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
+    mean = services[s].mean_s
+    door_estimate = (door_waits or DoorWaits()).table(kind, c, mean, services[s].sd_s, bound[s],
+                                                      services[s].mean_error_s)
+    door_table = door_estimate.values
+    hint_from = _hint_from(hint_after, mean, c, n) if hint else n + 1
+    # the shown wait is ahead x mean / c: a walk-in balks when u < that / balk_wait_s
+    balk_per_ahead = mean / c / balk_wait_s if balk_wait_s > 0 else 0.0
+    frees = [0.0] * c
+    line: list[float] = []                 # heap: when each of those waiting leaves the line
+    waits = out.waits
+    samples = out.queue_samples
+    heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
+    online_hint = refused = online_door = sent_home = balked = reneged = closing = 0
+    lost = gave_up = last_start = 0.0
+    max_queue = 0
+    inf = math.inf
+    n_samples = len(sample_times)
+    si = 0
+    next_sample = sample_times[0] if n_samples else inf
+    for j in range(n):
+        t = times[j]
+        # the line at each sample time before t: everyone before t has arrived, and those
+        # who left by then are off the heap
+        while next_sample <= t:
+            while line and line[0] <= next_sample:
+                heappop(line)
+            samples.append(len(line))
+            si += 1
+            next_sample = sample_times[si] if si < n_samples else inf
+        while line and line[0] <= t:
+            heappop(line)
+        ahead = len(line)
+        if ahead >= hint_from and u_hint[j] < uptake:
+            online_hint += 1
+            continue
+        if ahead and u_balk[j] < ahead * balk_per_ahead:
+            balked += 1
+            continue
+        first_free = frees[0]
+        if door and (ahead or first_free > t):
+            if ahead >= len(door_table):
+                door_estimate.grow(ahead)
+            if t + door_table[ahead] > closes:
+                refused += 1
+                if offer_online and u_door[j] < accept:
+                    online_door += 1
+                else:
+                    sent_home += 1
+                continue
+        if first_free <= t:
+            heapreplace(frees, t + lengths[j])
+            waits.append(0.0)
+            last_start = t
+            continue
+        give_up = t + patience[j]
+        if give_up < first_free and give_up <= closes:
+            reneged += 1
+            gave_up += patience[j]
+            heappush(line, give_up)
+        elif first_free > closes:
+            closing += 1
+            lost += closes - t
+            heappush(line, inf)
+        else:
+            heapreplace(frees, first_free + lengths[j])
+            waits.append(first_free - t)
+            last_start = first_free
+            heappush(line, first_free)
+        if ahead >= max_queue:
+            max_queue = ahead + 1
+    for at in sample_times[si:]:
+        if at > closes:
+            samples.append(0)
+            continue
+        while line and line[0] <= at:
+            heappop(line)
+        samples.append(len(line))
+    out.online_hint, out.refused_at_door, out.online_door = online_hint, refused, online_door
+    out.balked, out.reneged, out.gave_up_s = balked, reneged, gave_up
+    out.served = len(waits)
+    out.turned_away_closing = closing
+    out.lost_s = lost
+    out.max_queue = max_queue
+    out.last_wait_end_s = last_start
+    home = closing + sent_home + balked + reneged
+    if home:
+        out.sent_home[s] = home
+    return out
+
+
+def impatient_booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch,
+                          policy: Policy, payment: int, sample_times: Sequence[float], s: int,
+                          balk_wait_s: float = 0.0, door_waits: DoorWaits | None = None) -> DayOutcome:
+    """``booked_line`` when people leave of their own accord, walked consumer by consumer as
+    ``impatient_line`` is, the booked fitted in: a counter that frees takes any booked
+    consumer whose slot has started first, so before a walk-in is given the first free counter
+    at time T, every booked consumer whose slot starts by T takes one (earliest slot first) and
+    T is worked out again. The booked are counted in the line from their slot's start. The
+    longest line is read at walk-ins' arrivals, so a line of the booked alone between two
+    walk-ins may be missed; every other figure is ``booked_line``'s.
+    """
+    closes = layout.closes_s
+    counters_for, _, bound = _per_service(layout, services, {s})
+    _check_bound(policy, bound, {s})
+    c = len(counters_for[s])
+    mean = services[s].mean_s
+    out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
+    waits, booked_waits, samples = out.waits, out.booked_waits, out.queue_samples
+    booked = np.asarray(batch.booked, dtype=bool)
+    walk = ~booked
+    times = np.asarray(batch.times)
+    lengths_all = np.asarray(batch.service_s)
+    w_times, w_lengths = times[walk].tolist(), lengths_all[walk].tolist()
+    w_patience = np.asarray(batch.patience_s)[walk].tolist()
+    w_balk = np.asarray(batch.u_balk)[walk].tolist()
+    w_hint, w_door = np.asarray(batch.u_hint)[walk].tolist(), np.asarray(batch.u_door)[walk].tolist()
+    b_times, b_lengths = times[booked].tolist(), lengths_all[booked].tolist()
+    nb = len(b_times)
+    hint = policy.hint and s == payment
+    door, kind = policy.door, policy.door_estimate
+    hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
+    offer_online = s == payment
+    door_estimate = (door_waits or DoorWaits()).table(kind, c, mean, services[s].sd_s, bound[s],
+                                                      services[s].mean_error_s)
+    door_table = door_estimate.values
+    balk_per_ahead = mean / c / balk_wait_s if balk_wait_s > 0 else 0.0
+    frees = [0.0] * c
+    line: list[float] = []      # heap: when each of those waiting (and arrived) leaves the line
+    pending: deque = deque()    # booked given a counter already: (slot start, start), in order
+    heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
+    inf = math.inf
+    online_hint = refused = online_door = sent_home = balked = reneged = closing = 0
+    lost = gave_up = last_start = 0.0
+    max_queue = bi = si = 0
+    n_samples = len(sample_times)
+    next_sample = sample_times[0] if n_samples else inf
+
+    def book_until(at: float, arrived: float) -> None:
+        """Give counters to the booked whose slot starts by ``at``, and count in the line
+        those who arrived by ``arrived`` (before it, for a sample: the event loop samples
+        before what happens at the sample's time) and still wait."""
+        nonlocal bi, last_start, closing, lost
+        while bi < nb and b_times[bi] <= at:
+            slot = b_times[bi]
+            start = frees[0] if frees[0] > slot else slot
+            if start > closes:
+                closing += 1
+                lost += closes - slot
+                start = inf
+            else:
+                heapreplace(frees, start + b_lengths[bi])
+                booked_waits.append(start - slot)
+                if start > last_start:
+                    last_start = start
+            pending.append((slot, start))
+            bi += 1
+        while pending and pending[0][0] <= arrived:
+            slot, start = pending.popleft()
+            if start > slot:
+                heappush(line, start)
+
+    for j, t in enumerate(w_times):
+        while next_sample <= t:
+            book_until(next_sample, next_sample - 1e-9)
+            while line and line[0] <= next_sample:
+                heappop(line)
+            samples.append(len(line))
+            si += 1
+            next_sample = sample_times[si] if si < n_samples else inf
+        book_until(t, t)
+        while line and line[0] <= t:
+            heappop(line)
+        ahead = len(line)
+        if hint and ahead * mean / c > hint_after and w_hint[j] < uptake:
+            online_hint += 1
+            continue
+        if ahead and w_balk[j] < ahead * balk_per_ahead:
+            balked += 1
+            continue
+        first_free = frees[0]
+        if door and (ahead or first_free > t):
+            if ahead >= len(door_table):
+                door_estimate.grow(ahead)
+            if t + door_table[ahead] > closes:
+                refused += 1
+                if offer_online and w_door[j] < accept:
+                    online_door += 1
+                else:
+                    sent_home += 1
+                continue
+        starts = first_free if first_free > t else t
+        while bi < nb and b_times[bi] <= starts:   # the booked go first at that counter
+            book_until(starts, t)
+            starts = frees[0] if frees[0] > t else t
+        if starts == t:
+            heapreplace(frees, t + w_lengths[j])
+            waits.append(0.0)
+            if t > last_start:
+                last_start = t
+            continue
+        give_up = t + w_patience[j]
+        if give_up < starts and give_up <= closes:
+            reneged += 1
+            gave_up += w_patience[j]
+            heappush(line, give_up)
+        elif starts > closes:
+            closing += 1
+            lost += closes - t
+            heappush(line, inf)
+        else:
+            heapreplace(frees, starts + w_lengths[j])
+            waits.append(starts - t)
+            if starts > last_start:
+                last_start = starts
+            heappush(line, starts)
+        if ahead >= max_queue:
+            max_queue = ahead + 1
+    for at in sample_times[si:]:
+        if at > closes:
+            samples.append(0)
+            continue
+        book_until(at, at - 1e-9)
+        while line and line[0] <= at:
+            heappop(line)
+        samples.append(len(line))
+    book_until(inf, inf)
+    out.online_hint, out.refused_at_door, out.online_door = online_hint, refused, online_door
+    out.balked, out.reneged, out.gave_up_s = balked, reneged, gave_up
+    out.served = len(waits) + len(booked_waits)
+    out.turned_away_closing = closing
+    out.lost_s = lost
+    out.max_queue = max_queue
+    out.last_wait_end_s = last_start
+    home = closing + sent_home + balked + reneged
+    if home:
+        out.sent_home[s] = home
+    return out
+
+
 def _hint_from(hint_after: float, mean: float, counters: int, most: int) -> int:
     """The fewest people ahead whose p50 wait (ahead x mean / counters) passes ``hint_after``.
 
@@ -332,12 +623,13 @@ def _plain_line(times: Sequence[float], lengths: Sequence[float], frees: list[fl
 
 def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch,
                 policy: Policy, payment: int, sample_times: Sequence[float], s: int,
-                door_waits: DoorWaits | None = None) -> DayOutcome:
+                door_waits: DoorWaits | None = None, balk_wait_s: float = 0.0) -> DayOutcome:
     """``event_loop`` for a day when walk-ins and the booked all want service ``s`` (a booking
     what-if's usual day): two lines, the booked one first, before counters that are all alike
     for the day, so a count of free counters and a heap of finishing times stand for the
     counters. The same events in the same order as ``event_loop``, without its per-service
-    bookkeeping. At least one counter must serve ``s``.
+    bookkeeping. At least one counter must serve ``s``. Walk-ins may balk and give up as in
+    ``impatient_line``; the booked, who hold a slot, do neither.
     """
     closes = layout.closes_s
     counters_for, _, bound = _per_service(layout, services, {s})
@@ -349,6 +641,11 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
     times, lengths = _as_list(batch.times), _as_list(batch.service_s)
     u_hint, u_door = _as_list(batch.u_hint), _as_list(batch.u_door)
     booked = _as_list(batch.booked)
+    n = len(times)
+    giving = (GivingUp(_as_list(batch.patience_s), [s] * n, len(services))
+              if batch.patience_s is not None else None)
+    u_balk = _as_list(batch.u_balk) if giving is not None else []
+    balk_per_ahead = mean / c / balk_wait_s if giving is not None and balk_wait_s > 0 else 0.0
     hint = policy.hint and s == payment
     door, kind = policy.door, policy.door_estimate
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
@@ -356,18 +653,20 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
     door_estimate = (door_waits or DoorWaits()).table(kind, c, mean, services[s].sd_s, bound[s],
                                                       services[s].mean_error_s)
     door_table = door_estimate.values      # the door's estimate by people ahead, as needed
-    line: deque = deque()                  # walk-ins waiting: (arrival, service length)
-    booked_line_: deque = deque()          # the booked waiting: (slot start, service length)
+    line: deque = deque()                  # walk-ins waiting: (arrival, service length, index)
+    booked_line_: deque = deque()          # the booked waiting: (slot start, service length, index)
     finishing: list[float] = []
     free = c
-    n = len(times)
     n_samples = len(sample_times)
     next_sample = sample_times[0] if n_samples else math.inf
     si = i = waiting = max_queue = 0
-    online_hint = refused = online_door = sent_home = 0
+    online_hint = refused = online_door = sent_home = balked = 0
     last_start = 0.0
     inf = math.inf
     heappush, heappop = heapq.heappush, heapq.heappop
+    gone = giving.gone if giving is not None else [0] * len(services)   # gave up, still listed
+    expiring = giving.expiring if giving is not None else []   # read here: a call costs more
+    state = giving.state if giving is not None else bytearray(n)
 
     while True:
         ta = times[i] if i < n else inf
@@ -376,26 +675,34 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
         if t > closes:
             break
         while next_sample <= t:
+            if expiring and expiring[0][0] <= next_sample:
+                waiting -= giving.until(next_sample)
             samples.append(waiting)
             si += 1
             next_sample = sample_times[si] if si < n_samples else inf
+        if expiring and expiring[0][0] <= t:
+            waiting -= giving.until(t)
         if ta <= td:
             length = lengths[i]
             expected = booked[i]
             j = i
             i += 1
-            ahead = len(line) + len(booked_line_)
+            ahead = len(line) - gone[s] + len(booked_line_)
             if hint and not expected and ahead * mean / c > hint_after and u_hint[j] < uptake:
                 online_hint += 1
+                continue
+            if balk_per_ahead and not expected and ahead and u_balk[j] < ahead * balk_per_ahead:
+                balked += 1
                 continue
             if ahead == 0 and free:
                 free -= 1
                 heappush(finishing, t + length)
                 (booked_waits if expected else waits).append(0.0)
+                state[j] = STARTED
                 last_start = t
                 continue
             if expected:
-                booked_line_.append((t, length))
+                booked_line_.append((t, length, j))
             else:
                 if door:
                     if ahead >= len(door_table):
@@ -407,18 +714,23 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
                         else:
                             sent_home += 1
                         continue
-                line.append((t, length))
+                line.append((t, length, j))
+                if giving is not None:
+                    giving.join(j, t)
             waiting += 1
             if waiting > max_queue:
                 max_queue = waiting
         else:
             heappop(finishing)
+            if line and state[line[0][2]] == GAVE_UP:
+                giving.drop_gone(line)
             if booked_line_:
-                came, length = booked_line_.popleft()
+                came, length, j = booked_line_.popleft()
                 booked_waits.append(t - came)
             elif line:
-                came, length = line.popleft()
+                came, length, j = line.popleft()
                 waits.append(t - came)
+                state[j] = STARTED
             else:
                 free += 1
                 continue
@@ -426,9 +738,15 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
             last_start = t
             heappush(finishing, t + length)
 
-    _sample_until_closing(samples, sample_times, si, waiting, closes)
-    if sent_home:
-        out.sent_home[s] = sent_home
+    if giving is not None:
+        waiting = _sample_until_closing_giving_up(samples, sample_times, si, waiting, closes, giving)
+        line = giving.still_waiting(line)
+        out.reneged, out.gave_up_s = giving.count, giving.time
+    else:
+        _sample_until_closing(samples, sample_times, si, waiting, closes)
+    out.balked = balked
+    if sent_home + balked + out.reneged:
+        out.sent_home[s] = sent_home + balked + out.reneged
     for left in (line, booked_line_):
         _turn_away(out, s, left, closes)
     out.online_hint, out.refused_at_door, out.online_door = online_hint, refused, online_door
@@ -440,12 +758,13 @@ def booked_line(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalB
 
 def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch, policy: Policy,
                payment: int, sample_times: Sequence[float],
-               door_waits: DoorWaits | None = None) -> DayOutcome:
+               door_waits: DoorWaits | None = None, balk_wait_s: float = 0.0) -> DayOutcome:
     """The general day: several services, counters serving different sets of them, and booked
     consumers, called before walk-ins (earliest slot first) by every counter serving them.
 
     Waiting booked consumers count as people ahead for the hint and the door (the server counts
-    every token ahead); bookings yet to come do not.
+    every token ahead); bookings yet to come do not. Walk-ins may balk at their service's shown
+    wait and give up as in ``impatient_line``; the booked do neither.
     """
     closes = layout.closes_s
     counters = layout.counters
@@ -459,8 +778,8 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     door_tables = [door_waits.table(policy.door_estimate, n_for[s], mean[s], services[s].sd_s,
                                     bound[s], services[s].mean_error_s) for s in range(n_services)]
 
-    lines: list[deque] = [deque() for _ in range(n_services)]
-    booked_lines: list[deque] = [deque() for _ in range(n_services)]   # (slot start, length)
+    lines: list[deque] = [deque() for _ in range(n_services)]         # (arrival, length, index)
+    booked_lines: list[deque] = [deque() for _ in range(n_services)]  # (slot start, length, index)
     free = [True] * len(counters)
     finishing: list[tuple[float, int]] = []
     out = DayOutcome(arrivals=len(batch.times), returning=batch.returning)
@@ -474,6 +793,13 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
     hint, door, kind = policy.hint, policy.door, policy.door_estimate
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
     n = len(times)
+    giving = (GivingUp(_as_list(batch.patience_s), kinds, n_services)
+              if batch.patience_s is not None else None)
+    u_balk = _as_list(batch.u_balk) if giving is not None else []
+    balking = giving is not None and balk_wait_s > 0
+    gone = giving.gone if giving is not None else [0] * n_services   # gave up, still listed
+    expiring = giving.expiring if giving is not None else []   # read here: a call costs more
+    state = giving.state if giving is not None else bytearray(n)
     n_samples = len(sample_times)
     next_sample = sample_times[0] if n_samples else math.inf
     si = 0
@@ -491,9 +817,13 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
         if t > closes:
             break
         while next_sample <= t:
+            if expiring and expiring[0][0] <= next_sample:
+                waiting -= giving.until(next_sample)
             samples.append(waiting)
             si += 1
             next_sample = sample_times[si] if si < n_samples else inf
+        if expiring and expiring[0][0] <= t:
+            waiting -= giving.until(t)
         if ta <= td:
             s = kinds[i]
             length = lengths[i]
@@ -501,7 +831,7 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
             i += 1
             c = n_for[s]
             line = lines[s]
-            ahead = len(line) + len(booked_lines[s])
+            ahead = len(line) - gone[s] + len(booked_lines[s])
             if c == 0:  # nobody here serves it: sent home, as at closing
                 out.turned_away_closing += 1
                 sent_home[s] = sent_home.get(s, 0) + 1
@@ -511,19 +841,25 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
                     and u_hint[j] < uptake):
                 out.online_hint += 1
                 continue
+            if balking and not expected and ahead and u_balk[j] < ahead * mean[s] / c / balk_wait_s:
+                out.balked += 1
+                sent_home[s] = sent_home.get(s, 0) + 1
+                continue
             if ahead == 0:  # nobody of this service waits: maybe one of its counters is free
                 k = next((k for k in counters_for[s] if free[k]), -1)
                 if k >= 0:
                     free[k] = False
                     heappush(finishing, (t + length, k))
                     (booked_waits if expected else waits).append(0.0)
+                    if giving is not None:
+                        giving.state[j] = STARTED
                     last_start = t
                     continue
             if expected:
                 line = booked_lines[s]
             elif door:
                 # p50/p90 depend on ``ahead`` only, the max bound on the shared count only
-                key = (sum(len(lines[x]) + len(booked_lines[x]) for x in shared[s])
+                key = (sum(len(lines[x]) - gone[x] + len(booked_lines[x]) for x in shared[s])
                        if kind == "max" else ahead)
                 table = door_tables[s]
                 if key >= len(table.values):
@@ -535,7 +871,9 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
                     else:
                         sent_home[s] = sent_home.get(s, 0) + 1
                     continue
-            line.append((t, length))
+            line.append((t, length, j))
+            if giving is not None and not expected:
+                giving.join(j, t)
             waiting += 1
             if waiting > max_queue:
                 max_queue = waiting
@@ -550,12 +888,16 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
                     first = candidate[0][0]
                     line = candidate
             if line is not None:
-                came, length = line.popleft()
+                came, length, _ = line.popleft()
                 waiting -= 1
                 booked_waits.append(t - came)
                 last_start = t
                 heappush(finishing, (t + length, k))
                 continue
+            if giving is not None:
+                for x in served:
+                    if lines[x] and state[lines[x][0][2]] == GAVE_UP:
+                        giving.drop_gone(lines[x])
             if len(served) == 1:
                 line = lines[served[0]]
                 if not line:
@@ -572,19 +914,81 @@ def event_loop(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBa
                 if line is None:
                     free[k] = True
                     continue
-            came, length = line.popleft()
+            came, length, j = line.popleft()
+            state[j] = STARTED
             waiting -= 1
             waits.append(t - came)
             last_start = t
             heappush(finishing, (t + length, k))
 
-    _sample_until_closing(samples, sample_times, si, waiting, closes)
+    if giving is not None:
+        waiting = _sample_until_closing_giving_up(samples, sample_times, si, waiting, closes, giving)
+        lines = [giving.still_waiting(line) for line in lines]
+        out.reneged, out.gave_up_s = giving.count, giving.time
+        for s, left in enumerate(giving.by_service):
+            if left:
+                sent_home[s] = sent_home.get(s, 0) + left
+    else:
+        _sample_until_closing(samples, sample_times, si, waiting, closes)
     for s, line in enumerate(lines + booked_lines):
         _turn_away(out, s % n_services, line, closes)
     out.served = len(waits) + len(booked_waits)
     out.max_queue = max_queue
     out.last_wait_end_s = last_start
     return out
+
+
+STARTED, GAVE_UP = 1, 2   # GivingUp.state: 0 still waiting (or not in a line)
+
+
+class GivingUp:
+    """Who gives up in an event loop's FIFO lines, without an event of its own: each walk-in
+    who joins a line has a time they give up at, kept in a heap and read up to each event's
+    time, before anything else happens then. Whoever gave up stays listed in their line until
+    they reach its head (``gone`` counts them per service, so the line's length is known)."""
+
+    __slots__ = ("patience", "kinds", "expiring", "state", "gone", "by_service", "count", "time")
+
+    def __init__(self, patience: Sequence[float], kinds: Sequence[int], n_services: int) -> None:
+        self.patience, self.kinds = patience, kinds
+        self.expiring: list[tuple[float, int]] = []
+        self.state = bytearray(len(patience))
+        self.gone = [0] * n_services         # gave up but still listed in their line
+        self.by_service = [0] * n_services   # gave up today, per service
+        self.count = 0
+        self.time = 0.0                       # time in line of those who gave up
+
+    def join(self, j: int, t: float) -> None:
+        if self.patience[j] != math.inf:
+            heapq.heappush(self.expiring, (t + self.patience[j], j))
+
+    def until(self, t: float) -> int:
+        """Those whose patience ran out by ``t`` and who had not started: how many left now."""
+        expiring, state = self.expiring, self.state
+        left = 0
+        while expiring and expiring[0][0] <= t:
+            _, j = heapq.heappop(expiring)
+            if not state[j]:
+                state[j] = GAVE_UP
+                s = self.kinds[j]
+                self.gone[s] += 1
+                self.by_service[s] += 1
+                self.time += self.patience[j]
+                left += 1
+        self.count += left
+        return left
+
+    def drop_gone(self, line: deque) -> None:
+        """Take those who gave up off the head of ``line``, so its head is still waiting."""
+        state = self.state
+        while line and state[line[0][2]] == GAVE_UP:
+            _, _, j = line.popleft()
+            self.gone[self.kinds[j]] -= 1
+
+    def still_waiting(self, line: deque) -> deque:
+        """``line`` without those who gave up (at closing)."""
+        state = self.state
+        return deque(entry for entry in line if state[entry[2]] != GAVE_UP)
 
 
 def _sample_until_closing(samples: list[int], sample_times: Sequence[float], si: int, waiting: int,
@@ -595,13 +999,23 @@ def _sample_until_closing(samples: list[int], sample_times: Sequence[float], si:
         samples.append(waiting if at <= closes else 0)
 
 
+def _sample_until_closing_giving_up(samples: list[int], sample_times: Sequence[float], si: int,
+                                    waiting: int, closes: float, giving: GivingUp) -> int:
+    """``_sample_until_closing`` while people still give up until closing; how many wait then."""
+    for at in sample_times[si:]:
+        if at <= closes:
+            waiting -= giving.until(at)
+        samples.append(waiting if at <= closes else 0)
+    return waiting - giving.until(closes)
+
+
 def _turn_away(out: DayOutcome, s: int, line: deque, closes: float) -> None:
     """Those of service ``s`` still in ``line`` at closing: turned away and sent home, their
     time in line lost."""
     if line:
         out.turned_away_closing += len(line)
         out.sent_home[s] = out.sent_home.get(s, 0) + len(line)
-        out.lost_s += sum(closes - came for came, _ in line)
+        out.lost_s += sum(closes - entry[0] for entry in line)
 
 
 def _as_list(values: Sequence) -> list:

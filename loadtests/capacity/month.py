@@ -4,7 +4,8 @@ Random numbers come from one stream per (seed, purpose, day, substation), so a r
 and every policy faces the same fresh consumers with the same service times and the same coin
 flips; only the people coming back differ, because each policy sends different people home.
 Who books a slot comes from a stream of its own (BOOK), so booking share 0 is today's run to the
-last bit, and every policy faces the same bookings.
+last bit, and every policy faces the same bookings; so do each consumer's patience and balking
+draw (LEAVE_FRESH, LEAVE_BACK), so a run where nobody leaves is the run from before people could.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .demand import ArrivalBatch, DemandParams, arrival_times
 from .model import DayOutcome, Layout, ServiceTime, index_of, layouts, run_day, service_times
 from .policies import DoorWaits, Policy
 
-FRESH, BACK, RETURNS, BOOK = 0, 1, 2, 3   # purposes of the random streams
+FRESH, BACK, RETURNS, BOOK, LEAVE_FRESH, LEAVE_BACK = 0, 1, 2, 3, 4, 5   # random streams' purposes
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,20 @@ class DayStats:
     wait_p90_s: float
     lost_hours: float       # time in line of those turned away at closing
     booked: int = 0         # booked consumers served (they came at their slot's start)
+    balked: int = 0         # saw the shown wait and went home
+    reneged: int = 0        # joined the line, then gave up before being called
+    gave_up_hours: float = 0.0   # time in line of those who gave up
+
+    @property
+    def turned_away(self) -> int:
+        """Everyone who came and left unserved, by any cause: at closing, refused at the door
+        (some of whom pay online), balking and giving up."""
+        return self.turned_away_closing + self.refused_at_door + self.balked + self.reneged
+
+    @property
+    def sent_home(self) -> int:
+        """Those who left unserved and did not pay online instead: they may come back."""
+        return self.turned_away - self.online_door
 
 
 @dataclass
@@ -157,7 +172,8 @@ class DayBookings:
     service_s: np.ndarray
 
 
-Group = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # service, times, lengths, u
+# service, times, lengths, u_hint, u_door, patience (s), u_balk (the last two None: nobody leaves)
+Group = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 class FreshArrivals:
@@ -179,17 +195,36 @@ class FreshArrivals:
 def _fresh_groups(plan: MonthPlan, where: int, day: int, seed: int,
                   fresh: Sequence[float]) -> list[Group]:
     rng = _rng(seed, FRESH, day, where)
-    return _groups(plan, where, rng, [int(rng.poisson(m)) for m in fresh])
+    return _groups(plan, where, rng, [int(rng.poisson(m)) for m in fresh],
+                   _rng(seed, LEAVE_FRESH, day, where))
 
 
 def _groups(plan: MonthPlan, where: int, rng: np.random.Generator,
-            counts: Sequence[int]) -> list[Group]:
-    """Per service with anyone: their arrival times, service times and policy draws."""
+            counts: Sequence[int], leave_rng: np.random.Generator) -> list[Group]:
+    """Per service with anyone: their arrival times, service times and policy draws, and when
+    people leave of their own accord, each one's patience and balking draw (from ``leave_rng``,
+    so the rest is the same whether they do or not)."""
     layout = plan.layouts[where]
-    return [(s, arrival_times(rng, count, layout.opens_s, layout.closes_s,
-                              plan.demand.intraday_profile),
-             plan.services[s].draw(rng, count), rng.random(count), rng.random(count))
-            for s, count in enumerate(counts) if count]
+    groups = []
+    for s, count in enumerate(counts):
+        if not count:
+            continue
+        drawn = (arrival_times(rng, count, layout.opens_s, layout.closes_s,
+                               plan.demand.intraday_profile),
+                 plan.services[s].draw(rng, count), rng.random(count), rng.random(count))
+        groups.append((s, *drawn, *_leaving(plan.demand, leave_rng, count)))
+    return groups
+
+
+def _leaving(demand: DemandParams, rng: np.random.Generator,
+             count: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Patience (exponential, ``patience_mean_s``; inf when nobody gives up) and balking draws
+    of ``count`` consumers, or (None, None) when nobody leaves of their own accord."""
+    if not demand.impatient:
+        return None, None
+    patience = (rng.exponential(demand.patience_mean_s, count) if demand.patience_mean_s > 0
+                else np.full(count, np.inf))
+    return patience, rng.random(count)
 
 
 def make_batch(plan: MonthPlan, where: int, day: int, seed: int, fresh: Sequence[float],
@@ -204,39 +239,52 @@ def make_batch(plan: MonthPlan, where: int, day: int, seed: int, fresh: Sequence
     groups = list(arrivals.groups(where, day, fresh) if arrivals is not None
                   else _fresh_groups(plan, where, day, seed, fresh))
     groups += _groups(plan, where, _rng(seed, BACK, day, where),
-                      [back.get(s, 0) for s in range(len(plan.services))])
+                      [back.get(s, 0) for s in range(len(plan.services))],
+                      _rng(seed, LEAVE_BACK, day, where))
     returning = sum(back.values())
     if booking is not None:
-        return _with_bookings(groups, booking, plan.payment, returning)
+        return _with_bookings(groups, booking, plan.payment, returning, plan.demand.impatient)
     if not groups:
         empty = np.zeros(0)
-        return ArrivalBatch(empty, np.zeros(0, dtype=int), empty, empty, empty, 0)
+        leave = (empty, empty) if plan.demand.impatient else (None, None)
+        return ArrivalBatch(empty, np.zeros(0, dtype=int), empty, empty, empty, 0, None, *leave)
     if len(groups) == 1:
-        s, times, lengths, u_hint, u_door = groups[0]
-        return ArrivalBatch(times, np.full(len(times), s), lengths, u_hint, u_door, returning)
+        s, times, lengths, u_hint, u_door, patience, u_balk = groups[0]
+        return ArrivalBatch(times, np.full(len(times), s), lengths, u_hint, u_door, returning,
+                            None, patience, u_balk)
     times = np.concatenate([g[1] for g in groups])
     order = np.argsort(times, kind="stable")  # a merge of already sorted runs
     kinds = np.concatenate([np.full(len(g[1]), g[0]) for g in groups])
     lengths, u_hint, u_door = (np.concatenate([g[k] for g in groups])[order] for k in (2, 3, 4))
-    return ArrivalBatch(times[order], kinds[order], lengths, u_hint, u_door, returning)
+    patience, u_balk = ((np.concatenate([g[k] for g in groups])[order] for k in (5, 6))
+                        if plan.demand.impatient else (None, None))
+    return ArrivalBatch(times[order], kinds[order], lengths, u_hint, u_door, returning, None,
+                        patience, u_balk)
 
 
-def _with_bookings(groups: list, booking: DayBookings, payment: int, returning: int) -> ArrivalBatch:
-    """``make_batch``'s groups less the fresh payers who booked, plus today's booked (flagged)."""
+def _with_bookings(groups: list, booking: DayBookings, payment: int, returning: int,
+                   impatient: bool) -> ArrivalBatch:
+    """``make_batch``'s groups less the fresh payers who booked, plus today's booked (flagged:
+    they neither balk nor give up, having a slot)."""
     fresh_payment = next((k for k, g in enumerate(groups) if g[0] == payment), None)
     if fresh_payment is not None:  # the first group of a service is its fresh consumers
-        s, times, lengths, u_hint, u_door = groups[fresh_payment]
+        s, times, lengths, u_hint, u_door, patience, u_balk = groups[fresh_payment]
         keep = booking.walk_in
-        groups[fresh_payment] = (s, times[keep], lengths[keep], u_hint[keep], u_door[keep])
+        groups[fresh_payment] = (s, times[keep], lengths[keep], u_hint[keep], u_door[keep],
+                                 *((patience[keep], u_balk[keep]) if impatient else (None, None)))
     n = len(booking.times)
     parts = [(g, False) for g in groups] + [((payment, booking.times, booking.service_s,
-                                              np.ones(n), np.ones(n)), True)]
+                                              np.ones(n), np.ones(n), np.full(n, np.inf),
+                                              np.ones(n)), True)]
     times = np.concatenate([g[1] for g, _ in parts])
     order = np.argsort(times, kind="stable")
     kinds = np.concatenate([np.full(len(g[1]), g[0]) for g, _ in parts])
     flags = np.concatenate([np.full(len(g[1]), b) for g, b in parts])
     lengths, u_hint, u_door = (np.concatenate([g[k] for g, _ in parts])[order] for k in (2, 3, 4))
-    return ArrivalBatch(times[order], kinds[order], lengths, u_hint, u_door, returning, flags[order])
+    patience, u_balk = ((np.concatenate([g[k] for g, _ in parts])[order] for k in (5, 6))
+                        if impatient else (None, None))
+    return ArrivalBatch(times[order], kinds[order], lengths, u_hint, u_door, returning,
+                        flags[order], patience, u_balk)
 
 
 def book_month(plan: MonthPlan, seed: int, arrivals: FreshArrivals | None = None,
@@ -333,8 +381,8 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
             batch = make_batch(plan, where, day, seed, means[where], back[where],
                                bookings.get((day, where)), arrivals)
             outcomes.append(run_day(layout, plan.services, batch, policy, payment, sample_times,
-                                    door_waits=door_waits))
-        back = [_coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
+                                    door_waits=door_waits, balk_wait_s=plan.demand.balk_wait_s))
+        back = [coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
         result.days.append(_day_stats(plan, day, outcomes))
         waits = np.concatenate([np.asarray(o.waits, dtype=np.float32) for o in outcomes])
         result.waits[day] = waits
@@ -346,7 +394,7 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
     return result
 
 
-def _coming_back(plan: MonthPlan, seed: int, day: int, where: int,
+def coming_back(plan: MonthPlan, seed: int, day: int, where: int,
                  sent_home: dict[int, int]) -> dict[int, int]:
     share = plan.demand.come_back_share
     if share >= 1.0:
@@ -373,4 +421,7 @@ def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome]) -> Day
         wait_p90_s=float(np.percentile(waits, 90)) if has else 0.0,
         lost_hours=sum(o.lost_s for o in outcomes) / 3600.0,
         booked=sum(len(o.booked_waits) for o in outcomes),
+        balked=sum(o.balked for o in outcomes),
+        reneged=sum(o.reneged for o in outcomes),
+        gave_up_hours=sum(o.gave_up_s for o in outcomes) / 3600.0,
     )

@@ -1,4 +1,4 @@
-"""What ops read: the per-day table, five PNG plots and a Markdown summary with the answer.
+"""What ops read: the per-day table, six PNG plots and a Markdown summary with the answer.
 
 Plots are drawn on ``matplotlib.figure.Figure`` objects (the Agg renderer, no pyplot), so making
 them touches no global state and needs no display. matplotlib is imported by the first plot, not
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .halls import CityPlan, HallWeek, city_plan
 from .month import DayStats, MonthResult
-from .whatif import BOOKING, COUNTERS, ONLINE, WhatIfPoint
+from .whatif import BOOKING, COUNTERS, CYCLES, ONLINE, WhatIfPoint
 
 PLOTS = {
     "queue": "queue-last-week.png",
@@ -24,17 +25,21 @@ PLOTS = {
     "counters": "whatif-counters.png",
     "online": "whatif-online-share.png",
     "booking": "whatif-booking.png",
+    "halls": "advice-per-hall.png",
 }
 BOOKING_ANSWER_SHARE = 0.2   # the booking share the one-line answer is about, when it was tried
 SUMMARY = "summary.md"
 DPI = 110
 PNG_OPTIONS = {"compress_level": 3}   # zlib's default 6 takes longer than drawing the plot
 
-COLUMNS = ("day", "", "arrivals", "back", "served", "away@close", "refused", "online",
-           "p50 min", "p90 min", "longest")
-LEGEND = ("  *: last week; back: arrivals sent home on an earlier day; away@close: still waiting "
-          "at closing;\n  refused: at the door; online: paid online instead (hint or door); "
-          "p50/p90: wait of the served;\n  longest: longest line at one substation")
+COLUMNS = ("day", "", "arrivals", "back", "served", "away@close", "refused", "balked", "gave up",
+           "online", "p50 min", "p90 min", "longest")
+LEGEND = ("  *: last week; back: arrivals sent home on an earlier day; turned away by cause: "
+          "away@close: still waiting\n  at closing; refused: at the door; balked: saw the shown "
+          "wait and went home; gave up: left the line\n  before being called; online: paid online "
+          "instead (hint or door); p50/p90: wait of the served;\n  longest: longest line at one "
+          "substation")
+WAIT_COLUMNS = (10, 11)   # p50 and p90 in a row
 
 
 def _row(d: DayStats | None, label: str, rows: Sequence[DayStats]) -> list[str]:
@@ -42,13 +47,15 @@ def _row(d: DayStats | None, label: str, rows: Sequence[DayStats]) -> list[str]:
     if d is not None:
         return [str(d.day), "*" if d.last_week else "", f"{d.arrivals:,}", f"{d.returning:,}",
                 f"{d.served:,}", f"{d.turned_away_closing:,}", f"{d.refused_at_door:,}",
+                f"{d.balked:,}", f"{d.reneged:,}",
                 f"{d.online_hint + d.online_door:,}", f"{d.wait_p50_s / 60:.1f}",
                 f"{d.wait_p90_s / 60:.1f}", f"{d.longest_queue:,}"]
     total = {k: sum(getattr(r, k) for r in rows) for k in
              ("arrivals", "returning", "served", "turned_away_closing", "refused_at_door",
-              "online_hint", "online_door")}
+              "balked", "reneged", "online_hint", "online_door")}
     return [label, "", f"{total['arrivals']:,}", f"{total['returning']:,}", f"{total['served']:,}",
             f"{total['turned_away_closing']:,}", f"{total['refused_at_door']:,}",
+            f"{total['balked']:,}", f"{total['reneged']:,}",
             f"{total['online_hint'] + total['online_door']:,}", "", "",
             f"{max((r.longest_queue for r in rows), default=0):,}"]
 
@@ -61,12 +68,12 @@ def table_rows(result: MonthResult, last_week_only: bool = False) -> list[list[s
     if lw:
         waits = result.last_week_waits()
         row = _row(None, "last wk", lw)
-        row[8], row[9] = _minutes(waits, 50), _minutes(waits, 90)
+        row[WAIT_COLUMNS[0]], row[WAIT_COLUMNS[1]] = _minutes(waits, 50), _minutes(waits, 90)
         rows.append(row)
     if not last_week_only and len(result.days) > len(lw):
         waits = np.concatenate([result.waits[d.day] for d in result.days])
         row = _row(None, "all", result.days)
-        row[8], row[9] = _minutes(waits, 50), _minutes(waits, 90)
+        row[WAIT_COLUMNS[0]], row[WAIT_COLUMNS[1]] = _minutes(waits, 50), _minutes(waits, 90)
         rows.append(row)
     return rows
 
@@ -92,14 +99,15 @@ def format_table(result: MonthResult, last_week_only: bool = False) -> str:
 def _afterword(result: MonthResult) -> str:
     return (f"Still unpaid after the last day (sent home, coming back): "
             f"{result.unpaid_at_month_end:,}; hours spent in line by those then turned away at "
-            f"closing: {result.total('lost_hours'):,.0f}.")
+            f"closing: {result.total('lost_hours'):,.0f}, by those who gave up: "
+            f"{result.total('gave_up_hours'):,.0f}.")
 
 
 def markdown_table(result: MonthResult, last_week_only: bool = False) -> str:
     """The same table in Markdown."""
     header = ["day", "last week", "arrivals", "coming back", "served", "turned away at closing",
-              "refused at the door", "paid online instead", "wait p50 (min)", "wait p90 (min)",
-              "longest line"]
+              "refused at the door", "balked (saw the wait, went home)", "gave up in line",
+              "paid online instead", "wait p50 (min)", "wait p90 (min)", "longest line"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in table_rows(result, last_week_only):
         r = list(r)
@@ -231,7 +239,7 @@ def plot_online(points: Sequence[WhatIfPoint], labels: dict[str, str], target_s:
     wait_ax.axhline(target_s / 60, color="black", linestyle="--", linewidth=1,
                     label=f"target: p90 under {target_s / 60:.0f} min")
     away_ax.set_ylabel("turned away per last-week day (people)")
-    away_ax.set_title("Turned away: at closing + refused at the door\n(whoever comes back counts again)",
+    away_ax.set_title("Turned away: at closing, at the door, balked, gave up\n(whoever comes back counts again)",
                       fontsize=11)
     wait_ax.set_ylabel("last-week p90 wait (minutes)")
     wait_ax.set_title("Last-week p90 wait of served consumers", fontsize=11)
@@ -267,7 +275,7 @@ def plot_booking(points: Sequence[WhatIfPoint], labels: dict[str, str], target_s
     wait_ax.set_ylim(bottom=0)
     for ax, title, ylabel in (
             (wait_ax, "Last-week p90 wait of walk-ins", "minutes"),
-            (away_ax, "Turned away per last-week day: at closing + refused at the door\n"
+            (away_ax, "Turned away per last-week day: at closing, at the door, balked, gave up\n"
              "(whoever comes back counts again)", "people"),
             (booked_ax, "Booked consumers: p90 wait from their slot's start (whole month)", "minutes"),
             (none_ax, "Wanted to book but found no free slot (whole month; they walked in)",
@@ -336,6 +344,141 @@ def booking_answer_lines(points: Sequence[WhatIfPoint], labels: dict[str, str]) 
             f"the booked wait {b.booked_p90_s / 60:.1f} min (p90) from their slot's start, "
             f"{b.unbooked:,} of {b.bookings:,} found no slot.")
     return lines
+
+
+# -- advice per hall and billing cycles ----------------------------------------------------------
+
+
+def city_plans(weeks: Sequence[HallWeek]) -> list[CityPlan]:
+    """Each policy's halls, as a city plan, in the order the policies came."""
+    by_policy: dict[str, list[HallWeek]] = {}
+    for week in weeks:
+        by_policy.setdefault(week.policy, []).append(week)
+    return [city_plan(v) for v in by_policy.values()]
+
+
+def hall_table(plan: CityPlan, labels: dict[str, str], markdown: bool = False) -> str:
+    """Counters needed per hall and last-week day (``+`` after a figure: even that many did not
+    meet the target), the city's total beside what it has, and what is moved and opened extra."""
+    days = plan.halls[0].days
+    header = ["hall", "today", *[f"day {d}" for d in days], "week's most"]
+    rows = [[h.substation, str(h.today),
+             *[f"{n}{'' if ok else '+'}" for n, ok in zip(h.needed, h.met, strict=True)],
+             str(max(h.needed))] for h in plan.halls]
+    rows.append(["city", str(plan.counters_now), *[str(n) for n in plan.needed_per_day], ""])
+    rows.append(["moved", "", *[str(n) for n in plan.moved], ""])
+    rows.append(["extra", "", *[str(n) for n in plan.extra], str(plan.extra_days)])
+    title = f"{labels.get(plan.policy, plan.policy)}:"
+    if markdown:
+        return "\n".join([f"**{title}**", "", "| " + " | ".join(header) + " |",
+                          "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows])
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in table]
+    return "\n".join([title, lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def hall_answer_lines(plans: Sequence[CityPlan], labels: dict[str, str], target_s: float) -> list[str]:
+    """Per policy, the cheapest city plan in a sentence, beside the simpler ones."""
+    lines = []
+    for p in plans:
+        halls = len(p.halls)
+        short = [h.substation for h in p.halls if not all(h.met)]
+        lines.append(
+            f"{labels.get(p.policy, p.policy)}: to keep each last-week day's p90 under "
+            f"{target_s / 60:.0f} min in every hall, the halls need {min(p.needed_per_day)} to "
+            f"{max(p.needed_per_day)} counters a day against the city's {p.counters_now}; moving "
+            f"counters between halls and opening extra ones only on the days short of them costs "
+            f"{p.extra_days} extra counter-days (one number everywhere, {p.same_everywhere} per "
+            f"hall: {p.same_extra_days}; each of the {halls} halls its own week's most, nobody "
+            f"moved: {p.own_most_extra_days})"
+            + (f"; not met even with the most tried at {', '.join(short)}" if short else "") + ".")
+    return lines
+
+
+def plot_halls(weeks: Sequence[HallWeek], labels: dict[str, str], target_s: float, path: Path) -> Path:
+    """Per policy: a grid of halls by last-week day, each cell the counters that hall needs that
+    day (darker: more above today's), and the city's total per day beside what it has."""
+    plans = city_plans(weeks)
+    rows = len(plans)
+    fig = _figure(12, 0.6 + 3.3 * rows)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08 / rows, top=1 - 0.75 / (0.6 + 3.3 * rows),
+                        wspace=0.18, hspace=0.45)
+    axes = fig.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": [3, 2]})
+    top = max(max(max(h.needed) - h.today for h in p.halls) for p in plans)
+    for (grid, city), p in zip(axes, plans, strict=True):
+        days = p.halls[0].days
+        over = np.array([[n - h.today for n in h.needed] for h in p.halls], dtype=float)
+        grid.imshow(over, cmap="Reds", vmin=min(0, over.min()), vmax=max(1, top), aspect="auto")
+        for i, h in enumerate(p.halls):
+            for k, n in enumerate(h.needed):
+                grid.text(k, i, f"{n}{'' if h.met[k] else '+'}", ha="center", va="center", fontsize=8,
+                          color="white" if over[i, k] > 0.6 * max(1, top) else "black")
+        grid.set_xticks(range(len(days)))
+        grid.set_xticklabels([f"day {d}" for d in days], fontsize=8)
+        grid.set_yticks(range(len(p.halls)))
+        grid.set_yticklabels([f"{h.substation} ({h.today} now)" for h in p.halls], fontsize=8)
+        grid.set_title(f"{labels.get(p.policy, p.policy)}: counters each hall needs "
+                       f"(p90 under {target_s / 60:.0f} min)", fontsize=10)
+        x = np.arange(len(days))
+        city.bar(x, p.needed_per_day, color="tab:red", label="needed, all halls")
+        city.bar(x, [min(n, p.counters_now) for n in p.needed_per_day], color="tab:blue",
+                 label="of them, the city's own (some moved between halls)")
+        city.axhline(p.counters_now, color="black", linestyle="--", linewidth=1,
+                     label=f"the city's counters: {p.counters_now}")
+        city.set_xticks(x)
+        city.set_xticklabels([f"day {d}" for d in days], fontsize=8)
+        city.set_ylabel("counters")
+        city.set_ylim(0, max(max(p.needed_per_day), p.counters_now) * 1.6)
+        city.set_title(f"City: {p.extra_days} extra counter-days (red) in the week", fontsize=10)
+        city.legend(fontsize=7, loc="upper left")
+        city.grid(alpha=0.3, axis="y")
+    fig.suptitle("Advice per hall, last week, today's online share  (+: not met even with the most tried)",
+                 fontsize=12)
+    fig.savefig(path, dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    return path
+
+
+def cycles_answer_lines(points: Sequence[WhatIfPoint], labels: dict[str, str]) -> list[str]:
+    """Per policy: what the most cycles tried do to the last week against today's one."""
+    lines = []
+    for name, pts in _by_policy(points, CYCLES).items():
+        base = next((p for p in pts if p.x == 1), None)
+        most = pts[-1]
+        if base is None or most.x == 1:
+            continue
+        lines.append(
+            f"{labels.get(name, name)}: bills due on {most.x:g} cycles instead of one change the "
+            f"last-week p90 wait from {base.p90_wait_s / 60:.1f} to {most.p90_wait_s / 60:.1f} min "
+            f"and those turned away in the last week from {base.turned_away:,} to "
+            f"{most.turned_away:,}.")
+    return lines
+
+
+CYCLES_HEADER = ("due-date cycles", "policy", "month-end share of counter payments",
+                 "last-week p90 (min)", "turned away, last week", "of them balked / gave up",
+                 "worst day's p90 (min)")
+
+
+def cycles_table(points: Sequence[WhatIfPoint], labels: dict[str, str], month_end_share: dict[int, float],
+                 markdown: bool = False) -> str:
+    """The staggered due dates what-if: per cycle count and policy, the last week's p90 wait and
+    those turned away (by any cause), and the worst day's p90 anywhere in the month."""
+    rows = [list(CYCLES_HEADER)]
+    for name, pts in _by_policy(points, CYCLES).items():
+        for p in pts:
+            k = int(p.x)
+            rows.append([f"{k}{' (today)' if k == 1 else ''}", labels.get(name, name),
+                         f"{month_end_share.get(k, 0.0) * 100:.0f} %", f"{p.p90_wait_s / 60:.1f}",
+                         f"{p.turned_away:,}", f"{p.balked:,} / {p.reneged:,}",
+                         f"{p.worst_day_p90_s / 60:.1f} (day {p.worst_day})"])
+    if markdown:
+        return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+                         + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i != 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths,
+             strict=True))) for r in rows]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
 # -- the answer and the summary -----------------------------------------------------------------

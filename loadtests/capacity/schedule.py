@@ -19,8 +19,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import coverage, report
+from .halls import HallJob, HallWeek
 from .month import MonthPlan, MonthResult
 from .whatif import BOOKING, COUNTERS, ONLINE, RunResult, Task, WhatIfPoint, run_tasks
+
+PLOTTED = (COUNTERS, ONLINE, BOOKING)   # the what-if axes with a plot of their own
 
 
 @dataclass(frozen=True)
@@ -46,15 +49,18 @@ class Finished:
     coverage: coverage.Coverage
     plots: list[Path]
     runs: int                 # month runs made (one per plan and policy)
+    hall_weeks: list[HallWeek] = ()   # the advice per hall, in the order of the hall jobs
 
 
 def run_all(plan: MonthPlan, tasks: Sequence[Task], halls: Sequence[coverage.HallDay],
             processes: int, figures: PlotFigures,
             second_round: Callable[[list[WhatIfPoint]], list[Task]] | None,
-            progress: bool = True) -> Finished:
-    """Run ``tasks`` (the first: the main runs) and ``halls``; ``second_round`` (given the
-    points so far) makes the online share's second round once its first is in."""
-    jobs = in_pool_order(tasks, halls)
+            progress: bool = True, hall_jobs: Sequence[HallJob] = ()) -> Finished:
+    """Run ``tasks`` (the first: the main runs), ``halls`` and ``hall_jobs`` (the advice per
+    hall, plotted once all are in); ``second_round`` (given the points so far) makes the online
+    share's second round once its first is in."""
+    jobs = in_pool_order(tasks, [*halls, *hall_jobs])
+    weeks_of: dict[int, HallWeek] = {}   # id(hall job) -> its week
     bar = tqdm(total=len(jobs), desc="peak-sim runs", unit="run", disable=not progress,
                file=sys.stderr)
     left = Counter(axis for task in tasks for axis, _ in task.marks)   # runs still to come
@@ -65,8 +71,16 @@ def run_all(plan: MonthPlan, tasks: Sequence[Task], halls: Sequence[coverage.Hal
     drawing = ThreadPoolExecutor(max_workers=1)
     drawn: dict[str, Future] = {}
 
-    def done(job: Task | coverage.HallDay, result: RunResult | coverage.Coverage) -> list[Task]:
+    def done(job: Task | coverage.HallDay | HallJob,
+             result: RunResult | coverage.Coverage | HallWeek) -> list[Task]:
         bar.update()
+        if isinstance(job, HallJob):
+            weeks_of[id(job)] = result
+            if len(weeks_of) == len(hall_jobs):
+                weeks = [weeks_of[id(j)] for j in hall_jobs]
+                drawn["halls"] = drawing.submit(report.plot_halls, weeks, figures.labels,
+                                                figures.target_s, figures.out / report.PLOTS["halls"])
+            return []
         if not isinstance(job, Task):
             return []
         found.extend(result.points)
@@ -81,7 +95,7 @@ def run_all(plan: MonthPlan, tasks: Sequence[Task], halls: Sequence[coverage.Hal
                 left[axis] += len(more)
                 bar.total += len(more)
                 bar.refresh()
-            if left[axis] == 0:
+            if left[axis] == 0 and axis in PLOTTED:
                 drawn[axis] = drawing.submit(_axis_plot, axis, list(found), figures)
         return more
 
@@ -99,13 +113,14 @@ def run_all(plan: MonthPlan, tasks: Sequence[Task], halls: Sequence[coverage.Hal
         points=points,
         coverage=coverage.total(result_of[id(hall)] for hall in halls),
         plots=[*drawn["main"].result(),
-               *(drawn[axis].result() for axis in (COUNTERS, ONLINE, BOOKING) if axis in drawn)],
+               *(drawn[axis].result() for axis in (*PLOTTED, "halls") if axis in drawn)],
         runs=sum(len(task.policies) for task in [*tasks, *second]),
+        hall_weeks=[weeks_of[id(job)] for job in hall_jobs],
     )
 
 
 def in_pool_order(tasks: Sequence[Task],
-                  halls: Sequence[coverage.HallDay]) -> list[Task | coverage.HallDay]:
+                  halls: Sequence[coverage.HallDay | HallJob]) -> list[Task | coverage.HallDay | HallJob]:
     """The main runs (``tasks[0]``) first, then the online share's, then the rest costliest
     first."""
     online = [t for t in tasks[1:] if any(axis == ONLINE for axis, _ in t.marks)]

@@ -21,7 +21,7 @@ from .demand import DemandParams
 from .month import FreshArrivals, MonthPlan, MonthResult, book_month, make_plan, simulate_month
 from .policies import Policy
 
-COUNTERS, ONLINE, BOOKING = "counters", "online", "booking"   # the what-if axes
+COUNTERS, ONLINE, BOOKING, CYCLES = "counters", "online", "booking", "cycles"   # the what-if axes
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,15 @@ class WhatIfPoint:
     booked_p90_s: float = 0.0
     bookings: int = 0       # consumers who wanted a slot, whole run
     unbooked: int = 0       # of them, those who found none free
+    balked: int = 0         # saw the shown wait and went home
+    reneged: int = 0        # gave up waiting in line
+    worst_day_p90_s: float = 0.0   # the run's worst day's p90 wait (any day, not only the last week)
+    worst_day: int = 0
 
     @property
     def turned_away(self) -> int:
-        return self.turned_away_closing + self.refused_at_door
+        """Left unserved, by any cause: at closing, at the door, balking, giving up."""
+        return self.turned_away_closing + self.refused_at_door + self.balked + self.reneged
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,15 @@ class Job(Protocol):
 def whatif_tasks(scenario: Scenario, demand: DemandParams, policies: Sequence[Policy], seed: int,
                  days: int, counters: Iterable[int], online_shares: Iterable[float],
                  counters_per_substation: int | None = None, booking_shares: Iterable[float] = (),
-                 booking_days: int | None = None) -> list[Task]:
+                 booking_days: int | None = None, cycles: Iterable[int] = (),
+                 booking_reach: int | None = None) -> list[Task]:
     """Tasks for the what-if curves, each over the month's last ``days`` working days; a run
     that two curves need is made once. Booking runs cover ``booking_days`` (None: the whole
-    month) instead: bookers move to earlier days, which a last-week replay would not have."""
+    month) instead: bookers move to earlier days, which a last-week replay would not have; so
+    do the billing-cycle runs (``cycles``: due dates on that many cycles), whose other cycles'
+    rushes come before the last week. ``booking_reach`` (None: ``booking_days``) shortens the
+    booking runs with anyone booking to the days bookers can reach (the days before see no
+    booking, so little changes but the cost)."""
     tasks: list[Task] = []
     policies = tuple(policies)
 
@@ -116,8 +126,13 @@ def whatif_tasks(scenario: Scenario, demand: DemandParams, policies: Sequence[Po
         add(make_plan(scenario, demand.with_changes(online_share=share), days,
                       counters_per_substation=counters_per_substation), ONLINE, float(share))
     for share in booking_shares:
-        add(make_plan(scenario, demand.with_changes(booking_share=share), booking_days,
+        # nobody booking is today's run: over the booking days, the main runs when they are
+        reach = booking_days if share == 0 or booking_reach is None else booking_reach
+        add(make_plan(scenario, demand.with_changes(booking_share=share), reach,
                       counters_per_substation=counters_per_substation), BOOKING, float(share))
+    for k in cycles:
+        add(make_plan(scenario, demand.with_changes(due_date_cycles=int(k)), booking_days,
+                      counters_per_substation=counters_per_substation), CYCLES, float(k))
     return tasks
 
 
@@ -167,6 +182,7 @@ def run_task(task: Task) -> RunResult:
 
 def points_of(result: MonthResult, marks: Iterable[tuple[str, float]]) -> list[WhatIfPoint]:
     """A run's what-if summary, once per (axis, x) it stands for."""
+    worst = max(result.days, key=lambda d: d.wait_p90_s, default=None)
     return [WhatIfPoint(
         axis=axis,
         x=x,
@@ -179,6 +195,10 @@ def points_of(result: MonthResult, marks: Iterable[tuple[str, float]]) -> list[W
         booked_p90_s=result.booked_p90_s(),
         bookings=result.bookings,
         unbooked=result.unbooked,
+        balked=result.total("balked", last_week_only=True),
+        reneged=result.total("reneged", last_week_only=True),
+        worst_day_p90_s=worst.wait_p90_s if worst else 0.0,
+        worst_day=worst.day if worst else 0,
     ) for axis, x in marks]
 
 
