@@ -1,0 +1,117 @@
+"""The deployment files in deploy/ run as shipped: Debian's nginx with exactly deploy/nginx.conf
+(only the replicas' ports changed) in front of two real replicas and their own redis-server,
+and the systemd unit checked by systemd-analyze."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from counter_server.config import Scenario, load_scenario
+from testkit.api import bearer
+from testkit.live import receive_until
+from testkit.processes import NGINX_CONF, NginxProcess, RedisProcess, ServerProcess
+from testkit.scenarios import REDIS_SCENARIO, paid_service
+
+needs_nginx = pytest.mark.skipif(NginxProcess.binary() is None,
+                                 reason="nginx is not installed (apt-get install nginx-light; .ci/run does)")
+
+
+class Proxied:
+    """A redis-server, two replicas trusting the proxy, nginx in front, and a session."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.redis = RedisProcess(dir=tmp_path / "redis")
+        self.config = tmp_path / "replicas.toml"
+        self.replicas = [ServerProcess(data_dir=tmp_path / name, config=self.config,
+                                       extra_args=["--rate-limit", "0", "--trusted-proxy", "127.0.0.1"])
+                         for name in ("a", "b")]
+        self.nginx = NginxProcess(dir=tmp_path / "nginx", replica_ports=[r.port for r in self.replicas])
+        self.session: aiohttp.ClientSession | None = None
+        self.key = ""
+        self.scenario: Scenario | None = None
+
+    def start(self) -> None:
+        self.redis.start()
+        self.config.write_text(REDIS_SCENARIO.format(url=self.redis.url))
+        self.scenario = load_scenario(self.config)
+        for replica in self.replicas:
+            replica.start()
+        self.key = self.replicas[0].admin_key
+        self.nginx.start()
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+
+    async def stop(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        self.nginx.stop()
+        for replica in self.replicas:
+            if replica.proc is not None and replica.proc.poll() is None:
+                replica.proc.send_signal(signal.SIGCONT)   # a frozen one must hear SIGTERM
+            replica.stop()
+        self.redis.stop()
+
+    @property
+    def substation(self) -> str:
+        assert self.scenario is not None
+        return next(iter(self.scenario.substations))
+
+    async def issue(self) -> tuple[int, dict]:
+        assert self.session is not None and self.scenario is not None
+        async with self.session.post(f"{self.nginx.url}/api/v1/substations/{self.substation}/tokens",
+                                     headers=bearer(self.key),
+                                     json={"service": paid_service(self.scenario)}) as resp:
+            return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def proxied(tmp_path: Path) -> AsyncIterator[Proxied]:
+    cluster = Proxied(tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()
+
+
+def test_every_proxied_location_passes_host_and_x_forwarded_for():
+    """A location that sets any header inherits none: each must set Host and X-Forwarded-For
+    itself, or replicas trusting the proxy see nginx as every client (or refuse the upgrade)."""
+    text = NGINX_CONF.read_text()
+    locations = re.findall(r"location [^{]+\{(.*?)\n    \}", text, flags=re.S)
+    assert len(locations) >= 2
+    for body in locations:
+        assert "proxy_pass http://counter_server;" in body
+        assert "proxy_set_header Host $host;" in body, body
+        assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in body, body
+
+
+@needs_nginx
+async def test_hall_boards_and_token_issues_work_through_the_shipped_nginx_file(proxied: Proxied):
+    assert proxied.session is not None
+    origin = {"Origin": proxied.nginx.url}   # as the board page served through nginx sends it
+    url = f"{proxied.nginx.url}/api/v1/substations/{proxied.substation}/live"
+    # Two boards: nginx's round robin puts one on each replica.
+    boards = [await proxied.session.ws_connect(url, headers=origin) for _ in range(2)]
+    try:
+        for board in boards:
+            snapshot = await receive_until(board, lambda m: m["type"] != "heartbeat", what="a snapshot")
+            assert snapshot["type"] == "snapshot"
+        status, body = await proxied.issue()
+        assert status == 201, body
+        number = body["token"]["number"]
+        for board in boards:
+            delta = await receive_until(board, lambda m: m["type"] == "delta", what="the new token's delta")
+            assert [e["token"]["number"] for e in delta["events"] if e["token"]] == [number]
+    finally:
+        for board in boards:
+            await board.close()
+    access = (proxied.nginx.dir / "access.log").read_text()
+    assert " 101 " in access and " 201 " in access
