@@ -342,6 +342,14 @@ class Settings:
     # Load balancers whose X-Forwarded-For is believed (one hop): behind them every client
     # would otherwise share the balancer's address in the per-address limits.
     trusted_proxies: tuple[str, ...] = ()
+    # GET /readyz gives the store this long to answer a ping before saying "not ready".
+    ready_timeout_s: float = 1.0
+    # A replica whose store does not answer at start serves "not ready" and tries again after
+    # store_retry_first_s, doubling up to store_retry_max_s, until it answers.
+    store_retry_first_s: float = 0.2
+    store_retry_max_s: float = 5.0
+    # On SIGTERM, requests in flight get this long to finish before their connections close.
+    shutdown_grace_s: float = 3.0
 
     @property
     def store(self) -> StoreConfig:

@@ -115,3 +115,42 @@ async def test_hall_boards_and_token_issues_work_through_the_shipped_nginx_file(
             await board.close()
     access = (proxied.nginx.dir / "access.log").read_text()
     assert " 101 " in access and " 201 " in access
+
+
+@needs_nginx
+async def test_a_frozen_replica_is_out_of_nginx_rotation_after_one_read_timeout(proxied: Proxied):
+    """SIGSTOP keeps a replica's port accepting but answering nothing. With the shipped timeouts
+    the requests that reach it wait one proxy_read_timeout and are answered by the other
+    replica; from then on none waits (max_fails=1 keeps it out for fail_timeout)."""
+    assert proxied.session is not None
+    url = f"{proxied.nginx.url}/api/v1/substations"
+
+    async def timed_get() -> tuple[int, float]:
+        assert proxied.session is not None
+        started = time.monotonic()
+        async with proxied.session.get(url, headers=bearer(proxied.key)) as resp:
+            await resp.read()
+            return resp.status, time.monotonic() - started
+
+    for _ in range(4):                       # both replicas warm, keep-alive connections open
+        assert (await timed_get())[0] == 200
+    frozen = proxied.replicas[1]
+    assert frozen.proc is not None
+    frozen.proc.send_signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    answers: list[tuple[int, float]] = []
+    for _ in range(10):                      # ten rounds of four at once, as kiosks would
+        answers += await asyncio.gather(*(timed_get() for _ in range(4)))
+    slow = [took for status, took in answers if took > 1.0]
+    out_after = max((took for took in slow), default=0.0)
+    assert all(status == 200 for status, _ in answers), answers
+    assert len(slow) <= 4, answers           # only those sent before nginx knew: one round
+    assert out_after < 6.5, answers          # one proxy_read_timeout (5 s), then the other replica
+    # Changes go to the live replica at once too.
+    started = time.monotonic()
+    for _ in range(5):
+        status, body = await proxied.issue()
+        assert status == 201, body
+    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - frozen_at < 10.0   # all within fail_timeout: no second probe of it
+    print(f"frozen replica: {len(slow)} of {len(answers)} requests waited, at most {out_after:.2f} s")

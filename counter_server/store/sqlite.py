@@ -221,6 +221,7 @@ class SQLiteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0
         self.conflicts = 0   # one writer owns the file: a change never has to run again
+        self.following = True   # no shared stream: this process makes every change it publishes
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -420,6 +421,10 @@ class SQLiteStore:
 
     def add_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
+
+    async def ping(self) -> None:
+        """A read through the store's own thread: answers while the file can be read."""
+        await self._read(lambda db: db.execute("SELECT 1").fetchone())
 
     async def last_seq(self) -> int:
         def read(db: sqlite_utils.Database) -> int:
