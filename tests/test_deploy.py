@@ -5,8 +5,13 @@ and the systemd unit checked by systemd-analyze."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +22,11 @@ import pytest
 from counter_server.config import Scenario, load_scenario
 from testkit.api import bearer
 from testkit.live import receive_until
-from testkit.processes import NGINX_CONF, NginxProcess, RedisProcess, ServerProcess
+from testkit.processes import NGINX_CONF, ROOT, NginxProcess, RedisProcess, ServerProcess
 from testkit.scenarios import REDIS_SCENARIO, paid_service
+
+UNIT = ROOT / "deploy" / "counter-server@.service"
+CONTAINERFILE = ROOT / "deploy" / "Containerfile"
 
 needs_nginx = pytest.mark.skipif(NginxProcess.binary() is None,
                                  reason="nginx is not installed (apt-get install nginx-light; .ci/run does)")
@@ -154,3 +162,37 @@ async def test_a_frozen_replica_is_out_of_nginx_rotation_after_one_read_timeout(
     assert time.monotonic() - started < 2.0
     assert time.monotonic() - frozen_at < 10.0   # all within fail_timeout: no second probe of it
     print(f"frozen replica: {len(slow)} of {len(answers)} requests waited, at most {out_after:.2f} s")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed (apt-get install systemd; .ci/run does)")
+def test_the_replica_unit_passes_systemd_analyze_verify(tmp_path: Path):
+    """The unit as shipped, with only its ExecStart pointed at this checkout's counter-server
+    (verify refuses a command that is not there), for one instance (a port)."""
+    text = UNIT.read_text()
+    installed = Path(sys.executable).with_name("counter-server")
+    assert installed.exists(), "pip install -e . puts counter-server beside python"
+    assert text.count("/usr/local/bin/counter-server") == 1
+    (tmp_path / UNIT.name).write_text(text.replace("/usr/local/bin/counter-server", str(installed)))
+    checked = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "counter-server@8081.service")],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                             env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})
+    assert checked.returncode == 0 and not checked.stderr.strip(), checked.stderr
+    settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["Restart"] == "always" and "redis-server.service" in settings["After"]
+    assert settings["KillSignal"] == "SIGTERM" and settings["TimeoutStopSec"] == "20s"
+
+
+def test_the_container_healthcheck_tells_a_live_replica_from_a_gone_one(server_process: ServerProcess):
+    """The Containerfile's HEALTHCHECK command, run as the container would run it."""
+    found = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", CONTAINERFILE.read_text().replace("\\\n", ""),
+                      flags=re.M)
+    assert found, "no HEALTHCHECK ... CMD [...] in the Containerfile"
+    command = json.loads(found.group(1))
+    assert command[0] == "python"
+    command[0] = sys.executable
+    env = {**os.environ, "COUNTER_SERVER_PORT": str(server_process.port)}
+    server_process.start()
+    assert subprocess.run(command, env=env, capture_output=True, timeout=10).returncode == 0
+    server_process.stop()
+    assert subprocess.run(command, env=env, capture_output=True, timeout=10).returncode != 0
