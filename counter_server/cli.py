@@ -79,6 +79,14 @@ def _port(text: str) -> int:
     return port
 
 
+def _host_port(text: str) -> str:
+    """HOST:PORT (a Sentinel's address), refused by argparse when it is not one."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}")
+    return text
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(env_default("data_dir", "counter-data")),
                         help="where the SQLite file and admin.key live (default ./counter-data)")
@@ -94,6 +102,13 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", default=env_default("redis_url", None),
                         help="the Redis server of --store redis (default: the config's "
                              "[store] redis_url, else redis://127.0.0.1:6379/0)")
+    parser.add_argument("--redis-sentinel", action="append", metavar="HOST:PORT", type=_host_port,
+                        default=[a for a in (env_default("redis_sentinels", "") or "").split(",") if a],
+                        help="a Redis Sentinel to ask for the primary (repeat for each; the config's "
+                             "[store] redis_sentinels otherwise); changes then wait for a replica")
+    parser.add_argument("--redis-master", default=env_default("redis_master", None), metavar="NAME",
+                        help="the primary's name the Sentinels monitor (default: the config's "
+                             "[store] redis_master, else mymaster)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +239,7 @@ def _serve(args: argparse.Namespace, scenario) -> int:
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, scenario=scenario,
                         rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
                         billing_url=args.billing_url, store_engine=args.store, redis_url=args.redis_url,
+                        redis_sentinels=tuple(args.redis_sentinel), redis_master=args.redis_master,
                         trusted_proxies=tuple(args.trusted_proxy))
     sqlite = settings.store.engine == "sqlite"
     data_dir = settings.data_dir.absolute()
@@ -234,8 +250,11 @@ def _serve(args: argparse.Namespace, scenario) -> int:
         print(f"counter-server: {exc}", file=sys.stderr)
         return 2
     counters = len(scenario.counters)
-    where = (f"state in Redis at {redacted(settings.store.redis_url)}"
-             if not sqlite else f"data in {data_dir}")
+    where = f"data in {data_dir}"
+    if not sqlite:
+        chosen = settings.store
+        where = (f"state in Redis {chosen.redis_master!r} via Sentinels {', '.join(chosen.redis_sentinels)}"
+                 if chosen.redis_sentinels else f"state in Redis at {redacted(chosen.redis_url)}")
     print(
         f"counter-server: {scenario.name} ({len(scenario.substations)} substations, "
         f"{counters} counters); {where}",
@@ -301,7 +320,8 @@ async def _open_store_or_say(settings: Settings) -> Store | None:
 
 async def _keys(args: argparse.Namespace, scenario) -> int:
     settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
-                        redis_url=args.redis_url)
+                        redis_url=args.redis_url, redis_sentinels=tuple(args.redis_sentinel),
+                        redis_master=args.redis_master)
     if settings.store.engine == "sqlite":   # a typo in --data-dir must not start an empty store
         try:
             check_data_dir(settings.data_dir)
@@ -343,7 +363,8 @@ async def _keys(args: argparse.Namespace, scenario) -> int:
 async def _report(args: argparse.Namespace, scenario) -> int:
     """Reports read the store directly (the data dir's file, or Redis): no server needs to run."""
     settings = Settings(data_dir=args.data_dir, scenario=scenario, store_engine=args.store,
-                        redis_url=args.redis_url)
+                        redis_url=args.redis_url, redis_sentinels=tuple(args.redis_sentinel),
+                        redis_master=args.redis_master)
     if settings.store.engine == "sqlite" and not settings.database_path.exists():
         print(f"counter-server: no data in {args.data_dir} (give --data-dir)", file=sys.stderr)
         return 2

@@ -147,6 +147,17 @@ class StoreConfig:
     engine: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "ccq:"
+    redis_sentinels: tuple[str, ...] = ()   # HOST:PORT each; the primary is asked of them
+    redis_master: str = "mymaster"
+    min_replicas_ack: int | None = None     # None: 1 with Sentinels, else 0
+    replicas_ack_timeout_ms: int = 1000
+
+    @property
+    def replicas_ack(self) -> int:
+        """Redis replicas that must have a change before it is acknowledged (WAIT)."""
+        if self.min_replicas_ack is not None:
+            return self.min_replicas_ack
+        return 1 if self.redis_sentinels else 0
 
 
 @dataclass(frozen=True)
@@ -265,7 +276,11 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
                               gateway=_knobs(GatewaySettings, model.billing),
                               simulator=_knobs(SimSettings, model.billing.simulator)),
         store=StoreConfig(engine=model.store.engine, redis_url=model.store.redis_url,
-                          redis_prefix=model.store.redis_prefix),
+                          redis_prefix=model.store.redis_prefix,
+                          redis_sentinels=tuple(model.store.redis_sentinels),
+                          redis_master=model.store.redis_master,
+                          min_replicas_ack=model.store.min_replicas_ack,
+                          replicas_ack_timeout_ms=model.store.replicas_ack_timeout_ms),
         phones=replace(_knobs(PhonesConfig, model.phones), public_url=model.phones.public_url.rstrip("/")),
     )
 
@@ -339,6 +354,8 @@ class Settings:
     store_engine: str | None = None  # overrides the scenario's [store] engine ("sqlite", "redis")
     redis_url: str | None = None     # overrides the scenario's [store] redis_url
     redis_prefix: str | None = None  # overrides the scenario's [store] redis_prefix
+    redis_sentinels: tuple[str, ...] = ()   # overrides the scenario's [store] redis_sentinels
+    redis_master: str | None = None  # overrides the scenario's [store] redis_master
     # Load balancers whose X-Forwarded-For is believed (one hop): behind them every client
     # would otherwise share the balancer's address in the per-address limits.
     trusted_proxies: tuple[str, ...] = ()
@@ -355,9 +372,11 @@ class Settings:
     def store(self) -> StoreConfig:
         """The store to open: the scenario's ``[store]`` with this run's overrides laid over it."""
         base = self.scenario.store
-        return StoreConfig(engine=self.store_engine or base.engine,
-                           redis_url=self.redis_url or base.redis_url,
-                           redis_prefix=self.redis_prefix or base.redis_prefix)
+        return replace(base, engine=self.store_engine or base.engine,
+                       redis_url=self.redis_url or base.redis_url,
+                       redis_prefix=self.redis_prefix or base.redis_prefix,
+                       redis_sentinels=self.redis_sentinels or base.redis_sentinels,
+                       redis_master=self.redis_master or base.redis_master)
 
     @property
     def database_path(self) -> Path:

@@ -88,6 +88,14 @@ def _redis_address(value: str) -> str:
     return value
 
 
+def _host_port(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT, got {value!r}")
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
 Clock = Annotated[time, BeforeValidator(_clock),
                   WithJsonSchema({"type": "string", "pattern": r"^\d\d:\d\d(:\d\d)?$",
                                   "description": "a time of day, HH:MM or HH:MM:SS"})]
@@ -248,6 +256,14 @@ class StoreModel(Table):
     engine: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite: one file, one server; redis: shared by replicas.")
     redis_url: Annotated[str, AfterValidator(_redis_address)] = "redis://127.0.0.1:6379/0"
     redis_prefix: Text = "ccq:"
+    redis_sentinels: tuple[HostPort, ...] = Field((), description=(
+        "Redis Sentinels (HOST:PORT) to ask for the primary, followed through a failover; "
+        "redis_url then gives only the database and password."))
+    redis_master: Text = Field("mymaster", description="The primary's name the Sentinels monitor.")
+    min_replicas_ack: int | None = Field(None, ge=0, description=(
+        "Redis replicas that must have a change (WAIT) before it is acknowledged; "
+        "default 1 with Sentinels, else 0."))
+    replicas_ack_timeout_ms: int = Field(1000, ge=1, description="How long a change waits for them.")
 
 
 class DemandModel(Table):

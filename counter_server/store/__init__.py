@@ -15,6 +15,11 @@ STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     StoreUnavailable, _redis_errors.ConnectionError, _redis_errors.TimeoutError)
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 async def open_store(settings: Settings) -> Store:
     """Open the engine the settings name: the SQLite file in the data dir (one process), or
     the Redis server that several replicas share."""
@@ -22,7 +27,10 @@ async def open_store(settings: Settings) -> Store:
     layouts = settings.scenario.layouts()
     if chosen.engine == "redis":
         store: Store = RedisStore(chosen.redis_url, settings.scenario.policy, layouts,
-                                  prefix=chosen.redis_prefix)
+                                  prefix=chosen.redis_prefix,
+                                  sentinels=[_host_port(s) for s in chosen.redis_sentinels],
+                                  master=chosen.redis_master, min_replicas_ack=chosen.replicas_ack,
+                                  ack_timeout_ms=chosen.replicas_ack_timeout_ms)
     else:
         store = SQLiteStore(settings.database_path, settings.scenario.policy, layouts)
     await store.open()

@@ -28,11 +28,13 @@ import logging
 import random
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
@@ -53,6 +55,9 @@ log = logging.getLogger(__name__)
 
 COMMIT_MEMO_TTL_S = 600              # a commit retried after a lost reply answers from this
 MAX_ATTEMPTS = 200                   # conflicting replicas retry; past this, the store is "busy"
+# The scripts whose writes a client is told of: with min_replicas_ack, each waits for replicas.
+_ACKNOWLEDGED = frozenset(script.name for script in (lua.COMMIT_QUEUE, lua.ADD_PAYMENT, lua.SETTLE_PAYMENT,
+                                                     lua.ADD_KEY, lua.REPLACE_KEY, lua.TURNED_AWAY))
 
 
 def _entry_record(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
@@ -145,8 +150,17 @@ class RedisStore:
         hall_head: int = 12,
         cache_size: int = 64,
         block_ms: int = 1000,
+        sentinels: Sequence[tuple[str, int]] = (),
+        master: str = "mymaster",
+        min_replicas_ack: int = 0,
+        ack_timeout_ms: int = 1000,
     ) -> None:
         self.url = url
+        self.sentinels = list(sentinels)   # ask these for the primary (Redis Sentinel)
+        self.master = master
+        self.min_replicas_ack = min_replicas_ack   # WAIT for this many replicas before acknowledging
+        self.ack_timeout_ms = ack_timeout_ms
+        self._sentinel: Sentinel | None = None
         self.policy = policy
         self.layouts = layouts or {}
         self.prefix = prefix
@@ -190,12 +204,23 @@ class RedisStore:
         self._follower = asyncio.create_task(self._follow(), name="redis-event-follower")
 
     def _client(self, socket_timeout: float) -> Redis:
-        return Redis.from_url(
-            self.url, decode_responses=True, socket_timeout=socket_timeout,
+        options: dict[str, Any] = dict(
+            decode_responses=True, socket_timeout=socket_timeout,
             socket_connect_timeout=2.0, health_check_interval=10,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError],
         )
+        if not self.sentinels:
+            return Redis.from_url(self.url, **options)
+        # Redis Sentinel: each new connection asks the Sentinels where the primary is, so after
+        # a failover the reconnects (the retries above, the follower's loop) reach the new one.
+        # The URL gives the database and the credentials only.
+        if self._sentinel is None:
+            self._sentinel = Sentinel(self.sentinels, socket_timeout=1.0, socket_connect_timeout=1.0)
+        place = parse_url(self.url)
+        return self._sentinel.master_for(self.master, redis_class=Redis, db=place.get("db", 0),
+                                         username=place.get("username"), password=place.get("password"),
+                                         **options)
 
     async def close(self) -> None:
         self._closing = True
@@ -215,10 +240,11 @@ class RedisStore:
             task.cancel()
         if drainers:
             await asyncio.wait(drainers, timeout=5.0)
-        for client in (self._follower_redis, self._redis):
+        for client in (self._follower_redis, self._redis,
+                       *(self._sentinel.sentinels if self._sentinel is not None else ())):
             if client is not None:
                 await client.aclose()
-        self._redis = self._follower_redis = None
+        self._redis = self._follower_redis = self._sentinel = None
 
     async def ping(self) -> None:
         """PING on the requests' connection pool (not the follower's)."""
@@ -228,8 +254,19 @@ class RedisStore:
                    extra: Iterable[str] = (), *, follower: bool = False) -> Any:
         """Run ``script`` by name: its keys given by name, its arguments as one JSON object."""
         registered: AsyncScript = (self._follower_scripts if follower else self._scripts)[script.name]
-        return await registered(keys=[keys[name] for name in script.keys] + list(extra),
-                                args=[codec.dumps(args)])
+        names = [keys[name] for name in script.keys] + list(extra)
+        if follower or not self.min_replicas_ack or script.name not in _ACKNOWLEDGED:
+            return await registered(keys=names, args=[codec.dumps(args)])
+        # Redis replicates asynchronously: a change is acknowledged only once WAIT, on the
+        # connection that wrote it, says enough replicas have it, so it survives losing the primary.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await registered(keys=names, args=[codec.dumps(args)], client=pipe)
+            pipe.wait(self.min_replicas_ack, self.ack_timeout_ms)
+            answer, replicas = await pipe.execute()
+        if replicas < self.min_replicas_ack:
+            raise StoreUnavailable(f"only {replicas} of {self.min_replicas_ack} Redis replicas had the change "
+                                   f"within {self.ack_timeout_ms} ms; it is not acknowledged")
+        return answer
 
     def _queue_keys(self, key: core.QueueKey) -> dict[str, str]:
         substation, day = key
