@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 
 from counter_server.config import load_scenario
+from counter_server.app import create_app
+from counter_server.config import Settings
 from testkit.api import bearer
 from testkit.processes import RedisProcess, ServerProcess
 from testkit.scenarios import REDIS_SCENARIO, paid_service
@@ -25,6 +28,23 @@ def replica_on(tmp_path: Path, redis: RedisProcess) -> ServerProcess:
 async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, dict]:
     async with session.get(url) as resp:
         return resp.status, await resp.json()
+
+
+async def test_a_server_on_its_sqlite_file_is_ready_and_health_checks_are_never_rate_limited(
+        aiohttp_client, settings: Settings):
+    client = await aiohttp_client(create_app(replace(settings, write_admin_key=False,
+                                                     rate_limit_per_s=1, rate_limit_burst=2)))
+    for path in ("/readyz", "/healthz"):
+        for _ in range(30):   # an address gets ten times a key's burst of 2: far past it
+            async with client.get(path) as resp:
+                assert resp.status == 200, await resp.text()
+    async with client.get("/readyz") as resp:
+        assert await resp.json() == {"status": "ready"}
+    statuses = set()
+    for _ in range(30):                                       # the limit does apply elsewhere
+        async with client.get("/api/v1/openapi.json") as resp:
+            statuses.add(resp.status)
+    assert statuses == {200, 429}
 
 
 async def test_readiness_is_503_with_the_reason_while_redis_is_away_and_200_again_after(tmp_path: Path):
