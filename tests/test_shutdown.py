@@ -122,3 +122,26 @@ async def test_sigterm_under_load_stops_within_10_s_and_hands_its_payments_on(tm
     assert drained < 15.0, drained
     print(f"SIGTERM under load: exited in {took:.2f} s; {len(accepted)} payments, "
           f"B drained the rest in {drained:.2f} s")
+
+
+def test_sigterm_while_redis_is_away_stops_within_10_s(tmp_path: Path):
+    """Nothing waits for a Redis that is gone: the follower's reconnects, the gateway's hand-back
+    and the store's close all give up in bounded time."""
+    redis = RedisProcess(dir=tmp_path / "redis")
+    redis.start()
+    config = tmp_path / "replica.toml"
+    config.write_text(REDIS_SCENARIO.format(url=redis.url))
+    replica = ServerProcess(data_dir=tmp_path / "a", config=config)
+    try:
+        replica.start()
+        redis.kill()                                   # Redis goes away under a running replica
+        assert "lost Redis" in replica.log_once("lost Redis")
+        assert replica.proc is not None
+        started = time.monotonic()
+        replica.proc.send_signal(signal.SIGTERM)
+        code = replica.proc.wait(timeout=15)
+        took = time.monotonic() - started
+    finally:
+        replica.stop()
+        redis.stop()
+    assert code == 0 and took < 10.0, (code, took, replica.log())
