@@ -37,7 +37,6 @@ from .store import Store, open_store
 log = logging.getLogger(__name__)
 
 
-
 def create_app(settings: Settings) -> web.Application:
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, clock=settings.clock)
     metrics = Metrics()  # this app's own Prometheus registry

@@ -29,12 +29,12 @@ from .ops.logs import FORMATS, configure_logging
 from .ops.reports import daily_csv, daily_json, daily_text, monthly_csv, monthly_json, monthly_text
 from .ops.service import OpsService
 from .config import STORE_ENGINES, ScenarioError, Settings, env_default, load_scenario
+from .scenario.schema import split_host_port
 from .datadir import LOCK_NAME, DataDirError, DataDirLock, check_data_dir, lock_data_dir
 from .listen import ListenError, address_of, bind_sockets, raise_open_files
 from .services import KeyService, ServiceError
 from .starting import wait_for_store
 from .store import Store, StoreUnavailable, open_store
-from .store.redis import redacted
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -81,9 +81,10 @@ def _port(text: str) -> int:
 
 def _host_port(text: str) -> str:
     """HOST:PORT (a Sentinel's address), refused by argparse when it is not one."""
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}")
+    try:
+        split_host_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}") from None
     return text
 
 
@@ -250,11 +251,7 @@ def _serve(args: argparse.Namespace, scenario) -> int:
         print(f"counter-server: {exc}", file=sys.stderr)
         return 2
     counters = len(scenario.counters)
-    where = f"data in {data_dir}"
-    if not sqlite:
-        chosen = settings.store
-        where = (f"state in Redis {chosen.redis_master!r} via Sentinels {', '.join(chosen.redis_sentinels)}"
-                 if chosen.redis_sentinels else f"state in Redis at {redacted(chosen.redis_url)}")
+    where = f"state in {settings.store.redis_described()}" if not sqlite else f"data in {data_dir}"
     print(
         f"counter-server: {scenario.name} ({len(scenario.substations)} substations, "
         f"{counters} counters); {where}",

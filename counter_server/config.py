@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from .redact import redacted
 from .scenario.billing import GatewaySettings, SimSettings
 from .queueing import Priority, QueuePolicy, ServiceTimeSeed
 from .scenario import schema
@@ -151,6 +152,12 @@ class StoreConfig:
     redis_master: str = "mymaster"
     min_replicas_ack: int | None = None     # None: 1 with Sentinels, else 0
     replicas_ack_timeout_ms: int = 1000
+
+    def redis_described(self) -> str:
+        """Where the Redis state is, as logs say it (passwords masked)."""
+        if self.redis_sentinels:
+            return f"Redis {self.redis_master!r} via Sentinels {', '.join(self.redis_sentinels)}"
+        return f"Redis at {redacted(self.redis_url)}"
 
     @property
     def replicas_ack(self) -> int:
@@ -365,7 +372,8 @@ class Settings:
     # store_retry_first_s, doubling up to store_retry_max_s, until it answers.
     store_retry_first_s: float = 0.2
     store_retry_max_s: float = 5.0
-    # On SIGTERM, requests in flight get this long to finish before their connections close.
+    # On SIGTERM, requests in flight get this long to finish before their connections close;
+    # then the background rounds, and the billing posts in flight, get as long each.
     shutdown_grace_s: float = 3.0
 
     @property

@@ -20,7 +20,6 @@ from aiohttp import web
 
 from .appkeys import STARTING
 from .config import Settings
-from .redact import redacted
 from .routes import starting_route_table
 from .store import StoreUnavailable, open_store
 
@@ -43,7 +42,7 @@ class StoreWait:
 
     def message(self) -> str:
         waited = self._clock() - self._since
-        return (f"starting: the store at {self.where} does not answer yet "
+        return (f"starting: {self.where} does not answer yet "
                 f"({self.attempts} tries in {waited:.0f} s): {self.reason}")
 
 
@@ -62,7 +61,7 @@ async def wait_for_store(settings: Settings, sockets: list[socket.socket],
         return True
     except StoreUnavailable as exc:
         first = str(exc)
-    wait = StoreWait(redacted(settings.store.redis_url), settings.clock)
+    wait = StoreWait(settings.store.redis_described(), settings.clock)
     wait.failed(first)
     log.warning("%s; serving \"not ready\" and trying again", first)
     app = web.Application()
@@ -90,7 +89,7 @@ async def wait_for_store(settings: Settings, sockets: list[socket.socket],
                 wait.failed(str(exc))
                 pause = min(pause * 2, settings.store_retry_max_s)
                 continue
-            log.warning("the store at %s answers after %d tries; serving", wait.where, wait.attempts)
+            log.warning("%s answers after %d tries; serving", wait.where, wait.attempts)
             return True
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -88,10 +88,17 @@ def _redis_address(value: str) -> str:
     return value
 
 
-def _host_port(value: str) -> str:
+def split_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (a Redis Sentinel's address; ``[::1]:26379`` for IPv6) as (host, port);
+    ValueError naming the value when it is not one."""
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"must be HOST:PORT, got {value!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _host_port(value: str) -> str:
+    split_host_port(value)
     return value
 
 

@@ -3,6 +3,7 @@
 import redis.exceptions as _redis_errors
 
 from ..config import Settings
+from ..scenario.schema import split_host_port
 from .base import IDEMPOTENCY_TTL_S, Applied, CommitListener, Committed, IdempotencyConflict
 from .base import IdempotencyKey, KeyRecord, QueueChange, QueueSnapshot, Store, StoreUnavailable
 from .base import TokenChange
@@ -15,11 +16,6 @@ STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     StoreUnavailable, _redis_errors.ConnectionError, _redis_errors.TimeoutError)
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 async def open_store(settings: Settings) -> Store:
     """Open the engine the settings name: the SQLite file in the data dir (one process), or
     the Redis server that several replicas share."""
@@ -28,7 +24,7 @@ async def open_store(settings: Settings) -> Store:
     if chosen.engine == "redis":
         store: Store = RedisStore(chosen.redis_url, settings.scenario.policy, layouts,
                                   prefix=chosen.redis_prefix,
-                                  sentinels=[_host_port(s) for s in chosen.redis_sentinels],
+                                  sentinels=[split_host_port(s) for s in chosen.redis_sentinels],
                                   master=chosen.redis_master, min_replicas_ack=chosen.replicas_ack,
                                   ack_timeout_ms=chosen.replicas_ack_timeout_ms)
     else:
