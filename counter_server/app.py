@@ -38,8 +38,6 @@ from .store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-BACKGROUND_STOP_S = 10.0   # how long shutdown waits for a cancelled background round to end
-
 
 def create_app(settings: Settings) -> web.Application:
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, clock=settings.clock)
@@ -104,9 +102,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 # A round half-way through a write finishes it (or is cancelled at an await)
                 # before the gateway and the store close under it; one that will not stop is
                 # said, not waited for forever.
-                _, stuck = await asyncio.wait(background, timeout=BACKGROUND_STOP_S)
+                _, stuck = await asyncio.wait(background, timeout=settings.shutdown_grace_s)
                 if stuck:
-                    log.warning("%d background round(s) did not stop within %g s", len(stuck), BACKGROUND_STOP_S)
+                    log.warning("%d background round(s) did not stop within %g s", len(stuck),
+                                settings.shutdown_grace_s)
                 await watch.stop()
     finally:
         await store.close()
@@ -138,7 +137,7 @@ async def _billing_gateway(app: web.Application, store: Store) -> AsyncIterator[
     try:
         yield gateway
     finally:
-        await gateway.stop()
+        await gateway.stop(grace_s=settings.shutdown_grace_s)
         if runner is not None:
             await runner.cleanup()
 

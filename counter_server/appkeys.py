@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .services.phones import PhoneService
     from .services.tokens import TokenService
     from .store import Store
+    from .starting import StoreWait
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STORE: web.AppKey[Store] = web.AppKey("store")
@@ -39,3 +40,5 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")   # per API k
 PHONE_LIMITER: web.AppKey[TokenBuckets] = web.AppKey("phone_limiter")   # phones' takes per address
 # Keys the digests of requests kept for Idempotency-Key replays (derived from the server's secret).
 REQUEST_DIGEST_KEY: web.AppKey[bytes] = web.AppKey("request_digest_key")
+# Only on the stand-in app that answers "not ready" while a replica waits for its store at start.
+STARTING: web.AppKey[StoreWait] = web.AppKey("starting")

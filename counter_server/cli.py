@@ -38,6 +38,7 @@ from .scenario.schema import host_port
 from .datadir import LOCK_NAME, DataDirError, DataDirLock, check_data_dir, lock_data_dir
 from .listen import ListenError, address_of, bind_sockets, raise_open_files
 from .services import KeyService, ServiceError
+from .starting import wait_for_store
 from .store import Store, StoreUnavailable, open_store
 
 
@@ -291,8 +292,11 @@ def _serve(args: argparse.Namespace, scenario) -> int:
         print(f"counter-server: {made} {data_dir}, no tokens yet", flush=True)
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
     try:
+        # Redis not up yet (a reboot where it starts late): serve "not ready" until it answers.
+        if not sqlite and not asyncio.run(wait_for_store(settings, sockets)):
+            return 0   # stopped while waiting
         web.run_app(create_app(settings), sock=sockets, access_log=access_log,
-                    keepalive_timeout=IDLE_TIMEOUT_S,
+                    keepalive_timeout=IDLE_TIMEOUT_S, shutdown_timeout=settings.shutdown_grace_s,
                     print=lambda text: print(text, flush=True))
     except StoreUnavailable as exc:
         print(f"counter-server: {exc}", file=sys.stderr)

@@ -22,11 +22,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from .redact import redacted
 from .scenario.billing import GatewaySettings, SimSettings
 from .queueing import Priority, QueuePolicy, ServiceTimeSeed
 from .scenario import schema
 from .scenario.schema import STORE_ENGINES, WEEKDAYS
-from .redact import redacted
 
 
 class ScenarioError(ValueError):
@@ -361,6 +361,15 @@ class Settings:
     # Load balancers whose X-Forwarded-For is believed (one hop): behind them every client
     # would otherwise share the balancer's address in the per-address limits.
     trusted_proxies: tuple[str, ...] = ()
+    # GET /readyz gives the store this long to answer a ping before saying "not ready".
+    ready_timeout_s: float = 1.0
+    # A replica whose store does not answer at start serves "not ready" and tries again after
+    # store_retry_first_s, doubling up to store_retry_max_s, until it answers.
+    store_retry_first_s: float = 0.2
+    store_retry_max_s: float = 5.0
+    # On SIGTERM, requests in flight get this long to finish before their connections close;
+    # then the background rounds, and the billing posts in flight, get as long each.
+    shutdown_grace_s: float = 3.0
 
     @property
     def store(self) -> StoreConfig:

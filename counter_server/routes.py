@@ -22,6 +22,7 @@ def route_table() -> list[web.AbstractRouteDef]:
     return [
         # Anyone: health and the API's own description.
         web.get("/healthz", api.healthz),
+        web.get("/readyz", api.readyz),
         web.get("/api/v1/openapi.json", openapi_document),
         # Cashiers' kiosks (and admins): keys, tokens, counters, payments, bills.
         web.get("/api/v1/me", api.me),
@@ -81,3 +82,12 @@ def route_table() -> list[web.AbstractRouteDef]:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_routes(route_table())
+
+
+def starting_route_table() -> list[web.AbstractRouteDef]:
+    """The stand-in's routes while a replica waits for its store at start (starting.py): alive,
+    not ready, and every other request refused with the reason."""
+    return [
+        web.get("/healthz", api.healthz_starting),
+        web.route("*", "/{anything:.*}", api.not_ready_starting),
+    ]

@@ -6,6 +6,7 @@ own, each on a free loopback port, to start, kill with SIGKILL and start again; 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,6 +169,7 @@ class RedisProcess(ChildProcess):
     port: int = field(default_factory=free_port)
     appendonly: bool = False
     proc: subprocess.Popen | None = None
+    args: list[str] = field(default_factory=list)   # more options, e.g. --replicaof HOST PORT
 
     @property
     def url(self) -> str:
@@ -178,7 +180,124 @@ class RedisProcess(ChildProcess):
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-             "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
+             "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: answers_ping(self.port), what=f"redis-server to answer PING on {self.port}",
+                   timeout=timeout)
+
+
+# The proxy configuration the project ships (docs/deploying.md): tests run nginx with exactly it.
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+
+
+def nginx_site(replica_ports: list[int], listen_port: int, shipped: Path = NGINX_CONF) -> str:
+    """The shipped nginx file with only the replicas' addresses changed (one ``server`` line per
+    port, as an operator edits it) and its ``listen`` moved to a free loopback port."""
+    lines = shipped.read_text().splitlines()
+    upstream = [i for i, line in enumerate(lines) if line.strip().startswith("server 127.0.0.1:")]
+    assert upstream, f"no replica lines (server 127.0.0.1:PORT ...) in {shipped}"
+    template = lines[upstream[0]]
+    port_in_template = template.strip().split()[1].rsplit(":", 1)[1]
+    replicas = [template.replace(f":{port_in_template} ", f":{port} ", 1) for port in replica_ports]
+    lines[upstream[0]:upstream[-1] + 1] = replicas
+    text = "\n".join(lines) + "\n"
+    assert text.count("listen 80;") == 1, "the shipped file should listen on port 80 once"
+    return text.replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
+
+
+@dataclass
+class NginxProcess(ChildProcess):
+    """Debian's ``nginx`` in the foreground with the shipped site file in its http block, its
+    pid, logs and temporary files in ``dir``. ``available()`` says whether nginx is installed."""
+
+    dir: Path
+    replica_ports: list[int]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def binary() -> str | None:
+        for candidate in ("nginx", "/usr/sbin/nginx"):
+            found = shutil.which(candidate)
+            if found:
+                return found
+        return None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        binary = self.binary()
+        assert binary is not None, "nginx is not installed"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        site = self.dir / "counter-server.conf"
+        site.write_text(nginx_site(self.replica_ports, self.port))
+        temp = {name: self.dir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+        main = self.dir / "nginx.conf"
+        # As root nginx's workers would run as nobody, who cannot enter the test's directory.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        main.write_text(
+            f"{user}daemon off;\nworker_processes 2;\npid {self.dir / 'nginx.pid'};\n"
+            f"error_log {self.dir / 'error.log'} info;\nevents {{ worker_connections 256; }}\n"
+            "http {\n"
+            f"  access_log {self.dir / 'access.log'};\n"
+            f"  client_body_temp_path {temp['body']};\n  proxy_temp_path {temp['proxy']};\n"
+            f"  fastcgi_temp_path {temp['fastcgi']};\n  uwsgi_temp_path {temp['uwsgi']};\n"
+            f"  scgi_temp_path {temp['scgi']};\n"
+            f"  include {site};\n"
+            "}\n")
+        checked = subprocess.run([binary, "-t", "-c", str(main), "-p", str(self.dir)],
+                                 capture_output=True, text=True, timeout=30)
+        assert checked.returncode == 0, f"nginx -t refused the shipped file: {checked.stderr}"
+        self.proc = subprocess.Popen([binary, "-c", str(main), "-p", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, self.proc, "nginx", timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}: {self.error_log()}") from exc
+
+    def error_log(self) -> str:
+        path = self.dir / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM, nginx's fast stop: the master ends its workers (a graceful SIGQUIT would
+        wait for open WebSockets; a SIGKILL would leave the workers running)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class SentinelProcess(ChildProcess):
+    """A Redis Sentinel (``redis-server CONF --sentinel``) of the test's own, watching the
+    primary at ``primary_port`` under ``master``, quick to call it down (1 s) for tests."""
+
+    dir: Path
+    primary_port: int
+    master: str = "mymaster"
+    quorum: int = 2
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = self.dir / "sentinel.conf"   # Sentinel rewrites its file as it learns
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nlogfile {self.dir / 'sentinel.log'}\n"
+            f"sentinel monitor {self.master} 127.0.0.1 {self.primary_port} {self.quorum}\n"
+            f"sentinel down-after-milliseconds {self.master} 1000\n"
+            f"sentinel failover-timeout {self.master} 10000\n"
+            f"sentinel parallel-syncs {self.master} 2\n")
+        self.proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: answers_ping(self.port), what=f"redis sentinel to answer PING on {self.port}",
                    timeout=timeout)

@@ -212,8 +212,10 @@ def _rewrite(backup: Path, change) -> None:
 def test_restore_refuses_a_backup_failing_integrity_check(backup_of_a_day: Path, tmp_path: Path):
     def corrupt(conn: sqlite3.Connection) -> None:   # an index that no longer matches its table
         conn.execute("PRAGMA writable_schema = ON")
-        conn.execute("UPDATE sqlite_master SET sql = replace(sql, '(\"substation\", \"day\")', '(\"day\")')"
+        conn.execute("UPDATE sqlite_master SET sql = replace(sql, '(substation, day)', '(day)')"
                      " WHERE name = 'idx_tokens_substation_day'")
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'idx_tokens_substation_day'").fetchone()
+        assert sql.endswith("(day)"), sql
 
     _rewrite(backup_of_a_day, corrupt)
     target = tmp_path / "new"

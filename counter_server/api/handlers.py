@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from ..appkeys import GATEWAY, OPS, PAYMENTS, SETTINGS, TOKENS
+from ..appkeys import GATEWAY, OPS, PAYMENTS, SETTINGS, STARTING, STORE, TOKENS
 from ..queueing import Action
-from ..store import Applied
+from ..store import STORE_UNAVAILABLE, Applied
 from ..shapes import hall_json, payment_json, substation_json, token_json
-from .errors import ApiError
+from .errors import ApiError, error_response
 from .requests import actor_of, idempotency_of, parse_body, public
 from .schemas import (
     ACCOUNT,
@@ -40,6 +42,38 @@ async def healthz(request: web.Request) -> web.Response:
     if gateway.simulated:
         billing["warning"] = "SIMULATED billing server: payments do not reach the real one."
     return web.json_response({"status": "ok", "billing": billing})
+
+
+def not_ready(reason: str, message: str) -> web.Response:
+    """503 with the reason: what /readyz answers while this replica cannot serve (and every
+    route while it waits for its store at start)."""
+    return error_response(503, "not_ready", message, {"Retry-After": "1"}, reason=reason)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness, for balancers and orchestrators: 200 only while this replica can serve, i.e.
+    its store answers and it follows the shared event stream (its boards see every change).
+    /healthz stays "the process lives", so a replica cut off from Redis is taken out of
+    rotation, not restarted."""
+    store = request.app[STORE]
+    try:
+        await asyncio.wait_for(store.ping(), request.app[SETTINGS].ready_timeout_s)
+    except (*STORE_UNAVAILABLE, TimeoutError) as exc:
+        return not_ready("store_unreachable", f"the store does not answer: {exc or 'timed out'}")
+    if not store.following:
+        return not_ready("events_not_followed", "the store answers, but this replica is not "
+                                                "following its event stream (yet)")
+    return web.json_response({"status": "ready"})
+
+
+async def healthz_starting(request: web.Request) -> web.Response:
+    """Liveness while the replica waits for its store at start: alive, not ready."""
+    return web.json_response({"status": "ok", "ready": False})
+
+
+async def not_ready_starting(request: web.Request) -> web.Response:
+    """Every other route (and /readyz) while the replica waits for its store at start."""
+    return not_ready("store_unreachable", request.app[STARTING].message())
 
 
 async def list_substations(request: web.Request) -> web.Response:

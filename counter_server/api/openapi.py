@@ -129,6 +129,12 @@ def build_openapi() -> dict[str, Any]:
             "summary": "Liveness", "security": [],
             "responses": {"200": _answer("Up", {"type": "object"})},
         }},
+        "/readyz": {"get": {
+            "summary": "Readiness: the store answers and its event stream is followed",
+            "security": [],
+            "responses": {"200": _answer("Ready", {"type": "object"}),
+                          "503": _answer("Not ready; the error's reason says why", ERROR)},
+        }},
         "/api/v1/openapi.json": {"get": {
             "summary": "This document", "security": [],
             "responses": {"200": _answer("OpenAPI 3 document", {"type": "object"}),

@@ -106,7 +106,7 @@ def _digest(text: str) -> str:
 def rate_limit_middleware(limiter: RateLimiter):
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path != "/healthz":
+        if request.path not in ("/healthz", "/readyz"):   # health checks are never limited
             limiter.check(request)
         return await handler(request)
 

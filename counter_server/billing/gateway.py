@@ -86,6 +86,7 @@ class BillingGateway:
         self.counts = {"posted": 0, "failed": 0, "retries": 0, "deferred": 0, "checked_before_retry": 0}
         self._worker: asyncio.Task[None] | None = None
         self._forwarding: set[asyncio.Task[None]] = set()
+        self._ready: deque[Payment] = deque()   # claimed, waiting for a free slot
         self._room = asyncio.Event()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -94,13 +95,31 @@ class BillingGateway:
         await self.adapter.start()
         self._worker = asyncio.create_task(self._forward_outbox(), name="billing-outbox")
 
-    async def stop(self) -> None:
-        tasks = [t for t in (self._worker, *self._forwarding) if t is not None]
-        for task in tasks:
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Stop in bounded time, leaving no payment held for a lease to lapse where it can be
+        helped: claim no more; give the posts in flight ``grace_s`` to land and be settled;
+        cancel the rest (another replica asks billing whether they landed before posting them
+        again); hand the claimed but unsent ones back to the outbox at once."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        if self._forwarding and grace_s > 0:
+            await asyncio.wait(set(self._forwarding), timeout=grace_s)
+        in_flight = list(self._forwarding)
+        for task in in_flight:
             task.cancel()
-        for task in tasks:
+        for task in in_flight:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        unsent, self._ready = list(self._ready), deque()
+        for payment in unsent:
+            try:
+                await asyncio.wait_for(self._retry_later(payment, "the replica holding it stopped", 0.0,
+                                                         attempted=False), timeout=1.0)
+            except Exception:  # noqa: BLE001 - the store may be away too: the lease lapses instead
+                log.warning("could not hand payment %s back to the outbox; its lease lapses", payment.id)
+                break
         await self.adapter.close()
 
     def wake(self) -> None:
@@ -168,7 +187,7 @@ class BillingGateway:
     async def _forward_outbox(self) -> None:
         """Keep up to twice the limit of payments claimed and ready, so a slot that frees is
         filled at once instead of after another trip to the store; send one per free slot."""
-        ready: deque[Payment] = deque()
+        ready = self._ready   # stop() hands back what is claimed but not sent
         held: set[str] = set()
         while True:
             wanted = 2 * max(1, self.limiter.limit) - len(ready)

@@ -113,11 +113,18 @@ class KeyRecord:
 class Store(Protocol):
     commits: int     # transactions (group commits) this process made
     conflicts: int   # changes run again because another replica changed their queue first
+    # Whether this process follows the store's shared event stream, so its boards see every
+    # replica's changes (an engine with no shared stream always does). Read by GET /readyz.
+    following: bool
 
     async def open(self) -> None:
         """Connect, create the schema if needed, recover state."""
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """One cheap round trip to the store, for GET /readyz: returns when it answers, raises
+        (what the API answers 503 to) when it does not."""
 
     async def mutate_queue(
         self, substation: str, day: str, change: QueueChange, idem: IdempotencyKey | None = None

@@ -257,6 +257,10 @@ class RedisStore(core.StoreCore):
         self._sentinel_clients = []
         self._redis = self._follower_redis = None
 
+    async def ping(self) -> None:
+        """PING on the requests' connection pool (not the follower's)."""
+        await self.redis.ping()
+
     async def _run(self, script: lua.Script, keys: Mapping[str, str], args: Mapping[str, Any],
                    extra: Iterable[str] = (), *, follower: bool = False, writes: bool = True) -> Any:
         """Run ``script`` by name: its keys given by name, its arguments as one JSON object. A

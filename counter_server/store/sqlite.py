@@ -183,6 +183,7 @@ class SQLiteStore(core.StoreCore):
         self._reader_local = threading.local()
         self._point_db: sqlite_utils.Database | None = None
         self._loop: asyncio.AbstractEventLoop | None = None   # one writer: conflicts stay 0
+        self.following = True   # no shared stream: this process makes every change it publishes
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -389,6 +390,10 @@ class SQLiteStore(core.StoreCore):
     async def server_secret(self) -> bytes:
         """Kept in ``server.secret`` beside the database file, never inside it."""
         return await asyncio.to_thread(read_or_make_secret, self.path.with_name("server.secret"))
+
+    async def ping(self) -> None:
+        """A read through the store's own thread: answers while the file can be read."""
+        await self._read(lambda db: db.execute("SELECT 1").fetchone())
 
     async def last_seq(self) -> int:
         def read(db: sqlite_utils.Database) -> int:
