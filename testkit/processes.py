@@ -270,34 +270,3 @@ class NginxProcess(ChildProcess):
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-@dataclass
-class SentinelProcess(ChildProcess):
-    """A Redis Sentinel (``redis-server CONF --sentinel``) of the test's own, watching the
-    primary at ``primary_port`` under ``master``, quick to call it down (1 s) for tests."""
-
-    dir: Path
-    primary_port: int
-    master: str = "mymaster"
-    quorum: int = 2
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "sentinel.conf"   # Sentinel rewrites its file as it learns
-        conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nlogfile {self.dir / 'sentinel.log'}\n"
-            f"sentinel monitor {self.master} 127.0.0.1 {self.primary_port} {self.quorum}\n"
-            f"sentinel down-after-milliseconds {self.master} 1000\n"
-            f"sentinel failover-timeout {self.master} 10000\n"
-            f"sentinel parallel-syncs {self.master} 2\n")
-        self.proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: answers_ping(self.port), what=f"redis sentinel to answer PING on {self.port}",
-                   timeout=timeout)

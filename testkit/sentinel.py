@@ -16,21 +16,9 @@ from .waiting import wait_until
 MASTER = "counter-redis"
 
 
-@dataclass
-class ReplicaProcess(RedisProcess):
-    """A redis-server replicating ``primary_port`` (in memory, like the primary)."""
-
-    primary_port: int = 0
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--replicaof", "127.0.0.1", str(self.primary_port),
-             "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: answers_ping(self.port), what=f"replica to answer PING on {self.port}",
-                   timeout=timeout)
+def replica_of(primary: RedisProcess, dir: Path) -> RedisProcess:
+    """A redis-server replicating ``primary`` (in memory, like it)."""
+    return RedisProcess(dir=dir, args=["--replicaof", "127.0.0.1", str(primary.port)])
 
 
 @dataclass

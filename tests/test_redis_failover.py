@@ -17,7 +17,7 @@ from counter_server.config import load_scenario
 from testkit.api import bearer
 from testkit.processes import RedisProcess, ServerProcess
 from testkit.scenarios import LAKESIDE, paid_service
-from testkit.sentinel import MASTER, ReplicaProcess, SentinelProcess
+from testkit.sentinel import MASTER, SentinelProcess, replica_of
 from testkit.waiting import wait_until_async
 
 ISSUING_S = 12.0          # tokens are issued for this long in all; the primary dies at 2 s
@@ -29,7 +29,7 @@ async def test_acknowledged_tokens_survive_the_loss_of_the_redis_primary(tmp_pat
     halls = [sid for sid, s in scenario.substations.items() if service in s.services]
     primary = RedisProcess(dir=tmp_path / "primary")
     primary.start()
-    replicas = [ReplicaProcess(dir=tmp_path / f"replica{i}", primary_port=primary.port) for i in range(2)]
+    replicas = [replica_of(primary, tmp_path / f"replica{i}") for i in range(2)]
     for replica in replicas:     # two: after one is promoted, the other confirms changes (WAIT)
         replica.start()
     sentinels = [SentinelProcess(dir=tmp_path / f"sentinel{i}", primary_port=primary.port) for i in range(3)]
