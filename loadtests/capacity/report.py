@@ -9,7 +9,7 @@ waiting. Margins are set by hand: matplotlib's automatic layouts draw each figur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,12 +108,23 @@ def markdown_table(result: MonthResult, last_week_only: bool = False) -> str:
     header = ["day", "last week", "arrivals", "coming back", "served", "turned away at closing",
               "refused at the door", "balked (saw the wait, went home)", "gave up in line",
               "paid online instead", "wait p50 (min)", "wait p90 (min)", "longest line"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in table_rows(result, last_week_only):
-        r = list(r)
-        r[1] = "yes" if r[1] == "*" else ""
-        lines.append("| " + " | ".join(r) + " |")
-    return "\n".join(lines)
+    rows = [[r[0], "yes" if r[1] == "*" else "", *r[2:]] for r in table_rows(result, last_week_only)]
+    return as_markdown([header, *rows])
+
+
+def as_markdown(rows: Sequence[Sequence[str]]) -> str:
+    """Rows, the first of them the header, as a Markdown table."""
+    return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+                     + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+
+def as_fixed_width(rows: Sequence[Sequence[str]], left: Collection[int] = (1,)) -> str:
+    """Rows, the first of them the header, as a terminal table: columns ``left`` aligned left,
+    the others right, a rule under the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths,
+             strict=True))) for r in rows]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
 # -- plots ------------------------------------------------------------------------------------
@@ -315,13 +326,7 @@ def booking_table(points: Sequence[WhatIfPoint], labels: dict[str, str], last_we
                   markdown: bool = False) -> str:
     """The booking what-if's table, fixed-width for the terminal or Markdown for the summary."""
     rows = [list(BOOKING_HEADER)] + booking_rows(points, labels, last_week_days)
-    if markdown:
-        return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-                         + ["| " + " | ".join(r) + " |" for r in rows[1:]])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) if i != 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths,
-             strict=True))) for r in rows]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+    return as_markdown(rows) if markdown else as_fixed_width(rows)
 
 
 def booking_answer_lines(points: Sequence[WhatIfPoint], labels: dict[str, str]) -> list[str]:
@@ -370,12 +375,8 @@ def hall_table(plan: CityPlan, labels: dict[str, str], markdown: bool = False) -
     rows.append(["extra", "", *[str(n) for n in plan.extra], str(plan.extra_days)])
     title = f"{labels.get(plan.policy, plan.policy)}:"
     if markdown:
-        return "\n".join([f"**{title}**", "", "| " + " | ".join(header) + " |",
-                          "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows])
-    table = [header, *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in table]
-    return "\n".join([title, lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+        return f"**{title}**\n\n" + as_markdown([header, *rows])
+    return f"{title}\n" + as_fixed_width([header, *rows], left=())
 
 
 def hall_answer_lines(plans: Sequence[CityPlan], labels: dict[str, str], target_s: float) -> list[str]:
@@ -472,13 +473,7 @@ def cycles_table(points: Sequence[WhatIfPoint], labels: dict[str, str], month_en
                          f"{month_end_share.get(k, 0.0) * 100:.0f} %", f"{p.p90_wait_s / 60:.1f}",
                          f"{p.turned_away:,}", f"{p.balked:,} / {p.reneged:,}",
                          f"{p.worst_day_p90_s / 60:.1f} (day {p.worst_day})"])
-    if markdown:
-        return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-                         + ["| " + " | ".join(r) + " |" for r in rows[1:]])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) if i != 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths,
-             strict=True))) for r in rows]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+    return as_markdown(rows) if markdown else as_fixed_width(rows)
 
 
 # -- the answer and the summary -----------------------------------------------------------------
