@@ -7,7 +7,8 @@
 * ``QueueCache``: the queues an engine keeps in memory, and which queue holds each token.
 * ``replayed``: the first answer to a retried request, from what the log kept of it.
 * ``StoreCore``: what both engines do the same way around their own storage (listeners, the
-  cache, the reads made of a queue), so an engine writes only how it loads and commits.
+  cache, the reads made of a queue, a payment's settling and amending), so an engine writes only
+  how it loads, commits and rewrites its rows.
 """
 
 from __future__ import annotations
@@ -229,6 +230,30 @@ class StoreCore:
 
     async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
         return await self._read_home(token_id, lambda q: view_of(q, token_id))
+
+    async def _rewrite_payment(self, payment_id: str, change: Callable[[Payment], Payment],
+                               kind: str | None, actor: str | None, retry_at: float | None) -> Payment:
+        """The payment as ``change`` makes it of the stored one, written atomically with that read
+        (with its event of ``kind``, if any), unclaimed and not to be tried before ``retry_at``;
+        KeyError when there is no such payment."""
+        raise NotImplementedError
+
+    async def settle_payment(self, payment_id: str, status: PaymentStatus, now: float, *,
+                             reason: str | None = None, billing_ref: str | None = None,
+                             retry_at: float | None = None, attempted: bool = True) -> Payment:
+        """Record the outcome of one forwarding attempt: posted, failed for good, or (queued
+        with ``retry_at``) to be tried again later. ``attempted`` is False when the payment was
+        handed back without being sent (limit reached, breaker open)."""
+
+        def settle(current: Payment) -> Payment:
+            return settled(current, status, now, reason=reason, billing_ref=billing_ref, attempted=attempted)
+
+        kind = f"payment_{status.value}" if status is not PaymentStatus.QUEUED else None
+        return await self._rewrite_payment(payment_id, settle, kind, None, retry_at)
+
+    async def amend_payment(self, payment_id: str, amend: Callable[[Payment], Payment], kind: str,
+                            actor: str) -> Payment:
+        return await self._rewrite_payment(payment_id, amend, kind, actor, None)
 
     def add_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)

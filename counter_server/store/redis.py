@@ -47,7 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..outbox import OutboxStats, Payment, PaymentStatus
+from ..outbox import OutboxStats, Payment
 from ..queueing import DomainEvent, HallView, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from ..redact import redacted
 from . import redis_scripts as lua
@@ -662,21 +662,6 @@ class RedisStore(core.StoreCore):
                 payment = replace(payment, attempts=max(payment.attempts, 1))
             claimed.append(payment)
         return claimed
-
-    async def settle_payment(self, payment_id: str, status: PaymentStatus, now: float, *,
-                             reason: str | None = None, billing_ref: str | None = None,
-                             retry_at: float | None = None, attempted: bool = True) -> Payment:
-        """Record the outcome of one forwarding attempt (see SQLiteStore.settle_payment)."""
-        def settle(current: Payment) -> Payment:
-            return core.settled(current, status, now, reason=reason, billing_ref=billing_ref,
-                                attempted=attempted)
-
-        kind = f"payment_{status.value}" if status is not PaymentStatus.QUEUED else None
-        return await self._rewrite_payment(payment_id, settle, kind, None, retry_at)
-
-    async def amend_payment(self, payment_id: str, amend: Callable[[Payment], Payment], kind: str,
-                            actor: str) -> Payment:
-        return await self._rewrite_payment(payment_id, amend, kind, actor, None)
 
     async def _rewrite_payment(self, payment_id: str, change: Callable[[Payment], Payment],
                                kind: str | None, actor: str | None, retry_at: float | None) -> Payment:

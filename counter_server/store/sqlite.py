@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from ..datadir import make_private, read_or_make_secret
-from ..outbox import OutboxStats, Payment, PaymentStatus
+from ..outbox import OutboxStats, Payment
 from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from . import codec, core
 from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, Committed, IdempotencyConflict
@@ -336,26 +336,12 @@ class SQLiteStore(core.StoreCore):
 
         return await self._write(job)
 
-    async def settle_payment(self, payment_id: str, status: PaymentStatus, now: float, *,
-                             reason: str | None = None, billing_ref: str | None = None,
-                             retry_at: float | None = None, attempted: bool = True) -> Payment:
-        """Record the outcome of one forwarding attempt: posted, failed for good, or (queued
-        with ``retry_at``) to be tried again later. ``attempted`` is False when the payment was
-        handed back without being sent (limit reached, breaker open)."""
+    async def _rewrite_payment(self, payment_id: str, change: Callable[[Payment], Payment],
+                               kind: str | None, actor: str | None, retry_at: float | None) -> Payment:
+        return await self._write(lambda db: self._rewrite_row(db, payment_id, change, kind, actor, retry_at))
 
-        def settle(current: Payment) -> Payment:
-            return core.settled(current, status, now, reason=reason, billing_ref=billing_ref,
-                                attempted=attempted)
-
-        kind = f"payment_{status.value}" if status is not PaymentStatus.QUEUED else None
-        return await self._write(lambda db: self._rewrite_payment(db, payment_id, settle, kind, None, retry_at))
-
-    async def amend_payment(self, payment_id: str, amend: Callable[[Payment], Payment], kind: str,
-                            actor: str) -> Payment:
-        return await self._write(lambda db: self._rewrite_payment(db, payment_id, amend, kind, actor, None))
-
-    def _rewrite_payment(self, db: sqlite_utils.Database, payment_id: str, change: Callable[[Payment], Payment],
-                         kind: str | None, actor: str | None, retry_at: float | None) -> Payment:
+    def _rewrite_row(self, db: sqlite_utils.Database, payment_id: str, change: Callable[[Payment], Payment],
+                     kind: str | None, actor: str | None, retry_at: float | None) -> Payment:
         """The payment as ``change`` makes it of the stored one, written with its event (if
         ``kind``); unclaimed, and not to be tried before ``retry_at``."""
         rows = list(db.query("SELECT * FROM payments WHERE id = ?", [payment_id]))
