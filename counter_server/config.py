@@ -261,6 +261,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         max_requeues=model.queue.max_requeues,
         service_seeds={s.id: _seed(s) for s in services.values()},
         ewma_alpha=model.queue.ewma_alpha,
+        admission=model.queue.admission,
     )
     # The figures as written (peak-sim tells a scenario's figure from its own default by the
     # key's presence, and prints them as given).

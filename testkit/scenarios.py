@@ -27,6 +27,8 @@ extends = "builtin"
 opens = "00:00"
 closes = "23:59:59"
 closed_weekdays = []
+[queue]
+admission = false
 [store]
 engine = "redis"
 redis_url = "{url}"

@@ -148,6 +148,11 @@ async def drive_the_ops_page(server_process: ServerProcess, browser, tmp_path: P
         assert "before closing the counter" in refusal and "calling the next" not in refusal
         assert await ops.get_attribute(ops_counter(c3), "data-open") == "true"
 
+        # the test scenario starts with the door rule off; switching it on asks nothing
+        await ops.wait_for_selector(f"{hall}[data-admission=off]", timeout=3_000)
+        await ops.click(f"{hall} button[data-action=admission]")
+        await ops.wait_for_selector(f"{hall}[data-admission=on]", timeout=3_000)
+        assert not await ops.is_visible("#confirm")
         # switching admission off asks first (cancel: still on), then the card turns
         await ops.click(f"{hall} button[data-action=admission]")
         assert f"Switch admission off at {hall_name}?" in await confirm_dialog(ops, ok=False)

@@ -51,7 +51,7 @@ TEST_REDIS_URL = os.environ.get("COUNTER_SERVER_TEST_REDIS_URL", "redis://127.0.
 
 
 def sqlite_engine(tmp_path: Path) -> Callable[[], Store]:
-    return lambda: SQLiteStore(tmp_path / "store.db", POLICY)
+    return lambda policy=POLICY: SQLiteStore(tmp_path / "store.db", policy)
 
 
 class RedisEngine:
@@ -61,8 +61,8 @@ class RedisEngine:
         self.url = url
         self.prefix = f"test-{uuid.uuid4().hex[:12]}:"
 
-    def __call__(self) -> RedisStore:
-        return RedisStore(self.url, POLICY, prefix=self.prefix)
+    def __call__(self, policy: QueuePolicy = POLICY) -> RedisStore:
+        return RedisStore(self.url, policy, prefix=self.prefix)
 
     async def cleanup(self) -> None:
         client = Redis.from_url(self.url)
@@ -139,6 +139,30 @@ async def test_changes_survive_a_restart_and_numbering_continues(make_store):
         assert (await token_of(second, "t0")).counter == "S01-C1"
     finally:
         await second.close()
+
+
+async def test_the_door_rule_starts_as_the_scenario_says_and_ops_switch_outlives_it(make_store):
+    door_off = replace(POLICY, admission=False)
+    first = make_store(door_off)
+    await first.open()
+    try:
+        assert await first.read_queue("S01", DAY, lambda q: q.admission) is False
+        await first.mutate_queue("S01", DAY, lambda q: q.set_admission(True, None, 1.0, "ops"))
+    finally:
+        await first.close()
+    second = make_store(door_off)
+    await second.open()
+    try:
+        assert await second.read_queue("S01", DAY, lambda q: q.admission) is True   # as ops left it
+        assert await second.read_queue("S02", DAY, lambda q: q.admission) is False  # never switched
+    finally:
+        await second.close()
+    third = make_store()                   # a scenario with the door on: the default
+    await third.open()
+    try:
+        assert await third.read_queue("S02", DAY, lambda q: q.admission) is True
+    finally:
+        await third.close()
 
 
 async def test_slot_plans_bookings_and_remote_holders_survive_a_restart(make_store):

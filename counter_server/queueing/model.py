@@ -106,6 +106,7 @@ class QueuePolicy:
     service_seeds: Mapping[str, ServiceTimeSeed] = field(default_factory=dict)
     ewma_alpha: float = 0.1
     slot_head_start_s: float = 86_400.0
+    admission: bool = True   # the door rule of a substation ops have not switched
 
     def call_key(self, token: Token) -> tuple[float, int, str]:
         """Sort key of the call order: earliest effective arrival first, then issue order.

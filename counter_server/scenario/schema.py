@@ -210,6 +210,7 @@ class QueueModel(Table):
     recalls_before_no_show: Count = 1
     max_requeues: Count = Field(1, description="Times a no-show may return to the queue.")
     ewma_alpha: float = Field(0.1, gt=0, le=1, description="Weight of each completion in the learned mean service time.")
+    admission: bool = Field(True, description="The door rule a substation starts with: refuse a token whose wait (p90) would run past closing. Ops switch it per substation.")
 
 
 class OnlineModel(Table):

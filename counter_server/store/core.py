@@ -118,7 +118,7 @@ class QueueRows:
     tokens: Iterable[Token]
     last_seq: Mapping[str, int] = field(default_factory=dict)
     closed: Iterable[str] = ()
-    admission: bool = True
+    admission: bool | None = None     # None: ops never switched it, the scenario's rule holds
     daily_cap: int | None = None
     leases: Iterable[Lease] = ()
     slot_plan: SlotPlan | None = None
@@ -129,7 +129,8 @@ def build_queue(key: QueueKey, rows: QueueRows, policy: QueuePolicy,
     substation, day = key
     return SubstationQueue(substation, day, policy, rows.tokens, dict(rows.last_seq),
                            layouts.get(substation, {}), list(rows.closed),
-                           admission=rows.admission, daily_cap=rows.daily_cap,
+                           admission=policy.admission if rows.admission is None else rows.admission,
+                           daily_cap=rows.daily_cap,
                            leases=list(rows.leases), slot_plan=rows.slot_plan)
 
 

@@ -109,7 +109,7 @@ def _queue_rows(day: str, found: list, base: SubstationQueue | None) -> tuple[in
         tokens=tokens.values(),
         last_seq={service: int(last) for service, last in seqs.items()},
         closed=[counter for counter, is_open in counters.items() if is_open == "0"],
-        admission=settings.get("admission", "1") == "1",
+        admission=settings["admission"] == "1" if "admission" in settings else None,
         daily_cap=int(settings["daily_cap"]) if settings.get("daily_cap") else None,
         leases=[Lease(lid, *json.loads(raw)) for lid, raw in leases.items()],
         slot_plan=SlotPlan.from_dict(json.loads(plan)) if plan else None,

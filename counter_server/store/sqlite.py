@@ -734,7 +734,7 @@ def _load_rows(db: sqlite_utils.Database, key: core.QueueKey) -> core.QueueRows:
     substation, day = key
     settings = db.execute(
         "SELECT admission, daily_cap FROM substation_settings WHERE substation = ?", [substation]
-    ).fetchone() or (1, None)
+    ).fetchone() or (None, None)
     plan = db.execute("SELECT plan FROM slot_plans WHERE substation = ? AND day = ?",
                       [substation, day]).fetchone()
     plan_data = json.loads(plan[0]) if plan and plan[0] else None
@@ -747,7 +747,7 @@ def _load_rows(db: sqlite_utils.Database, key: core.QueueKey) -> core.QueueRows:
         closed=[row[0] for row in db.execute(
             "SELECT counter FROM counter_state WHERE substation = ? AND day = ? AND open = 0",
             [substation, day]).fetchall()],
-        admission=bool(settings[0]),
+        admission=None if settings[0] is None else bool(settings[0]),
         daily_cap=settings[1],
         leases=[Lease(r["id"], r["counter"], r["service"], r["letter"], r["first_seq"], r["last_seq"])
                 for r in db.query("SELECT * FROM leases WHERE substation = ? AND day = ?", [substation, day])],
