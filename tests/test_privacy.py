@@ -21,11 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from counter_server.app import create_app
-from counter_server.appkeys import PHONES, SETTINGS
+from counter_server.appkeys import SETTINGS
 from counter_server.billing.simulator import SimSettings, create_sim_app
 from counter_server.config import Scenario, Settings, load_scenario
 from counter_server.queueing import AlreadyHolding, Holder, Priority, Status, Token
