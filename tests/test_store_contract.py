@@ -10,6 +10,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from counter_server.outbox import Payment, PaymentStatus
+from counter_server.notices import Notice, Webhook
+from counter_server.outbox import Payment, PaymentMode, PaymentStatus
 from counter_server.store.base import EARLIER_PAYMENTS_READ
 from counter_server.queueing import (
     Action,
@@ -663,3 +665,53 @@ async def test_the_days_close_is_kept_like_any_change(make_store):
                           ("S01-C2", "done"): 1}
     finally:
         await second.close()
+
+
+async def test_changes_write_their_webhook_notices_in_the_same_step(make_store):
+    now = time.time()      # notices older than NOTICE_KEEP_S are dropped when a store opens
+    first = make_store()
+    await first.open()
+    try:
+        start = await first.notice_cursor()
+        for i in range(2):
+            await first.mutate_queue("S01", DAY, issuing(f"t{i}", now + i))
+        called = (await first.mutate_queue("S01", DAY, lambda q: q.call_next("S01-C1", ["bill_payment"], now + 5))).token
+        await first.mutate_token(called.id, lambda q, t: q.act(t.id, Action.RECALL, now + 5.5, "cashier"))
+        await first.mutate_token(called.id, lambda q, t: q.act(t.id, Action.NO_SHOW, now + 6, "cashier"))
+        paid = Payment(id="p1", token_id="t1", substation="S01", counter="S01-C1", account="A1",
+                       amount_paise=100_00, mode=PaymentMode.CASH, status=PaymentStatus.QUEUED, day=DAY,
+                       created_at=now + 7, updated_at=now + 7)
+        await add_payment(first, paid)
+        await first.settle_payment("p1", PaymentStatus.FAILED, now + 8, reason="no such account")
+        await first.add_notice(Notice("evt_alert", "hall.alert", now + 9, {"title": "Counter stuck"}))
+    finally:
+        await first.close()
+    again = make_store()                                  # what was acknowledged is kept
+    await again.open()
+    try:
+        found = await again.notices_after(start, 100)
+        assert [n.type for n in found] == ["token.called", "token.called", "token.no_show", "payment.failed",
+                                           "hall.alert"]              # a recall calls again
+        assert len({n.id for n in found}) == 5 and all(n.id.startswith("evt_") for n in found)
+        assert found[0].data["token"]["number"] == called.number and found[0].data["counter"] == "S01-C1"
+        assert found[1].data["token"]["recalls"] == 1
+        assert found[3].data["payment"]["reason"] == "no such account"
+        assert "account_ref" not in found[0].data["token"] and "phone_ref" not in found[0].data["token"]
+        # Each cursor reads on from its notice; the newest's cursor reads nothing more.
+        assert [n.id for n in await again.notices_after(found[1].cursor, 1)] == [found[2].id]
+        assert await again.notices_after(found[-1].cursor, 100) == []
+        assert await again.notice_cursor() == found[-1].cursor
+    finally:
+        await again.close()
+
+
+async def test_a_webhook_is_written_only_over_the_version_it_was_read_at(store: Store):
+    hook = Webhook("wh1", "http://127.0.0.1:9/in", ("token.called",), "whsec_x", created_at=1.0)
+    assert await store.save_webhook(hook) is True
+    assert await store.save_webhook(hook) is False                       # version 1 exists
+    moved = replace(hook, cursor="5", version=2, recent=({"id": "evt_1", "status": 200},))
+    assert await store.save_webhook(moved) is True
+    assert await store.save_webhook(replace(hook, cursor="3", version=2)) is False   # lost the race
+    assert await store.webhooks() == [moved]
+    assert await store.remove_webhook("wh1") is True and await store.remove_webhook("wh1") is False
+    assert await store.webhooks() == []

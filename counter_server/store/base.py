@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from ..notices import Notice, Webhook
 from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import DomainEvent, Estimate, HallView, SubstationQueue, Token
 
@@ -81,6 +82,11 @@ IDEMPOTENCY_TTL_S = 30 * 24 * 3600
 # decide whether it may take another (a token has one, or a few marked part), and reading a
 # bounded number keeps each payment one cheap step however many a load test piles on a token.
 EARLIER_PAYMENTS_READ = 20
+
+
+# How long webhook notices stay in the log: an endpoint down longer than this misses the older
+# ones (ops see it disabled long before: see [webhooks] disable_after_minutes).
+NOTICE_KEEP_S = 7 * 24 * 3600
 
 
 class IdempotencyConflict(Exception):
@@ -204,6 +210,27 @@ class Store(Protocol):
         """Payments billing refused for good, not yet resubmitted or refunded, oldest first."""
 
     async def outbox_stats(self, now: float) -> OutboxStats: ...
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    async def add_notice(self, notice: Notice) -> None:
+        """Append a notice no change of state causes (an ops alert). Notices of changes are
+        written by the engine in the change's own transaction (``notices.notices_of``)."""
+
+    async def notices_after(self, cursor: str, limit: int) -> list[Notice]:
+        """Up to ``limit`` notices written after ``cursor`` ('' for the start), oldest first,
+        each with its own cursor."""
+
+    async def notice_cursor(self) -> str:
+        """The cursor of the newest notice: where an endpoint registered now starts."""
+
+    async def webhooks(self) -> list[Webhook]: ...
+
+    async def save_webhook(self, hook: Webhook) -> bool:
+        """Write ``hook`` if the stored one is its ``version`` - 1 (version 1: if there is none);
+        False, and nothing written, otherwise."""
+
+    async def remove_webhook(self, hook_id: str) -> bool: ...
 
     # -- the server's own secret -------------------------------------------------------------
 

@@ -47,12 +47,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..notices import Notice, Webhook, notices_of, webhook_from, webhook_json
 from ..outbox import OutboxStats, Payment
 from ..queueing import DomainEvent, HallView, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from ..redact import redacted
 from . import redis_scripts as lua
 from . import codec, core
-from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, Committed, IdempotencyConflict
+from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, NOTICE_KEEP_S, Applied, Committed, IdempotencyConflict
 from .base import IdempotencyKey, KeyRecord, QueueChange, StoreUnavailable, TokenChange
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ def _logged(raw: str) -> dict[str, Any] | None:
     if payment:
         record["data"] = payment[0]
     return {"seq": seq, **record}
+
+
+def _notices_json(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The webhook notices logged ``records`` give, as the scripts add them (``A.notices``)."""
+    return [codec.dumps({"id": n.id, "type": n.type, "at": n.at, "data": n.data})
+            for record in records for n in notices_of(record)]
 
 
 def _hash_put(substation: str, day: str, change: core.RowChange) -> list[list[str]]:
@@ -295,10 +302,12 @@ class RedisStore(core.StoreCore):
         """The keys every write of an event uses: the sequence, the stream, the day's list, and a
         fresh memo for this commit."""
         return {"seq": self._seq_key, "events": self._events_key, "day": self._k("day", day),
-                "memo": self._k("commit", uuid.uuid4().hex)}
+                "memo": self._k("commit", uuid.uuid4().hex), "notices": self._k("notices")}
 
-    def _log_args(self) -> dict[str, Any]:
-        return {"floor": self._read_to, "memo_ttl": COMMIT_MEMO_TTL_S, "keep": self.stream_keep}
+    def _log_args(self, records: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        """With the webhook notices the logged ``records`` give, written in the same script."""
+        return {"floor": self._read_to, "memo_ttl": COMMIT_MEMO_TTL_S, "keep": self.stream_keep,
+                "notices": _notices_json(records), "notices_keep_s": NOTICE_KEEP_S}
 
     @property
     def redis(self) -> Redis:
@@ -436,10 +445,10 @@ class RedisStore(core.StoreCore):
         substation, day = key
         q = cached.queue
         events = q.pending
-        logged: list[str] = []
+        records = [codec.event_record(substation, day, event) for event in events]
+        logged = [codec.dumps(record) for record in records]
         puts: list[list[str]] = []
         for event in events:
-            logged.append(codec.dumps(codec.event_record(substation, day, event)))
             for change in core.rows_changed(q, event):
                 puts += _hash_put(substation, day, change)
         if events:
@@ -454,7 +463,7 @@ class RedisStore(core.StoreCore):
         try:
             reply = await self._run(
                 lua.COMMIT_QUEUE, keys,
-                {"version": cached.version, "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args(),
+                {"version": cached.version, "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args(records),
                  "events": logged, "puts": puts, "answers": answers, "touched": sorted(_touched(q))},
                 extra=[self._idem_key(job.idem) for job, _, _, _ in keyed], writes=bool(events or answers))
         except RedisError as exc:
@@ -625,7 +634,8 @@ class RedisStore(core.StoreCore):
             payment = build(codec.from_row(Token, json.loads(raw)) if raw is not None else None, earlier)
             row = codec.to_row(payment)
             row.pop("ordinal")
-            event = {**codec.payment_record(payment, "payment_queued"), "data": None}
+            record = codec.payment_record(payment, "payment_queued")
+            event = {**record, "data": None}
             kind, answer = await self._run(
                 lua.ADD_PAYMENT,
                 {**self._pay_keys(payment.account), **self._log_keys(payment.day),
@@ -634,7 +644,7 @@ class RedisStore(core.StoreCore):
                  "created_at": repr(float(payment.created_at)), "token": raw or "",
                  "paid": int(count or 0), "list_limit": EARLIER_PAYMENTS_READ,
                  "event": codec.dumps(event), "fingerprint": idem.fingerprint if idem else "",
-                 "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args()})
+                 "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args([record])})
             if kind == "idem":
                 return codec.from_row(Payment, await self._replay_data(idem, answer)), True
             if kind != "stale":
@@ -673,14 +683,15 @@ class RedisStore(core.StoreCore):
                 raise KeyError(payment_id)
             current = codec.from_row(Payment, json.loads(raw))
             payment = change(current)
-            event = codec.dumps(codec.payment_record(payment, kind, actor)) if kind is not None else ""
+            records = [codec.payment_record(payment, kind, actor)] if kind is not None else []
+            event = codec.dumps(records[0]) if records else ""
             answer, _ = await self._run(
                 lua.SETTLE_PAYMENT, {**self._pay_keys(payment.account), **self._log_keys(payment.day)},
                 {"id": payment_id, "expected": raw, "new": codec.dumps(codec.to_row(payment)),
                  "old_status": current.status.value, "new_status": payment.status.value,
                  "ordinal": payment.ordinal, "created_at": repr(float(payment.created_at)),
                  "due": repr(float(retry_at)) if retry_at is not None else "0", "event": event,
-                 **self._log_args()})
+                 **self._log_args(records)})
             if answer != "stale":
                 return payment
         raise StoreUnavailable(f"payment {payment_id} keeps changing; retry")
@@ -697,6 +708,37 @@ class RedisStore(core.StoreCore):
             counts, oldest = await pipe.execute()
         return OutboxStats(int(counts.get("queued", 0)), int(counts.get("posted", 0)),
                            int(counts.get("failed", 0)), now - oldest[0][1] if oldest else None)
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    async def add_notice(self, notice: Notice) -> None:
+        await self._run(lua.ADD_NOTICE, {"notices": self._k("notices")},
+                        {"notices": [codec.dumps({"id": notice.id, "type": notice.type, "at": notice.at,
+                                                  "data": notice.data})], "notices_keep_s": NOTICE_KEEP_S})
+
+    async def notices_after(self, cursor: str, limit: int) -> list[Notice]:
+        found = await self.redis.xrange(self._k("notices"), f"({cursor}" if cursor else "-", "+", count=limit)
+        notices = []
+        for entry_id, fields in found:
+            raw = json.loads(fields["n"])
+            notices.append(Notice(raw["id"], raw["type"], raw["at"], raw["data"], entry_id))
+        return notices
+
+    async def notice_cursor(self) -> str:
+        newest = await self.redis.xrevrange(self._k("notices"), "+", "-", count=1)
+        return newest[0][0] if newest else "0-0"
+
+    async def webhooks(self) -> list[Webhook]:
+        hooks = [webhook_from(json.loads(raw)) for raw in await self.redis.hvals(self._k("webhooks"))]
+        return sorted(hooks, key=lambda h: (h.created_at, h.id))
+
+    async def save_webhook(self, hook: Webhook) -> bool:
+        return bool(await self._run(lua.SAVE_WEBHOOK, {"webhooks": self._k("webhooks")},
+                                    {"id": hook.id, "version": hook.version,
+                                     "record": codec.dumps(webhook_json(hook))}))
+
+    async def remove_webhook(self, hook_id: str) -> bool:
+        return bool(await self.redis.hdel(self._k("webhooks"), hook_id))
 
     # -- keys ------------------------------------------------------------------------------
 

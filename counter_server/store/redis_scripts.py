@@ -14,6 +14,9 @@ the event log reports read; and an entry with that number as its id is added to 
 queue's entries carry the event (``e``), the commit's last one also the version the commit ran
 on (``v``); a payment's entry carries only ``pay``. The answer kept for an idempotency key is
 ``seq \n fingerprint \n JSON whose data is the answer`` (seq empty when there was no event).
+The webhook notices a change gives (``A.notices``, JSON each) are added to the stream
+``K.notices`` in the same script, with Redis's own ids (an endpoint's cursor), trimmed to the
+last ``A.notices_keep_s`` seconds.
 """
 
 from __future__ import annotations
@@ -65,6 +68,17 @@ local function read_queue(since, ids)
 end
 """
 
+# A: notices, notices_keep_s. K: notices.
+_NOTICES = """
+if #A.notices > 0 then
+  local now = redis.call('TIME')
+  local oldest = (tonumber(now[1]) - A.notices_keep_s) * 1000
+  for _, notice in ipairs(A.notices) do
+    redis.call('XADD', K.notices, 'MINID', '~', oldest, '*', 'n', notice)
+  end
+end
+"""
+
 QUEUE_KEYS = ("version", "changed", "tokens", "seqs", "counters", "leases", "settings")
 
 # A: since ('' for all), ids (tokens to read again).
@@ -82,7 +96,7 @@ READ_QUEUE = Script("read_queue", QUEUE_KEYS, _READ + "return read_queue(A.since
 #    answer's event or 0, write it or not]; touched: tokens to read again when stale.
 COMMIT_QUEUE = Script(
     "commit_queue",
-    (*QUEUE_KEYS, "seq", "events", "memo", "homes", "waiting", "day"),
+    (*QUEUE_KEYS, "seq", "events", "memo", "homes", "waiting", "day", "notices"),
     _MEMO_AND_FLOOR + _READ + """
 if tonumber(redis.call('GET', K.version) or '0') ~= A.version then
   return {'stale', read_queue(tostring(A.version), A.touched)}
@@ -120,6 +134,7 @@ for j, answer in ipairs(A.answers) do
 end
 local reply = table.concat(seqs, ' ')
 redis.call('SET', K.memo, reply, 'EX', A.memo_ttl)
+""" + _NOTICES + """
 return {'ok', reply}
 """)
 
@@ -136,7 +151,7 @@ PAYMENT_KEYS = ("payments", "ordinal", "account", "heads", "due", "queued", "cou
 # JSON whatever separators wrote it. Its event is logged with that payment beside it.
 ADD_PAYMENT = Script(
     "add_payment",
-    (*PAYMENT_KEYS, "seq", "events", "idem", "memo", "token_queue", "day"),
+    (*PAYMENT_KEYS, "seq", "events", "idem", "memo", "token_queue", "day", "notices"),
     _MEMO_AND_FLOOR + """
 if A.fingerprint ~= '' then
   local seen = redis.call('GET', K.idem)
@@ -170,6 +185,7 @@ if A.fingerprint ~= '' then
 end
 local reply = seq .. '\\n' .. stored
 redis.call('SET', K.memo, reply, 'EX', A.memo_ttl)
+""" + _NOTICES + """
 return {'ok', reply}
 """)
 
@@ -203,7 +219,7 @@ return out
 #    strings; due when queued again), event (json, '' for none), floor, memo_ttl, keep.
 SETTLE_PAYMENT = Script(
     "settle_payment",
-    (*PAYMENT_KEYS, "seq", "events", "memo", "day"),
+    (*PAYMENT_KEYS, "seq", "events", "memo", "day", "notices"),
     _MEMO_AND_FLOOR + """
 local id = A.id
 if redis.call('HGET', K.payments, id) ~= A.expected then return {'stale', ''} end
@@ -247,6 +263,7 @@ if A.event ~= '' then
   redis.call('RPUSH', K.day, '[' .. reply .. ',' .. A.event .. ']')
 end
 redis.call('SET', K.memo, reply, 'EX', A.memo_ttl)
+""" + _NOTICES + """
 return {'ok', reply}
 """)
 
@@ -274,6 +291,22 @@ redis.call('HINCRBY', K.counts, A.substation, 1)
 return 1
 """, acknowledged=False)   # a count for reports: not worth a wait at the door
 
+# A notice no change causes (an ops alert). A: notices, notices_keep_s.
+ADD_NOTICE = Script("add_notice", ("notices",), _NOTICES)
+
+# A: id, version, record (json). A webhook written if the stored one is version - 1 (none for
+# version 1): 1, else 0.
+SAVE_WEBHOOK = Script("save_webhook", ("webhooks",), """
+local current = redis.call('HGET', K.webhooks, A.id)
+if A.version == 1 then
+  if current then return 0 end
+elseif not current or cjson.decode(current).version ~= A.version - 1 then
+  return 0
+end
+redis.call('HSET', K.webhooks, A.id, A.record)
+return 1
+""")
+
 # A: floor. The sequence, raised to at least the floor.
 RAISE_SEQ = Script("raise_seq", ("seq",), """
 if tonumber(redis.call('GET', K.seq) or '0') < A.floor then redis.call('SET', K.seq, A.floor) end
@@ -281,4 +314,4 @@ return redis.call('GET', K.seq)
 """, acknowledged=False)
 
 SCRIPTS = (READ_QUEUE, COMMIT_QUEUE, ADD_PAYMENT, CLAIM_PAYMENTS, SETTLE_PAYMENT, ADD_KEY,
-           REPLACE_KEY, TURNED_AWAY, RAISE_SEQ)
+           REPLACE_KEY, TURNED_AWAY, RAISE_SEQ, ADD_NOTICE, SAVE_WEBHOOK)

@@ -26,10 +26,11 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from ..datadir import make_private, read_or_make_secret
+from ..notices import Notice, Webhook, notices_of, webhook_from, webhook_json
 from ..outbox import OutboxStats, Payment
 from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from . import codec, core
-from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, Applied, Committed, IdempotencyConflict
+from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, NOTICE_KEEP_S, Applied, Committed, IdempotencyConflict
 from .base import IdempotencyKey, KeyRecord, QueueChange, TokenChange
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,12 @@ CREATE TABLE IF NOT EXISTS slot_plans (substation TEXT, day TEXT, plan TEXT, PRI
 CREATE TABLE IF NOT EXISTS counter_state (
   substation TEXT, day TEXT, counter TEXT, open INTEGER, PRIMARY KEY (substation, day, counter));
 CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Webhook notices, in the order written (the ordinal is an endpoint's cursor), and the endpoints.
+CREATE TABLE IF NOT EXISTS notices (
+  ordinal INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, type TEXT NOT NULL, at REAL NOT NULL,
+  data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_notices_at ON notices (at);
+CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, version INTEGER NOT NULL, record TEXT NOT NULL);
 """
 
 # Columns added after the first release: a file made before them gets them on open.
@@ -373,6 +380,42 @@ class SQLiteStore(core.StoreCore):
 
         return await self._read(read)
 
+    # -- webhooks ---------------------------------------------------------------------------
+
+    async def add_notice(self, notice: Notice) -> None:
+        await self._write(lambda db: _append_notice(db, notice))
+
+    async def notices_after(self, cursor: str, limit: int) -> list[Notice]:
+        def read(db: sqlite_utils.Database) -> list[Notice]:
+            rows = db.execute("SELECT ordinal, id, type, at, data FROM notices WHERE ordinal > ?"
+                              " ORDER BY ordinal LIMIT ?", [int(cursor or 0), limit]).fetchall()
+            return [Notice(i, kind, at, json.loads(data), str(ordinal)) for ordinal, i, kind, at, data in rows]
+
+        return await self._read(read)
+
+    async def notice_cursor(self) -> str:
+        return await self._read(lambda db: str(db.execute(
+            "SELECT coalesce(max(ordinal), 0) FROM notices").fetchone()[0]))
+
+    async def webhooks(self) -> list[Webhook]:
+        return await self._read(lambda db: [webhook_from(json.loads(record)) for (record,) in db.execute(
+            "SELECT record FROM webhooks ORDER BY rowid").fetchall()])
+
+    async def save_webhook(self, hook: Webhook) -> bool:
+        def job(db: sqlite_utils.Database) -> bool:
+            record = codec.dumps(webhook_json(hook))
+            if hook.version == 1:
+                return db.execute("INSERT OR IGNORE INTO webhooks (id, version, record) VALUES (?, 1, ?)",
+                                  [hook.id, record]).rowcount == 1
+            return db.execute("UPDATE webhooks SET version = ?, record = ? WHERE id = ? AND version = ?",
+                              [hook.version, record, hook.id, hook.version - 1]).rowcount == 1
+
+        return await self._write(job)
+
+    async def remove_webhook(self, hook_id: str) -> bool:
+        return await self._write(lambda db: db.execute(
+            "DELETE FROM webhooks WHERE id = ?", [hook_id]).rowcount == 1)
+
     async def server_secret(self) -> bytes:
         """Kept in ``server.secret`` beside the database file, never inside it."""
         return await asyncio.to_thread(read_or_make_secret, self.path.with_name("server.secret"))
@@ -535,12 +578,17 @@ class SQLiteStore(core.StoreCore):
     def _forget_old_keys(db: sqlite_utils.Database, chunk: int = 5000) -> bool:
         """Drop up to ``chunk`` idempotency records past their TTL (about 150,000 are written
         on a month-end day at 40 counters; the table would otherwise grow for ever). Their
-        events stay. True when there may be more to drop."""
+        events stay. Webhook notices older than NOTICE_KEEP_S go too. True when there may be
+        more to drop."""
         try:
             gone = db.execute(
                 "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
                 " WHERE created_at < CAST(strftime('%s', 'now') AS REAL) - ? LIMIT ?)",
                 [IDEMPOTENCY_TTL_S, chunk]).rowcount
+            gone = max(gone, db.execute(
+                "DELETE FROM notices WHERE ordinal IN (SELECT ordinal FROM notices"
+                " WHERE at < CAST(strftime('%s', 'now') AS REAL) - ? LIMIT ?)",
+                [NOTICE_KEEP_S, chunk]).rowcount)
         except sqlite3.Error as exc:
             log.warning("forgetting old idempotency keys failed (tried again later): %s", exc)
             return False
@@ -790,9 +838,17 @@ def _write_row(db: sqlite_utils.Database, key: core.QueueKey, change: core.RowCh
 
 
 def _append_event(db: sqlite_utils.Database, record: Mapping[str, Any]) -> int:
-    """Append an event record to the log; its sequence number."""
+    """Append an event record to the log, and the webhook notices it gives in the same
+    transaction; its sequence number."""
     cur = db.execute(
         "INSERT INTO events (at, substation, day, token_id, kind, actor, counter, data)"
         " VALUES (:at, :substation, :day, :token_id, :kind, :actor, :counter, :data)",
         {**record, "data": codec.dumps(record["data"])})
+    for notice in notices_of(record):
+        _append_notice(db, notice)
     return cur.lastrowid
+
+
+def _append_notice(db: sqlite_utils.Database, notice: Notice) -> None:
+    db.execute("INSERT INTO notices (id, type, at, data) VALUES (?, ?, ?, ?)",
+               [notice.id, notice.type, notice.at, codec.dumps(notice.data)])
