@@ -17,7 +17,7 @@ from .api.forwarded import forwarded_for_middleware
 from .api.ratelimit import RateLimiter, TokenBuckets, rate_limit_middleware
 from .api.requests import auth_middleware
 from .appkeys import (GATEWAY, HUB, KEYS, METRICS, OPS, PAYMENTS, PHONE_LIMITER, PHONES, RATE_LIMITER,
-                      REQUEST_DIGEST_KEY, SETTINGS, STORE, TOKEN_WATCH, TOKENS)
+                      REQUEST_DIGEST_KEY, SETTINGS, STORE, TOKEN_WATCH, TOKENS, WEBHOOKS)
 from .billing.contract import load_adapter_class
 from .billing.gateway import BillingGateway
 from .billing.simulator import create_sim_app
@@ -35,6 +35,7 @@ from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
 from .services.phones import PhoneLinks, PhoneService
 from .store import Store, open_store
+from .webhooks import WebhookDeliverer, WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             app[REQUEST_DIGEST_KEY] = hmac.new(secret, b"request-fingerprint", hashlib.sha256).digest()
             links = PhoneLinks(secret)
             app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, links, settings.clock)
+            app[WEBHOOKS] = WebhookService(store, settings.clock)
+            deliverer = WebhookDeliverer(store, scenario, scenario.webhooks, poll_s=settings.webhook_poll_s,
+                                         shared=settings.store.engine == "redis", clock=settings.clock)
+            await deliverer.start()
             background = [
-                asyncio.create_task(_push_billing_to_ops(gateway, hub, tokens, settings.ops_push_every_s)),
+                asyncio.create_task(_push_billing_to_ops(gateway, hub, tokens, deliverer,
+                                                         settings.ops_push_every_s)),
                 asyncio.create_task(_start_booked_slots(phones, settings.booked_slots_every_s)),
                 asyncio.create_task(_close_days(tokens, hub, settings.day_close_every_s)),
             ]
@@ -106,6 +112,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 if stuck:
                     log.warning("%d background round(s) did not stop within %g s", len(stuck),
                                 settings.shutdown_grace_s)
+                await deliverer.stop()
                 await watch.stop()
     finally:
         await store.close()
@@ -143,15 +150,15 @@ async def _billing_gateway(app: web.Application, store: Store) -> AsyncIterator[
 
 
 async def _push_billing_to_ops(gateway: BillingGateway, hub: LiveHub, tokens: TokenService,
-                               every_s: float) -> None:
+                               deliverer: WebhookDeliverer, every_s: float) -> None:
     """Ops watch the gateway live: its state and the alerts go out on the ops channel every
-    ``every_s`` (a second by default)."""
+    ``every_s`` (a second by default); an alert that begins goes to webhooks as hall.alert."""
     while True:
         await asyncio.sleep(every_s)
         try:
             billing = await gateway.snapshot()
             hub.notify(OPS_CHANNEL, {"type": "billing", "billing": billing})
-            await push_alerts(tokens, hub, billing)
+            await deliverer.alerts_seen(await push_alerts(tokens, hub, billing))
         except Exception:  # noqa: BLE001 - a failed snapshot must not stop the next one
             log.exception("billing snapshot for ops failed")
 

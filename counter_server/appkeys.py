@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .services.phones import PhoneService
     from .services.tokens import TokenService
     from .store import Store
+    from .webhooks import WebhookService
     from .starting import StoreWait
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -35,6 +36,7 @@ GATEWAY: web.AppKey[BillingGateway] = web.AppKey("gateway")
 PHONES: web.AppKey[PhoneService] = web.AppKey("phones")
 TOKEN_WATCH: web.AppKey[TokenWatch] = web.AppKey("token_watch")
 OPS: web.AppKey[OpsService] = web.AppKey("ops")
+WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")   # this app's own Prometheus registry
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")   # per API key and address
 PHONE_LIMITER: web.AppKey[TokenBuckets] = web.AppKey("phone_limiter")   # phones' takes per address

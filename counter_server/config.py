@@ -142,6 +142,17 @@ class PhonesConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    """How notices go to webhook endpoints: each delivery's timeout, the retry backoff, and how
+    long an endpoint may fail before it is disabled."""
+
+    timeout_s: float = 5.0
+    retry_first_s: float = 1.0
+    retry_max_s: float = 300.0
+    disable_after_minutes: float = 60.0
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Which engine keeps the state: the embedded SQLite file (one server process) or a Redis
     server shared by several replicas behind a load balancer (``[store]`` in the TOML)."""
@@ -178,6 +189,7 @@ class Scenario:
     billing: BillingConfig = field(default_factory=lambda: BillingConfig())
     store: StoreConfig = field(default_factory=lambda: StoreConfig())
     phones: PhonesConfig = field(default_factory=lambda: PhonesConfig())
+    webhooks: WebhooksConfig = field(default_factory=lambda: WebhooksConfig())
 
     @cached_property
     def counters(self) -> dict[str, ScenarioCounter]:
@@ -285,6 +297,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
                           redis_master=model.store.redis_master,
                           min_replicas_ack=model.store.min_replicas_ack),
         phones=replace(_knobs(PhonesConfig, model.phones), public_url=model.phones.public_url.rstrip("/")),
+        webhooks=_knobs(WebhooksConfig, model.webhooks),
     )
 
 
@@ -371,6 +384,9 @@ class Settings:
     # On SIGTERM, requests in flight get this long to finish before their connections close;
     # then the background rounds, and the billing posts in flight, get as long each.
     shutdown_grace_s: float = 3.0
+    # Each webhook endpoint looks for new notices this often (and endpoints added on another
+    # replica are found within it).
+    webhook_poll_s: float = 0.25
 
     @property
     def store(self) -> StoreConfig:

@@ -14,6 +14,7 @@ from .api import handlers as api
 from .api import live, phones
 from .api.openapi import openapi_document
 from .ops import handlers as ops
+from .ops import webhooks
 from .phone import pages as phone_pages
 
 
@@ -55,6 +56,10 @@ def route_table() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/ops/overview", ops.overview),
         web.get("/api/v1/ops/alerts", ops.alerts),
         web.post("/api/v1/ops/live-ticket", ops.live_ticket),
+        web.post("/api/v1/ops/webhooks", webhooks.post_webhook),
+        web.get("/api/v1/ops/webhooks", webhooks.list_webhooks),
+        web.delete("/api/v1/ops/webhooks/{wid}", webhooks.delete_webhook),
+        web.post("/api/v1/ops/webhooks/{wid}/enable", webhooks.enable_webhook),
         web.get("/api/v1/reports/daily", ops.report_daily),
         web.get("/api/v1/reports/cash-up", ops.report_cash_up),
         web.get("/api/v1/reports/monthly", ops.report_monthly),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
+from .notices import Webhook
 from .outbox import Payment, PaymentStatus
 from .config import Scenario, Substation
 from .queueing import CounterView, Estimate, HallView, SlotPlan, Status, Token, leave_advice
@@ -205,3 +206,19 @@ def payment_json(payment: Payment, scenario: Scenario) -> dict[str, Any]:
         "receipt": provisional_receipt(payment),
         "part": bool(payment.part),
     }
+
+
+def webhook_json(hook: Webhook, scenario: Scenario, *, with_secret: bool = False) -> dict[str, Any]:
+    """An endpoint as ops see it; its secret only in the answer that made it."""
+    tz = scenario.timezone
+    state = "disabled" if hook.disabled_at is not None else "failing" if hook.failing_since is not None else "active"
+    shown: dict[str, Any] = {
+        "id": hook.id, "url": hook.url, "events": list(hook.events), "state": state,
+        "created_at": iso(hook.created_at, tz), "delivered": hook.delivered,
+        "failing_since": iso(hook.failing_since, tz), "failed_attempts": hook.failed_attempts,
+        "disabled_at": iso(hook.disabled_at, tz), "disabled_reason": hook.disabled_reason,
+        "recent": [{**entry, "at": iso(entry.get("at"), tz)} for entry in hook.recent],
+    }
+    if with_secret:
+        shown["secret"] = hook.secret
+    return shown

@@ -24,6 +24,7 @@ from .schemas import (
     BookSlot,
     IssueToken,
     LeaseRequest,
+    NewWebhook,
     NoBody,
     OfflineToken,
     PublishSlots,
@@ -346,6 +347,30 @@ def build_openapi() -> dict[str, Any]:
                        "/ops/live?ticket=T, since a browser WebSocket cannot send Authorization (admin)",
             "responses": {"201": _answer("Ticket", {"type": "object"}), **_errors(401, 403)},
         }},
+        "/api/v1/ops/webhooks": {
+            "post": {
+                "summary": "Ops: register a webhook endpoint (Standard Webhooks, signed); the answer "
+                           "shows its secret this once (admin). See docs/webhooks.md",
+                "requestBody": _body("NewWebhook"),
+                "responses": {"201": _answer("The endpoint, with its secret", {"type": "object"}), **mutating},
+            },
+            "get": {
+                "summary": "Ops: the endpoints, each with its state and last deliveries, never the secret (admin)",
+                "responses": {"200": _answer("Endpoints", {"type": "object"}), **_errors(401, 403)},
+            },
+        },
+        "/api/v1/ops/webhooks/{wid}": {"delete": {
+            "summary": "Ops: remove an endpoint (admin)",
+            "parameters": [_path("wid")],
+            "responses": {"200": _answer("Removed", {"type": "object"}), **mutating},
+        }},
+        "/api/v1/ops/webhooks/{wid}/enable": {"post": {
+            "summary": "Ops: enable a disabled endpoint again; deliveries resume where it stopped (admin)",
+            "parameters": [_path("wid")],
+            "requestBody": {"required": False, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/NoBody"}}}},
+            "responses": {"200": _answer("The endpoint", {"type": "object"}), **mutating},
+        }},
         "/api/v1/tokens/{tid}": {"get": {
             "summary": "One token",
             "parameters": [_path("tid")],
@@ -391,7 +416,7 @@ def build_openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 **_body_schemas(IssueToken, Transfer, NoBody, RecordPayment, ResubmitPayment, LeaseRequest, OfflineToken,
-                                AdmissionSettings, TakeToken, BookSlot, PublishSlots),
+                                AdmissionSettings, TakeToken, BookSlot, PublishSlots, NewWebhook),
                 "Token": {"type": "object", "properties": token_props},
                 "Estimate": {"type": "object", "properties": {
                     "p50_s": {"type": ["number", "null"]}, "p90_s": {"type": ["number", "null"]},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..notices import EVENT_TYPES
 from ..outbox import PaymentMode
 from ..queueing import Priority
 from ..services.dates import RANGE_WORDS, day_in_range
@@ -108,6 +109,18 @@ class NoBody(BaseModel):
     """Actions without parameters accept an empty body or {}."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class NewWebhook(BaseModel):
+    """Body of POST /api/v1/ops/webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2000, description="http or https; not link-local (169.254.0.0/16, fe80::/10).")
+    events: list[Literal[EVENT_TYPES]] = Field(min_length=1, max_length=len(EVENT_TYPES),
+                                               description="The event types to send.")
+    secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$",
+                               description="whsec_ and base64 of 24 to 64 bytes; left out: one is made and shown once.")
 
 
 class AdmissionSettings(BaseModel):

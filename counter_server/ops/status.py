@@ -19,6 +19,9 @@ async def alerts_now(tokens: TokenService, hub: LiveHub, billing: dict[str, Any]
     return [alert_json(a) for a in ops_alerts(halls, billing, tokens.clock(), tokens.scenario)]
 
 
-async def push_alerts(tokens: TokenService, hub: LiveHub, billing: dict[str, Any]) -> None:
-    """Send the ops channel this moment's alerts (the page replaces its list with them)."""
-    hub.notify(OPS_CHANNEL, {"type": ALERTS_MESSAGE, "alerts": await alerts_now(tokens, hub, billing)})
+async def push_alerts(tokens: TokenService, hub: LiveHub, billing: dict[str, Any]) -> list[dict[str, Any]]:
+    """Send the ops channel this moment's alerts (the page replaces its list with them); the
+    alerts sent."""
+    alerts = await alerts_now(tokens, hub, billing)
+    hub.notify(OPS_CHANNEL, {"type": ALERTS_MESSAGE, "alerts": alerts})
+    return alerts

@@ -234,6 +234,15 @@ class PhonesModel(Table):
     public_url: Annotated[str, AfterValidator(_web_address)] = Field("", description="What hall boards' QR codes open (default: their own host).")
 
 
+class WebhooksModel(Table):
+    """[webhooks]: how signed notices go to the endpoints ops register (docs/webhooks.md)."""
+
+    timeout_s: float = Field(5.0, gt=0, le=60, description="How long one delivery may take before it counts as failed.")
+    retry_first_s: float = Field(1.0, gt=0, description="The first wait before a failed delivery is tried again; it doubles, with jitter.")
+    retry_max_s: float = Field(300.0, gt=0, description="The longest wait between tries.")
+    disable_after_minutes: float = Field(60.0, gt=0, description="An endpoint failing this long is disabled; ops see it and may enable it again.")
+
+
 class SimulatorModel(Table):
     """[billing.simulator]: the simulated billing server run when [billing] has no url."""
 
@@ -345,6 +354,7 @@ class ScenarioModel(Table):
     phones: PhonesModel = PhonesModel()
     billing: BillingModel = BillingModel()
     store: StoreModel = StoreModel()
+    webhooks: WebhooksModel = WebhooksModel()
     demand: DemandModel = DemandModel()
     services: list[ServiceModel] = Field(min_length=1)
     substations: list[SubstationModel] = Field(min_length=1)
