@@ -98,3 +98,20 @@ def webhook_from(data: Mapping[str, Any]) -> Webhook:
 def webhook_json(hook: Webhook) -> dict[str, Any]:
     """The JSON object the store keeps of a webhook."""
     return {name: getattr(hook, name) for name in Webhook.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class SmsRequest:
+    """A consumer's ask for an SMS when their token is near and when it is called.
+
+    The only place a mobile number is kept whole: written when the consumer asks, erased when
+    the token ends; notices carry the token, and the number is added as each one goes out."""
+
+    token_id: str
+    substation: str
+    day: str
+    mobile: str
+    near_ahead: int
+    near_minutes: float
+    created_at: float
+    near_sent_at: float | None = None

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from counter_server.notices import Notice, Webhook
+from counter_server.notices import Notice, SmsRequest, Webhook
 from counter_server.outbox import Payment, PaymentMode, PaymentStatus
 from counter_server.store.base import EARLIER_PAYMENTS_READ
 from counter_server.queueing import (
@@ -715,3 +715,30 @@ async def test_a_webhook_is_written_only_over_the_version_it_was_read_at(store: 
     assert await store.webhooks() == [moved]
     assert await store.remove_webhook("wh1") is True and await store.remove_webhook("wh1") is False
     assert await store.webhooks() == []
+
+
+async def test_sms_requests_are_kept_marked_near_once_with_their_notice_and_erased(make_store):
+    now = time.time()
+    first = make_store()
+    await first.open()
+    try:
+        start = await first.notice_cursor()
+        asked = SmsRequest("t1", "S01", DAY, "+91 98765 43210", near_ahead=3, near_minutes=10.0, created_at=now)
+        await first.put_sms_request(asked)
+        await first.put_sms_request(SmsRequest("t2", "S02", DAY, "9876500000", 3, 10.0, now + 1))
+        near = Notice("evt_near_t1", "token.near", now + 2, {"token": {"id": "t1"}})
+        assert await first.mark_sms_near("t1", now + 2, near) is True
+        assert await first.mark_sms_near("t1", now + 3, replace(near, id="evt_again")) is False   # once
+        assert await first.mark_sms_near("t9", now + 3, replace(near, id="evt_none")) is False    # nobody asked
+    finally:
+        await first.close()
+    again = make_store()
+    await again.open()
+    try:
+        assert await again.sms_requests() == [replace(asked, near_sent_at=now + 2),
+                                              SmsRequest("t2", "S02", DAY, "9876500000", 3, 10.0, now + 1)]
+        assert [n.id for n in await again.notices_after(start, 10)] == ["evt_near_t1"]
+        assert await again.forget_sms_requests(["t1", "t3"]) == 1
+        assert [r.token_id for r in await again.sms_requests()] == ["t2"]
+    finally:
+        await again.close()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from ..notices import Notice, Webhook
+from ..notices import Notice, SmsRequest, Webhook
 from ..outbox import OutboxStats, Payment, PaymentStatus
 from ..queueing import DomainEvent, Estimate, HallView, SubstationQueue, Token
 
@@ -231,6 +231,19 @@ class Store(Protocol):
         False, and nothing written, otherwise."""
 
     async def remove_webhook(self, hook_id: str) -> bool: ...
+
+    async def put_sms_request(self, request: SmsRequest) -> None:
+        """Keep (or replace) a token's SMS request."""
+
+    async def sms_requests(self) -> list[SmsRequest]:
+        """Every SMS request kept (one per token that asked and has not ended)."""
+
+    async def mark_sms_near(self, token_id: str, at: float, notice: Notice) -> bool:
+        """Mark the request's "near" message as due and write its notice, in one step; False
+        (nothing written) when it was marked before or there is no request."""
+
+    async def forget_sms_requests(self, token_ids: Iterable[str]) -> int:
+        """Erase these tokens' requests, their mobile numbers with them; how many there were."""
 
     # -- the server's own secret -------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..notices import Notice, Webhook, notices_of, webhook_from, webhook_json
+from ..notices import Notice, SmsRequest, Webhook, notices_of, webhook_from, webhook_json
 from ..outbox import OutboxStats, Payment
 from ..queueing import DomainEvent, HallView, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from ..redact import redacted
@@ -739,6 +739,36 @@ class RedisStore(core.StoreCore):
 
     async def remove_webhook(self, hook_id: str) -> bool:
         return bool(await self.redis.hdel(self._k("webhooks"), hook_id))
+
+    async def put_sms_request(self, request: SmsRequest) -> None:
+        await self._run(lua.PUT_SMS, {"sms": self._k("sms")},
+                        {"id": request.token_id, "record": codec.dumps(codec.to_row(request))})
+
+    async def sms_requests(self) -> list[SmsRequest]:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hvals(self._k("sms"))
+            pipe.hgetall(self._k("sms", "near"))
+            raws, near = await pipe.execute()
+        found = [codec.from_row(SmsRequest, json.loads(raw)) for raw in raws]
+        found = [replace(r, near_sent_at=float(near[r.token_id])) if r.token_id in near else r for r in found]
+        return sorted(found, key=lambda r: r.created_at)
+
+    async def mark_sms_near(self, token_id: str, at: float, notice: Notice) -> bool:
+        return bool(await self._run(
+            lua.MARK_SMS_NEAR, {"sms": self._k("sms"), "sms_near": self._k("sms", "near"),
+                                "notices": self._k("notices")},
+            {"id": token_id, "at": repr(float(at)), "notices_keep_s": NOTICE_KEEP_S,
+             "notices": [codec.dumps({"id": notice.id, "type": notice.type, "at": notice.at, "data": notice.data})]}))
+
+    async def forget_sms_requests(self, token_ids: Iterable[str]) -> int:
+        ids = list(token_ids)
+        if not ids:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._k("sms"), *ids)
+            pipe.hdel(self._k("sms", "near"), *ids)
+            gone, _ = await pipe.execute()
+        return int(gone)
 
     # -- keys ------------------------------------------------------------------------------
 

@@ -307,6 +307,21 @@ redis.call('HSET', K.webhooks, A.id, A.record)
 return 1
 """)
 
+# A: id, record (json). A consumer's SMS request (waits for a replica: it was acknowledged).
+PUT_SMS = Script("put_sms", ("sms",), """
+redis.call('HSET', K.sms, A.id, A.record)
+return 1
+""")
+
+# A: id, at (a string), notices, notices_keep_s. The "near" message marked as due (in K.sms_near,
+# beside the request as written), with its notice, if it was not before: 1, else 0.
+MARK_SMS_NEAR = Script("mark_sms_near", ("sms", "sms_near", "notices"), """
+if redis.call('HEXISTS', K.sms, A.id) == 0 then return 0 end
+if redis.call('HSETNX', K.sms_near, A.id, A.at) == 0 then return 0 end
+""" + _NOTICES + """
+return 1
+""")
+
 # A: floor. The sequence, raised to at least the floor.
 RAISE_SEQ = Script("raise_seq", ("seq",), """
 if tonumber(redis.call('GET', K.seq) or '0') < A.floor then redis.call('SET', K.seq, A.floor) end
@@ -314,4 +329,4 @@ return redis.call('GET', K.seq)
 """, acknowledged=False)
 
 SCRIPTS = (READ_QUEUE, COMMIT_QUEUE, ADD_PAYMENT, CLAIM_PAYMENTS, SETTLE_PAYMENT, ADD_KEY,
-           REPLACE_KEY, TURNED_AWAY, RAISE_SEQ, ADD_NOTICE, SAVE_WEBHOOK)
+           REPLACE_KEY, TURNED_AWAY, RAISE_SEQ, ADD_NOTICE, SAVE_WEBHOOK, PUT_SMS, MARK_SMS_NEAR)

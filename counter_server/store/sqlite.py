@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from ..datadir import make_private, read_or_make_secret
-from ..notices import Notice, Webhook, notices_of, webhook_from, webhook_json
+from ..notices import Notice, SmsRequest, Webhook, notices_of, webhook_from, webhook_json
 from ..outbox import OutboxStats, Payment
 from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from . import codec, core
@@ -141,6 +141,10 @@ CREATE TABLE IF NOT EXISTS notices (
   data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_notices_at ON notices (at);
 CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, version INTEGER NOT NULL, record TEXT NOT NULL);
+-- Consumers' SMS requests: the mobile number lives here only, until the token ends.
+CREATE TABLE IF NOT EXISTS sms_requests (
+  token_id TEXT PRIMARY KEY, substation TEXT, day TEXT, mobile TEXT, near_ahead INTEGER,
+  near_minutes REAL, created_at REAL, near_sent_at REAL);
 """
 
 # Columns added after the first release: a file made before them gets them on open.
@@ -415,6 +419,33 @@ class SQLiteStore(core.StoreCore):
     async def remove_webhook(self, hook_id: str) -> bool:
         return await self._write(lambda db: db.execute(
             "DELETE FROM webhooks WHERE id = ?", [hook_id]).rowcount == 1)
+
+    async def put_sms_request(self, request: SmsRequest) -> None:
+        row = codec.to_row(request)
+        await self._write(lambda db: db.execute(
+            f"INSERT OR REPLACE INTO sms_requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values())))
+
+    async def sms_requests(self) -> list[SmsRequest]:
+        return await self._read(lambda db: [codec.from_row(SmsRequest, row) for row in db.query(
+            "SELECT * FROM sms_requests ORDER BY created_at")])
+
+    async def mark_sms_near(self, token_id: str, at: float, notice: Notice) -> bool:
+        def job(db: sqlite_utils.Database) -> bool:
+            marked = db.execute("UPDATE sms_requests SET near_sent_at = ? WHERE token_id = ?"
+                                " AND near_sent_at IS NULL", [at, token_id]).rowcount == 1
+            if marked:
+                _append_notice(db, notice)
+            return marked
+
+        return await self._write(job)
+
+    async def forget_sms_requests(self, token_ids: Iterable[str]) -> int:
+        ids = list(token_ids)
+        if not ids:
+            return 0
+        return await self._write(lambda db: db.execute(
+            f"DELETE FROM sms_requests WHERE token_id IN ({', '.join('?' * len(ids))})", ids).rowcount)
 
     async def server_secret(self) -> bytes:
         """Kept in ``server.secret`` beside the database file, never inside it."""
