@@ -176,10 +176,15 @@ async def test_the_month_so_far_is_read_back_and_projected(tmp_path: Path, capsy
         argv += (["--store", "redis", "--redis-url", TEST_REDIS_URL] if engine == "redis"
                  else ["--from-store", str(settings.data_dir)])
         assert await asyncio.to_thread(main, argv) == 0
+        printed = capsys.readouterr().out
+        quiet_month = [*argv[:2], "--month", "2026-04", *argv[4:]]
+        assert await asyncio.to_thread(main, quiet_month) == 2
+        refusal = capsys.readouterr().err.strip()
     finally:
         await client.close()
         await forget(settings)
-    printed = capsys.readouterr().out
+    assert refusal.count("\n") == 0 and "no days recorded in 2026-04" in refusal
+    assert (str(settings.data_dir.absolute()) if engine == "sqlite" else TEST_REDIS_URL) in refusal
     tokens = sum(got.arrivals.values()) - got.refused
     assert f"{DAYS} days recorded" in printed and f"{tokens} tokens issued" in printed
     paid = paid_service(scenario)

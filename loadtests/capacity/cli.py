@@ -229,7 +229,7 @@ def _run(args: argparse.Namespace) -> int:
     so_far = recorded.load(args, scenario, flags) if recorded.wanted(args) else None
     if so_far is not None:   # the month so far, from the store: its figures, the rest of the month
         scenario, args.days = so_far.scenario, so_far.days_to_run(args.days)
-        print("\n".join(so_far.lines()) + "\n")
+        print("\n".join(so_far.lines(args.days)) + "\n")
     demand = demand_from_scenario(scenario, flags)
     hint_after_min = (args.hint_after_min if args.hint_after_min is not None
                       else scenario.online.hint_after_s / 60)
@@ -302,7 +302,7 @@ def _run(args: argparse.Namespace) -> int:
     print(measured.line())
     sections = [("Estimate coverage", coverage.summary_text(measured, coverage.busiest_day(plan)))]
     if so_far is not None:
-        sections.insert(0, ("Measured from the store: the month so far", so_far.markdown()))
+        sections.insert(0, ("Measured from the store: the month so far", so_far.markdown(args.days)))
     if booking_points:
         title = ("What if consumers booked slots (walk-in waits and turned away: last week; "
                  "booked and slots: whole run)")

@@ -31,6 +31,9 @@ from counter_server.store import STORE_UNAVAILABLE, open_store
 from .demand import DemandParams, demand_from_scenario
 
 MEASURED, ASSUMED = "MEASURED", "ASSUMED"
+# Sources of peak-sim's figures that are assumptions about demand (the rest are its settings).
+ASSUMED_SOURCES = ("scenario [demand]", "scenario [phones]", "simulator default",
+                   "online_payments_per_month")
 ONLINE_NOTE = ("nothing in the store records payments made online (the counters' payments, "
                "cash or UPI, are all counter payments)")
 
@@ -220,20 +223,29 @@ class FromStore:
         out = []
         for name, value, source in figures:
             if source == "flag":
-                out.append((name, value, "flag"))
+                pass
             elif name in self.measured_keys:
-                out.append((name, value, f"{basis}, {self.where}"))
-            else:
-                out.append((name, value, f"{ASSUMED}: {source}"))
+                source = f"{basis}, {self.where}"
+            elif source.startswith(ASSUMED_SOURCES):
+                note = f" ({ONLINE_NOTE})" if name == "online_share" else ""
+                source = f"{ASSUMED}: {source}{note}"
+            out.append((name, value, source))
         return out
 
-    def lines(self) -> list[str]:
+    def read(self, days: int) -> str:
+        """What was read and what is simulated, in a sentence or two."""
+        r, working = self.record, int(self.scenario.demand["working_days_per_month"])
+        simulated = (f" Simulated: working days {working - days + 1}-{working} of {working}, "
+                     "starting with nobody coming back from earlier days." if 1 <= days <= working else "")
+        return (f"Read from {self.where}, {r.month}: {len(r.days)} days recorded ({r.days[0]} to "
+                f"{r.days[-1]}, working days 1-{len(r.days)}), {r.tokens} tokens issued and "
+                f"{sum(r.refused.values())} refused at the door.{simulated}")
+
+    def lines(self, days: int) -> list[str]:
         """The printed report: what was read, each figure measured or assumed, the hall x hour
         arrivals and how the days so far compare with the scenario's [demand]."""
         r = self.record
-        out = [f"Measured from {self.where}, {r.month}: {len(r.days)} days recorded "
-               f"({r.days[0]} to {r.days[-1]}), {r.tokens} tokens issued and "
-               f"{sum(r.refused.values())} refused at the door; simulating the rest of the month.", ""]
+        out = [self.read(days), ""]
         width = max(len(row[0]) for row in self.rows)
         value_width = min(max(len(row[1]) for row in self.rows), 36)
         out += [f"  {name:<{width}}  {value:>{value_width}}  {label:<8}  {basis}"
@@ -243,13 +255,9 @@ class FromStore:
         out += ["", "Against the scenario's [demand]:"] + [f"  {line}" for line in self.comparison]
         return out
 
-    def markdown(self) -> str:
+    def markdown(self, days: int) -> str:
         r = self.record
-        body = [f"Read from {self.where}, {r.month}: {len(r.days)} days recorded ({r.days[0]} to "
-                f"{r.days[-1]}), {r.tokens} tokens issued and {sum(r.refused.values())} refused at "
-                f"the door. The projection starts on working day {len(r.days) + 1} with nobody "
-                "coming back from the recorded days.", "",
-                "| figure | value | | basis |", "|---|---|---|---|"]
+        body = [self.read(days), "", "| figure | value | | basis |", "|---|---|---|---|"]
         body += [f"| {name} | {value} | {label} | {basis} |" for name, value, label, basis in self.rows]
         body += ["", f"Arrivals per hall and local hour, over the {len(r.days)} days:", "",
                  "```", hall_hours(r), "```", "", "Against the scenario's [demand]:", ""]
@@ -282,13 +290,14 @@ def from_record(record: MonthRecord, scenario: Scenario, flags: Mapping[str, Any
     demand = dict(scenario.demand)
     demand.update(
         online_share=base.online_share,      # kept as assumed, whatever connections become
-        connections=month_payments / takes,
+        connections=round(month_payments / takes, 2),
         substation_weights={h: float(halls.get(h, 0)) for h in scenario.substations},
-        intraday_profile=[float(record.slices.get(i, 0)) for i in range(profile_slices(scenario))],
+        intraday_profile=[record.slices.get(i, 0) for i in range(profile_slices(scenario))],
         visits_per_day={s: record.by_service.get(s, 0) / k for s in scenario.services if s != payment},
     )
     services, service_rows = _services(record, scenario)
-    measured = frozenset({"connections", "substation_weights", "intraday_profile", "visits_per_day"})
+    measured = frozenset({"connections", "counter payments per month", "substation_weights",
+                          "intraday_profile", "visits_per_day"})
     scenario_now = replace(scenario, demand=demand, services=services)
     rows = _rows(record, base, scenario, month_payments, paid, service_rows, flags)
     return FromStore(scenario_now, record, where, tuple(rows), measured,
