@@ -69,9 +69,9 @@ class MonthRecord:
     arrivals: Counter = field(default_factory=Counter)         # (hall, local hour) -> came
     refused: Counter = field(default_factory=Counter)          # hall -> refused at the door
     by_service: Counter = field(default_factory=Counter)       # service -> came
-    by_hall_service: Counter = field(default_factory=Counter)  # (hall, service) -> came
     payment_by_day: list[int] = field(default_factory=list)    # the payment service's, per day
     service_s: dict[str, list[float]] = field(default_factory=dict)    # call to done, per service
+    started_s: dict[str, list[float]] = field(default_factory=dict)    # start to done, per service
     no_shows: Counter = field(default_factory=Counter)         # service -> ended a no-show
     no_show_hold_s: dict[str, list[float]] = field(default_factory=dict)   # call to no-show
     slices: Counter = field(default_factory=Counter)           # share of opening hours -> came
@@ -131,7 +131,6 @@ def _fold_day(events: Sequence[Mapping[str, Any]], scenario: Scenario, record: M
         local = datetime.fromtimestamp(at, tz)
         record.arrivals[hall, local.hour] += 1
         record.by_service[service] += 1
-        record.by_hall_service[hall, service] += 1
         came[service] += 1
         sub = scenario.substations.get(hall)
         if sub is not None:
@@ -153,6 +152,9 @@ def _fold_day(events: Sequence[Mapping[str, Any]], scenario: Scenario, record: M
             arrive(event["substation"], data["service"], data.get("issued_at") or event["at"])
         if kind == "completed" and data.get("called_at") and data.get("finished_at"):
             record.service_s.setdefault(data["service"], []).append(data["finished_at"] - data["called_at"])
+            if data.get("started_at"):
+                record.started_s.setdefault(data["service"], []).append(
+                    data["finished_at"] - data["started_at"])
         if kind == "no_show" and data.get("called_at") and data.get("finished_at"):
             record.no_show_hold_s.setdefault(data["service"], []).append(
                 data["finished_at"] - data["called_at"])
@@ -219,15 +221,15 @@ class FromStore:
 
     def relabel(self, figures: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
         """peak-sim's 'figures used' with each source saying MEASURED or ASSUMED."""
-        basis = f"{MEASURED} ({len(self.record.days)} days, {self.record.tokens} tokens)"
+        basis = f"{MEASURED} ({_n(len(self.record.days), 'day')}, {_n(self.record.tokens, 'token')})"
         out = []
         for name, value, source in figures:
             if source == "flag":
                 pass
             elif name in self.measured_keys:
                 source = f"{basis}, {self.where}"
-            elif source.startswith(ASSUMED_SOURCES):
-                note = f" ({ONLINE_NOTE})" if name == "online_share" else ""
+            elif source.startswith(ASSUMED_SOURCES) and name != "payment service":
+                note = f"; {ONLINE_NOTE}" if name == "online_share" else ""
                 source = f"{ASSUMED}: {source}{note}"
             out.append((name, value, source))
         return out
@@ -237,8 +239,8 @@ class FromStore:
         r, working = self.record, int(self.scenario.demand["working_days_per_month"])
         simulated = (f" Simulated: working days {working - days + 1}-{working} of {working}, "
                      "starting with nobody coming back from earlier days." if 1 <= days <= working else "")
-        return (f"Read from {self.where}, {r.month}: {len(r.days)} days recorded ({r.days[0]} to "
-                f"{r.days[-1]}, working days 1-{len(r.days)}), {r.tokens} tokens issued and "
+        return (f"Read from {self.where}, {r.month}: {_n(len(r.days), 'day')} recorded ({r.days[0]} to "
+                f"{r.days[-1]}, {_days(len(r.days))}), {_n(r.tokens, 'token')} issued and "
                 f"{sum(r.refused.values())} refused at the door.{simulated}")
 
     def lines(self, days: int) -> list[str]:
@@ -251,7 +253,7 @@ class FromStore:
         out += [f"  {name:<{width}}  {value:>{value_width}}  {label:<8}  {basis}"
                 for name, value, label, basis in self.rows]
         out += ["", f"Arrivals per hall and hour (tokens issued + refused at the door, "
-                f"{len(r.days)} days):", hall_hours(r)]
+                f"{_n(len(r.days), 'day')}):", hall_hours(r)]
         out += ["", "Against the scenario's [demand]:"] + [f"  {line}" for line in self.comparison]
         return out
 
@@ -259,7 +261,7 @@ class FromStore:
         r = self.record
         body = [self.read(days), "", "| figure | value | | basis |", "|---|---|---|---|"]
         body += [f"| {name} | {value} | {label} | {basis} |" for name, value, label, basis in self.rows]
-        body += ["", f"Arrivals per hall and local hour, over the {len(r.days)} days:", "",
+        body += ["", f"Arrivals per hall and local hour, over {_n(len(r.days), 'day')}:", "",
                  "```", hall_hours(r), "```", "", "Against the scenario's [demand]:", ""]
         body += [f"- {line}" for line in self.comparison]
         return "\n".join(body)
@@ -325,8 +327,10 @@ def _services(record: MonthRecord, scenario: Scenario) -> tuple[dict, list[tuple
         out[sid] = replace(s, mean_service_s=fed,
                            min_service_s=None if s.min_service_s is None else s.min_service_s * scale,
                            max_service_s=None if s.max_service_s is None else s.max_service_s * scale)
+        started = record.started_s.get(sid) or [0.0]
         rows.append((f"service time {sid} (s)", f"{mean:.1f}", MEASURED,
-                     f"call to done, {len(record.service_s[sid])} tokens (scenario: {s.mean_service_s:g})"))
+                     f"call to done (start to done {sum(started) / len(started):.1f}), "
+                     f"{_n(len(record.service_s[sid]), 'token')} (scenario: {s.mean_service_s:g})"))
         if record.no_shows[sid]:
             rows.append((f"counter time {sid} (s)", f"{fed:.1f}", MEASURED,
                          f"service time with no-shows' holds ({hold:.0f} s) folded in; what is simulated"))
@@ -336,7 +340,7 @@ def _services(record: MonthRecord, scenario: Scenario) -> tuple[dict, list[tuple
 def _rows(record: MonthRecord, base: DemandParams, scenario: Scenario, month_payments: float,
           paid: int, service_rows: list, flags: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     k, payment = len(record.days), base.payment_service
-    basis = f"{k} days, {record.tokens} tokens"
+    basis = f"{_n(k, 'day')}, {_n(record.tokens, 'token')}"
     halls = record.halls()
     total = sum(halls.values()) or 1
     share = record.no_show_share()
@@ -350,10 +354,10 @@ def _rows(record: MonthRecord, base: DemandParams, scenario: Scenario, month_pay
 
     rows = [
         ("arrivals", f"{record.tokens + sum(record.refused.values())}", MEASURED,
-         f"tokens issued + refused at the door, {k} days"),
-        (f"{payment} arrivals a day", f"{paid / k:.1f}", MEASURED, f"{paid} over {k} days"),
+         f"tokens issued + refused at the door, {_n(k, 'day')}"),
+        (f"{payment} arrivals a day", f"{paid / k:.1f}", MEASURED, f"{paid} over {_n(k, 'day')}"),
         ("counter payments per month", f"{month_payments:,.0f}", MEASURED,
-         f"{paid} on working days 1-{k}, scaled by the month shape (ASSUMED below)"),
+         f"{paid} on {_days(k)}, scaled by the month shape (ASSUMED below)"),
         ("connections (implied)", f"{month_payments / (base.paying_share * (1 - base.online_share)):,.0f}",
          MEASURED, "the counter payments / (paying_share x (1 - online_share)); "
          f"scenario: {base.connections:,.0f}"),
@@ -363,7 +367,7 @@ def _rows(record: MonthRecord, base: DemandParams, scenario: Scenario, month_pay
          f"arrivals by share of opening hours, {basis}"),
         ("visits_per_day", ", ".join(f"{s} {record.by_service.get(s, 0) / k:.1f}"
                                      for s in scenario.services if s != payment) or "-",
-         MEASURED, f"other services' arrivals / {k} days"),
+         MEASURED, f"other services' arrivals / {_n(k, 'day')}"),
         ("no-show share", "-" if share is None else f"{share:.1%}", MEASURED,
          f"{sum(record.no_shows.values())} of the tokens that ended served or a no-show; folded "
          "into counter time"),
@@ -393,7 +397,7 @@ def _compare(record: MonthRecord, base: DemandParams, scenario: Scenario) -> lis
     k, payment = len(record.days), base.payment_service
     expected = sum(base.counter_payments_on(d) for d in range(1, k + 1))
     paid = sum(record.payment_by_day)
-    out = [f"{payment}: {paid} came on working days 1-{k} ({paid / k:.1f} a day); the scenario "
+    out = [f"{payment}: {paid} came on {_days(k)} ({paid / k:.1f} a day); the scenario "
            f"expects {expected:,.0f} ({expected / k:,.1f} a day): {_ratio(paid, expected)}"]
     for sid in scenario.services:
         if sid == payment:
@@ -410,11 +414,20 @@ def _compare(record: MonthRecord, base: DemandParams, scenario: Scenario) -> lis
     for sid, s in scenario.services.items():
         mean = record.mean_service_s(sid)
         if mean is not None:
-            out.append(f"{sid} service time: {mean:.0f} s over {len(record.service_s[sid])} tokens; "
+            out.append(f"{sid} service time: {mean:.0f} s over {_n(len(record.service_s[sid]), 'token')}; "
                        f"the scenario's {s.mean_service_s:g} s: {_ratio(mean, s.mean_service_s)}")
     refused = sum(record.refused.values())
     out.append(f"refused at the door: {refused} ({refused / max(record.tokens + refused, 1):.1%} of arrivals)")
     return out
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def _days(k: int) -> str:
+    """The recorded days as working days: 'working day 1' or 'working days 1-3'."""
+    return "working day 1" if k == 1 else f"working days 1-{k}"
 
 
 def _ratio(got: float, want: float) -> str:
