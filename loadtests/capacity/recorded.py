@@ -301,7 +301,7 @@ def from_record(record: MonthRecord, scenario: Scenario, flags: Mapping[str, Any
     measured = frozenset({"connections", "counter payments per month", "substation_weights",
                           "intraday_profile", "visits_per_day"})
     scenario_now = replace(scenario, demand=demand, services=services)
-    rows = _rows(record, base, scenario, month_payments, paid, service_rows, flags)
+    rows = _rows(record, base, scenario, month_payments, demand["connections"], service_rows, flags)
     return FromStore(scenario_now, record, where, tuple(rows), measured,
                      tuple(_compare(record, base, scenario)))
 
@@ -338,7 +338,9 @@ def _services(record: MonthRecord, scenario: Scenario) -> tuple[dict, list[tuple
 
 
 def _rows(record: MonthRecord, base: DemandParams, scenario: Scenario, month_payments: float,
-          paid: int, service_rows: list, flags: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+          connections: float, service_rows: list,
+          flags: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    paid = sum(record.payment_by_day)
     k, payment = len(record.days), base.payment_service
     basis = f"{_n(k, 'day')}, {_n(record.tokens, 'token')}"
     halls = record.halls()
@@ -352,29 +354,36 @@ def _rows(record: MonthRecord, base: DemandParams, scenario: Scenario, month_pay
         return (key, f"{value:g}" if isinstance(value, float) else str(value),
                 "flag" if where == "flag" else ASSUMED, f"{where}{what}")
 
+    def measured(key: str, name: str, value: str, basis: str) -> tuple[str, str, str, str]:
+        if flags.get(key) is not None:    # a flag wins over what was measured
+            return (name, "(flag)", "flag", f"its flag (measured: {value}, {basis})")
+        return (name, value, MEASURED, basis)
+
     rows = [
         ("arrivals", f"{record.tokens + sum(record.refused.values())}", MEASURED,
          f"tokens issued + refused at the door, {_n(k, 'day')}"),
         (f"{payment} arrivals a day", f"{paid / k:.1f}", MEASURED, f"{paid} over {_n(k, 'day')}"),
-        ("counter payments per month", f"{month_payments:,.0f}", MEASURED,
-         f"{paid} on {_days(k)}, scaled by the month shape (ASSUMED below)"),
-        ("connections (implied)", f"{month_payments / (base.paying_share * (1 - base.online_share)):,.0f}",
-         MEASURED, "the counter payments / (paying_share x (1 - online_share)); "
-         f"scenario: {base.connections:,.0f}"),
-        ("substation_weights", ", ".join(f"{h} {halls.get(h, 0) / total:.0%}" for h in scenario.substations),
-         MEASURED, f"arrivals per hall, {basis}"),
-        ("intraday_profile", f"{profile_slices(scenario)} hourly slices", MEASURED,
-         f"arrivals by share of opening hours, {basis}"),
-        ("visits_per_day", ", ".join(f"{s} {record.by_service.get(s, 0) / k:.1f}"
-                                     for s in scenario.services if s != payment) or "-",
-         MEASURED, f"other services' arrivals / {_n(k, 'day')}"),
+        measured("connections", "counter payments per month", f"{month_payments:,.0f}",
+                 f"{paid} on {_days(k)}, scaled by the month shape (ASSUMED below)"),
+        measured("connections", "connections (implied)", f"{connections:,.0f}",
+                 "the counter payments / (paying_share x (1 - online_share)); "
+                 f"scenario: {raw.get('connections', '-')}"),
+        measured("substation_weights", "substation_weights",
+                 ", ".join(f"{h} {halls.get(h, 0) / total:.0%}" for h in scenario.substations),
+                 f"arrivals per hall, {basis}"),
+        measured("intraday_profile", "intraday_profile", f"{profile_slices(scenario)} hourly slices",
+                 f"arrivals by share of opening hours, {basis}"),
+        measured("visits_per_day", "visits_per_day",
+                 ", ".join(f"{s} {record.by_service.get(s, 0) / k:.1f}"
+                           for s in scenario.services if s != payment) or "-",
+                 f"other services' arrivals / {_n(k, 'day')}"),
         ("no-show share", "-" if share is None else f"{share:.1%}", MEASURED,
          f"{sum(record.no_shows.values())} of the tokens that ended served or a no-show; folded "
          "into counter time"),
         *service_rows,
-        ("online_share", f"{base.online_share:.4f}",
-         "flag" if flags.get("online_share") is not None else ASSUMED,
-         f"scenario [demand]: {ONLINE_NOTE}"),
+        ("online_share", f"{base.online_share:.4f}", "flag", "its flag")
+        if flags.get("online_share") is not None else
+        ("online_share", f"{base.online_share:.4f}", ASSUMED, f"scenario [demand]: {ONLINE_NOTE}"),
         assumed("paying_share", base.paying_share),
         assumed("working_days_per_month", base.working_days, f"; {k} recorded, the rest simulated"),
         assumed("last_week_working_days", base.last_week_days),
