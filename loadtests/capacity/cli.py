@@ -7,6 +7,7 @@ the door, wait p50/p90, longest line), writes PNG plots and summary.md to --out,
 many counters per substation, or what online share, keep the last week's p90 wait under the
 target, and how much booking slots from phones (a share of consumers booking instead of walking
 in) lowers it. Every figure comes from the scenario's [demand] table or a flag; see --help.
+With --from-store, the month so far recorded in the server's store gives them (recorded.py).
 """
 
 from __future__ import annotations
