@@ -7,6 +7,7 @@ the door, wait p50/p90, longest line), writes PNG plots and summary.md to --out,
 many counters per substation, or what online share, keep the last week's p90 wait under the
 target, and how much booking slots from phones (a share of consumers booking instead of walking
 in) lowers it. Every figure comes from the scenario's [demand] table or a flag; see --help.
+With --from-store, the month so far recorded in the server's store gives them (recorded.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from counter_server.config import Scenario, ScenarioError, load_scenario
 
-from . import coverage, report
+from . import coverage, recorded, report
 from .demand import (DEFAULTS, FROM_PHONES, REQUIRED, DemandError, DemandParams,
                      demand_from_scenario, phones_default)
 from .halls import HallJob, last_week_days
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the advice per hall (counters each hall needs each last-week day)")
     w.add_argument("--target-min", type=float, default=None,
                    help="p90 wait target in minutes (default: the scenario's hint_after_minutes)")
+    recorded.add_arguments(p)
     return p
 
 
@@ -225,6 +227,10 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     scenario = load_scenario(args.config)
     flags = {key: getattr(args, flag) for flag, key in DEMAND_FLAGS.items()}
+    so_far = recorded.load(args, scenario, flags) if recorded.wanted(args) else None
+    if so_far is not None:   # the month so far, from the store: its figures, the rest of the month
+        scenario, args.days = so_far.scenario, so_far.days_to_run(args.days)
+        print("\n".join(so_far.lines(args.days)) + "\n")
     demand = demand_from_scenario(scenario, flags)
     hint_after_min = (args.hint_after_min if args.hint_after_min is not None
                       else scenario.online.hint_after_s / 60)
@@ -296,6 +302,8 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     print(measured.line())
     sections = [("Estimate coverage", coverage.summary_text(measured, coverage.busiest_day(plan)))]
+    if so_far is not None:
+        sections.insert(0, ("Measured from the store: the month so far", so_far.markdown(args.days)))
     if booking_points:
         title = ("What if consumers booked slots (walk-in waits and turned away: last week; "
                  "booked and slots: whole run)")
@@ -323,10 +331,10 @@ def _run(args: argparse.Namespace) -> int:
         sections.append((title, report.cycles_table(cycle_points, labels, shares, markdown=True)
                          + "\n\n" + CYCLES_NOTE))
     notes = _notes(demand, whatif_days, plan.days, now_counters, bool(booking_points))
+    figures = _figures(scenario, flags, demand, policies, hint_after_min, target_min, args.seed)
     summary = report.write_summary(
         args.out / report.SUMMARY, scenario_name=scenario.name,
-        figures=_figures(scenario, flags, demand, policies, hint_after_min, target_min,
-                         args.seed),
+        figures=so_far.relabel(figures) if so_far is not None else figures,
         results=results, answer_text=answer, plots=plots, notes=notes, sections=sections)
     print(f"\nwrote {', '.join(str(p) for p in [*plots, summary])}")
     processes = f"{args.jobs} process{'es' if args.jobs != 1 else ''}"
