@@ -17,7 +17,7 @@ from .api.forwarded import forwarded_for_middleware
 from .api.ratelimit import RateLimiter, TokenBuckets, rate_limit_middleware
 from .api.requests import auth_middleware
 from .appkeys import (GATEWAY, HUB, KEYS, METRICS, OPS, PAYMENTS, PHONE_LIMITER, PHONES, RATE_LIMITER,
-                      REQUEST_DIGEST_KEY, SETTINGS, STORE, TOKEN_WATCH, TOKENS, WEBHOOKS)
+                      REQUEST_DIGEST_KEY, SETTINGS, SMS, STORE, TOKEN_WATCH, TOKENS, WEBHOOKS)
 from .billing.contract import load_adapter_class
 from .billing.gateway import BillingGateway
 from .billing.simulator import create_sim_app
@@ -34,8 +34,10 @@ from .routes import add_routes
 from .services import KeyService, Role, TokenService
 from .services.payments import PaymentService
 from .services.phones import PhoneLinks, PhoneService
+from .services.sms import SmsService
 from .store import Store, open_store
 from .webhooks import WebhookDeliverer, WebhookService
+from .webhooks.sms import SmsWatch
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             links = PhoneLinks(secret)
             app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, links, settings.clock)
             app[WEBHOOKS] = WebhookService(store, settings.clock)
+            app[SMS] = SmsService(phones, store, scenario.phones, settings.clock)
+            sms_watch = SmsWatch(store, scenario.phones, clock=settings.clock)
+            store.add_listener(sms_watch.on_commit)
+            sms_watch.start()
             deliverer = WebhookDeliverer(store, scenario, scenario.webhooks, poll_s=settings.webhook_poll_s,
                                          shared=settings.store.engine == "redis", clock=settings.clock)
             await deliverer.start()
@@ -113,6 +119,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                     log.warning("%d background round(s) did not stop within %g s", len(stuck),
                                 settings.shutdown_grace_s)
                 await deliverer.stop()
+                await sms_watch.stop()
                 await watch.stop()
     finally:
         await store.close()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .services.keys import KeyService
     from .services.payments import PaymentService
     from .services.phones import PhoneService
+    from .services.sms import SmsService
     from .services.tokens import TokenService
     from .store import Store
     from .webhooks import WebhookService
@@ -37,6 +38,7 @@ PHONES: web.AppKey[PhoneService] = web.AppKey("phones")
 TOKEN_WATCH: web.AppKey[TokenWatch] = web.AppKey("token_watch")
 OPS: web.AppKey[OpsService] = web.AppKey("ops")
 WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")
+SMS: web.AppKey[SmsService] = web.AppKey("sms")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")   # this app's own Prometheus registry
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")   # per API key and address
 PHONE_LIMITER: web.AppKey[TokenBuckets] = web.AppKey("phone_limiter")   # phones' takes per address

@@ -139,6 +139,10 @@ class PhonesConfig:
     tokens_per_account_city: int = 1
     travel_minutes: int = 20
     public_url: str = ""
+    # A consumer who asks for an SMS gets one when this many people are ahead, or the wait
+    # (p50) is this short, whichever comes first, and another when called.
+    sms_near_ahead: int = 3
+    sms_near_minutes: int = 10
 
 
 @dataclass(frozen=True)

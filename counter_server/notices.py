@@ -88,6 +88,14 @@ def notices_of(record: Mapping[str, Any]) -> list[Notice]:
     return [Notice(new_notice_id(), kind, record["at"], {**base, **about})]
 
 
+def near_notice(token: Mapping[str, Any], substation: str, day: str, at: float, ahead: int,
+                wait_p50_s: float | None) -> Notice:
+    """``token.near``: a waiting token whose holder asked for an SMS is near its turn."""
+    return Notice(new_notice_id(), TOKEN_NEAR, at, {
+        "substation": substation, "day": day, "counter": None, "kind": "near",
+        "token": {k: token.get(k) for k in _TOKEN_FIELDS}, "ahead": ahead, "wait_p50_s": wait_p50_s})
+
+
 def webhook_from(data: Mapping[str, Any]) -> Webhook:
     """A webhook back from the JSON object the store keeps (lists become tuples)."""
     known = {name: data[name] for name in Webhook.__slots__ if name in data}

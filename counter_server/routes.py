@@ -72,6 +72,9 @@ def route_table() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/public/tokens/{link}", phones.get_token),
         web.post("/api/v1/public/tokens/{link}/cancel", phones.cancel_token),
         web.get("/api/v1/public/tokens/{link}/live", phones.token_live),
+        web.get("/api/v1/public/tokens/{link}/sms", phones.get_sms),
+        web.post("/api/v1/public/tokens/{link}/sms", phones.ask_sms),
+        web.delete("/api/v1/public/tokens/{link}/sms", phones.stop_sms),
         # Pages: hall boards, the phone page and its QR codes, the ops page; their files.
         web.get("/board/{sid}", pages.board_page),
         web.static("/static/board/", pages.BOARD_WEB, name="board_static"),

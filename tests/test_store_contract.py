@@ -738,6 +738,8 @@ async def test_sms_requests_are_kept_marked_near_once_with_their_notice_and_eras
         assert await again.sms_requests() == [replace(asked, near_sent_at=now + 2),
                                               SmsRequest("t2", "S02", DAY, "9876500000", 3, 10.0, now + 1)]
         assert [n.id for n in await again.notices_after(start, 10)] == ["evt_near_t1"]
+        assert await again.sms_request("t1") == replace(asked, near_sent_at=now + 2)
+        assert await again.sms_request("t9") is None
         assert await again.forget_sms_requests(["t1", "t3"]) == 1
         assert [r.token_id for r in await again.sms_requests()] == ["t2"]
     finally:

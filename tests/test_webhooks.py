@@ -16,7 +16,7 @@ from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from counter_server.app import create_app
-from counter_server.appkeys import KEYS
+from counter_server.appkeys import KEYS, STORE
 from counter_server.config import Settings, WebhooksConfig, load_scenario
 from testkit.api import Api, Clock, bearer
 from testkit.processes import ServerProcess, free_port
@@ -75,15 +75,15 @@ async def register(api: Api, url: str, events: list[str], **extra) -> tuple[int,
 
 
 async def test_endpoints_are_checked_listed_without_their_secret_and_removed(api: Api):
-    refused = {
-        "ftp://10.0.0.5/sms": "not an http or https URL",
-        "http://169.254.169.254/latest/meta-data": "link-local",
-        "http://[fe80::1]:8000/in": "link-local",
-        "http://user:pw@10.0.0.5/in": "no user name or password",
-    }
+    for url in ("ftp://10.0.0.5/sms", "http://user:pw@10.0.0.5/in", "http://10.0.0.5:70000/in"):
+        status, body = await register(api, url, ["token.called"])     # not the URL's form
+        assert status == 422 and body["error"]["message"].startswith("url"), body
+    refused = {"http://169.254.169.254/latest/meta-data": "link-local",     # cloud metadata
+               "http://[fe80::1]:8000/in": "link-local",
+               "http://no-such-host.invalid/in": "does not resolve"}
     for url, words in refused.items():
         status, body = await register(api, url, ["token.called"])
-        assert status == 422 and body["error"]["field"] == "url" and words in body["error"]["message"], body
+        assert status == 409 and body["error"]["code"] == "url_refused" and words in body["error"]["message"], body
     status, body = await register(api, "http://127.0.0.1:9/in", ["token.calling"])
     assert status == 422 and "events" in body["error"]["message"] and "token.called" in body["error"]["message"], body
     status, body = await register(api, "http://127.0.0.1:9/in", ["token.called"], secret="whsec_short")
@@ -133,17 +133,26 @@ async def test_deliveries_are_signed_and_every_event_arrives_after_kill_9_while_
                     return await resp.json()
 
             hook = (await post("/api/v1/ops/webhooks", url=receiver.url,
-                               events=["token.called", "token.no_show"]))["webhook"]
+                               events=["token.called", "token.near", "token.no_show"]))["webhook"]
+            # A consumer takes a token from a phone and asks for an SMS: first in line, so near at once.
+            phone = await post(f"/api/v1/public/substations/{sid}/tokens", service=service, account="2140000042",
+                               phone="+91 98765 43210")
+            await post(f"/api/v1/public/tokens/{phone['url'].rsplit('/', 1)[1]}/sms", mobile="+91 98765 43210")
             issued = [(await post(f"/api/v1/substations/{sid}/tokens", service=service))["token"] for _ in range(3)]
-            called = (await post(f"/api/v1/counters/{first}/next"))["token"]
             await wait_until_async(lambda: asyncio.sleep(0, len(receiver.got)), done=lambda n: n == 1,
+                                   what="the near SMS delivered", timeout=5)
+            called = (await post(f"/api/v1/counters/{first}/next"))["token"]
+            assert called["number"] == phone["token"]["number"]
+            await wait_until_async(lambda: asyncio.sleep(0, len(receiver.got)), done=lambda n: n == 2,
                                    what="the first token.called delivered", timeout=5)
-            delivered = receiver.verified(hook["secret"])[0]
+            near, delivered = receiver.verified(hook["secret"])
+            assert near["type"] == "token.near" and near["data"]["sms"]["to"] == "+919876543210"
             assert delivered["type"] == "token.called" and delivered["data"]["token"]["number"] == called["number"]
+            assert delivered["data"]["sms"]["to"] == "+919876543210" and called["number"] in delivered["data"]["sms"]["text"]
             assert delivered["data"]["counter_name"] == scenario.counters[first].label
             assert called["number"] in delivered["data"]["text"] and called["number"] in delivered["data"]["text_hi"]
             with pytest.raises(WebhookVerificationError):          # the signature covers the body
-                body, headers = receiver.got[0]
+                body, headers = receiver.got[1]
                 Verifier(hook["secret"]).verify(body.replace(b"called", b"calles"), headers)
 
             await receiver.stop()                                  # the receiver goes down
@@ -164,7 +173,7 @@ async def test_deliveries_are_signed_and_every_event_arrives_after_kill_9_while_
         await receiver.start()
         server.start()
         await wait_until_async(lambda: asyncio.sleep(0, {d["id"] for d in receiver.verified(hook["secret"])}),
-                               done=lambda ids: len(ids) >= recalls + 3, what="every event after the restart",
+                               done=lambda ids: len(ids) >= recalls + 4, what="every event after the restart",
                                timeout=15)
     finally:
         server.stop()
@@ -172,9 +181,11 @@ async def test_deliveries_are_signed_and_every_event_arrives_after_kill_9_while_
     got = receiver.verified(hook["secret"])
     by_id = {d["id"]: d for d in got}                              # at least once: repeats share an id
     kinds = sorted((d["type"], d["data"]["token"]["number"], d["data"]["token"]["recalls"]) for d in by_id.values())
-    assert kinds == sorted([*(("token.called", called["number"], n) for n in range(recalls + 1)),
+    assert kinds == sorted([("token.near", called["number"], 0),
+                            *(("token.called", called["number"], n) for n in range(recalls + 1)),
                             ("token.no_show", called["number"], recalls), ("token.called", again["number"], 0)])
-    assert again["number"] == issued[1]["number"]
+    assert again["number"] == issued[0]["number"]
+    assert "98765" not in server.log()                             # the number is never logged
 
 
 async def test_a_stuck_endpoint_neither_slows_token_issue_nor_holds_back_another(tmp_path: Path, aiohttp_client):
@@ -276,3 +287,67 @@ async def test_two_redis_replicas_deliver_each_notice_once(tmp_path: Path, aioht
     finally:
         await receiver.stop()
         await forget_redis(base)
+
+
+async def test_an_sms_goes_when_the_turn_is_near_and_when_called_and_the_number_is_then_erased(
+        tmp_path: Path, aiohttp_client, caplog):
+    scenario = replace(load_scenario(LAKESIDE), webhooks=WebhooksConfig(retry_first_s=0.05, retry_max_s=0.2))
+    near_ahead = scenario.phones.sms_near_ahead
+    client = await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data", scenario=scenario,
+                                                      clock=Clock(time.time()), rate_limit_per_s=0,
+                                                      write_admin_key=False)))
+    admin, _ = await client.app[KEYS].create("admin")
+    api = Api(client=client, admin=admin, board=admin)
+    service = paid_service(scenario)
+    sid, (counter, *_) = counters_for(scenario, service)
+    ahead = [await api.issue(sid, service) for _ in range(near_ahead + 1)]    # one more than "near"
+    status, taken = await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None,
+                                   json={"service": service, "account": "2140000042", "phone": "+51 987 654 321"})
+    assert status == 201, taken
+    link = taken["url"].rsplit("/", 1)[1]
+    sms_path = f"/api/v1/public/tokens/{link}/sms"
+    status, body = await api.post(sms_path, key=None, json={"mobile": "+51 987 654 321"})
+    assert status == 409 and body["error"]["code"] == "sms_unavailable", body    # no gateway: no promise
+    assert (await api.get(sms_path, key=None))[1] == {"sms": None, "offered": False}
+
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        status, made = await register(api, receiver.url, ["token.near", "token.called"])
+        status, asked = await api.post(sms_path, key=None, json={"mobile": "+51 987 654 321"})
+        assert status == 201 and asked["sms"]["mobile_hint"] == "•••• 4321" and not asked["sms"]["near_sent"], asked
+        await asyncio.sleep(0.5)
+        assert receiver.got == []                                 # near_ahead + 1 ahead: not near yet
+        current = await api.next(counter)
+        assert current["id"] == ahead[0]["id"]                    # now near_ahead are ahead
+        await wait_until_async(lambda: asyncio.sleep(0, len(receiver.got)), done=lambda n: n >= 2,
+                               what="the call's notice and the near SMS", timeout=5)
+        secret = made["webhook"]["secret"]
+        near = next(d for d in receiver.verified(secret) if d["type"] == "token.near")
+        number = taken["token"]["number"]
+        assert near["data"]["token"]["number"] == number and near["data"]["ahead"] == near_ahead
+        assert near["data"]["sms"]["to"] == "+51987654321"
+        text = near["data"]["sms"]["text"]
+        assert number in text and f"{near_ahead} ahead" in text and "आपसे पहले" in text, text
+        assert (await api.get(sms_path, key=None))[1]["sms"]["near_sent"] is True
+        # Called: the SMS says where to go, in both languages.
+        while current["number"] != taken["token"]["number"]:
+            await api.act(current, "start")
+            await api.act(current, "complete")
+            current = await api.next(counter)
+        await wait_until_async(lambda: asyncio.sleep(0, [d for d in receiver.verified(secret)
+                                                         if d["type"] == "token.called" and d["data"].get("sms")]),
+                               done=bool, what="the called SMS", timeout=5)
+        await api.act(current, "start")
+        await api.act(current, "complete")
+        called = next(d for d in receiver.verified(secret) if d["type"] == "token.called" and d["data"].get("sms"))
+        assert called["data"]["token"]["number"] == number
+        label = scenario.counters[counter].label
+        assert label in called["data"]["sms"]["text"] and "कृपया" in called["data"]["sms"]["text"]
+        # Served: the request and the number in it are erased.
+        await wait_until_async(lambda: api.get(sms_path, key=None), done=lambda answer: answer[1]["sms"] is None,
+                               what="the request erased once the token ended", timeout=8)
+        assert await client.app[STORE].sms_requests() == []
+    finally:
+        await receiver.stop()
+    assert "987654321" not in caplog.text and "987 654 321" not in caplog.text

@@ -22,6 +22,8 @@ from ..queueing import (
 from ..services import Forbidden, InvalidField, NotFound, ServiceError
 from ..services.errors import AlreadyPaid
 from ..services.payments import PaymentNotFailed, TokenNotAtCounter
+from ..services.sms import SmsUnavailable
+from ..webhooks.endpoints import UrlRefused
 from ..store import STORE_UNAVAILABLE, IdempotencyConflict
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ _SERVICE_STATUS: dict[type[ServiceError], int] = {
     TokenNotAtCounter: 409,
     AlreadyPaid: 409,
     PaymentNotFailed: 409,
+    SmsUnavailable: 409,
+    UrlRefused: 409,
     NotFound: 404,
     Forbidden: 403,
     InvalidField: 422,

@@ -21,6 +21,7 @@ from .schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     MONTH_PATTERN,
     AdmissionSettings,
+    AskSms,
     BookSlot,
     IssueToken,
     LeaseRequest,
@@ -416,7 +417,7 @@ def build_openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 **_body_schemas(IssueToken, Transfer, NoBody, RecordPayment, ResubmitPayment, LeaseRequest, OfflineToken,
-                                AdmissionSettings, TakeToken, BookSlot, PublishSlots, NewWebhook),
+                                AdmissionSettings, TakeToken, BookSlot, PublishSlots, NewWebhook, AskSms),
                 "Token": {"type": "object", "properties": token_props},
                 "Estimate": {"type": "object", "properties": {
                     "p50_s": {"type": ["number", "null"]}, "p90_s": {"type": ["number", "null"]},
@@ -484,6 +485,28 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
             "parameters": [_path("link", LINK_PATTERN), TRAVEL, *WEBSOCKET_HEADERS],
             "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 403, 404)},
         }},
+        "/api/v1/public/tokens/{link}/sms": {
+            "get": {
+                **public_, "summary": "Whether the holder asked for an SMS when the turn is near (the number "
+                                      "shown by its last four digits), and whether SMS are sent here at all",
+                "parameters": [_path("link", LINK_PATTERN)],
+                "responses": {"200": _answer("The SMS request or null, and offered", {"type": "object"}),
+                              **_errors(404)},
+            },
+            "post": {
+                **public_, "summary": "Ask for an SMS when the turn is near and when called; the number is "
+                                      "kept until the token ends, then erased (409 sms_unavailable when no "
+                                      "gateway takes them here)",
+                "parameters": [_path("link", LINK_PATTERN)],
+                "requestBody": _body("AskSms"),
+                "responses": {"201": _answer("The SMS request", {"type": "object"}), **mutating},
+            },
+            "delete": {
+                **public_, "summary": "No more SMS for this token; the number is erased at once",
+                "parameters": [_path("link", LINK_PATTERN)],
+                "responses": {"200": _answer("No SMS request", {"type": "object"}), **mutating},
+            },
+        },
         "/api/v1/ops/substations/{sid}/slots/{day}": {"put": {
             "summary": "Ops publish one day's bookable slots",
             "parameters": [_path("sid"), _path("day", DATE_PATTERN, format="date")],

@@ -11,17 +11,19 @@ from datetime import date
 
 from aiohttp import web
 
-from ..appkeys import HUB, PHONE_LIMITER, PHONES, SETTINGS, TOKEN_WATCH
+from ..appkeys import HUB, PHONE_LIMITER, PHONES, SETTINGS, SMS, TOKEN_WATCH
 from ..config import Scenario
 from ..live.hub import SCHEMA_VERSION
 from ..queueing import ServiceView
+from ..notices import SmsRequest
 from ..services.phones import ListedHall
+from ..services.sms import hint as sms_hint
 from ..shapes import iso, phone_token_json, slot_plan_json
 from ..store import IdempotencyKey
 from .errors import ApiError
 from .live import read_until_closed
 from .requests import actor_of, idempotency_of, parse_body, public, whole_number
-from .schemas import DAY_SHAPE, BookSlot, PublishSlots, TakeToken
+from .schemas import DAY_SHAPE, AskSms, BookSlot, PublishSlots, TakeToken
 
 MAX_TRAVEL_MIN = 300
 
@@ -226,3 +228,31 @@ def _day(raw: str) -> str:
         return date.fromisoformat(raw).isoformat()
     except ValueError:
         raise ApiError(400, "invalid_day", "day must be a date, YYYY-MM-DD.", field="day") from None
+
+
+def _sms_answer(request: web.Request, sms: SmsRequest | None, offered: bool, status: int = 200) -> web.Response:
+    shown = None if sms is None else {"mobile_hint": sms_hint(sms.mobile), "near_ahead": sms.near_ahead,
+                                      "near_minutes": sms.near_minutes, "near_sent": sms.near_sent_at is not None}
+    return web.json_response({"sms": shown, "offered": offered}, status=status)
+
+
+@public
+async def get_sms(request: web.Request) -> web.Response:
+    """Whether this token's holder asked for an SMS, and whether SMS are sent here at all."""
+    service = request.app[SMS]
+    return _sms_answer(request, await service.of(request.match_info["link"]), await service.offered())
+
+
+@public
+async def ask_sms(request: web.Request) -> web.Response:
+    body = await parse_body(request, AskSms)
+    sms = await request.app[SMS].ask(request.match_info["link"], body.mobile)
+    return _sms_answer(request, sms, True, status=201)
+
+
+@public
+async def stop_sms(request: web.Request) -> web.Response:
+    """No more messages; the number is erased at once."""
+    service = request.app[SMS]
+    await service.stop(request.match_info["link"])
+    return _sms_answer(request, None, await service.offered())

@@ -26,6 +26,14 @@ from ..queueing import Priority
 from ..services.dates import RANGE_WORDS, day_in_range
 
 ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+# 10 to 15 digits, a + before them and single spaces or dashes between them allowed.
+MOBILE_PATTERN = r"^\+?([0-9][ \-]?){9,14}[0-9]$"
+# http or https, a host (a name, an IPv4 or a bracketed IPv6 address), a port of 0 to 65535, no
+# user name or password; whether the host may be reached is the server's to say (409).
+WEBHOOK_URL_PATTERN = (r"^https?://([A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}"
+                       r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])"
+                       r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+                       r"([/?#][^\s]*)?$")
 # A day and a month of this century (the range every date a request names must keep), and a
 # moment as RFC 3339 writes it, with its UTC offset, on a day of this century where it is said.
 DATE_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
@@ -116,11 +124,14 @@ class NewWebhook(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000, description="http or https; not link-local (169.254.0.0/16, fe80::/10).")
+    url: str = Field(max_length=2000, pattern=WEBHOOK_URL_PATTERN, description=(
+        "http or https. Refused with 409 url_refused when its host does not resolve or is link-local "
+        "(169.254.0.0/16, fe80::/10: cloud metadata lives there); loopback and private networks are allowed."))
     events: list[Literal[EVENT_TYPES]] = Field(min_length=1, max_length=len(EVENT_TYPES),
                                                description="The event types to send.")
-    secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$",
-                               description="whsec_ and base64 of 24 to 64 bytes; left out: one is made and shown once.")
+    secret: str | None = Field(
+        default=None, pattern=r"^whsec_(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        description="whsec_ and base64 of 24 to 65 bytes; left out: one is made and shown once.")
 
 
 class AdmissionSettings(BaseModel):
@@ -195,6 +206,14 @@ class TakeToken(BaseModel):
         "substation offers it, else refused (422, field service)."))
     account: str = Field(pattern=ACCOUNT_PATTERN, description="The consumer account number on the bill.")
     phone: str = Field(pattern=PHONE_PATTERN, description="A mobile number (10 digits, +91 allowed).")
+
+
+class AskSms(BaseModel):
+    """Body of POST /api/v1/public/tokens/{link}/sms: where to send "your turn is near"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mobile: str = Field(pattern=MOBILE_PATTERN, description="The mobile number to text, 10 to 15 digits (kept until the token ends).")
 
 
 class BookSlot(TakeToken):

@@ -232,6 +232,8 @@ class PhonesModel(Table):
     tokens_per_account_city: int = Field(1, ge=1, description="Active tokens and bookings one account may hold on a day, city-wide.")
     travel_minutes: Count = Field(20, description="The phone page's first guess of the trip.")
     public_url: Annotated[str, AfterValidator(_web_address)] = Field("", description="What hall boards' QR codes open (default: their own host).")
+    sms_near_ahead: Count = Field(3, description="An SMS asked for on the phone page goes out when this many people are ahead...")
+    sms_near_minutes: Count = Field(10, description="... or the wait (p50) is this many minutes, whichever comes first.")
 
 
 class WebhooksModel(Table):

@@ -235,6 +235,8 @@ class Store(Protocol):
     async def put_sms_request(self, request: SmsRequest) -> None:
         """Keep (or replace) a token's SMS request."""
 
+    async def sms_request(self, token_id: str) -> SmsRequest | None: ...
+
     async def sms_requests(self) -> list[SmsRequest]:
         """Every SMS request kept (one per token that asked and has not ended)."""
 

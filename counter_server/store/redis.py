@@ -744,6 +744,13 @@ class RedisStore(core.StoreCore):
         await self._run(lua.PUT_SMS, {"sms": self._k("sms")},
                         {"id": request.token_id, "record": codec.dumps(codec.to_row(request))})
 
+    async def sms_request(self, token_id: str) -> SmsRequest | None:
+        raw, near = await self.redis.hget(self._k("sms"), token_id), await self.redis.hget(self._k("sms", "near"), token_id)
+        if raw is None:
+            return None
+        request = codec.from_row(SmsRequest, json.loads(raw))
+        return replace(request, near_sent_at=float(near)) if near is not None else request
+
     async def sms_requests(self) -> list[SmsRequest]:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hvals(self._k("sms"))

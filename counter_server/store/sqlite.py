@@ -426,6 +426,10 @@ class SQLiteStore(core.StoreCore):
             f"INSERT OR REPLACE INTO sms_requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             list(row.values())))
 
+    async def sms_request(self, token_id: str) -> SmsRequest | None:
+        rows = await self._read(lambda db: list(db.query("SELECT * FROM sms_requests WHERE token_id = ?", [token_id])))
+        return codec.from_row(SmsRequest, rows[0]) if rows else None
+
     async def sms_requests(self) -> list[SmsRequest]:
         return await self._read(lambda db: [codec.from_row(SmsRequest, row) for row in db.query(
             "SELECT * FROM sms_requests ORDER BY created_at")])

@@ -31,11 +31,10 @@ from typing import Any
 import aiohttp
 
 from ..config import Scenario, WebhooksConfig
-from ..notices import HALL_ALERT, Notice, Webhook
-from ..services.errors import InvalidField
+from ..notices import HALL_ALERT, TOKEN_CALLED, TOKEN_NEAR, Notice, SmsRequest, Webhook
 from ..shapes import counter_names
 from ..store import Store
-from .endpoints import SECRET_PREFIX, reachable_url
+from .endpoints import SECRET_PREFIX, UrlRefused, reachable_url
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +50,11 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
-def message_body(notice: Notice, scenario: Scenario) -> bytes:
-    """The JSON a receiver gets (the same on every try): ``type``, ``timestamp``, ``data``,
-    the data with the hall's and counter's names and, for a token, a ready text in English
-    and Hindi."""
+def message_body(notice: Notice, scenario: Scenario, sms: SmsRequest | None = None) -> bytes:
+    """The JSON a receiver gets: ``type``, ``timestamp``, ``data``, the data with the hall's
+    and counter's names and, for a token, a ready text in English and Hindi; with ``sms``
+    (the consumer asked, and the token has not ended), ``data.sms``: the number and one
+    message in both languages, for an SMS or WhatsApp gateway to send as it is."""
     data: dict[str, Any] = dict(notice.data)
     hall = scenario.substations.get(data.get("substation") or "")
     if hall is not None:
@@ -63,6 +63,8 @@ def message_body(notice: Notice, scenario: Scenario) -> bytes:
         names = counter_names(scenario, data["counter"])
         data["counter_name"], data["counter_name_hi"] = names["name"], names["name_hi"]
     data.update(_texts(notice.type, data))
+    if sms is not None and "text" in data:
+        data["sms"] = {"to": sms.mobile, "text": f"{data['text']}\n{data['text_hi']}"}
     stamp = datetime.fromtimestamp(notice.at, timezone.utc).isoformat(timespec="milliseconds")
     body = {"type": notice.type, "timestamp": stamp.replace("+00:00", "Z"), "data": data}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -77,6 +79,13 @@ def _texts(kind: str, data: Mapping[str, Any]) -> dict[str, str]:
     if kind == "token.called" and number:
         return {"text": f"Token {number}: please come to {counter} at {hall} now.",
                 "text_hi": f"टोकन {number}: कृपया अभी {hall_hi} में {counter_hi} पर आएँ।"}
+    if kind == "token.near" and number:
+        minutes = data.get("wait_p50_s")
+        about = f", about {max(1, round(minutes / 60))} min" if minutes is not None else ""
+        about_hi = f", लगभग {max(1, round(minutes / 60))} मिनट" if minutes is not None else ""
+        ahead = data.get("ahead", 0)
+        return {"text": f"Token {number} at {hall}: {ahead} ahead of you{about}. Please come to the hall now.",
+                "text_hi": f"टोकन {number}, {hall_hi}: आपसे पहले {ahead} लोग{about_hi}। कृपया अभी हॉल में आएँ।"}
     if kind == "token.no_show" and number:
         return {"text": f"Token {number} was called at {counter}, {hall}, and nobody came; it is closed.",
                 "text_hi": f"टोकन {number} को {hall_hi} में {counter_hi} पर बुलाया गया, कोई नहीं आया; "
@@ -228,7 +237,10 @@ class WebhookDeliverer:
 
     async def _post(self, hook: Webhook, notice: Notice) -> tuple[bool, dict[str, Any]]:
         assert self._session is not None
-        body = message_body(notice, self.scenario)
+        sms = None
+        if notice.type in (TOKEN_CALLED, TOKEN_NEAR):
+            sms = await self.store.sms_request((notice.data.get("token") or {}).get("id") or "")
+        body = message_body(notice, self.scenario, sms)
         timestamp = int(time.time())
         headers = {"content-type": "application/json", "user-agent": "counter-server-webhooks",
                    "webhook-id": notice.id, "webhook-timestamp": str(timestamp),
@@ -244,7 +256,7 @@ class WebhookDeliverer:
             entry["ok"] = 200 <= resp.status < 300
             if not entry["ok"]:
                 entry["error"] = f"answered {resp.status}"
-        except InvalidField as exc:
+        except UrlRefused as exc:
             entry["error"] = exc.message
         except TimeoutError:
             entry["error"] = f"no answer within {self.config.timeout_s:g} s"

@@ -23,17 +23,29 @@ from urllib.parse import urlsplit
 
 from ..notices import EVENT_TYPES, Webhook
 from ..services.access import Actor
-from ..services.errors import InvalidField, NotFound
+from ..services.errors import InvalidField, NotFound, ServiceError
 from ..store import Store, StoreUnavailable
 
 SECRET_PREFIX = "whsec_"
+
+
+class UrlRefused(ServiceError):
+    """A well-formed URL the server will not send to: link-local, or a host that does not resolve."""
+
+    code = "url_refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="url")
 
 
 def check_url(url: object) -> str:
     """The URL if it may be registered (scheme, host, no literal link-local address)."""
     if not isinstance(url, str) or not url:
         raise InvalidField("url", "Give the endpoint's URL, e.g. http://10.0.0.5:8000/sms.")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:   # a bracketed host that is no IPv6 address
+        raise InvalidField("url", f"{url!r} has a host that is not an address or a name.") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidField("url", f"{url!r} is not an http or https URL.")
     if not parts.hostname:
@@ -57,7 +69,7 @@ def _refuse_link_local(host: str, addresses: Iterable[str]) -> None:
         if address.is_link_local or (address.version == 6 and address.ipv4_mapped is not None
                                      and address.ipv4_mapped.is_link_local):
             shown = host if host == text else f"{host} ({text})"
-            raise InvalidField("url", f"{shown} is a link-local address (169.254.0.0/16, fe80::/10), where "
+            raise UrlRefused(f"{shown} is a link-local address (169.254.0.0/16, fe80::/10), where "
                                       "cloud metadata services live; webhooks may not go there.")
 
 
@@ -67,7 +79,7 @@ async def reachable_url(url: str) -> None:
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise InvalidField("url", f"{host} does not resolve: {exc}") from None
+        raise UrlRefused(f"{host} does not resolve: {exc}") from None
     _refuse_link_local(host, [info[4][0] for info in found])
 
 
@@ -83,8 +95,8 @@ def check_secret(secret: object) -> str:
         raw = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
     except (binascii.Error, ValueError):
         raise InvalidField("secret", "The part after 'whsec_' is not base64.") from None
-    if not 24 <= len(raw) <= 64:
-        raise InvalidField("secret", f"The secret holds {len(raw)} bytes; give 24 to 64.")
+    if not 24 <= len(raw) <= 65:
+        raise InvalidField("secret", f"The secret holds {len(raw)} bytes; give 24 to 65.")
     return secret
 
 
