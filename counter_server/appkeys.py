@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .live.hub import LiveHub
     from .live.token_watch import TokenWatch
     from .ops.metrics import Metrics
+    from .ops.plans import PlanRunner
     from .ops.service import OpsService
     from .services.keys import KeyService
     from .services.payments import PaymentService
@@ -35,6 +36,7 @@ GATEWAY: web.AppKey[BillingGateway] = web.AppKey("gateway")
 PHONES: web.AppKey[PhoneService] = web.AppKey("phones")
 TOKEN_WATCH: web.AppKey[TokenWatch] = web.AppKey("token_watch")
 OPS: web.AppKey[OpsService] = web.AppKey("ops")
+PLANS: web.AppKey[PlanRunner] = web.AppKey("plans")   # the month simulations run from the ops page
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")   # this app's own Prometheus registry
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")   # per API key and address
 PHONE_LIMITER: web.AppKey[TokenBuckets] = web.AppKey("phone_limiter")   # phones' takes per address
