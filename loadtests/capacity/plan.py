@@ -206,7 +206,8 @@ def run_plan(scenario: Scenario, inputs: PlanInputs, out: Path,
         elif name == "waits":
             report.plot_waits(months, target_s, path)
         else:
-            report.plot_halls(weeks, labels, target_s, path)
+            report.plot_halls(weeks, labels, target_s, path, have_words="planned",
+                              share_words=f"online share {inputs.online_share:.0%}")
         step(PLOT_COST)
     result = _result(scenario, plan, policies, months, halls, weeks, plots, target_s)
     progress(1.0)
