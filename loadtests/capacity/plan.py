@@ -63,13 +63,16 @@ class PlanLimits:
     """What a plan may ask for on this scenario, and the scenario's own figures (the defaults)."""
 
     defaults: PlanInputs
+    hall_names: Mapping[str, str]     # the halls a plan sets counters for, by id
     working_days: int
     last_week_days: int
     most_counters: int = MOST_COUNTERS
     plots: tuple[str, ...] = tuple(PLOTS)
 
     def as_json(self) -> dict[str, Any]:
-        return {"defaults": self.defaults.as_json(), "working_days": self.working_days,
+        halls = [{"id": sid, "name": self.hall_names[sid], "counters": n}
+                 for sid, n in self.defaults.counters.items()]
+        return {"defaults": self.defaults.as_json(), "halls": halls, "working_days": self.working_days,
                 "last_week_days": self.last_week_days, "most_counters": self.most_counters,
                 "plots": list(self.plots)}
 
@@ -81,7 +84,8 @@ def plan_limits(scenario: Scenario) -> PlanLimits:
     counters = {sid: len(sub.counters) for sid, sub in scenario.substations.items() if sub.counters}
     defaults = PlanInputs(counters, round(demand.online_share, 4), demand.booking_share,
                           demand.due_date_cycles, max(1, demand.last_week_days))
-    return PlanLimits(defaults, demand.working_days, demand.last_week_days)
+    names = {sid: scenario.substations[sid].name for sid in counters}
+    return PlanLimits(defaults, names, demand.working_days, demand.last_week_days)
 
 
 def checked_inputs(scenario: Scenario, counters: Mapping[str, int] | None = None,
