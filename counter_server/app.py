@@ -16,7 +16,7 @@ from .api.errors import error_middleware
 from .api.forwarded import forwarded_for_middleware
 from .api.ratelimit import RateLimiter, TokenBuckets, rate_limit_middleware
 from .api.requests import auth_middleware
-from .appkeys import (GATEWAY, HUB, KEYS, METRICS, OPS, PAYMENTS, PHONE_LIMITER, PHONES, RATE_LIMITER,
+from .appkeys import (GATEWAY, HUB, KEYS, METRICS, OPS, PAYMENTS, PHONE_LIMITER, PHONES, PLANS, RATE_LIMITER,
                       REQUEST_DIGEST_KEY, SETTINGS, SMS, STORE, TOKEN_WATCH, TOKENS, WEBHOOKS)
 from .billing.contract import load_adapter_class
 from .billing.gateway import BillingGateway
@@ -26,6 +26,7 @@ from .live import OPS_CHANNEL, LiveHub
 from .live.today import today_halls
 from .live.token_watch import TokenWatch
 from .ops.metrics import Metrics, echo_request_id
+from .ops.plans import PlanRunner
 from .ops.service import OpsService
 from .ops.status import push_alerts
 from .pages import page_headers
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app.on_response_prepare.append(echo_request_id)
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_plans)
     app.on_shutdown.append(_hang_up_boards)
     add_routes(app)
     return app
@@ -123,6 +125,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 await watch.stop()
     finally:
         await store.close()
+
+
+async def _plans(app: web.Application) -> AsyncIterator[None]:
+    """The plans ops run from their page; their worker process (started by the first plan)
+    ends with the app, terminated if a plan is half-way through: shutdown never waits for one."""
+    app[PLANS] = plans = PlanRunner(app[SETTINGS].scenario, app[SETTINGS].clock)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(plans.close)
 
 
 @contextlib.asynccontextmanager

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .live.hub import LiveHub
     from .live.token_watch import TokenWatch
     from .ops.metrics import Metrics
+    from .ops.plans import PlanRunner
     from .ops.service import OpsService
     from .services.keys import KeyService
     from .services.payments import PaymentService
@@ -39,6 +40,7 @@ TOKEN_WATCH: web.AppKey[TokenWatch] = web.AppKey("token_watch")
 OPS: web.AppKey[OpsService] = web.AppKey("ops")
 WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")
 SMS: web.AppKey[SmsService] = web.AppKey("sms")
+PLANS: web.AppKey[PlanRunner] = web.AppKey("plans")   # the month simulations run from the ops page
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")   # this app's own Prometheus registry
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")   # per API key and address
 PHONE_LIMITER: web.AppKey[TokenBuckets] = web.AppKey("phone_limiter")   # phones' takes per address

@@ -47,7 +47,7 @@ def route_table() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/substations/{sid}/live", live.substation_live),
         web.get("/api/v1/live", live.ops_live),
         web.get("/ops/live", ops.ops_live_by_ticket),
-        # Ops: billing, admission, slots, today's overview and alerts, reports, metrics.
+        # Ops: billing, admission, slots, today's overview and alerts, plans, reports, metrics.
         web.get("/api/v1/ops/billing", api.ops_billing),
         web.post("/api/v1/ops/billing/{state:pause|resume}", api.ops_billing_pause),
         web.get("/api/v1/ops/substations/{sid}/admission", api.get_admission),
@@ -60,6 +60,10 @@ def route_table() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/ops/webhooks", webhooks.list_webhooks),
         web.delete("/api/v1/ops/webhooks/{wid}", webhooks.delete_webhook),
         web.post("/api/v1/ops/webhooks/{wid}/enable", webhooks.enable_webhook),
+        web.get("/api/v1/ops/plans", ops.list_plans),
+        web.post("/api/v1/ops/plans", ops.post_plan),
+        web.get("/api/v1/ops/plans/{pid}", ops.get_plan),
+        web.get("/api/v1/ops/plans/{pid}/plots/{name}.png", ops.get_plan_plot),
         web.get("/api/v1/reports/daily", ops.report_daily),
         web.get("/api/v1/reports/cash-up", ops.report_cash_up),
         web.get("/api/v1/reports/monthly", ops.report_monthly),

@@ -13,7 +13,7 @@ from counter_server.config import Scenario, load_scenario
 from testkit.api import bearer
 from testkit.billing import refusing_billing
 from testkit.processes import ServerProcess, free_port, run_cli
-from testkit.scenarios import paid_service
+from testkit.scenarios import LAKESIDE, paid_service
 from testkit.waiting import wait_until_async
 
 SIGN_IN_S = 15_000
@@ -519,3 +519,72 @@ async def at_phone_width(page, section: str, shot: Path) -> None:
         await page.locator(section).screenshot(path=str(shot))
     finally:
         await page.set_viewport_size({"width": 1366, "height": 768})
+
+
+async def test_ops_plan_view_runs_the_month_simulation_on_the_server(browser, tmp_path: Path):
+    """The Plan view on a scenario unlike the built-in one: its halls prefilled from the
+    scenario; a Run while another ops person's plan runs is refused in the server's words and
+    that plan is followed instead; then a small plan of the page's own: the bar shows it
+    running, then the per-hall table and the plots."""
+    scenario = load_scenario(LAKESIDE)
+    halls = {sid: len(sub.counters) for sid, sub in scenario.substations.items() if sub.counters}
+    busy = next(sid for sid in halls if paid_service(scenario) in scenario.substations[sid].services)
+    server = ServerProcess(data_dir=tmp_path / "data", config=LAKESIDE)
+    server.start()
+    try:
+        page = await browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
+        page.set_default_timeout(5_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in(page, server)
+        await page.wait_for_selector("#plan-form:not([hidden])", timeout=SIGN_IN_S)
+        for sid, counters in halls.items():
+            box = f'input[data-hall="{sid}"]'
+            assert await page.input_value(f"#plan-halls {box}") == str(counters)
+            assert scenario.substations[sid].name in await page.text_content(f"#plan-halls label:has({box})")
+        # What the page goes through, as it happens (a plan takes about a second).
+        await page.evaluate("""() => { window.planSeen = [];
+            new MutationObserver(() => window.planSeen.push([document.getElementById('plan').dataset.state,
+                document.getElementById('plan-run').textContent, document.getElementById('plan-run').disabled,
+                !document.getElementById('plan-status').hidden]))
+              .observe(document.getElementById('plan'), {attributes: true, subtree: true, childList: true}); }""")
+
+        # Someone else's plan runs (the worker's first: it starts now): the page's Run is refused.
+        async with aiohttp.ClientSession(headers=bearer(server.admin_key)) as session:
+            async with session.post(f"{server.url}/api/v1/ops/plans", json={"days": 30}) as resp:
+                assert resp.status == 202
+                theirs = (await resp.json())["plan"]["id"]
+        await page.click("#plan-run")
+        await page.wait_for_selector("#plan-error:not([hidden])", timeout=5_000)
+        assert "running already" in await page.text_content("#plan-error")
+        await page.wait_for_selector(f'#plan[data-state="done"] #plan-table[data-plan="{theirs}"]',
+                                     state="attached", timeout=30_000)
+        seen = await page.evaluate("window.planSeen")
+        assert ["running", "Running…", True, True] in seen, seen
+
+        # The page's own small plan: one more counter at a busy hall, three days.
+        await page.fill(f'#plan-halls input[data-hall="{busy}"]', str(halls[busy] + 1))
+        await page.fill("#plan-days", "3")
+        await page.fill("#plan-online", "0.5")
+        await page.evaluate("window.planSeen = []")
+        await page.click("#plan-run")
+        await page.wait_for_selector('#plan[data-state="done"]:not([data-plan="%s"])' % theirs,
+                                     state="attached", timeout=30_000)
+        seen = await page.evaluate("window.planSeen")
+        assert ["running", "Running…", True, True] in seen, seen
+        assert await page.is_hidden("#plan-error")
+        assert await page.text_content("#plan-run") == "Run plan" and await page.is_enabled("#plan-run")
+        assert float(await page.get_attribute("#plan-progress", "data-value")) == 1
+        rows = page.locator("#plan-rows tr")
+        assert await rows.count() == len(scenario.substations)
+        row = f'#plan-rows tr[data-substation="{busy}"]'
+        assert (await page.text_content(f"{row} .counters")).startswith(str(halls[busy] + 1))
+        assert await page.locator(f"{row} .plan-needed li").count() == 3      # each day simulated is of the last week
+        assert scenario.substations[busy].name in await page.text_content(f"{row} .where")
+        await page.wait_for_function(
+            "() => { const imgs = [...document.querySelectorAll('#plan-plots img')];"
+            " return imgs.length === 3 && imgs.every((i) => i.complete && i.naturalWidth > 0); }", timeout=10_000)
+        await page.locator("#plan").screenshot(path=str(tmp_path / "ops-plan.png"))
+        assert errors == []
+    finally:
+        server.stop()

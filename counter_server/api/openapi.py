@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from .. import __version__
+from ..appkeys import PLANS
+from ..ops.plans import PlansUnavailable
 from ..live.hub import SCHEMA_VERSION
 from ..services.payments import PAYMENT_WINDOW_AFTER_DONE_S
 from .handlers import TOKEN_ACTIONS
@@ -28,12 +30,16 @@ from .schemas import (
     NewWebhook,
     NoBody,
     OfflineToken,
+    PlanRequest,
     PublishSlots,
     RecordPayment,
     ResubmitPayment,
     TakeToken,
     Transfer,
 )
+
+if TYPE_CHECKING:
+    from loadtests.capacity.plan import PlanLimits
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 TOKEN_ANSWER = {"$ref": "#/components/schemas/TokenAnswer"}
@@ -124,7 +130,9 @@ def _body(schema: str) -> dict[str, Any]:
         "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
-def build_openapi() -> dict[str, Any]:
+def build_openapi(plans: PlanLimits | None = None) -> dict[str, Any]:
+    """The document; ``plans``: this server's scenario's halls and month, which bound a plan's
+    body (None: plans cannot run here, and the body is given without them)."""
     mutating = _errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503)
     paths: dict[str, Any] = {
         "/healthz": {"get": {
@@ -397,6 +405,7 @@ def build_openapi() -> dict[str, Any]:
             "responses": {"200": _answer("The token after the move", TOKEN_ANSWER), **mutating},
         }},
         **_phone_paths(mutating),
+        **_plan_paths(plans),
     }
     token_props = {name: {"type": ["string", "null"]} for name in (
         "id", "number", "substation", "service", "priority", "status", "counter",
@@ -418,6 +427,7 @@ def build_openapi() -> dict[str, Any]:
             "schemas": {
                 **_body_schemas(IssueToken, Transfer, NoBody, RecordPayment, ResubmitPayment, LeaseRequest, OfflineToken,
                                 AdmissionSettings, TakeToken, BookSlot, PublishSlots, NewWebhook, AskSms),
+                "PlanRequest": _plan_request(plans),
                 "Token": {"type": "object", "properties": token_props},
                 "Estimate": {"type": "object", "properties": {
                     "p50_s": {"type": ["number", "null"]}, "p90_s": {"type": ["number", "null"]},
@@ -516,6 +526,67 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _plan_request(limits: PlanLimits | None) -> dict[str, Any]:
+    """PlanRequest's schema, bounded by the scenario: its halls (those with counters) are the
+    only keys of ``counters``, and days and cycles go up to the month's working days."""
+    schema = _body_schemas(PlanRequest)["PlanRequest"]
+    if limits is None:
+        return schema
+    props = schema["properties"]
+    per_hall = props["counters"]["additionalProperties"]
+    props["counters"] = {**props["counters"], "properties": {hall: per_hall for hall in limits.defaults.counters},
+                         "additionalProperties": False}
+    for name in ("days", "due_date_cycles"):
+        props[name] = {**props[name], "maximum": limits.working_days}
+    return schema
+
+
+def _plan_paths(limits: PlanLimits | None) -> dict[str, Any]:
+    """Ops' plans: the month simulation run on the server, one at a time (admin)."""
+    pid = _path("pid")
+    plot = {"type": "string", "enum": list(limits.plots)} if limits else {"type": "string", "pattern": ID_PATTERN}
+    return {
+        "/api/v1/ops/plans": {
+            "get": {
+                "summary": "Ops: what a plan may ask for (the scenario's figures as defaults, the "
+                           "month's working days) and the latest plans, the running one named (admin)",
+                "responses": {"200": _answer("Limits and plans", {"type": "object"}), **_errors(401, 403)},
+            },
+            "post": {
+                "summary": "Ops: run the month simulation with these counters per hall, online share, "
+                           "booking share and due-date cycles, in the server's worker process (admin). "
+                           "One at a time: while one runs, another is refused (409 plan_running, with "
+                           "its plan_id); 409 plans_unavailable when the simulator cannot run here",
+                "requestBody": {"required": False, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/PlanRequest"}}}},
+                "responses": {"202": _answer("The plan, running, its progress 0", {"type": "object"}),
+                              **_errors(400, 401, 403, 408, 409, 413, 415, 422)},
+            },
+        },
+        "/api/v1/ops/plans/{pid}": {"get": {
+            "summary": "Ops: a plan's state (running, done or failed) and progress (0 to 1); done: "
+                       "per hall the counters each last-week day needs, the p90 wait and the turned "
+                       "away, and links to its plots (admin)",
+            "parameters": [pid],
+            "responses": {"200": _answer("The plan", {"type": "object"}), **_errors(401, 403, 404)},
+        }},
+        "/api/v1/ops/plans/{pid}/plots/{name}.png": {"get": {
+            "summary": "Ops: one of a finished plan's plots (admin)",
+            "parameters": [pid, {"name": "name", "in": "path", "required": True,
+                                 "schema": plot}],
+            "responses": {"200": {"description": "The plot", "content": {"image/png": {
+                                      "schema": {"type": "string", "format": "binary"}}}},
+                          **_errors(401, 403, 404),
+                          "409": _answer("plan_running: the plan has no plots yet", ERROR)},
+        }},
+    }
+
+
 @public
 async def openapi_document(request: web.Request) -> web.Response:
-    return web.json_response(build_openapi())
+    plans = request.app[PLANS]
+    try:
+        limits = plans.limits()
+    except PlansUnavailable:   # no plans here: their body is given unbounded, and refused
+        limits = None
+    return web.json_response(build_openapi(limits))

@@ -241,3 +241,24 @@ class PublishSlots(BaseModel):
                          description="Share of the open counters' time bookable in slots.")
     capacity: whole_number(0, 500) | None = Field(
         default=None, description="Bookings per slot; null: from share and counters open.")
+
+
+PLAN_SHARE = Annotated[StrictFloat, Field(ge=0, le=1)]
+
+
+class PlanRequest(BaseModel):
+    """Body of POST /api/v1/ops/plans: a month simulation with these figures (each left out:
+    the scenario's). The halls, and the days' and cycles' upper bound, come from the scenario;
+    the document names them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counters: dict[str, whole_number(1, 60)] = Field(
+        default=None, description="Counters per hall, by hall id; halls left out keep the scenario's.")
+    online_share: PLAN_SHARE = Field(default=None, description="Share of payments made online.")
+    booking_share: PLAN_SHARE = Field(
+        default=None, description="Share of the last week's counter payers who book a slot from their phone.")
+    due_date_cycles: whole_number(1, 366) = Field(
+        default=None, description="Billing cycles with due dates spread over the month (1: one, at month-end).")
+    days: whole_number(1, 366) = Field(
+        default=None, description="The month's last working days to simulate (left out: the last week).")

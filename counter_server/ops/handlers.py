@@ -1,4 +1,5 @@
-"""Thin handlers for ops: the /ops page, reports, today's overview, /metrics, the page's live link."""
+"""Thin handlers for ops: the /ops page, reports, today's overview, /metrics, the page's live link,
+and plans (the month simulation run from the page)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from aiohttp import web
 from ..api.errors import ApiError
 from ..api.live import ops_live
 from ..api.requests import ACTOR, actor_of, bearer_key, parse_body
-from ..api.schemas import NoBody
-from ..appkeys import GATEWAY, HUB, KEYS, METRICS, OPS, RATE_LIMITER, STORE, TOKENS
+from ..api.schemas import NoBody, PlanRequest
+from ..appkeys import GATEWAY, HUB, KEYS, METRICS, OPS, PLANS, RATE_LIMITER, STORE, TOKENS
 from ..pages import SECURITY_HEADERS
-from ..services import Actor, Forbidden, Role
+from ..services import Actor, Forbidden, NotFound, Role
 from .metrics import Reading
+from .plans import Plan, PlanRunning, PlansUnavailable
 from .reports import daily_csv, daily_json, monthly_csv, monthly_json
 from .status import alerts_now
 
@@ -143,3 +145,62 @@ async def _reading(app: web.Application) -> Reading:
         store_commits=app[STORE].commits,
         store_conflicts=app[STORE].conflicts,
     )
+
+
+async def list_plans(request: web.Request) -> web.Response:
+    """What a plan may ask for here (the scenario's figures as defaults), and the plans kept."""
+    actor_of(request).require_admin()
+    plans = request.app[PLANS]
+    try:
+        limits, unavailable = plans.limits().as_json(), None
+    except PlansUnavailable as exc:
+        limits, unavailable = None, str(exc)
+    running = plans.running()
+    return web.json_response({"limits": limits, "unavailable": unavailable,
+                              "running": running.id if running else None,
+                              "plans": [p.as_json(summary=True) for p in plans.recent()]})
+
+
+async def post_plan(request: web.Request) -> web.Response:
+    """Start a plan (202); one at a time: another while one runs is refused (409 plan_running)."""
+    actor_of(request).require_admin()
+    body = await parse_body(request, PlanRequest)
+    plans = request.app[PLANS]
+    try:
+        inputs = plans.checked(body.model_dump(exclude_none=True))
+        plan = plans.start(inputs)
+    except PlansUnavailable as exc:
+        raise ApiError(409, "plans_unavailable", str(exc)) from None
+    except PlanRunning as exc:
+        running = exc.running
+        raise ApiError(409, "plan_running",
+                       f"A plan is running already ({running.progress:.0%} done): wait for it to "
+                       "finish, then run yours.", plan_id=running.id, plan=running.as_json()) from None
+    return web.json_response({"plan": plan.as_json()}, status=202)
+
+
+def _plan(request: web.Request) -> Plan:
+    actor_of(request).require_admin()
+    plan = request.app[PLANS].get(request.match_info["pid"])
+    if plan is None:
+        raise NotFound("plan", request.match_info["pid"])
+    return plan
+
+
+async def get_plan(request: web.Request) -> web.Response:
+    """A plan: running (with its progress), failed (why) or done (the per-hall table, plot links)."""
+    return web.json_response({"plan": _plan(request).as_json()})
+
+
+async def get_plan_plot(request: web.Request) -> web.Response:
+    """One of a finished plan's plots, as PNG."""
+    plan = _plan(request)
+    name = request.match_info["name"]
+    if plan.state == "running":
+        raise ApiError(409, "plan_running", f"Plan {plan.id} is still running; its plots come when it is done.",
+                       plan_id=plan.id)
+    if name not in plan.plots:
+        raise ApiError(404, "plot_not_found", f"Plan {plan.id} has no plot {name[:40]!r}; it has: "
+                       f"{', '.join(plan.plots) or 'none'}.", plots=list(plan.plots))
+    return web.Response(body=plan.plots[name], content_type="image/png",
+                        headers={"Cache-Control": "private, max-age=3600"})

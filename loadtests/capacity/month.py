@@ -10,7 +10,7 @@ draw (LEAVE_FRESH, LEAVE_BACK), so a run where nobody leaves is the run from bef
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -359,11 +359,14 @@ MonthBookings = tuple[dict[tuple[int, int], DayBookings], int, int]   # what boo
 
 def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
                    booked: MonthBookings | None = None,
-                   arrivals: FreshArrivals | None = None) -> MonthResult:
+                   arrivals: FreshArrivals | None = None,
+                   on_day: Callable[[int, Sequence[DayOutcome]], None] | None = None) -> MonthResult:
     """Run the plan's days under ``policy``, day by day, those sent home coming back next day.
 
     ``booked`` (``book_month(plan, seed)``) and ``arrivals`` (for this plan and seed) are what
     does not depend on the policy: runs of one plan under several policies make them once.
+    ``on_day(day, outcomes)`` sees each day's outcomes per substation (in ``plan.layouts``'
+    order) as the day ends: what a caller wanting each hall's own figures, or progress, needs.
     """
     result = MonthResult(policy=policy)
     arrivals = arrivals or FreshArrivals(plan, seed)
@@ -383,6 +386,8 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
             outcomes.append(run_day(layout, plan.services, batch, policy, payment, sample_times,
                                     door_waits=door_waits, balk_wait_s=plan.demand.balk_wait_s))
         back = [coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
+        if on_day is not None:
+            on_day(day, outcomes)
         result.days.append(_day_stats(plan, day, outcomes))
         waits = np.concatenate([np.asarray(o.waits, dtype=np.float32) for o in outcomes])
         result.waits[day] = waits

@@ -397,20 +397,25 @@ def hall_answer_lines(plans: Sequence[CityPlan], labels: dict[str, str], target_
     return lines
 
 
-def plot_halls(weeks: Sequence[HallWeek], labels: dict[str, str], target_s: float, path: Path) -> Path:
+def plot_halls(weeks: Sequence[HallWeek], labels: dict[str, str], target_s: float, path: Path,
+               share_words: str = "today's online share", have_words: str = "now") -> Path:
     """Per policy: a grid of halls by last-week day, each cell the counters that hall needs that
-    day (darker: more above today's), and the city's total per day beside what it has."""
+    day (darker: more above today's; today's or fewer: white), and the city's total per day
+    beside what it has. ``share_words`` and ``have_words`` say what the online share and the
+    halls' counters are (a plan's own, not today's)."""
     plans = city_plans(weeks)
     rows = len(plans)
+    names = [f"{h.substation} ({h.today} {have_words})" for h in plans[0].halls]
+    left = max(0.07, (0.3 + 0.065 * max(map(len, names))) / 12)   # room for the longest hall label
     fig = _figure(12, 0.6 + 3.3 * rows)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08 / rows, top=1 - 0.75 / (0.6 + 3.3 * rows),
+    fig.subplots_adjust(left=left, right=0.98, bottom=0.08 / rows, top=1 - 0.75 / (0.6 + 3.3 * rows),
                         wspace=0.18, hspace=0.45)
     axes = fig.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": [3, 2]})
     top = max(max(max(h.needed) - h.today for h in p.halls) for p in plans)
     for (grid, city), p in zip(axes, plans, strict=True):
         days = p.halls[0].days
         over = np.array([[n - h.today for n in h.needed] for h in p.halls], dtype=float)
-        grid.imshow(over, cmap="Reds", vmin=min(0, over.min()), vmax=max(1, top), aspect="auto")
+        grid.imshow(over, cmap="Reds", vmin=0, vmax=max(1, top), aspect="auto")
         for i, h in enumerate(p.halls):
             for k, n in enumerate(h.needed):
                 grid.text(k, i, f"{n}{'' if h.met[k] else '+'}", ha="center", va="center", fontsize=8,
@@ -418,7 +423,7 @@ def plot_halls(weeks: Sequence[HallWeek], labels: dict[str, str], target_s: floa
         grid.set_xticks(range(len(days)))
         grid.set_xticklabels([f"day {d}" for d in days], fontsize=8)
         grid.set_yticks(range(len(p.halls)))
-        grid.set_yticklabels([f"{h.substation} ({h.today} now)" for h in p.halls], fontsize=8)
+        grid.set_yticklabels(names, fontsize=8)
         grid.set_title(f"{labels.get(p.policy, p.policy)}: counters each hall needs "
                        f"(p90 under {target_s / 60:.0f} min)", fontsize=10)
         x = np.arange(len(days))
@@ -434,7 +439,7 @@ def plot_halls(weeks: Sequence[HallWeek], labels: dict[str, str], target_s: floa
         city.set_title(f"City: {p.extra_days} extra counter-days (red) in the week", fontsize=10)
         city.legend(fontsize=7, loc="upper left")
         city.grid(alpha=0.3, axis="y")
-    fig.suptitle("Advice per hall, last week, today's online share  (+: not met even with the most tried)",
+    fig.suptitle(f"Advice per hall, last week, {share_words}  (+: not met even with the most tried)",
                  fontsize=12)
     fig.savefig(path, dpi=DPI, pil_kwargs=PNG_OPTIONS)
     return path

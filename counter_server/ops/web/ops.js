@@ -25,6 +25,7 @@ class ApiFailure extends Error {
     super((body && body.error && body.error.message) || `HTTP ${status}`);
     this.status = status;
     this.code = body && body.error && body.error.code;
+    this.body = body;
   }
 }
 
@@ -89,6 +90,7 @@ async function signIn(key) {
   connect();
   setUpSlots();
   setUpCashUp();              // (refreshOverview has asked for the payments to settle)
+  setUpPlan();
 }
 
 function signOut(reason) {
@@ -102,6 +104,7 @@ function signOut(reason) {
   ops.paySig = null;
   ops.failedCount = null;
   resetPayments();
+  resetPlan();
   $("app").hidden = true;
   $("login").hidden = false;
   $("key").value = "";
@@ -972,6 +975,230 @@ function resetPayments() {
   $("cashup-total").replaceChildren();
   $("cashup-table").hidden = true;
   $("cashup-note").textContent = "Loading the cash-up…";
+}
+
+// -- plan ----------------------------------------------------------------------------------------
+// The month simulation (peak-sim's focused run) on the server: counters per hall and the shares
+// in, the per-hall table and the plots out. One plan runs at a time, in the server's worker
+// process; the page asks how far it is every PLAN_POLL_MS and draws the bar. A plan another tab
+// started is followed too, and a Run refused because of it shows the server's words.
+
+const PLAN_POLL_MS = 250;
+const plan = { limits: null, following: null, timer: null, shown: null };
+
+async function setUpPlan() {
+  try {
+    const found = await api("GET", "/api/v1/ops/plans");
+    if (!found.limits) {
+      $("plan-note").textContent = `Plans cannot run on this server: ${found.unavailable}`;
+      return;
+    }
+    plan.limits = found.limits;
+    planInputs(found.limits.defaults);
+    $("plan-note").hidden = true;
+    $("plan-form").hidden = false;
+    $("plan-form").onsubmit = (event) => { event.preventDefault(); runPlan(); };
+    $("plan-reset").onclick = () => planInputs(plan.limits.defaults);
+    const latest = found.running || (found.plans[0] && found.plans[0].id);
+    if (latest) followPlan(latest);
+  } catch (error) {
+    $("plan-note").textContent = `Cannot load the plan's figures: ${error.message}`;
+  }
+}
+
+/** One number input per hall (names and counts from the server's scenario), then the figures. */
+function planInputs(figures) {
+  const limits = plan.limits;
+  $("plan-halls").replaceChildren(...limits.halls.map((hall) => {
+    const label = el("label", "plan-hall");
+    label.title = `${hall.name} (${hall.id}): ${hall.counters} counters in the scenario`;
+    const input = el("input");
+    input.type = "number";
+    input.min = "1";
+    input.max = String(limits.most_counters);
+    input.step = "1";
+    input.required = true;
+    input.dataset.hall = hall.id;
+    input.value = String(figures.counters[hall.id] ?? hall.counters);
+    label.append(el("span", "plan-hall-name", hall.name), el("span", "sid", hall.id), input);
+    return label;
+  }));
+  $("plan-online").value = String(figures.online_share);
+  $("plan-booking").value = String(figures.booking_share);
+  for (const id of ["plan-cycles", "plan-days"]) $(id).max = String(limits.working_days);
+  $("plan-cycles").value = String(figures.due_date_cycles);
+  $("plan-days").value = String(figures.days);
+  $("plan-days").title = `The month's last working days (it has ${limits.working_days}; `
+    + `the last week is ${limits.last_week_days})`;
+}
+
+function planBody() {
+  const counters = {};
+  for (const input of $("plan-halls").querySelectorAll("input[data-hall]")) counters[input.dataset.hall] = Number(input.value);
+  return { counters, online_share: Number($("plan-online").value), booking_share: Number($("plan-booking").value),
+           due_date_cycles: Number($("plan-cycles").value), days: Number($("plan-days").value) };
+}
+
+async function runPlan() {
+  const button = $("plan-run");
+  button.disabled = true;
+  $("plan-error").hidden = true;
+  try {
+    const { plan: started } = await api("POST", "/api/v1/ops/plans", planBody());
+    followPlan(started.id, started);
+  } catch (error) {
+    $("plan-error").textContent = error.message;            // the server's own words
+    $("plan-error").hidden = false;
+    const running = error.body && error.body.error && error.body.error.plan_id;
+    if (running) followPlan(running);                       // someone else's: show how far it is
+    else button.disabled = false;
+  }
+}
+
+function followPlan(id, known) {
+  clearTimeout(plan.timer);
+  plan.following = id;
+  if (known) showPlan(known);
+  pollPlan(id);
+}
+
+async function pollPlan(id) {
+  if (plan.following !== id || !sessionStorage.getItem(KEY_NAME)) return;
+  let found;
+  try {
+    found = (await api("GET", `/api/v1/ops/plans/${encodeURIComponent(id)}`)).plan;
+  } catch (error) {
+    if (plan.following !== id) return;
+    if (error.status === 404) { plan.following = null; showPlanIdle(); return; }   // forgotten (a restart)
+    plan.timer = setTimeout(() => pollPlan(id), 4 * PLAN_POLL_MS);
+    return;
+  }
+  if (plan.following !== id) return;
+  showPlan(found);
+  if (found.state === "running") plan.timer = setTimeout(() => pollPlan(id), PLAN_POLL_MS);
+  else plan.following = null;
+}
+
+function showPlanIdle() {
+  $("plan").dataset.state = "idle";
+  $("plan-status").hidden = true;
+  $("plan-run").disabled = false;
+  $("plan-run").textContent = "Run plan";
+}
+
+function showPlan(p) {
+  const section = $("plan");
+  section.dataset.state = p.state;
+  section.dataset.plan = p.id;
+  const running = p.state === "running";
+  const share = Math.round(p.progress * 100);
+  $("plan-status").hidden = false;
+  $("plan-progress").value = p.progress;
+  $("plan-progress").dataset.value = String(p.progress);
+  $("plan-progress-text").textContent = running ? `Simulating ${p.inputs.days} working days… ${share} %`
+    : p.state === "done" ? `Done: ${p.inputs.days} working days simulated` : `Failed: ${p.error}`;
+  $("plan-run").disabled = running;
+  $("plan-run").textContent = running ? "Running…" : "Run plan";
+  if (p.state === "failed") {
+    $("plan-error").textContent = `The plan failed: ${p.error}`;
+    $("plan-error").hidden = false;
+  }
+  if (p.state === "done" && plan.shown !== p.id) showPlanResult(p);
+}
+
+function minutesText(seconds) {
+  return seconds === null || seconds === undefined ? "–" : `${minutes(seconds)} min`;
+}
+
+function showPlanResult(p) {
+  plan.shown = p.id;
+  const r = p.result;
+  const days = r.last_week_days;
+  const span = days.length ? `Last week (days ${days[0]}–${days[days.length - 1]})` : "No last-week day simulated";
+  const city = r.city.map((c) => `${c.label}: p90 wait ${minutesText(c.p90_wait_s)}, `
+    + `${c.turned_away.toLocaleString("en-US")} turned away of ${c.arrivals.toLocaleString("en-US")} arrivals`);
+  $("plan-summary").textContent = `${span}, all halls, p90 target ${minutes(r.target_s)} min. `
+    + `${city.join("; ")}. The table is under ${r.policy_label}.`;
+  $("plan-rows").replaceChildren(...r.halls.map((h) => planRow(h, r)));
+  $("plan-table").dataset.plan = p.id;
+  const plots = $("plan-plots");
+  plots.replaceChildren(...Object.entries(p.plots).map(([name, path]) => {
+    const figure = el("figure", "plan-plot");
+    figure.dataset.plot = name;
+    const img = el("img");
+    img.alt = PLOT_TITLES[name] || name;
+    figure.append(img);
+    planImage(img, path, p.id);
+    return figure;
+  }));
+  $("plan-result").hidden = false;
+}
+
+const PLOT_TITLES = {
+  queue: "Line length through each day of the last week, per policy",
+  waits: "Waits of served consumers in the last week",
+  halls: "Counters each hall needs each last-week day, and the city's total",
+};
+
+function planRow(h, r) {
+  const row = el("tr", "plan-row");
+  row.dataset.substation = h.substation;
+  const where = cell("Hall", "where");
+  where.append(el("b", "", h.name), el("span", "hall-name", h.substation));
+  const counters = cell("Counters", "num counters", String(h.counters));
+  if (h.counters !== h.scenario_counters) counters.append(el("span", "rs", ` (${h.scenario_counters} now)`));
+  const needed = cell("Needed", "needed");
+  const list = el("ol", "plan-needed");
+  for (const d of h.needed) {
+    const item = el("li", d.counters > h.counters ? "more" : d.counters < h.counters ? "fewer" : "", `${d.counters}${d.met ? "" : "+"}`);
+    item.title = `day ${d.day}: ${d.counters} counters ${d.met ? `keep the p90 wait under ${minutes(r.target_s)} min`
+      : "(the most tried) still miss the target"}`;
+    list.append(item);
+  }
+  if (!h.needed.length) list.append(el("li", "none", "–"));
+  needed.append(list);
+  const p90 = cell("p90 wait", "num p90", minutesText(h.p90_wait_s));
+  if (h.p90_wait_s !== null && h.p90_wait_s >= r.target_s) p90.classList.add("over");
+  row.append(where, counters, needed, p90, cell("Turned away", "num away", h.turned_away.toLocaleString("en-US")),
+             cell("Served", "num served", h.served.toLocaleString("en-US")));
+  return row;
+}
+
+/** A plot behind the admin key: fetched with it (an <img> cannot send the header), shown as data. */
+async function planImage(img, path, id) {
+  try {
+    const resp = await fetch(path, { headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY_NAME) || ""}` },
+                                     cache: "no-store", credentials: "omit" });
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    const blob = await resp.blob();
+    const url = await new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(blob);
+    });
+    if (plan.shown === id) img.src = url;
+  } catch (error) {
+    img.alt = `${img.alt} (cannot load: ${error.message})`;
+  }
+}
+
+function resetPlan() {
+  clearTimeout(plan.timer);
+  plan.following = null;
+  plan.shown = null;
+  plan.limits = null;
+  $("plan").dataset.state = "idle";
+  $("plan-form").hidden = true;
+  $("plan-note").hidden = false;
+  $("plan-note").textContent = "Loading the scenario's figures…";
+  $("plan-status").hidden = true;
+  $("plan-error").hidden = true;
+  $("plan-result").hidden = true;
+  $("plan-rows").replaceChildren();
+  $("plan-plots").replaceChildren();
+  $("plan-run").disabled = false;
+  $("plan-run").textContent = "Run plan";
 }
 
 // Signed in already (a reload of this tab): straight back in, once everything above is defined.
