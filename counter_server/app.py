@@ -95,8 +95,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             links = PhoneLinks(secret)
             app[PHONES] = phones = PhoneService(tokens, store, gateway.account_status, links, settings.clock)
             app[WEBHOOKS] = WebhookService(store, settings.clock)
-            app[SMS] = SmsService(phones, store, scenario.phones, settings.clock)
             sms_watch = SmsWatch(store, scenario.phones, clock=settings.clock)
+            app[SMS] = SmsService(phones, store, scenario.phones, settings.clock, on_asked=sms_watch.look_soon)
             store.add_listener(sms_watch.on_commit)
             sms_watch.start()
             deliverer = WebhookDeliverer(store, scenario, scenario.webhooks, poll_s=settings.webhook_poll_s,

@@ -291,7 +291,9 @@ async def test_two_redis_replicas_deliver_each_notice_once(tmp_path: Path, aioht
 
 async def test_an_sms_goes_when_the_turn_is_near_and_when_called_and_the_number_is_then_erased(
         tmp_path: Path, aiohttp_client, caplog):
-    scenario = replace(load_scenario(LAKESIDE), webhooks=WebhooksConfig(retry_first_s=0.05, retry_max_s=0.2))
+    lakeside = load_scenario(LAKESIDE)       # "near" by people ahead only: minutes set to none
+    scenario = replace(lakeside, webhooks=WebhooksConfig(retry_first_s=0.05, retry_max_s=0.2),
+                       phones=replace(lakeside.phones, sms_near_minutes=0))
     near_ahead = scenario.phones.sms_near_ahead
     client = await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data", scenario=scenario,
                                                       clock=Clock(time.time()), rate_limit_per_s=0,
@@ -351,3 +353,28 @@ async def test_an_sms_goes_when_the_turn_is_near_and_when_called_and_the_number_
     finally:
         await receiver.stop()
     assert "987654321" not in caplog.text and "987 654 321" not in caplog.text
+
+
+async def test_asking_when_the_turn_is_already_near_sends_at_once(tmp_path: Path, aiohttp_client):
+    scenario = replace(load_scenario(LAKESIDE), webhooks=WebhooksConfig(retry_first_s=0.05, retry_max_s=0.2))
+    client = await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data", scenario=scenario,
+                                                      clock=Clock(time.time()), rate_limit_per_s=0,
+                                                      write_admin_key=False)))
+    admin, _ = await client.app[KEYS].create("admin")
+    api = Api(client=client, admin=admin, board=admin)
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        await register(api, receiver.url, ["token.near"])
+        sid, _ = counters_for(scenario, paid_service(scenario))
+        status, taken = await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None, json={
+            "service": paid_service(scenario), "account": "2140000043", "phone": "+51 987 654 322"})
+        started = time.monotonic()
+        status, _ = await api.post(f"/api/v1/public/tokens/{taken['url'].rsplit('/', 1)[1]}/sms", key=None,
+                                   json={"mobile": "+51 987 654 322"})
+        assert status == 201
+        await wait_until_async(lambda: asyncio.sleep(0, len(receiver.got)), done=bool,
+                               what="the near SMS of a token first in line", timeout=2)
+        assert time.monotonic() - started < 2                   # not at the next sweep (5 s)
+    finally:
+        await receiver.stop()

@@ -39,11 +39,14 @@ def hint(mobile: str) -> str:
 
 class SmsService:
     def __init__(self, phones: PhoneService, store: Store, config: PhonesConfig,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_asked: Callable[[str, str], None] = lambda substation, day: None) -> None:
+        """``on_asked(substation, day)``: someone there asked (their turn may be near already)."""
         self.phones = phones
         self.store = store
         self.config = config
         self.clock = clock
+        self.on_asked = on_asked
 
     async def offered(self) -> bool:
         """Whether an enabled endpoint takes ``token.near`` (a few rows: read each time asked)."""
@@ -59,6 +62,7 @@ class SmsService:
         request = SmsRequest(token.id, token.substation, token.day, number, self.config.sms_near_ahead,
                              float(self.config.sms_near_minutes), self.clock())
         await self.store.put_sms_request(request)
+        self.on_asked(token.substation, token.day)
         return request
 
     async def stop(self, link: str) -> None:

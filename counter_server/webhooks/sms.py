@@ -39,7 +39,11 @@ class SmsWatch:
 
     def on_commit(self, change: Committed) -> None:
         """A store listener: look at this hall's requests soon."""
-        self._halls.add((change.substation, change.day))
+        self.look_soon(change.substation, change.day)
+
+    def look_soon(self, substation: str, day: str) -> None:
+        """Look at this hall's requests at once (a commit there, or someone just asked)."""
+        self._halls.add((substation, day))
         self._wake.set()
 
     def start(self) -> None:
