@@ -33,7 +33,7 @@ MOBILE_PATTERN = r"^\+?([0-9][ \-]?){9,14}[0-9]$"
 WEBHOOK_URL_PATTERN = (r"^https?://([A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}"
                        r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])"
                        r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
-                       r"([/?#][^\s]*)?$")
+                       r"([/?#][!-~]*)?$")   # the rest in printable ASCII (as a URL is sent)
 # A day and a month of this century (the range every date a request names must keep), and a
 # moment as RFC 3339 writes it, with its UTC offset, on a day of this century where it is said.
 DATE_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"

@@ -45,7 +45,7 @@ def check_url(url: object) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:   # a bracketed host that is no IPv6 address
-        raise InvalidField("url", f"{url!r} has a host that is not an address or a name.") from None
+        raise UrlRefused(f"{url!r} has a bracketed host that is not an IPv6 address.") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidField("url", f"{url!r} is not an http or https URL.")
     if not parts.hostname:
