@@ -34,15 +34,19 @@ class SmsWatch:
         self.sweep_s = sweep_s
         self.clock = clock
         self._halls: set[tuple[str, str]] = set()     # halls changed since the last look
+        self._asking: set[tuple[str, str]] = set()    # halls where someone has a request
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def on_commit(self, change: Committed) -> None:
-        """A store listener: look at this hall's requests soon."""
-        self.look_soon(change.substation, change.day)
+        """A store listener: look at this hall's requests soon, if anyone there asked (a hall
+        nobody asked in costs nothing, however busy)."""
+        if (change.substation, change.day) in self._asking:
+            self.look_soon(change.substation, change.day)
 
     def look_soon(self, substation: str, day: str) -> None:
         """Look at this hall's requests at once (a commit there, or someone just asked)."""
+        self._asking.add((substation, day))
         self._halls.add((substation, day))
         self._wake.set()
 
@@ -74,10 +78,14 @@ class SmsWatch:
     async def look(self, halls: set[tuple[str, str]] | None = None) -> None:
         """Send what is due and erase what has ended, for ``halls`` (None: every hall)."""
         by_hall: dict[tuple[str, str], list[SmsRequest]] = {}
+        asking = set()
         for request in await self.store.sms_requests():
             key = (request.substation, request.day)
+            asking.add(key)
             if halls is None or key in halls:
                 by_hall.setdefault(key, []).append(request)
+        if halls is None:     # every hall looked at: the halls asking are these (another replica's too)
+            self._asking = asking
         for (substation, day), requests in by_hall.items():
             due, ended = await self.store.read_queue(substation, day, lambda q: self._verdicts(q, requests))
             if ended:
