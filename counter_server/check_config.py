@@ -34,11 +34,16 @@ def describe(scenario: Scenario, source: str) -> str:
         lines.append("  " + ", ".join(f"{key} {value}" for key, value in scenario.demand.items()))
     head = ", ".join(f"{p.value} {s / 60:g} min" for p, s in scenario.policy.head_start_s.items() if s)
     lines.append(f"queue: head start {head or 'none'}; {scenario.policy.recalls_before_no_show} recall(s) "
-                 f"before a no-show; {scenario.policy.max_requeues} requeue(s)")
+                 f"before a no-show; {scenario.policy.max_requeues} requeue(s); door rule "
+                 f"{'on' if scenario.policy.admission else 'off'} at start")
     lines.append(f"online hint: after {scenario.online.hint_after_s / 60:g} min")
     phones = scenario.phones
     lines.append(f"phones: {phones.slot_minutes}-min slots, {phones.booking_share:.0%} of counter time "
-                 f"bookable, {phones.booking_days} days ahead")
+                 f"bookable, {phones.booking_days} days ahead; an asked-for SMS at {phones.sms_near_ahead} "
+                 f"ahead or {phones.sms_near_minutes} min")
+    hooks = scenario.webhooks
+    lines.append(f"webhooks: {hooks.timeout_s:g} s a delivery, retries {hooks.retry_first_s:g} s doubling to "
+                 f"{hooks.retry_max_s:g} s, an endpoint disabled after {hooks.disable_after_minutes:g} min failing")
     billing = scenario.billing
     lines.append("billing: " + (billing.url if billing.url else "simulated in-process (no [billing] url)")
                  + f" through {billing.adapter or 'the HTTP JSON contract'}"
