@@ -25,6 +25,7 @@ from counter_server.config import Scenario, Settings, Substation, load_scenario
 
 from testkit.api import Clock, bearer
 from testkit.scenarios import LAKESIDE, paid_service
+from testkit.waiting import wait_until_async
 
 PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 ACCOUNT = "KAN-20431877"
@@ -384,6 +385,15 @@ async def shots_at(page, tmp_path: Path, name: str) -> None:
     await page.set_viewport_size(PHONE["viewport"])
 
 
+async def take_from_phone(site: Site, sid: str, service: str, account: str, mobile: str) -> str:
+    """A token taken as the page takes it; its link."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{site.url}/api/v1/public/substations/{sid}/tokens",
+                                json={"service": service, "account": account, "phone": mobile}) as resp:
+            assert resp.status == 201, await resp.text()
+            return (await resp.json())["url"].rsplit("/", 1)[1]
+
+
 async def test_an_sms_is_offered_only_with_a_gateway_and_stopping_it_erases_the_number(
         aiohttp_server, tmp_path, clock, phone):
     base = load_scenario(LAKESIDE)
@@ -391,11 +401,7 @@ async def test_an_sms_is_offered_only_with_a_gateway_and_stopping_it_erases_the_
     site = await serve_site(aiohttp_server, phone_settings(tmp_path, scenario, clock), clock)
     hall, paid = paid_hall(scenario), paid_service(scenario)
     await site.walk_ins(hall.id, paid, 4)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{site.url}/api/v1/public/substations/{hall.id}/tokens",
-                                json={"service": paid, "account": ACCOUNT, "phone": MOBILE}) as resp:
-            assert resp.status == 201, await resp.text()
-            link = (await resp.json())["url"].rsplit("/", 1)[1]
+    link = await take_from_phone(site, hall.id, paid, ACCOUNT, MOBILE)
     sms_path = f"/api/v1/public/tokens/{link}/sms"
 
     await phone.goto(f"{site.url}/q/t/{link}")                       # no gateway: nothing is promised
@@ -409,8 +415,8 @@ async def test_an_sms_is_offered_only_with_a_gateway_and_stopping_it_erases_the_
     gateway = web.Application()                                      # the utility's SMS gateway
     gateway.router.add_post("/in", taken)
     receiver = await aiohttp_server(gateway, host="127.0.0.1")
-    await site.post("/api/v1/ops/webhooks", site.admin,
-                    json={"url": str(receiver.make_url("/in")), "events": ["token.near", "token.called"]})
+    hook = (await site.post("/api/v1/ops/webhooks", site.admin, json={
+        "url": str(receiver.make_url("/in")), "events": ["token.near", "token.called"]}))["webhook"]
     await phone.reload()
     await phone.wait_for_function("document.body.dataset.sms === 'offered'", timeout=WAIT_MS)
     offer = await text(phone, "#t-sms")
@@ -428,8 +434,8 @@ async def test_an_sms_is_offered_only_with_a_gateway_and_stopping_it_erases_the_
     refusal = await text(phone, "#sms-err")
     assert "mobile: Expected a mobile number of 10 to 15 digits" in refusal and "10 से 15 अंक" in refusal
     assert await mobile.get_attribute("aria-invalid") == "true"
-    await shot(phone, tmp_path, "sms-bad-number")
     assert (await site.public(sms_path))["sms"] is None
+    await shot(phone, tmp_path, "sms-bad-number")
 
     await mobile.fill("+91 98765 43210")
     await phone.tap("#sms-send")
@@ -448,9 +454,25 @@ async def test_an_sms_is_offered_only_with_a_gateway_and_stopping_it_erases_the_
     assert (await site.public(sms_path))["sms"] is None              # the number is gone
     assert await phone.is_visible("#sms-mobile")
 
-    phone.once("dialog", lambda dialog: dialog.accept())              # the token ends: the offer goes
+    await mobile.fill("+91 98765 43210")                             # asked again, then the token ends
+    await phone.tap("#sms-send")
+    await phone.wait_for_function("document.body.dataset.sms === 'asked'", timeout=WAIT_MS)
+    phone.once("dialog", lambda dialog: dialog.accept())
     await phone.tap("#cancel")
     await phone.wait_for_function("document.body.dataset.status === 'cancelled'", timeout=WAIT_MS)
+    assert not await phone.is_visible("#t-sms")
+    await wait_until_async(lambda: site.public(sms_path), done=lambda answer: answer["sms"] is None,
+                           what="the number erased once the token ended", timeout=5)
+
+    # The gateway is removed while a page still offers SMS: the tap is told why, the offer goes.
+    other = await take_from_phone(site, hall.id, paid, "KAN-55500001", "9812345678")
+    await phone.goto(f"{site.url}/q/t/{other}")
+    await phone.wait_for_function("document.body.dataset.sms === 'offered'", timeout=WAIT_MS)
+    await site.post(f"/api/v1/ops/webhooks/{hook['id']}", site.admin, method="DELETE")
+    await mobile.fill("9812345678")
+    await phone.tap("#sms-send")
+    await phone.wait_for_function("document.body.dataset.sms === 'none'", timeout=WAIT_MS)
+    assert "not sent here" in await text(phone, "#alert") and "SMS नहीं भेजे" in await text(phone, "#alert")
     assert not await phone.is_visible("#t-sms")
 
 

@@ -963,7 +963,7 @@ function renderSms() {
     : smsWhen(asked)));
 }
 
-// A refusal in words under the number (the server's message, Hindi above it); null clears it.
+// A refusal of the number in words under it (the server's message, Hindi above it); null clears it.
 function smsError(answer) {
   const box = $("sms-err");
   const error = (answer && answer.data && answer.data.error) || {};
@@ -1000,8 +1000,10 @@ async function smsCall(method, body, button) {
     sms.answer = null;
     renderSms();
     loadSms();
-  } else {
+  } else if (method === "POST") {
     smsError(answer);
+  } else {
+    showError(answer);
   }
   return answer;
 }
