@@ -25,6 +25,7 @@ from counter_server.config import Scenario, Settings, Substation, load_scenario
 
 from testkit.api import Clock, bearer
 from testkit.scenarios import LAKESIDE, paid_service
+from testkit.waiting import wait_until_async
 
 PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 ACCOUNT = "KAN-20431877"
@@ -373,6 +374,106 @@ async def test_a_hall_without_the_paid_service_lists_and_serves_its_own(aiohttp_
     await phone.wait_for_function("document.getElementById('t-number').textContent.includes('-')", timeout=WAIT_MS)
     assert (await text(phone, "#t-number")).startswith(scenario.services[own].letter + "-")
     assert scenario.services[own].name in await text(phone, "#t-service")
+
+
+async def shots_at(page, tmp_path: Path, name: str) -> None:
+    """The page as a small phone (390x844) and a laptop (1366x768) show it, then back to the phone."""
+    for width, height in ((390, 844), (1366, 768)):
+        await page.set_viewport_size({"width": width, "height": height})
+        await shot(page, tmp_path, f"{name}-{width}x{height}")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    await page.set_viewport_size(PHONE["viewport"])
+
+
+async def take_from_phone(site: Site, sid: str, service: str, account: str, mobile: str) -> str:
+    """A token taken as the page takes it; its link."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{site.url}/api/v1/public/substations/{sid}/tokens",
+                                json={"service": service, "account": account, "phone": mobile}) as resp:
+            assert resp.status == 201, await resp.text()
+            return (await resp.json())["url"].rsplit("/", 1)[1]
+
+
+async def test_an_sms_is_offered_only_with_a_gateway_and_stopping_it_erases_the_number(
+        aiohttp_server, tmp_path, clock, phone):
+    base = load_scenario(LAKESIDE)
+    scenario = replace(base, phones=replace(base.phones, sms_near_ahead=2, sms_near_minutes=15))   # not the defaults
+    site = await serve_site(aiohttp_server, phone_settings(tmp_path, scenario, clock), clock)
+    hall, paid = paid_hall(scenario), paid_service(scenario)
+    await site.walk_ins(hall.id, paid, 4)
+    link = await take_from_phone(site, hall.id, paid, ACCOUNT, MOBILE)
+    sms_path = f"/api/v1/public/tokens/{link}/sms"
+
+    await phone.goto(f"{site.url}/q/t/{link}")                       # no gateway: nothing is promised
+    await phone.wait_for_function("document.body.dataset.sms === 'none'", timeout=WAIT_MS)
+    assert not await phone.is_visible("#t-sms")
+    assert "SMS" not in await phone.inner_text("body")
+
+    async def taken(request: web.Request) -> web.Response:
+        return web.Response()
+
+    gateway = web.Application()                                      # the utility's SMS gateway
+    gateway.router.add_post("/in", taken)
+    receiver = await aiohttp_server(gateway, host="127.0.0.1")
+    hook = (await site.post("/api/v1/ops/webhooks", site.admin, json={
+        "url": str(receiver.make_url("/in")), "events": ["token.near", "token.called"]}))["webhook"]
+    await phone.reload()
+    await phone.wait_for_function("document.body.dataset.sms === 'offered'", timeout=WAIT_MS)
+    offer = await text(phone, "#t-sms")
+    assert "Get an SMS when your turn is near" in offer and "बारी पास आने पर SMS पाएँ" in offer
+    assert "When 2 people are ahead or about 15 minutes remain, and when you are called." in offer
+    assert "आगे 2 लोग हों या लगभग 15 मिनट" in offer
+    assert "kept only until this token ends" in offer
+    mobile = phone.locator("#sms-mobile")
+    assert [await mobile.get_attribute(a) for a in ("type", "inputmode", "autocomplete")] == ["tel", "tel", "tel"]
+    await shots_at(phone, tmp_path, "sms-offer")
+
+    await mobile.fill("98765")                                       # the server's refusal, in words
+    await phone.tap("#sms-send")
+    await phone.wait_for_selector("#sms-err:not([hidden])", timeout=WAIT_MS)
+    refusal = await text(phone, "#sms-err")
+    assert "mobile: Expected a mobile number of 10 to 15 digits" in refusal and "10 से 15 अंक" in refusal
+    assert await mobile.get_attribute("aria-invalid") == "true"
+    assert (await site.public(sms_path))["sms"] is None
+    await shot(phone, tmp_path, "sms-bad-number")
+
+    await mobile.fill("+91 98765 43210")
+    await phone.tap("#sms-send")
+    await phone.wait_for_function("document.body.dataset.sms === 'asked'", timeout=WAIT_MS)
+    assert "We'll text •••• 3210" in await text(phone, "#sms-to")
+    assert "When 2 people are ahead" in await text(phone, "#sms-on-when")
+    assert not await phone.is_visible("#sms-err") and not await phone.is_visible("#sms-mobile")
+    assert "98765" not in await phone.inner_text("body")
+    assert (await site.public(sms_path))["sms"]["mobile_hint"] == "•••• 3210"
+    await shots_at(phone, tmp_path, "sms-asked")
+    await phone.reload()                                             # the request is the server's
+    await phone.wait_for_function("document.body.dataset.sms === 'asked'", timeout=WAIT_MS)
+
+    await phone.tap("#sms-stop")
+    await phone.wait_for_function("document.body.dataset.sms === 'offered'", timeout=WAIT_MS)
+    assert (await site.public(sms_path))["sms"] is None              # the number is gone
+    assert await phone.is_visible("#sms-mobile")
+
+    await mobile.fill("+91 98765 43210")                             # asked again, then the token ends
+    await phone.tap("#sms-send")
+    await phone.wait_for_function("document.body.dataset.sms === 'asked'", timeout=WAIT_MS)
+    phone.once("dialog", lambda dialog: dialog.accept())
+    await phone.tap("#cancel")
+    await phone.wait_for_function("document.body.dataset.status === 'cancelled'", timeout=WAIT_MS)
+    assert not await phone.is_visible("#t-sms")
+    await wait_until_async(lambda: site.public(sms_path), done=lambda answer: answer["sms"] is None,
+                           what="the number erased once the token ended", timeout=5)
+
+    # The gateway is removed while a page still offers SMS: the tap is told why, the offer goes.
+    other = await take_from_phone(site, hall.id, paid, "KAN-55500001", "9812345678")
+    await phone.goto(f"{site.url}/q/t/{other}")
+    await phone.wait_for_function("document.body.dataset.sms === 'offered'", timeout=WAIT_MS)
+    await site.post(f"/api/v1/ops/webhooks/{hook['id']}", site.admin, method="DELETE")
+    await mobile.fill("9812345678")
+    await phone.tap("#sms-send")
+    await phone.wait_for_function("document.body.dataset.sms === 'none'", timeout=WAIT_MS)
+    assert "not sent here" in await text(phone, "#alert") and "SMS नहीं भेजे" in await text(phone, "#alert")
+    assert not await phone.is_visible("#t-sms")
 
 
 async def measure(page, url: str) -> tuple[int, list[str]]:

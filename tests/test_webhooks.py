@@ -310,7 +310,8 @@ async def test_an_sms_goes_when_the_turn_is_near_and_when_called_and_the_number_
     sms_path = f"/api/v1/public/tokens/{link}/sms"
     status, body = await api.post(sms_path, key=None, json={"mobile": "+51 987 654 321"})
     assert status == 409 and body["error"]["code"] == "sms_unavailable", body    # no gateway: no promise
-    assert (await api.get(sms_path, key=None))[1] == {"sms": None, "offered": False}
+    assert (await api.get(sms_path, key=None))[1] == {"sms": None, "offered": False, "near_ahead": near_ahead,
+                                                      "near_minutes": scenario.phones.sms_near_minutes}
 
     receiver = Receiver()
     await receiver.start()

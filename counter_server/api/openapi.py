@@ -498,7 +498,8 @@ def _phone_paths(mutating: dict[str, Any]) -> dict[str, Any]:
         "/api/v1/public/tokens/{link}/sms": {
             "get": {
                 **public_, "summary": "Whether the holder asked for an SMS when the turn is near (the number "
-                                      "shown by its last four digits), and whether SMS are sent here at all",
+                                      "shown by its last four digits), whether SMS are sent here at all, and "
+                                      "when one asked now would go (near_ahead people or near_minutes left)",
                 "parameters": [_path("link", LINK_PATTERN)],
                 "responses": {"200": _answer("The SMS request or null, and offered", {"type": "object"}),
                               **_errors(404)},

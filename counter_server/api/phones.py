@@ -231,9 +231,13 @@ def _day(raw: str) -> str:
 
 
 def _sms_answer(request: web.Request, sms: SmsRequest | None, offered: bool, status: int = 200) -> web.Response:
+    """The request (if any), whether SMS are offered, and when one asked now would go: the page
+    says those figures before the consumer gives a number."""
     shown = None if sms is None else {"mobile_hint": sms_hint(sms.mobile), "near_ahead": sms.near_ahead,
                                       "near_minutes": sms.near_minutes, "near_sent": sms.near_sent_at is not None}
-    return web.json_response({"sms": shown, "offered": offered}, status=status)
+    config = request.app[SMS].config
+    return web.json_response({"sms": shown, "offered": offered, "near_ahead": config.sms_near_ahead,
+                              "near_minutes": config.sms_near_minutes}, status=status)
 
 
 @public

@@ -227,6 +227,7 @@ PATTERN_WORDS = {
     ID_PATTERN: "an id of 1-64 letters, digits, '.', '_' or '-'",
     ACCOUNT_PATTERN: "the account number as printed on the bill (4-24 letters, digits or '-')",
     PHONE_PATTERN: "a mobile number of 10 digits (+91 or a leading 0 allowed)",
+    MOBILE_PATTERN: "a mobile number of 10 to 15 digits, e.g. +91 98765 43210",
     TOKEN_NUMBER_PATTERN: "a token number such as B-042",
 }
 

@@ -1,7 +1,7 @@
 // The consumers' phone page. One page for three URLs, read from location.pathname:
 //   /q          pick a substation (shortest wait first; pay online on top when waits are long)
 //   /q/{sid}    take a token now, or (#slots) book a slot on a quieter day
-//   /q/t/{tid}  follow the token live over a WebSocket; leave-home advice; cancel
+//   /q/t/{tid}  follow the token live over a WebSocket; leave-home advice; an SMS when near; cancel
 // Every label is in Hindi and English. No framework, no inline styles (the CSP forbids them).
 "use strict";
 
@@ -136,10 +136,12 @@ const HINDI = {
   slot_unavailable: "यह समय अब उपलब्ध नहीं है; दूसरा समय चुनें।",
   token_not_found: "यह टोकन नहीं मिला।",
   substation_not_found: "यह केंद्र नहीं मिला।",
+  sms_unavailable: "अभी यहाँ से SMS नहीं भेजे जा रहे; यह पेज खुला रखें।",
 };
 const FIELD_HINDI = {
   account: "खाता संख्या सही नहीं है — बिल पर लिखी संख्या भरें।",
   phone: "मोबाइल नंबर सही नहीं है — 10 अंक भरें।",
+  mobile: "मोबाइल नंबर सही नहीं है — 10 से 15 अंक भरें।",
 };
 
 function showAlert(hi, en, ...extra) {
@@ -735,6 +737,10 @@ async function tokenScreen(tid) {
   if (travelMinutes() !== null) $("travel").value = travelMinutes();
   $("travel").addEventListener("change", () => { saved.set(TRAVEL_KEY, $("travel").value); reconnect(); });
   $("cancel").addEventListener("click", cancelToken);
+  $("sms-ask").addEventListener("submit", askSms);
+  $("sms-stop").addEventListener("click", stopSms);
+  $("sms-mobile").addEventListener("input", () => smsError(null));
+  loadSms();
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && !live.stopped && !live.socket) reconnect();
   });
@@ -899,6 +905,7 @@ function renderToken(t) {
   }
   $("t-travel").hidden = !(t.status === "waiting" || booked);
   $("cancel").hidden = !(booked || t.status === "waiting" || called);
+  renderSms();
 
   // The moments that matter: say them in the tab's title and buzz the phone once each.
   const moment = called ? `called:${t.counter}` : leaveNow ? "leave" : "";
@@ -909,6 +916,112 @@ function renderToken(t) {
     try { navigator.vibrate(called ? [400, 150, 400, 150, 400] : [300, 120, 300]); } catch (e) { /* not allowed */ }
   }
   live.alerted = moment;
+}
+
+// ---- an SMS when the turn is near ---------------------------------------------------------
+// Offered only while the utility has a gateway sending them (the server says so), and only
+// while the token waits or is booked; the server keeps the number until the token ends.
+
+const sms = { answer: null };
+const smsPath = () => `/api/v1/public/tokens/${encodeURIComponent(live.tid)}/sms`;
+
+async function loadSms() {
+  try {
+    const answer = await call("GET", smsPath());
+    if (answer.status === 200) sms.answer = answer.data;
+  } catch (e) {
+    return;   // no offer shown: nothing is promised
+  }
+  renderSms();
+}
+
+// When the messages go, in the server's own figures (the request's, else the scenario's).
+function smsWhen(figures) {
+  const n = figures.near_ahead;
+  const m = Math.round(figures.near_minutes);
+  return bi(`जब आपसे आगे ${n} ${n === 1 ? "व्यक्ति हो" : "लोग हों"} या लगभग ${m} मिनट बचे हों, और जब आपको बुलाया जाए।`,
+            `When ${n} ${n === 1 ? "person is" : "people are"} ahead or about ${m} ${m === 1 ? "minute remains" : "minutes remain"}, and when you are called.`);
+}
+
+function renderSms() {
+  const answer = sms.answer;
+  const t = live.token;
+  const box = $("t-sms");
+  box.hidden = !(answer && answer.offered && t && (t.status === "waiting" || t.status === "booked"));
+  const asked = answer && answer.sms;
+  document.body.dataset.sms = !answer ? "" : box.hidden ? "none" : asked ? "asked" : "offered";
+  if (box.hidden) return;
+  $("sms-ask").hidden = Boolean(asked);
+  $("sms-on").hidden = !asked;
+  if (!asked) {
+    $("sms-when").replaceChildren(...smsWhen(answer));
+    return;
+  }
+  $("sms-to").replaceChildren(...bi(`हम ${asked.mobile_hint} पर SMS भेजेंगे`, `We'll text ${asked.mobile_hint}`));
+  $("sms-on-when").replaceChildren(...(asked.near_sent
+    ? bi("बारी पास होने का SMS भेज दिया गया है; बुलाए जाने पर एक और आएगा।", "The “turn is near” SMS has gone; another comes when you are called.")
+    : smsWhen(asked)));
+}
+
+// A refusal of the number in words under it (the server's message, Hindi above it); null clears it.
+function smsError(answer) {
+  const box = $("sms-err");
+  const error = (answer && answer.data && answer.data.error) || {};
+  const bad = Boolean(answer) && (answer.status === 0 || error.field === "mobile");
+  $("sms-mobile").classList.toggle("bad", bad);
+  if (bad) $("sms-mobile").setAttribute("aria-invalid", "true");
+  else $("sms-mobile").removeAttribute("aria-invalid");
+  box.hidden = !answer;
+  if (!answer) {
+    box.replaceChildren();
+    return;
+  }
+  box.replaceChildren(...(answer.status === 0
+    ? bi("नेटवर्क नहीं मिल रहा; फिर से दबाएँ।", "No network; tap again.")
+    : bi(FIELD_HINDI[error.field] || HINDI[error.code] || "कुछ गड़बड़ हुई; फिर कोशिश करें।",
+         error.message || `Something went wrong (${answer.status}).`)));
+}
+
+async function smsCall(method, body, button) {
+  smsError(null);
+  busy(button, true);
+  let answer;
+  try {
+    answer = await call(method, smsPath(), body);
+  } catch (e) {
+    answer = { status: 0, data: null };
+  }
+  busy(button, false);
+  if (answer.status === 200 || answer.status === 201) {
+    sms.answer = answer.data;
+    renderSms();
+  } else if (answer.status === 409 || answer.status === 404) {
+    showError(answer);   // no gateway now (or no such token): the offer goes, the reason stays on top
+    sms.answer = null;
+    renderSms();
+    loadSms();
+  } else if (method === "POST") {
+    smsError(answer);
+  } else {
+    showError(answer);
+  }
+  return answer;
+}
+
+async function askSms(event) {
+  event.preventDefault();
+  const answer = await smsCall("POST", { mobile: $("sms-mobile").value.trim() }, $("sms-send"));
+  if (answer.status === 201) {
+    $("sms-mobile").value = "";
+    $("sms-stop").focus();
+  } else if (!$("sms-err").hidden) {
+    $("sms-mobile").focus();
+  }
+}
+
+async function stopSms() {
+  const answer = await smsCall("DELETE", undefined, $("sms-stop"));
+  if (answer.status === 200 && !$("sms-ask").hidden) $("sms-mobile").focus();
 }
 
 // Closed unserved: offer the first free slot here, so the next visit is not another wait.
