@@ -313,6 +313,9 @@ async def test_an_sms_goes_when_the_turn_is_near_and_when_called_and_the_number_
     assert (await api.get(sms_path, key=None))[1] == {"sms": None, "offered": False, "near_ahead": near_ahead,
                                                       "near_minutes": scenario.phones.sms_near_minutes}
 
+    status, near_only = await register(api, "http://127.0.0.1:9/near", ["token.near"])
+    assert (await api.get(sms_path, key=None))[1]["offered"] is False    # "and when called" would not be kept
+    await api.request("DELETE", f"/api/v1/ops/webhooks/{near_only['webhook']['id']}", api.admin)
     receiver = Receiver()
     await receiver.start()
     try:
@@ -366,7 +369,7 @@ async def test_asking_when_the_turn_is_already_near_sends_at_once(tmp_path: Path
     receiver = Receiver()
     await receiver.start()
     try:
-        await register(api, receiver.url, ["token.near"])
+        await register(api, receiver.url, ["token.near", "token.called"])
         sid, _ = counters_for(scenario, paid_service(scenario))
         status, taken = await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None, json={
             "service": paid_service(scenario), "account": "2140000043", "phone": "+51 987 654 322"})

@@ -1,7 +1,7 @@
 """A consumer asks, from the phone page, for an SMS when their token is near and when called.
 
-Offered only while the utility has an endpoint taking ``token.near`` notices (its SMS or
-WhatsApp gateway), so the page never promises a message nobody would send. The number is
+Offered only while the utility has endpoints taking ``token.near`` and ``token.called`` notices
+(its SMS or WhatsApp gateway), so the page never promises a message nobody would send. The number is
 kept with the request alone and erased when the token ends (webhooks/sms.py).
 """
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from ..config import PhonesConfig
-from ..notices import TOKEN_NEAR, SmsRequest
+from ..notices import TOKEN_CALLED, TOKEN_NEAR, SmsRequest
 from ..store import Store
 from .errors import InvalidField, ServiceError
 from .phones import PhoneService
@@ -49,8 +49,10 @@ class SmsService:
         self.on_asked = on_asked
 
     async def offered(self) -> bool:
-        """Whether an enabled endpoint takes ``token.near`` (a few rows: read each time asked)."""
-        return any(TOKEN_NEAR in h.events and h.disabled_at is None for h in await self.store.webhooks())
+        """Whether enabled endpoints take both ``token.near`` and ``token.called``: the page
+        promises both messages (a few rows: read each time asked)."""
+        taken = {kind for h in await self.store.webhooks() if h.disabled_at is None for kind in h.events}
+        return {TOKEN_NEAR, TOKEN_CALLED} <= taken
 
     async def ask(self, link: str, mobile: object) -> SmsRequest:
         number = mobile_number(mobile)
