@@ -1399,15 +1399,18 @@ function fillHookRow(row, h) {
                        el("span", "hook-created", `added ${hallTime(h.created_at)}`));
   row.querySelector("[data-action=enable]").hidden = h.state !== "disabled";
   const state = row.querySelector(".hook-state");
-  const last = h.recent.find((d) => !d.ok);
   if (h.state === "disabled") {
+    // The server's reason begins with when it began failing, in UTC: said here in the halls' time.
+    const why = (h.disabled_reason || "").replace(/^failing since \d{4}-\d\d-\d\d \d\d:\d\d UTC: /, "");
     state.textContent = `Disabled at ${hallTime(h.disabled_at)}, after failing since ${hallTime(h.failing_since)}: `
-      + `${h.disabled_reason || "no reason given"}. Its notices are kept: Enable sends them from where it stopped.`
+      + `${why || "no reason given"}. Its notices are kept: Enable sends them from where it stopped.`
       + (h.events.includes("token.near") && !smsOffered() ? " Meanwhile phones do not offer the SMS." : "");
+    state.title = h.disabled_reason || "";
   } else if (h.state === "failing") {
     state.textContent = `Failing since ${hallTime(h.failing_since)}: ${h.failed_attempts} `
-      + `attempt${h.failed_attempts === 1 ? "" : "s"} failed${last ? ` (last: ${deliveryResult(last)})` : ""}. `
-      + "The notice is tried again, less and less often; if it keeps failing, the endpoint is disabled.";
+      + `tr${h.failed_attempts === 1 ? "y" : "ies"} failed (below: what it answered). The notice is tried again, `
+      + "less and less often; failing on, the endpoint is disabled.";
+    state.title = "";
   } else {
     state.textContent = "";
   }
@@ -1424,18 +1427,34 @@ function fillHookRow(row, h) {
   const thead = el("thead");
   thead.append(headRow);
   const body = el("tbody");
-  for (const d of h.recent) {
+  for (const tries of retries(h.recent)) {
+    const d = tries[0], first = tries[tries.length - 1];
     const tr = el("tr", d.ok ? "ok" : "failed");
     tr.dataset.delivery = d.id;
     tr.dataset.ok = String(d.ok);
+    tr.dataset.tries = String(tries.length);
     const type = cell("Event", "type", d.type);
-    type.title = EVENT_NAMES.get(d.type) || "";
-    tr.append(cell("At", "when", hallTime(d.at)), type, cell("Answer", "result", deliveryResult(d)),
-              cell("ms", "num ms", d.ms === null ? "–" : String(d.ms)));
+    type.title = `${EVENT_NAMES.get(d.type) || d.type}; notice ${d.id}`;
+    const when = cell("At", "when", tries.length > 1 ? `${hallTime(first.at)}–${hallTime(d.at).slice(-8)}` : hallTime(d.at));
+    const result = cell("Answer", "result", deliveryResult(d));
+    if (tries.length > 1) result.append(el("span", "tries", `tried ${tries.length} times`));
+    tr.append(when, type, result, cell("ms", "num ms", d.ms === null ? "–" : String(d.ms)));
     body.append(tr);
   }
   table.append(thead, body);
   recent.replaceChildren(table);
+}
+
+/** The deliveries, newest first, with tries of one notice that failed alike in a row kept together
+ * (a receiver that is down is tried again and again: one line, not ten). */
+function retries(recent) {
+  const groups = [];
+  for (const d of recent) {
+    const last = groups[groups.length - 1];
+    const same = last && !d.ok && !last[0].ok && last[0].id === d.id && deliveryResult(last[0]) === deliveryResult(d);
+    if (same) last.push(d); else groups.push([d]);
+  }
+  return groups;
 }
 
 function deliveryResult(d) {
