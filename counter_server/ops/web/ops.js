@@ -1265,6 +1265,13 @@ async function addHook() {
   const secret = $("hooks-secret").value.trim();
   if (secret) body.secret = secret;
   const error = $("hooks-error");
+  if (!events.length) {                                     // (the server's words for it name no event)
+    error.textContent = "Tick what the endpoint should be sent: at least one of the events.";
+    error.dataset.code = "no_events";
+    error.hidden = false;
+    $("hooks-events").querySelector("input").focus();
+    return;
+  }
   error.hidden = true;
   $("hooks-add").disabled = true;
   try {
