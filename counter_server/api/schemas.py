@@ -34,6 +34,8 @@ WEBHOOK_URL_PATTERN = (r"^https?://([A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9]
                        r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])"
                        r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
                        r"([/?#][!-~]*)?$")   # the rest in printable ASCII (as a URL is sent)
+# Standard Webhooks' form: whsec_ and the base64 of 24 to 65 bytes.
+WEBHOOK_SECRET_PATTERN = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 # A day and a month of this century (the range every date a request names must keep), and a
 # moment as RFC 3339 writes it, with its UTC offset, on a day of this century where it is said.
 DATE_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
@@ -130,7 +132,7 @@ class NewWebhook(BaseModel):
     events: list[Literal[EVENT_TYPES]] = Field(min_length=1, max_length=len(EVENT_TYPES),
                                                description="The event types to send.")
     secret: str | None = Field(
-        default=None, pattern=r"^whsec_(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        default=None, pattern=WEBHOOK_SECRET_PATTERN,
         description="whsec_ and base64 of 24 to 65 bytes; left out: one is made and shown once.")
 
 
@@ -229,6 +231,9 @@ PATTERN_WORDS = {
     PHONE_PATTERN: "a mobile number of 10 digits (+91 or a leading 0 allowed)",
     MOBILE_PATTERN: "a mobile number of 10 to 15 digits, e.g. +91 98765 43210",
     TOKEN_NUMBER_PATTERN: "a token number such as B-042",
+    WEBHOOK_URL_PATTERN: ("an http or https URL: a host name or address, a port of 0 to 65535 if any, no user "
+                          "name or password, such as http://10.0.0.5:8000/sms"),
+    WEBHOOK_SECRET_PATTERN: "'whsec_' and the base64 of 24 to 65 bytes (Standard Webhooks); leave it out and one is made",
 }
 
 

@@ -91,6 +91,7 @@ async function signIn(key) {
   setUpSlots();
   setUpCashUp();              // (refreshOverview has asked for the payments to settle)
   setUpPlan();
+  setUpHooks();
 }
 
 function signOut(reason) {
@@ -105,6 +106,7 @@ function signOut(reason) {
   ops.failedCount = null;
   resetPayments();
   resetPlan();
+  resetHooks();
   $("app").hidden = true;
   $("login").hidden = false;
   $("key").value = "";
@@ -471,7 +473,7 @@ function boardNotices() {
 }
 
 function renderAlerts() {
-  const all = [...ops.alerts, ...boardNotices()];
+  const all = [...ops.alerts, ...boardNotices(), ...hookNotices()];
   const list = $("alert-list");
   list.replaceChildren(...all.map((alert) => {
     const item = el("li", `alert ${alert.level}`);
@@ -1199,6 +1201,335 @@ function resetPlan() {
   $("plan-plots").replaceChildren();
   $("plan-run").disabled = false;
   $("plan-run").textContent = "Run plan";
+}
+
+// -- webhooks --------------------------------------------------------------------------------------
+// Endpoints that get a signed notice (Standard Webhooks) when something happens: an SMS gateway,
+// a help line. The list reloads every HOOKS_EVERY_MS, so an endpoint failing shows without a
+// reload (and as a notice among the alerts). Its secret is in the answer that made it and nowhere
+// else: shown once, with a copy button, until ops hide it.
+
+const HOOKS_EVERY_MS = 3000;
+const EVENTS = [                     // counter_server/notices.py EVENT_TYPES, in plain words
+  ["token.called", "Token called", "a counter calls a token (and calls it again)"],
+  ["token.near", "Turn near", "a consumer who asked for an SMS has a few people ahead; phones offer "
+    + "the SMS only while an enabled endpoint takes this"],
+  ["token.no_show", "No-show", "a token was called and nobody came"],
+  ["payment.posted", "Payment posted", "billing took a payment"],
+  ["payment.failed", "Payment refused", "billing refused a payment for good (it waits in Payments to settle)"],
+  ["hall.alert", "Hall alert", "an alert began, as on this page"],
+];
+const EVENT_NAMES = new Map(EVENTS.map(([type, name]) => [type, name]));
+const hooks = { rows: new Map(), sigs: new Map(), removed: new Set(), list: [], timer: null, loading: false,
+                loaded: false };
+
+function setUpHooks() {
+  const box = $("hooks-events");
+  if (!box.children.length) {
+    box.replaceChildren(...EVENTS.map(([type, name, about]) => {
+      const label = el("label", "hooks-event");
+      label.title = `${type}: ${about}`;
+      const input = el("input");
+      input.type = "checkbox";
+      input.name = "events";
+      input.value = type;
+      label.append(input, el("span", "", name), el("code", "", type));
+      return label;
+    }));
+    $("hooks-form").onsubmit = (event) => { event.preventDefault(); addHook(); };
+    $("hooks-form").oninput = () => { $("hooks-error").hidden = true; };
+    $("hooks-copy").onclick = copySecret;
+    $("hooks-secret-done").onclick = hideSecret;
+  }
+  clearInterval(hooks.timer);
+  hooks.timer = setInterval(refreshHooks, HOOKS_EVERY_MS);
+  refreshHooks();
+}
+
+async function refreshHooks() {
+  if (!sessionStorage.getItem(KEY_NAME) || hooks.loading) return;
+  hooks.loading = true;
+  try {
+    const { webhooks } = await api("GET", "/api/v1/ops/webhooks");
+    if (sessionStorage.getItem(KEY_NAME)) showHooks(webhooks);       // (not if signed out meanwhile)
+  } catch (error) {
+    if (!hooks.loaded) $("hooks-empty").textContent = `Cannot load the webhook endpoints: ${error.message}`;
+  } finally {
+    hooks.loading = false;
+  }
+}
+
+async function addHook() {
+  const events = [...$("hooks-events").querySelectorAll("input:checked")].map((input) => input.value);
+  const body = { url: $("hooks-url").value.trim(), events };
+  const secret = $("hooks-secret").value.trim();
+  if (secret) body.secret = secret;
+  const error = $("hooks-error");
+  if (!events.length) {                                     // (the server's words for it name no event)
+    error.textContent = "Tick what the endpoint should be sent: at least one of the events.";
+    error.dataset.code = "no_events";
+    error.hidden = false;
+    $("hooks-events").querySelector("input").focus();
+    return;
+  }
+  error.hidden = true;
+  $("hooks-add").disabled = true;
+  try {
+    const { webhook } = await api("POST", "/api/v1/ops/webhooks", body);
+    $("hooks-form").reset();
+    showSecret(webhook);
+    toast(`Endpoint added: ${webhook.url}`, true);
+    refreshHooks();
+  } catch (failure) {
+    error.textContent = failure.message;                   // the server's own words
+    error.dataset.code = failure.code || "";
+    error.hidden = false;
+    const field = (failure.body && failure.body.error && failure.body.error.field) || "";
+    const at = field.startsWith("events") ? $("hooks-events").querySelector("input")
+      : field === "secret" ? $("hooks-secret") : $("hooks-url");
+    at.focus();
+  } finally {
+    $("hooks-add").disabled = false;
+  }
+}
+
+function showSecret(webhook) {
+  const box = $("hooks-secret-box");
+  box.dataset.hook = webhook.id;
+  $("hooks-secret-url").textContent = webhook.url;
+  $("hooks-secret-value").value = webhook.secret;
+  $("hooks-copy").textContent = "Copy";
+  box.hidden = false;
+  $("hooks-copy").focus();
+}
+
+function hideSecret() {
+  const box = $("hooks-secret-box");
+  box.hidden = true;
+  delete box.dataset.hook;
+  $("hooks-secret-value").value = "";                      // not kept on the page once hidden
+}
+
+async function copySecret() {
+  const field = $("hooks-secret-value");
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(field.value);       // (only on https or this machine)
+    copied = true;
+  } catch (error) {
+    field.focus();
+    field.select();
+    try { copied = document.execCommand("copy"); } catch (ignored) { copied = false; }
+  }
+  if (copied) {
+    $("hooks-copy").textContent = "Copied";
+    toast("Secret copied: paste it into the endpoint's settings", true);
+  } else {
+    field.focus();
+    field.select();
+    toast("This browser would not copy it: the secret is selected, press Ctrl+C");
+  }
+}
+
+function showHooks(list) {
+  hooks.loaded = true;
+  hooks.list = list.filter((h) => !hooks.removed.has(h.id));   // (an answer asked for before a removal)
+  for (const [id, row] of hooks.rows) {
+    if (!hooks.list.some((h) => h.id === id)) { row.remove(); hooks.rows.delete(id); hooks.sigs.delete(id); }
+  }
+  const order = hooks.list.map((h) => {
+    let row = hooks.rows.get(h.id);
+    if (!row) { row = hookRow(h); hooks.rows.set(h.id, row); }
+    const sig = JSON.stringify(h);
+    if (hooks.sigs.get(h.id) !== sig) { fillHookRow(row, h); hooks.sigs.set(h.id, sig); }
+    return row;
+  });
+  const shown = $("hooks-list");
+  if (order.length !== shown.children.length || order.some((row, i) => shown.children[i] !== row)) {
+    shown.replaceChildren(...order);
+  }
+  const section = $("hooks");
+  const bad = hooks.list.filter((h) => h.state !== "active");
+  section.dataset.count = String(hooks.list.length);
+  section.dataset.state = hooks.list.some((h) => h.state === "disabled") ? "disabled" : bad.length ? "failing" : "clear";
+  const count = $("hooks-count");
+  count.textContent = bad.length ? `${hooks.list.length} · ${bad.length} not delivering` : String(hooks.list.length);
+  count.className = "badge " + (bad.length ? "down" : hooks.list.length ? "up" : "");
+  const empty = $("hooks-empty");
+  empty.hidden = hooks.list.length > 0;
+  if (!hooks.list.length) {
+    empty.textContent = "No webhook endpoints yet. An endpoint is another system this server tells when something "
+      + "happens, each notice signed with the endpoint's secret: an SMS gateway that texts consumers when their "
+      + "token is near or called, a help line that hears of hall alerts. To add one, give its URL, tick what "
+      + "it should be sent and press Add endpoint; then copy the secret shown into its settings.";
+  }
+  renderAlerts();
+}
+
+function hookRow(h) {
+  const row = el("li", "hook");
+  row.dataset.hook = h.id;
+  const enable = el("button", "", "Enable");
+  enable.type = "button";
+  enable.dataset.action = "enable";
+  enable.title = "Deliver again, from the first notice it has not had";
+  enable.onclick = () => act(enable, async () => {
+    await api("POST", `/api/v1/ops/webhooks/${encodeURIComponent(h.id)}/enable`);
+    await refreshHooks();
+  }, `Endpoint enabled: ${h.url} gets the notices kept for it`);
+  const remove = el("button", "danger", "Remove");
+  remove.type = "button";
+  remove.dataset.action = "remove";
+  remove.onclick = () => askRemoveHook(h.id, remove);
+  const actions = el("div", "hook-actions");
+  actions.append(enable, remove);
+  row.append(el("div", "hook-head"), actions, el("p", "hook-state"), el("div", "hook-recent"));
+  return row;
+}
+
+function hookEvents(events) {
+  return events.map((type) => EVENT_NAMES.get(type) || type);
+}
+
+function fillHookRow(row, h) {
+  row.dataset.state = h.state;
+  const head = row.querySelector(".hook-head");
+  const badge = el("span", `badge hook-badge ${h.state}`, h.state);
+  const events = el("ul", "hook-events");
+  for (const type of h.events) {
+    const item = el("li", "", EVENT_NAMES.get(type) || type);
+    item.title = type;
+    events.append(item);
+  }
+  head.replaceChildren(el("span", "hook-url", h.url), badge, events,
+                       el("span", "hook-delivered", `${h.delivered.toLocaleString("en-US")} delivered`),
+                       el("span", "hook-created", `added ${hallTime(h.created_at)}`));
+  row.querySelector("[data-action=enable]").hidden = h.state !== "disabled";
+  const state = row.querySelector(".hook-state");
+  if (h.state === "disabled") {
+    // The server's reason begins with when it began failing, in UTC: said here in the halls' time.
+    const why = (h.disabled_reason || "").replace(/^failing since \d{4}-\d\d-\d\d \d\d:\d\d UTC: /, "");
+    state.textContent = `Disabled at ${hallTime(h.disabled_at)}, after failing since ${hallTime(h.failing_since)}: `
+      + `${why || "no reason given"}. Its notices are kept: Enable sends them from where it stopped.`
+      + (h.events.includes("token.near") && !smsOffered() ? " Meanwhile phones do not offer the SMS." : "");
+    state.title = h.disabled_reason || "";
+  } else if (h.state === "failing") {
+    state.textContent = `Failing since ${hallTime(h.failing_since)}: ${h.failed_attempts} `
+      + `tr${h.failed_attempts === 1 ? "y" : "ies"} failed (below: what it answered). The notice is tried again, `
+      + "less and less often; failing on, the endpoint is disabled.";
+    state.title = "";
+  } else {
+    state.textContent = "";
+  }
+  state.hidden = h.state === "active";
+  const recent = row.querySelector(".hook-recent");
+  if (!h.recent.length) {
+    recent.replaceChildren(el("p", "hook-none", "Nothing sent yet: it gets the events ticked from when it was "
+      + "added on."));
+    return;
+  }
+  const table = el("table", "sheet hook-deliveries");
+  const headRow = el("tr");
+  headRow.append(el("th", "", "Last deliveries"), el("th", "", "Event"), el("th", "", "Answer"), el("th", "num", "ms"));
+  const thead = el("thead");
+  thead.append(headRow);
+  const body = el("tbody");
+  for (const tries of retries(h.recent)) {
+    const d = tries[0], first = tries[tries.length - 1];
+    const tr = el("tr", d.ok ? "ok" : "failed");
+    tr.dataset.delivery = d.id;
+    tr.dataset.ok = String(d.ok);
+    tr.dataset.tries = String(tries.length);
+    const type = cell("Event", "type", d.type);
+    type.title = `${EVENT_NAMES.get(d.type) || d.type}; notice ${d.id}`;
+    const when = cell("At", "when", tries.length > 1 ? `${hallTime(first.at)}–${hallTime(d.at).slice(-8)}` : hallTime(d.at));
+    const result = cell("Answer", "result", deliveryResult(d));
+    if (tries.length > 1) result.append(el("span", "tries", `tried ${tries.length} times`));
+    tr.append(when, type, result, cell("ms", "num ms", d.ms === null ? "–" : String(d.ms)));
+    body.append(tr);
+  }
+  table.append(thead, body);
+  recent.replaceChildren(table);
+}
+
+/** The deliveries, newest first, with tries of one notice that failed alike in a row kept together
+ * (a receiver that is down is tried again and again: one line, not ten). */
+function retries(recent) {
+  const groups = [];
+  for (const d of recent) {
+    const last = groups[groups.length - 1];
+    const same = last && !d.ok && !last[0].ok && last[0].id === d.id && deliveryResult(last[0]) === deliveryResult(d);
+    if (same) last.push(d); else groups.push([d]);
+  }
+  return groups;
+}
+
+function deliveryResult(d) {
+  if (d.ok) return `${d.status} OK`;
+  return d.error || (d.status ? `answered ${d.status}` : "failed");
+}
+
+/** Whether an enabled endpoint takes token.near (what the phones' SMS offer follows). */
+function smsOffered(except) {
+  return hooks.list.some((h) => h.id !== except && h.state !== "disabled" && h.events.includes("token.near"));
+}
+
+/** A moment the server wrote in the halls' time zone: the time, and the day if not today. */
+function hallTime(iso) {
+  if (!iso) return "–";
+  let today = "";
+  try { today = new Date().toLocaleDateString("en-CA", { timeZone: ops.timezone }); } catch (error) { /* none */ }
+  const time = iso.slice(11, 19);
+  return iso.slice(0, 10) === today ? time : `${iso.slice(0, 10)} ${time}`;
+}
+
+function askRemoveHook(id, button) {
+  const h = hooks.list.find((x) => x.id === id);
+  if (!h) return;
+  const lastSms = h.events.includes("token.near") && h.state !== "disabled" && !smsOffered(id);
+  confirmThen(`Remove the endpoint ${h.url}?`,
+    `It will be sent nothing more (${hookEvents(h.events).join(", ")}), and its secret is forgotten: `
+    + "added again, it gets a new one."
+    + (lastSms ? " No other endpoint takes “Turn near”: phones will stop offering the SMS." : ""),
+    "Remove endpoint",
+    () => act(button, async () => {
+      await api("DELETE", `/api/v1/ops/webhooks/${encodeURIComponent(id)}`);
+      hooks.removed.add(id);
+      if ($("hooks-secret-box").dataset.hook === id) hideSecret();
+      showHooks(hooks.list);
+    }, `Endpoint removed: ${h.url}`));
+}
+
+/** Endpoints not delivering, among the alerts at the top (so they are seen from anywhere). */
+function hookNotices() {
+  return hooks.list.filter((h) => h.state !== "active").map((h) => {
+    const what = hookEvents(h.events).join(", ");
+    return h.state === "disabled"
+      ? { key: `webhook_disabled:${h.id}`, level: "warning", kind: "webhook_disabled",
+          title: `Webhook ${h.url} is disabled: it is sent nothing (${what})`,
+          action: "See Webhooks below for why; once the endpoint is mended, press Enable there." }
+      : { key: `webhook_failing:${h.id}`, level: "notice", kind: "webhook_failing",
+          title: `Webhook ${h.url} is failing since ${hallTime(h.failing_since)} (${what})`,
+          action: "Its notices wait and are tried again; check that the endpoint is up (Webhooks below shows its answers)." };
+  });
+}
+
+function resetHooks() {
+  clearInterval(hooks.timer);
+  hooks.timer = null;
+  hooks.rows.clear();
+  hooks.sigs.clear();
+  hooks.removed.clear();
+  hooks.list = [];
+  hooks.loaded = false;
+  hideSecret();
+  $("hooks-form").reset();
+  $("hooks-error").hidden = true;
+  $("hooks-list").replaceChildren();
+  $("hooks-empty").hidden = false;
+  $("hooks-empty").textContent = "Loading the webhook endpoints…";
+  $("hooks-count").textContent = "–";
+  $("hooks-count").className = "badge";
 }
 
 // Signed in already (a reload of this tab): straight back in, once everything above is defined.
