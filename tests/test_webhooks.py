@@ -243,7 +243,8 @@ async def test_an_endpoint_failing_past_its_time_is_disabled_and_ops_can_enable_
     await wait_until_async(endpoint, done=lambda h: h["state"] == "failing", what="failing", timeout=3)
     clock.now += 5 * 60 + 1                                       # failing for longer than allowed
     disabled = await wait_until_async(endpoint, done=lambda h: h["state"] == "disabled", what="disabled", timeout=3)
-    assert "failing since" in disabled["disabled_reason"] and disabled["recent"][0]["error"]
+    assert "tries failed, the last: " in disabled["disabled_reason"] and disabled["recent"][0]["error"]
+    assert disabled["failing_since"] is not None
     attempts = disabled["failed_attempts"]
     await asyncio.sleep(0.5)
     assert (await endpoint())["failed_attempts"] == attempts      # no more tries

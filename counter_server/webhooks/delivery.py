@@ -225,8 +225,8 @@ class WebhookDeliverer:
         failed = replace(hook, failing_since=since, failed_attempts=attempts,
                          recent=(entry, *hook.recent)[:RECENT], version=hook.version + 1,
                          disabled_at=now if disabled else None,
-                         disabled_reason=(f"failing since {datetime.fromtimestamp(since, timezone.utc):%Y-%m-%d %H:%M} "
-                                          f"UTC: {entry['error']}") if disabled else None)
+                         disabled_reason=(f"{attempts} tries failed, the last: {entry['error']}"
+                                          if disabled else None))   # since when: failing_since
         if disabled:
             log.warning("webhook %s (%s) disabled after failing for %.0f min", hook.id, hook.url,
                         (now - since) / 60)

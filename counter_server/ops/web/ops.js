@@ -1407,8 +1407,8 @@ function fillHookRow(row, h) {
   row.querySelector("[data-action=enable]").hidden = h.state !== "disabled";
   const state = row.querySelector(".hook-state");
   if (h.state === "disabled") {
-    // The server's reason begins with when it began failing, in UTC: said here in the halls' time.
-    const why = (h.disabled_reason || "").replace(/^failing since \d{4}-\d\d-\d\d \d\d:\d\d UTC: /, "");
+    // The server's reason says how many tries failed and the last error; when, in the halls' time.
+    const why = h.disabled_reason || "";
     state.textContent = `Disabled at ${hallTime(h.disabled_at)}, after failing since ${hallTime(h.failing_since)}: `
       + `${why || "no reason given"}. Its notices are kept: Enable sends them from where it stopped.`
       + (h.events.includes("token.near") && !smsOffered() ? " Meanwhile phones do not offer the SMS." : "");
