@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from kiosk_client.slip import CashUpSlip, PaymentSlip, Slip, cash_up_text, print_slip, size, slip_escpos, slip_text
-from kiosk_client.text import origin_text, parse_rupees, rupees, token_line, wait_text
+from kiosk_client.text import origin_text, parse_rupees, token_line, wait_text
 
 from .test_kiosk_client import slip_figures
 
