@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="paper width in mm: 58 (32 characters a line) or 80 (48)")
         p.add_argument("--columns", type=int, choices=WIDTHS, default=keep if default is keep else None,
                        help="characters a line holds, as the printer's manual says; overrides --paper "
-                            "(42: 76 mm paper, or an 80 mm printer with a 72 mm head)")
+                            "(42: 76 mm paper, or an 80 mm printer with a 512-dot head)")
 
     slip_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -26,7 +26,7 @@ ALIGN = {"left": ESC + b"a\x00", "centre": ESC + b"a\x01", "right": ESC + b"a\x0
 BOLD_ON, BOLD_OFF = ESC + b"E\x01", ESC + b"E\x00"                                      # ESC E n
 CUT = GS + b"V\x42\x03"               # GS V 66 n: feed n lines, then a partial cut
 #: Characters a line holds in the printer's standard font (font A, 12x24 dots), by paper width:
-#: 32 on 58 mm, 48 on most 80 mm printers (a 72 mm, 576-dot head).
+#: 32 on 58 mm, 48 on most 80 mm printers (576 dots a line).
 COLUMNS = {58: 32, 80: 48}
 #: The line widths a slip is laid out for: also 42, for 76 mm paper and for 80 mm printers
 #: whose head prints 512 dots (the printer's manual gives its "characters per line").

@@ -176,7 +176,7 @@ def money_table(blocks: list[list[CashUpRow]], width: int, rule: str = "-") -> l
     a rule between blocks. Labels are cut (never the figures) when the width is short; a
     heading takes the whole width."""
     rows = [r for block in blocks for r in block if r.paise is not None]
-    money_w = max([len("Amount"), *(len(rupees(r.paise or 0)) for r in rows)])
+    money_w = max([len("Amount"), *(len(rupees(r.paise)) for r in rows)])
     count_w = max([len("Count"), *(len(str(r.count)) for r in rows if r.count is not None)])
     gap = "  " if width - money_w - count_w - 4 >= len("Refunded") + 2 else " "   # two spaces where they fit
     label_w = max(1, width - money_w - count_w - 2 * len(gap))

@@ -945,7 +945,6 @@ function idleRow(sid, idle, others) {
   const hall = counterLabel(sid, "").hall;
   const tr = el("tr", "cashup-row nothing");
   tr.dataset.hall = sid;
-  tr.dataset.idle = String(idle.length);
   const n = idle.length;
   const text = `${hall}: ${n}${others ? " other" : ""} counter${n === 1 ? "" : "s"} took nothing`;
   const td = cell("", "nothing-note", text);
