@@ -80,13 +80,13 @@ class KioskApp(App[None]):
 
     def __init__(self, server: str, key: str, *, counter: str | None = None,
                  journal_path: str | Path = "kiosk-journal.sqlite", slip_path: str | None = None,
-                 slip_format: str = "escpos", paper_mm: int = 58, lease_size: int = 10,
+                 slip_format: str = "escpos", columns: int = 32, lease_size: int = 10,
                  refresh_s: float = 2.0, timeout: float = 5.0, retries: int = 3,
                  failed_check_s: float = 30.0) -> None:
         super().__init__()
         self.server, self.key, self.counter = server, key, counter
         self.journal_path = Path(journal_path)
-        self.slip_path, self.slip_format, self.paper_mm = slip_path, slip_format, paper_mm
+        self.slip_path, self.slip_format, self.columns = slip_path, slip_format, columns
         self.lease_size, self.refresh_s = lease_size, refresh_s
         self.failed_check_s = failed_check_s   # how often the top line recounts the failed payments
         self.failed_payments: int | None = None
@@ -284,7 +284,7 @@ class KioskApp(App[None]):
         if slip is None or self.slip_path is None:
             return ""
         try:
-            print_slip(render(slip, self.paper_mm, self.slip_format), self.slip_path)
+            print_slip(render(slip, self.columns, self.slip_format), self.slip_path)
         except OSError as exc:
             return f" (slip NOT printed: {exc.strerror or exc})"
         return " (slip printed)"
@@ -412,7 +412,7 @@ class KioskApp(App[None]):
         if self.desk is None or self.slip_path is None:
             return False, "No printer is set: start the kiosk with --slip DEVICE (or KIOSK_SLIP)."
         try:
-            print_slip(render(self.desk.cash_up_slip(cash), self.paper_mm, self.slip_format), self.slip_path)
+            print_slip(render(self.desk.cash_up_slip(cash), self.columns, self.slip_format), self.slip_path)
         except OSError as exc:
             return False, f"Cash-up slip NOT printed: {exc.strerror or exc}"
         return True, f"Cash-up slip printed ({cash['day']})."

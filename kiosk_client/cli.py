@@ -32,7 +32,7 @@ from typing import Any, TextIO
 from .client import Json, KioskClient, KioskError, ServerError
 from .desk import Desk, ActionResult, describe_error
 from .journal import FAILED, PENDING, Journal
-from .slip import print_slip, render
+from .slip import COLUMNS, WIDTHS, print_slip, render
 from .text import cash_up_table, failed_line, parse_rupees, token_line
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -72,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print token slips, payment receipts and the cash-up to this printer device "
                             "or file (KIOSK_SLIP)")
         p.add_argument("--slip-format", choices=("escpos", "text"), default=keep if default is keep else "escpos")
-        p.add_argument("--paper", type=int, choices=(58, 80), default=keep if default is keep else 58,
-                       help="paper width in mm (58 or 80)")
+        p.add_argument("--paper", type=int, choices=tuple(COLUMNS), default=keep if default is keep else 58,
+                       help="paper width in mm: 58 (32 characters a line) or 80 (48)")
+        p.add_argument("--columns", type=int, choices=WIDTHS, default=keep if default is keep else None,
+                       help="characters a line holds, as the printer's manual says; overrides --paper "
+                            "(42: 76 mm paper, or an 80 mm printer with a 512-dot head)")
 
     slip_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -122,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def line_width(args: argparse.Namespace) -> int:
+    """The slip's characters a line: ``--columns`` when given, else the usual for ``--paper``."""
+    return args.columns or COLUMNS[args.paper]
+
+
 def day_arg(text: str) -> str:
     """A day as YYYY-MM-DD, checked before anything is sent."""
     try:
@@ -152,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         from .app import KioskApp  # Textual loads only when the screen is wanted
 
         KioskApp(args.server, key, counter=args.counter, journal_path=args.journal,
-                 slip_path=args.slip, slip_format=args.slip_format, paper_mm=args.paper,
+                 slip_path=args.slip, slip_format=args.slip_format, columns=line_width(args),
                  lease_size=args.lease_size, timeout=args.timeout, retries=args.retries).run()
         return EXIT_OK
     return asyncio.run(run_command(args, key, sys.stdout, sys.stderr))
@@ -233,7 +241,7 @@ def print_result_slip(desk: Desk, args: argparse.Namespace, result: ActionResult
     if slip is None:
         return
     try:
-        print_slip(render(slip, args.paper, args.slip_format), args.slip)
+        print_slip(render(slip, line_width(args), args.slip_format), args.slip)
     except OSError as exc:   # the action is done all the same: say so, do not fail it
         sys.stderr.write(f"kiosk: slip NOT printed to {args.slip}: {exc.strerror or exc}\n")
 
@@ -341,7 +349,7 @@ async def cmd_cashup(desk: Desk, args: argparse.Namespace, out: TextIO) -> int:
     cash = await desk.cash_up(args.date)
     if args.slip:
         try:
-            print_slip(render(desk.cash_up_slip(cash), args.paper, args.slip_format), args.slip)
+            print_slip(render(desk.cash_up_slip(cash), line_width(args), args.slip_format), args.slip)
         except OSError as exc:
             sys.stderr.write(f"kiosk: cash-up slip NOT printed to {args.slip}: {exc.strerror or exc}\n")
     lines = cash_up_table(cash, desk.counter_name(cash.get("counter")), desk.substation_name)

@@ -1,7 +1,7 @@
 """The slips a counter prints: the token slip a consumer takes to the waiting hall, the
 provisional receipt for a payment, and the cash-up the cashier counts the drawer against at the end
-of the day. Plain text, or ESC/POS bytes for the 58 mm and 80 mm thermal receipt printers found at
-counters.
+of the day. Plain text, or ESC/POS bytes for the 58 mm, 76 mm and 80 mm thermal receipt printers
+found at counters, laid out for the characters a line holds (32, 42 or 48).
 
 The ESC/POS writer is a handful of commands (init, align, character size, bold, cut) that every
 such printer understands, so no driver library is needed. The slip is printed in English only:
@@ -25,8 +25,12 @@ INIT = ESC + b"@"                     # ESC @: reset the printer
 ALIGN = {"left": ESC + b"a\x00", "centre": ESC + b"a\x01", "right": ESC + b"a\x02"}   # ESC a n
 BOLD_ON, BOLD_OFF = ESC + b"E\x01", ESC + b"E\x00"                                      # ESC E n
 CUT = GS + b"V\x42\x03"               # GS V 66 n: feed n lines, then a partial cut
-#: Characters a line holds in the printer's standard font (font A, 12x24 dots).
+#: Characters a line holds in the printer's standard font (font A, 12x24 dots), by paper width:
+#: 32 on 58 mm, 48 on most 80 mm printers (576 dots a line).
 COLUMNS = {58: 32, 80: 48}
+#: The line widths a slip is laid out for: also 42, for 76 mm paper and for 80 mm printers
+#: whose head prints 512 dots (the printer's manual gives its "characters per line").
+WIDTHS = (32, 42, 48)
 
 
 def size(width: int, height: int) -> bytes:
@@ -149,15 +153,15 @@ class PaymentSlip:
 @dataclass(frozen=True)
 class CashUpSlip:
     """What the end-of-day cash-up slip says: the counter's day, what it took by mode, what became
-    of it (posted, pending, failed, refunded) and whether that adds up, with room to sign.
+    of it (posted, pending, failed, refunded by mode), whether that adds up, and what the drawer
+    should hold, with room to sign.
 
     Unlike the consumer's slips it is a table, printed left-aligned in columns."""
 
     substation: str
     counter: str
     day: str
-    taken: tuple[CashUpRow, ...]
-    parts: tuple[CashUpRow, ...]
+    blocks: tuple[tuple[CashUpRow, ...], ...]
     check: str
     printed_at: datetime | None = None
 
@@ -167,13 +171,11 @@ class CashUpSlip:
     def from_cash_up(cls, cash: Json, *, counter_name: str | None = None, substation_name: str | None = None,
                      printed_at: datetime | None = None) -> CashUpSlip:
         sub, cid = str(cash.get("substation") or ""), str(cash.get("counter") or "")
-        taken, parts = cash_up_rows(cash)
         return cls(
             substation=f"{substation_name} ({sub})" if substation_name and sub else (substation_name or sub),
             counter=f"{counter_name} ({cid})" if counter_name and counter_name != cid else cid,
             day=str(cash["day"]),
-            taken=tuple(taken),
-            parts=tuple(parts),
+            blocks=tuple(tuple(block) for block in cash_up_rows(cash)),
             check=cash_up_check(cash),
             printed_at=printed_at,
         )
@@ -190,7 +192,16 @@ class CashUpSlip:
         return [self.counter, self.day_text]
 
     def table(self, cols: int) -> list[str]:
-        return money_table([list(self.taken), list(self.parts)], cols)
+        return money_table([list(block) for block in self.blocks], cols)
+
+    def bold_rows(self) -> set[int]:
+        """Rows of ``table`` printed bold: what was taken, and what the drawer should hold."""
+        at, bold = 1, set()                  # under the header row
+        for number, block in enumerate(self.blocks):
+            at += 1 if number else 0         # the rule between blocks, as money_table draws it
+            bold |= {at + i for i, r in enumerate(block) if r.bold}
+            at += len(block)
+        return bold
 
     def tail(self, cols: int) -> list[str]:
         """Centred under the table: the sums checked, when it was printed."""
@@ -204,22 +215,20 @@ class CashUpSlip:
         return ["Counted by", "", "_" * cols]
 
 
-def slip_text(slip: Slip | PaymentSlip | CashUpSlip, paper_mm: int = 58) -> str:
-    """The slip as plain text, centred for the paper's width."""
+def slip_text(slip: Slip | PaymentSlip | CashUpSlip, cols: int = COLUMNS[58]) -> str:
+    """The slip as plain text, centred in ``cols`` characters (one of WIDTHS)."""
     if isinstance(slip, CashUpSlip):
-        return cash_up_text(slip, COLUMNS[paper_mm])
-    cols = COLUMNS[paper_mm]
+        return cash_up_text(slip, cols)
     title = f"{slip.heading} {slip.big}"
     head = [title] if len(title) <= cols else [slip.heading, slip.big]   # one line where it fits
     rows = [slip.substation, "-" * cols, *head, "", *slip.lines(), "-" * cols, *slip.footer]
     return "\n".join(r.center(cols).rstrip() for r in rows) + "\n"
 
 
-def slip_escpos(slip: Slip | PaymentSlip | CashUpSlip, paper_mm: int = 58) -> bytes:
-    """The slip as ESC/POS: centred, the number as large as fits the paper, then a cut."""
+def slip_escpos(slip: Slip | PaymentSlip | CashUpSlip, cols: int = COLUMNS[58]) -> bytes:
+    """The slip as ESC/POS: centred, the number as large as fits ``cols``, then a cut."""
     if isinstance(slip, CashUpSlip):
-        return cash_up_escpos(slip, COLUMNS[paper_mm])
-    cols = COLUMNS[paper_mm]
+        return cash_up_escpos(slip, cols)
     scale = max(1, min(4, cols // max(1, len(slip.big))))
     out = bytearray(INIT + ALIGN["centre"])
     out += BOLD_ON + _ascii(slip.substation) + BOLD_OFF + LF
@@ -254,11 +263,10 @@ def cash_up_escpos(slip: CashUpSlip, cols: int = COLUMNS[58]) -> bytes:
     for line in slip.head():
         out += _ascii(line) + LF
     out += _ascii("-" * cols) + LF + ALIGN["left"]
-    table = slip.table(cols)
-    taken_at = len(slip.taken)       # the header row, then the modes, then "Taken"
-    for number, line in enumerate(table):
+    bold = slip.bold_rows()
+    for number, line in enumerate(slip.table(cols)):
         text = _ascii(line.rstrip())
-        out += (BOLD_ON + text + BOLD_OFF if number == taken_at else text) + LF
+        out += (BOLD_ON + text + BOLD_OFF if number in bold else text) + LF
     out += _ascii("-" * cols) + LF + ALIGN["centre"]
     for line in slip.tail(cols):
         out += _ascii(line) + LF
@@ -269,9 +277,9 @@ def cash_up_escpos(slip: CashUpSlip, cols: int = COLUMNS[58]) -> bytes:
     return bytes(out)
 
 
-def render(slip: Slip | PaymentSlip | CashUpSlip, paper_mm: int, slip_format: str) -> bytes | str:
-    """The slip in the printer's format: ESC/POS bytes, or plain text."""
-    return slip_escpos(slip, paper_mm) if slip_format == "escpos" else slip_text(slip, paper_mm)
+def render(slip: Slip | PaymentSlip | CashUpSlip, cols: int, slip_format: str) -> bytes | str:
+    """The slip in the printer's format, ``cols`` characters wide: ESC/POS bytes, or plain text."""
+    return slip_escpos(slip, cols) if slip_format == "escpos" else slip_text(slip, cols)
 
 
 def _ascii(text: str) -> bytes:

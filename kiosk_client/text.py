@@ -112,21 +112,41 @@ def failed_line(payment: Json) -> str:
 
 @dataclass(frozen=True)
 class CashUpRow:
-    """One line of a cash-up: a label, how many payments and how much; ``depth`` 1 for a mode."""
+    """One line of a cash-up: a label, how many payments (None: not counted) and how much;
+    ``depth`` 1 for a mode under its total. A heading (``paise`` None) is a label alone;
+    ``bold`` on the slip."""
 
     label: str
-    count: int
-    paise: int
+    count: int | None
+    paise: int | None
     depth: int = 0
+    bold: bool = False
 
 
-def cash_up_rows(cash: Json) -> tuple[list[CashUpRow], list[CashUpRow]]:
-    """The cash-up as two blocks: taken (by mode, then in all), and what became of it."""
-    taken = [CashUpRow(MODE_LABEL.get(mode, mode), int(f["count"]), int(f["paise"]), depth=1)
-             for mode, f in (cash.get("by_mode") or {}).items()]
-    taken.append(CashUpRow("Taken", int(cash["taken"]["count"]), int(cash["taken"]["paise"])))
+def _mode_rows(by_mode: Json | None) -> list[CashUpRow]:
+    return [CashUpRow(MODE_LABEL.get(mode, mode), int(f["count"]), int(f["paise"]), depth=1)
+            for mode, f in (by_mode or {}).items()]
+
+
+def _drawer_rows(in_drawer: Json) -> list[CashUpRow]:
+    """Cash by its amount alone (the notes are counted, not the payments), cheques and drafts
+    with how many there should be."""
+    return [CashUpRow(MODE_LABEL.get(mode, mode), None if mode == "cash" else int(f["count"]), int(f["paise"]),
+                      depth=1, bold=True) for mode, f in in_drawer.items()]
+
+
+def cash_up_rows(cash: Json) -> list[list[CashUpRow]]:
+    """The cash-up as blocks, each total above its modes: taken; what became of it (refunds
+    by mode); and what the drawer should hold, when the server says (cash always, cheques and
+    drafts when any were taken)."""
+    taken = [CashUpRow("Taken", int(cash["taken"]["count"]), int(cash["taken"]["paise"]), bold=True),
+             *_mode_rows(cash.get("by_mode"))]
     parts = [CashUpRow(label, int(cash[name]["count"]), int(cash[name]["paise"])) for name, label in CASH_UP_PARTS]
-    return taken, parts
+    parts += _mode_rows(cash.get("refunded_by_mode"))
+    blocks = [taken, parts]
+    if cash.get("in_drawer"):
+        blocks.append([CashUpRow("In the drawer", None, None, bold=True), *_drawer_rows(cash["in_drawer"])])
+    return blocks
 
 
 def _parts_sum(cash: Json) -> tuple[int, int]:
@@ -153,10 +173,11 @@ def cash_up_check(cash: Json) -> str:
 
 def money_table(blocks: list[list[CashUpRow]], width: int, rule: str = "-") -> list[str]:
     """Rows of label, count and rupees, the figures right-aligned in columns, ``width`` wide;
-    a rule between blocks. Labels are cut (never the figures) when the width is short."""
-    amounts = [rupees(r.paise) for block in blocks for r in block]
-    money_w = max([len("Amount"), *map(len, amounts)])
-    count_w = max([len("Count"), *(len(str(r.count)) for block in blocks for r in block)])
+    a rule between blocks. Labels are cut (never the figures) when the width is short; a
+    heading takes the whole width."""
+    rows = [r for block in blocks for r in block if r.paise is not None]
+    money_w = max([len("Amount"), *(len(rupees(r.paise)) for r in rows)])
+    count_w = max([len("Count"), *(len(str(r.count)) for r in rows if r.count is not None)])
     gap = "  " if width - money_w - count_w - 4 >= len("Refunded") + 2 else " "   # two spaces where they fit
     label_w = max(1, width - money_w - count_w - 2 * len(gap))
 
@@ -167,7 +188,9 @@ def money_table(blocks: list[list[CashUpRow]], width: int, rule: str = "-") -> l
     for number, block in enumerate(blocks):
         if number:
             out.append(rule * width)
-        out += [row("  " * r.depth + r.label, str(r.count), rupees(r.paise)) for r in block]
+        out += [("  " * r.depth + r.label)[:width] if r.paise is None else
+                row("  " * r.depth + r.label, "" if r.count is None else str(r.count), rupees(r.paise))
+                for r in block]
     return out
 
 
@@ -177,5 +200,4 @@ def cash_up_table(cash: Json, counter_name: str = "", substation_name: str = "",
     title = f"Cash-up {cash['day']}: {counter}" + (f" ({counter_name})" if counter_name not in ("", counter) else "")
     if substation_name:
         title += f", {substation_name}"
-    taken, parts = cash_up_rows(cash)
-    return [title, *money_table([taken, parts], width), cash_up_check(cash)]
+    return [title, *money_table(cash_up_rows(cash), width), cash_up_check(cash)]

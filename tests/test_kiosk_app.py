@@ -203,6 +203,8 @@ async def test_failed_payments_resubmitted_and_refunded_and_the_cash_up_printed_
                 assert cash_up.cash == cash
                 on_screen = slip_figures(text_of(cash_up, "#table"))
                 assert on_screen["Taken"] == (2, 25050 + 7500) and on_screen["Refunded"] == (1, 7500)
+                assert on_screen["Refunded UPI"] == (1, 7500)                 # the UPI refund...
+                assert on_screen["In the drawer Cash"] == (None, 25050)      # ...took no cash out
                 assert "they add up" in text_of(cash_up, "#check")
                 await keys.press("p")
                 assert "Cash-up slip printed" in text_of(cash_up, "#outcome")

@@ -400,14 +400,20 @@ async def until_failed(kiosk_here: Callable[..., Awaitable[Any]], count: int) ->
     return answer["payments"]
 
 
-def slip_figures(text: str) -> dict[str, tuple[int, int]]:
-    """{label: (count, paise)} from the cash-up table's rows, as a person would read them."""
-    found = {}
+def slip_figures(text: str) -> dict[str, tuple[int | None, int]]:
+    """{label: (count, paise)} from the cash-up table's rows, as a person would read them: a
+    mode under its total or heading as "Taken Cash", "Refunded UPI", "In the drawer Cash"
+    (whose count is None: the drawer's cash is an amount)."""
+    found: dict[str, tuple[int | None, int]] = {}
+    above = ""
     for line in text.splitlines():
-        match = re.match(r"^\s*(\S.*?)\s+(\d+)\s+Rs ([\d,]+)\.(\d\d)$", line)
+        match = re.match(r"^( *)(\S.*?)(?:\s+(\d+))?\s+Rs ([\d,]+)\.(\d\d)$", line)
         if match:
-            label, count, whole, cents = match.groups()
-            found[label] = (int(count), int(whole.replace(",", "")) * 100 + int(cents))
+            indent, label, count, whole, cents = match.groups()
+            name = f"{above} {label}" if indent else label
+            found[name] = (None if count is None else int(count), int(whole.replace(",", "")) * 100 + int(cents))
+        if line and not line[0].isspace():
+            above = (match.group(2) if match else line).strip()
     return found
 
 
@@ -425,7 +431,7 @@ async def test_failed_payments_resubmitted_corrected_or_refunded_and_the_cash_up
             kiosk_here = in_process(server, key, tmp_path / "journal.sqlite")
             env = kiosk_env(server, key, tmp_path / "journal.sqlite")
             first = await serve_and_pay(kiosk_here, service, REFUSED[0], "250.50", "cash")
-            second = await serve_and_pay(kiosk_here, service, REFUSED[1], "75", "upi")
+            second = await serve_and_pay(kiosk_here, service, REFUSED[1], "75", "cash")
             good = await serve_and_pay(kiosk_here, service, ACCOUNT, "1,200", "cheque")
             failed = await until_failed(kiosk_here, 2)
             assert [p["id"] for p in failed] == [first["id"], second["id"]]        # oldest first
@@ -433,7 +439,7 @@ async def test_failed_payments_resubmitted_corrected_or_refunded_and_the_cash_up
 
             listed = kiosk(env, "failed").stdout
             assert f"2 failed payment(s) at {counter.id}" in listed and counter.label in listed
-            for payment, amount, mode in ((first, "Rs 250.50", "cash"), (second, "Rs 75.00", "upi")):
+            for payment, amount, mode in ((first, "Rs 250.50", "cash"), (second, "Rs 75.00", "cash")):
                 row = next(line for line in listed.splitlines() if payment["receipt"] in line)
                 assert payment["account"] in row and amount in row and mode in row, row
                 taken = datetime.fromisoformat(payment["created_at"]).strftime("%d %b %H:%M")
@@ -453,7 +459,7 @@ async def test_failed_payments_resubmitted_corrected_or_refunded_and_the_cash_up
 
             # by id, refunded; then neither is on the worklist, and a second go is refused in words
             line = kiosk(env, "refund", second["id"]).stdout
-            assert line.startswith(f"Refunded Rs 75.00 upi for {REFUSED[1]}: receipt {second['receipt']}")
+            assert line.startswith(f"Refunded Rs 75.00 cash for {REFUSED[1]}: receipt {second['receipt']}")
             assert "hand the consumer Rs 75.00 back" in line
             assert (await _admin(server, f"/api/v1/payments/{second['id']}"))["payment"]["status"] == "refunded"
             refused = (await kiosk_here("refund", first["id"], rc=1))["error"]
@@ -476,7 +482,9 @@ async def test_failed_payments_resubmitted_corrected_or_refunded_and_the_cash_up
             assert (cash["posted"], cash["refunded"]) == ({"count": 2, "paise": 25050 + 120000},
                                                           {"count": 1, "paise": 7500})
             assert cash["pending"]["count"] == cash["failed"]["count"] == 0
-            assert set(cash["by_mode"]) == {"cash", "upi", "cheque"} and good["mode"] == "cheque"
+            assert set(cash["by_mode"]) == {"cash", "cheque"} and good["mode"] == "cheque"
+            assert cash["refunded_by_mode"] == {"cash": {"count": 1, "paise": 7500}}
+            assert cash["in_drawer"] == {"cash": {"count": 1, "paise": 25050}, "cheque": {"count": 1, "paise": 120000}}
             printed = slip.read_text()
             assert max(len(line) for line in printed.splitlines()) <= 32                # 58 mm paper
             for text in (table, printed):
@@ -484,10 +492,14 @@ async def test_failed_payments_resubmitted_corrected_or_refunded_and_the_cash_up
                 assert figures["Taken"] == (3, cash["taken"]["paise"])
                 for name in ("posted", "pending", "failed", "refunded"):
                     assert figures[name.capitalize()] == (cash[name]["count"], cash[name]["paise"]), name
-                assert (figures["Cash"], figures["UPI"], figures["Cheque"]) == ((1, 25050), (1, 7500), (1, 120000))
+                assert (figures["Taken Cash"], figures["Taken Cheque"]) == ((2, 25050 + 7500), (1, 120000))
                 parts = [figures[n] for n in ("Posted", "Pending", "Failed", "Refunded")]
                 assert tuple(map(sum, zip(*parts))) == figures["Taken"]
-                assert sum(figures[m][1] for m in ("Cash", "UPI", "Cheque")) == figures["Taken"][1]
+                assert sum(figures[f"Taken {m}"][1] for m in ("Cash", "Cheque")) == figures["Taken"][1]
+                assert figures["Refunded Cash"] == figures["Refunded"] == (1, 7500)
+                # the drawer: cash taken less cash handed back, and the cheque
+                assert (figures["In the drawer Cash"], figures["In the drawer Cheque"]) == ((None, 25050),
+                                                                                          (1, 120000))
             assert "taken: they add up." in " ".join(table.split()) and "they add up." in printed
             assert table.splitlines()[0] == f"Cash-up {cash['day']}: {counter.id} ({counter.label}), {hall.name}"
             for line in ("CASH-UP", f"{counter.label} ({counter.id})", hall.name, "Counted by"):
@@ -498,6 +510,12 @@ async def test_failed_payments_resubmitted_corrected_or_refunded_and_the_cash_up
             data = roll.read_bytes()
             assert data.startswith(INIT) and data.endswith(CUT) and b"-" * 48 + b"\n" in data
             assert b"CASH-UP" in data and max(data) < 0x80
+            wide = tmp_path / "cash-up-42.txt"                                          # 42 a line
+            kiosk(env, "--paper", "80", "cashup", "--columns", "42", "--slip", str(wide), "--slip-format", "text")
+            lines = wide.read_text().splitlines()
+            assert max(map(len, lines)) == 42 and "-" * 42 in lines
+            assert slip_figures(wide.read_text()) == slip_figures(printed)
+            assert "invalid choice: 40" in kiosk(env, "cashup", "--columns", "40", rc=2).stderr
             assert "YYYY-MM-DD" in kiosk(env, "cashup", "--date", "1 Dec", rc=2).stderr
 
             server.stop()

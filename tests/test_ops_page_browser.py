@@ -352,6 +352,27 @@ def cashup_cell(counter: str, figure: str) -> str:
     return f'#cashup-rows tr[data-counter="{counter}"] td.{figure}'
 
 
+def idle_line(scenario: Scenario, hall: str, taking: tuple[str, ...] = ()) -> str:
+    """The cash-up's one line for a hall's counters that took nothing, as the page words it."""
+    counters = scenario.substations[hall].counters
+    idle = len([c for c in counters if c.id not in taking])
+    other = " other" if idle < len(counters) else ""
+    return f"{scenario.substations[hall].name}: {idle}{other} counter{'' if idle == 1 else 's'} took nothing"
+
+
+async def idle_lines(page) -> dict[str, str]:
+    """{hall id: its line} for the halls whose counters (some or all) took nothing."""
+    rows = page.locator("#cashup-rows tr.nothing")
+    return {await rows.nth(n).get_attribute("data-hall"): await rows.nth(n).text_content()
+            for n in range(await rows.count())}
+
+
+async def cash_up_shot(page, path: Path) -> None:
+    """The cash-up as a laptop shows it (the viewport, not the whole page), for a person to look at."""
+    await page.locator("#cashup").scroll_into_view_if_needed()
+    await page.screenshot(path=str(path))
+
+
 async def test_ops_settle_failed_payments_and_cash_up(scenario_file: Path, browser, tmp_path: Path):
     """Billing (a server of the test's own) refuses two accounts for good: the payments appear
     on the ops page without a reload, with the reason in words. A bad correction is refused in
@@ -388,11 +409,17 @@ async def settle_and_cash_up(server: ServerProcess, billing, browser, tmp_path: 
     # Nothing refused yet: the list says so in words; every counter took nothing today.
     await page.wait_for_selector("#settle[data-count='0'] #settle-empty:not([hidden])", timeout=5_000)
     assert (await page.text_content("#settle-empty")).startswith("No payments to settle")
-    await page.wait_for_selector(f'#cashup-rows tr[data-counter="{c1}"].nothing', timeout=5_000)
-    assert await page.locator("#cashup-rows tr").count() == len(scenario.counters)
+    # A quiet day is one line per hall, not one per counter.
+    await page.wait_for_selector(f'#cashup-rows tr.nothing[data-hall="{sid}"]', timeout=5_000)
+    assert await page.locator("#cashup-rows tr").count() == len(scenario.substations)
+    assert await idle_lines(page) == {hall: idle_line(scenario, hall) for hall in scenario.substations}
+    assert await page.locator("#cashup-rows tr[data-counter]").count() == 0
+    assert scenario.counters[c1].label in await page.get_attribute(f'#cashup-rows tr[data-hall="{sid}"] td', "title")
     today = datetime.now(scenario.timezone).date().isoformat()
     assert await page.input_value("#cashup-day") == today
-    assert f"took nothing on {today}" in await page.text_content(f'#cashup-rows tr[data-counter="{c1}"]')
+    assert "no counter took any payment" in await page.text_content("#cashup-note")
+    assert await page.text_content("#cashup-total td.drawer") == "Rs 0.00"
+    await cash_up_shot(page, tmp_path / "ops-cashup-quiet.png")
 
     async with aiohttp.ClientSession(headers=bearer(server.admin_key)) as session:
         async def call(method: str, path: str, expect: int = 200, **kw) -> dict:
@@ -410,8 +437,8 @@ async def settle_and_cash_up(server: ServerProcess, billing, browser, tmp_path: 
             return payment
 
         refused = await pay(c1, bad, 1_234_50, "cash")
-        posted = await pay(c1, good, 500_00, "cash")
-        other = await pay(c2, worse, 750_00, "upi")
+        posted = await pay(c1, good, 500_00, "cheque")
+        other = await pay(c2, worse, 750_00, "cash")
 
         # Both refusals appear on the open page (no reload), oldest first, in words.
         row, other_row = (f'#settle-rows tr[data-receipt="{p["receipt"]}"]' for p in (refused, other))
@@ -469,6 +496,7 @@ async def settle_and_cash_up(server: ServerProcess, billing, browser, tmp_path: 
             assert await page.text_content(cashup_cell(c1, figure)) == "0", figure
         assert billing.posted[posted["id"]]["account"] == good
 
+        assert await page.text_content(cashup_cell(c1, "drawer")) == "Rs 1,234.50cheque 1 Rs 500.00"
         # Refund the other: asked first (cancel: still listed), then gone; the list says so.
         await page.click(f"{other_row} button[data-action=refund]")
         asked = await confirm_dialog(page, ok=False)
@@ -482,24 +510,34 @@ async def settle_and_cash_up(server: ServerProcess, billing, browser, tmp_path: 
         await page.wait_for_function(
             f"document.querySelector('{cashup_cell(c2, 'refunded')} b')?.textContent === '1'", timeout=5_000)
         assert await page.text_content(f"{cashup_cell(c2, 'refunded')} .rs") == "Rs 750.00"
-        assert await page.text_content(f'#cashup-rows tr[data-counter="{c2}"] .mode-line[data-mode="upi"]') \
-            == "upi 1 Rs 750.00"
-        assert await page.text_content(cashup_cell(c2, "cash")) == "0"
-        # The total row adds up the counters; an idle counter says it took nothing.
+        # The refund shows its mode, and the cash it took out of the drawer.
+        assert await page.text_content(f'{cashup_cell(c2, "refunded")} .mode-line[data-mode="cash"]') \
+            == "cash 1 Rs 750.00"
+        assert await page.text_content(cashup_cell(c2, "cash")) == "1Rs 750.00"
+        await page.wait_for_function(
+            f"document.querySelector('{cashup_cell(c2, 'drawer')}')?.textContent === 'Rs 0.00'", timeout=5_000)
+        # The total row adds up the counters; the idle ones are one line a hall.
         total = "#cashup-total tr"
         assert await page.text_content(f"{total} td.taken") == "3Rs 2,484.50"
-        assert await page.text_content(f"{total} td.cash") == "2Rs 1,734.50"
-        assert "took nothing" in await page.text_content(f'#cashup-rows tr[data-counter="{idle}"]')
+        assert await page.text_content(f"{total} td.cash") == "2Rs 1,984.50"
+        assert await page.text_content(f"{total} td.modes") == "cheque 1 Rs 500.00"
+        assert await page.text_content(f"{total} td.refunded") == "1Rs 750.00cash 1 Rs 750.00"
+        assert await page.text_content(f"{total} td.drawer") == "Rs 1,234.50cheque 1 Rs 500.00"
+        assert await idle_lines(page) == {hall: idle_line(scenario, hall, (c1, c2)) for hall, sub in
+                                          scenario.substations.items() if {c.id for c in sub.counters} - {c1, c2}}
+        assert await page.locator(f'#cashup-rows tr[data-counter="{idle}"]').count() == 0
+        assert await page.locator("#cashup-rows tr[data-counter]").count() == 2
         served = (await call("GET", f"/api/v1/counters/{c2}/cash-up"))["cash_up"]
         assert (served["refunded"], served["taken"]) == ({"count": 1, "paise": 750_00}, {"count": 1, "paise": 750_00})
-        await page.screenshot(path=str(tmp_path / "ops-cashup.png"), full_page=True)
+        assert served["in_drawer"] == {"cash": {"count": 0, "paise": 0}}
+        await cash_up_shot(page, tmp_path / "ops-cashup.png")
 
     # Another day: the date input reloads it (nothing taken yesterday); Today goes back.
     yesterday = (datetime.now(scenario.timezone).date() - timedelta(days=1)).isoformat()
     await page.fill("#cashup-day", yesterday)
     await page.wait_for_function(f"document.getElementById('cashup-table').dataset.day === '{yesterday}'",
                                  timeout=5_000)
-    assert await page.locator("#cashup-rows tr.nothing").count() == len(scenario.counters)
+    assert await page.locator("#cashup-rows tr").count() == len(scenario.substations)
     assert "no counter took any payment" in await page.text_content("#cashup-note")
     await page.click("#cashup-today")
     await page.wait_for_function(f"document.getElementById('cashup-table').dataset.day === '{today}'",

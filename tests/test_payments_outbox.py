@@ -380,38 +380,48 @@ async def test_cash_up_adds_up_over_a_day_with_failures_a_resubmission_and_a_ref
     assert (await hall_api.post("/api/v1/ops/billing/pause"))[0] == 200   # the test settles them itself
     store = hall_api.client.app[STORE]
     ids = []
-    for paise, mode in ((10_000, "cash"), (25_050, "cash"), (7_500, "upi"), (120_000, "cheque")):
+    for paise, mode in ((10_000, "cash"), (25_050, "cash"), (7_500, "upi"), (120_000, "cheque"), (5_000, "cash")):
         token = await served(hall_api, counter, service)
         status, body = await hall_api.post("/api/v1/payments", key, json={**pay_body(token, paise=paise), "mode": mode})
         assert status == 202, body
         ids.append(body["payment"]["id"])
         assert (await hall_api.act(token, "complete"))[0] == 200
     await store.settle_payment(ids[0], PaymentStatus.POSTED, clock.now, billing_ref="BILL-1")
-    for pid in ids[1:3]:
+    for pid in (ids[1], ids[2], ids[4]):
         await store.settle_payment(pid, PaymentStatus.FAILED, clock.now, reason="billing refused the payment (404)")
     assert (await hall_api.post(f"/api/v1/payments/{ids[1]}/resubmit", key, json={"account": "2140099999"}))[0] == 200
-    assert (await hall_api.post(f"/api/v1/payments/{ids[2]}/refund", key))[0] == 200
+    for pid in (ids[2], ids[4]):                                   # one UPI, one cash: handed back
+        assert (await hall_api.post(f"/api/v1/payments/{pid}/refund", key))[0] == 200
     status, body = await hall_api.get(f"/api/v1/counters/{counter.id}/cash-up", key)
     assert status == 200, body
     cash = body["cash_up"]
     recorded = [(await hall_api.get(f"/api/v1/payments/{pid}", key))[1]["payment"] for pid in ids]
-    assert cash["taken"] == {"count": 4, "paise": sum(p["amount_paise"] for p in recorded)}
+    assert cash["taken"] == {"count": 5, "paise": sum(p["amount_paise"] for p in recorded)}
     for name, statuses in (("posted", {"posted"}), ("pending", {"queued"}), ("failed", {"failed"}),
                            ("refunded", {"refunded"})):
         mine = [p for p in recorded if p["status"] in statuses]
         assert cash[name] == {"count": len(mine), "paise": sum(p["amount_paise"] for p in mine)}, name
-    assert (cash["posted"]["count"], cash["pending"]["count"], cash["refunded"]["count"]) == (1, 2, 1)
+    assert (cash["posted"]["count"], cash["pending"]["count"], cash["refunded"]["count"]) == (1, 2, 2)
     assert sum(cash[n]["paise"] for n in ("posted", "pending", "failed", "refunded")) == cash["taken"]["paise"]
-    assert cash["by_mode"] == {"cash": {"count": 2, "paise": 35_050}, "cheque": {"count": 1, "paise": 120_000},
+    assert cash["by_mode"] == {"cash": {"count": 3, "paise": 40_050}, "cheque": {"count": 1, "paise": 120_000},
                                "upi": {"count": 1, "paise": 7_500}}
+    # Refunds by mode add up to refunded; the drawer holds what was taken in cash and cheques
+    # less what went back (a refunded UPI payment never was in it).
+    assert cash["refunded_by_mode"] == {"cash": {"count": 1, "paise": 5_000}, "upi": {"count": 1, "paise": 7_500}}
+    for figure in ("count", "paise"):
+        for name in ("by_mode", "refunded_by_mode"):
+            total = "taken" if name == "by_mode" else "refunded"
+            assert sum(f[figure] for f in cash[name].values()) == cash[total][figure], (name, figure)
+    assert cash["in_drawer"] == {"cash": {"count": 2, "paise": 35_050}, "cheque": {"count": 1, "paise": 120_000}}
     status, report = await hall_api.get(f"/api/v1/reports/daily?date={cash['day']}&format=json")
     row = next(r for r in report["report"]["rows"] if r["counter"] == counter.id)
-    assert (row["payments_taken"], row["payments_pending"], row["payments_refunded"]) == (4, 2, 1)
+    assert (row["payments_taken"], row["payments_pending"], row["payments_refunded"]) == (5, 2, 2)
     assert (await hall_api.get(f"/api/v1/counters/{counter.id}/cash-up", await hall_api.cashier(other.id)))[0] == 403
     assert (await hall_api.get("/api/v1/counters/NOPE-9/cash-up"))[0] == 404
     assert (await hall_api.get(f"/api/v1/counters/{counter.id}/cash-up?date=yesterday", key))[0] in (400, 422)
     other_cash = (await hall_api.get(f"/api/v1/counters/{other.id}/cash-up"))[1]["cash_up"]
     assert other_cash["taken"] == {"count": 0, "paise": 0} and other_cash["by_mode"] == {}
+    assert other_cash["refunded_by_mode"] == {} and other_cash["in_drawer"] == {"cash": {"count": 0, "paise": 0}}
     status, every = await hall_api.get(f"/api/v1/reports/cash-up?date={cash['day']}")   # the ops page's one call
     assert status == 200 and every["day"] == cash["day"]
     assert [c["counter"] for c in every["counters"]] == list(hall_api.client.app[SETTINGS].scenario.counters)

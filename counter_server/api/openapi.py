@@ -208,7 +208,8 @@ def build_openapi(plans: PlanLimits | None = None) -> dict[str, Any]:
         }},
         "/api/v1/counters/{cid}/cash-up": {"get": {
             "summary": "A counter's payments of a day as its drawer is counted: taken (by mode), "
-                       "posted, pending, failed, refunded (its cashier, or an admin)",
+                       "posted, pending, failed, refunded (by mode), and what the drawer should "
+                       "hold (in_drawer: cash, cheques, drafts) (its cashier, or an admin)",
             "parameters": [_path("cid"), {"name": "date", "in": "query", "required": False, "schema": DAY,
                                           "description": "YYYY-MM-DD; left out: today"}],
             "responses": {"200": _answer("Cash-up", {"type": "object"}), **_errors(400, 401, 403, 404, 422)},
@@ -288,7 +289,7 @@ def build_openapi(plans: PlanLimits | None = None) -> dict[str, Any]:
         },
         "/api/v1/reports/cash-up": {"get": {
             "summary": "Every counter's cash-up for a day: taken (by mode), posted, pending, failed, "
-                       "refunded (admin)",
+                       "refunded (by mode), in_drawer (admin)",
             "parameters": [
                 {"name": "date", "in": "query", "required": False, "schema": DAY,
                  "description": "YYYY-MM-DD; left out: today"},

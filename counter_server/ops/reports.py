@@ -84,6 +84,7 @@ class Tally:
     payments: dict[str, list[int]] = field(default_factory=lambda: {
         "taken": [0, 0], "posted": [0, 0], "pending": [0, 0], "failed": [0, 0], "refunded": [0, 0]})
     modes: dict[str, list[int]] = field(default_factory=dict)   # taken, by mode: [count, paise]
+    refund_modes: dict[str, list[int]] = field(default_factory=dict)   # refunded, by mode
 
     def add(self, other: Tally) -> None:
         for name in ("issued", "served", "no_shows", "cancelled", "closed_unserved", "open_at_end",
@@ -93,7 +94,8 @@ class Tally:
         self.served_waits += other.served_waits
         self.service += other.service
         self.hours.update(other.hours)
-        for mine, theirs in ((self.payments, other.payments), (self.modes, other.modes)):
+        for mine, theirs in ((self.payments, other.payments), (self.modes, other.modes),
+                             (self.refund_modes, other.refund_modes)):
             for status, (n, paise) in theirs.items():
                 kept = mine.setdefault(status, [0, 0])
                 kept[0] += n
@@ -333,8 +335,11 @@ def tally_day(events: Iterable[Mapping[str, Any]], tz: tzinfo) -> DayTallies:
         for tally in targets:
             if tally is None:
                 continue
-            for kept in (tally.payments["taken"], tally.payments[_PAYMENT_COLUMN.get(status, "pending")],
-                         tally.modes.setdefault(mode, [0, 0])):
+            column = _PAYMENT_COLUMN.get(status, "pending")
+            kept_in = [tally.payments["taken"], tally.payments[column], tally.modes.setdefault(mode, [0, 0])]
+            if column == "refunded":
+                kept_in.append(tally.refund_modes.setdefault(mode, [0, 0]))
+            for kept in kept_in:
                 kept[0] += 1
                 kept[1] += paise
     day.by_hour = {h: (v[0], v[1], v[2], v[3]) for h, v in hours.items()}
@@ -418,21 +423,45 @@ def monthly_report(month: str, days: Iterable[tuple[str, Iterable[Mapping[str, A
     return MonthlyReport(month, substation, rows, figures(substation or ALL, None, pooled, door=True))
 
 
+#: Modes whose money stays in the counter's drawer (notes, cheques, drafts); card and UPI go
+#: straight to the bank.
+DRAWER_MODES = ("cash", "cheque", "dd")
+
+
 def cash_ups(day: str, layout: Mapping[str, Sequence[str]], events: Iterable[Mapping[str, Any]],
              tz: tzinfo) -> list[dict[str, Any]]:
     """Each counter's payments of the day (``layout``: substation -> its counters, in order) as
     its cashier counts the drawer: taken (by mode), and of those posted, pending, failed and
-    refunded, each a count and paise; they add up to taken."""
+    refunded (by mode too), each a count and paise; they add up to taken. ``in_drawer`` is what
+    the drawer should hold: cash taken less cash refunded (always), and the same for cheques
+    and demand drafts when any were taken."""
     tallies = tally_day(events, tz).counters
     found = []
     for substation, counters in layout.items():
         for counter in counters:
             tally = tallies.get((substation, counter), Tally())
-            money = {name: {"count": n, "paise": paise} for name, (n, paise) in tally.payments.items()}
+            money = {name: _money(kept) for name, kept in tally.payments.items()}
             found.append({"day": day, "substation": substation, "counter": counter, **money,
-                          "by_mode": {mode: {"count": n, "paise": paise}
-                                      for mode, (n, paise) in sorted(tally.modes.items())}})
+                          "by_mode": {mode: _money(kept) for mode, kept in sorted(tally.modes.items())},
+                          "refunded_by_mode": {mode: _money(kept)
+                                               for mode, kept in sorted(tally.refund_modes.items())},
+                          "in_drawer": _in_drawer(tally)})
     return found
+
+
+def _money(kept: Sequence[int]) -> dict[str, int]:
+    return {"count": kept[0], "paise": kept[1]}
+
+
+def _in_drawer(tally: Tally) -> dict[str, dict[str, int]]:
+    drawer = {}
+    for mode in DRAWER_MODES:
+        taken = tally.modes.get(mode)
+        if taken is None and mode != "cash":
+            continue
+        taken, refunded = taken or [0, 0], tally.refund_modes.get(mode, [0, 0])
+        drawer[mode] = _money([taken[0] - refunded[0], taken[1] - refunded[1]])
+    return drawer
 
 
 def figures_json(row: Figures) -> dict[str, Any]:

@@ -830,8 +830,10 @@ function askRefund(id, row) {
 }
 
 // -- cash-up ---------------------------------------------------------------------------------------
-// One row per counter for a day: taken, and of it posted, pending, failed and refunded, with the
-// cash and the other modes, all from one request (/api/v1/reports/cash-up). Live changes (the feed's outbox counts) reload it, at most every CASH_UP_EVERY_MS.
+// One row per counter that took payments on a day: taken, and of it posted, pending, failed and
+// refunded (by mode), the cash and the other modes, and what its drawer should hold; one line per
+// hall for its counters that took nothing; all from one request (/api/v1/reports/cash-up). Live
+// changes (the feed's outbox counts) reload it, at most every CASH_UP_EVERY_MS.
 
 const CASH_UP_EVERY_MS = 10_000;
 const cashUp = { loads: 0, sig: null, at: 0, today: null, followToday: true, loaded: false, last: null };
@@ -892,58 +894,108 @@ function otherModes(byMode) {
   return Object.entries(byMode).filter(([mode]) => mode !== "cash");
 }
 
+function modeLine(mode, figure) {
+  const line = el("span", "mode-line");
+  line.dataset.mode = mode;
+  line.append(`${mode} `, el("b", "", String(figure.count)), " ", el("span", "rs", rupees(figure.paise)));
+  return line;
+}
+
 function modesCell(others) {
   const td = cell("Other modes", "modes");
   if (!others.length) { td.textContent = "none"; td.classList.add("zero"); return td; }
-  for (const [mode, figure] of others) {
-    const line = el("span", "mode-line");
-    line.dataset.mode = mode;
-    line.append(`${mode} `, el("b", "", String(figure.count)), " ", el("span", "rs", rupees(figure.paise)));
-    td.append(line);
-  }
+  for (const [mode, figure] of others) td.append(modeLine(mode, figure));
   return td;
+}
+
+/** Refunded, with the modes the money went back in under it. */
+function refundedCell(figure, byMode) {
+  const td = moneyCell("Refunded", "refunded", figure);
+  for (const [mode, part] of Object.entries(byMode || {})) td.append(modeLine(mode, part));
+  return td;
+}
+
+/** What the drawer should hold: cash taken less cash refunded, then cheques and drafts. */
+function drawerCell(inDrawer) {
+  const td = cell("In the drawer", "num drawer");
+  const cash = (inDrawer && inDrawer.cash) || { count: 0, paise: 0 };
+  const line = el("b", cash.paise ? "drawer-cash" : "drawer-cash zero", rupees(cash.paise));
+  line.dataset.mode = "cash";
+  td.append(line);
+  for (const [mode, figure] of Object.entries(inDrawer || {})) if (mode !== "cash") td.append(modeLine(mode, figure));
+  return td;
+}
+
+function addInto(sums, byMode) {
+  for (const [mode, figure] of Object.entries(byMode || {})) {
+    const sum = sums[mode] || (sums[mode] = { count: 0, paise: 0 });
+    sum.count += figure.count;
+    sum.paise += figure.paise;
+  }
+}
+
+function figuresInto(tr, r) {
+  for (const figure of FIGURES) {
+    tr.append(figure === "refunded" ? refundedCell(r.refunded, r.refunded_by_mode)
+      : moneyCell(figure[0].toUpperCase() + figure.slice(1), figure, r[figure]));
+  }
+  tr.append(cashCell(r.by_mode), modesCell(otherModes(r.by_mode)), drawerCell(r.in_drawer));
+}
+
+/** One line for a hall's counters that took nothing: 40 idle counters must not push the rest away. */
+function idleRow(sid, idle, others) {
+  const hall = counterLabel(sid, "").hall;
+  const tr = el("tr", "cashup-row nothing");
+  tr.dataset.hall = sid;
+  const n = idle.length;
+  const text = `${hall}: ${n}${others ? " other" : ""} counter${n === 1 ? "" : "s"} took nothing`;
+  const td = cell("", "nothing-note", text);
+  td.colSpan = FIGURES.length + 4;
+  td.title = idle.map((r) => counterLabel(r.substation, r.counter).name).join(", ");
+  tr.append(td);
+  return tr;
 }
 
 function showCashUp(day, rows) {
   cashUp.loaded = true;
   cashUp.last = { day, rows };
-  const total = { by_mode: {} };
+  const total = { by_mode: {}, refunded_by_mode: {}, in_drawer: { cash: { count: 0, paise: 0 } } };
   for (const name of FIGURES) total[name] = { count: 0, paise: 0 };
+  const halls = new Map();                                        // in the scenario's order
+  for (const r of rows) {
+    if (!halls.has(r.substation)) halls.set(r.substation, []);
+    halls.get(r.substation).push(r);
+  }
   let taking = 0;
-  const body = rows.map((r) => {
-    const where = counterLabel(r.substation, r.counter);
-    const tr = el("tr", "cashup-row");
-    tr.dataset.counter = r.counter;
-    const name = cell("Counter", "where");
-    name.append(el("b", "", where.name), el("span", "hall-name", where.hall));
-    tr.append(name);
-    if (r.taken.count === 0) {
-      tr.classList.add("nothing");
-      const none = cell("", "nothing-note", `took nothing on ${day}`);
-      none.colSpan = 7;
-      tr.append(none);
-      return tr;
+  const body = [];
+  for (const [sid, counters] of halls) {
+    const idle = counters.filter((r) => r.taken.count === 0);
+    for (const r of counters) {
+      if (r.taken.count === 0) continue;
+      taking += 1;
+      const where = counterLabel(r.substation, r.counter);
+      const tr = el("tr", "cashup-row");
+      tr.dataset.counter = r.counter;
+      const name = cell("Counter", "where");
+      name.append(el("b", "", where.name), el("span", "hall-name", where.hall));
+      tr.append(name);
+      figuresInto(tr, r);
+      for (const figure of FIGURES) {
+        total[figure].count += r[figure].count;
+        total[figure].paise += r[figure].paise;
+      }
+      addInto(total.by_mode, r.by_mode);
+      addInto(total.refunded_by_mode, r.refunded_by_mode);
+      addInto(total.in_drawer, r.in_drawer);
+      body.push(tr);
     }
-    taking += 1;
-    for (const figure of FIGURES) {
-      total[figure].count += r[figure].count;
-      total[figure].paise += r[figure].paise;
-      tr.append(moneyCell(figure[0].toUpperCase() + figure.slice(1), figure, r[figure]));
-    }
-    for (const [mode, figure] of Object.entries(r.by_mode)) {
-      const sum = total.by_mode[mode] || (total.by_mode[mode] = { count: 0, paise: 0 });
-      sum.count += figure.count;
-      sum.paise += figure.paise;
-    }
-    tr.append(cashCell(r.by_mode), modesCell(otherModes(r.by_mode)));
-    return tr;
-  });
+    if (idle.length) body.push(idleRow(sid, idle, idle.length < counters.length));
+  }
   $("cashup-rows").replaceChildren(...body);
   const foot = el("tr", "cashup-row total");
   foot.dataset.counter = "";
   foot.append(cell("", "where", `All ${rows.length} counters`));
-  for (const figure of FIGURES) foot.append(moneyCell(figure[0].toUpperCase() + figure.slice(1), figure, total[figure]));
-  foot.append(cashCell(total.by_mode), modesCell(otherModes(total.by_mode)));
+  figuresInto(foot, total);
   $("cashup-total").replaceChildren(foot);
   $("cashup-table").hidden = false;
   $("cashup-table").dataset.day = day;
