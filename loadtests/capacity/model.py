@@ -160,8 +160,8 @@ def run_day(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch
     every walk-in balks (0: nobody does) and ``impatient_line`` takes the one-line days.
     """
     door_waits = door_waits or DoorWaits()
-    kinds = np.unique(np.asarray(batch.services, dtype=int))
-    if len(kinds) == 1 and not events:
+    kinds = np.asarray(batch.services, dtype=int)
+    if len(kinds) and not events and kinds.min() == kinds.max():   # one service (no sort)
         s = int(kinds[0])
         if not (batch.booked is not None and np.any(batch.booked)):
             if batch.patience_s is not None:
@@ -355,8 +355,7 @@ def impatient_line(layout: Layout, services: Sequence[ServiceTime], batch: Arriv
     n_samples = len(sample_times)
     si = 0
     next_sample = sample_times[0] if n_samples else inf
-    for j in range(n):
-        t = times[j]
+    for j, t in enumerate(times):
         # the line at each sample time before t: everyone before t has arrived, and those
         # who left by then are off the heap
         while next_sample <= t:

@@ -405,7 +405,7 @@ def coming_back(plan: MonthPlan, seed: int, day: int, where: int,
 
 def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome]) -> DayStats:
     waits = np.concatenate([np.asarray(o.waits) for o in outcomes]) if outcomes else np.zeros(0)
-    has = len(waits) > 0
+    p50, p90 = np.percentile(waits, [50, 90]).tolist() if len(waits) else (0.0, 0.0)
     return DayStats(
         day=day,
         last_week=plan.demand.is_last_week(day),
@@ -417,8 +417,8 @@ def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome]) -> Day
         online_hint=sum(o.online_hint for o in outcomes),
         online_door=sum(o.online_door for o in outcomes),
         longest_queue=max((o.max_queue for o in outcomes), default=0),
-        wait_p50_s=float(np.percentile(waits, 50)) if has else 0.0,
-        wait_p90_s=float(np.percentile(waits, 90)) if has else 0.0,
+        wait_p50_s=p50,
+        wait_p90_s=p90,
         lost_hours=sum(o.lost_s for o in outcomes) / 3600.0,
         booked=sum(len(o.booked_waits) for o in outcomes),
         balked=sum(o.balked for o in outcomes),
