@@ -504,7 +504,8 @@ def impatient_booked_line(layout: Layout, services: Sequence[ServiceTime], batch
             samples.append(len(line))
             si += 1
             next_sample = sample_times[si] if si < n_samples else inf
-        book_until(t, t)
+        if bi < nb and b_times[bi] <= t or pending and pending[0][0] <= t:   # else nothing to do
+            book_until(t, t)
         while line and line[0] <= t:
             heappop(line)
         ahead = len(line)
