@@ -247,7 +247,6 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     line_names = list(map(attrgetter("service"), line))
     for service in set(line_names).difference(index):
         number(service)
-    line_service = list(map(index.__getitem__, line_names))
     for _, token in booked:
         number(token.service)
     names = list(index)
@@ -257,8 +256,9 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     error2 = [times.mean_error(n) ** 2 for n in names]
     if (not booked and len(set(line_names)) <= 1
             and set(map(attrgetter("target_counter"), line)) <= {None}):
-        return _one_service_run(line_service, counters, serves, busy_with, names, spread2, error2,
-                                mean)
+        return _one_service_run(index[line_names[0]] if line_names else -1, len(line_names),
+                                counters, serves, busy_with, names, spread2, error2, mean)
+    line_service = list(map(index.__getitem__, line_names))
 
     # Who may take whom: each service's tokens in line, and tokens pinned to one counter.
     open_at = {c.id: k for k, c in enumerate(counters)}
@@ -394,19 +394,18 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     return CallPlan(found, places, new, waiting_by_name)
 
 
-def _one_service_run(line_service: list[int], counters: Sequence[OpenCounter],
+def _one_service_run(s0: int, n: int, counters: Sequence[OpenCounter],
                      serves: list[tuple[int, ...]], busy_with: list[int | None], names: list[str],
                      spread2: list[float], error2: list[float], mean: list[float]) -> CallPlan:
-    """``plan_calls``' run when the line holds walk-ins of one service, none pinned to a counter,
-    and no booking is due (a busy hall's usual line): each counter serving that service takes
-    the next token as it frees, so there is nobody to choose between. Every pool's sums then
-    depend only on how many tokens it took, so one running sum stands for all of them, and a
-    token's range is worked out only when it is read (``_OneServiceLine``): the door reads a new
-    token's only. The arithmetic is ``plan_calls``' own, in the same order, so the estimates are
-    the same to the last bit, in about half the time.
+    """``plan_calls``' run when the line holds ``n`` walk-ins of one service (``s0``), none
+    pinned to a counter, and no booking is due (a busy hall's usual line): each counter serving
+    that service takes the next token as it frees, so there is nobody to choose between. Every
+    pool's sums then depend only on how many tokens it took, so one running sum stands for all
+    of them, and a token's range is worked out only when it is read (``_OneServiceLine``): the
+    door reads a new token's only. The arithmetic is ``plan_calls``' own, in the same order, so
+    the estimates are the same to the last bit, in under half the time.
     """
-    count, n = len(names), len(line_service)
-    s0 = line_service[0] if n else -1
+    count = len(names)
     size = [0] * count
     for served in serves:
         for s in served:
