@@ -383,9 +383,9 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
             outcomes.append(run_day(layout, plan.services, batch, policy, payment, sample_times,
                                     door_waits=door_waits, balk_wait_s=plan.demand.balk_wait_s))
         back = [coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
-        result.days.append(_day_stats(plan, day, outcomes))
-        waits = np.concatenate([np.asarray(o.waits, dtype=np.float32) for o in outcomes])
-        result.waits[day] = waits
+        waits = np.concatenate([np.asarray(o.waits) for o in outcomes])
+        result.days.append(_day_stats(plan, day, outcomes, waits))
+        result.waits[day] = waits.astype(np.float32)
         if bookings:
             result.booked_waits[day] = np.concatenate(
                 [np.asarray(o.booked_waits, dtype=np.float32) for o in outcomes])
@@ -403,8 +403,9 @@ def coming_back(plan: MonthPlan, seed: int, day: int, where: int,
     return {s: int(rng.binomial(n, share)) for s, n in sorted(sent_home.items())}
 
 
-def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome]) -> DayStats:
-    waits = np.concatenate([np.asarray(o.waits) for o in outcomes]) if outcomes else np.zeros(0)
+def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome],
+               waits: np.ndarray) -> DayStats:
+    """The day's row; ``waits`` are the outcomes' waits, in order."""
     p50, p90 = np.percentile(waits, [50, 90]).tolist() if len(waits) else (0.0, 0.0)
     return DayStats(
         day=day,
