@@ -244,8 +244,8 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     busy_with = [None if c.busy_with is None else number(c.busy_with) for c in counters]
     for service in services:
         number(service)
-    line_names = list(map(attrgetter("service"), line))
-    for service in set(line_names).difference(index):
+    line_kinds = set(map(attrgetter("service"), line))
+    for service in line_kinds.difference(index):
         number(service)
     for _, token in booked:
         number(token.service)
@@ -254,11 +254,11 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     mean = [times.mean(n) for n in names]
     spread2 = [times.sd(n) ** 2 for n in names]
     error2 = [times.mean_error(n) ** 2 for n in names]
-    if (not booked and len(set(line_names)) <= 1
+    if (not booked and len(line_kinds) <= 1
             and set(map(attrgetter("target_counter"), line)) <= {None}):
-        return _one_service_run(index[line_names[0]] if line_names else -1, len(line_names),
-                                counters, serves, busy_with, names, spread2, error2, mean)
-    line_service = list(map(index.__getitem__, line_names))
+        return _one_service_run(index[line[0].service] if line else -1, len(line), counters,
+                                serves, busy_with, names, spread2, error2, mean)
+    line_service = list(map(index.__getitem__, map(attrgetter("service"), line)))
 
     # Who may take whom: each service's tokens in line, and tokens pinned to one counter.
     open_at = {c.id: k for k, c in enumerate(counters)}

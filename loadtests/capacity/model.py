@@ -450,17 +450,20 @@ def impatient_booked_line(layout: Layout, services: Sequence[ServiceTime], batch
     w_times, w_lengths = times[walk].tolist(), lengths_all[walk].tolist()
     w_patience = np.asarray(batch.patience_s)[walk].tolist()
     w_balk = np.asarray(batch.u_balk)[walk].tolist()
-    w_hint, w_door = np.asarray(batch.u_hint)[walk].tolist(), np.asarray(batch.u_door)[walk].tolist()
     b_times, b_lengths = times[booked].tolist(), lengths_all[booked].tolist()
     nb = len(b_times)
     hint = policy.hint and s == payment
     door, kind = policy.door, policy.door_estimate
+    w_hint = np.asarray(batch.u_hint)[walk].tolist() if hint else []
+    w_door = np.asarray(batch.u_door)[walk].tolist() if door else []
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
     offer_online = s == payment
     door_estimate = (door_waits or DoorWaits()).table(kind, c, mean, services[s].sd_s, bound[s],
                                                       services[s].mean_error_s)
     door_table = door_estimate.values
     balk_per_ahead = mean / c / balk_wait_s if balk_wait_s > 0 else 0.0
+    everyone = len(w_times) + nb             # the most anyone can have ahead
+    hint_from = _hint_from(hint_after, mean, c, everyone) if hint else everyone + 1
     frees = [0.0] * c
     line: list[float] = []      # heap: when each of those waiting (and arrived) leaves the line
     pending: deque = deque()    # booked given a counter already: (slot start, start), in order
@@ -509,7 +512,7 @@ def impatient_booked_line(layout: Layout, services: Sequence[ServiceTime], batch
         while line and line[0] <= t:
             heappop(line)
         ahead = len(line)
-        if hint and ahead * mean / c > hint_after and w_hint[j] < uptake:
+        if ahead >= hint_from and w_hint[j] < uptake:
             online_hint += 1
             continue
         if ahead and w_balk[j] < ahead * balk_per_ahead:
