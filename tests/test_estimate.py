@@ -18,7 +18,8 @@ from counter_server.queueing import (
     SlotPlan,
     SubstationQueue,
 )
-from counter_server.queueing.estimate import Z90, expected_residual_s
+from counter_server.queueing.estimate import (Z90, OpenCounter, ServiceTimes, Waiter,
+                                              expected_residual_s, plan_calls)
 from loadtests.capacity.coverage import coverage_day
 from loadtests.capacity.demand import ArrivalBatch
 from loadtests.capacity.model import Layout, ServiceTime
@@ -152,3 +153,28 @@ def test_estimates_hold_their_promise_over_a_busy_mixed_day():
     print(f"busy mixed day: {tokens} tokens, p50 {p50:.0%}, p90 {p90:.0%}")
     assert 0.38 <= p50 <= 0.65, (p50, p90)
     assert 0.82 <= p90 <= 0.97, (p50, p90)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_one_service_line_gets_the_general_run_s_estimates(seed: int) -> None:
+    """A busy hall's line of one service takes a shortcut through the call order; a booking
+    whose slot never starts sends the same line through the general run, which must give the
+    same estimates: ties between counters freeing together, counters serving other services
+    too, busy and idle ones, and the new-token waits of every service."""
+    rng = np.random.default_rng(seed)
+    times = ServiceTimes({PAY: SEEDS[PAY], CONNECT: SEEDS[CONNECT],
+                          COMPLAIN: ServiceTimeSeed(300.0, 50.0)}, alpha=ALPHA)
+    for seconds in rng.uniform(50, 700, 12):
+        times.observe(PAY, float(seconds))
+    served = [(PAY,), (PAY,), (PAY, CONNECT), (COMPLAIN, PAY), (CONNECT,), (COMPLAIN,)]
+    for n in (0, 1, 7, 150):
+        counters = [OpenCounter(f"A{k}", s, float(rng.choice([0.0, 20.0, 20.0, rng.uniform(0, 400)])),
+                                PAY if rng.random() < 0.7 else None)
+                    for k, s in enumerate(served[:int(rng.integers(1, len(served) + 1))])]
+        line = [Waiter(PAY)] * n
+        never = [(n, Waiter(PAY, slot_at=math.inf))]
+        short, general = (plan_calls(line, booked, counters, times, 30.0, (CONNECT, COMPLAIN))
+                          for booked in ([], never))
+        assert short.line == general.line
+        assert [short.estimate(k) for k in range(n)] == list(general.line)
+        assert all(short.new_token(s) == general.new_token(s) for s in (PAY, CONNECT, COMPLAIN))

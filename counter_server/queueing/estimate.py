@@ -41,6 +41,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Protocol
 
 Z90 = 1.2816
@@ -243,10 +244,9 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     busy_with = [None if c.busy_with is None else number(c.busy_with) for c in counters]
     for service in services:
         number(service)
-    line_names = [t.service for t in line]
-    for service in set(line_names).difference(index):
+    line_kinds = set(map(attrgetter("service"), line))
+    for service in line_kinds.difference(index):
         number(service)
-    line_service = list(map(index.__getitem__, line_names))
     for _, token in booked:
         number(token.service)
     names = list(index)
@@ -254,6 +254,11 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     mean = [times.mean(n) for n in names]
     spread2 = [times.sd(n) ** 2 for n in names]
     error2 = [times.mean_error(n) ** 2 for n in names]
+    if (not booked and len(line_kinds) <= 1
+            and set(map(attrgetter("target_counter"), line)) <= {None}):
+        return _one_service_run(index[line[0].service] if line else -1, len(line), counters,
+                                serves, busy_with, names, spread2, error2, mean)
+    line_service = list(map(index.__getitem__, map(attrgetter("service"), line)))
 
     # Who may take whom: each service's tokens in line, and tokens pinned to one counter.
     open_at = {c.id: k for k, c in enumerate(counters)}
@@ -387,3 +392,90 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
 
     waiting_by_name = {name: waiting[s] for s, name in enumerate(names)}
     return CallPlan(found, places, new, waiting_by_name)
+
+
+def _one_service_run(s0: int, n: int, counters: Sequence[OpenCounter],
+                     serves: list[tuple[int, ...]], busy_with: list[int | None], names: list[str],
+                     spread2: list[float], error2: list[float], mean: list[float]) -> CallPlan:
+    """``plan_calls``' run when the line holds ``n`` walk-ins of one service (``s0``), none
+    pinned to a counter, and no booking is due (a busy hall's usual line): each counter serving
+    that service takes the next token as it frees, so there is nobody to choose between. Every
+    pool's sums then depend only on how many tokens it took, so one running sum stands for all
+    of them, and a token's range is worked out only when it is read (``_OneServiceLine``): the
+    door reads a new token's only. The arithmetic is ``plan_calls``' own, in the same order, so
+    the estimates are the same to the last bit, in under half the time.
+    """
+    count = len(names)
+    size = [0] * count
+    for served in serves:
+        for s in served:
+            size[s] += 1
+    takes = [s0 in served for served in serves]
+    counters_of = [[k for k, served in enumerate(serves) if s in served] for s in range(count)]
+    took = [0] * len(serves)                # tokens each counter took so far in the run
+    taken: list[tuple[float, int]] = []     # when each token is called, and by which counter
+    sums = [0.0]                            # sums[m]: spread^2 and error^2 summed over m tokens
+    waiting = [0] * count
+    new: dict[str, _Range] = {}
+    first2 = [None if b is None else spread2[b] for b in busy_with]
+    step, add2, adde = (mean[s0], spread2[s0], error2[s0]) if n else (0.0, 0.0, 0.0)
+    if n:
+        waiting[s0] = n
+    spread_sum = error_sum = 0.0
+    heap = [(max(0.0, counter.free_in_s), k) for k, counter in enumerate(counters)]
+    heapq.heapify(heap)
+    pop, replace, record = heapq.heappop, heapq.heapreplace, taken.append
+    i = 0
+    while heap:
+        at, k = nearest = heap[0]
+        if i < n and takes[k]:
+            record(nearest)
+            spread_sum += add2
+            error_sum += adde * (2 * i + 1)              # (n + 1)^2 e^2 - n^2 e^2
+            sums.append(spread_sum + error_sum)
+            took[k] += 1
+            i += 1
+            replace(heap, (at + step, k))   # it frees again: still after every key popped
+            continue
+        pop(heap)
+        for s in serves[k]:               # nobody here for it: a new token is called now
+            name = names[s]
+            if name not in new:
+                v = first2[k] if first2[k] is not None else spread2[s]
+                c_s = size[s]
+                if at <= 0.0:
+                    new[name] = (0.0, 0.0, waiting[s], c_s)
+                    continue
+                first = sum(took[x] for x in counters_of[s]) + 1
+                p90 = at + Z90 * math.sqrt(v / (first if first < c_s else c_s)
+                                           + sums[first - 1] / (c_s * c_s))
+                new[name] = (at, p90, waiting[s], c_s)
+    line: Sequence[_Range | None] = (
+        _OneServiceLine(taken, sums, [add2 if v is None else v for v in first2], size[s0])
+        if taken else [None] * n)
+    return CallPlan(line, list(range(n)), new, {name: waiting[s] for s, name in enumerate(names)})
+
+
+class _OneServiceLine(Sequence):
+    """``_one_service_run``'s line: each token's range from when it is called, by which counter,
+    worked out as ``plan_calls`` does when read."""
+
+    __slots__ = ("_taken", "_sums", "_first", "_counters")
+
+    def __init__(self, taken: list[tuple[float, int]], sums: list[float], first: list[float],
+                 counters: int) -> None:
+        self._taken, self._sums, self._first, self._counters = taken, sums, first, counters
+
+    def __len__(self) -> int:
+        return len(self._taken)
+
+    def __getitem__(self, place: int) -> _Range:
+        at, k = self._taken[place]               # IndexError past the end, as a list
+        place %= len(self._taken)
+        c = self._counters
+        if at <= 0.0:                             # a free counter calls it at once
+            return (0.0, 0.0, place, c)
+        first = place + 1
+        v = self._first[k]
+        return (at, at + Z90 * math.sqrt(v / (first if first < c else c)
+                                         + self._sums[place] / (c * c)), place, c)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from operator import itemgetter
 
 from .errors import (
     AlreadyHolding,
@@ -203,7 +204,7 @@ class SubstationQueue:
             since = token.called_at if token.called_at is not None else now
             counters.append(OpenCounter(counter, served, expected_residual_s(
                 now - since, times.mean(token.service), times.sd(token.service)), token.service))
-        line = [self.tokens[token_id] for _, token_id in self._waiting]
+        line = list(map(self.tokens.__getitem__, map(itemgetter(1), self._waiting)))
         call_key = self.policy.call_key
         booked = [(bisect.bisect_left(self._waiting, (call_key(token), token.id)), token)
                   for token in self._bookings_in_order()]

@@ -21,7 +21,7 @@ Pure functions: the month (``month.book_month``) draws who books and builds the 
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -60,33 +60,44 @@ def assign_slots(requests: Sequence[Request], days: Sequence[int], starts: np.nd
     find their slots gone, as on the server.
     """
     free = {d: [capacity] * len(starts) for d in days}
+    free_at = {d: list(range(len(starts))) if capacity > 0 else [] for d in days}   # sorted
     open_days = {d: len(starts) * capacity for d in days}
     starts_list = starts.tolist()
     chosen: list[tuple[int, int] | None] = [None] * len(requests)
     order = sorted(range(len(requests)), key=lambda k: (requests[k].day, requests[k].time_s))
     for k in order:
         want = requests[k]
-        window = [d for d in range(want.day - horizon_days, want.day + 1) if open_days.get(d, 0) > 0]
-        if not window:
+        reach = range(want.day - horizon_days, want.day + 1)
+        if choice == "earliest":
+            day = next((d for d in reach if open_days.get(d, 0) > 0), None)
+        else:
+            window = [d for d in reach if open_days.get(d, 0) > 0]
+            day = max(window, key=lambda d: (open_days[d], -d)) if window else None
+        if day is None:
             continue
-        day = window[0] if choice == "earliest" else max(window, key=lambda d: (open_days[d], -d))
+        near = _nearest_free(free_at[day], bisect_right(starts_list, want.time_s) - 1, len(starts))
         slots = free[day]
-        near = _nearest_free(slots, bisect_right(starts_list, want.time_s) - 1)
         slots[near] -= 1
+        if not slots[near]:
+            free_at[day].remove(near)
         open_days[day] -= 1
         chosen[k] = (day, near)
     return chosen
 
 
-def _nearest_free(slots: list[int], at: int) -> int:
-    """The free slot nearest slot ``at`` (the one holding the time they would have come):
-    ``at`` itself, then the one before, the one after, two before, and so on."""
-    at = min(max(at, 0), len(slots) - 1)
-    for step in range(len(slots)):
-        for i in (at - step, at + step):
-            if 0 <= i < len(slots) and slots[i] > 0:
-                return i
-    raise ValueError("no free slot on a day counted as open")
+def _nearest_free(free_at: list[int], at: int, count: int) -> int:
+    """The free slot nearest slot ``at`` (the one holding the time they would have come), of
+    ``count`` slots, ``free_at`` the free ones in order: ``at`` itself, then the one before, the
+    one after, two before, and so on."""
+    if not free_at:
+        raise ValueError("no free slot on a day counted as open")
+    at = min(max(at, 0), count - 1)
+    p = bisect_left(free_at, at)
+    after = free_at[p] if p < len(free_at) else None
+    if after == at or p == 0:
+        return after
+    before = free_at[p - 1]
+    return before if after is None or at - before <= after - at else after
 
 
 def booked_per_slot(chosen: Sequence[tuple[int, int] | None]) -> Mapping[tuple[int, int], int]:

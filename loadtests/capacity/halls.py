@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .demand import ArrivalBatch
 from .model import Layout, run_day
 from .month import MonthPlan, coming_back, fresh_means, make_batch
 from .policies import DoorWaits, Policy
@@ -80,8 +81,7 @@ def hall_week(plan: MonthPlan, policy: Policy, seed: int, where: int, target_s: 
     needed, p90s, met = [], [], []
     guess = today
 
-    def run(day: int, n: int):
-        batch = make_batch(plan, where, day, seed, fresh_means(plan, day)[where], back)
+    def run(batch: ArrivalBatch, n: int):
         out = run_day(with_counters(layout, n), plan.services, batch, policy, plan.payment,
                       door_waits=door_waits, balk_wait_s=plan.demand.balk_wait_s)
         p90 = float(np.percentile(out.waits, 90)) if out.waits else 0.0
@@ -89,10 +89,11 @@ def hall_week(plan: MonthPlan, policy: Policy, seed: int, where: int, target_s: 
 
     for day in days:
         tried: dict[int, tuple] = {}
+        batch = make_batch(plan, where, day, seed, fresh_means(plan, day)[where], back)
 
         def at(n: int):
             if n not in tried:
-                tried[n] = run(day, n)
+                tried[n] = run(batch, n)
             return tried[n]
 
         n = guess

@@ -160,8 +160,8 @@ def run_day(layout: Layout, services: Sequence[ServiceTime], batch: ArrivalBatch
     every walk-in balks (0: nobody does) and ``impatient_line`` takes the one-line days.
     """
     door_waits = door_waits or DoorWaits()
-    kinds = np.unique(np.asarray(batch.services, dtype=int))
-    if len(kinds) == 1 and not events:
+    kinds = np.asarray(batch.services, dtype=int)
+    if len(kinds) and not events and kinds.min() == kinds.max():   # one service (no sort)
         s = int(kinds[0])
         if not (batch.booked is not None and np.any(batch.booked)):
             if batch.patience_s is not None:
@@ -355,8 +355,7 @@ def impatient_line(layout: Layout, services: Sequence[ServiceTime], batch: Arriv
     n_samples = len(sample_times)
     si = 0
     next_sample = sample_times[0] if n_samples else inf
-    for j in range(n):
-        t = times[j]
+    for j, t in enumerate(times):
         # the line at each sample time before t: everyone before t has arrived, and those
         # who left by then are off the heap
         while next_sample <= t:
@@ -451,17 +450,20 @@ def impatient_booked_line(layout: Layout, services: Sequence[ServiceTime], batch
     w_times, w_lengths = times[walk].tolist(), lengths_all[walk].tolist()
     w_patience = np.asarray(batch.patience_s)[walk].tolist()
     w_balk = np.asarray(batch.u_balk)[walk].tolist()
-    w_hint, w_door = np.asarray(batch.u_hint)[walk].tolist(), np.asarray(batch.u_door)[walk].tolist()
     b_times, b_lengths = times[booked].tolist(), lengths_all[booked].tolist()
     nb = len(b_times)
     hint = policy.hint and s == payment
     door, kind = policy.door, policy.door_estimate
+    w_hint = np.asarray(batch.u_hint)[walk].tolist() if hint else []
+    w_door = np.asarray(batch.u_door)[walk].tolist() if door else []
     hint_after, uptake, accept = policy.hint_after_s, policy.hint_uptake, policy.door_online_accept
     offer_online = s == payment
     door_estimate = (door_waits or DoorWaits()).table(kind, c, mean, services[s].sd_s, bound[s],
                                                       services[s].mean_error_s)
     door_table = door_estimate.values
     balk_per_ahead = mean / c / balk_wait_s if balk_wait_s > 0 else 0.0
+    everyone = len(w_times) + nb             # the most anyone can have ahead
+    hint_from = _hint_from(hint_after, mean, c, everyone) if hint else everyone + 1
     frees = [0.0] * c
     line: list[float] = []      # heap: when each of those waiting (and arrived) leaves the line
     pending: deque = deque()    # booked given a counter already: (slot start, start), in order
@@ -505,11 +507,12 @@ def impatient_booked_line(layout: Layout, services: Sequence[ServiceTime], batch
             samples.append(len(line))
             si += 1
             next_sample = sample_times[si] if si < n_samples else inf
-        book_until(t, t)
+        if bi < nb and b_times[bi] <= t or pending and pending[0][0] <= t:   # else nothing to do
+            book_until(t, t)
         while line and line[0] <= t:
             heappop(line)
         ahead = len(line)
-        if hint and ahead * mean / c > hint_after and w_hint[j] < uptake:
+        if ahead >= hint_from and w_hint[j] < uptake:
             online_hint += 1
             continue
         if ahead and w_balk[j] < ahead * balk_per_ahead:

@@ -388,9 +388,9 @@ def simulate_month(plan: MonthPlan, policy: Policy, seed: int,
         back = [coming_back(plan, seed, day, where, o.sent_home) for where, o in enumerate(outcomes)]
         if on_day is not None:
             on_day(day, outcomes)
-        result.days.append(_day_stats(plan, day, outcomes))
-        waits = np.concatenate([np.asarray(o.waits, dtype=np.float32) for o in outcomes])
-        result.waits[day] = waits
+        waits = np.concatenate([np.asarray(o.waits) for o in outcomes])
+        result.days.append(_day_stats(plan, day, outcomes, waits))
+        result.waits[day] = waits.astype(np.float32)
         if bookings:
             result.booked_waits[day] = np.concatenate(
                 [np.asarray(o.booked_waits, dtype=np.float32) for o in outcomes])
@@ -408,9 +408,10 @@ def coming_back(plan: MonthPlan, seed: int, day: int, where: int,
     return {s: int(rng.binomial(n, share)) for s, n in sorted(sent_home.items())}
 
 
-def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome]) -> DayStats:
-    waits = np.concatenate([np.asarray(o.waits) for o in outcomes]) if outcomes else np.zeros(0)
-    has = len(waits) > 0
+def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome],
+               waits: np.ndarray) -> DayStats:
+    """The day's row; ``waits`` are the outcomes' waits, in order."""
+    p50, p90 = np.percentile(waits, [50, 90]).tolist() if len(waits) else (0.0, 0.0)
     return DayStats(
         day=day,
         last_week=plan.demand.is_last_week(day),
@@ -422,8 +423,8 @@ def _day_stats(plan: MonthPlan, day: int, outcomes: Sequence[DayOutcome]) -> Day
         online_hint=sum(o.online_hint for o in outcomes),
         online_door=sum(o.online_door for o in outcomes),
         longest_queue=max((o.max_queue for o in outcomes), default=0),
-        wait_p50_s=float(np.percentile(waits, 50)) if has else 0.0,
-        wait_p90_s=float(np.percentile(waits, 90)) if has else 0.0,
+        wait_p50_s=p50,
+        wait_p90_s=p90,
         lost_hours=sum(o.lost_s for o in outcomes) / 3600.0,
         booked=sum(len(o.booked_waits) for o in outcomes),
         balked=sum(o.balked for o in outcomes),
