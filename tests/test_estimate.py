@@ -178,3 +178,16 @@ def test_a_one_service_line_gets_the_general_run_s_estimates(seed: int) -> None:
         assert short.line == general.line
         assert [short.estimate(k) for k in range(n)] == list(general.line)
         assert all(short.new_token(s) == general.new_token(s) for s in (PAY, CONNECT, COMPLAIN))
+
+
+def test_a_walk_in_chosen_after_a_booking_of_another_service_is_taken_from_the_line():
+    """One counter serving two services: its first look finds a booking whose slot has begun,
+    the second a walk-in ahead of it. The walk-in is the one called (the run once took it from
+    the bookings, and failed there)."""
+    times = ServiceTimes({CONNECT: SEEDS[CONNECT], PAY: SEEDS[PAY]}, alpha=ALPHA)
+    counters = [OpenCounter("A1", (CONNECT, PAY))]
+    line = [Waiter(PAY), Waiter(PAY)]
+    plan = plan_calls(line, [(2, Waiter(CONNECT, slot_at=50.0))], counters, times, 10.0)
+    first, second = (plan.estimate(k) for k in range(2))
+    assert (first.p50_s, first.ahead) == (0.0, 0) and second.ahead == 1   # walk-ins in their order
+    assert second.p50_s > 0 and plan.new_token(PAY).p50_s > second.p50_s # the booking after them

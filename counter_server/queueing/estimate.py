@@ -337,7 +337,7 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
         for s in serves[k]:
             queue = by_service[s]
             if queue and (source is None or queue[0] < best):
-                best, source, from_pinned = queue[0], queue, False
+                best, source, from_booked, from_pinned = queue[0], queue, False, False
             if any_booked:
                 queue = by_service_booked[s]
                 if queue and joins_at[queue[0]] <= at and (source is None or rank[queue[0]] < best):
