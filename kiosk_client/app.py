@@ -21,6 +21,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
@@ -197,7 +198,10 @@ class KioskApp(App[None]):
         self._failed_checked_at = now
 
     def show(self, view: View) -> None:
-        status = self.query_one("#status", Static)
+        try:
+            status = self.query_one("#status", Static)
+        except NoMatches:     # the app is closing and its screen is already gone: nothing to show
+            return
         line = view.status_line()
         if self.failed_payments:
             line += f" | {self.failed_payments} payment(s) FAILED: w"
