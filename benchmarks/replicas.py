@@ -64,10 +64,12 @@ async def run(label: str, servers: list[ServerProcess], load: Load, seconds: flo
         key = servers[0].admin_key
         await admission_off(servers[0].url, key, load.halls)
         shares = [load.halls[i::len(servers)] if split_halls else load.halls for i in range(len(servers))]
-        scripts = [issue_script(halls, load.service, key) for halls in shares]
         each = max(1, connections // len(servers))
 
         async def drive(duration: float) -> list:
+            # Scripts of their own each run: wrk numbers its requests from 1 again, and a key of
+            # the warm-up would be answered as a replay, not a new token.
+            scripts = [issue_script(halls, load.service, key) for halls in shares]
             return await asyncio.gather(*[asyncio.to_thread(run_wrk, server.url, script, scratch, duration, each)
                                           for server, script in zip(servers, scripts)])
 

@@ -153,11 +153,13 @@ async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3,
             await admission_off(server.url, key, load.halls)
             progress(f"{NAME}: {sequential_pairs} sequential issue + call-next pairs ...")
             issue_ms, next_ms = await sequential(server.url, key, load, sequential_pairs)
-            script = issue_script(load.halls, load.service, key)
             server_runs, bare_runs = [], []
             for r in range(rounds):
                 progress(f"{NAME}: wrk round {r + 1}/{rounds}, {seconds:g} s at {concurrency} connections, "
                          f"server (core {SERVER_CORE}) then bare handler, wrk on core {LOAD_CORE} ...")
+                # A script of its own each round: wrk numbers its requests from 1 again, and a
+                # key used in an earlier round would be answered as a replay, not a new token.
+                script = issue_script(load.halls, load.service, key)
                 server_runs.append(run_wrk(server.url, script, Path(tmp), seconds, concurrency))
                 wrk_answered += server_runs[-1].requests - server_runs[-1].failed
                 bare_runs.append(run_wrk(bare_url, script, Path(tmp), seconds, concurrency))
