@@ -140,6 +140,7 @@ async def test_request_id_is_echoed_or_made(api: Api):
         assert len(made) == 16 and made != "x" * 500
     async with api.client.get("/nowhere") as resp:              # errors carry one too
         assert resp.status == 404 and len(resp.headers["X-Request-Id"]) == 16
+        assert resp.headers["X-Request-Id"] != made              # each request its own
 
 
 def test_log_formats_carry_the_request_id_and_extras():
