@@ -151,12 +151,16 @@ class WebhookDeliverer:
     # -- endpoints ---------------------------------------------------------------------
 
     async def _find_endpoints(self) -> None:
+        failing = False
         while True:
             try:
                 hooks = {h.id: h for h in await self.store.webhooks()}
-            except Exception:  # noqa: BLE001 - the store may be away a moment; look again
-                log.exception("reading webhook endpoints failed")
+            except Exception as exc:  # noqa: BLE001 - the store may be away a moment; look again
+                if not failing:       # once while it lasts, not four times a second
+                    log.warning("reading webhook endpoints failed (trying again): %s", exc)
+                failing = True
             else:
+                failing = False
                 for hook_id, hook in hooks.items():
                     mine = self._hooks.get(hook_id)
                     if mine is None or hook.version > mine.version:
@@ -178,14 +182,17 @@ class WebhookDeliverer:
         return None
 
     async def _serve(self, hook_id: str) -> None:
+        failing = False
         while hook_id in self._hooks:
             try:
                 delivered = await self._step(self._hooks[hook_id])
+                failing = False
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the store was away: try again in a moment
-                log.exception("webhook %s: delivery round failed", hook_id)
-                delivered = False
+            except Exception as exc:  # noqa: BLE001 - the store was away: try again in a moment
+                if not failing:
+                    log.warning("webhook %s: delivery round failed (trying again): %s", hook_id, exc)
+                failing, delivered = True, False
             if not delivered:
                 await asyncio.sleep(self.poll_s)
 

@@ -59,7 +59,7 @@ class SmsWatch:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        sweep_at = 0.0
+        sweep_at, failing = 0.0, False
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_s)
@@ -72,8 +72,11 @@ class SmsWatch:
                 sweep_at = time.monotonic() + self.sweep_s
             try:
                 await self.look(None if everything else halls)
-            except Exception:  # noqa: BLE001 - the next look tries again
-                log.exception("looking at SMS requests failed")
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - the next look (a sweep looks at every hall) tries again
+                if not failing:
+                    log.warning("looking at SMS requests failed (trying again): %s", exc)
+                failing = True
 
     async def look(self, halls: set[tuple[str, str]] | None = None) -> None:
         """Send what is due and erase what has ended, for ``halls`` (None: every hall)."""
