@@ -39,3 +39,14 @@ def paid_service(scenario: Scenario) -> str:
     """The scenario's payment service; tests take it from there, never by name."""
     assert scenario.payment_service is not None, "the scenario names no [demand] payment_service"
     return scenario.payment_service
+
+
+def busy_hall(scenario: Scenario, counters: int = 2) -> tuple[str, str, list[str]]:
+    """The first hall with at least ``counters`` counters serving the paid service: its id, the
+    service, and every counter there that serves it (taken from the scenario, never by name)."""
+    service = paid_service(scenario)
+    for hall in scenario.substations.values():
+        serving = [c.id for c in hall.counters if service in c.services]
+        if len(serving) >= counters:
+            return hall.id, service, serving
+    raise AssertionError(f"the scenario has no hall with {counters} counters for its paid service")

@@ -36,7 +36,7 @@ from counter_server.queueing import (
 
 from testkit.api import Api, Clock
 from testkit.live import receive_type, receive_until
-from testkit.scenarios import OPEN_ALL_DAY, paid_service
+from testkit.scenarios import OPEN_ALL_DAY, busy_hall
 from testkit.waiting import wait_until_async
 from .test_store_contract import TEST_REDIS_URL
 
@@ -127,16 +127,6 @@ def at_local(scenario: Scenario, day: date, hhmmss: str) -> float:
     return datetime.fromisoformat(f"{day.isoformat()}T{hhmmss}").replace(tzinfo=scenario.timezone).timestamp()
 
 
-def a_busy_hall(scenario: Scenario) -> tuple[str, str, list[str]]:
-    """A substation, its paid service and two counters serving it (taken from the scenario)."""
-    service = paid_service(scenario)
-    for substation in scenario.substations.values():
-        counters = [c.id for c in substation.counters if service in c.services]
-        if len(counters) >= 2:
-            return substation.id, service, counters[:2]
-    raise AssertionError("the scenario has no hall with two counters for its paid service")
-
-
 def engine_settings(engine: str, base: Settings) -> Settings:
     if engine == "redis":
         return replace(base, store_engine="redis", redis_url=TEST_REDIS_URL,
@@ -197,7 +187,7 @@ async def test_across_closing_and_midnight_nothing_stays_open(serve, tmp_path: P
     settings = engine_settings(engine, Settings(data_dir=tmp_path / "data", scenario=scenario,
                                                 clock=clock, rate_limit_per_s=0))
     api = await serve(settings)
-    sid, service, (first, second) = a_busy_hall(scenario)
+    sid, service, (first, second, *_) = busy_hall(scenario)
     tokens = [await api.issue(sid, service) for _ in range(3)]
     status, phone = await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None,
                                    json={"service": service, "account": "KAN-20431877",
@@ -265,7 +255,7 @@ async def test_a_server_down_over_midnight_closes_yesterday_when_it_is_back(serv
     clock = Clock(at_local(scenario, day, "22:00:00"))
     settings = engine_settings(engine, Settings(data_dir=tmp_path / "data", scenario=scenario,
                                                 clock=clock, rate_limit_per_s=0))
-    sid, service, (first, _) = a_busy_hall(scenario)
+    sid, service, (first, *_) = busy_hall(scenario)
     api = await serve(settings)
     called = await api.issue(sid, service)
     waiting = await api.issue(sid, service)
@@ -285,7 +275,7 @@ async def test_a_cashier_working_late_after_closing_keeps_the_tokens_issued_then
                                                                                  scenario: Scenario):
     """The built-in hours (closing 17:30): what closing closes, and what it leaves to midnight."""
     day = datetime.fromtimestamp(clock.now, scenario.timezone).date()
-    sid, service, (first, _) = a_busy_hall(scenario)
+    sid, service, (first, *_) = busy_hall(scenario)
     before = [await api.issue(sid, service) for _ in range(2)]
     status, _ = await api.request("PUT", f"/api/v1/ops/substations/{sid}/admission", api.admin,
                                   json={"admission": False})
@@ -311,7 +301,7 @@ async def test_the_phone_page_says_the_counters_closed_and_offers_the_first_free
                               rate_limit_per_s=0, write_admin_key=False))
     server = await aiohttp_server(app, host="127.0.0.1")
     url = str(server.make_url("")).rstrip("/")
-    sid, service, _ = a_busy_hall(scenario)
+    sid, service, _ = busy_hall(scenario)
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/api/v1/public/substations/{sid}/tokens",
                                 json={"service": service, "account": "KAN-20431877",

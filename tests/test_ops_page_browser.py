@@ -13,7 +13,7 @@ from counter_server.config import Scenario, load_scenario
 from testkit.api import bearer
 from testkit.billing import refusing_billing
 from testkit.processes import ServerProcess, free_port, run_cli
-from testkit.scenarios import LAKESIDE, paid_service
+from testkit.scenarios import LAKESIDE, busy_hall, paid_service
 from testkit.waiting import wait_until_async
 
 SIGN_IN_S = 15_000
@@ -27,17 +27,6 @@ async def sign_in(page, server: ServerProcess, key: str | None = None) -> None:
     await page.goto(f"{server.url}/ops")
     await page.fill("#key", key or server.admin_key)
     await page.click("#login button[type=submit]")
-
-
-def busy_hall(scenario: Scenario) -> tuple[str, str, list[str]]:
-    """A hall with at least three counters serving the paid service: its id, the service and
-    those counters (taken from the scenario, never by name)."""
-    service = paid_service(scenario)
-    for sid, sub in scenario.substations.items():
-        serving = [c.id for c in sub.counters if service in c.services]
-        if len(serving) >= 3:
-            return sid, service, serving[:3]
-    raise AssertionError("the scenario has no hall with three counters for its paid service")
 
 
 async def confirm_dialog(page, ok: bool, shot: Path | None = None) -> str:
@@ -54,7 +43,7 @@ async def confirm_dialog(page, ok: bool, shot: Path | None = None) -> str:
 async def test_ops_page_drives_counters_admission_cap_and_outbox(scenario_file: Path, browser,
                                                                  tmp_path: Path):
     scenario = load_scenario(scenario_file)
-    sid, service, (c1, c2, c3) = busy_hall(scenario)
+    sid, service, (c1, c2, c3, *_) = busy_hall(scenario, counters=3)
     labels = {c: scenario.counters[c].label for c in (c1, c2, c3)}
     hall_name = scenario.substations[sid].name
     server_process = ServerProcess(data_dir=tmp_path / "data", config=scenario_file)

@@ -11,9 +11,9 @@ import aiohttp
 from counter_server.config import load_scenario
 from testkit.api import bearer
 from testkit.processes import ServerProcess
-from testkit.scenarios import paid_service
+from testkit.scenarios import busy_hall
 from .test_ops_page_browser import SIGN_IN_S, at_phone_width, confirm_dialog, sign_in
-from .test_webhooks import FAST_RETRIES, Receiver, counters_for, lakeside_with
+from .test_webhooks import FAST_RETRIES, Receiver, lakeside_with
 
 # Retries at once, and disabled after 6 s of failing (the page lists every 3 s: it sees both).
 KNOBS = FAST_RETRIES + "disable_after_minutes = 0.1\n"
@@ -27,8 +27,7 @@ def endpoint(hook_id: str) -> str:
 async def test_ops_add_watch_enable_and_remove_a_webhook_endpoint(browser, tmp_path: Path):
     config = lakeside_with(tmp_path, KNOBS)
     scenario = load_scenario(config)
-    service = paid_service(scenario)
-    sid, (first, second, *_) = counters_for(scenario, service)
+    sid, service, (first, second, *_) = busy_hall(scenario)
     receiver = Receiver()
     await receiver.start()
     server = ServerProcess(data_dir=tmp_path / "data", config=config)

@@ -17,7 +17,7 @@ from counter_server.services.payments import PAYMENT_WINDOW_AFTER_DONE_S
 from counter_server.store import IdempotencyConflict, IdempotencyKey
 
 from testkit.api import Api, Clock
-from testkit.scenarios import paid_service
+from testkit.scenarios import busy_hall
 from testkit.waiting import wait_until_async
 from .test_store_contract import add_payment, logged, make_store, store  # noqa: F401 - the engine-parametrised fixtures
 
@@ -220,10 +220,8 @@ async def hall_api(aiohttp_client: Any, tmp_path: Path, clock: Clock, scenario_f
 def paying_counters(api: Api) -> tuple[str, list[ScenarioCounter]]:
     """The scenario's paid service and the counters of one hall that serves it."""
     scenario = api.client.app[SETTINGS].scenario
-    service = paid_service(scenario)
-    hall = next(s for s in scenario.substations.values()
-                if service in s.services and sum(service in c.services for c in s.counters) >= 2)
-    return service, [c for c in hall.counters if service in c.services]
+    _, service, counters = busy_hall(scenario)
+    return service, [scenario.counters[c] for c in counters]
 
 
 async def served(api: Api, counter: ScenarioCounter, service: str) -> dict:

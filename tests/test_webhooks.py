@@ -20,7 +20,7 @@ from counter_server.appkeys import KEYS, STORE
 from counter_server.config import Settings, WebhooksConfig, load_scenario
 from testkit.api import Api, Clock, bearer
 from testkit.processes import ServerProcess, free_port
-from testkit.scenarios import LAKESIDE, paid_service
+from testkit.scenarios import LAKESIDE, busy_hall
 from testkit.waiting import wait_until_async
 from .test_day_close import TEST_REDIS_URL, forget_redis
 
@@ -106,21 +106,11 @@ async def test_endpoints_are_checked_listed_without_their_secret_and_removed(api
     assert status == 404 and body["error"]["code"] == "webhook_not_found"
 
 
-def counters_for(scenario, service: str) -> tuple[str, list[str]]:
-    """A hall with at least two counters serving ``service`` (taken from the scenario)."""
-    for hall in scenario.substations.values():
-        serving = [c.id for c in hall.counters if service in c.services]
-        if len(serving) >= 2:
-            return hall.id, serving
-    raise AssertionError("no hall has two counters for the paid service")
-
-
 async def test_deliveries_are_signed_and_every_event_arrives_after_kill_9_while_the_receiver_is_down(
         tmp_path: Path):
     config = lakeside_with(tmp_path, FAST_RETRIES)
     scenario = load_scenario(config)
-    service = paid_service(scenario)
-    sid, (first, second, *_) = counters_for(scenario, service)
+    sid, service, (first, second, *_) = busy_hall(scenario)
     receiver = Receiver()
     await receiver.start()
     server = ServerProcess(data_dir=tmp_path / "data", config=config)
@@ -202,8 +192,7 @@ async def test_a_stuck_endpoint_neither_slows_token_issue_nor_holds_back_another
     try:
         assert (await register(api, stuck.url, ["token.called"]))[0] == 201
         status, made = await register(api, healthy.url, ["token.called"])
-        service = paid_service(scenario)
-        sid, counters = counters_for(scenario, service)
+        sid, service, counters = busy_hall(scenario)
         times = []
         for _ in range(20):
             started = time.monotonic()
@@ -232,8 +221,7 @@ async def test_an_endpoint_failing_past_its_time_is_disabled_and_ops_can_enable_
     gone = Receiver()                                             # never started: nothing listens
     status, made = await register(api, gone.url, ["token.called"])
     hook_id = made["webhook"]["id"]
-    service = paid_service(scenario)
-    sid, counters = counters_for(scenario, service)
+    sid, service, counters = busy_hall(scenario)
     await api.issue(sid, service)
     await api.next(counters[0])
 
@@ -274,8 +262,7 @@ async def test_two_redis_replicas_deliver_each_notice_once(tmp_path: Path, aioht
         on_a, on_b = Api(client=a, admin=admin, board=admin), Api(client=b, admin=admin, board=admin)
         status, made = await register(on_a, receiver.url, ["token.called"])
         assert status == 201, made
-        service = paid_service(scenario)
-        sid, counters = counters_for(scenario, service)
+        sid, service, counters = busy_hall(scenario)
         for replica in (on_a, on_b, on_a, on_b):
             await replica.issue(sid, service)
         for replica, counter in zip((on_b, on_a), counters):
@@ -301,8 +288,7 @@ async def test_an_sms_goes_when_the_turn_is_near_and_when_called_and_the_number_
                                                       write_admin_key=False)))
     admin, _ = await client.app[KEYS].create("admin")
     api = Api(client=client, admin=admin, board=admin)
-    service = paid_service(scenario)
-    sid, (counter, *_) = counters_for(scenario, service)
+    sid, service, (counter, *_) = busy_hall(scenario)
     ahead = [await api.issue(sid, service) for _ in range(near_ahead + 1)]    # one more than "near"
     status, taken = await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None,
                                    json={"service": service, "account": "2140000042", "phone": "+51 987 654 321"})
@@ -371,9 +357,9 @@ async def test_asking_when_the_turn_is_already_near_sends_at_once(tmp_path: Path
     await receiver.start()
     try:
         await register(api, receiver.url, ["token.near", "token.called"])
-        sid, _ = counters_for(scenario, paid_service(scenario))
+        sid, service, _ = busy_hall(scenario)
         status, taken = await api.post(f"/api/v1/public/substations/{sid}/tokens", key=None, json={
-            "service": paid_service(scenario), "account": "2140000043", "phone": "+51 987 654 322"})
+            "service": service, "account": "2140000043", "phone": "+51 987 654 322"})
         started = time.monotonic()
         status, _ = await api.post(f"/api/v1/public/tokens/{taken['url'].rsplit('/', 1)[1]}/sms", key=None,
                                    json={"mobile": "+51 987 654 322"})
