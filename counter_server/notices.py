@@ -96,15 +96,15 @@ def near_notice(token: Mapping[str, Any], substation: str, day: str, at: float, 
         "token": {k: token.get(k) for k in _TOKEN_FIELDS}, "ahead": ahead, "wait_p50_s": wait_p50_s})
 
 
-def webhook_from(data: Mapping[str, Any]) -> Webhook:
+def webhook_from_record(data: Mapping[str, Any]) -> Webhook:
     """A webhook back from the JSON object the store keeps (lists become tuples)."""
     known = {name: data[name] for name in Webhook.__slots__ if name in data}
     return Webhook(**{**known, "events": tuple(known.get("events", ())),
                       "recent": tuple(known.get("recent", ()))})
 
 
-def webhook_json(hook: Webhook) -> dict[str, Any]:
-    """The JSON object the store keeps of a webhook."""
+def webhook_record(hook: Webhook) -> dict[str, Any]:
+    """The JSON object the store keeps of a webhook (the API shows another: shapes.webhook_json)."""
     return {name: getattr(hook, name) for name in Webhook.__slots__}
 
 

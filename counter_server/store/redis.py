@@ -47,7 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..notices import Notice, SmsRequest, Webhook, notices_of, webhook_from, webhook_json
+from ..notices import Notice, SmsRequest, Webhook, notices_of, webhook_from_record, webhook_record
 from ..outbox import OutboxStats, Payment
 from ..queueing import DomainEvent, HallView, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from ..redact import redacted
@@ -75,10 +75,20 @@ def _logged(raw: str) -> dict[str, Any] | None:
     return {"seq": seq, **record}
 
 
+def _notice_json(notice: Notice) -> str:
+    """A webhook notice as the scripts add it to the stream (one of ``A.notices``)."""
+    return codec.dumps({"id": notice.id, "type": notice.type, "at": notice.at, "data": notice.data})
+
+
 def _notices_json(records: Iterable[Mapping[str, Any]]) -> list[str]:
     """The webhook notices logged ``records`` give, as the scripts add them (``A.notices``)."""
-    return [codec.dumps({"id": n.id, "type": n.type, "at": n.at, "data": n.data})
-            for record in records for n in notices_of(record)]
+    return [_notice_json(n) for record in records for n in notices_of(record)]
+
+
+def _sms_request(raw: str, near_sent_at: str | None) -> SmsRequest:
+    """A request as PUT_SMS stored it, with the moment MARK_SMS_NEAR noted beside it (if any)."""
+    request = codec.from_row(SmsRequest, json.loads(raw))
+    return replace(request, near_sent_at=float(near_sent_at)) if near_sent_at is not None else request
 
 
 def _hash_put(substation: str, day: str, change: core.RowChange) -> list[list[str]]:
@@ -713,8 +723,7 @@ class RedisStore(core.StoreCore):
 
     async def add_notice(self, notice: Notice) -> None:
         await self._run(lua.ADD_NOTICE, {"notices": self._k("notices")},
-                        {"notices": [codec.dumps({"id": notice.id, "type": notice.type, "at": notice.at,
-                                                  "data": notice.data})], "notices_keep_s": NOTICE_KEEP_S})
+                        {"notices": [_notice_json(notice)], "notices_keep_s": NOTICE_KEEP_S})
 
     async def notices_after(self, cursor: str, limit: int) -> list[Notice]:
         found = await self.redis.xrange(self._k("notices"), f"({cursor}" if cursor else "-", "+", count=limit)
@@ -729,13 +738,13 @@ class RedisStore(core.StoreCore):
         return newest[0][0] if newest else "0-0"
 
     async def webhooks(self) -> list[Webhook]:
-        hooks = [webhook_from(json.loads(raw)) for raw in await self.redis.hvals(self._k("webhooks"))]
+        hooks = [webhook_from_record(json.loads(raw)) for raw in await self.redis.hvals(self._k("webhooks"))]
         return sorted(hooks, key=lambda h: (h.created_at, h.id))
 
     async def save_webhook(self, hook: Webhook) -> bool:
         return bool(await self._run(lua.SAVE_WEBHOOK, {"webhooks": self._k("webhooks")},
                                     {"id": hook.id, "version": hook.version,
-                                     "record": codec.dumps(webhook_json(hook))}))
+                                     "record": codec.dumps(webhook_record(hook))}))
 
     async def remove_webhook(self, hook_id: str) -> bool:
         return bool(await self.redis.hdel(self._k("webhooks"), hook_id))
@@ -745,19 +754,18 @@ class RedisStore(core.StoreCore):
                         {"id": request.token_id, "record": codec.dumps(codec.to_row(request))})
 
     async def sms_request(self, token_id: str) -> SmsRequest | None:
-        raw, near = await self.redis.hget(self._k("sms"), token_id), await self.redis.hget(self._k("sms", "near"), token_id)
-        if raw is None:
-            return None
-        request = codec.from_row(SmsRequest, json.loads(raw))
-        return replace(request, near_sent_at=float(near)) if near is not None else request
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(self._k("sms"), token_id)
+            pipe.hget(self._k("sms", "near"), token_id)
+            raw, near = await pipe.execute()
+        return _sms_request(raw, near) if raw is not None else None
 
     async def sms_requests(self) -> list[SmsRequest]:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hvals(self._k("sms"))
+            pipe.hgetall(self._k("sms"))
             pipe.hgetall(self._k("sms", "near"))
             raws, near = await pipe.execute()
-        found = [codec.from_row(SmsRequest, json.loads(raw)) for raw in raws]
-        found = [replace(r, near_sent_at=float(near[r.token_id])) if r.token_id in near else r for r in found]
+        found = [_sms_request(raw, near.get(token_id)) for token_id, raw in raws.items()]
         return sorted(found, key=lambda r: r.created_at)
 
     async def mark_sms_near(self, token_id: str, at: float, notice: Notice) -> bool:
@@ -765,7 +773,7 @@ class RedisStore(core.StoreCore):
             lua.MARK_SMS_NEAR, {"sms": self._k("sms"), "sms_near": self._k("sms", "near"),
                                 "notices": self._k("notices")},
             {"id": token_id, "at": repr(float(at)), "notices_keep_s": NOTICE_KEEP_S,
-             "notices": [codec.dumps({"id": notice.id, "type": notice.type, "at": notice.at, "data": notice.data})]}))
+             "notices": [_notice_json(notice)]}))
 
     async def forget_sms_requests(self, token_ids: Iterable[str]) -> int:
         ids = list(token_ids)

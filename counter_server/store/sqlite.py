@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from ..datadir import make_private, read_or_make_secret
-from ..notices import Notice, SmsRequest, Webhook, notices_of, webhook_from, webhook_json
+from ..notices import Notice, SmsRequest, Webhook, notices_of, webhook_from_record, webhook_record
 from ..outbox import OutboxStats, Payment
 from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
 from . import codec, core
@@ -402,12 +402,12 @@ class SQLiteStore(core.StoreCore):
             "SELECT coalesce(max(ordinal), 0) FROM notices").fetchone()[0]))
 
     async def webhooks(self) -> list[Webhook]:
-        return await self._read(lambda db: [webhook_from(json.loads(record)) for (record,) in db.execute(
+        return await self._read(lambda db: [webhook_from_record(json.loads(record)) for (record,) in db.execute(
             "SELECT record FROM webhooks ORDER BY rowid").fetchall()])
 
     async def save_webhook(self, hook: Webhook) -> bool:
         def job(db: sqlite_utils.Database) -> bool:
-            record = codec.dumps(webhook_json(hook))
+            record = codec.dumps(webhook_record(hook))
             if hook.version == 1:
                 return db.execute("INSERT OR IGNORE INTO webhooks (id, version, record) VALUES (?, 1, ?)",
                                   [hook.id, record]).rowcount == 1
