@@ -30,7 +30,6 @@ import time
 import tomllib
 import urllib.request
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, time as clock_time
 from importlib import resources
@@ -314,10 +313,12 @@ def main(argv: list[str] | None = None) -> int:
                  "--html", str(args.out / "locust.html"), "--only-summary", "--stop-timeout", "5"],
                 env=env, timeout=duration + 120, check=False)
             print("peak-load: load over; draining the payment outbox ...", flush=True)
-            with suppress(WaitTimedOut):          # the report says what is left unposted
-                wait_until(lambda: get_json(f"{url}/api/v1/ops/billing", key)["billing"]["outbox"],
-                           done=lambda outbox: outbox["queued"] == 0, what="the outbox to drain",
-                           timeout=120, interval=0.5)
+            try:
+                outbox = wait_until(lambda: get_json(f"{url}/api/v1/ops/billing", key)["billing"]["outbox"],
+                                    done=lambda found: found["queued"] == 0, what="the outbox to drain",
+                                    timeout=120, interval=0.5)
+            except WaitTimedOut as timed_out:     # the report says what is left unposted
+                outbox = timed_out.last
             billing = get_json(f"http://127.0.0.1:{sim_port}/stats")
             recorded = json.loads(given.read_text()) if given.exists() else {"ended": 0, "tokens": []}
         finally:
