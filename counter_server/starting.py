@@ -43,7 +43,10 @@ class StoreWait:
     def message(self) -> str:
         waited = self._clock() - self._since
         return (f"starting: {self.where} does not answer yet "
-                f"({self.attempts} tries in {waited:.0f} s): {self.reason}")
+                f"({self.tries()} in {waited:.0f} s): {self.reason}")
+
+    def tries(self) -> str:
+        return f"{self.attempts} {'try' if self.attempts == 1 else 'tries'}"
 
 
 async def can_open(settings: Settings) -> None:
@@ -63,7 +66,7 @@ async def wait_for_store(settings: Settings, sockets: list[socket.socket],
         first = str(exc)
     wait = StoreWait(settings.store_address, settings.clock)
     wait.failed(first)
-    log.warning("%s; serving \"not ready\" and trying again", first)
+    log.warning("%s; serving \"not ready\" and trying again", first.rstrip("."))
     app = web.Application()
     app[STARTING] = wait
     app.router.add_routes(starting_route_table())
@@ -89,7 +92,7 @@ async def wait_for_store(settings: Settings, sockets: list[socket.socket],
                 wait.failed(str(exc))
                 pause = min(pause * 2, settings.store_retry_max_s)
                 continue
-            log.warning("%s answers after %d tries; serving", wait.where, wait.attempts)
+            log.warning("%s answers after %s; serving", wait.where, wait.tries())
             return True
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -201,8 +201,9 @@ def nginx_site(replica_ports: list[int], listen_port: int, shipped: Path = NGINX
     replicas = [template.replace(f":{port_in_template} ", f":{port} ", 1) for port in replica_ports]
     lines[upstream[0]:upstream[-1] + 1] = replicas
     text = "\n".join(lines) + "\n"
-    assert text.count("listen 80;") == 1, "the shipped file should listen on port 80 once"
-    return text.replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
+    listen = "listen 80 default_server;"
+    assert text.count(listen) == 1, f"the shipped file should say {listen!r} once"
+    return text.replace(listen, f"listen 127.0.0.1:{listen_port} default_server;")
 
 
 @dataclass
