@@ -39,8 +39,8 @@ SOCKETS_PER_CLIENT_PROCESS = 2500
 ROUND_GAP_S = 1.5                      # phones are answered at most once a second (TokenWatch)
 BOARDS_ROUND_GAP_S = 0.3               # boards get every delta at once
 TAKES_IN_FLIGHT = 32
-DELTA_HEAD = b'{"type": "delta"'
-TOKEN_HEAD = b'{"type": "token"'
+DELTA_HEAD = b'{"type":"delta"'
+TOKEN_HEAD = b'{"type":"token"'
 # Phones may take as many tokens as the run needs from loopback (one address for all of them).
 SCENARIO = f"""
 extends = "builtin"

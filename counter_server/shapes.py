@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from .notices import Webhook
@@ -14,6 +15,13 @@ from .queueing import CounterView, Estimate, HallView, SlotPlan, Status, Token, 
 def iso(moment: float | None, tz: tzinfo, timespec: str = "seconds") -> str | None:
     if moment is None:
         return None
+    return _iso(moment, tz, timespec)
+
+
+@lru_cache(maxsize=1 << 16)
+def _iso(moment: float, tz: tzinfo, timespec: str) -> str:
+    # A token's times are formatted again in every view of it: a phone's place moves each time
+    # the line does, and ten thousand phones may be watching.
     return datetime.fromtimestamp(moment, tz).isoformat(timespec=timespec)
 
 

@@ -14,6 +14,7 @@ import pytest
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS, PHONES, SETTINGS, STORE, TOKEN_WATCH
 from counter_server.config import Scenario, Settings, load_scenario
+from counter_server.live.token_watch import Watcher
 
 from testkit.api import Api, Clock
 from testkit.scenarios import paid_service
@@ -225,6 +226,51 @@ async def test_the_token_feed_follows_the_place_in_line(api: Api):
     await ws.close()
     await wait_until_async(lambda: api.client.app[TOKEN_WATCH].watching() == 0,
                            what="the closed feed no longer watched", timeout=2.5)
+
+
+async def test_a_quiet_token_feed_gets_heartbeats_and_a_moving_one_gets_its_views(aiohttp_client, settings: Settings):
+    """A heartbeat goes out only after heartbeat_s with nothing sent; a change's view is
+    written to the phone at once, and heartbeats go on after it."""
+    client = await aiohttp_client(create_app(replace(settings, write_admin_key=False, live_heartbeat_s=0.3)))
+    admin, _ = await client.app[KEYS].create("admin")
+    api = Api(client=client, admin=admin, board=admin)
+    await api.issue()
+    status, body = await take(api, account=ACCOUNT, phone=PHONE)
+    ws = await client.ws_connect(f"/api/v1/public/tokens/{body['token']['link']}/live")
+    assert (await ws.receive_json(timeout=3))["token"]["ahead"] == 1
+    quiet = [(await ws.receive_json(timeout=1))["type"] for _ in range(2)]
+    assert quiet == ["heartbeat", "heartbeat"]
+    await api.next("S01-C1")
+    while (msg := await ws.receive_json(timeout=3))["type"] != "token":
+        assert msg["type"] == "heartbeat"
+    assert msg["token"]["ahead"] == 0
+    assert (await ws.receive_json(timeout=1))["type"] == "heartbeat"
+    await ws.close()
+
+
+def test_a_view_goes_out_at_once_unless_the_phones_link_is_backed_up():
+    """The token watch writes a phone's new view there and then; while the link is backed up
+    only the newest view is kept, for the phone's own writer to send once the link drains."""
+    sent: list = []
+    backed_up = False
+
+    def deliver(view) -> bool:
+        if backed_up:
+            return False
+        sent.append(view)
+        return True
+
+    watcher = Watcher("t1", deliver)
+    watcher.offer(("place 3", None))
+    watcher.offer(("place 3", None))            # the same view: nothing new to send
+    assert sent == [("place 3", None)] and not watcher.changed.is_set()
+    backed_up = True
+    watcher.offer(("place 2", None))
+    watcher.offer(("place 1", None))
+    assert watcher.changed.is_set() and watcher.latest == ("place 1", None) and len(sent) == 1
+    backed_up = False
+    watcher.offer(("place 0", None))            # the writer has one due: it sends the newest
+    assert watcher.changed.is_set() and watcher.latest == ("place 0", None) and len(sent) == 1
 
 
 async def test_behind_a_trusted_load_balancer_each_client_has_its_own_limit(aiohttp_client, settings: Settings):

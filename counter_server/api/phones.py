@@ -9,11 +9,14 @@ import json
 import math
 from datetime import date
 
+import orjson
 from aiohttp import web
+from websockets.frames import Frame, Opcode
 
 from ..appkeys import HUB, PHONE_LIMITER, PHONES, SETTINGS, SMS, TOKEN_WATCH
 from ..config import Scenario
 from ..live.hub import SCHEMA_VERSION
+from ..live.token_watch import View
 from ..queueing import ServiceView
 from ..notices import SmsRequest
 from ..services.phones import ListedHall
@@ -26,6 +29,9 @@ from .requests import actor_of, idempotency_of, parse_body, public, whole_number
 from .schemas import DAY_SHAPE, AskSms, BookSlot, PublishSlots, TakeToken
 
 MAX_TRAVEL_MIN = 300
+# A phone's socket with more than this waiting to go out gets its next view from its writer,
+# which waits for the link to drain (aiohttp's own high-water mark is 64 KiB).
+DIRECT_WRITE_LIMIT = 16 * 1024
 
 
 def _travel_s(request: web.Request) -> float:
@@ -167,35 +173,62 @@ async def cancel_token(request: web.Request) -> web.Response:
 async def token_live(request: web.Request) -> web.WebSocketResponse:
     """WebSocket: the token's own view now, then again whenever it changes.
 
-    Ten thousand phones may follow their tokens at once, so each costs one task: the handler
-    reads the socket (pings, close) while that task writes the newest view when it changes,
-    else a heartbeat, encoded once per connection."""
+    Ten thousand phones may follow their tokens at once, so a change is written to each socket
+    by the token watch itself, there and then; the handler reads the socket (pings, close)
+    while one task per phone writes heartbeats, and the newest view when the link was too
+    backed up to take it at once."""
     travel_s = _travel_s(request)
     link = request.match_info["link"]
     token, _ = await request.app[PHONES].view(link)   # 404 before the upgrade
     scenario = request.app[SETTINGS].scenario
     watch = request.app[TOKEN_WATCH]
     heartbeat_s = request.app[HUB].heartbeat_s
-    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=1024)
+    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_ping_s, max_msg_size=1024)
     await ws.prepare(request)
-    watcher = await watch.add(token)
+    transport = request.transport
+
+    def message(view: View) -> bytes:
+        token, estimate = view
+        return orjson.dumps({"type": "token", "v": SCHEMA_VERSION,
+                             "token": phone_token_json(token, link, scenario, estimate, travel_s)})
+
+    loop = asyncio.get_running_loop()
+    sent_at = loop.time()
+
+    def deliver(view: View) -> bool:
+        """The new view written now, unless the link is backed up (the writer sends the newest
+        once it drains): one frame on the socket, nothing else between them."""
+        nonlocal sent_at
+        if ws.closed or transport is None or transport.is_closing() \
+                or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+            return False
+        transport.write(Frame(Opcode.TEXT, message(view)).serialize(mask=False))
+        sent_at = loop.time()
+        return True
+
+    watcher = await watch.add(token, deliver)
     heartbeat = json.dumps({"type": "heartbeat", "v": SCHEMA_VERSION, "interval_s": heartbeat_s})
 
     async def write() -> None:
+        # A heartbeat only after heartbeat_s with nothing sent: a phone whose place moves every
+        # second already knows its link lives.
+        nonlocal sent_at
         if watcher.latest is None:
             await ws.send_str(heartbeat)
         while not ws.closed:
             if not watcher.changed.is_set():
-                try:
-                    async with asyncio.timeout(heartbeat_s):
-                        await watcher.changed.wait()
-                except TimeoutError:
+                quiet_s = heartbeat_s - (loop.time() - sent_at)
+                if quiet_s <= 0:
                     await ws.send_str(heartbeat)
+                    sent_at = loop.time()
                     continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(quiet_s):
+                        await watcher.changed.wait()
+                continue
             watcher.changed.clear()
-            token, estimate = watcher.latest
-            await ws.send_json({"type": "token", "v": SCHEMA_VERSION,
-                                "token": phone_token_json(token, link, scenario, estimate, travel_s)})
+            await ws.send_frame(message(watcher.latest), web.WSMsgType.TEXT)
+            sent_at = loop.time()
 
     writer = asyncio.create_task(write())
     try:

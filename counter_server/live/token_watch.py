@@ -2,8 +2,11 @@
 
 A phone needs its token's place and wait, not the hall: after a change at its substation,
 one read of the queue answers every phone watching a token there, at most once per
-``interval_s`` for that substation, however many phones watch. Each phone keeps only the newest answer, so a slow
-link never builds a backlog.
+``interval_s`` for that substation, however many phones watch. The answer is written to each
+phone's socket there and then when its link keeps up (a task woken per phone cost more than the
+write: the head of a line of a thousand giving up moves every phone behind it); a phone whose
+link is backed up keeps only the newest answer for its own writer, so a slow link never builds a
+backlog.
 """
 
 from __future__ import annotations
@@ -24,16 +27,19 @@ View = tuple[Token, Estimate | None]
 
 @dataclass(eq=False)
 class Watcher:
-    """One phone: the newest view of its token, and a flag raised when it changes."""
+    """One phone: the newest view of its token, and a flag raised when it changes and could not
+    be written at once (``deliver`` writes it and says whether it could)."""
 
     token_id: str
+    deliver: Callable[[View], bool] = lambda view: False
     latest: View | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, view: View) -> None:
         if view != self.latest:
             self.latest = view
-            self.changed.set()
+            if self.changed.is_set() or not self.deliver(view):
+                self.changed.set()
 
 
 class TokenWatch:
@@ -57,14 +63,15 @@ class TokenWatch:
     def watching(self) -> int:
         return sum(len(w) for w in self._watchers.values())
 
-    async def add(self, token: Token) -> Watcher:
-        """Watch ``token``; its current view is ready at once."""
+    async def add(self, token: Token, deliver: Callable[[View], bool] = lambda view: False) -> Watcher:
+        """Watch ``token``; its current view is ready at once, for the phone's own writer."""
         watcher = Watcher(token.id)
         key = (token.substation, token.day)
         self._watchers.setdefault(key, set()).add(watcher)
         views = await self.store.read_queue(*key, _views_of({token.id}))
         if token.id in views:
             watcher.offer(views[token.id])
+        watcher.deliver = deliver
         return watcher
 
     def remove(self, token: Token, watcher: Watcher) -> None:
