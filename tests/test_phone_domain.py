@@ -74,6 +74,9 @@ def test_one_active_token_per_account_and_per_phone():
     q.act("t1", Action.CANCEL, OPENS + 5)                  # a finished token frees the holder
     again = q.issue("t5", "bill_payment", "B", Priority.NORMAL, OPENS + 6, holder=holder(1))
     assert again.number == "B-002"
+    assert [t.id for t in q.held_by(holder(1))] == ["t5"]
+    assert [t.id for t in q.held_by(Holder("acct9", "phone1"))] == ["t5"]   # by the phone alone
+    assert q.held_by(Holder("acct9", "phone9")) == []
 
 
 def test_a_holding_refusal_says_the_same_whatever_matched():

@@ -137,6 +137,9 @@ class SubstationQueue:
         self._booked: dict[str, Token] = {}     # id -> booked token whose slot has not started
         self._due: list[Token] | None = None    # _booked in call order
         self._unnumbered = 0                    # bookings (and cancelled ones) never numbered
+        # Active tokens by their holder's account and phone digests: a phone taking a token is
+        # checked against every hall's line, which at month-end holds thousands.
+        self._active_by_ref: dict[str, set[str]] = {}
         self.service_times = ServiceTimes(policy.service_seeds, policy.ewma_alpha)
         self._plans: dict[tuple[float, int], CallPlan] = {}   # (as of, version) -> its run
         self._issued_last: tuple[int, str, tuple[float, int]] | None = None   # see issue()
@@ -293,11 +296,13 @@ class SubstationQueue:
 
     def holding(self, holder: Holder) -> Token | None:
         """The active token of this account or phone number here today, if any."""
-        for token in self.tokens.values():
-            if token.active and (token.account_ref == holder.account_ref
-                                 or token.phone_ref == holder.phone_ref):
-                return token
-        return None
+        held = self.held_by(holder)
+        return held[0] if held else None
+
+    def held_by(self, holder: Holder) -> list[Token]:
+        """Every active token here today of this account or this phone number, in issue order."""
+        ids = self._active_by_ref.get(holder.account_ref, set()) | self._active_by_ref.get(holder.phone_ref, set())
+        return sorted((self.tokens[i] for i in ids), key=lambda t: (t.issued_at, t.id))
 
     # -- changing ------------------------------------------------------------------------
 
@@ -680,6 +685,14 @@ class SubstationQueue:
             index = bisect.bisect_left(self._waiting, entry)
             if index < len(self._waiting) and self._waiting[index] == entry:
                 del self._waiting[index]
+        if old is not None and old.active:
+            for ref in (old.account_ref, old.phone_ref):
+                if ref is not None:
+                    self._active_by_ref[ref].discard(old.id)
+        if token.active:
+            for ref in (token.account_ref, token.phone_ref):
+                if ref is not None:
+                    self._active_by_ref.setdefault(ref, set()).add(token.id)
         self.tokens[token.id] = token
         if token.status is Status.WAITING:
             self._waiting_per_service[token.service] = self._waiting_per_service.get(token.service, 0) + 1
