@@ -356,11 +356,11 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     write_admin_key: bool = True
     live_heartbeat_s: float = 5.0
-    # WebSocket pings, apart from the heartbeat messages above (which tell a board or phone its
-    # link lives): they find a peer gone without a word, within this and half of it again. Each
-    # is a task, a timer and a pong to wake the handler for, so at 10,000 connections a ping
-    # every 5 s was 2,000 of each a second.
-    live_ping_s: float = 30.0
+    # WebSocket pings find a peer gone without a word (within the interval and half of it
+    # again). Boards are pinged with every heartbeat; a phone's feed every live_phone_ping_s:
+    # each ping is a task, a timer and a pong to wake the handler for, and at 10,000 phones a
+    # ping every 5 s was 2,000 of each a second.
+    live_phone_ping_s: float = 30.0
     live_client_buffer: int = 256
     live_backlog: int = 1000
     # A keyed live connection asks whether its key still stands this often (answered from a list

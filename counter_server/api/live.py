@@ -64,7 +64,7 @@ async def _serve(request: web.Request, hub: LiveHub, channel: str, since: int | 
                  actor: Actor | None = None) -> web.WebSocketResponse:
     # No per-message deflate: one delta goes to thousands of boards, and compressing it once
     # per board would cost more CPU than the hall's network saves.
-    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_ping_s, max_msg_size=4096,
+    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_heartbeat_s, max_msg_size=4096,
                                compress=False)
     await ws.prepare(request)
     initial, subscriber = hub.subscribe(channel, since)

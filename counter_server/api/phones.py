@@ -183,7 +183,7 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
     scenario = request.app[SETTINGS].scenario
     watch = request.app[TOKEN_WATCH]
     heartbeat_s = request.app[HUB].heartbeat_s
-    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_ping_s, max_msg_size=1024)
+    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_phone_ping_s, max_msg_size=1024)
     await ws.prepare(request)
     transport = request.transport
 
