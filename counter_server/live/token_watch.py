@@ -31,7 +31,7 @@ class Watcher:
     be written at once (``deliver`` writes it and says whether it could)."""
 
     token_id: str
-    deliver: Callable[[View], bool] = lambda view: False
+    deliver: Callable[[View], bool]
     latest: View | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -63,15 +63,14 @@ class TokenWatch:
     def watching(self) -> int:
         return sum(len(w) for w in self._watchers.values())
 
-    async def add(self, token: Token, deliver: Callable[[View], bool] = lambda view: False) -> Watcher:
-        """Watch ``token``; its current view is ready at once, for the phone's own writer."""
-        watcher = Watcher(token.id)
+    async def add(self, token: Token, deliver: Callable[[View], bool]) -> Watcher:
+        """Watch ``token``, whose current view goes out at once through ``deliver``."""
+        watcher = Watcher(token.id, deliver)
         key = (token.substation, token.day)
         self._watchers.setdefault(key, set()).add(watcher)
         views = await self.store.read_queue(*key, _views_of({token.id}))
         if token.id in views:
             watcher.offer(views[token.id])
-        watcher.deliver = deliver
         return watcher
 
     def remove(self, token: Token, watcher: Watcher) -> None:
