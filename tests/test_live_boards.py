@@ -171,7 +171,8 @@ async def test_ops_channel_needs_a_key_and_sees_every_hall(live: Api):
 
 async def test_bad_live_requests_are_json_errors(live: Api):
     for path, status, code in (("/api/v1/substations/S99/live", 404, "substation_not_found"),
-                               ("/api/v1/substations/S01/live?since=-3", 400, "invalid_since")):
+                               ("/api/v1/substations/S01/live?since=-3", 400, "invalid_since"),
+                               ("/api/v1/substations/S01/live?since=", 400, "invalid_since")):
         async with live.client.get(path) as resp:
             assert resp.status == status and (await resp.json())["error"]["code"] == code
 

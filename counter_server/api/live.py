@@ -29,7 +29,7 @@ CLOSE_GOING_AWAY = 1001
 
 def _since(request: web.Request) -> int | None:
     raw = request.query.get("since")
-    if raw is None or raw == "":
+    if raw is None:
         return None
     since = whole_number(raw)
     if since is None or len(raw) > 18:
