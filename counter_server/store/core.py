@@ -6,15 +6,19 @@
 * ``QueueRows`` and ``build_queue``: a queue rebuilt from the rows of a (substation, day).
 * ``QueueCache``: the queues an engine keeps in memory, and which queue holds each token.
 * ``replayed``: the first answer to a retried request, from what the log kept of it.
-* ``StoreCore``: what both engines do the same way around their own storage (listeners, the
-  cache, the reads made of a queue, a payment's settling and amending), so an engine writes only
-  how it loads, commits and rewrites its rows.
+* ``StoreCore``: what both engines do the same way around their own storage: each queue's
+  changes run in turn on its cached copy and go to the engine as one ``Batch`` (group commit),
+  idempotent replays, listeners, the reads made of a queue, a payment's settling and amending.
+  An engine writes only how it loads a queue's rows, commits a batch atomically, finds a token's
+  queue and an idempotency key's kept answer, and its payments, keys and event log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -30,6 +34,7 @@ from ..queueing import (
     SubstationQueue,
     Token,
     TokenEvent,
+    UnknownToken,
 )
 from ..queueing.events import (
     AdmissionChanged,
@@ -39,13 +44,15 @@ from ..queueing.events import (
     SlotsPublished,
     TokenIssued,
 )
-from .base import Applied, CommitListener, Committed, QueueSnapshot
-from .codec import from_row
+from .base import Applied, CommitListener, Committed, IdempotencyKey, QueueChange, QueueSnapshot, StoreUnavailable
+from .base import TokenChange
+from .codec import event_record, from_row
 
 log = logging.getLogger(__name__)
 
 QueueKey = tuple[str, str]   # (substation, day)
 T = TypeVar("T")
+MAX_ATTEMPTS = 200           # a batch refused as stale runs again; past this, the store is "busy"
 
 # -- the rows an event changes ---------------------------------------------------------------
 
@@ -201,13 +208,85 @@ class QueueCache:
             self._homes.pop(token_id, None)
 
 
+# -- a batch of changes to one queue -------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Job:
+    """One change (or read) of a queue, waiting for its queue's turn."""
+
+    run: Callable[[SubstationQueue], Any]
+    idem: IdempotencyKey | None
+    future: asyncio.Future
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    """An idempotency key of a batch: the commit is refused if it was used before; else, when
+    ``keep``, it keeps its request's last event (1-based in the batch; 0: the change made none).
+    A refused change is not kept, so a retry runs it again."""
+
+    idem: IdempotencyKey
+    event: int
+    keep: bool
+
+
+@dataclass
+class Batch:
+    """What an engine commits atomically: a queue's pending events, the rows they change and
+    the batch's idempotency keys, run against the stored queue's ``version``."""
+
+    queue: SubstationQueue
+    version: int
+    records: list[dict[str, Any]]     # the events as the log keeps them
+    rows: list[RowChange]
+    answers: list[KeptAnswer]
+    touched: set[str]                 # tokens changed on the copy: read again if refused as stale
+
+    @property
+    def key(self) -> QueueKey:
+        return self.queue.substation, self.queue.day
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A batch refused because its ``index``-th key was used before, and what that key kept."""
+
+    index: int
+    kept: Any
+
+
+def _settle(job: Job, result: Any = None, exc: BaseException | None = None) -> None:
+    if job.future.done():            # its caller gave up waiting
+        return
+    if exc is not None:
+        job.future.set_exception(exc)
+    else:
+        job.future.set_result(result)
+
+
+def _touched(q: SubstationQueue) -> set[str]:
+    """Tokens a batch changed on this copy without committing: to be read again."""
+    return {event.token.id for event in q.pending if event.token is not None}
+
+
 # -- what both engines share ----------------------------------------------------------------
 
 
 class StoreCore:
-    """The part of the Store contract both engines fulfil the same way. An engine adds how it
-    reads a queue in turn with its changes (``read_queue``) and finds a token's queue
-    (``_read_home``), how it commits, and its payments, keys and event log."""
+    """The part of the Store contract both engines fulfil the same way.
+
+    Each queue has one drainer task at a time: it takes every job waiting for the queue, runs
+    them one after the other on the cached copy and hands their events to the engine's
+    ``_commit_batch`` in one piece (group commit: one write and one hall for many changes). A
+    caller that gives up does not stop its job half-way. An engine whose copies can go stale
+    (other replicas write too) refuses a batch with the queue as it is now; it runs again."""
+
+    # The engine answers a retried request before running its change (a cheap local read);
+    # else the commit finds the key and the change made meanwhile is thrown away.
+    answers_before_running = False
+    # The engine hands its own commits to the listeners (none follows a shared stream).
+    notifies_own_commits = False
 
     def __init__(self, policy: QueuePolicy, layouts: Mapping[str, Mapping[str, Iterable[str]]] | None,
                  *, hall_head: int, cache_size: int) -> None:
@@ -218,19 +297,34 @@ class StoreCore:
         self.conflicts = 0     # changes run again because another replica came first
         self._listeners: list[CommitListener] = []
         self._cache = QueueCache(cache_size)
+        self._jobs: dict[QueueKey, list[Job]] = {}
+        self._drainers: dict[QueueKey, asyncio.Task[None]] = {}
 
-    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
+    # -- what an engine writes ---------------------------------------------------------------
+
+    async def _load(self, key: QueueKey, base: CachedQueue | None, recheck: Iterable[str]) -> CachedQueue:
+        """The queue as stored, cached. Given ``base`` (this copy, at its version) an engine may
+        read only the tokens changed since, and ``recheck``."""
         raise NotImplementedError
 
-    async def _read_home(self, token_id: str, read: Callable[[SubstationQueue], T]) -> T | None:
-        """``read`` run on the queue that holds the token, None when no queue does."""
+    async def _commit_batch(self, batch: Batch) -> list[int] | Seen | CachedQueue:
+        """Write the batch atomically: its events' sequence numbers; or nothing written and
+        Seen; or, when the stored queue is no longer at ``batch.version``, the queue as it is
+        now (cached)."""
         raise NotImplementedError
 
-    async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
-        return await self.read_queue(substation, day, lambda q: snapshot_of(q, self.hall_head))
+    async def _home_of(self, token_id: str) -> QueueKey | None:
+        """The (substation, day) of a token not in the cache, as stored."""
+        raise NotImplementedError
 
-    async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
-        return await self._read_home(token_id, lambda q: view_of(q, token_id))
+    async def _kept(self, idem: IdempotencyKey) -> Any:
+        """What the store kept for this key, as ``_answer_of`` reads it; None for a new key."""
+        raise NotImplementedError
+
+    def _answer_of(self, idem: IdempotencyKey, kept: Any) -> Any:
+        """The data of the event the key's first request produced, or ``NO_RESULT``; a key
+        reused for another request is refused (IdempotencyConflict)."""
+        raise NotImplementedError
 
     async def _rewrite_payment(self, payment_id: str, change: Callable[[Payment], Payment],
                                kind: str | None, actor: str | None, retry_at: float | None) -> Payment:
@@ -238,6 +332,186 @@ class StoreCore:
         (with its event of ``kind``, if any), unclaimed and not to be tried before ``retry_at``;
         KeyError when there is no such payment."""
         raise NotImplementedError
+
+    # -- changes -----------------------------------------------------------------------------
+
+    async def mutate_queue(
+        self, substation: str, day: str, change: QueueChange, idem: IdempotencyKey | None = None
+    ) -> Applied:
+        if self.answers_before_running:
+            replay = await self._replay(idem)
+            if replay is not None:
+                return replay
+        return await self._queued((substation, day), lambda q: applied(q, change(q)), idem)
+
+    async def mutate_token(
+        self, token_id: str, change: TokenChange, idem: IdempotencyKey | None = None
+    ) -> Applied:
+        home = await self._home(token_id)
+        if home is None or self.answers_before_running:
+            replay = await self._replay(idem)
+            if replay is not None:
+                return replay
+        if home is None:
+            raise UnknownToken(token_id)
+        return await self._queued(home, lambda q: applied(q, change(q, q.get(token_id))), idem)
+
+    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
+        return await self._queued((substation, day), read)
+
+    async def _read_home(self, token_id: str, read: Callable[[SubstationQueue], T]) -> T | None:
+        """``read`` run on the queue that holds the token, None when no queue does."""
+        home = await self._home(token_id)
+        return await self._queued(home, read) if home is not None else None
+
+    async def _home(self, token_id: str) -> QueueKey | None:
+        return self._cache.home(token_id) or await self._home_of(token_id)
+
+    async def _queued(self, key: QueueKey, run: Callable[[SubstationQueue], Any],
+                      idem: IdempotencyKey | None = None) -> Any:
+        """Run ``run`` on the queue's committed state, in turn with whatever else waits for it."""
+        job = Job(run, idem, asyncio.get_running_loop().create_future())
+        self._jobs.setdefault(key, []).append(job)
+        if key not in self._drainers:
+            self._drainers[key] = asyncio.create_task(self._drain(key), name=f"queue-{key[0]}-{key[1]}")
+        return await job.future
+
+    async def _drain(self, key: QueueKey) -> None:
+        try:
+            while self._jobs.get(key):
+                batch = self._jobs.pop(key)
+                try:
+                    later = await self._run_batch(key, batch)
+                except BaseException as exc:
+                    self._cache.evict(key)
+                    failure = exc if isinstance(exc, Exception) else StoreUnavailable("the store is closing")
+                    for job in batch:
+                        _settle(job, exc=failure)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                if later:
+                    self._jobs.setdefault(key, [])[:0] = later
+        finally:
+            self._drainers.pop(key, None)
+
+    async def _stop_drainers(self) -> None:
+        """Cancel every queue's drainer: their waiting callers get StoreUnavailable."""
+        drainers = list(self._drainers.values())
+        for task in drainers:
+            task.cancel()
+        if drainers:
+            await asyncio.wait(drainers, timeout=5.0)
+
+    async def _run_batch(self, key: QueueKey, batch: list[Job]) -> list[Job]:
+        """Run and commit ``batch``; returns the jobs left for the next batch (a second use of
+        an idempotency key waits until the first is committed)."""
+        recheck: set[str] | None = None      # after a refusal: re-read these and what changed
+        for attempt in range(MAX_ATTEMPTS):
+            cached = self._cache.get(key)
+            if cached is None or recheck is not None:
+                cached = await self._load(key, cached, recheck or ())
+                recheck = None
+            q = cached.queue
+            done: list[tuple[Job, bool, Any, int, int]] = []
+            later: list[Job] = []
+            keys_seen: set[tuple[str, str]] = set()
+            broken = False
+            for job in batch:
+                ident = (job.idem.principal, job.idem.key) if job.idem is not None else None
+                if ident is not None and ident in keys_seen:
+                    later.append(job)
+                    continue
+                if ident is not None:
+                    keys_seen.add(ident)
+                start, before = len(q.pending), q.version
+                try:
+                    value = job.run(q)
+                except Exception as exc:
+                    if q.version != before:
+                        # It changed this copy before failing: answer it, and run the others
+                        # again on a copy read afresh.
+                        _settle(job, exc=exc)
+                        batch = [j for j in batch if j is not job]
+                        broken = True
+                        break
+                    done.append((job, False, exc, start, start))
+                else:
+                    done.append((job, True, value, start, len(q.pending)))
+            if broken:
+                recheck = _touched(q)
+                if not batch:
+                    self._cache.evict(key)
+                    return []
+                continue
+            events = list(q.pending)
+            outcome = await self._commit_batch(Batch(
+                q, cached.version, [event_record(q.substation, q.day, event) for event in events],
+                [row for event in events for row in rows_changed(q, event)],
+                [KeptAnswer(job.idem, end if ok and end > start else 0, ok)
+                 for job, ok, _, start, end in done if job.idem is not None],
+                _touched(q)))
+            if isinstance(outcome, CachedQueue):          # another replica changed the queue first
+                await self._backoff(attempt)
+                continue
+            if isinstance(outcome, Seen):                 # its key answered an earlier request
+                answered = [job for job, *_ in done if job.idem is not None][outcome.index]
+                self._cache.evict(key)
+                try:
+                    _settle(answered, result=await self._replay_from(answered.idem, outcome.kept, key))
+                except Exception as exc:  # noqa: BLE001 - e.g. the key was used for another request
+                    _settle(answered, exc=exc)
+                batch = [j for j in batch if j is not answered]
+                if not batch:
+                    return later
+                continue
+            q.drain()
+            if outcome:
+                cached.version = outcome[-1]
+            for event in events:
+                if event.token is not None:
+                    self._cache.note_home(event.token.id, key)
+            if outcome and self.notifies_own_commits and self._listeners:
+                self._notify_hall(key, list(zip(outcome, events)), q)
+            for job, ok, value, _, _ in done:
+                _settle(job, result=value) if ok else _settle(job, exc=value)
+            return later
+        raise StoreUnavailable("The queue is changing too fast on other replicas; retry.")
+
+    async def _backoff(self, attempt: int) -> None:
+        self.conflicts += 1
+        if attempt >= 3:   # a storm of conflicts: spread the contenders out a little
+            await asyncio.sleep(random.uniform(0, min(0.02, 0.001 * attempt)))
+
+    # -- idempotent replays ------------------------------------------------------------------
+
+    async def _replay(self, idem: IdempotencyKey | None) -> Applied | None:
+        if idem is None:
+            return None
+        kept = await self._kept(idem)
+        return await self._replay_from(idem, kept, None) if kept is not None else None
+
+    async def _replay_from(self, idem: IdempotencyKey, kept: Any, draining: QueueKey | None) -> Applied:
+        """The first answer to a retried request. ``draining``: the queue whose drainer asks,
+        read directly (asking through the drainer would wait for itself)."""
+        data = self._answer_of(idem, kept)
+        if data is NO_RESULT or "number" not in data:
+            return replayed(data, lambda token: None)
+        token_id = data["id"]
+        if draining is not None:
+            cached = self._cache.get(draining) or await self._load(draining, None, ())
+            view = view_of(cached.queue, token_id)
+        else:
+            view = await self.token_view(token_id)
+        return replayed(data, lambda token: view[1] if view else None)
+
+    # -- reads and listeners -----------------------------------------------------------------
+
+    async def queue_snapshot(self, substation: str, day: str) -> QueueSnapshot:
+        return await self.read_queue(substation, day, lambda q: snapshot_of(q, self.hall_head))
+
+    async def token_view(self, token_id: str) -> tuple[Token, Estimate | None] | None:
+        return await self._read_home(token_id, lambda q: view_of(q, token_id))
 
     async def settle_payment(self, payment_id: str, status: PaymentStatus, now: float, *,
                              reason: str | None = None, billing_ref: str | None = None,
@@ -265,6 +539,16 @@ class StoreCore:
                 listener(change)
             except Exception:  # noqa: BLE001 - one listener must not stop the others
                 log.exception("commit listener failed")
+
+    def _notify_hall(self, key: QueueKey, events: list[tuple[int, DomainEvent]], q: SubstationQueue) -> None:
+        """One Committed for a batch, with the hall after it: worked out once per batch, not
+        once per change, so the cost per token stays flat as the line grows under load."""
+        try:
+            hall = q.hall_view(self.hall_head)
+        except Exception:  # noqa: BLE001 - the answers are committed; the boards resync
+            log.exception("hall of %s on %s could not be built", *key)
+            return
+        self._notify(Committed(*key, events, hall))
 
     def _cached(self, key: QueueKey, rows: QueueRows, version: int = 0) -> CachedQueue:
         """The queue built from ``rows``, cached as read at ``version``."""

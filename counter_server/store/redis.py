@@ -30,11 +30,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -49,17 +48,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..notices import Notice, SmsRequest, Webhook, notices_of, webhook_from_record, webhook_record
 from ..outbox import OutboxStats, Payment
-from ..queueing import DomainEvent, HallView, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
+from ..queueing import DomainEvent, HallView, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token
 from ..redact import redacted
 from . import redis_scripts as lua
 from . import codec, core
-from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, NOTICE_KEEP_S, Applied, Committed, IdempotencyConflict
-from .base import IdempotencyKey, KeyRecord, QueueChange, StoreUnavailable, TokenChange
+from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, NOTICE_KEEP_S, Committed, IdempotencyConflict
+from .base import IdempotencyKey, KeyRecord, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 COMMIT_MEMO_TTL_S = 600              # a commit retried after a lost reply answers from this
-MAX_ATTEMPTS = 200                   # conflicting replicas retry; past this, the store is "busy"
 T = TypeVar("T")
 
 
@@ -133,29 +131,6 @@ def _queue_rows(day: str, found: list, base: SubstationQueue | None) -> tuple[in
     )
 
 
-@dataclass(eq=False)
-class _Job:
-    """One change (or read) of a queue, waiting for its queue's drainer."""
-
-    run: Callable[[SubstationQueue], Any]
-    idem: IdempotencyKey | None
-    future: asyncio.Future
-
-
-def _settle(job: _Job, result: Any = None, exc: BaseException | None = None) -> None:
-    if job.future.done():            # its caller gave up waiting
-        return
-    if exc is not None:
-        job.future.set_exception(exc)
-    else:
-        job.future.set_result(result)
-
-
-def _touched(q: SubstationQueue) -> set[str]:
-    """Tokens a batch changed on this copy without committing: to be read again."""
-    return {event.token.id for event in q.pending if event.token is not None}
-
-
 # -- the store -----------------------------------------------------------------------------------
 
 
@@ -191,8 +166,6 @@ class RedisStore(core.StoreCore):
         self._redis: Redis | None = None
         self._follower_redis: Redis | None = None
         self._follower: asyncio.Task[None] | None = None
-        self._jobs: dict[core.QueueKey, list[_Job]] = {}
-        self._drainers: dict[core.QueueKey, asyncio.Task[None]] = {}
         self._delivered = 0            # every event up to this seq has reached the listeners
         self._read_to = 0              # the stream has been read up to this seq
         self._heard: list[tuple[int, DomainEvent]] = []   # a commit read in part
@@ -260,11 +233,7 @@ class RedisStore(core.StoreCore):
             if not done:
                 log.warning("the Redis event follower did not stop in time")
             self._follower = None
-        drainers = list(self._drainers.values())
-        for task in drainers:          # their waiting callers get StoreUnavailable
-            task.cancel()
-        if drainers:
-            await asyncio.wait(drainers, timeout=5.0)
+        await self._stop_drainers()
         for client in (self._follower_redis, self._redis):
             if client is not None:
                 await client.aclose()
@@ -327,198 +296,43 @@ class RedisStore(core.StoreCore):
 
     # -- queue changes ---------------------------------------------------------------------
 
-    async def mutate_queue(
-        self, substation: str, day: str, change: QueueChange, idem: IdempotencyKey | None = None
-    ) -> Applied:
-        return await self._mutate((substation, day), change, idem)
-
-    async def mutate_token(
-        self, token_id: str, change: TokenChange, idem: IdempotencyKey | None = None
-    ) -> Applied:
-        home = await self._home(token_id)
-        if home is None:
-            replay = await self._replay(idem)
-            if replay is not None:
-                return replay
-            raise UnknownToken(token_id)
-        return await self._mutate(home, lambda q: change(q, q.get(token_id)), idem)
-
-    async def _mutate(self, key: core.QueueKey, change: QueueChange,
-                      idem: IdempotencyKey | None) -> Applied:
-        return await self._queued(key, lambda q: core.applied(q, change(q)), idem)
-
-    async def _queued(self, key: core.QueueKey, run: Callable[[SubstationQueue], Any],
-                      idem: IdempotencyKey | None = None) -> Any:
-        """Run ``run`` on the queue's committed state, with whatever else waits for that queue.
-
-        One drainer task per queue takes all waiting jobs, runs them one after the other on this
-        replica's copy and commits them in one script call (group commit: one round trip and one
-        hall for many changes). A caller that gives up does not stop its job half-way."""
-        job = _Job(run, idem, asyncio.get_running_loop().create_future())
-        self._jobs.setdefault(key, []).append(job)
-        if key not in self._drainers:
-            self._drainers[key] = asyncio.create_task(self._drain(key), name=f"redis-queue-{key[0]}")
-        return await job.future
-
-    async def _drain(self, key: core.QueueKey) -> None:
-        try:
-            while self._jobs.get(key):
-                batch = self._jobs.pop(key)
-                try:
-                    later = await self._run_batch(key, batch)
-                except BaseException as exc:
-                    self._cache.evict(key)
-                    failure = exc if isinstance(exc, Exception) else StoreUnavailable("the store is closing")
-                    for job in batch:
-                        _settle(job, exc=failure)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                if later:
-                    self._jobs.setdefault(key, [])[:0] = later
-        finally:
-            self._drainers.pop(key, None)
-
-    async def _run_batch(self, key: core.QueueKey, batch: list[_Job]) -> list[_Job]:
-        """Run and commit ``batch``; returns the jobs left for the next batch (a second use of
-        an idempotency key waits until the first is committed)."""
-        recheck: set[str] | None = None      # after a refusal: re-read these and what changed
-        for attempt in range(MAX_ATTEMPTS):
-            cached = self._cache.get(key)
-            if cached is None or recheck is not None:
-                cached = await self._read_queue(key, cached, recheck or ())
-                recheck = None
-            q = cached.queue
-            done: list[tuple[_Job, bool, Any, int, int]] = []
-            later: list[_Job] = []
-            keys_seen: set[core.QueueKey] = set()
-            broken = False
-            for job in batch:
-                ident = (job.idem.principal, job.idem.key) if job.idem is not None else None
-                if ident is not None and ident in keys_seen:
-                    later.append(job)
-                    continue
-                if ident is not None:
-                    keys_seen.add(ident)
-                start, before = len(q.pending), q.version
-                try:
-                    value = job.run(q)
-                except Exception as exc:
-                    if q.version != before:
-                        # It changed this copy before failing: answer it, and run the others
-                        # again on a copy read afresh.
-                        _settle(job, exc=exc)
-                        batch = [j for j in batch if j is not job]
-                        broken = True
-                        break
-                    done.append((job, False, exc, start, start))
-                else:
-                    done.append((job, True, value, start, len(q.pending)))
-            if broken:
-                recheck = _touched(q)
-                if not batch:
-                    self._cache.evict(key)
-                    return []
-                continue
-            outcome = await self._commit(key, cached, done)
-            if isinstance(outcome, core.CachedQueue):          # another replica changed the queue first
-                await self._backoff(attempt)
-                continue
-            if isinstance(outcome, tuple):            # its key answered an earlier request
-                answered, seen = outcome
-                self._cache.evict(key)
-                try:
-                    _settle(answered, result=await self._replay_from(answered.idem, seen, key))
-                except Exception as exc:  # noqa: BLE001 - e.g. the key was used for another request
-                    _settle(answered, exc=exc)
-                batch = [j for j in batch if j is not answered]
-                if not batch:
-                    return later
-                continue
-            q.drain()
-            cached.version = outcome
-            for job, ok, value, _, _ in done:
-                _settle(job, result=value) if ok else _settle(job, exc=value)
-            return later
-        raise StoreUnavailable("The queue is changing too fast on other replicas; retry.")
-
-    async def _backoff(self, attempt: int) -> None:
-        self.conflicts += 1
-        if attempt >= 3:   # a storm of conflicts: spread the contenders out a little
-            await asyncio.sleep(random.uniform(0, min(0.02, 0.001 * attempt)))
-
-    async def _commit(self, key: core.QueueKey, cached: core.CachedQueue,
-                      done: list[tuple[_Job, bool, Any, int, int]]) -> int | tuple[_Job, str] | core.CachedQueue:
-        """Write the queue's pending events: the new version, (the job whose idempotency key
-        was used before, that key's record), or, when another replica changed the queue first,
-        the queue as it is now (the script answers with what changed)."""
-        substation, day = key
-        q = cached.queue
-        events = q.pending
-        records = [codec.event_record(substation, day, event) for event in events]
-        logged = [codec.dumps(record) for record in records]
-        puts: list[list[str]] = []
-        for event in events:
-            for change in core.rows_changed(q, event):
-                puts += _hash_put(substation, day, change)
-        if events:
-            puts.append(["waiting", substation, str(len(q.waiting()))])
-        keyed = [(job, ok, start, end) for job, ok, _, start, end in done if job.idem is not None]
-        # Its answer is its last event (1-based in this batch); a change that made none (nobody
-        # waits) is remembered as such; a refused one is not remembered at all.
-        answers = [[job.idem.fingerprint, end if ok and end > start else 0, ok]
-                   for job, ok, start, end in keyed]
+    async def _commit_batch(self, batch: core.Batch) -> list[int] | core.Seen | core.CachedQueue:
+        """One COMMIT_QUEUE; when another replica changed the queue first, the script answers
+        with what changed, read over this copy."""
+        substation, day = key = batch.key
+        puts: list[list[str]] = [put for change in batch.rows for put in _hash_put(substation, day, change)]
+        if batch.records:
+            puts.append(["waiting", substation, str(len(batch.queue.waiting()))])
         keys = {**self._queue_keys(key), **self._log_keys(day), "homes": self._k("homes"),
                 "waiting": self._k("waiting", day)}
         try:
             reply = await self._run(
                 lua.COMMIT_QUEUE, keys,
-                {"version": cached.version, "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args(records),
-                 "events": logged, "puts": puts, "answers": answers, "touched": sorted(_touched(q))},
-                extra=[self._idem_key(job.idem) for job, _, _, _ in keyed], writes=bool(events or answers))
+                {"version": batch.version, "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args(batch.records),
+                 "events": [codec.dumps(record) for record in batch.records], "puts": puts,
+                 "answers": [[a.idem.fingerprint, a.event, a.keep] for a in batch.answers],
+                 "touched": sorted(batch.touched)},
+                extra=[self._idem_key(a.idem) for a in batch.answers], writes=bool(batch.records or batch.answers))
         except RedisError as exc:
             raise StoreUnavailable(f"Redis did not confirm the change: {exc}") from exc
         kind = reply[0]
         if kind == "stale":
-            return self._cache_read(key, cached, reply[1])
+            return self._cache_read(key, batch.queue, reply[1])
         if kind == "idem":
-            return keyed[int(reply[1])][0], reply[2]
+            return core.Seen(int(reply[1]), reply[2])
         self.commits += 1
-        seqs = [int(x) for x in reply[1].split()]
-        for event in events:
-            if event.token is not None:
-                self._cache.note_home(event.token.id, key)
-        return seqs[-1] if seqs else cached.version
+        return [int(x) for x in reply[1].split()]
 
     def _idem_key(self, idem: IdempotencyKey | None) -> str:
         if idem is None:
             return self._k("idem", "-")
         return self._k("idem", idem.principal, idem.key)
 
-    async def _replay(self, idem: IdempotencyKey | None) -> Applied | None:
-        if idem is None:
-            return None
-        seen = await self.redis.get(self._idem_key(idem))
-        return await self._replay_from(idem, seen, None) if seen is not None else None
+    async def _kept(self, idem: IdempotencyKey) -> str | None:
+        return await self.redis.get(self._idem_key(idem))
 
-    async def _replay_from(self, idem: IdempotencyKey | None, seen: str,
-                           draining: core.QueueKey | None) -> Applied:
-        """The first answer to a retried request. ``draining``: the queue whose drainer asks,
-        read directly (asking through the drainer would wait for itself)."""
-        data = await self._replay_data(idem, seen)
-        if data is core.NO_RESULT or "number" not in data:
-            return core.replayed(data, lambda token: None)
-        token_id = data["id"]
-        if draining is not None:
-            cached = self._cache.get(draining) or await self._read_queue(draining, None, ())
-            view = core.view_of(cached.queue, token_id)
-        else:
-            view = await self.token_view(token_id)
-        return core.replayed(data, lambda token: view[1] if view else None)
-
-    async def _replay_data(self, idem: IdempotencyKey | None, seen: str) -> Any:
-        assert idem is not None
-        seq, fingerprint, answer = (seen.split("\n", 2) + [""])[:3]
+    def _answer_of(self, idem: IdempotencyKey, kept: str) -> Any:
+        seq, fingerprint, answer = (kept.split("\n", 2) + [""])[:3]
         if fingerprint != idem.fingerprint:
             raise IdempotencyConflict(idem.key)
         if not seq:
@@ -530,8 +344,8 @@ class RedisStore(core.StoreCore):
 
     # -- reading queues ----------------------------------------------------------------------
 
-    async def _read_queue(self, key: core.QueueKey, base: core.CachedQueue | None,
-                          recheck: Iterable[str]) -> core.CachedQueue:
+    async def _load(self, key: core.QueueKey, base: core.CachedQueue | None,
+                    recheck: Iterable[str]) -> core.CachedQueue:
         """Read a queue in one atomic script: whole, or (given the copy this replica has) only
         the tokens changed since its version plus ``recheck``, the ones a refused batch touched."""
         since = str(base.version) if base is not None else ""
@@ -540,29 +354,19 @@ class RedisStore(core.StoreCore):
                                     {"since": since, "ids": list(recheck)})
         except RedisError as exc:
             raise StoreUnavailable(f"Redis did not answer: {exc}") from exc
-        return self._cache_read(key, base, found)
+        return self._cache_read(key, base.queue if base is not None else None, found)
 
-    def _cache_read(self, key: core.QueueKey, base: core.CachedQueue | None, found: list) -> core.CachedQueue:
+    def _cache_read(self, key: core.QueueKey, base: SubstationQueue | None, found: list) -> core.CachedQueue:
         """Build and cache the queue READ_QUEUE found (over ``base`` when it read changes only)."""
-        version, rows = _queue_rows(key[1], found, base.queue if base is not None else None)
+        version, rows = _queue_rows(key[1], found, base)
         return self._cached(key, rows, version)
 
-    async def _home(self, token_id: str) -> core.QueueKey | None:
-        home = self._cache.home(token_id)
-        if home is not None:
-            return home
+    async def _home_of(self, token_id: str) -> core.QueueKey | None:
         raw = await self.redis.hget(self._k("homes"), token_id)
         if raw is None:
             return None
         substation, day = raw.split("\t")
         return substation, day
-
-    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
-        return await self._queued((substation, day), read)
-
-    async def _read_home(self, token_id: str, read: Callable[[SubstationQueue], T]) -> T | None:
-        home = await self._home(token_id)
-        return await self._queued(home, read) if home is not None else None
 
     async def waiting_counts(self, day: str) -> dict[str, int]:
         counts = await self.redis.hgetall(self._k("waiting", day))
@@ -630,11 +434,11 @@ class RedisStore(core.StoreCore):
         asked again. The payment is written only if the token and its payments are still as
         ``build`` saw them (another replica may have changed them meanwhile): the read and the
         write are one step, as on SQLite."""
-        for _ in range(MAX_ATTEMPTS):
+        for _ in range(core.MAX_ATTEMPTS):
             if idem is not None:
                 seen = await self.redis.get(self._idem_key(idem))
                 if seen is not None:
-                    return codec.from_row(Payment, await self._replay_data(idem, seen)), True
+                    return codec.from_row(Payment, self._answer_of(idem, seen)), True
             home = await self._home(token_id)
             tokens_key = self._k("q", *home, "tokens") if home is not None else self._k("q", "-", "tokens")
             raw = await self.redis.hget(tokens_key, token_id)
@@ -656,7 +460,7 @@ class RedisStore(core.StoreCore):
                  "event": codec.dumps(event), "fingerprint": idem.fingerprint if idem else "",
                  "idem_ttl": IDEMPOTENCY_TTL_S, **self._log_args([record])})
             if kind == "idem":
-                return codec.from_row(Payment, await self._replay_data(idem, answer)), True
+                return codec.from_row(Payment, self._answer_of(idem, answer)), True
             if kind != "stale":
                 _, _, stored = answer.partition("\n")
                 return codec.from_row(Payment, json.loads(stored)), False
@@ -687,7 +491,7 @@ class RedisStore(core.StoreCore):
                                kind: str | None, actor: str | None, retry_at: float | None) -> Payment:
         """The payment as ``change`` makes it of the stored one, written (with its event, if
         ``kind``) only if it is still as read; unclaimed, not to be tried before ``retry_at``."""
-        for _ in range(MAX_ATTEMPTS):
+        for _ in range(core.MAX_ATTEMPTS):
             raw = await self.redis.hget(self._k("pay"), payment_id)
             if raw is None:
                 raise KeyError(payment_id)
@@ -805,7 +609,7 @@ class RedisStore(core.StoreCore):
         return record if record.revoked_at is None else None
 
     async def revoke_key(self, key_id: str, now: float) -> bool:
-        for _ in range(MAX_ATTEMPTS):
+        for _ in range(core.MAX_ATTEMPTS):
             key_hash = await self.redis.hget(self._k("keys", "by_id"), key_id)
             raw = await self.redis.hget(self._k("keys", "by_hash"), key_hash) if key_hash else None
             if raw is None:

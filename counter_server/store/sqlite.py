@@ -1,10 +1,12 @@
 """The SQLite engine: one file in WAL mode, one writer thread with group commit.
 
-Every change runs on the writer thread, which owns the in-memory queues (loaded from the file on
-first use, so a restart resumes exactly). The thread takes all jobs waiting at that moment, runs
-each inside its own SAVEPOINT and commits them in one transaction (group commit: one fsync for
-many acknowledged writes, durability unchanged). Futures are settled only after COMMIT returns.
-Plain reads use a second thread with its own connection, so they never wait behind writes.
+A queue's changes run on its cached copy in the store core, which hands each queue's batch
+here as one job for the writer thread. The thread takes all jobs waiting at that moment (of
+every queue), runs each inside its own SAVEPOINT and commits them in one transaction (group
+commit: one fsync for many acknowledged writes, durability unchanged). Futures are settled only
+after COMMIT returns. Queues are loaded, and plain reads made, on a second thread with its own
+connection, so they never wait behind writes; the small point reads every request makes (its
+API key, a token's queue, a retried request's answer) use the event loop's own connection.
 """
 
 from __future__ import annotations
@@ -28,10 +30,9 @@ import sqlite_utils
 from ..datadir import make_private, read_or_make_secret
 from ..notices import Notice, SmsRequest, Webhook, notices_of, webhook_from_record, webhook_record
 from ..outbox import OutboxStats, Payment
-from ..queueing import DomainEvent, Estimate, Lease, QueuePolicy, SlotPlan, SubstationQueue, Token, UnknownToken
+from ..queueing import Lease, QueuePolicy, SlotPlan, Token
 from . import codec, core
-from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, NOTICE_KEEP_S, Applied, Committed, IdempotencyConflict
-from .base import IdempotencyKey, KeyRecord, QueueChange, TokenChange
+from .base import EARLIER_PAYMENTS_READ, IDEMPOTENCY_TTL_S, NOTICE_KEEP_S, IdempotencyConflict, IdempotencyKey, KeyRecord
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,9 @@ _UPSERT_TOKEN = (
 class SQLiteStore(core.StoreCore):
     """The default engine: embedded, one file, survives ``kill -9`` with nothing acknowledged lost."""
 
+    answers_before_running = True    # a point read on the loop's connection: microseconds
+    notifies_own_commits = True
+
     def __init__(
         self,
         path: str | Path,
@@ -186,9 +190,8 @@ class SQLiteStore(core.StoreCore):
     ) -> None:
         super().__init__(policy, layouts, hall_head=hall_head, cache_size=cache_size)
         self.path = Path(path)
-        self._touched: dict[core.QueueKey, list[tuple[int, DomainEvent]]] = {}
         self._batch_limit = batch_limit
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writes: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
@@ -215,11 +218,12 @@ class SQLiteStore(core.StoreCore):
         self._point_db.execute("PRAGMA busy_timeout = 50")  # never hold the event loop for long
 
     async def close(self) -> None:
+        await self._stop_drainers()
         if self._point_db is not None:
             self._point_db.conn.close()
             self._point_db = None
         if self._writer is not None:
-            self._jobs.put(_STOP)
+            self._writes.put(_STOP)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
         if self._reader is not None:
@@ -229,40 +233,39 @@ class SQLiteStore(core.StoreCore):
 
     # -- changes ---------------------------------------------------------------------------
 
-    async def mutate_queue(
-        self, substation: str, day: str, change: QueueChange, idem: IdempotencyKey | None = None
-    ) -> Applied:
-        def job(db: sqlite_utils.Database) -> Applied:
-            replay = self._replay(db, idem)
-            if replay is not None:
-                return replay
-            return self._apply(db, self._queue(db, substation, day), change, idem)
+    async def _load(self, key: core.QueueKey, base: core.CachedQueue | None,
+                    recheck: Iterable[str]) -> core.CachedQueue:
+        return self._cached(key, await self._read(lambda db: _load_rows(db, key)))
+
+    async def _commit_batch(self, batch: core.Batch) -> list[int] | core.Seen:
+        def job(db: sqlite_utils.Database) -> list[int] | core.Seen:
+            for i, answer in enumerate(batch.answers):
+                kept = _kept(db, answer.idem)
+                if kept is not None:
+                    return core.Seen(i, kept)
+            for change in batch.rows:
+                _write_row(db, batch.key, change)
+            seqs = [_append_event(db, record) for record in batch.records]
+            for answer in batch.answers:
+                if answer.keep:
+                    _remember(db, answer.idem, seqs[answer.event - 1] if answer.event else None)
+            return seqs
 
         return await self._write(job)
 
-    async def mutate_token(
-        self, token_id: str, change: TokenChange, idem: IdempotencyKey | None = None
-    ) -> Applied:
-        def job(db: sqlite_utils.Database) -> Applied:
-            replay = self._replay(db, idem)
-            if replay is not None:
-                return replay
-            q = self._home_queue(db, token_id)
-            if q is None:
-                raise UnknownToken(token_id)
-            return self._apply(db, q, lambda q: change(q, q.get(token_id)), idem)
+    async def _home_of(self, token_id: str) -> core.QueueKey | None:
+        row = await self._point(lambda db: db.execute(
+            "SELECT substation, day FROM tokens WHERE id = ?", [token_id]).fetchone())
+        return (row[0], row[1]) if row is not None else None
 
-        return await self._write(job)
+    async def _kept(self, idem: IdempotencyKey) -> tuple[str, int | None, str | None] | None:
+        return await self._point(lambda db: _kept(db, idem))
 
-    async def read_queue(self, substation: str, day: str, read: Callable[[SubstationQueue], T]) -> T:
-        return await self._write(lambda db: read(self._queue(db, substation, day)))
-
-    async def _read_home(self, token_id: str, read: Callable[[SubstationQueue], T]) -> T | None:
-        def job(db: sqlite_utils.Database) -> T | None:
-            q = self._home_queue(db, token_id)
-            return read(q) if q is not None else None
-
-        return await self._write(job)
+    def _answer_of(self, idem: IdempotencyKey, kept: tuple[str, int | None, str | None]) -> Any:
+        fingerprint, event_seq, data = kept
+        if fingerprint != idem.fingerprint:
+            raise IdempotencyConflict(idem.key)
+        return core.NO_RESULT if event_seq is None else json.loads(data)
 
     async def record_turned_away(self, substation: str, day: str, service: str, reason: str,
                                  at: float, idem: IdempotencyKey | None = None) -> None:
@@ -294,14 +297,14 @@ class SQLiteStore(core.StoreCore):
         then a write, and no other payment for the token can land in between."""
 
         def job(db: sqlite_utils.Database) -> tuple[Payment, bool]:
-            replay = self._replay_data(db, idem)
-            if replay is not None:
-                return codec.from_row(Payment, replay), True
-            q = self._home_queue(db, token_id)
+            kept = _kept(db, idem) if idem is not None else None
+            if kept is not None:
+                return codec.from_row(Payment, self._answer_of(idem, kept)), True
+            token = next(iter(db.query("SELECT * FROM tokens WHERE id = ?", [token_id])), None)
             earlier = [codec.from_row(Payment, r) for r in db.query(
                 "SELECT * FROM payments WHERE token_id = ? ORDER BY ordinal LIMIT ?",
                 [token_id, EARLIER_PAYMENTS_READ])]
-            payment = build(q.tokens.get(token_id) if q is not None else None, earlier)
+            payment = build(codec.from_row(Token, token) if token is not None else None, earlier)
             row = codec.to_row(payment)
             row.pop("ordinal")
             cur = db.execute(
@@ -311,7 +314,7 @@ class SQLiteStore(core.StoreCore):
             stored = replace(payment, ordinal=cur.lastrowid)
             seq = _append_event(db, codec.payment_record(stored, "payment_queued"))
             if idem is not None:
-                self._remember(db, idem, seq)
+                _remember(db, idem, seq)
             return stored, False
 
         return await self._write(job)
@@ -527,10 +530,8 @@ class SQLiteStore(core.StoreCore):
         return await self._write(job)
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
-        """Every request asks this, so it is answered on the event loop's own connection: a
-        point read of a small indexed table takes microseconds in WAL mode, where readers never
-        wait for the writer, far less than a hop to the reader thread and back. It reads the file
-        each time, so a key revoked by ``counter-server keys revoke`` is refused at once."""
+        """Every request asks this, so it is a point read; it reads the file each time, so a key
+        revoked by ``counter-server keys revoke`` is refused at once."""
 
         def read(db: sqlite_utils.Database) -> KeyRecord | None:
             row = db.execute(
@@ -540,12 +541,7 @@ class SQLiteStore(core.StoreCore):
             ).fetchone()
             return KeyRecord(*row) if row else None
 
-        if self._point_db is not None:
-            try:
-                return read(self._point_db)
-            except sqlite3.OperationalError:  # busy past its short timeout: wait on the reader
-                pass
-        return await self._read(read)
+        return await self._point(read)
 
     async def revoke_key(self, key_id: str, now: float) -> bool:
         def job(db: sqlite_utils.Database) -> bool:
@@ -573,7 +569,7 @@ class SQLiteStore(core.StoreCore):
         if self._writer is None or self._loop is None:
             raise RuntimeError("the store is not open")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._jobs.put((job, future))
+        self._writes.put((job, future))
         return future
 
     def _write_loop(self, ready: asyncio.Future[None]) -> None:
@@ -596,17 +592,17 @@ class SQLiteStore(core.StoreCore):
         while not stopping:
             if time.monotonic() >= prune_at:   # a chunk between batches, until none is left
                 prune_at = time.monotonic() + (0 if self._forget_old_keys(db) else PRUNE_EVERY_S)
-            batch = [self._jobs.get()]
+            batch = [self._writes.get()]
             while len(batch) < self._batch_limit:
                 try:
-                    batch.append(self._jobs.get_nowait())
+                    batch.append(self._writes.get_nowait())
                 except queue.Empty:
                     break
             if _STOP in batch:
                 stopping = True
                 batch = [item for item in batch if item is not _STOP]
             if batch:
-                self._run_batch(db, batch)
+                self._write_batch(db, batch)
         db.conn.close()
 
     @staticmethod
@@ -631,9 +627,8 @@ class SQLiteStore(core.StoreCore):
             log.info("forgot %d idempotency keys older than %d days", gone, IDEMPOTENCY_TTL_S // 86400)
         return gone == chunk
 
-    def _run_batch(self, db: sqlite_utils.Database, batch: list[tuple[Job, asyncio.Future]]) -> None:
+    def _write_batch(self, db: sqlite_utils.Database, batch: list[tuple[Job, asyncio.Future]]) -> None:
         outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
-        self._touched = {}
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -658,34 +653,13 @@ class SQLiteStore(core.StoreCore):
             log.error("commit failed, %d job(s) refused: %s", len(batch), exc)
             if db.conn.in_transaction:
                 db.execute("ROLLBACK")
-            self._cache.clear()
             outcomes = [(future, None, exc) for future, _, _ in outcomes]
-            self._touched = {}
-        self._settle(outcomes, self._committed_changes(db))
+        self._settle(outcomes)
 
-    def _committed_changes(self, db: sqlite_utils.Database) -> list[Committed]:
-        """One Committed per queue the batch changed, with all its events and the hall after them.
-
-        Under load a batch holds many changes to one substation; working out its hall once per
-        batch, not once per change, keeps the writer's cost per token flat as the line grows."""
-        changes = []
-        for (substation, day), events in self._touched.items():
-            try:
-                hall = self._queue(db, substation, day).hall_view(self.hall_head)
-            except Exception:  # noqa: BLE001 - the answers are committed; the boards resync
-                log.exception("hall of %s on %s could not be built", substation, day)
-                continue
-            changes.append(Committed(substation, day, events, hall))
-        self._touched = {}
-        return sorted(changes, key=lambda c: c.events[-1][0])  # deltas' seqs rise on every channel
-
-    def _settle(self, outcomes: list[tuple[asyncio.Future, Any, BaseException | None]],
-                committed: list[Committed] = ()) -> None:
+    def _settle(self, outcomes: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
         assert self._loop is not None
 
-        def settle() -> None:
-            for change in committed:
-                self._notify(change)
+        def settle() -> None:   # in commit order: each queue's drainer then tells its listeners
             for future, result, exc in outcomes:
                 if future.done():
                     continue
@@ -698,94 +672,6 @@ class SQLiteStore(core.StoreCore):
             self._loop.call_soon_threadsafe(settle)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
-
-    def _queue(self, db: sqlite_utils.Database, substation: str, day: str) -> SubstationQueue:
-        key = (substation, day)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._cached(key, _load_rows(db, key))
-        return cached.queue
-
-    def _home_queue(self, db: sqlite_utils.Database, token_id: str) -> SubstationQueue | None:
-        home = self._cache.home(token_id)
-        if home is None:
-            row = db.execute("SELECT substation, day FROM tokens WHERE id = ?", [token_id]).fetchone()
-            if row is None:
-                return None
-            home = (row[0], row[1])
-        return self._queue(db, *home)
-
-    def _apply(
-        self,
-        db: sqlite_utils.Database,
-        q: SubstationQueue,
-        change: Callable[[SubstationQueue], Token | None],
-        idem: IdempotencyKey | None,
-    ) -> Applied:
-        version = q.version
-        try:
-            result = change(q)
-            appended = self._persist(db, q, q.pending)
-            if idem is not None:
-                self._remember(db, idem, appended[-1][0] if appended else None)
-        except BaseException:
-            if q.version != version:
-                self._cache.evict((q.substation, q.day))  # rolled back: reload from the file
-            raise
-        q.drain()
-        if appended and self._listeners:
-            self._touched.setdefault((q.substation, q.day), []).extend(appended)
-        return core.applied(q, result)
-
-    def _persist(
-        self, db: sqlite_utils.Database, q: SubstationQueue, events: list[DomainEvent]
-    ) -> list[tuple[int, DomainEvent]]:
-        key = (q.substation, q.day)
-        appended = []
-        for event in events:
-            for change in core.rows_changed(q, event):
-                _write_row(db, key, change)
-                if isinstance(change, core.PutToken):
-                    self._cache.note_home(change.token.id, key)
-            appended.append((_append_event(db, codec.event_record(q.substation, q.day, event)), event))
-        return appended
-
-    def _replay(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Applied | None:
-        data = self._replay_data(db, idem)
-        if data is None:
-            return None
-
-        def estimate_for(token: Token) -> Estimate | None:
-            q = self._home_queue(db, token.id)
-            return q.estimate_for(token) if q is not None else None
-
-        return core.replayed(data, estimate_for)
-
-    def _replay_data(self, db: sqlite_utils.Database, idem: IdempotencyKey | None) -> Any:
-        """The data of the event a key's first request produced, ``NO_RESULT`` when it produced
-        none, or None when the key is new. A key reused for another request is refused."""
-        if idem is None:
-            return None
-        row = db.execute(
-            "SELECT fingerprint, event_seq FROM idempotency WHERE principal = ? AND key = ?",
-            [idem.principal, idem.key],
-        ).fetchone()
-        if row is None:
-            return None
-        fingerprint, event_seq = row
-        if fingerprint != idem.fingerprint:
-            raise IdempotencyConflict(idem.key)
-        if event_seq is None:
-            return core.NO_RESULT
-        (data,) = db.execute("SELECT data FROM events WHERE seq = ?", [event_seq]).fetchone()
-        return json.loads(data)
-
-    def _remember(self, db: sqlite_utils.Database, idem: IdempotencyKey, event_seq: int | None) -> None:
-        db.execute(
-            "INSERT INTO idempotency (principal, key, fingerprint, event_seq, created_at)"
-            " VALUES (?, ?, ?, ?, CAST(strftime('%s', 'now') AS REAL))",
-            [idem.principal, idem.key, idem.fingerprint, event_seq],
-        )
 
     # -- the reader thread -----------------------------------------------------------------
 
@@ -801,6 +687,17 @@ class SQLiteStore(core.StoreCore):
             db = connect(self.path)
             self._reader_local.db = db
         return read(db)
+
+    async def _point(self, read: Callable[[sqlite_utils.Database], T]) -> T:
+        """A point read on the event loop's own connection: a small indexed read takes
+        microseconds in WAL mode, where readers never wait for the writer, far less than a hop
+        to the reader thread and back. Busy past its short timeout, it waits on the reader."""
+        if self._point_db is not None:
+            try:
+                return read(self._point_db)
+            except sqlite3.OperationalError:
+                pass
+        return await self._read(read)
 
     def _close_reader(self) -> None:
         db = getattr(self._reader_local, "db", None)
@@ -870,6 +767,21 @@ def _write_row(db: sqlite_utils.Database, key: core.QueueKey, change: core.RowCh
                 "INSERT INTO substation_settings (substation, admission, daily_cap) VALUES (?, ?, ?)"
                 " ON CONFLICT DO UPDATE SET admission = excluded.admission, daily_cap = excluded.daily_cap",
                 [substation, int(admission), daily_cap])
+
+
+def _kept(db: sqlite_utils.Database, idem: IdempotencyKey) -> tuple[str, int | None, str | None] | None:
+    """What the log kept for a key: its request's fingerprint, event and that event's data."""
+    return db.execute(
+        "SELECT i.fingerprint, i.event_seq, e.data FROM idempotency i LEFT JOIN events e ON e.seq = i.event_seq"
+        " WHERE i.principal = ? AND i.key = ?", [idem.principal, idem.key]).fetchone()
+
+
+def _remember(db: sqlite_utils.Database, idem: IdempotencyKey, event_seq: int | None) -> None:
+    db.execute(
+        "INSERT INTO idempotency (principal, key, fingerprint, event_seq, created_at)"
+        " VALUES (?, ?, ?, ?, CAST(strftime('%s', 'now') AS REAL))",
+        [idem.principal, idem.key, idem.fingerprint, event_seq],
+    )
 
 
 def _append_event(db: sqlite_utils.Database, record: Mapping[str, Any]) -> int:
