@@ -160,14 +160,15 @@ def test_a_one_service_line_gets_the_general_run_s_estimates(seed: int) -> None:
     """A busy hall's line of one service takes a shortcut through the call order; a booking
     whose slot never starts sends the same line through the general run, which must give the
     same estimates: ties between counters freeing together, counters serving other services
-    too, busy and idle ones, and the new-token waits of every service."""
+    too, busy and idle ones, and the new-token waits of every service. A long line's counters
+    soon take turns, where the shortcut jumps to the line's end: the same there too."""
     rng = np.random.default_rng(seed)
     times = ServiceTimes({PAY: SEEDS[PAY], CONNECT: SEEDS[CONNECT],
                           COMPLAIN: ServiceTimeSeed(300.0, 50.0)}, alpha=ALPHA)
     for seconds in rng.uniform(50, 700, 12):
         times.observe(PAY, float(seconds))
     served = [(PAY,), (PAY,), (PAY, CONNECT), (COMPLAIN, PAY), (CONNECT,), (COMPLAIN,)]
-    for n in (0, 1, 7, 150):
+    for n in (0, 1, 7, 150, 2500):
         counters = [OpenCounter(f"A{k}", s, float(rng.choice([0.0, 20.0, 20.0, rng.uniform(0, 400)])),
                                 PAY if rng.random() < 0.7 else None)
                     for k, s in enumerate(served[:int(rng.integers(1, len(served) + 1))])]

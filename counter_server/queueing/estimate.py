@@ -230,34 +230,18 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     number of tokens in line ahead of it); ``counters`` the open ones in the order they are
     listed (who calls first when two free together). ``services`` are the ones to answer a new
     token's wait for, besides those in line and at the counters. Costs O((line + booked) log
-    counters) with small constants: it runs for every waiting token on every change to a hall.
+    counters) with small constants, and a line of one service O(counters log counters) once
+    its counters take turns: it runs on every change to a hall.
     """
-    index: dict[str, int] = {}                      # services by number
-
-    def number(service: str) -> int:
-        found = index.get(service)
-        if found is None:
-            found = index[service] = len(index)
-        return found
-
-    serves = [tuple(number(s) for s in dict.fromkeys(c.services)) for c in counters]
-    busy_with = [None if c.busy_with is None else number(c.busy_with) for c in counters]
-    for service in services:
-        number(service)
     line_kinds = set(map(attrgetter("service"), line))
-    for service in line_kinds.difference(index):
-        number(service)
-    for _, token in booked:
-        number(token.service)
-    names = list(index)
-    count = len(names)
-    mean = [times.mean(n) for n in names]
-    spread2 = [times.sd(n) ** 2 for n in names]
-    error2 = [times.mean_error(n) ** 2 for n in names]
+    numbering = _Numbering(counters, services, line_kinds, (token.service for _, token in booked), times)
     if (not booked and len(line_kinds) <= 1
             and set(map(attrgetter("target_counter"), line)) <= {None}):
-        return _one_service_run(index[line[0].service] if line else -1, len(line), counters,
-                                serves, busy_with, names, spread2, error2, mean)
+        return _one_service_run(numbering, line[0].service if line else None, len(line), counters)
+    index, number, names = numbering.index, numbering.number, numbering.names
+    serves, busy_with = numbering.serves, numbering.busy_with
+    mean, spread2, error2 = numbering.mean, numbering.spread2, numbering.error2
+    count = len(names)
     line_service = list(map(index.__getitem__, map(attrgetter("service"), line)))
 
     # Who may take whom: each service's tokens in line, and tokens pinned to one counter.
@@ -394,17 +378,94 @@ def plan_calls(line: Sequence[Waiting], booked: Sequence[tuple[int, Waiting]],
     return CallPlan(found, places, new, waiting_by_name)
 
 
-def _one_service_run(s0: int, n: int, counters: Sequence[OpenCounter],
-                     serves: list[tuple[int, ...]], busy_with: list[int | None], names: list[str],
-                     spread2: list[float], error2: list[float], mean: list[float]) -> CallPlan:
-    """``plan_calls``' run when the line holds ``n`` walk-ins of one service (``s0``), none
-    pinned to a counter, and no booking is due (a busy hall's usual line): each counter serving
-    that service takes the next token as it frees, so there is nobody to choose between. Every
+def plan_one_service(service: str | None, n: int, counters: Sequence[OpenCounter],
+                     times: ServiceTimes, services: Iterable[str] = ()) -> CallPlan:
+    """``plan_calls`` for a line of ``n`` walk-ins of one ``service``, none pinned to a counter
+    and no booking due (a busy hall's usual line), given by its length alone: a queue need not
+    list its line to learn its estimates."""
+    kinds = {service} if service is not None and n else set()
+    return _one_service_run(_Numbering(counters, services, kinds, (), times),
+                            service if n else None, n if service is not None else 0, counters)
+
+
+class _Numbering:
+    """A run's services by number, in the order it meets them (the counters' services, then
+    ``services``, the line's and the bookings'), with their learned figures."""
+
+    __slots__ = ("index", "serves", "busy_with", "names", "mean", "spread2", "error2")
+
+    def __init__(self, counters: Sequence[OpenCounter], services: Iterable[str], line_kinds: set[str],
+                 booked: Iterable[str], times: ServiceTimes) -> None:
+        self.index: dict[str, int] = {}
+        self.serves = [tuple(self.number(s) for s in dict.fromkeys(c.services)) for c in counters]
+        self.busy_with = [None if c.busy_with is None else self.number(c.busy_with) for c in counters]
+        for service in services:
+            self.number(service)
+        for service in line_kinds.difference(self.index):
+            self.number(service)
+        for service in booked:
+            self.number(service)
+        self.names = list(self.index)
+        self.mean = [times.mean(name) for name in self.names]
+        self.spread2 = [times.sd(name) ** 2 for name in self.names]
+        self.error2 = [times.mean_error(name) ** 2 for name in self.names]
+
+    def number(self, service: str) -> int:
+        found = self.index.get(service)
+        if found is None:
+            found = self.index[service] = len(self.index)
+        return found
+
+
+class _Calls:
+    """When each token of a one-service line is called and by which counter, with the running
+    sum of the spreads of the tokens called before it: a prefix run token by token, then, once
+    the counters take turns, each turn ``step`` after the last (worked out when read)."""
+
+    __slots__ = ("taken", "sums", "turns", "step", "add2", "adde", "n")
+
+    def __init__(self, n: int, add2: float, adde: float, step: float) -> None:
+        self.taken: list[tuple[float, int]] = []   # the prefix: when each is called, by whom
+        self.sums = [0.0]                           # sums[m]: spread^2 and error^2 over m tokens
+        self.turns: list[tuple[float, int]] = []    # after the prefix: the counters' turn order
+        self.step, self.add2, self.adde, self.n = step, add2, adde, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def call(self, place: int) -> tuple[float, int]:
+        prefix = len(self.taken)
+        if place < prefix:
+            return self.taken[place]
+        rounds, turn = divmod(place - prefix, len(self.turns))
+        at, k = self.turns[turn]
+        return at + rounds * self.step, k
+
+    def sum(self, m: int) -> float:
+        prefix = len(self.taken)
+        if m <= prefix:
+            return self.sums[m]
+        return self.sums[prefix] + (m - prefix) * self.add2 + self.adde * (m * m - prefix * prefix)
+
+
+def _one_service_run(numbering: _Numbering, service: str | None, n: int,
+                     counters: Sequence[OpenCounter]) -> CallPlan:
+    """``plan_calls``' run when the line holds ``n`` walk-ins of one ``service``, none pinned
+    to a counter, and no booking is due (a busy hall's usual line): each counter serving that
+    service takes the next token as it frees, so there is nobody to choose between. Every
     pool's sums then depend only on how many tokens it took, so one running sum stands for all
-    of them, and a token's range is worked out only when it is read (``_OneServiceLine``): the
-    door reads a new token's only. The arithmetic is ``plan_calls``' own, in the same order, so
-    the estimates are the same to the last bit, in under half the time.
+    of them, and a token's range is worked out only when it is read (``_OneServiceLine``).
+
+    Once the counters not serving the service have had their look and those serving it free
+    within one service of each other, they take turns in a fixed order for the rest of the
+    line, each turn one learned mean after its last: the run jumps to the line's end in one
+    step, so its cost no longer grows with the line (a month-end hall holds thousands). The
+    arithmetic is ``plan_calls``' own, except that the jump multiplies where the run adds: a
+    range may differ from the general run's in its last bits, so in its tenth of a second only
+    when it falls exactly on a rounding edge (the same seed's month in peak-sim is unchanged).
     """
+    names, serves, spread2, error2 = numbering.names, numbering.serves, numbering.spread2, numbering.error2
+    s0 = numbering.index[service] if service is not None else -1
     count = len(names)
     size = [0] * count
     for served in serves:
@@ -413,22 +474,36 @@ def _one_service_run(s0: int, n: int, counters: Sequence[OpenCounter],
     takes = [s0 in served for served in serves]
     counters_of = [[k for k, served in enumerate(serves) if s in served] for s in range(count)]
     took = [0] * len(serves)                # tokens each counter took so far in the run
-    taken: list[tuple[float, int]] = []     # when each token is called, and by which counter
-    sums = [0.0]                            # sums[m]: spread^2 and error^2 summed over m tokens
     waiting = [0] * count
     new: dict[str, _Range] = {}
-    first2 = [None if b is None else spread2[b] for b in busy_with]
-    step, add2, adde = (mean[s0], spread2[s0], error2[s0]) if n else (0.0, 0.0, 0.0)
+    first2 = [None if b is None else spread2[b] for b in numbering.busy_with]
+    step, add2, adde = (numbering.mean[s0], spread2[s0], error2[s0]) if n else (0.0, 0.0, 0.0)
+    calls = _Calls(n, add2, adde, step)
     if n:
         waiting[s0] = n
+    others = sum(1 for k in range(len(serves)) if not takes[k])   # counters yet to have their look
     spread_sum = error_sum = 0.0
     heap = [(max(0.0, counter.free_in_s), k) for k, counter in enumerate(counters)]
     heapq.heapify(heap)
-    pop, replace, record = heapq.heappop, heapq.heapreplace, taken.append
+    pop, replace, record, sums = heapq.heappop, heapq.heapreplace, calls.taken.append, calls.sums
     i = 0
     while heap:
         at, k = nearest = heap[0]
         if i < n and takes[k]:
+            if not others and step > 0 and i % len(heap) == 0:
+                turns = sorted(heap)
+                if turns[-1] < (turns[0][0] + step, turns[0][1]):     # they take turns from here
+                    calls.turns = turns
+                    left = n - i
+                    rounds, extra = divmod(left, len(turns))
+                    heap = []
+                    for turn, (free_at, counter) in enumerate(turns):
+                        tokens = rounds + (turn < extra)
+                        took[counter] += tokens
+                        heap.append((free_at + tokens * step, counter))
+                    heapq.heapify(heap)
+                    i = n
+                    continue
             record(nearest)
             spread_sum += add2
             error_sum += adde * (2 * i + 1)              # (n + 1)^2 e^2 - n^2 e^2
@@ -438,6 +513,8 @@ def _one_service_run(s0: int, n: int, counters: Sequence[OpenCounter],
             replace(heap, (at + step, k))   # it frees again: still after every key popped
             continue
         pop(heap)
+        if not takes[k]:
+            others -= 1
         for s in serves[k]:               # nobody here for it: a new token is called now
             name = names[s]
             if name not in new:
@@ -448,34 +525,53 @@ def _one_service_run(s0: int, n: int, counters: Sequence[OpenCounter],
                     continue
                 first = sum(took[x] for x in counters_of[s]) + 1
                 p90 = at + Z90 * math.sqrt(v / (first if first < c_s else c_s)
-                                           + sums[first - 1] / (c_s * c_s))
+                                           + calls.sum(first - 1) / (c_s * c_s))
                 new[name] = (at, p90, waiting[s], c_s)
     line: Sequence[_Range | None] = (
-        _OneServiceLine(taken, sums, [add2 if v is None else v for v in first2], size[s0])
-        if taken else [None] * n)
-    return CallPlan(line, list(range(n)), new, {name: waiting[s] for s, name in enumerate(names)})
+        _OneServiceLine(calls, [add2 if v is None else v for v in first2], size[s0])
+        if n and (calls.taken or calls.turns) else [None] * n)
+    return CallPlan(line, _Places(n), new, {name: waiting[s] for s, name in enumerate(names)})
+
+
+class _Places(Sequence):
+    """Place p's count of same-service tokens ahead, for a line of one service: p itself."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, place: int) -> int:
+        if not -self._n <= place < self._n:
+            raise IndexError(place)
+        return place % self._n
 
 
 class _OneServiceLine(Sequence):
     """``_one_service_run``'s line: each token's range from when it is called, by which counter,
     worked out as ``plan_calls`` does when read."""
 
-    __slots__ = ("_taken", "_sums", "_first", "_counters")
+    __slots__ = ("_calls", "_first", "_counters")
 
-    def __init__(self, taken: list[tuple[float, int]], sums: list[float], first: list[float],
-                 counters: int) -> None:
-        self._taken, self._sums, self._first, self._counters = taken, sums, first, counters
+    def __init__(self, calls: _Calls, first: list[float], counters: int) -> None:
+        self._calls, self._first, self._counters = calls, first, counters
 
     def __len__(self) -> int:
-        return len(self._taken)
+        return len(self._calls)
 
     def __getitem__(self, place: int) -> _Range:
-        at, k = self._taken[place]               # IndexError past the end, as a list
-        place %= len(self._taken)
+        n = len(self._calls)
+        if not -n <= place < n:
+            raise IndexError(place)
+        place %= n
+        at, k = self._calls.call(place)
         c = self._counters
         if at <= 0.0:                             # a free counter calls it at once
             return (0.0, 0.0, place, c)
         first = place + 1
         v = self._first[k]
         return (at, at + Z90 * math.sqrt(v / (first if first < c else c)
-                                         + self._sums[place] / (c * c)), place, c)
+                                         + self._calls.sum(place) / (c * c)), place, c)

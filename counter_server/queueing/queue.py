@@ -24,6 +24,7 @@ from .estimate import (
     ServiceTimes,
     expected_residual_s,
     plan_calls,
+    plan_one_service,
 )
 from .lifecycle import (
     AT_CLOSING,
@@ -127,6 +128,7 @@ class SubstationQueue:
         self._waiting: list[tuple[tuple[float, int, str], str]] = []
         self._at_counter: dict[str, str] = {}   # counter -> id of its called or serving token
         self._waiting_per_service: dict[str, int] = {}
+        self._pinned = 0                        # waiting tokens transferred to one counter
         self.last_seq: dict[str, int] = dict(last_seq or {})
         self.counters: dict[str, tuple[str, ...]] = {c: tuple(s) for c, s in (counters or {}).items()}
         self.closed: set[str] = set(closed)
@@ -207,12 +209,17 @@ class SubstationQueue:
             since = token.called_at if token.called_at is not None else now
             counters.append(OpenCounter(counter, served, expected_residual_s(
                 now - since, times.mean(token.service), times.sd(token.service)), token.service))
-        line = list(map(self.tokens.__getitem__, map(itemgetter(1), self._waiting)))
-        call_key = self.policy.call_key
-        booked = [(bisect.bisect_left(self._waiting, (call_key(token), token.id)), token)
-                  for token in self._bookings_in_order()]
-        plan = plan_calls(line, booked, counters, times, now,
-                          (s for served in self.counters.values() for s in served))
+        services = (s for served in self.counters.values() for s in served)
+        kinds = [s for s, n in self._waiting_per_service.items() if n]
+        if not self._booked and len(kinds) <= 1 and not self._pinned:   # a busy hall's usual line
+            plan = plan_one_service(kinds[0] if kinds else None, len(self._waiting), counters, times,
+                                    services)
+        else:
+            line = list(map(self.tokens.__getitem__, map(itemgetter(1), self._waiting)))
+            call_key = self.policy.call_key
+            booked = [(bisect.bisect_left(self._waiting, (call_key(token), token.id)), token)
+                      for token in self._bookings_in_order()]
+            plan = plan_calls(line, booked, counters, times, now, services)
         if len(self._plans) >= 2:           # the latest change's, and one at the door
             self._plans.pop(next(iter(self._plans)))
         self._plans[key] = plan
@@ -681,6 +688,7 @@ class SubstationQueue:
             self._at_counter[token.counter] = token.id
         if old is not None and old.status is Status.WAITING:
             self._waiting_per_service[old.service] -= 1
+            self._pinned -= old.target_counter is not None
             entry = (self.policy.call_key(old), old.id)
             index = bisect.bisect_left(self._waiting, entry)
             if index < len(self._waiting) and self._waiting[index] == entry:
@@ -696,6 +704,7 @@ class SubstationQueue:
         self.tokens[token.id] = token
         if token.status is Status.WAITING:
             self._waiting_per_service[token.service] = self._waiting_per_service.get(token.service, 0) + 1
+            self._pinned += token.target_counter is not None
             bisect.insort(self._waiting, (self.policy.call_key(token), token.id))
 
 
