@@ -21,6 +21,7 @@ from counter_server.appkeys import GATEWAY, KEYS
 from counter_server.config import Scenario, Settings
 from counter_server.pages import SECURITY_HEADERS
 from counter_server.redact import redacted
+from counter_server.services.keys import LIVE_IDS_MAX_AGE_S, KeyService
 from counter_server.store import open_store
 
 from testkit.api import bearer
@@ -99,6 +100,37 @@ async def test_the_ops_channel_refuses_cashier_keys_and_nobody_sees_the_billing_
 
 
 # -- item 6: revoked keys' sockets ----------------------------------------------------------
+
+
+async def test_a_revoked_key_s_requests_are_refused_within_half_a_second(aiohttp_client, settings: Settings):
+    """A key read from the store is trusted for a moment (a peak's requests would otherwise
+    read it each), never longer than LIVE_IDS_MAX_AGE_S: a key revoked by another process, as
+    ``counter-server keys revoke`` does, is refused soon after, and a new key works at once."""
+    app = create_app(replace(settings, write_admin_key=False))
+    client = await aiohttp_client(app)
+    cashier, record = await app[KEYS].create("cashier", first_hall(settings.scenario)[1])
+    async with client.get("/api/v1/me", headers=bearer(cashier)) as resp:
+        assert resp.status == 200
+    store = await open_store(settings)
+    try:
+        assert await store.revoke_key(record.id, time.time())
+        revoked_at = time.monotonic()
+        fresh, _ = await KeyService(store, settings.scenario).create("board")
+    finally:
+        await store.close()
+    async with client.get("/api/v1/me", headers=bearer(fresh)) as resp:
+        assert resp.status == 200                    # made by the other process a moment ago
+    while True:
+        async with client.get("/api/v1/me", headers=bearer(cashier)) as resp:
+            if resp.status == 401:
+                assert (await resp.json())["error"]["code"] == "invalid_key"
+                break
+            assert resp.status == 200
+        assert time.monotonic() - revoked_at < LIVE_IDS_MAX_AGE_S + 0.5, "the revoked key still works"
+        await asyncio.sleep(0.02)
+    async with client.get("/api/v1/me", headers=bearer(cashier)) as resp:
+        assert resp.status == 401
+
 
 
 async def test_revoking_a_key_closes_its_live_sockets_within_a_second(aiohttp_client, settings: Settings):
