@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from benchmarks import billing_protection, live_fanout, peak_sim, replicas, token_latency, unit_costs
@@ -21,17 +23,30 @@ from testkit.figures import Figure, print_table, progress
 
 
 async def run_all(quick: bool, plot: Path | None) -> list[Figure]:
+    runs: list[tuple[str, Callable[[], Awaitable[list[Figure]] | list[Figure]]]] = [
+        (token_latency.NAME, lambda: token_latency.measure(
+            seconds=3 if quick else 10, rounds=1 if quick else 3, rate_seconds=3 if quick else 10,
+            sequential_pairs=100 if quick else 500)),
+        (live_fanout.NAME, lambda: live_fanout.measure(
+            [100, 2000] if quick else [100, 500, 2000], deltas=5 if quick else 20,
+            connections=None if quick else 10_000)),
+        (billing_protection.NAME, lambda: billing_protection.measure(duration=2 if quick else 5,
+                                                                     plot_path=plot)),
+        (replicas.NAME, lambda: replicas.measure(seconds=2 if quick else 5)),
+        (peak_sim.NAME, lambda: peak_sim.measure(runs=1 if quick else 3)),
+        (unit_costs.NAME, lambda: unit_costs.measure(tokens=500 if quick else 2000,
+                                                     connections=200 if quick else 1000)),
+    ]
     figures: list[Figure] = []
-    figures += await token_latency.measure(seconds=3 if quick else 10,
-                                           rounds=1 if quick else 3,
-                                           rate_seconds=3 if quick else 10,
-                                           sequential_pairs=100 if quick else 500)
-    figures += await live_fanout.measure([100, 2000] if quick else [100, 500, 2000],
-                                         deltas=5 if quick else 20, connections=None if quick else 10_000)
-    figures += await billing_protection.measure(duration=2 if quick else 5, plot_path=plot)
-    figures += await replicas.measure(seconds=2 if quick else 5)
-    figures += peak_sim.measure(runs=1 if quick else 3)
-    figures += await unit_costs.measure(tokens=500 if quick else 2000, connections=200 if quick else 1000)
+    for name, run in runs:
+        # One benchmark that fails costs its own figures only: the others' are printed.
+        try:
+            measured = run()
+            figures += await measured if inspect.isawaitable(measured) else measured
+        except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr
+            progress(f"{name}: FAILED: {exc!r}")
+            figures.append(Figure(name, f"did not finish: {type(exc).__name__}", float("nan"),
+                                  target="runs", met=False))
     return figures
 
 

@@ -22,6 +22,8 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,7 @@ class Hall:
     """One substation in the run: its boards, its phones' links, the tokens ahead of them."""
 
     id: str
+    service: str               # the scenario's paid service, which every hall here serves
     boards: int = 0
     links: list[str] = field(default_factory=list)
     leaders: list[str] = field(default_factory=list)
@@ -64,7 +67,7 @@ def _halls(boards: int, phones: int, all_in_one: bool) -> list[Hall]:
     from counter_server.config import load_scenario   # heavy; the clients never import it
     scenario = load_scenario(OPEN_ALL_DAY)
     paid = scenario.payment_service
-    halls = [Hall(s.id) for s in scenario.substations.values() if paid in s.services]
+    halls = [Hall(s.id, paid) for s in scenario.substations.values() if paid in s.services]
     halls = halls[:1] if all_in_one else halls
     for i in range(boards):
         halls[i % len(halls)].boards += 1
@@ -98,7 +101,7 @@ async def _change(api: aiohttp.ClientSession, url: str, hall: Hall) -> None:
             assert resp.status == 200, await resp.text()
     else:
         async with api.post(f"{url}/api/v1/substations/{hall.id}/tokens",
-                            json={"service": "bill_payment"}) as resp:
+                            json={"service": hall.service}) as resp:
             assert resp.status == 201, await resp.text()
 
 
@@ -108,41 +111,53 @@ def _pin(pid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(int(task), cpus)
 
 
+@contextmanager
+def _clients_on_other_cores(server_pid: int) -> Iterator[list[int] | None]:
+    """The server on the first core, this process (and the client processes it starts) on the
+    others; back on every core after, or what runs next (in ``python -m benchmarks``: the
+    billing server, the replicas, peak-sim's workers) would inherit one core only."""
+    cpus = sorted(os.sched_getaffinity(0))
+    client_cpus = cpus[1:] if len(cpus) > 1 else None
+    if client_cpus:
+        _pin(server_pid, {cpus[0]})
+        os.sched_setaffinity(0, set(client_cpus))
+    try:
+        yield client_cpus
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+
+
 async def run(server: ServerProcess, boards: int, phones: int, deltas: int,
               all_in_one: bool = False) -> dict[str, float]:
     """Latency of each round's messages at every connection, missing ones, the server's memory."""
     halls = _halls(boards, phones, all_in_one)
     url = server.url
-    cpus = sorted(os.sched_getaffinity(0))
-    client_cpus = cpus[1:] if len(cpus) > 1 else None
-    if client_cpus:
-        _pin(server.proc.pid, {cpus[0]})
-        os.sched_setaffinity(0, set(client_cpus))
-    headers = {"Authorization": f"Bearer {server.admin_key}"}
-    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0)) as api:
-        for hall in halls:     # a long line must not be refused at the door
-            async with api.put(f"{url}/api/v1/ops/substations/{hall.id}/admission",
-                               json={"admission": False}) as resp:
-                assert resp.status == 200, await resp.text()
-        async with aiohttp.ClientSession() as public:
-            await _take_phone_tokens(public, url, halls, phones, deltas if phones else 0)
-        targets = [Target(f"/api/v1/substations/{h.id}/live", DELTA_HEAD) for h in halls for _ in range(h.boards)]
-        targets += [Target(f"/api/v1/public/tokens/{link}/live", TOKEN_HEAD) for h in halls for link in h.links]
-        processes = max(1, math.ceil(len(targets) / SOCKETS_PER_CLIENT_PROCESS))
-        clients = LiveClients("127.0.0.1", server.port, targets, processes, client_cpus)
-        try:
-            await asyncio.to_thread(clients.wait_ready, 120)
-            rss, _ = memory_mb(server.proc.pid)
-            starts: list[float] = []
-            gap = ROUND_GAP_S if phones else BOARDS_ROUND_GAP_S
-            for _ in range(deltas):
-                starts.append(time.monotonic())
-                await asyncio.gather(*[_change(api, url, h) for h in halls])
-                await asyncio.sleep(max(0.0, starts[-1] + gap - time.monotonic()))
-            await asyncio.sleep(gap)
-            _, peak = memory_mb(server.proc.pid)
-        finally:
-            arrivals, closed = await asyncio.to_thread(clients.stop)
+    with _clients_on_other_cores(server.proc.pid) as client_cpus:
+        headers = {"Authorization": f"Bearer {server.admin_key}"}
+        async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0)) as api:
+            for hall in halls:     # a long line must not be refused at the door
+                async with api.put(f"{url}/api/v1/ops/substations/{hall.id}/admission",
+                                   json={"admission": False}) as resp:
+                    assert resp.status == 200, await resp.text()
+            async with aiohttp.ClientSession() as public:
+                await _take_phone_tokens(public, url, halls, phones, deltas if phones else 0)
+            targets = [Target(f"/api/v1/substations/{h.id}/live", DELTA_HEAD) for h in halls for _ in range(h.boards)]
+            targets += [Target(f"/api/v1/public/tokens/{link}/live", TOKEN_HEAD) for h in halls for link in h.links]
+            processes = max(1, math.ceil(len(targets) / SOCKETS_PER_CLIENT_PROCESS))
+            clients = LiveClients("127.0.0.1", server.port, targets, processes, client_cpus)
+            try:
+                await asyncio.to_thread(clients.wait_ready, 120)
+                rss, _ = memory_mb(server.proc.pid)
+                starts: list[float] = []
+                gap = ROUND_GAP_S if phones else BOARDS_ROUND_GAP_S
+                for _ in range(deltas):
+                    starts.append(time.monotonic())
+                    await asyncio.gather(*[_change(api, url, h) for h in halls])
+                    await asyncio.sleep(max(0.0, starts[-1] + gap - time.monotonic()))
+                await asyncio.sleep(gap)
+                _, peak = memory_mb(server.proc.pid)
+            finally:
+                arrivals, closed = await asyncio.to_thread(clients.stop)
     latencies: list[float] = []
     for times in arrivals:
         for r, start in enumerate(starts):

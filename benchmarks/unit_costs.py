@@ -76,7 +76,7 @@ async def measure_engine(label: str, server: ServerProcess, n: int, redis_port: 
 
             async def read_board() -> None:
                 async for message in board:
-                    if message.type == aiohttp.WSMsgType.TEXT and '"type": "delta"' in message.data[:40]:
+                    if message.type == aiohttp.WSMsgType.TEXT and json.loads(message.data)["type"] == "delta":
                         deltas.append(len(message.data.encode()))
 
             reader = asyncio.create_task(read_board())
