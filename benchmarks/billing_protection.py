@@ -33,8 +33,10 @@ from pathlib import Path
 
 import aiohttp
 
+from counter_server.config import Scenario, load_scenario
 from testkit.figures import Figure, memory_mb
 from testkit.processes import BillingSimProcess, ServerProcess
+from testkit.scenarios import paid_service
 from testkit.waiting import WaitTimedOut, wait_until_async
 
 NAME = "billing protection"
@@ -132,15 +134,27 @@ async def without_gateway(sim: BillingSimProcess, counters: int, duration: float
     return run
 
 
+def paying_counters(scenario: Scenario, counters: int) -> tuple[str, list[tuple[str, str]]]:
+    """The scenario's paid service and the first ``counters`` counters serving it, each with its
+    hall (taken from the scenario, never by name); a scenario with fewer is refused."""
+    service = paid_service(scenario)
+    found = [(hall.id, counter.id) for hall in scenario.substations.values()
+             for counter in hall.counters if service in counter.services]
+    if len(found) < counters:
+        raise SystemExit(f"--counters {counters}: the scenario has {len(found)} counters taking "
+                         f"{service!r} payments")
+    return service, found[:counters]
+
+
 async def with_gateway(sim: BillingSimProcess, server: ServerProcess, counters: int, duration: float,
                        think: float, quiet: bool) -> Run:
     run = Run("with gateway")
+    service, paying = paying_counters(load_scenario(server.config), counters)
     headers = {"Authorization": f"Bearer {server.admin_key}"}
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0)) as session:
         tokens = []
-        for c in range(counters):
-            sub, counter = f"S{c // 4 + 1:02d}", f"S{c // 4 + 1:02d}-C{c % 4 + 1}"
-            await session.post(f"{server.url}/api/v1/substations/{sub}/tokens", json={"service": "bill_payment"})
+        for hall, counter in paying:
+            await session.post(f"{server.url}/api/v1/substations/{hall}/tokens", json={"service": service})
             async with session.post(f"{server.url}/api/v1/counters/{counter}/next") as resp:
                 token = (await resp.json())["token"]
             await session.post(f"{server.url}/api/v1/tokens/{token['id']}/start")
