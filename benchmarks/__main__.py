@@ -1,5 +1,6 @@
 """Every benchmark in one run, one table: token issue, live fan-out, billing protection, the
-Redis engine and its replicas, a simulated month, and the unit costs the scaling sheet uses.
+Redis engine and its replicas, a simulated month, the wait estimate's cost, and the unit costs
+the scaling sheet uses.
 
 Each figure sits beside its target (where the issues set one) and the server's peak RSS in
 the run that measured it. Progress goes to stderr; the table to stdout. Everything runs on
@@ -18,7 +19,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from benchmarks import billing_protection, live_fanout, peak_sim, replicas, token_latency, unit_costs
+from benchmarks import (billing_protection, estimate_cost, live_fanout, peak_sim, replicas, token_latency,
+                        unit_costs)
+from counter_server.config import load_scenario
 from testkit.figures import Figure, print_table, progress
 
 
@@ -34,6 +37,7 @@ async def run_all(quick: bool, plot: Path | None) -> list[Figure]:
                                                                      plot_path=plot)),
         (replicas.NAME, lambda: replicas.measure(seconds=2 if quick else 5)),
         (peak_sim.NAME, lambda: peak_sim.measure(runs=1 if quick else 3)),
+        (estimate_cost.NAME, lambda: estimate_cost.measure(load_scenario(None), rounds=50 if quick else 200)),
         (unit_costs.NAME, lambda: unit_costs.measure(tokens=500 if quick else 2000,
                                                      connections=200 if quick else 1000)),
     ]

@@ -11,6 +11,10 @@ times:
 * the same-service estimator it replaced (kept here as the baseline): each token counts the
   tokens of its own service ahead and the counters serving it, as if they served nothing else.
 
+Then the same hall with a line of the paid service alone (50, 500 and 3,000 waiting, as at
+month-end), timing the wait a new token is answered with: every issue asks it, so its cost at
+3,000 waiting over its cost at 50 must stay near 1 (it was 29 when the run walked the line).
+
 Pure Python in this process, no server; a run takes a few seconds.
 
     python -m benchmarks.estimate_cost [--config F] [--sizes 50 200 500] [--rounds 200]
@@ -32,15 +36,17 @@ from testkit.figures import Figure, print_table, progress
 
 NAME = "wait estimate cost"
 TARGET_MS = 3.0            # for 500 waiting: "a few ms"
+ONE_SERVICE_SIZES = (50, 500, 3000)
+ONE_SERVICE_GROWTH = 2.0   # a one-service line's estimate costs about the same however long
 
 
-def busy_hall(scenario: Scenario, waiting: int, seed: int = 1) -> SubstationQueue:
-    """The scenario's hall with the most counters, ``waiting`` tokens in line and every other
-    counter busy."""
+def busy_hall(scenario: Scenario, waiting: int, seed: int = 1, paid_only: bool = False) -> SubstationQueue:
+    """The scenario's hall with the most counters, ``waiting`` tokens in line (of the paid
+    service only, with ``paid_only``: a month-end line) and every other counter busy."""
     hall = max(scenario.substations.values(), key=lambda s: (len(s.counters), s.id))
     counters = {c.id: c.services for c in hall.counters}
     paid = scenario.payment_service
-    offered = list(dict.fromkeys(s for c in hall.counters for s in c.services))
+    offered = [paid] if paid_only else list(dict.fromkeys(s for c in hall.counters for s in c.services))
     weights = [8 if s == paid else 1 for s in offered]
     rng = random.Random(seed)
     q = SubstationQueue(hall.id, "bench", scenario.policy, counters=counters)
@@ -140,6 +146,22 @@ def measure(scenario: Scenario, sizes: Sequence[int] = (50, 200, 500), rounds: i
             Figure(NAME, f"{waiting} waiting, same-service (replaced)", old_ms, "ms"),
             Figure(NAME, f"{waiting} waiting, cost ratio", plan_ms / old_ms, "x"),
         ]
+    # A line of the paid service alone, as at month-end: the wait a new token is answered with
+    # (every issue asks it) must not grow with the line.
+    paid = scenario.payment_service
+    one_service_ms = {}
+    for waiting in ONE_SERVICE_SIZES:
+        q = busy_hall(scenario, waiting, paid_only=True)
+        now = q.as_of
+        one_service_ms[waiting] = per_run_ms(lambda i: q.call_plan(now + i * 1e-3 + 1e-4).new_token(paid),
+                                             rounds)
+        progress(f"{waiting} waiting, paid service only: a new token's wait {one_service_ms[waiting]:.3f} ms")
+        figures.append(Figure(NAME, f"{waiting} waiting, paid service only, a new token's wait",
+                              one_service_ms[waiting], "ms"))
+    short, long = ONE_SERVICE_SIZES[0], ONE_SERVICE_SIZES[-1]
+    growth = one_service_ms[long] / one_service_ms[short]
+    figures.append(Figure(NAME, f"paid service only: cost at {long:,} / at {short} waiting", growth, "x",
+                          f"< {ONE_SERVICE_GROWTH:g}", growth < ONE_SERVICE_GROWTH))
     return figures
 
 
