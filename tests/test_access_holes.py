@@ -132,7 +132,6 @@ async def test_a_revoked_key_s_requests_are_refused_within_half_a_second(aiohttp
         assert resp.status == 401
 
 
-
 async def test_revoking_a_key_closes_its_live_sockets_within_a_second(aiohttp_client, settings: Settings):
     app = create_app(replace(settings, write_admin_key=False))
     client = await aiohttp_client(app)

@@ -198,7 +198,7 @@ class CallPlan:
 
     __slots__ = ("_line", "_places", "_new", "_waiting", "_all")
 
-    def __init__(self, line: list[_Range | None], places: list[int], new: dict[str, _Range],
+    def __init__(self, line: Sequence[_Range | None], places: Sequence[int], new: dict[str, _Range],
                  waiting: dict[str, int]) -> None:
         self._line, self._places, self._new, self._waiting = line, places, new, waiting
         self._all: tuple[Estimate, ...] | None = None
@@ -530,24 +530,8 @@ def _one_service_run(numbering: _Numbering, service: str | None, n: int,
     line: Sequence[_Range | None] = (
         _OneServiceLine(calls, [add2 if v is None else v for v in first2], size[s0])
         if n and (calls.taken or calls.turns) else [None] * n)
-    return CallPlan(line, _Places(n), new, {name: waiting[s] for s, name in enumerate(names)})
-
-
-class _Places(Sequence):
-    """Place p's count of same-service tokens ahead, for a line of one service: p itself."""
-
-    __slots__ = ("_n",)
-
-    def __init__(self, n: int) -> None:
-        self._n = n
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, place: int) -> int:
-        if not -self._n <= place < self._n:
-            raise IndexError(place)
-        return place % self._n
+    # Place p has p of its service ahead: a range says so without a list of the whole line.
+    return CallPlan(line, range(n), new, {name: waiting[s] for s, name in enumerate(names)})
 
 
 class _OneServiceLine(Sequence):
