@@ -280,11 +280,10 @@ class StoreCore:
     them one after the other on the cached copy and hands their events to the engine's
     ``_commit_batch`` in one piece (group commit: one write and one hall for many changes). A
     caller that gives up does not stop its job half-way. An engine whose copies can go stale
-    (other replicas write too) refuses a batch with the queue as it is now; it runs again."""
+    (other replicas write too) refuses a batch with the queue as it is now; it runs again. A
+    retried request runs in turn like any other: the commit finds its key, throws away what it
+    changed and answers it as the first time (one look-up per request, on the writer)."""
 
-    # The engine answers a retried request before running its change (a cheap local read);
-    # else the commit finds the key and the change made meanwhile is thrown away.
-    answers_before_running = False
     # The engine hands its own commits to the listeners (none follows a shared stream).
     notifies_own_commits = False
 
@@ -338,17 +337,13 @@ class StoreCore:
     async def mutate_queue(
         self, substation: str, day: str, change: QueueChange, idem: IdempotencyKey | None = None
     ) -> Applied:
-        if self.answers_before_running:
-            replay = await self._replay(idem)
-            if replay is not None:
-                return replay
         return await self._queued((substation, day), lambda q: applied(q, change(q)), idem)
 
     async def mutate_token(
         self, token_id: str, change: TokenChange, idem: IdempotencyKey | None = None
     ) -> Applied:
         home = await self._home(token_id)
-        if home is None or self.answers_before_running:
+        if home is None:
             replay = await self._replay(idem)
             if replay is not None:
                 return replay

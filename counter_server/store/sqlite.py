@@ -175,7 +175,6 @@ _UPSERT_TOKEN = (
 class SQLiteStore(core.StoreCore):
     """The default engine: embedded, one file, survives ``kill -9`` with nothing acknowledged lost."""
 
-    answers_before_running = True    # a point read on the loop's connection: microseconds
     notifies_own_commits = True
 
     def __init__(
