@@ -27,6 +27,7 @@ from counter_server.api.forwarded import client_address, trusted_networks
 from counter_server.app import create_app
 from counter_server.appkeys import SETTINGS, TOKENS
 from counter_server.config import Scenario, Settings, load_scenario
+from counter_server.ops import logs
 from counter_server.ops.logs import JsonFormatter, MalformedRequests
 from counter_server.phone.pages import qr_svg
 from testkit.api import Clock, bearer
@@ -310,6 +311,19 @@ def test_json_logs_escape_what_json_leaves_raw():
     assert line.count("\n") == 1 and not set("\u2028\x85\x7f") & set(line)
     assert json.loads(line)["msg"] == f"path /x\u2028{FORGED}\x85\x7f"
 
+
+
+@pytest.mark.parametrize("text", [
+    "plain line, nothing secret", "Authorization: Bearer abc123", "AUTHORIZATION=xyz", "x authorization':'k",
+    "key ccq_abcd1234 left", "CcQ_ABCD1234", "GET /q/t/t_1.mac HTTP/1.1", "GET /api/v1/public/tokens/t_1.mac/cancel",
+    "GET /API/V1/PUBLIC/TOKENS/t_1.mac", "नाम authorization: Bearer abc", "authorızation: Bearer abc",
+    "AUTHORİZATION: Bearer abc", "ccq_ab", '{"msg": "Authorization\\u003a Bearer z"}', "ccq_abcd\u2028ccq_efgh1234"])
+def test_a_log_line_is_redacted_as_the_patterns_redact_it(text: str):
+    """The quick look for the words never lets through what the patterns would replace."""
+    by_patterns = logs._SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]",
+                                    logs._PHONE_LINKS.sub(r"\1[redacted]", text))
+    assert logs.redact(text) == by_patterns
+    assert (by_patterns != text) == ("[redacted]" in logs.redact(text))
 
 # -- 10: the hall QR code sends consumers only to an address the server can vouch for ---------
 

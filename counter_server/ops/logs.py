@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TextIO
 
+import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -46,6 +47,14 @@ _PHONE_LINKS = re.compile(r"(/api/v1/public/tokens/|/q/t/)[^/\s?#\"'\\]+")
 
 def redact(text: str) -> str:
     """``text`` with API keys, Authorization values and phone links replaced by ``[redacted]``."""
+    if text.isascii():
+        # Most lines hold none of them, and a look for the words is a tenth of the patterns'
+        # cost (they were a third of a logged line's). For ASCII, lower() folds case exactly
+        # as the patterns' IGNORECASE does; other text takes the patterns (dotless i matches i).
+        lowered = text.lower()
+        if ("ccq_" not in lowered and "authorization" not in lowered
+                and "/q/t/" not in text and "/api/v1/public/tokens/" not in text):
+            return text
     text = _PHONE_LINKS.sub(r"\1[redacted]", text)
     return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
 
@@ -84,6 +93,15 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and v is not None}
 
 
+def _json_line(body: dict[str, object]) -> str:
+    """One JSON object, by orjson (a tenth of the standard library's time); what orjson
+    cannot write (an integer past 64 bits) goes through the standard library."""
+    try:
+        return orjson.dumps(body, default=str).decode()
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False, default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "msg", "request_id", ...extra}`` on one line."""
 
@@ -99,7 +117,7 @@ class JsonFormatter(logging.Formatter):
         body.update(_extras(record))
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
-        line = json.dumps(body, ensure_ascii=False, default=str)
+        line = _json_line(body)
         return redact(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", line))
 
 
