@@ -72,14 +72,17 @@ def phone_token_json(token: Token, link: str, scenario: Scenario, estimate: Esti
     """A token as its holder's phone shows it: its ``link`` (the phone's key to it, not the
     bare id), never the full account or phone number (only the account's last digits), the
     counter by its display name, and when to leave home for a trip of ``travel_s``."""
+    return {**phone_token_fixed(token, link, scenario), **phone_token_wait(token, estimate, travel_s)}
+
+
+def phone_token_fixed(token: Token, link: str, scenario: Scenario) -> dict[str, Any]:
+    """What a phone shows of the token itself, the same while only its wait moves: a phone
+    following its token live keeps it while the line moves (names, times and counter are most
+    of the work of an answer, and a thousand phones are answered at once)."""
     tz = scenario.timezone
     substation = scenario.substations[token.substation]
     service = scenario.services[token.service]
-    leave = None
-    if token.status in (Status.WAITING, Status.CALLED):
-        advice = leave_advice(estimate, travel_s, called=token.status is Status.CALLED)
-        leave = {"leave_in_s": advice.leave_in_s, "leave_now": advice.leave_now,
-                 "travel_s": travel_s}
+    names = counter_names(scenario, token.counter) if token.counter else None
     return {
         "link": link,
         "number": token.number or None,
@@ -91,12 +94,23 @@ def phone_token_json(token: Token, link: str, scenario: Scenario, estimate: Esti
         "service": {"id": service.id, "name": service.name, "name_hi": service.name_hi},
         "counter": token.counter,
         # What the hall board calls that counter, so the phone says the same ("Counter 1").
-        "counter_name": counter_names(scenario, token.counter)["name"] if token.counter else None,
-        "counter_name_hi": counter_names(scenario, token.counter)["name_hi"] if token.counter else None,
+        "counter_name": names["name"] if names else None,
+        "counter_name_hi": names["name_hi"] if names else None,
         "account": f"••••{token.account_hint}" if token.account_hint else None,
         "issued_at": iso(token.issued_at, tz),
         "slot_at": iso(token.slot_at, tz),
         "called_at": iso(token.called_at, tz),
+    }
+
+
+def phone_token_wait(token: Token, estimate: Estimate | None, travel_s: float) -> dict[str, Any]:
+    """The token's place, its wait and when to leave home: what moves as the line moves."""
+    leave = None
+    if token.status in (Status.WAITING, Status.CALLED):
+        advice = leave_advice(estimate, travel_s, called=token.status is Status.CALLED)
+        leave = {"leave_in_s": advice.leave_in_s, "leave_now": advice.leave_now,
+                 "travel_s": travel_s}
+    return {
         "ahead": estimate.ahead if estimate is not None else None,
         "estimate": {"p50_s": estimate.p50_s, "p90_s": estimate.p90_s} if estimate is not None else None,
         "leave": leave,

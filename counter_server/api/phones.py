@@ -21,7 +21,7 @@ from ..queueing import ServiceView
 from ..notices import SmsRequest
 from ..services.phones import ListedHall
 from ..services.sms import hint as sms_hint
-from ..shapes import iso, phone_token_json, slot_plan_json
+from ..shapes import iso, phone_token_fixed, phone_token_json, phone_token_wait, slot_plan_json
 from ..store import IdempotencyKey
 from .errors import ApiError
 from .live import read_until_closed
@@ -187,10 +187,15 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     transport = request.transport
 
+    shown_token, shown_fixed = None, {}   # the token last written, and what does not move of it
+
     def message(view: View) -> bytes:
+        nonlocal shown_token, shown_fixed
         token, estimate = view
+        if token is not shown_token:          # the queue keeps one Token while it is unchanged
+            shown_token, shown_fixed = token, phone_token_fixed(token, link, scenario)
         return orjson.dumps({"type": "token", "v": SCHEMA_VERSION,
-                             "token": phone_token_json(token, link, scenario, estimate, travel_s)})
+                             "token": {**shown_fixed, **phone_token_wait(token, estimate, travel_s)}})
 
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
