@@ -9,6 +9,8 @@ both pinned to core 0, then measures in one run:
     halls, server and bare handler in alternating rounds (the median of each), and their
     ratio (target: at least 0.5); compare ratios, not absolute figures, when something else
     runs on the machine;
+  * the same wrk against GET /api/v1/me (every middleware and the key, no work of its own)
+    over the bare handler: the ceiling of that ratio, before a token's own work;
   * open-loop p99 at a fixed 200 issues/s, timed from each request's scheduled moment so a
     stall counts against every request it delays (target: under 20 ms);
   * durability: the server is killed with SIGKILL and every acknowledged token is looked up
@@ -30,7 +32,8 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.token_wrk import LOAD_CORE, SERVER_CORE, issue_script, pin, require_wrk, run_wrk, start_bare
+from benchmarks.token_wrk import LOAD_CORE, SERVER_CORE, get_script, issue_script, pin, require_wrk, run_wrk
+from benchmarks.token_wrk import start_bare
 from counter_server.config import load_scenario
 from testkit.figures import Figure, memory_mb, percentile, print_table, progress
 from testkit.processes import ServerProcess
@@ -39,6 +42,8 @@ from testkit.scenarios import OPEN_ALL_DAY, paid_service
 NAME = "token issue"
 # Rate limits stay on, as for every real request, but far above what one core can issue.
 RAISED_LIMITS = ["--rate-limit", "1000000", "--rate-burst", "1000000"]
+# What every request pays before a handler's own work: how near 1 the token ratio could get.
+CHAIN_PATH = "/api/v1/me"
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,7 @@ async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3,
             await admission_off(server.url, key, load.halls)
             progress(f"{NAME}: {sequential_pairs} sequential issue + call-next pairs ...")
             issue_ms, next_ms = await sequential(server.url, key, load, sequential_pairs)
-            server_runs, bare_runs = [], []
+            server_runs, bare_runs, chain_runs = [], [], []
             for r in range(rounds):
                 progress(f"{NAME}: wrk round {r + 1}/{rounds}, {seconds:g} s at {concurrency} connections, "
                          f"server (core {SERVER_CORE}) then bare handler, wrk on core {LOAD_CORE} ...")
@@ -163,6 +168,8 @@ async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3,
                 server_runs.append(run_wrk(server.url, script, Path(tmp), seconds, concurrency))
                 wrk_answered += server_runs[-1].requests - server_runs[-1].failed
                 bare_runs.append(run_wrk(bare_url, script, Path(tmp), seconds, concurrency))
+                chain_runs.append(run_wrk(server.url, get_script(CHAIN_PATH, key), Path(tmp),
+                                          max(1, round(seconds / 2)), concurrency))
             progress(f"{NAME}: open loop, {rate:.0f} issues/s for {rate_seconds:g} s ...")
             open_p50, open_p99, ids = await open_loop(server.url, key, load, rate, rate_seconds)
             acknowledged += ids
@@ -181,6 +188,7 @@ async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3,
     bare_per_s = statistics.median(run.ok_per_s for run in bare_runs)
     failed = sum(run.failed for run in server_runs)
     ratio = tokens_per_s / bare_per_s
+    chain_ratio = statistics.median(run.ok_per_s for run in chain_runs) / bare_per_s
     # wrk acknowledged tokens it cannot name; the file must hold at least as many in all.
     acknowledged_total = wrk_answered + len(acknowledged) + sequential_pairs
     rows = [
@@ -194,6 +202,7 @@ async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3,
         ("server answers other than 2xx under wrk", failed, "", "0", failed == 0),
         (f"bare aiohttp handler under wrk, {concurrency} connections", bare_per_s, "req/s", "", None),
         ("throughput, server / bare", ratio, "", ">= 0.5", ratio >= 0.5),
+        (f"middlewares and key alone (GET {CHAIN_PATH}) / bare", chain_ratio, "", "", None),
         (f"p50 at {rate:.0f} issues/s", open_p50, "ms", "", None),
         (f"p99 at {rate:.0f} issues/s", open_p99, "ms", "< 20 ms", open_p99 < 20),
         ("acknowledged tokens in the file after SIGKILL", found, f"of {len(acknowledged)}",

@@ -33,7 +33,7 @@ async def handler(request):
     await request.read()
     return web.json_response({"token": {"id": "t_x", "number": "B-001", "status": "waiting"}}, status=201)
 app = web.Application()
-app.router.add_post("/{tail:.*}", handler)
+app.router.add_route("*", "/{tail:.*}", handler)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
@@ -63,6 +63,16 @@ end
 """
 
 
+# The same client, asking for nothing: GET /api/v1/me passes every middleware a token does
+# (request id, metrics, rate limit, page headers, the key) and does no work of its own.
+LUA_GET = """
+local authorization = {authorization}
+function request()
+  return wrk.format("GET", {path}, {{["Authorization"] = authorization}}, nil)
+end
+"""
+
+
 def require_wrk() -> str:
     """wrk's path, or a failure that says how to install it."""
     path = shutil.which("wrk")
@@ -82,6 +92,11 @@ def issue_script(halls: list[str], service: str, key: str) -> str:
     return LUA_TEMPLATE.format(paths=paths, body=lua_string(json.dumps({"service": service})),
                                prefix=lua_string(f"wrk-{uuid.uuid4().hex[:12]}-"),
                                authorization=lua_string(f"Bearer {key}"))
+
+
+def get_script(path: str, key: str) -> str:
+    """The Lua script that GETs ``path`` with ``key``, one request after another."""
+    return LUA_GET.format(path=lua_string(path), authorization=lua_string(f"Bearer {key}"))
 
 
 def pin(pid: int, core: int) -> None:
