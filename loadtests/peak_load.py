@@ -27,23 +27,20 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, time as clock_time
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from counter_server.config import DEFAULT_SCENARIO, load_scenario, merge
+from counter_server.config import load_scenario
 from testkit.processes import free_port, wait_for_port
+from testkit.scenarios import open_all_day, scenario_data, to_toml
 from testkit.waiting import WaitTimedOut, wait_until
 
 if TYPE_CHECKING:   # imported where used: it needs numpy, one of the load tools checked first
     from loadtests.capacity.coverage import Coverage
 
-OPENING = ("opens", "closes", "closed_weekdays", "holidays", "open_days")
 IDLE_POLL_S = 0.2   # a rehearsal counter with nobody to call asks again after this
 
 
@@ -57,53 +54,12 @@ class Targets:
 
 def rehearsal_scenario(config: Path | None, time_scale: float) -> str:
     """The scenario as TOML, open all day every day, its service times scaled by ``time_scale``."""
-    builtin = resources.files("counter_server.scenario").joinpath(DEFAULT_SCENARIO).read_text("utf-8")
-    data = tomllib.loads(Path(config).read_text("utf-8") if config is not None else builtin)
-    if data.get("extends") == "builtin":
-        data = merge(tomllib.loads(builtin), data)
-    data.pop("extends", None)
-    data["hours"] = {**data.get("hours", {}), "opens": "00:00", "closes": "23:59:59",
-                     "closed_weekdays": [], "holidays": [], "open_days": []}
-    for sub in data.get("substations", []):
-        for key in OPENING:
-            sub.pop(key, None)
+    data = open_all_day(scenario_data(config))
     for service in data.get("services", []):
         for key in ("mean_service_s", "min_service_s", "max_service_s"):
             if key in service:
                 service[key] = service[key] * time_scale
     return to_toml(data)
-
-
-def to_toml(data: Mapping[str, Any]) -> str:
-    """Parsed TOML written back: scalars first, then tables and arrays of tables, inline below."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False)
-        if isinstance(v, (date, clock_time)):
-            return v.isoformat()
-        if isinstance(v, Mapping):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
-        if isinstance(v, Sequence):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-    def body(table: Mapping[str, Any]) -> list[str]:
-        return [f"{json.dumps(k)} = {value(v)}" for k, v in table.items()]
-
-    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
-    arrays = {k: v for k, v in data.items()
-              if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v)}
-    lines = body({k: v for k, v in data.items() if k not in tables and k not in arrays})
-    for name, table in tables.items():
-        lines += ["", f"[{json.dumps(name)}]", *body(table)]
-    for name, rows in arrays.items():
-        for row in rows:
-            lines += ["", f"[[{json.dumps(name)}]]", *body(row)]
-    return "\n".join(lines) + "\n"
 
 
 def estimate_coverage(tokens: Sequence[Mapping[str, Any]], ended: float, grace_s: float) -> Coverage:
