@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 
 import aiohttp
@@ -200,16 +200,27 @@ def test_ids_follow_the_apis_pattern():
 def test_every_scenario_the_suites_write_loads(tmp_path: Path):
     from loadtests.peak_load import rehearsal_scenario
     from testkit.scenarios import REDIS_SCENARIO
-    from loadtests.reliability.common import REDIS_STORE, SCENARIO, write_scenario
+    from loadtests.reliability.common import BILLING, write_scenario
     from counter_server.config import parse_scenario
     import tomllib
 
-    for text in (REDIS_SCENARIO.format(url="redis://127.0.0.1:6379/0"),
-                 SCENARIO + REDIS_STORE.format(url="redis://127.0.0.1:6379/0")):
-        path = tmp_path / "s.toml"
-        path.write_text(text, "utf-8")
-        load_scenario(path)
-    load_scenario(write_scenario(tmp_path / "reliability.toml"))
+    redis_url = "redis://127.0.0.1:6399/7"     # none of the defaults; the scenarios are only loaded
+    path = tmp_path / "s.toml"
+    path.write_text(REDIS_SCENARIO.format(url=redis_url), "utf-8")
+    load_scenario(path)
+    # The reliability suite's, on either base, with and without Redis: the base's halls, open
+    # all day every day, with the suite's billing settings.
+    for base in (None, LAKESIDE):
+        want = load_scenario(base)
+        for url in (None, redis_url):
+            written = load_scenario(write_scenario(tmp_path / "reliability.toml", url, base))
+            assert written.layouts() == want.layouts() and written.payment_service == want.payment_service
+            assert all(s.opens == time(0) and s.closes == time(23, 59, 59) and not s.days.closed_weekdays
+                       and not s.days.holidays for s in written.substations.values())
+            gateway = written.billing.gateway
+            assert {k: getattr(gateway, k) for k in BILLING} == BILLING
+            assert written.store.engine == ("redis" if url else "sqlite")
+            assert url is None or written.store.redis_url == url
     for source in (None, OPEN_ALL_DAY, LAKESIDE):
         parse_scenario(tomllib.loads(rehearsal_scenario(source, 0.01)))
 

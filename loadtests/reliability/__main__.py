@@ -1,6 +1,7 @@
-"""``python -m loadtests.reliability [--rounds N] [--bad-inputs N] [--soak-s S] [--quick]``
+"""``python -m loadtests.reliability [--rounds N] [--bad-inputs N] [--soak-s S] [--quick] [--scenario FILE]``
 
-Runs the whole suite against real processes on loopback (server, billing-sim, redis-server),
+Runs the whole suite against real processes on loopback (server, billing-sim, redis-server) on
+a scenario (default: the built-in one), taking its halls, counters and paid service from it,
 says what it does on stderr, and prints one table and, as its last line,
 ``rounds=N kills=N acknowledged=N lost=N duplicated=N bad_inputs=N 5xx=N`` on stdout.
 Exits 1 when any figure misses its target or anything was lost, duplicated or answered 5xx.
@@ -16,20 +17,23 @@ import tempfile
 import time
 from pathlib import Path
 
+from counter_server.config import ScenarioError
 from testkit.figures import print_table, progress
 from testkit.processes import ServerProcess
 
 from . import access, badinput, crash, limits, soak
-from .common import PartTally, make_keys, write_scenario
+from .common import NotInScenario, PartTally, Places, make_keys, write_scenario
 
 
-def bad_input_part(workdir: Path, total: int, tally: PartTally) -> None:
-    config = write_scenario(workdir / "badinput.toml")
+def bad_input_part(workdir: Path, total: int, tally: PartTally, scenario: Path | None = None) -> None:
+    config = write_scenario(workdir / "badinput.toml", base=scenario)
+    at = Places.load(config)
     server = ServerProcess(data_dir=workdir / "badinput-data", config=config)
     server.start()
     try:
-        cashier, board = asyncio.run(make_keys(server.data_dir, [("cashier", "S01-C1"), ("board", None)], config))
-        badinput.run(server.url, {"admin": server.admin_key, "cashier": cashier, "board": board}, total, tally)
+        cashier, board = asyncio.run(make_keys(server.data_dir, [("cashier", at.counters[0]), ("board", None)],
+                                               config))
+        badinput.run(server.url, {"admin": server.admin_key, "cashier": cashier, "board": board}, total, tally, at)
         if server.proc.poll() is not None:
             tally.problem("bad input: the server died")
             tally.five_xx += 1
@@ -47,7 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=["crash", "billing", "scaled", "badinput", "access",
                                                       "limits", "soak"], help="run only these parts")
     parser.add_argument("--workdir", type=Path, help="keep data and logs here (default: a temporary dir)")
+    parser.add_argument("--scenario", type=Path, metavar="FILE",
+                        help="the scenario file to run on (default: the built-in one), open all day")
     args = parser.parse_args(argv)
+    try:
+        Places.load(args.scenario)
+    except (ScenarioError, NotInScenario) as exc:
+        print(f"{parser.prog}: --scenario {args.scenario}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    scenario = args.scenario
     if args.quick:
         args.rounds, args.bad_inputs, args.soak_s, args.websockets = 3, 500, 30.0, 200
     parts = set(args.only or ["crash", "billing", "scaled", "badinput", "access", "limits", "soak"])
@@ -57,17 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     steps = [
         ("crash", f"crash: {args.rounds} SIGKILL rounds of the server (SQLite)",
-         lambda: asyncio.run(crash.sqlite_rounds(workdir, args.rounds, tally))),
+         lambda: asyncio.run(crash.sqlite_rounds(workdir, args.rounds, tally, scenario=scenario))),
         ("billing", "crash: billing-sim and then the server SIGKILLed",
-         lambda: asyncio.run(crash.billing_round(workdir, tally))),
+         lambda: asyncio.run(crash.billing_round(workdir, tally, scenario=scenario))),
         ("scaled", "crash: a replica and Redis SIGKILLed (scaled mode)",
-         lambda: asyncio.run(crash.scaled_round(workdir, tally))),
+         lambda: asyncio.run(crash.scaled_round(workdir, tally, scenario=scenario))),
         ("badinput", f"bad input: {args.bad_inputs} requests and frames",
-         lambda: bad_input_part(workdir, args.bad_inputs, tally)),
-        ("access", "access: roles, keys, CSRF, headers", lambda: asyncio.run(access.run(workdir, tally))),
+         lambda: bad_input_part(workdir, args.bad_inputs, tally, scenario)),
+        ("access", "access: roles, keys, CSRF, headers",
+         lambda: asyncio.run(access.run(workdir, tally, scenario=scenario))),
         ("limits", "limits: flood, slow clients, never-reading WebSockets",
-         lambda: asyncio.run(limits.run(workdir, tally, websockets=args.websockets))),
-        ("soak", f"soak: {args.soak_s:g} s of steady load", lambda: asyncio.run(soak.run(workdir, args.soak_s, tally))),
+         lambda: asyncio.run(limits.run(workdir, tally, websockets=args.websockets, scenario=scenario))),
+        ("soak", f"soak: {args.soak_s:g} s of steady load",
+         lambda: asyncio.run(soak.run(workdir, args.soak_s, tally, scenario=scenario))),
     ]
     try:
         for name, title, step in steps:

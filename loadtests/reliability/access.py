@@ -17,7 +17,7 @@ import aiohttp
 from testkit.figures import progress
 from testkit.processes import ServerProcess, run_cli
 
-from .common import Matrix, PartTally, make_keys, write_scenario
+from .common import Matrix, PartTally, Places, make_keys, write_scenario
 from .edges import probe_edges
 from .role_probe import probe_own_server, probe_roles
 
@@ -25,85 +25,95 @@ PROBE_ACCOUNT, PROBE_PHONE = "KAN-20431877", "9876543210"
 PAGE_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 
 
-async def run(workdir: Path, tally: PartTally) -> None:
+async def run(workdir: Path, tally: PartTally, scenario: Path | None = None) -> None:
+    """The matrix against a server running ``scenario`` (a file; None: the built-in one)."""
     part = "access"
-    config = write_scenario(workdir / "access.toml")
+    config = write_scenario(workdir / "access.toml", base=scenario)
+    at = Places.load(config)
+    hall, other_hall, service = at.hall, at.other_hall, at.service
+    mine, neighbour, spare = at.counters[:3]      # the cashier key's counter, a neighbour's, one keyed later
     server = ServerProcess(data_dir=workdir / "access-data", config=config,
                            extra_args=["--rate-limit", "0", "--access-log"])
     server.start()
     try:
         admin = server.admin_key
         c1, c2, other_sub, board = await make_keys(
-            server.data_dir, [("cashier", "S01-C1"), ("cashier", "S01-C2"), ("cashier", "S02-C1"),
+            server.data_dir, [("cashier", mine), ("cashier", neighbour), ("cashier", at.other_counter),
                               ("board", None)], config)
         secrets = [admin, c1, c2, other_sub, board]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
             m = Matrix(session, server.url, secrets, tally)
-            # Tokens to act on: one called to S01-C2, one waiting at S01, one at S02.
-            (_, issued) = await m.expect("admin issues at S01", (201,), "POST", "/api/v1/substations/S01/tokens",
-                                         admin, json={"service": "bill_payment"})
-            await m.expect("admin issues at S01", (201,), "POST", "/api/v1/substations/S01/tokens", admin,
-                           json={"service": "bill_payment"})
-            (_, s02) = await m.expect("admin issues at S02", (201,), "POST", "/api/v1/substations/S02/tokens",
-                                      admin, json={"service": "bill_payment"})
-            (_, called) = await m.expect("S01-C2 calls its next", (200,), "POST", "/api/v1/counters/S01-C2/next", c2)
+            # Tokens to act on: one called to the neighbour's counter, one waiting in the hall,
+            # one in the other hall.
+            body = {"service": service}
+            (_, issued) = await m.expect(f"admin issues at {hall}", (201,), "POST",
+                                         f"/api/v1/substations/{hall}/tokens", admin, json=body)
+            await m.expect(f"admin issues at {hall}", (201,), "POST", f"/api/v1/substations/{hall}/tokens", admin,
+                           json=body)
+            (_, elsewhere) = await m.expect(f"admin issues at {other_hall}", (201,), "POST",
+                                            f"/api/v1/substations/{other_hall}/tokens", admin, json=body)
+            (_, called) = await m.expect(f"{neighbour} calls its next", (200,), "POST",
+                                         f"/api/v1/counters/{neighbour}/next", c2)
             theirs = called["token"]["id"]
-            (_, paid) = await m.expect("S01-C2 takes a payment", (202,), "POST", "/api/v1/payments", c2,
+            (_, paid) = await m.expect(f"{neighbour} takes a payment", (202,), "POST", "/api/v1/payments", c2,
                                        json={"token_id": theirs, "account": "2140012345", "amount_paise": 100})
-            s02_id = s02["token"]["id"]
+            elsewhere_id = elsewhere["token"]["id"]
 
             # A cashier key acting for another counter or substation: 403.
-            body = {"service": "bill_payment"}
             for label, method, path, kw in (
-                ("next at another counter", "POST", "/api/v1/counters/S01-C2/next", {}),
-                ("open another counter", "POST", "/api/v1/counters/S01-C2/open", {}),
-                ("close a counter at another substation", "POST", "/api/v1/counters/S02-C1/close", {}),
-                ("lease numbers for another counter", "POST", "/api/v1/counters/S01-C2/leases", {"json": {"service": "bill_payment"}}),
-                ("offline token for another counter", "POST", "/api/v1/counters/S01-C2/offline-tokens",
-                 {"json": {"lease_id": "l_x", "number": "B-900", "issued_at": "2025-11-25T10:00:00+05:30"}}),
-                ("issue at another substation", "POST", "/api/v1/substations/S02/tokens", {"json": body}),
+                ("next at another counter", "POST", f"/api/v1/counters/{neighbour}/next", {}),
+                ("open another counter", "POST", f"/api/v1/counters/{neighbour}/open", {}),
+                ("close a counter at another substation", "POST", f"/api/v1/counters/{at.other_counter}/close", {}),
+                ("lease numbers for another counter", "POST", f"/api/v1/counters/{neighbour}/leases",
+                 {"json": body}),
+                ("offline token for another counter", "POST", f"/api/v1/counters/{neighbour}/offline-tokens",
+                 {"json": {"lease_id": "l_x", "number": f"{at.letter}-900", "issued_at": "2025-11-25T10:00:00+05:30"}}),
+                ("issue at another substation", "POST", f"/api/v1/substations/{other_hall}/tokens", {"json": body}),
                 ("start another counter's token", "POST", f"/api/v1/tokens/{theirs}/start", {}),
                 ("complete another counter's token", "POST", f"/api/v1/tokens/{theirs}/complete", {}),
                 ("cancel another counter's token", "POST", f"/api/v1/tokens/{theirs}/cancel", {}),
                 ("transfer another counter's token to itself", "POST", f"/api/v1/tokens/{theirs}/transfer",
-                 {"json": {"counter": "S01-C1"}}),
-                ("cancel a token at another substation", "POST", f"/api/v1/tokens/{s02_id}/cancel", {}),
+                 {"json": {"counter": mine}}),
+                ("cancel a token at another substation", "POST", f"/api/v1/tokens/{elsewhere_id}/cancel", {}),
                 ("take a payment for another counter's token", "POST", "/api/v1/payments",
                  {"json": {"token_id": theirs, "account": "2140012345", "amount_paise": 100}}),
                 ("read another counter's payment", "GET", f"/api/v1/payments/{paid['payment']['id']}", {}),
                 ("pause billing", "POST", "/api/v1/ops/billing/pause", {}),
                 ("read the billing gateway", "GET", "/api/v1/ops/billing", {}),
-                ("switch admission", "PUT", "/api/v1/ops/substations/S01/admission", {"json": {"admission": False}}),
+                ("switch admission", "PUT", f"/api/v1/ops/substations/{hall}/admission",
+                 {"json": {"admission": False}}),
                 ("read reports", "GET", "/api/v1/reports/daily", {}),
                 ("open the ops live ticket", "POST", "/api/v1/ops/live-ticket", {}),
             ):
-                await m.expect(f"cashier S01-C1: {label}", (403,), method, path, c1, **kw)
-            await m.expect("cashier S02-C1: next at S01-C1", (403,), "POST", "/api/v1/counters/S01-C1/next", other_sub)
+                await m.expect(f"cashier {mine}: {label}", (403,), method, path, c1, **kw)
+            await m.expect(f"cashier {at.other_counter}: next at {mine}", (403,), "POST",
+                           f"/api/v1/counters/{mine}/next", other_sub)
 
             # A board key writing: 403 everywhere.
             for label, method, path, kw in (
-                ("issue", "POST", "/api/v1/substations/S01/tokens", {"json": body}),
-                ("call next", "POST", "/api/v1/counters/S01-C1/next", {}),
+                ("issue", "POST", f"/api/v1/substations/{hall}/tokens", {"json": body}),
+                ("call next", "POST", f"/api/v1/counters/{mine}/next", {}),
                 ("start", "POST", f"/api/v1/tokens/{theirs}/start", {}),
                 ("cancel", "POST", f"/api/v1/tokens/{issued['token']['id']}/cancel", {}),
                 ("pay", "POST", "/api/v1/payments", {"json": {"token_id": theirs, "account": "2140012345", "amount_paise": 1}}),
-                ("open a counter", "POST", "/api/v1/counters/S01-C1/open", {}),
-                ("lease", "POST", "/api/v1/counters/S01-C1/leases", {"json": {"service": "bill_payment"}}),
+                ("open a counter", "POST", f"/api/v1/counters/{mine}/open", {}),
+                ("lease", "POST", f"/api/v1/counters/{mine}/leases", {"json": body}),
                 ("pause billing", "POST", "/api/v1/ops/billing/pause", {}),
-                ("switch admission", "PUT", "/api/v1/ops/substations/S01/admission", {"json": {"admission": False}}),
+                ("switch admission", "PUT", f"/api/v1/ops/substations/{hall}/admission",
+                 {"json": {"admission": False}}),
                 ("look up a bill", "GET", "/api/v1/bills/2140012345", {}),
                 ("read a payment", "GET", f"/api/v1/payments/{paid['payment']['id']}", {}),
             ):
                 await m.expect(f"board key: {label}", (403,), method, path, board, **kw)
-            (_, seen) = await m.expect("board key reads a queue", (200,), "GET", "/api/v1/substations/S01/queue",
+            (_, seen) = await m.expect("board key reads a queue", (200,), "GET", f"/api/v1/substations/{hall}/queue",
                                        board)
 
             # Holes an outside probe found, kept closed. Token ids a board key reads open
             # nothing on the public (phone) routes: they want the phone's link.
             probe_before = m.checks
             (_, remote) = await m.expect("probe: a phone takes a token", (201,), "POST",
-                                         "/api/v1/public/substations/S01/tokens",
-                                         json={"service": "bill_payment", "account": PROBE_ACCOUNT,
+                                         f"/api/v1/public/substations/{hall}/tokens",
+                                         json={"service": service, "account": PROBE_ACCOUNT,
                                                "phone": PROBE_PHONE})
             seen_ids = [t["id"] for t in (seen or {}).get("tokens", [])]
             bare = (remote or {}).get("token", {}).get("link", "").rpartition(".")[0]
@@ -125,10 +135,10 @@ async def run(workdir: Path, tally: PartTally) -> None:
                 await m.expect(f"key in the query string ?{name}=", (401,), "GET",
                                f"/api/v1/substations?{name}={admin}")
                 await m.expect(f"key in the query string of a write ?{name}=", (401,), "POST",
-                               f"/api/v1/substations/S01/tokens?{name}={c1}", json=body)
+                               f"/api/v1/substations/{hall}/tokens?{name}={c1}", json=body)
 
             # `keys revoke` works at once, against the running server.
-            fresh = run_cli("keys", "create", "--role", "cashier", "--counter", "S01-C3", "--data-dir",
+            fresh = run_cli("keys", "create", "--role", "cashier", "--counter", spare, "--data-dir",
                             str(server.data_dir), "--config", str(config), check=False).stdout.strip()
             secrets.append(fresh)
             (_, me) = await m.expect("new key works", (200,), "GET", "/api/v1/me", fresh)
@@ -136,7 +146,7 @@ async def run(workdir: Path, tally: PartTally) -> None:
             revoked = run_cli("keys", "revoke", me["key"], "--data-dir", str(server.data_dir), "--config", str(config),
                               check=False)
             await m.expect("revoked key refused at once", (401,), "GET", "/api/v1/me", fresh)
-            await m.expect("revoked key may not write", (401,), "POST", "/api/v1/counters/S01-C3/next", fresh)
+            await m.expect("revoked key may not write", (401,), "POST", f"/api/v1/counters/{spare}/next", fresh)
             revoke_s = time.monotonic() - started
             if revoked.returncode != 0:
                 tally.problem(f"access: keys revoke failed: {revoked.stderr}")
@@ -146,7 +156,7 @@ async def run(workdir: Path, tally: PartTally) -> None:
             # CORS grant lets another origin's script send the header.
             evil = {"Origin": "https://evil.example", "Content-Type": "application/x-www-form-urlencoded",
                     "Cookie": f"key={admin}; session={admin}"}
-            for path in ("/api/v1/ops/billing/pause", "/api/v1/ops/live-ticket", "/api/v1/counters/S01-C1/close"):
+            for path in ("/api/v1/ops/billing/pause", "/api/v1/ops/live-ticket", f"/api/v1/counters/{mine}/close"):
                 await m.expect(f"cross-site form POST {path}", (401,), "POST", path, headers=evil, data="a=1")
             async with session.options(server.url + "/api/v1/ops/billing/pause", headers={
                     "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
@@ -157,7 +167,7 @@ async def run(workdir: Path, tally: PartTally) -> None:
                     tally.problem("access: a CORS preflight from another origin is granted")
 
             # Security headers on every page.
-            pages = ("/board/S01", "/ops", "/static/board/board.js", "/static/ops/ops.js")
+            pages = (f"/board/{hall}", "/ops", "/static/board/board.js", "/static/ops/ops.js")
             missing = 0
             for page in pages:
                 async with session.get(server.url + page) as resp:
@@ -170,11 +180,11 @@ async def run(workdir: Path, tally: PartTally) -> None:
                                         f"cookie {resp.headers.get('Set-Cookie')}")
 
             # The probe's edge cases: dates out of range, log lines, oversized headers, links in the log.
-            probe_cases += await probe_edges(m, server, "S01-C1", c1, admin,
+            probe_cases += await probe_edges(m, server, at, c1, admin,
                                              (remote or {}).get("token", {}).get("link", ""))
             # And its role cases: the ops channel, Origin, revoked sockets, CSP, the simulator;
             # the rate limit's spellings and the billing password on a server of their own.
-            roles = await probe_roles(m, server, config, c1, admin, "S01")
+            roles = await probe_roles(m, server, config, c1, admin, hall)
             own = await probe_own_server(m, workdir, config)
             probe_cases += roles.cases + own.cases
         server.stop()

@@ -28,7 +28,7 @@ from hypothesis.errors import Unsatisfiable
 
 from testkit.figures import progress
 
-from .common import PartTally, call, is_error_shape
+from .common import PartTally, Places, call, is_error_shape
 
 
 @dataclass
@@ -196,25 +196,42 @@ def exact_figures(run: ExactRun, tally: PartTally, part: str = "bad input") -> N
 
 # -- a hand-made list: sizes, depths, types, encodings, numbers, unknowns -------------------
 
-WEIRD_TEXT = ["", " ", "\x00", "नमस्ते", "😀" * 50, "\u202eRTL", "a" * 10_000, "\ud800", "%00", "../../etc/passwd",
-              "<script>alert(1)</script>", "' OR 1=1 --", "B-001\n", "\t", "null", "[]", "{}", "S01\x00"]
+NO_HALL = "no-such-hall"     # a hall id the scenario has not (were it there, answers stay below 500 all the same)
 WEIRD_NUMBERS = [0, -1, -(10**30), 10**30, 2**63, -(2**63) - 1, 1.5, 1e308, "1", True, None, [], {}]
-BODY_FIELDS = {
-    "/api/v1/substations/S01/tokens": {"service": "bill_payment", "priority": "normal"},
-    "/api/v1/payments": {"token_id": "t_x", "account": "2140012345", "amount_paise": 100, "mode": "cash"},
-    "/api/v1/counters/S01-C1/leases": {"service": "bill_payment", "size": 10},
-    "/api/v1/counters/S01-C1/offline-tokens": {"lease_id": "l_x", "number": "B-001", "priority": "normal",
-                                              "issued_at": "2025-11-25T10:00:00+05:30"},
-    "/api/v1/tokens/t_x/transfer": {"service": "bill_payment", "counter": "S01-C2"},
-}
 
 
-def handmade_cases() -> Iterator[tuple[str, str, str, dict[str, str], bytes | None]]:
+def weird_text(at: Places) -> list[str]:
+    """Strings no field should choke on, a near miss of a real number and hall among them."""
+    return ["", " ", "\x00", "नमस्ते", "😀" * 50, "\u202eRTL", "a" * 10_000, "\ud800", "%00", "../../etc/passwd",
+            "<script>alert(1)</script>", "' OR 1=1 --", f"{at.letter}-001\n", "\t", "null", "[]", "{}",
+            f"{at.hall}\x00"]
+
+
+def issue_path(at: Places) -> str:
+    return f"/api/v1/substations/{at.hall}/tokens"
+
+
+def body_fields(at: Places) -> dict[str, dict[str, Any]]:
+    """Each route taking a JSON body, with a body it would take at ``at``'s hall and counters."""
+    counter = at.counters[0]
+    return {
+        issue_path(at): {"service": at.service, "priority": "normal"},
+        "/api/v1/payments": {"token_id": "t_x", "account": "2140012345", "amount_paise": 100, "mode": "cash"},
+        f"/api/v1/counters/{counter}/leases": {"service": at.service, "size": 10},
+        f"/api/v1/counters/{counter}/offline-tokens": {"lease_id": "l_x", "number": f"{at.letter}-001",
+                                                       "priority": "normal", "issued_at": "2025-11-25T10:00:00+05:30"},
+        "/api/v1/tokens/t_x/transfer": {"service": at.service, "counter": at.counters[1]},
+    }
+
+
+def handmade_cases(at: Places) -> Iterator[tuple[str, str, str, dict[str, str], bytes | None]]:
     """(label, method, path, headers, body) for every field, every weird value, and the rest."""
     js = {"Content-Type": "application/json"}
-    for path, fields in BODY_FIELDS.items():
+    fields_by_path = body_fields(at)
+    hall, live = at.hall, f"/api/v1/substations/{at.hall}/live"
+    for path, fields in fields_by_path.items():
         for name in fields:
-            for value in [*WEIRD_TEXT, *WEIRD_NUMBERS]:
+            for value in [*weird_text(at), *WEIRD_NUMBERS]:
                 body = {**fields, name: value}
                 yield f"{path} {name}={str(value)[:20]!r}", "POST", path, js, json.dumps(body).encode()
         yield f"{path} unknown field", "POST", path, js, json.dumps({**fields, "extra": 1}).encode()
@@ -223,28 +240,30 @@ def handmade_cases() -> Iterator[tuple[str, str, str, dict[str, str], bytes | No
             yield f"{path} as {ctype!r}", "POST", path, {"Content-Type": ctype}, json.dumps(fields).encode()
         for raw in (b"{", b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000, b"\xff\xfe\x00",
                     b'{"service": "\xff"}', b"null", b"1e999999", b'"x"', b"[1,2,3]", b"{}" * 1000,
-                    b'{"service": "bill_payment", "service": "x"}', b"NaN", b'{"amount_paise": Infinity}'):
+                    f'{{"service": {json.dumps(at.service)}, "service": "x"}}'.encode(), b"NaN",
+                    b'{"amount_paise": Infinity}'):
             yield f"{path} body {raw[:16]!r}", "POST", path, js, raw
         for size in (64 * 1024 + 1, 1024 * 1024, 8 * 1024 * 1024):
             yield f"{path} {size} bytes", "POST", path, js, b'{"service": "' + b"x" * size + b'"}'
     for path in ("/api/v1/tokens/t_x/fly", "/api/v1/tokens/t_x/CALL", "/api/v1/tokens/t_x/call",
-                 "/api/v1/tokens/t_x/", "/api/v1/tokens/" + "x" * 5000 + "/start", "/api/v1/counters/S01-C1/explode",
-                 "/api/v1/nothing", "/api/v1/substations/S99/tokens", "/api/v1/substations/%00/queue",
-                 "/api/v1/substations/S01/live?since=-1", "/api/v1/substations/S01/live?since=99999999999999999999",
-                 "/api/v1/substations/S01/live?since=1e3", "/api/v1/live?since=abc", "/api/v1/bills/%00",
+                 "/api/v1/tokens/t_x/", "/api/v1/tokens/" + "x" * 5000 + "/start",
+                 f"/api/v1/counters/{at.counters[0]}/explode",
+                 "/api/v1/nothing", f"/api/v1/substations/{NO_HALL}/tokens", "/api/v1/substations/%00/queue",
+                 f"{live}?since=-1", f"{live}?since=99999999999999999999",
+                 f"{live}?since=1e3", "/api/v1/live?since=abc", "/api/v1/bills/%00",
                  # digits that are not ASCII ("²", "٣"): str.isdigit() says yes, int() says no
-                 "/api/v1/substations/S01/live?since=%C2%B2", "/api/v1/substations/S01/live?since=%D9%A3",
+                 f"{live}?since=%C2%B2", f"{live}?since=%D9%A3",
                  "/api/v1/public/tokens/t_x?travel_min=%C2%B2", "/api/v1/public/tokens/t_x/live?travel_min=%C2%B2",
-                 "/api/v1/public/substations/S01/slots", "/api/v1/public/tokens/" + "t" * 3000,
-                 "/api/v1/bills/" + "9" * 300, "/api/v1/payments/" + "p" * 300, "/board/S99", "/board/%2e%2e",
+                 f"/api/v1/public/substations/{hall}/slots", "/api/v1/public/tokens/" + "t" * 3000,
+                 "/api/v1/bills/" + "9" * 300, "/api/v1/payments/" + "p" * 300, f"/board/{NO_HALL}", "/board/%2e%2e",
                  "/static/board/../../../etc/passwd", "/api/v1/ops/reports/daily?date=2025-13-45",
                  "/api/v1/ops/reports/monthly?month=abcd", "/api/v1/ops/reports/daily?format=xml",
-                 "/api/v1/ops/reports/daily?substation=%F0%9F%98%80", "/api/v1/ops/substations/S01/admission"):
+                 "/api/v1/ops/reports/daily?substation=%F0%9F%98%80", f"/api/v1/ops/substations/{hall}/admission"):
         for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
             yield f"{method} {path[:60]}", method, path, js, b"{}" if method != "GET" else None
     for idem in ("", " ", "x" * 201, "\x01\x02", "é" * 10, "a\tb"):
-        yield f"Idempotency-Key {idem[:10]!r}", "POST", "/api/v1/substations/S01/tokens", \
-            {**js, "Idempotency-Key": idem}, json.dumps(BODY_FIELDS["/api/v1/substations/S01/tokens"]).encode()
+        yield f"Idempotency-Key {idem[:10]!r}", "POST", issue_path(at), \
+            {**js, "Idempotency-Key": idem}, json.dumps(fields_by_path[issue_path(at)]).encode()
     for auth in ("", "Bearer", "Bearer ", "Basic abc", "Bearer " + "x" * 5000, "Bearer ccq_\x00",
                  "bearer ccq_nope", "Bearer ccq_" + "é" * 10, "Token abc", "Bearer a b c"):
         yield f"Authorization {auth[:20]!r}", "GET", "/api/v1/substations", {"Authorization": auth}, None
@@ -253,7 +272,7 @@ def handmade_cases() -> Iterator[tuple[str, str, str, dict[str, str], bytes | No
     yield "200 headers", "GET", "/api/v1/substations", {f"X-H{i}": "1" for i in range(200)}, None
 
 
-async def handmade_run(url: str, key: str, verdicts: Verdicts, limit: int | None = None) -> int:
+async def handmade_run(url: str, key: str, verdicts: Verdicts, at: Places, limit: int | None = None) -> int:
     before = verdicts.sent
     connector = aiohttp.TCPConnector(limit=8)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20), connector=connector,
@@ -270,33 +289,37 @@ async def handmade_run(url: str, key: str, verdicts: Verdicts, limit: int | None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 verdicts.judge(label, None, repr(exc))
 
-        cases = list(handmade_cases())[:limit]
+        cases = list(handmade_cases(at))[:limit]
         for start in range(0, len(cases), 16):
             await asyncio.gather(*[one(c) for c in cases[start:start + 16]])
     return verdicts.sent - before
 
 
-RAW_REQUESTS = [
-    b"GET / HTTP/1.1\r\n\r\n",
-    b"GARBAGE\r\n\r\n",
-    b"GET /api/v1/substations HTTP/9.9\r\nHost: x\r\n\r\n",
-    b"POST /api/v1/payments HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-    b"POST /api/v1/payments HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nContent-Length: 20\r\n\r\n",
-    b"POST /api/v1/payments HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n",
-    b"POST /api/v1/payments HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
-    b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /api/v1/substations HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
-    b"GET /api/v1/substations/S01/live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Version: 13\r\n\r\n",
-    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-]
+def raw_requests(hall: str) -> list[bytes]:
+    """Bytes that are not quite HTTP, one request each; a WebSocket upgrade to ``hall``'s feed
+    among them."""
+    return [
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GARBAGE\r\n\r\n",
+        b"GET /api/v1/substations HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"POST /api/v1/payments HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /api/v1/payments HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nContent-Length: 20\r\n\r\n",
+        b"POST /api/v1/payments HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n",
+        b"POST /api/v1/payments HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/v1/substations HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+        f"GET /api/v1/substations/{hall}/live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode(),
+        b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
 
 
-async def raw_run(host: str, port: int, verdicts: Verdicts) -> tuple[int, int]:
+async def raw_run(host: str, port: int, verdicts: Verdicts, hall: str) -> tuple[int, int]:
     """Malformed HTTP straight onto a socket: the server answers 4xx (aiohttp's parser writes
     those answers itself, in plain text) or hangs up, and never falls over. (sent, plain text)."""
     plain = 0
-    for raw in RAW_REQUESTS:
+    raws = raw_requests(hall)
+    for raw in raws:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             writer.write(raw)
@@ -314,7 +337,7 @@ async def raw_run(host: str, port: int, verdicts: Verdicts) -> tuple[int, int]:
                 verdicts.sent -= 1
             elif b"application/json" not in head.split(b"\r\n\r\n")[0].lower():
                 plain += 1
-    return len(RAW_REQUESTS), plain
+    return len(raws), plain
 
 
 # -- hypothesis: token moves and WebSocket frames ---------------------------------------------
@@ -355,14 +378,14 @@ def hypothesis_moves(url: str, keys: list[str], token_ids: list[str], examples: 
     return verdicts.sent - before
 
 
-def hypothesis_ws_frames(url: str, examples: int, verdicts: Verdicts) -> int:
+def hypothesis_ws_frames(url: str, examples: int, verdicts: Verdicts, hall: str) -> int:
     """Boards send nothing the server needs: any frame, text or binary, oversize or not, must
     leave the server up (the socket may be closed); counted as bad inputs."""
     before = verdicts.sent
 
     async def send_all(frames: list[tuple[str, bytes | str]]) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            async with session.ws_connect(f"{url}/api/v1/substations/S01/live") as ws:
+            async with session.ws_connect(f"{url}/api/v1/substations/{hall}/live") as ws:
                 await ws.receive(timeout=5)                        # the snapshot
                 for kind, data in frames:
                     try:
@@ -394,36 +417,36 @@ def hypothesis_ws_frames(url: str, examples: int, verdicts: Verdicts) -> int:
     return verdicts.sent - before
 
 
-async def issue_some(url: str, key: str, n: int = 20) -> list[str]:
+async def issue_some(url: str, key: str, at: Places, n: int = 20) -> list[str]:
     """Real tokens for the moves to act on, some called to a counter."""
     ids = []
     async with aiohttp.ClientSession() as session:
         for i in range(n):
-            answered = await call(session, "POST", f"{url}/api/v1/substations/S01/tokens", key,
-                                  json={"service": "bill_payment"})
+            answered = await call(session, "POST", url + issue_path(at), key, json={"service": at.service})
             if answered and answered[0] == 201:
                 ids.append(answered[1]["token"]["id"])
-        for counter in ("S01-C1", "S01-C2"):
+        for counter in at.counters[:2]:
             await call(session, "POST", f"{url}/api/v1/counters/{counter}/next", key)
     return ids
 
 
-def run(url: str, keys: dict[str, str], total: int, tally: PartTally,
+def run(url: str, keys: dict[str, str], total: int, tally: PartTally, at: Places,
         exact_examples: int | None = 100, exact_max_s: float | None = None) -> None:
     """About ``total`` bad inputs: schemathesis the most, then the hand-made list, raw HTTP,
-    hypothesis moves and WebSocket frames; tallied into ``tally`` with a line per kind.
-    Then schemathesis' own run, all phases and all checks, ``exact_examples`` per operation
-    (None: left out): the document must be exact, so it must find nothing."""
+    hypothesis moves and WebSocket frames, at the server's hall, counters and paid service in
+    ``at``; tallied into ``tally`` with a line per kind. Then schemathesis' own run, all phases
+    and all checks, ``exact_examples`` per operation (None: left out): the document must be
+    exact, so it must find nothing."""
     part = "bad input"
     host, port = url.split("//")[1].split(":")
     verdicts = Verdicts()
     started = time.monotonic()
-    handmade = asyncio.run(handmade_run(url, keys["admin"], verdicts))
-    raw, plain = asyncio.run(raw_run(host, int(port), verdicts))
-    token_ids = asyncio.run(issue_some(url, keys["admin"]))
+    handmade = asyncio.run(handmade_run(url, keys["admin"], verdicts, at))
+    raw, plain = asyncio.run(raw_run(host, int(port), verdicts, at.hall))
+    token_ids = asyncio.run(issue_some(url, keys["admin"], at))
     left = max(0, total - verdicts.sent)
     moves = hypothesis_moves(url, list(keys.values()), token_ids, max(10, left // 5), verdicts)
-    frames = hypothesis_ws_frames(url, max(10, left // 10), verdicts)
+    frames = hypothesis_ws_frames(url, max(10, left // 10), verdicts, at.hall)
     left = max(0, total - verdicts.sent)
     generated = schemathesis_run(url, {"admin": keys["admin"], "cashier": keys["cashier"]}, left, verdicts)
     while verdicts.sent < total:             # operations that ran out of distinct examples: top up

@@ -12,39 +12,62 @@ from typing import Any
 
 import aiohttp
 
-from counter_server.config import Settings, load_scenario
+from counter_server.config import Scenario, Settings, load_scenario, merge
 from counter_server.services import KeyService
 from counter_server.store import open_store
 from testkit.figures import Figure, progress
+from testkit.scenarios import NotInScenario, busy_hall, open_all_day, paying_halls, scenario_data, to_toml
 
-# Open all day (so a run passes at any hour), with the gateway retrying quickly after billing
-# comes back, as in tests/test_replicas.py.
-SCENARIO = """
-extends = "builtin"
-[hours]
-opens = "00:00"
-closes = "23:59:59"
-closed_weekdays = []
-[billing]
-lease_s = 2.0
-timeout_s = 5.0
-retry_base_s = 0.05
-retry_cap_s = 0.5
-"""
-
-REDIS_STORE = """
-[store]
-engine = "redis"
-redis_url = "{url}"
-"""
+# What the suite lays over the scenario it runs on: every hall open all day (so a run passes
+# at any hour), the gateway retrying quickly after billing comes back, as in
+# tests/test_replicas.py, and, for replicas, the Redis they share.
+BILLING = {"lease_s": 2.0, "timeout_s": 5.0, "retry_base_s": 0.05, "retry_cap_s": 0.5}
 
 ERROR_SHAPE_KEYS = {"code", "message"}
 
 
-def write_scenario(path: Path, redis_url: str | None = None) -> Path:
+def write_scenario(path: Path, redis_url: str | None = None, base: Path | None = None) -> Path:
+    """The suite's scenario at ``path``: ``base`` (a scenario file; None: the built-in one)
+    with every hall open all day, the [billing] settings above and, given ``redis_url``, that
+    Redis as its [store]."""
+    data = merge(open_all_day(scenario_data(base)), {"billing": BILLING})
+    if redis_url:
+        data = merge(data, {"store": {"engine": "redis", "redis_url": redis_url}})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SCENARIO + (REDIS_STORE.format(url=redis_url) if redis_url else ""))
+    path.write_text(to_toml(data), "utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where the suite works, taken from the scenario it runs on, never by name: the paid service
+    and its letter; the first hall with at least three counters serving it, and those counters;
+    another hall serving it, and its first counter that does; every hall serving it, with its
+    counters that do."""
+
+    service: str
+    letter: str
+    hall: str
+    counters: tuple[str, ...]
+    other_hall: str
+    other_counter: str
+    halls: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> "Places":
+        """Refused (:class:`NotInScenario`, one line naming what is missing) when the scenario
+        lacks any of them."""
+        hall, service, counters = busy_hall(scenario, 3)
+        paying = paying_halls(scenario)
+        other = next((h for h in paying if h != hall), None)
+        if other is None:
+            raise NotInScenario(f"the scenario has no second hall serving its paid service {service!r}")
+        return cls(service, scenario.services[service].letter, hall, tuple(counters), other, paying[other][0],
+                   tuple((h, tuple(cs)) for h, cs in paying.items()))
+
+    @classmethod
+    def load(cls, config: Path | None) -> "Places":
+        return cls.of(load_scenario(config))
 
 
 @dataclass
@@ -177,7 +200,7 @@ async def redis_view(url: str, prefix: str = "ccq:") -> tuple[dict[str, StoredTo
     return tokens, payments
 
 
-__all__ = ["PartTally", "SCENARIO", "call", "is_error_shape", "make_keys",
+__all__ = ["BILLING", "NotInScenario", "PartTally", "Places", "call", "is_error_shape", "make_keys",
            "redis_view", "sqlite_view", "write_scenario"]
 
 

@@ -24,11 +24,10 @@ from testkit.figures import progress
 from testkit.processes import BillingSimProcess, RedisProcess, ServerProcess
 from testkit.waiting import WaitTimedOut, wait_until_async
 
-from .common import PartTally, call, make_keys, redis_view, sqlite_view, write_scenario
+from .common import PartTally, Places, call, make_keys, redis_view, sqlite_view, write_scenario
 
 RANK = {"waiting": 0, "called": 1, "serving": 2, "done": 3}
-SUBSTATIONS = ("S01", "S02", "S03", "S04")
-COUNTERS = tuple(f"{s}-C{c}" for s in SUBSTATIONS for c in (1, 2, 3))
+HALLS, COUNTERS_A_HALL = 4, 3   # the cashiers: at most 3 counters in each of the first 4 paying halls
 
 
 @dataclass
@@ -42,19 +41,18 @@ class Op:
 
 @dataclass
 class Cashier:
-    """One counter's kiosk: its key, the token it holds and its journal of one pending request."""
+    """One counter's kiosk: its key, hall and paid service, the token it holds and its journal
+    of one pending request."""
 
     counter: str
     key: str
+    substation: str
+    service: str
     holding: str | None = None
     stage: str = ""               # called, serving, paid
     pending: Op | None = None
     issued: bool = False          # issue one token, then call the next one, and so on
     serial: itertools.count = field(default_factory=itertools.count)
-
-    @property
-    def substation(self) -> str:
-        return self.counter.split("-")[0]
 
     def next_op(self, tag: str) -> Op:
         n = f"{tag}-{self.counter}-{next(self.serial)}"
@@ -62,7 +60,7 @@ class Cashier:
             self.issued = not self.issued
             if self.issued:
                 return Op("issue", "POST", f"/api/v1/substations/{self.substation}/tokens", n,
-                          {"service": "bill_payment", "priority": random.choice(["normal", "senior"])})
+                          {"service": self.service, "priority": random.choice(["normal", "senior"])})
             return Op("next", "POST", f"/api/v1/counters/{self.counter}/next", n)
         if self.stage == "called":
             return Op("start", "POST", f"/api/v1/tokens/{self.holding}/start", n)
@@ -251,14 +249,19 @@ def check_store(ledger: Ledger, tokens: dict, payments: dict, tally: PartTally, 
 
 
 async def _cashiers(data_dir: Path, config: Path) -> list[Cashier]:
-    keys = await make_keys(data_dir, [("cashier", c) for c in COUNTERS], config)
-    return [Cashier(c, k) for c, k in zip(COUNTERS, keys)]
+    """A cashier at each of the first counters serving the paid service in the first halls
+    that have one (twelve on the built-in scenario), taken from ``config``."""
+    places = Places.load(config)
+    counters = [(hall, c) for hall, serving in places.halls[:HALLS] for c in serving[:COUNTERS_A_HALL]]
+    keys = await make_keys(data_dir, [("cashier", c) for _, c in counters], config)
+    return [Cashier(c, k, hall, places.service) for (hall, c), k in zip(counters, keys)]
 
 
-async def server_and_load(workdir: Path, name: str, *extra_args: str) -> tuple[ServerProcess, Load]:
-    """A server on SQLite in ``workdir/NAME-data`` (started; the caller stops it) and the
-    cashiers of twelve counters, with their keys, to load it."""
-    config = write_scenario(workdir / f"{name}.toml")
+async def server_and_load(workdir: Path, name: str, *extra_args: str,
+                          scenario: Path | None = None) -> tuple[ServerProcess, Load]:
+    """A server on SQLite in ``workdir/NAME-data`` running ``scenario`` (a file; None: the
+    built-in one; started, the caller stops it) and its cashiers, with their keys, to load it."""
+    config = write_scenario(workdir / f"{name}.toml", base=scenario)
     server = ServerProcess(data_dir=workdir / f"{name}-data", config=config,
                            extra_args=["--rate-limit", "0", *extra_args])
     server.start()
@@ -271,10 +274,11 @@ async def server_and_load(workdir: Path, name: str, *extra_args: str) -> tuple[S
     return server, load
 
 
-async def sqlite_rounds(workdir: Path, rounds: int, tally: PartTally, seed: int = 1) -> None:
+async def sqlite_rounds(workdir: Path, rounds: int, tally: PartTally, seed: int = 1,
+                        scenario: Path | None = None) -> None:
     """``rounds`` SIGKILLs of a server on SQLite under load, each followed by a restart."""
     rng = random.Random(seed)
-    server, load = await server_and_load(workdir, "crash")
+    server, load = await server_and_load(workdir, "crash", scenario=scenario)
     try:
         lost = dup = 0
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
@@ -340,7 +344,7 @@ async def _billing_stats(session: aiohttp.ClientSession, sim: BillingSimProcess)
     return answered[1]
 
 
-async def billing_round(workdir: Path, tally: PartTally, seed: int = 2) -> None:
+async def billing_round(workdir: Path, tally: PartTally, seed: int = 2, scenario: Path | None = None) -> None:
     """billing-sim SIGKILLed mid-load, then the server too while payments wait in the outbox;
     both restarted: every payment reaches billing exactly once."""
     rng = random.Random(seed)
@@ -348,7 +352,7 @@ async def billing_round(workdir: Path, tally: PartTally, seed: int = 2) -> None:
     sim = BillingSimProcess(journal=workdir / "billing-journal.jsonl")
     sim.start()
     try:
-        server, load = await server_and_load(workdir, "billing", "--billing-url", sim.url)
+        server, load = await server_and_load(workdir, "billing", "--billing-url", sim.url, scenario=scenario)
     except BaseException:
         sim.stop()
         raise
@@ -405,14 +409,14 @@ async def billing_round(workdir: Path, tally: PartTally, seed: int = 2) -> None:
         sim.stop()
 
 
-async def scaled_round(workdir: Path, tally: PartTally, seed: int = 3) -> None:
+async def scaled_round(workdir: Path, tally: PartTally, seed: int = 3, scenario: Path | None = None) -> None:
     """Two replicas on one Redis (AOF, fsync always): replica A SIGKILLed under load, then Redis
     SIGKILLed and restarted, then A restarted. Clients on a dead replica go to the other."""
     rng = random.Random(seed)
     part = "crash: replica + Redis (scaled)"
     redis = RedisProcess(dir=workdir / "redis", appendonly=True)
     redis.start()
-    config = write_scenario(workdir / "scaled.toml", redis.url)
+    config = write_scenario(workdir / "scaled.toml", redis.url, base=scenario)
     a = ServerProcess(data_dir=workdir / "replica-a", config=config)
     b = ServerProcess(data_dir=workdir / "replica-b", config=config)
     a.start()

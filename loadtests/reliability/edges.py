@@ -14,7 +14,7 @@ import asyncio
 from counter_server.phone.pages import qr_svg
 from testkit.processes import ServerProcess
 
-from .common import Matrix
+from .common import Matrix, Places
 
 FORGED = "12:00:00 WARNING counter_server.app: forged"
 OVERSIZED = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
@@ -37,24 +37,27 @@ def _check(m: "Matrix", held: bool, problem: str) -> None:
         m.tally.problem(f"access: probe: {problem}")
 
 
-async def probe_edges(m: "Matrix", server: ServerProcess, counter: str, cashier: str, admin: str,
+async def probe_edges(m: "Matrix", server: ServerProcess, at: Places, cashier: str, admin: str,
                       phone_link: str) -> int:
-    """The edge cases against ``server``; returns how many checks they made."""
+    """The edge cases against ``server``, ``cashier`` keyed for the first counter of ``at``'s
+    hall; returns how many checks they made."""
     before = m.checks
+    counter, hall = at.counters[0], at.hall
     await m.expect("probe: offline token issued in year 10000 (UTC)", (422,), "POST",
                    f"/api/v1/counters/{counter}/offline-tokens", cashier,
-                   json={"lease_id": "l_x", "number": "B-901", "issued_at": "9999-12-31T23:59:59-12:00"})
-    await m.expect("probe: a booking in year 0 (UTC)", (422,), "POST", "/api/v1/public/substations/S01/bookings",
-                   json={"service": "bill_payment", "account": "KAN-20431878", "phone": "9876543211",
+                   json={"lease_id": "l_x", "number": f"{at.letter}-901", "issued_at": "9999-12-31T23:59:59-12:00"})
+    await m.expect("probe: a booking in year 0 (UTC)", (422,), "POST", f"/api/v1/public/substations/{hall}/bookings",
+                   json={"service": at.service, "account": "KAN-20431878", "phone": "9876543211",
                          "slot_at": "0001-01-01T00:00:00+14:00"})
     await m.expect("probe: a daily report for 9999-12-31", (422,), "GET", "/api/v1/reports/daily?date=9999-12-31",
                    admin)
     await m.expect("probe: a path with %0A and a forged log line", (404,), "POST",
                    f"/api/v1/tokens/zz%0A{FORGED.replace(' ', '%20')}/cancel", admin)
-    async with m.session.get(server.url + "/q/S01/qr.svg", headers={"Host": "evil.example"}) as resp:
+    async with m.session.get(f"{server.url}/q/{hall}/qr.svg", headers={"Host": "evil.example"}) as resp:
         qr, cache, vary = await resp.read(), resp.headers.get("Cache-Control", ""), resp.headers.get("Vary", "")
-    _check(m, qr == qr_svg(f"{server.url}/q/S01") and cache.startswith("private") and vary == "Host",
-           f"the hall QR code with 'Host: evil.example': its own address {qr == qr_svg(server.url + '/q/S01')}, "
+    own_address = qr == qr_svg(f"{server.url}/q/{hall}")
+    _check(m, own_address and cache.startswith("private") and vary == "Host",
+           f"the hall QR code with 'Host: evil.example': its own address {own_address}, "
            f"Cache-Control {cache!r}, Vary {vary!r}")
     answers = [await _first_line(server.port, OVERSIZED) for _ in range(5)]
     _check(m, all(a.endswith(b" 400 Bad Request") for a in answers), f"oversized headers answered {answers}")

@@ -15,11 +15,14 @@ import aiohttp
 from testkit.figures import memory_mb, percentile, progress
 from testkit.processes import ServerProcess
 
-from .common import PartTally, call, make_keys, write_scenario
+from .common import PartTally, Places, call, make_keys, write_scenario
 
-HANDSHAKE = (b"GET /api/v1/substations/S01/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+def handshake(hall: str) -> bytes:
+    """A WebSocket upgrade to ``hall``'s live feed, as a board sends it."""
+    return (f"GET /api/v1/substations/{hall}/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
 
 
 async def flood(server: ServerProcess, keys: list[str], seconds: float, tally: PartTally, part: str) -> None:
@@ -83,11 +86,12 @@ async def _closed_after(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     return None, answer
 
 
-async def slow_clients(server: ServerProcess, key: str, tally: PartTally, part: str, limit_s: float = 40) -> None:
-    """A slowloris on the headers, one on the body, and an idle connection: each closed by the
-    server, while a normal client keeps getting fast answers."""
+async def slow_clients(server: ServerProcess, key: str, hall: str, tally: PartTally, part: str,
+                       limit_s: float = 40) -> None:
+    """A slowloris on the headers, one on the body (a token issue at ``hall``), and an idle
+    connection: each closed by the server, while a normal client keeps getting fast answers."""
     head = b"GET /api/v1/substations HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
-    body_head = (f"POST /api/v1/substations/S01/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+    body_head = (f"POST /api/v1/substations/{hall}/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
                  f"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n").encode()
 
     async def one(kind: str) -> tuple[str, float | None, bytes]:
@@ -133,14 +137,16 @@ async def slow_clients(server: ServerProcess, key: str, tally: PartTally, part: 
     tally.figure(part, "healthz p95 beside the slow clients", p95, "ms", target="< 250 ms", met=p95 < 250)
 
 
-def _open_silent_websockets(port: int, n: int) -> list[socket.socket]:
-    """``n`` WebSocket clients that complete the handshake and then never read a byte."""
+def _open_silent_websockets(port: int, n: int, hall: str) -> list[socket.socket]:
+    """``n`` WebSocket clients of ``hall``'s feed that complete the handshake and then never
+    read a byte."""
+    request = handshake(hall)
     sockets = []
     for _ in range(n):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", port))
-        sock.sendall(HANDSHAKE)
+        sock.sendall(request)
         sockets.append(sock)
     return sockets
 
@@ -163,12 +169,13 @@ def _count_closed(sockets: list[socket.socket]) -> int:
     return closed
 
 
-async def silent_websockets(server: ServerProcess, key: str, n: int, tally: PartTally, part: str,
+async def silent_websockets(server: ServerProcess, key: str, at: Places, n: int, tally: PartTally, part: str,
                             wait_s: float = 20.0) -> None:
-    """``n`` boards that never read while tokens are issued at their substation: the server
-    stays fast, its memory bounded, and it closes them (heartbeat unanswered, buffer full)."""
+    """``n`` boards of ``at``'s hall that never read while tokens of the paid service are issued
+    there: the server stays fast, its memory bounded, and it closes them (heartbeat unanswered,
+    buffer full)."""
     rss_before, _ = memory_mb(server.proc.pid)
-    sockets = await asyncio.to_thread(_open_silent_websockets, server.port, n)
+    sockets = await asyncio.to_thread(_open_silent_websockets, server.port, n, at.hall)
     waits = []
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
@@ -176,8 +183,8 @@ async def silent_websockets(server: ServerProcess, key: str, n: int, tally: Part
             issued = 0
             while time.monotonic() - started < wait_s:
                 t = time.monotonic()
-                answered = await call(session, "POST", f"{server.url}/api/v1/substations/S01/tokens", key,
-                                      json={"service": "bill_payment"})
+                answered = await call(session, "POST", f"{server.url}/api/v1/substations/{at.hall}/tokens", key,
+                                      json={"service": at.service})
                 waits.append(time.monotonic() - t)
                 issued += answered is not None and answered[0] == 201
                 if answered is not None and answered[0] >= 500:
@@ -200,9 +207,12 @@ async def silent_websockets(server: ServerProcess, key: str, n: int, tally: Part
         tally.problem(f"limits: {n - closed} never-reading WebSockets still open after {wait_s:g} s")
 
 
-async def run(workdir: Path, tally: PartTally, websockets: int = 1000, flood_s: float = 4.0) -> None:
+async def run(workdir: Path, tally: PartTally, websockets: int = 1000, flood_s: float = 4.0,
+              scenario: Path | None = None) -> None:
+    """The limits against a server running ``scenario`` (a file; None: the built-in one)."""
     part = "limits"
-    config = write_scenario(workdir / "limits.toml")
+    config = write_scenario(workdir / "limits.toml", base=scenario)
+    at = Places.load(config)
     # The default rate limit (20 a second per key, bursts of 40) for the flood.
     server = ServerProcess(data_dir=workdir / "limits-data", config=config, extra_args=[])
     server.start()
@@ -214,7 +224,7 @@ async def run(workdir: Path, tally: PartTally, websockets: int = 1000, flood_s: 
     server = ServerProcess(data_dir=workdir / "limits-data", config=config)   # no rate limit
     server.start()
     try:
-        await slow_clients(server, server.admin_key, tally, part)
-        await silent_websockets(server, server.admin_key, websockets, tally, part)
+        await slow_clients(server, server.admin_key, at.hall, tally, part)
+        await silent_websockets(server, server.admin_key, at, websockets, tally, part)
     finally:
         server.stop()

@@ -16,13 +16,14 @@ from .common import PartTally, sqlite_view
 from .crash import check_store, server_and_load
 
 
-async def _boards(url: str, stop: asyncio.Event, n: int) -> int:
-    """``n`` boards reading their hall's feed; each reconnects now and then, as screens do."""
+async def _boards(url: str, stop: asyncio.Event, n: int, halls: list[str]) -> int:
+    """``n`` boards reading their hall's feed, spread over ``halls``; each reconnects now and
+    then, as screens do."""
     received = 0
 
     async def board(i: int) -> None:
         nonlocal received
-        sid = f"S0{1 + i % 4}"
+        sid = halls[i % len(halls)]
         async with aiohttp.ClientSession() as session:
             while not stop.is_set():
                 try:
@@ -41,16 +42,18 @@ async def _boards(url: str, stop: asyncio.Event, n: int) -> int:
     return received
 
 
-async def run(workdir: Path, seconds: float, tally: PartTally, boards: int = 40, every_s: float = 10.0) -> None:
+async def run(workdir: Path, seconds: float, tally: PartTally, boards: int = 40, every_s: float = 10.0,
+              scenario: Path | None = None) -> None:
     part = "soak"
-    server, load = await server_and_load(workdir, "soak")
+    server, load = await server_and_load(workdir, "soak", scenario=scenario)
+    halls = list(dict.fromkeys(c.substation for c in load.cashiers))    # where the cashiers work
     try:
         load.pace_s = 0.1
         samples: list[tuple[float, float]] = []
         stop = asyncio.Event()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             cashiers = asyncio.create_task(load.run(session, stop, tally))
-            watching = asyncio.create_task(_boards(server.url, stop, boards))
+            watching = asyncio.create_task(_boards(server.url, stop, boards, halls))
             started = time.monotonic()
             while time.monotonic() - started < seconds:
                 rss, _ = memory_mb(server.proc.pid)
