@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.frames import Frame, Opcode
 
+from counter_server.api.phones import text_frame
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS, PHONES, SETTINGS, STORE, TOKEN_WATCH
 from counter_server.config import Scenario, Settings, load_scenario
@@ -216,6 +218,9 @@ async def test_the_token_feed_follows_the_place_in_line(api: Api):
     ws = await api.client.ws_connect(f"/api/v1/public/tokens/{link}/live?travel_min=5")
     first = await ws.receive_json(timeout=3)
     assert first["type"] == "token" and first["token"]["ahead"] == 3
+    # The feed's message is put together from two encodings: it says what the API says.
+    status, asked = await api.get(f"/api/v1/public/tokens/{link}?travel_min=5", key=None)
+    assert status == 200 and first == {"type": "token", "v": 1, "token": asked["token"]}
     await api.next("S01-C1")
     seen = []
     while not seen or seen[-1] != 2:
@@ -246,6 +251,12 @@ async def test_a_quiet_token_feed_gets_heartbeats_and_a_moving_one_gets_its_view
     assert msg["token"]["ahead"] == 0
     assert (await ws.receive_json(timeout=1))["type"] == "heartbeat"
     await ws.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_a_phone_s_frame_is_the_websocket_library_s_frame(size: int):
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
 def test_a_view_goes_out_at_once_unless_the_phones_link_is_backed_up():

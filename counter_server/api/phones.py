@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 import json
 import math
+import struct
 from datetime import date
 
 import orjson
 from aiohttp import web
-from websockets.frames import Frame, Opcode
 
 from ..appkeys import HUB, PHONE_LIMITER, PHONES, SETTINGS, SMS, TOKEN_WATCH
 from ..config import Scenario
@@ -32,6 +32,17 @@ MAX_TRAVEL_MIN = 300
 # A phone's socket with more than this waiting to go out gets its next view from its writer,
 # which waits for the link to drain (aiohttp's own high-water mark is 64 KiB).
 DIRECT_WRITE_LIMIT = 16 * 1024
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final WebSocket text frame (RFC 6455, 5.2), as a server sends it: the
+    header is two bytes and the length, a fifth of the time a general frame class takes."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 def _travel_s(request: web.Request) -> float:
@@ -187,15 +198,19 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     transport = request.transport
 
-    shown_token, shown_fixed = None, {}   # the token last written, and what does not move of it
+    shown_token, shown_head = None, b""   # the token last written, its message up to the wait
 
     def message(view: View) -> bytes:
-        nonlocal shown_token, shown_fixed
+        """The message with the token's place and wait, encoded alone: the rest of it is encoded
+        once per Token (the queue keeps one while it is unchanged), up to its token's last
+        fixed field and a comma; the wait's own object, its brace left out, ends it."""
+        nonlocal shown_token, shown_head
         token, estimate = view
-        if token is not shown_token:          # the queue keeps one Token while it is unchanged
-            shown_token, shown_fixed = token, phone_token_fixed(token, link, scenario)
-        return orjson.dumps({"type": "token", "v": SCHEMA_VERSION,
-                             "token": {**shown_fixed, **phone_token_wait(token, estimate, travel_s)}})
+        if token is not shown_token:
+            shown_token = token
+            shown_head = orjson.dumps({"type": "token", "v": SCHEMA_VERSION,
+                                       "token": phone_token_fixed(token, link, scenario)})[:-2] + b","
+        return shown_head + orjson.dumps(phone_token_wait(token, estimate, travel_s))[1:] + b"}"
 
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
@@ -207,7 +222,7 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
         if ws.closed or transport is None or transport.is_closing() \
                 or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
             return False
-        transport.write(Frame(Opcode.TEXT, message(view)).serialize(mask=False))
+        transport.write(text_frame(message(view)))
         sent_at = loop.time()
         return True
 
