@@ -359,7 +359,8 @@ class Settings:
     # WebSocket pings find a peer gone without a word (within the interval and half of it
     # again). Boards are pinged with every heartbeat; a phone's feed every live_phone_ping_s:
     # each ping is a task, a timer and a pong to wake the handler for, and at 10,000 phones a
-    # ping every 5 s was 2,000 of each a second.
+    # ping every 5 s was 2,000 of each a second. Each phone takes an interval of its own from
+    # the last quarter below this, so phones that connected together are not pinged together.
     live_phone_ping_s: float = 30.0
     live_client_buffer: int = 256
     live_backlog: int = 1000

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from websockets.frames import Frame, Opcode
 
-from counter_server.api.phones import text_frame
+from counter_server.api.phones import ping_interval_s, text_frame
 from counter_server.app import create_app
 from counter_server.appkeys import KEYS, PHONES, SETTINGS, STORE, TOKEN_WATCH
 from counter_server.config import Scenario, Settings, load_scenario
@@ -251,6 +251,12 @@ async def test_a_quiet_token_feed_gets_heartbeats_and_a_moving_one_gets_its_view
     assert msg["token"]["ahead"] == 0
     assert (await ws.receive_json(timeout=1))["type"] == "heartbeat"
     await ws.close()
+
+
+def test_phones_that_connect_together_are_not_pinged_together():
+    intervals = [ping_interval_s(30.0) for _ in range(500)]
+    assert 22.5 <= min(intervals) and max(intervals) <= 30.0
+    assert max(intervals) - min(intervals) > 5.0 and len(set(intervals)) > 400
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import math
+import random
 import struct
 from datetime import date
 
@@ -32,6 +33,14 @@ MAX_TRAVEL_MIN = 300
 # A phone's socket with more than this waiting to go out gets its next view from its writer,
 # which waits for the link to drain (aiohttp's own high-water mark is 64 KiB).
 DIRECT_WRITE_LIMIT = 16 * 1024
+
+
+def ping_interval_s(most_s: float) -> float:
+    """A phone's own ping interval, between three quarters of ``most_s`` and all of it. Phones
+    that connected together (ten thousand coming back after a restart) would otherwise be
+    pinged together for ever: a burst of pings, pongs and their tasks that held back a round
+    of answers to every phone by half as long again."""
+    return most_s * random.uniform(0.75, 1.0)
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -194,7 +203,8 @@ async def token_live(request: web.Request) -> web.WebSocketResponse:
     scenario = request.app[SETTINGS].scenario
     watch = request.app[TOKEN_WATCH]
     heartbeat_s = request.app[HUB].heartbeat_s
-    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].live_phone_ping_s, max_msg_size=1024)
+    ws = web.WebSocketResponse(heartbeat=ping_interval_s(request.app[SETTINGS].live_phone_ping_s),
+                               max_msg_size=1024)
     await ws.prepare(request)
     transport = request.transport
 
