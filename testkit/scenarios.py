@@ -99,6 +99,21 @@ def open_all_day(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def write_layered(path: Path, base: Path | None = None, redis_url: str | None = None,
+                  **tables: Mapping[str, Any]) -> Path:
+    """``base`` (a scenario file; None: the built-in one) with every hall open all day, each of
+    ``tables`` (``billing={...}``) laid over its table and, given ``redis_url``, that Redis as its
+    [store], written at ``path``: a suite's settings over any scenario."""
+    from counter_server.config import merge
+
+    data = merge(open_all_day(scenario_data(base)), tables)
+    if redis_url:
+        data = merge(data, {"store": {"engine": "redis", "redis_url": redis_url}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_toml(data), "utf-8")
+    return path
+
+
 def to_toml(data: Mapping[str, Any]) -> str:
     """Parsed TOML written back: scalars first, then tables and arrays of tables, inline below."""
     def value(v: Any) -> str:

@@ -3,6 +3,8 @@
 Each test starts its own redis-server on a free port and two server processes on the Redis
 engine, and talks to both over HTTP and WebSockets: numbering, call-next, live boards, a
 replica killed with SIGKILL, the payment outbox, and Redis itself going away and coming back.
+They run on the Lakeside scenario; its halls, counters and paid service come from it, never by
+name.
 """
 
 from __future__ import annotations
@@ -16,30 +18,34 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from counter_server.config import load_scenario
 from testkit.api import bearer
 from testkit.live import receive_until
 from testkit.processes import BillingSimProcess, RedisProcess, ServerProcess, run_cli
-from testkit.scenarios import REDIS_SCENARIO
+from testkit.scenarios import LAKESIDE, paid_service, paying_halls, write_layered
 from testkit.waiting import wait_until_async
 
-SCENARIO = REDIS_SCENARIO + """
-[billing]
-lease_s = 2.0
-timeout_s = 10.0
-retry_base_s = 0.05
-retry_cap_s = 0.5
-"""
-
-SUBSTATIONS = [f"S{i:02d}" for i in range(1, 11)]
-COUNTERS = [f"{s}-C{c}" for s in SUBSTATIONS for c in range(1, 5)]
+# Laid over Lakeside: admission off, so no token is refused for the line's length, and the
+# gateway retrying quickly after a replica dies.
+QUEUE = {"admission": False}
+BILLING = {"lease_s": 2.0, "timeout_s": 10.0, "retry_base_s": 0.05, "retry_cap_s": 0.5}
 
 
 class Replicas:
-    """Redis, replicas A and B, and an HTTP session holding the admin key."""
+    """Redis, replicas A and B, an HTTP session holding the admin key, and where they work, from
+    the scenario: the paid service and its letter, every hall serving it with its counters that
+    do (and each such counter's hall), and the first of those halls."""
 
     def __init__(self, tmp_path: Path, *, appendonly: bool = False, extra_args: list[str] = ()) -> None:
         self.redis = RedisProcess(dir=tmp_path / "redis", appendonly=appendonly)
-        self.config = tmp_path / "replicas.toml"
+        self.config = write_layered(tmp_path / "replicas.toml", LAKESIDE, self.redis.url,
+                                    queue=QUEUE, billing=BILLING)
+        scenario = load_scenario(self.config)
+        self.service = paid_service(scenario)
+        self.letter = scenario.services[self.service].letter
+        self.halls = paying_halls(scenario)
+        self.hall = next(iter(self.halls))
+        self.counters = {counter: hall for hall, counters in self.halls.items() for counter in counters}
         self.servers = [
             ServerProcess(data_dir=tmp_path / name, config=self.config,
                           extra_args=["--rate-limit", "0", *extra_args])
@@ -58,7 +64,6 @@ class Replicas:
 
     def start(self) -> None:
         self.redis.start()
-        self.config.write_text(SCENARIO.format(url=self.redis.url))
         self.a.start()                       # the first start writes the admin key
         self.key = self.a.admin_key
         self.b.start()
@@ -76,17 +81,22 @@ class Replicas:
         async with self.session.request(method, server.url + path, headers=bearer(self.key), **kw) as resp:
             return resp.status, await resp.json()
 
-    async def issue(self, server: ServerProcess, substation: str = "S01") -> dict:
-        status, body = await self.call(server, "POST", f"/api/v1/substations/{substation}/tokens",
-                                       json={"service": "bill_payment"})
+    async def take(self, server: ServerProcess, hall: str | None = None) -> tuple[int, dict]:
+        """Ask for a token of the paid service (default: in the first hall); the answer as given."""
+        return await self.call(server, "POST", f"/api/v1/substations/{hall or self.hall}/tokens",
+                               json={"service": self.service})
+
+    async def issue(self, server: ServerProcess, hall: str | None = None) -> dict:
+        status, body = await self.take(server, hall)
         assert status == 201, body
         return body["token"]
 
-    async def board(self, server: ServerProcess, substation: str = "S01",
+    async def board(self, server: ServerProcess, hall: str | None = None,
                     since: int | None = None) -> aiohttp.ClientWebSocketResponse:
         assert self.session is not None
         query = f"?since={since}" if since is not None else ""
-        return await self.session.ws_connect(f"{server.url}/api/v1/substations/{substation}/live{query}")
+        path = f"/api/v1/substations/{hall or self.hall}/live{query}"
+        return await self.session.ws_connect(server.url + path)
 
 
 @pytest.fixture
@@ -122,26 +132,31 @@ async def test_numbering_live_boards_and_call_next_across_two_replicas(replicas:
     assert seqs[0] == seqs[1]
 
     # A board on B sees a token issued on A within a second, and the other way round.
+    first = []
     for issuing, watching in ((replicas.a, boards[1]), (replicas.b, boards[0])):
         started = time.monotonic()
         token = await replicas.issue(issuing)
+        first.append(token)
         delta = await receive(watching, timeout=1.0)
         assert numbers(delta) == [token["number"]] and time.monotonic() - started < 1.0
         await receive(boards[replicas.servers.index(issuing)])      # its own board too
 
-    # 200 tokens over ten substations, issued concurrently and alternately through A and B:
-    # each substation's numbers run without gaps or repeats.
+    # 200 tokens over every hall serving the paid service, issued concurrently and alternately
+    # through A and B: each hall's numbers run on from the tokens it had, without gaps or repeats.
+    halls = list(replicas.halls)
+    targets = [halls[i % len(halls)] for i in range(200)]
     gate = asyncio.Semaphore(20)
 
     async def issue(i: int) -> dict:
         async with gate:
-            return await replicas.issue(replicas.servers[i % 2], SUBSTATIONS[i % 10])
+            return await replicas.issue(replicas.servers[i % 2], targets[i])
 
-    issued = await asyncio.gather(*[issue(i) for i in range(200)])
-    for sid in SUBSTATIONS:
-        got = sorted(int(t["number"][2:]) for t in issued if t["substation"] == sid)
-        expected = list(range(3, 23)) if sid == "S01" else list(range(1, 21))   # S01 had two
-        assert got == expected, (sid, got)
+    issued = await asyncio.gather(*[issue(i) for i in range(len(targets))])
+    for hall in halls:
+        got = sorted(int(t["number"].removeprefix(f"{replicas.letter}-")) for t in issued
+                     if t["substation"] == hall)
+        had = sum(t["substation"] == hall for t in first)
+        assert got == list(range(had + 1, had + 1 + targets.count(hall))), (hall, got)
 
     # Both boards got the same deltas, in the same order, with the same seq and prev.
     async def deltas(ws, n: int) -> list[tuple[int, int, list[str]]]:
@@ -151,24 +166,28 @@ async def test_numbering_live_boards_and_call_next_across_two_replicas(replicas:
             found.append((d["seq"], d["prev"], numbers(d)))
         return found
 
-    on_a, on_b = await deltas(boards[0], 20), await deltas(boards[1], 20)
+    watched = targets.count(replicas.hall)
+    on_a, on_b = await deltas(boards[0], watched), await deltas(boards[1], watched)
     assert on_a == on_b
     assert all(prev < seq for seq, prev, _ in on_a)
     assert all(on_a[i + 1][1] == on_a[i][0] for i in range(len(on_a) - 1))
 
-    # 200 call-next requests at once, five per counter, spread over both replicas: each counter
-    # gets exactly one token and no token goes to two counters; the others are told it is busy.
+    # 200 call-next requests at once (at least five per counter serving the paid service),
+    # spread over both replicas: each counter gets exactly one token and no token goes to two
+    # counters; the others are told it is busy.
     async def call_next(counter: str, server) -> tuple[int, dict]:
         return await replicas.call(server, "POST", f"/api/v1/counters/{counter}/next")
 
-    answers = await asyncio.gather(*[call_next(c, replicas.servers[i % 2])
-                                     for i, c in enumerate(COUNTERS * 5)])
+    counters = list(replicas.counters)
+    asks = counters * max(5, 200 // len(counters))
+    answers = await asyncio.gather(*[call_next(c, replicas.servers[i % 2]) for i, c in enumerate(asks)])
     called = [(body["token"]["id"], body["token"]["counter"]) for status, body in answers if status == 200]
-    assert len(called) == 40 and len({t for t, _ in called}) == 40 and len({c for _, c in called}) == 40
+    assert len(called) == len(counters) and len({t for t, _ in called}) == len(counters)
+    assert {c for _, c in called} == set(counters)
     assert {body["error"]["code"] for status, body in answers if status != 200} == {"counter_busy"}
 
     # Then every counter serves until its line is empty, alternating replicas at each step:
-    # every one of the 202 tokens is called exactly once, by one counter.
+    # every token issued is called exactly once, by one counter.
     holder = {token_id: counter for token_id, counter in called}
     served: dict[str, str] = dict(holder)
     flip = itertools.count()
@@ -187,10 +206,10 @@ async def test_numbering_live_boards_and_call_next_across_two_replicas(replicas:
                 served[token_id] = counter
 
     await asyncio.gather(*[serve(c, next((t for t, h in holder.items() if h == c), None))
-                           for c in COUNTERS])
-    assert len(served) == 202
-    for sid in SUBSTATIONS:
-        status, body = await replicas.call(replicas.b, "GET", f"/api/v1/substations/{sid}/queue")
+                           for c in counters])
+    assert len(served) == len(first) + len(issued)
+    for hall in halls:
+        status, body = await replicas.call(replicas.b, "GET", f"/api/v1/substations/{hall}/queue")
         assert status == 200 and body["tokens"] == [] or all(
             t["status"] == "done" for t in body["tokens"]), body
     for ws in boards:
@@ -215,12 +234,13 @@ async def test_a_replica_killed_the_other_carries_on_and_boards_reconnect(replic
     missed = [await receive(board), await receive(board)]
     assert [m["type"] for m in missed] == ["delta", "delta"]
     assert missed[0]["prev"] == seq and missed[1]["prev"] == missed[0]["seq"]
-    assert [n for m in missed for n in numbers(m)] == [t["number"] for t in after_kill] == ["B-003", "B-004"]
+    assert [n for m in missed for n in numbers(m)] == [t["number"] for t in after_kill] == [
+        f"{replicas.letter}-003", f"{replicas.letter}-004"]
     await board.close()
 
     # A comes back and joins in; numbering carries on where B left it.
     replicas.a.start()
-    assert (await replicas.issue(replicas.a))["number"] == "B-005"
+    assert (await replicas.issue(replicas.a))["number"] == f"{replicas.letter}-005"
 
 
 async def test_redis_restart_replicas_reconnect_by_themselves(tmp_path: Path):
@@ -233,25 +253,23 @@ async def test_redis_restart_replicas_reconnect_by_themselves(tmp_path: Path):
 
         cluster.redis.kill()
         started = time.monotonic()
-        status, body = await cluster.call(cluster.a, "POST", "/api/v1/substations/S01/tokens",
-                                          json={"service": "bill_payment"})
+        status, body = await cluster.take(cluster.a)
         assert status == 503 and body["error"]["code"] == "store_unavailable", body   # not a hang
         assert time.monotonic() - started < 10
 
         cluster.redis.start()
         status, body = await wait_until_async(      # the replicas find Redis again by themselves
-            lambda: cluster.call(cluster.a, "POST", "/api/v1/substations/S01/tokens",
-                                 json={"service": "bill_payment"}),
+            lambda: cluster.take(cluster.a),
             done=lambda answer: answer[0] == 201, what="a token issued on A after Redis came back",
             timeout=15, interval=0.2)
-        assert body["token"]["number"] == "B-003"          # nothing before the restart was lost
+        assert body["token"]["number"] == f"{cluster.letter}-003"   # nothing before the restart was lost
         for token in before:
             status, got = await cluster.call(cluster.b, "GET", f"/api/v1/tokens/{token['id']}")
             assert status == 200 and got["token"]["number"] == token["number"]
 
         # B's board (its WebSocket never dropped) hears the change made on A after the restart.
         delta = await receive(board, timeout=10.0)
-        assert delta["type"] == "delta" and numbers(delta) == ["B-003"] and delta["seq"] > seq
+        assert delta["type"] == "delta" and numbers(delta) == [f"{cluster.letter}-003"] and delta["seq"] > seq
         await board.close()
     finally:
         await cluster.stop()
@@ -271,13 +289,12 @@ async def test_in_memory_redis_restart_loses_its_data_but_sequences_never_go_bac
                        "--redis-url", cluster.redis.url, "--data-dir", str(tmp_path / "cli"))
         cluster.key = done.stdout.strip()
         status, body = await wait_until_async(
-            lambda: cluster.call(cluster.b, "POST", "/api/v1/substations/S01/tokens",
-                                 json={"service": "bill_payment"}),
+            lambda: cluster.take(cluster.b),
             done=lambda answer: answer[0] == 201, what="a token issued on B after Redis came back",
             timeout=15, interval=0.2)
-        assert body["token"]["number"] == "B-001"     # the day's numbering was lost with the data
+        assert body["token"]["number"] == f"{cluster.letter}-001"   # the day's numbering went with the data
         delta = await receive(board, timeout=10.0)
-        assert numbers(delta) == ["B-001"] and delta["seq"] > seq and delta["prev"] == seq
+        assert numbers(delta) == [f"{cluster.letter}-001"] and delta["seq"] > seq and delta["prev"] == seq
         await board.close()
     finally:
         await cluster.stop()
@@ -292,17 +309,19 @@ async def test_outbox_shared_by_replicas_posts_each_payment_once_when_one_dies(t
         async with aiohttp.ClientSession() as raw:
             async with raw.post(f"{sim.url}/admin/latency", json={"extra_latency_ms": 800}) as resp:
                 assert resp.status == 200
+        # A token at each counter serving the paid service, through A and B in turn.
         tokens = []
-        for i, server in enumerate(cluster.servers * 4):
-            await cluster.issue(server, SUBSTATIONS[i])
-            status, body = await cluster.call(server, "POST", f"/api/v1/counters/{SUBSTATIONS[i]}-C1/next")
+        for i, (counter, hall) in enumerate(cluster.counters.items()):
+            server = cluster.servers[i % 2]
+            await cluster.issue(server, hall)
+            status, body = await cluster.call(server, "POST", f"/api/v1/counters/{counter}/next")
             assert status == 200 and body["token"], body
             tokens.append(body["token"]["id"])
         paid = []
         for i in range(24):
             status, body = await cluster.call(cluster.servers[i % 2], "POST", "/api/v1/payments", json={
                 "token_id": tokens[i % len(tokens)], "account": f"21400{i:05d}", "amount_paise": 1000 + i,
-                "part": True})   # three payments a token
+                "part": True})   # several payments a token
             assert status == 202, body
             paid.append(body["payment"]["id"])
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import aiohttp
 
-from counter_server.config import Scenario, Settings, load_scenario, merge
+from counter_server.config import Scenario, Settings, load_scenario
 from counter_server.services import KeyService
 from counter_server.store import open_store
 from testkit.figures import Figure, progress
-from testkit.scenarios import NotInScenario, busy_hall, open_all_day, paying_halls, scenario_data, to_toml
+from testkit.scenarios import NotInScenario, busy_hall, paying_halls, write_layered
 
 # What the suite lays over the scenario it runs on: every hall open all day (so a run passes
 # at any hour), the gateway retrying quickly after billing comes back, as in
@@ -30,12 +30,7 @@ def write_scenario(path: Path, redis_url: str | None = None, base: Path | None =
     """The suite's scenario at ``path``: ``base`` (a scenario file; None: the built-in one)
     with every hall open all day, the [billing] settings above and, given ``redis_url``, that
     Redis as its [store]."""
-    data = merge(open_all_day(scenario_data(base)), {"billing": BILLING})
-    if redis_url:
-        data = merge(data, {"store": {"engine": "redis", "redis_url": redis_url}})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_toml(data), "utf-8")
-    return path
+    return write_layered(path, base, redis_url, billing=BILLING)
 
 
 @dataclass(frozen=True)
