@@ -458,3 +458,73 @@ def test_a_copy_caught_up_with_every_kind_of_event_matches_the_queue_that_made_t
     assert copy.hall_view(12) == q.hall_view(12) and copy.estimates() == q.estimates()
     assert copy.issue("t-next", "bill_payment", "B", Priority.NORMAL, 300).number == \
         q.issue("t-next", "bill_payment", "B", Priority.NORMAL, 300).number
+
+
+def _rebuilt(q: SubstationQueue) -> SubstationQueue:
+    """``q`` as a store rebuilds it from its rows."""
+    return SubstationQueue(q.substation, q.day, q.policy, q.tokens.values(), q.last_seq, LAYOUT, q.closed,
+                           admission=q.admission, daily_cap=q.daily_cap, leases=q.leases.values(),
+                           slot_plan=q.slot_plan)
+
+
+def _committed(q: SubstationQueue) -> SubstationQueue:
+    q.drain()
+    return _rebuilt(q)
+
+
+def test_a_copy_whose_changes_were_refused_is_mended_to_what_a_rebuild_gives():
+    from counter_server.queueing import SlotPlan
+
+    base = SubstationQueue("S01", "d", SEEDED, counters=LAYOUT)
+    for i in range(8):
+        issue(base, i, service=BILL if i % 3 else COMPLAINT)
+    done = base.call_next("C1", ["bill_payment"], 10)
+    base.act(done.id, Action.START, 11)
+    base.act(done.id, Action.COMPLETE, 80)
+    base = _committed(base)
+    mine, theirs = _rebuilt(base), _rebuilt(base)
+    # The other replica commits first: a call, a completion (the service times learn), a new
+    # token, a counter closed, a lease and a slot plan.
+    served = theirs.call_next("C2", ["bill_payment"], 100)
+    theirs.act(served.id, Action.START, 101)
+    theirs.act(served.id, Action.COMPLETE, 160)
+    theirs.call_next("C2", ["bill_payment"], 161)
+    issue(theirs, 162, ident="theirs-1")
+    theirs.close_counter("C4", 163)
+    theirs.lease_numbers("L1", "C1", "bill_payment", "B", 3, 164)
+    theirs.publish_slots(SlotPlan(first_at=1000.0, slot_s=900, count=2, capacity=1), 165)
+    changed_there = {e.token.id for e in theirs.pending if e.token is not None}
+    theirs = _committed(theirs)
+    # This copy's own changes, refused on commit: new tokens, a call, a cancel, a transfer.
+    issue(mine, 101, ident="mine-1")
+    issue(mine, 102, ident="mine-2", priority=Priority.SENIOR)
+    called = mine.call_next("C1", ["bill_payment"], 103)
+    mine.act(mine.waiting()[-1].id, Action.CANCEL, 104)
+    mine.act(called.id, Action.TRANSFER, 105, to_service="complaint")
+    touched = {e.token.id for e in mine.pending if e.token is not None}
+    version = mine.version
+    found = {token_id: theirs.tokens.get(token_id) for token_id in changed_there | touched}
+    assert mine.rebase(found, theirs.last_seq, theirs.closed, theirs.admission, theirs.daily_cap,
+                       theirs.leases.values(), theirs.slot_plan)
+    assert mine.pending == [] and mine.version > version
+    assert mine.tokens == theirs.tokens and [t.id for t in mine.waiting()] == [t.id for t in theirs.waiting()]
+    assert (mine.last_seq, mine.closed, mine.leases, mine.slot_plan) == (
+        theirs.last_seq, theirs.closed, theirs.leases, theirs.slot_plan)
+    assert mine.as_of == theirs.as_of
+    assert mine.service_times.mean("bill_payment") == theirs.service_times.mean("bill_payment")
+    assert mine.hall_view(12) == theirs.hall_view(12) and mine.estimates() == theirs.estimates()
+    assert [t.id for t in mine.at_counters()] == [t.id for t in theirs.at_counters()]
+    assert mine.issue("next", "bill_payment", "B", Priority.NORMAL, 300).number == \
+        theirs.issue("next", "bill_payment", "B", Priority.NORMAL, 300).number
+
+
+def test_a_refused_copy_that_learnt_from_a_completion_is_left_for_a_rebuild():
+    q = SubstationQueue("S01", "d", SEEDED, counters=LAYOUT)
+    first = issue(q, 0)
+    q = _committed(q)
+    q.call_next("C1", ["bill_payment"], 1)
+    q.act(first.id, Action.START, 2)
+    q.act(first.id, Action.COMPLETE, 400)
+    before = (dict(q.tokens), q.version, q.service_times.mean("bill_payment"))
+    assert not q.rebase({first.id: None}, {}, (), True, None, (), None)
+    assert (dict(q.tokens), q.version, q.service_times.mean("bill_payment")) == before

@@ -157,12 +157,17 @@ class SubstationQueue:
                           key=lambda t: (t.finished_at or 0.0, t.id))
         for token in finished:
             self._learn(token)
+        self._settled_as_of = self.as_of        # as_of without the pending changes
 
     # -- reading -------------------------------------------------------------------------
 
     def waiting(self) -> list[Token]:
         """Waiting tokens in the order counters will call them."""
         return [self.tokens[token_id] for _, token_id in self._waiting]
+
+    def waiting_count(self) -> int:
+        """How many wait, without listing them (a store writes it with every commit)."""
+        return len(self._waiting)
 
     def at_counters(self) -> list[Token]:
         """Called and serving tokens, earliest called first."""
@@ -625,11 +630,53 @@ class SubstationQueue:
                 raise TypeError(f"a {type(event).__name__} event cannot be caught up with")
         self.version += 1
         self.as_of = max(self.as_of, event.at)
+        if not self.pending:
+            self._settled_as_of = self.as_of
 
     def drain(self) -> list[DomainEvent]:
         """Hand over the recorded events once they are persisted."""
         events, self.pending = self.pending, []
+        self._settled_as_of = self.as_of
         return events
+
+    def rebase(self, found: Mapping[str, Token | None], last_seq: Mapping[str, int], closed: Iterable[str],
+               admission: bool, daily_cap: int | None, leases: Iterable[Lease],
+               slot_plan: SlotPlan | None) -> bool:
+        """Throw away the pending changes (their commit was refused: another replica changed the
+        queue first) and take the state as committed, given every token changed since this copy
+        was read or by the pending changes (None: it does not exist) and the queue's other rows.
+        Mends the copy in place instead of rebuilding it from every token of a long line.
+
+        False, and nothing changed, when a pending change taught the service times something
+        (a completion): only a rebuild forgets that."""
+        if any(isinstance(event, TokenCompleted) for event in self.pending):
+            return False
+        finished = []
+        for token_id, token in found.items():
+            old = self.tokens.get(token_id)
+            if token is None:
+                if old is not None:
+                    self._unindex(old)
+                    del self.tokens[token_id]
+                continue
+            if token.status is Status.DONE and (old is None or old.status is not Status.DONE):
+                finished.append(token)
+            self._put(token)
+            self._settled_as_of = max(self._settled_as_of, token.issued_at, token.called_at or 0.0,
+                                      token.finished_at or 0.0)
+        for token in sorted(finished, key=lambda t: (t.finished_at or 0.0, t.id)):
+            self._learn(token)
+        self.last_seq = dict(last_seq)
+        self.closed = set(closed)
+        self.admission, self.daily_cap = admission, daily_cap
+        self.leases = {lease.id: lease for lease in leases}
+        self.slot_plan = slot_plan
+        self.pending = []
+        self._plans.clear()
+        self._issued_last = None
+        self.version += 1
+        self.as_of = self._settled_as_of
+        return True
 
     # -- internals -----------------------------------------------------------------------
 
@@ -673,40 +720,44 @@ class SubstationQueue:
     def _put(self, token: Token) -> None:
         """Store a token's new state and keep the waiting line and the counters' index in step."""
         old = self.tokens.get(token.id)
+        if old is not None:
+            self._unindex(old)
+        self.tokens[token.id] = token
         if token.status is Status.BOOKED:
             self._booked[token.id] = token
             self._due = None
-        elif self._booked.pop(token.id, None) is not None:
-            self._due = None
-        if not token.number and (old is None or old.number):
+        if not token.number:
             self._unnumbered += 1
-        elif token.number and old is not None and not old.number:
-            self._unnumbered -= 1
-        if old is not None and old.at_counter and self._at_counter.get(old.counter) == old.id:
-            del self._at_counter[old.counter]
         if token.at_counter and token.counter is not None:
             self._at_counter[token.counter] = token.id
-        if old is not None and old.status is Status.WAITING:
+        if token.active:
+            for ref in (token.account_ref, token.phone_ref):
+                if ref is not None:
+                    self._active_by_ref.setdefault(ref, set()).add(token.id)
+        if token.status is Status.WAITING:
+            self._waiting_per_service[token.service] = self._waiting_per_service.get(token.service, 0) + 1
+            self._pinned += token.target_counter is not None
+            bisect.insort(self._waiting, (self.policy.call_key(token), token.id))
+
+    def _unindex(self, old: Token) -> None:
+        """Take a token's state out of the line and the indexes (``tokens`` still holds it)."""
+        if self._booked.pop(old.id, None) is not None:
+            self._due = None
+        if not old.number:
+            self._unnumbered -= 1
+        if old.at_counter and self._at_counter.get(old.counter) == old.id:
+            del self._at_counter[old.counter]
+        if old.status is Status.WAITING:
             self._waiting_per_service[old.service] -= 1
             self._pinned -= old.target_counter is not None
             entry = (self.policy.call_key(old), old.id)
             index = bisect.bisect_left(self._waiting, entry)
             if index < len(self._waiting) and self._waiting[index] == entry:
                 del self._waiting[index]
-        if old is not None and old.active:
+        if old.active:
             for ref in (old.account_ref, old.phone_ref):
                 if ref is not None:
                     self._active_by_ref[ref].discard(old.id)
-        if token.active:
-            for ref in (token.account_ref, token.phone_ref):
-                if ref is not None:
-                    self._active_by_ref.setdefault(ref, set()).add(token.id)
-        self.tokens[token.id] = token
-        if token.status is Status.WAITING:
-            self._waiting_per_service[token.service] = self._waiting_per_service.get(token.service, 0) + 1
-            self._pinned += token.target_counter is not None
-            bisect.insort(self._waiting, (self.policy.call_key(token), token.id))
-
 
 def _due_at_closing(token: Token, now: float, closes_at: float, called_grace_s: float) -> bool:
     """Whether closing time ends this token's day (see ``SubstationQueue.close_hall``)."""

@@ -141,6 +141,14 @@ def build_queue(key: QueueKey, rows: QueueRows, policy: QueuePolicy,
                            leases=list(rows.leases), slot_plan=rows.slot_plan)
 
 
+def rebased(q: SubstationQueue, found: Mapping[str, Token | None], rows: QueueRows, policy: QueuePolicy) -> bool:
+    """``q`` mended in place to the committed state (see ``SubstationQueue.rebase``), given the
+    tokens read again and the queue's other rows; False when only a rebuild can."""
+    return q.rebase(found, rows.last_seq, rows.closed,
+                    policy.admission if rows.admission is None else rows.admission,
+                    rows.daily_cap, rows.leases, rows.slot_plan)
+
+
 def snapshot_of(q: SubstationQueue, hall_head: int) -> QueueSnapshot:
     return QueueSnapshot(q.at_counters(), q.waiting(), q.estimates(), q.hall_view(hall_head))
 
@@ -316,6 +324,10 @@ class StoreCore:
         """The (substation, day) of a token not in the cache, as stored."""
         raise NotImplementedError
 
+    def _refresh(self, key: QueueKey, cached: CachedQueue) -> None:
+        """Bring the cached copy up to what this process has heard committed elsewhere, before
+        a batch runs on it (an engine with one writer hears nothing: no-op)."""
+
     async def _kept(self, idem: IdempotencyKey) -> Any:
         """What the store kept for this key, as ``_answer_of`` reads it; None for a new key."""
         raise NotImplementedError
@@ -407,6 +419,8 @@ class StoreCore:
             if cached is None or recheck is not None:
                 cached = await self._load(key, cached, recheck or ())
                 recheck = None
+            else:
+                self._refresh(key, cached)
             q = cached.queue
             done: list[tuple[Job, bool, Any, int, int]] = []
             later: list[Job] = []

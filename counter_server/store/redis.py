@@ -58,6 +58,7 @@ from .base import IdempotencyKey, KeyRecord, StoreUnavailable
 log = logging.getLogger(__name__)
 
 COMMIT_MEMO_TTL_S = 600              # a commit retried after a lost reply answers from this
+UNAPPLIED_KEEP = 64                  # commits heard per busy queue, kept until its drainer is free
 T = TypeVar("T")
 
 
@@ -109,19 +110,16 @@ def _hash_put(substation: str, day: str, change: core.RowChange) -> list[list[st
     raise TypeError(f"no hash holds a {type(change).__name__}")
 
 
-def _queue_rows(day: str, found: list, base: SubstationQueue | None) -> tuple[int, core.QueueRows]:
-    """What READ_QUEUE found (over ``base`` when it read the changes only): the version and rows."""
+def _queue_rows(day: str, found: list) -> tuple[int, dict[str, Token | None], core.QueueRows]:
+    """What READ_QUEUE found: the version, the tokens it read (None: no such token), and the
+    queue's rows with those tokens."""
     version, raw_tokens, seqs, counters, leases, settings = found
-    tokens: dict[str, Token] = dict(base.tokens) if base is not None else {}
-    for token_id, raw in zip(raw_tokens[::2], raw_tokens[1::2]):
-        if raw:
-            tokens[token_id] = codec.from_row(Token, json.loads(raw))
-        else:
-            tokens.pop(token_id, None)
+    tokens = {token_id: codec.from_row(Token, json.loads(raw)) if raw else None
+              for token_id, raw in zip(raw_tokens[::2], raw_tokens[1::2])}
     seqs, counters, leases, settings = (dict(zip(x[::2], x[1::2])) for x in (seqs, counters, leases, settings))
     plan = settings.get(f"slots:{day}")
-    return int(version or 0), core.QueueRows(
-        tokens=tokens.values(),
+    return int(version or 0), tokens, core.QueueRows(
+        tokens=[token for token in tokens.values() if token is not None],
         last_seq={service: int(last) for service, last in seqs.items()},
         closed=[counter for counter, is_open in counters.items() if is_open == "0"],
         admission=settings["admission"] == "1" if "admission" in settings else None,
@@ -169,6 +167,9 @@ class RedisStore(core.StoreCore):
         self._delivered = 0            # every event up to this seq has reached the listeners
         self._read_to = 0              # the stream has been read up to this seq
         self._heard: list[tuple[int, DomainEvent]] = []   # a commit read in part
+        # Commits of other replicas heard while a queue's drainer held its copy: (the version
+        # each ran on, its events), applied by the drainer before its next batch.
+        self._unapplied: dict[core.QueueKey, list[tuple[int, list[tuple[int, DomainEvent]]]]] = {}
         self._progress = asyncio.Condition()
         self.following = False         # the stream follower is connected
         self._closing = False
@@ -302,7 +303,7 @@ class RedisStore(core.StoreCore):
         substation, day = key = batch.key
         puts: list[list[str]] = [put for change in batch.rows for put in _hash_put(substation, day, change)]
         if batch.records:
-            puts.append(["waiting", substation, str(len(batch.queue.waiting()))])
+            puts.append(["waiting", substation, str(batch.queue.waiting_count())])
         keys = {**self._queue_keys(key), **self._log_keys(day), "homes": self._k("homes"),
                 "waiting": self._k("waiting", day)}
         try:
@@ -357,9 +358,21 @@ class RedisStore(core.StoreCore):
         return self._cache_read(key, base.queue if base is not None else None, found)
 
     def _cache_read(self, key: core.QueueKey, base: SubstationQueue | None, found: list) -> core.CachedQueue:
-        """Build and cache the queue READ_QUEUE found (over ``base`` when it read changes only)."""
-        version, rows = _queue_rows(key[1], found, base)
-        return self._cached(key, rows, version)
+        """Cache the queue READ_QUEUE found. Over ``base`` (it read only the changes, and what
+        ``base``'s refused changes touched), ``base`` is mended in place where it can be: a
+        rebuild walks every token of the line, on every refusal."""
+        version, tokens, rows = _queue_rows(key[1], found)
+        if base is None:
+            return self._cached(key, rows, version)
+        cached = self._cache.get(key)
+        if cached is not None and cached.queue is base and core.rebased(base, tokens, rows, self.policy):
+            cached.version = version
+            for token_id, token in tokens.items():
+                if token is not None:
+                    self._cache.note_home(token_id, key)
+            return cached
+        merged = {**base.tokens, **tokens}
+        return self._cached(key, replace(rows, tokens=[t for t in merged.values() if t is not None]), version)
 
     async def _home_of(self, token_id: str) -> core.QueueKey | None:
         raw = await self.redis.hget(self._k("homes"), token_id)
@@ -701,6 +714,7 @@ class RedisStore(core.StoreCore):
             await self._run(lua.RAISE_SEQ, {"seq": self._seq_key}, {"floor": self._read_to},
                             follower=True)
             self._cache.clear()
+            self._unapplied.clear()
 
     async def _dispatch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         """Each commit goes out as one Committed, whichever replica made it (the entry with
@@ -711,6 +725,7 @@ class RedisStore(core.StoreCore):
                 log.warning("events %d to %d were not heard (the stream keeps %d); cached queues "
                             "are read again", self._read_to + 1, seq - 1, self.stream_keep)
                 self._cache.clear()
+                self._unapplied.clear()
                 self._heard = []
             self._read_to = seq
             if "e" not in fields:         # a payment's event: nothing for the boards
@@ -727,21 +742,39 @@ class RedisStore(core.StoreCore):
                 self._notify(Committed(*key, events, hall))
             self._delivered = seq
 
+    def _refresh(self, key: core.QueueKey, cached: core.CachedQueue) -> None:
+        """Apply the commits heard while the drainer held the copy: a batch run on a copy that
+        lags the other replicas is refused as stale and runs again."""
+        for base, events in self._unapplied.pop(key, ()):
+            self._apply(key, cached, base, events)
+
+    def _apply(self, key: core.QueueKey, cached: core.CachedQueue, base: int,
+               events: list[tuple[int, DomainEvent]]) -> None:
+        """A commit another replica made, applied to this copy when it is the copy the commit
+        ran on (a copy behind or ahead of it is left as it is)."""
+        if cached.version != base:
+            return
+        for _, event in events:
+            cached.queue.catch_up(event)
+            if event.token is not None:
+                self._cache.note_home(event.token.id, key)
+        cached.version = events[-1][0]
+
     async def _hall_after(self, key: core.QueueKey, base: int,
                           events: list[tuple[int, DomainEvent]]) -> HallView | None:
         """The hall after a commit. When this replica's copy of the queue is the one the commit
         ran on, the commit is applied to it (so the next change here commits at once instead of
-        being refused as stale); a copy that holds the commit gives the hall; else the hall is
-        read through the queue's drainer, which never shows a change not yet committed."""
+        being refused as stale), or, while the queue's drainer holds the copy, before its next
+        batch; a copy that holds the commit gives the hall; else the hall is read through the
+        drainer, which never shows a change not yet committed."""
         cached = self._cache.get(key)
         last = events[-1][0]
-        if cached is not None and key not in self._drainers:
-            if cached.version == base:
-                for _, event in events:
-                    cached.queue.catch_up(event)
-                    if event.token is not None:
-                        self._cache.note_home(event.token.id, key)
-                cached.version = last
+        if cached is not None and key in self._drainers:
+            heard = self._unapplied.setdefault(key, [])
+            heard.append((base, events))
+            del heard[:-UNAPPLIED_KEEP]
+        elif cached is not None:
+            self._apply(key, cached, base, events)
             if cached.version >= last:
                 return cached.queue.hall_view(self.hall_head)
         try:
