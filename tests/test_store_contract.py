@@ -314,6 +314,23 @@ async def test_sqlite_commits_concurrent_writes_together(tmp_path: Path):
         await store.close()
 
 
+async def test_sqlite_answers_reads_of_a_queue_without_a_turn_on_the_writer(tmp_path: Path):
+    """The only writer's copy is the committed queue: reads alone make no transaction, and a
+    read queued behind a change still sees it (answered once that change is committed)."""
+    store = SQLiteStore(tmp_path / "reads.db", POLICY)
+    await store.open()
+    try:
+        await store.mutate_queue("S01", DAY, issuing("t0", 0))
+        before = store.commits
+        snapshots = await asyncio.gather(*[store.queue_snapshot("S01", DAY) for _ in range(20)])
+        assert store.commits == before and all(len(s.waiting) == 1 for s in snapshots)
+        issued, seen = await asyncio.gather(store.mutate_queue("S01", DAY, issuing("t1", 1)),
+                                            store.queue_snapshot("S01", DAY))
+        assert [t.id for t in seen.waiting] == ["t0", "t1"] and store.commits == before + 1
+    finally:
+        await store.close()
+
+
 async def test_sqlite_forgets_idempotency_keys_past_their_ttl(tmp_path: Path):
     """A retry within the TTL replays; a key older than that is pruned when the store opens."""
     path = tmp_path / "keys.db"

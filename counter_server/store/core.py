@@ -226,6 +226,7 @@ class Job:
     run: Callable[[SubstationQueue], Any]
     idem: IdempotencyKey | None
     future: asyncio.Future
+    at_least: int | None = None      # a read that needs the queue only as of this version
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,12 @@ class StoreCore:
         """Bring the cached copy up to what this process has heard committed elsewhere, before
         a batch runs on it (an engine with one writer hears nothing: no-op)."""
 
+    def _answers_reads(self, cached: CachedQueue, jobs: Iterable[Job]) -> bool:
+        """Whether the copy answers a batch of reads without asking the store: when each read
+        needs only a version the copy has reached. (An engine whose copy is always the committed
+        queue, having the only writer, answers every read so.)"""
+        return all(job.at_least is not None and job.at_least <= cached.version for job in jobs)
+
     async def _kept(self, idem: IdempotencyKey) -> Any:
         """What the store kept for this key, as ``_answer_of`` reads it; None for a new key."""
         raise NotImplementedError
@@ -375,9 +382,10 @@ class StoreCore:
         return self._cache.home(token_id) or await self._home_of(token_id)
 
     async def _queued(self, key: QueueKey, run: Callable[[SubstationQueue], Any],
-                      idem: IdempotencyKey | None = None) -> Any:
-        """Run ``run`` on the queue's committed state, in turn with whatever else waits for it."""
-        job = Job(run, idem, asyncio.get_running_loop().create_future())
+                      idem: IdempotencyKey | None = None, at_least: int | None = None) -> Any:
+        """Run ``run`` on the queue's committed state, in turn with whatever else waits for it
+        (``at_least``: a read content with the state as of that version, or later)."""
+        job = Job(run, idem, asyncio.get_running_loop().create_future(), at_least)
         self._jobs.setdefault(key, []).append(job)
         if key not in self._drainers:
             self._drainers[key] = asyncio.create_task(self._drain(key), name=f"queue-{key[0]}-{key[1]}")
@@ -454,6 +462,10 @@ class StoreCore:
                     return []
                 continue
             events = list(q.pending)
+            if not events and not any(job.idem for job in batch) and self._answers_reads(cached, batch):
+                for job, ok, value, _, _ in done:     # reads only, of a copy known to be current
+                    _settle(job, result=value) if ok else _settle(job, exc=value)
+                return later
             outcome = await self._commit_batch(Batch(
                 q, cached.version, [event_record(q.substation, q.day, event) for event in events],
                 [row for event in events for row in rows_changed(q, event)],

@@ -777,8 +777,8 @@ class RedisStore(core.StoreCore):
             self._apply(key, cached, base, events)
             if cached.version >= last:
                 return cached.queue.hall_view(self.hall_head)
-        try:
-            return await self.read_queue(*key, lambda q: q.hall_view(self.hall_head))
+        try:   # the copy as of this commit will do: the drainer applies it before the read
+            return await self._queued(key, lambda q: q.hall_view(self.hall_head), at_least=last)
         except (StoreUnavailable, RedisError) as exc:
             log.warning("the hall of %s on %s after event %d could not be read: %s", *key, last, exc)
             return None

@@ -252,6 +252,11 @@ class SQLiteStore(core.StoreCore):
 
         return await self._write(job)
 
+    def _answers_reads(self, cached: core.CachedQueue, jobs: Iterable[core.Job]) -> bool:
+        """Always: this process is the file's only writer, so its copy is the committed queue
+        (a batch of reads alone no longer takes a turn on the writer thread)."""
+        return True
+
     async def _home_of(self, token_id: str) -> core.QueueKey | None:
         row = await self._point(lambda db: db.execute(
             "SELECT substation, day FROM tokens WHERE id = ?", [token_id]).fetchone())
