@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import secrets
 import time
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -305,7 +305,7 @@ def _answer_of(response: web.StreamResponse | None) -> tuple[str | None, dict[st
     for kind in ("token", "payment"):
         if body.startswith(b'{"%s": {' % kind.encode()):
             try:
-                return kind, json.loads(body)[kind]
-            except (ValueError, KeyError, TypeError):
+                return kind, orjson.loads(body)[kind]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
                 return None, {}
     return None, {}
