@@ -759,6 +759,7 @@ class SubstationQueue:
                 if ref is not None:
                     self._active_by_ref[ref].discard(old.id)
 
+
 def _due_at_closing(token: Token, now: float, closes_at: float, called_grace_s: float) -> bool:
     """Whether closing time ends this token's day (see ``SubstationQueue.close_hall``)."""
     if token.status is Status.BOOKED:
