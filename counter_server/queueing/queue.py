@@ -152,11 +152,8 @@ class SubstationQueue:
         self.as_of = 0.0
         for token in tokens:
             self._put(token)
-            self.as_of = max(self.as_of, token.issued_at, token.called_at or 0.0, token.finished_at or 0.0)
-        finished = sorted((t for t in self.tokens.values() if t.status is Status.DONE),
-                          key=lambda t: (t.finished_at or 0.0, t.id))
-        for token in finished:
-            self._learn(token)
+            self.as_of = max(self.as_of, _last_moment(token))
+        self._learn_in_order(t for t in self.tokens.values() if t.status is Status.DONE)
         self._settled_as_of = self.as_of        # as_of without the pending changes
 
     # -- reading -------------------------------------------------------------------------
@@ -662,10 +659,8 @@ class SubstationQueue:
             if token.status is Status.DONE and (old is None or old.status is not Status.DONE):
                 finished.append(token)
             self._put(token)
-            self._settled_as_of = max(self._settled_as_of, token.issued_at, token.called_at or 0.0,
-                                      token.finished_at or 0.0)
-        for token in sorted(finished, key=lambda t: (t.finished_at or 0.0, t.id)):
-            self._learn(token)
+            self._settled_as_of = max(self._settled_as_of, _last_moment(token))
+        self._learn_in_order(finished)
         self.last_seq = dict(last_seq)
         self.closed = set(closed)
         self.admission, self.daily_cap = admission, daily_cap
@@ -713,6 +708,11 @@ class SubstationQueue:
         self.version += 1
         self.as_of = max(self.as_of, event.at)
 
+    def _learn_in_order(self, finished: Iterable[Token]) -> None:
+        """Learn from completed tokens in the order they finished, as they were served."""
+        for token in sorted(finished, key=lambda t: (t.finished_at or 0.0, t.id)):
+            self._learn(token)
+
     def _learn(self, token: Token) -> None:
         if token.called_at is not None and token.finished_at is not None:
             self.service_times.observe(token.service, token.finished_at - token.called_at)
@@ -758,6 +758,11 @@ class SubstationQueue:
             for ref in (old.account_ref, old.phone_ref):
                 if ref is not None:
                     self._active_by_ref[ref].discard(old.id)
+
+
+def _last_moment(token: Token) -> float:
+    """The latest moment a token's state names (issued, called or finished)."""
+    return max(token.issued_at, token.called_at or 0.0, token.finished_at or 0.0)
 
 
 def _due_at_closing(token: Token, now: float, closes_at: float, called_grace_s: float) -> bool:
