@@ -11,6 +11,8 @@ both pinned to core 0, then measures in one run:
     runs on the machine;
   * the same wrk against GET /api/v1/me (every middleware and the key, no work of its own)
     over the bare handler: the ceiling of that ratio, before a token's own work;
+  * the server's CPU a token during its wrk runs, split between the event loop's thread and
+    the store's threads (the kernel's count from /proc): which one to make cheaper;
   * open-loop p99 at a fixed 200 issues/s, timed from each request's scheduled moment so a
     stall counts against every request it delays (target: under 20 ms);
   * durability: the server is killed with SIGKILL and every acknowledged token is looked up
@@ -35,7 +37,7 @@ import aiohttp
 from benchmarks.token_wrk import LOAD_CORE, SERVER_CORE, get_script, issue_script, pin, require_wrk, run_wrk
 from benchmarks.token_wrk import start_bare
 from counter_server.config import load_scenario
-from testkit.figures import Figure, memory_mb, percentile, print_table, progress
+from testkit.figures import Figure, memory_mb, percentile, print_table, progress, thread_cpu_s
 from testkit.processes import ServerProcess
 from testkit.scenarios import OPEN_ALL_DAY, paid_service
 
@@ -159,13 +161,18 @@ async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3,
             progress(f"{NAME}: {sequential_pairs} sequential issue + call-next pairs ...")
             issue_ms, next_ms = await sequential(server.url, key, load, sequential_pairs)
             server_runs, bare_runs, chain_runs = [], [], []
+            loop_cpu_s = store_threads_cpu_s = 0.0     # the server's, during its wrk runs
             for r in range(rounds):
                 progress(f"{NAME}: wrk round {r + 1}/{rounds}, {seconds:g} s at {concurrency} connections, "
                          f"server (core {SERVER_CORE}) then bare handler, wrk on core {LOAD_CORE} ...")
                 # A script of its own each round: wrk numbers its requests from 1 again, and a
                 # key used in an earlier round would be answered as a replay, not a new token.
                 script = issue_script(load.halls, load.service, key)
+                before = thread_cpu_s(server.proc.pid)
                 server_runs.append(run_wrk(server.url, script, Path(tmp), seconds, concurrency))
+                after = thread_cpu_s(server.proc.pid)
+                loop_cpu_s += after[0] - before[0]
+                store_threads_cpu_s += after[1] - before[1]
                 wrk_answered += server_runs[-1].requests - server_runs[-1].failed
                 bare_runs.append(run_wrk(bare_url, script, Path(tmp), seconds, concurrency))
                 chain_runs.append(run_wrk(server.url, get_script(CHAIN_PATH, key), Path(tmp),
@@ -189,6 +196,9 @@ async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3,
     failed = sum(run.failed for run in server_runs)
     ratio = tokens_per_s / bare_per_s
     chain_ratio = statistics.median(run.ok_per_s for run in chain_runs) / bare_per_s
+    # Where a token's CPU goes: the event loop's thread, or the store's (SQLite's statements and
+    # commits; its fsync waits on the disk and costs no CPU).
+    wrk_tokens = max(1, sum(run.requests - run.failed for run in server_runs))
     # wrk acknowledged tokens it cannot name; the file must hold at least as many in all.
     acknowledged_total = wrk_answered + len(acknowledged) + sequential_pairs
     rows = [
@@ -203,6 +213,9 @@ async def measure(seconds: float = 10.0, concurrency: int = 50, rounds: int = 3,
         (f"bare aiohttp handler under wrk, {concurrency} connections", bare_per_s, "req/s", "", None),
         ("throughput, server / bare", ratio, "", ">= 0.5", ratio >= 0.5),
         (f"middlewares and key alone (GET {CHAIN_PATH}) / bare", chain_ratio, "", "", None),
+        ("server CPU a token under wrk: event loop thread", loop_cpu_s / wrk_tokens * 1e6, "us", "", None),
+        ("server CPU a token under wrk: store threads (SQLite)", store_threads_cpu_s / wrk_tokens * 1e6,
+         "us", "", None),
         (f"p50 at {rate:.0f} issues/s", open_p50, "ms", "", None),
         (f"p99 at {rate:.0f} issues/s", open_p99, "ms", "< 20 ms", open_p99 < 20),
         ("acknowledged tokens in the file after SIGKILL", found, f"of {len(acknowledged)}",

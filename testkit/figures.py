@@ -1,8 +1,9 @@
-"""The figures benchmarks and the reliability suite print: percentiles, a server's memory, and the
-one-table report."""
+"""The figures benchmarks and the reliability suite print: percentiles, a server's memory and
+CPU, and the one-table report."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,25 @@ def memory_mb(pid: int) -> tuple[float, float]:
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0]) / 1024
     return fields["VmRSS"], fields["VmHWM"]
+
+
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user and system) a process has used so far: its main thread, which runs the
+    event loop, and its other threads together (the store's writer and readers). Read from
+    ``/proc``, so the split is the kernel's count, not a profiler's sampling."""
+    main = others = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:     # the thread ended between the listing and the read
+            continue
+        after_name = stat.rsplit(")", 1)[1].split()   # fields 3 onwards; utime is field 14
+        used = (int(after_name[11]) + int(after_name[12])) / os.sysconf("SC_CLK_TCK")
+        if int(task.name) == pid:
+            main += used
+        else:
+            others += used
+    return main, others
 
 
 def progress(text: str) -> None:
