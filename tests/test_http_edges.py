@@ -14,7 +14,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -297,19 +297,31 @@ def test_malformed_requests_are_logged_once_per_client_a_minute():
     assert keep.filter(other)                                        # anything else passes as it is
 
 
-def test_json_logs_escape_what_json_leaves_raw():
+@pytest.mark.parametrize("message", ["path /x\u2028%s\x85\x7f", "ascii only /x%s\x7f"])
+def test_json_logs_escape_what_json_leaves_raw(message):
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("tests.http_edges")
     logger.addHandler(handler)
     try:
-        logger.warning("path /x\u2028%s\x85\x7f", FORGED, extra={"token_id": "a\nb"})
+        logger.warning(message, FORGED, extra={"token_id": "a\nb"})
     finally:
         logger.removeHandler(handler)
     line = stream.getvalue()
     assert line.count("\n") == 1 and not set("\u2028\x85\x7f") & set(line)
-    assert json.loads(line)["msg"] == f"path /x\u2028{FORGED}\x85\x7f"
+    assert json.loads(line)["msg"] == message % FORGED
+
+
+@pytest.mark.parametrize("created", [0.0, 1764765750.0, 1764765750.0004994, 1764765750.9995,
+                                     1764765750.9999996, 1764765751.123456, 1793219781.1399994, 1796083199.999])
+def test_json_log_time_is_isoformat_to_the_millisecond(created):
+    record = logging.LogRecord("tests", logging.INFO, __file__, 1, "m", (), None)
+    record.created = created
+    formatter = JsonFormatter()
+    formatter.format(logging.LogRecord("tests", logging.INFO, __file__, 1, "m", (), None))  # another second kept
+    expected = datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
+    assert json.loads(formatter.format(record))["ts"] == expected
 
 
 
