@@ -42,6 +42,7 @@ function receive(message) {
   if (message.type === "snapshot") {
     Object.assign(board, { seq: message.seq, hall: message.hall, nearby: message.nearby, online: message.online,
                            timezone: message.timezone });
+    showClock();
   } else if (message.type === "delta") {
     if (board.seq !== null && message.prev !== board.seq) {   // missed one: resume from what we hold
       socket.close();
@@ -382,9 +383,15 @@ function chime() {
 
 // -- clock and link -------------------------------------------------------------------------
 
+/** The hall's time, once the first snapshot has said its zone: never the browser's meanwhile. */
+function showClock() {
+  $("clock").textContent = board.timezone
+    ? new Date().toLocaleTimeString("en-IN", { hour: "2-digit", minute: "2-digit", timeZone: board.timezone })
+    : "--:--";
+}
+
 function tick() {
-  const now = new Date();
-  $("clock").textContent = now.toLocaleTimeString("en-IN", { hour: "2-digit", minute: "2-digit", timeZone: board.timezone });
+  showClock();
   const stale = Date.now() - board.lastHeard > 2500 * board.intervalS;
   if (stale && document.body.dataset.state === "live") {
     setState("offline");

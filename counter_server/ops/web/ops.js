@@ -172,6 +172,7 @@ function receive(message) {
   if (message.type === "snapshot") {
     ops.seq = message.seq;
     ops.timezone = message.timezone;                       // the scenario's, not this browser's
+    showClock();
     ops.halls = new Map(message.halls.map((h) => [h.substation, h]));
     refreshOverview();                                     // counts may have moved while away
     relabelPayments();                                     // counters by name, now they are known
@@ -228,8 +229,13 @@ function clockText(ms) {
   }
 }
 
+/** The halls' time, once the first snapshot has said their zone: never the browser's meanwhile. */
+function showClock() {
+  $("clock").textContent = ops.timezone ? clockText(Date.now()) : "--:--:--";
+}
+
 setInterval(() => {
-  $("clock").textContent = clockText(Date.now());
+  showClock();
   showStale();
   if (document.body.dataset.state === "live" && Date.now() - ops.lastHeard > ops.intervalS * 2500) {
     setLink("offline");
