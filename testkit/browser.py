@@ -34,9 +34,18 @@ def far_time_zone(zone: ZoneInfo) -> str:
     raise AssertionError(f"no zone far from {zone.key}")
 
 
+async def page_far_from(browser, zone: ZoneInfo):
+    """A new page in a browser zone hours from ``zone``'s, recording its clock (CLOCK_RECORDER)
+    from its first script on."""
+    page = await browser.new_page(timezone_id=far_time_zone(zone), bypass_csp=True)
+    await page.add_init_script(CLOCK_RECORDER)
+    return page
+
+
 async def clock_texts_off_zone(page, zone: ZoneInfo, locale: str, options: dict) -> tuple[list, list]:
-    """(every time the page's clock showed, those of them that are not ``zone``'s time when
-    shown): ``locale`` and ``options`` are how the page writes its clock."""
+    """Once the page's clock has shown a time: (every text it showed, those of them that are
+    not ``zone``'s time when shown). ``locale`` and ``options`` are how the page writes it."""
+    await page.wait_for_function("window.__clocks.some(([text]) => !text.startsWith('--'))", timeout=3_000)
     shown = await page.evaluate("window.__clocks")
     wrong = await page.evaluate("""([shown, zone, locale, options]) => shown.filter(([text, at]) =>
         !text.startsWith("--") && ![at, at - 1000].some((ms) =>
